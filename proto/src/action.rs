@@ -1,0 +1,242 @@
+//! Actions: what a rule does to the packets it matches (`ovs-actions(7)` where they overlap).
+
+use crate::field::FieldId;
+use crate::flow::Slot;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// OpenFlow port numbers (OpenFlow 1.0 numbering, as Open vSwitch prints them).
+pub mod port {
+    /// Highest number a real port may have.
+    pub const MAX: u32 = 0xff00;
+    pub const IN_PORT: u32 = 0xfff8;
+    pub const TABLE: u32 = 0xfff9;
+    pub const NORMAL: u32 = 0xfffa;
+    pub const FLOOD: u32 = 0xfffb;
+    pub const ALL: u32 = 0xfffc;
+    pub const CONTROLLER: u32 = 0xfffd;
+    pub const LOCAL: u32 = 0xfffe;
+    pub const NONE: u32 = 0xffff;
+
+    /// The reserved ports by name, as Open vSwitch prints them.
+    pub const NAMES: [(u32, &str); 8] = [
+        (IN_PORT, "IN_PORT"),
+        (TABLE, "TABLE"),
+        (NORMAL, "NORMAL"),
+        (FLOOD, "FLOOD"),
+        (ALL, "ALL"),
+        (CONTROLLER, "CONTROLLER"),
+        (LOCAL, "LOCAL"),
+        (NONE, "NONE"),
+    ];
+
+    pub fn reserved_name(p: u32) -> Option<&'static str> {
+        NAMES.iter().find(|(n, _)| *n == p).map(|(_, s)| *s)
+    }
+
+    pub fn from_reserved_name(s: &str) -> Option<u32> {
+        NAMES
+            .iter()
+            .find(|(_, n)| n.eq_ignore_ascii_case(s))
+            .map(|(p, _)| *p)
+            .or(if s.eq_ignore_ascii_case("ANY") {
+                Some(NONE)
+            } else {
+                None
+            })
+    }
+}
+
+/// A run of bits of a field: `NXM_NX_REG0[0..15]`, `reg1[]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SubField {
+    pub field: FieldId,
+    /// Offset of the first bit, from the field's least significant bit.
+    pub ofs: u8,
+    pub n_bits: u8,
+}
+
+impl SubField {
+    /// The whole field.
+    pub fn whole(field: FieldId) -> SubField {
+        SubField {
+            field,
+            ofs: 0,
+            n_bits: field.bits(),
+        }
+    }
+
+    pub fn is_whole(&self) -> bool {
+        self.ofs == 0 && self.n_bits == self.field.bits()
+    }
+
+    /// The physical bits this subfield covers. Subfields of 128-bit fields must be whole.
+    pub fn slot(&self) -> Slot {
+        let s = self.field.slot();
+        if s.bits == 128 {
+            s
+        } else {
+            s.sub(self.ofs, self.n_bits)
+        }
+    }
+
+    /// Mask of this subfield's bits within its field's value.
+    pub fn mask_in_field(&self) -> u128 {
+        let ones = if self.n_bits >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << self.n_bits) - 1
+        };
+        ones << self.ofs
+    }
+}
+
+/// A conntrack zone: a constant, or read from a subfield of the packet's flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CtZone {
+    Imm(u16),
+    Field(SubField),
+}
+
+/// `nat(...)` inside `ct(...)`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct Nat {
+    /// `src` or `dst`, or neither for a bare `nat` (un-NAT replies, apply established NAT).
+    pub kind: Option<NatKind>,
+    /// First and last address of the range (the same when one address is given).
+    pub addrs: Option<(IpAddr, IpAddr)>,
+    /// First and last port of the range.
+    pub ports: Option<(u16, u16)>,
+    pub random: bool,
+    pub persistent: bool,
+    pub hash: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NatKind {
+    Src,
+    Dst,
+}
+
+/// `ct(...)`: send the packet through connection tracking.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Ct {
+    pub commit: bool,
+    pub force: bool,
+    pub zone: CtZone,
+    /// Continue processing a copy of the packet in this table after tracking
+    /// (recirculation), with the conntrack fields filled in.
+    pub table: Option<u8>,
+    pub nat: Option<Nat>,
+    /// Actions applied to the connection on commit (only `set_field` to ct_mark/ct_label).
+    pub exec: Vec<Action>,
+    /// Application-layer gateway port (`alg=ftp` is 21, `alg=tftp` is 69).
+    pub alg: Option<u16>,
+}
+
+impl Default for Ct {
+    fn default() -> Ct {
+        Ct {
+            commit: false,
+            force: false,
+            zone: CtZone::Imm(0),
+            table: None,
+            nat: None,
+            exec: Vec::new(),
+            alg: None,
+        }
+    }
+}
+
+/// One element of a `learn(...)` specification.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LearnSpec {
+    /// The learned flow matches `dst` equal to the packet's `src` (`NXM_OF_IP_SRC[]` is
+    /// shorthand for `dst == src`).
+    MatchField { dst: SubField, src: SubField },
+    /// The learned flow matches `dst == value` (`nw_proto=6`).
+    MatchImm { dst: SubField, value: u128 },
+    /// The learned flow's actions load the packet's `src` into `dst`.
+    LoadField { src: SubField, dst: SubField },
+    /// The learned flow's actions load `value` into `dst`.
+    LoadImm { value: u128, dst: SubField },
+    /// The learned flow's actions output to the port in the packet's `src`.
+    Output(SubField),
+}
+
+/// `learn(...)`: add or refresh a flow built from this packet.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Learn {
+    pub table: u8,
+    pub priority: u16,
+    pub idle_timeout: u16,
+    pub hard_timeout: u16,
+    pub fin_idle_timeout: u16,
+    pub fin_hard_timeout: u16,
+    pub cookie: u64,
+    /// `delete_learned`: remove the learned flows when this rule is removed.
+    pub delete_learned: bool,
+    pub specs: Vec<LearnSpec>,
+}
+
+impl Default for Learn {
+    fn default() -> Learn {
+        Learn {
+            table: 1,
+            priority: crate::DEFAULT_PRIORITY,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            fin_idle_timeout: 0,
+            fin_hard_timeout: 0,
+            cookie: 0,
+            delete_learned: false,
+            specs: Vec::new(),
+        }
+    }
+}
+
+/// One action.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Action {
+    /// Send to a port (a real one, or a reserved one such as `LOCAL`); `max_len` only matters
+    /// for `CONTROLLER`.
+    Output { port: u32, max_len: Option<u16> },
+    /// Send to the port number held in a subfield.
+    OutputReg(SubField),
+    /// Send back out of the port the packet came in on.
+    InPort,
+    /// Behave like a learning switch.
+    Normal,
+    /// Send to every port but the input port.
+    Flood,
+    /// Send to every port but the input port (flood ignores no-flood flags; this does not).
+    All,
+    /// Send to the controller (the switch's slow path); `max_len` bytes of the packet.
+    Controller { max_len: u16 },
+    /// Continue in a later table, then stop.
+    GotoTable(u8),
+    /// Run the actions of the rule that matches in `table` (this one if `None`), as if the
+    /// packet had arrived on `in_port` (the real one if `None`), then continue here.
+    Resubmit { in_port: Option<u32>, table: Option<u8> },
+    /// Write a value (under a mask) into a field.
+    SetField { field: FieldId, value: u128, mask: u128 },
+    /// Copy bits from one subfield into another.
+    Move { src: SubField, dst: SubField },
+    DecTtl,
+    PushVlan(u16),
+    PopVlan,
+    Group(u32),
+    /// Part `clause` (0-based) of `n_clauses` of conjunctive match `id`.
+    Conjunction { id: u32, clause: u8, n_clauses: u8 },
+    Learn(Box<Learn>),
+    Note(Vec<u8>),
+    Ct(Box<Ct>),
+    CtClear,
+}
+
+impl Action {
+    /// Whether this action may appear together with `conjunction` actions (only `note`).
+    pub fn allowed_with_conjunction(&self) -> bool {
+        matches!(self, Action::Conjunction { .. } | Action::Note(_))
+    }
+}

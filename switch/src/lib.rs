@@ -1,0 +1,18 @@
+//! vswitch: the datapath of a userspace virtual switch for Kubernetes Pod networking.
+//!
+//! A packet's way through this crate:
+//!
+//! ```text
+//! bytes -> flow::extract (FlowKey) -> dp::FastPath: exact-match cache -> megaflow cache
+//!       -> on a miss, ofproto::xlate runs the tables (cls::Classifier per table)
+//!       -> datapath actions + the mask they depend on -> installed as a megaflow
+//!       -> dp::exec rewrites the bytes and hands them to ports
+//! ```
+//!
+//! Only the `sys` module may use `unsafe`.
+
+pub mod cls;
+pub mod dp;
+pub mod flow;
+pub mod ofproto;
+pub mod wire;

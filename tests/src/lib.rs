@@ -1,0 +1,2 @@
+//! Helpers shared by the workspace's integration tests.
+#![forbid(unsafe_code)]
