@@ -7,8 +7,8 @@ use std::net::IpAddr;
 
 /// OpenFlow port numbers (OpenFlow 1.0 numbering, as Open vSwitch prints them).
 pub mod port {
-    /// Highest number a real port may have.
-    pub const MAX: u32 = 0xff00;
+    /// Highest number a real port may have (OpenFlow 1.0 reserves 0xff00 and up).
+    pub const MAX: u32 = 0xfeff;
     pub const IN_PORT: u32 = 0xfff8;
     pub const TABLE: u32 = 0xfff9;
     pub const NORMAL: u32 = 0xfffa;
@@ -57,17 +57,22 @@ pub struct SubField {
 }
 
 impl SubField {
-    /// The whole field.
+    /// The whole field. `in_port` is 16 bits wide in subfield syntax (`NXM_OF_IN_PORT[]`),
+    /// as in Open vSwitch.
     pub fn whole(field: FieldId) -> SubField {
         SubField {
             field,
             ofs: 0,
-            n_bits: field.bits(),
+            n_bits: if field == FieldId::InPort {
+                16
+            } else {
+                field.bits()
+            },
         }
     }
 
     pub fn is_whole(&self) -> bool {
-        self.ofs == 0 && self.n_bits == self.field.bits()
+        *self == SubField::whole(self.field)
     }
 
     /// The physical bits this subfield covers. Subfields of 128-bit fields must be whole.
@@ -154,11 +159,12 @@ pub enum LearnSpec {
     /// The learned flow matches `dst` equal to the packet's `src` (`NXM_OF_IP_SRC[]` is
     /// shorthand for `dst == src`).
     MatchField { dst: SubField, src: SubField },
-    /// The learned flow matches `dst == value` (`nw_proto=6`).
+    /// The learned flow matches `dst == value` (`nw_proto=6`); `value` is the subfield's
+    /// own value, not shifted by its offset.
     MatchImm { dst: SubField, value: u128 },
     /// The learned flow's actions load the packet's `src` into `dst`.
     LoadField { src: SubField, dst: SubField },
-    /// The learned flow's actions load `value` into `dst`.
+    /// The learned flow's actions load `value` (not shifted by `dst`'s offset) into `dst`.
     LoadImm { value: u128, dst: SubField },
     /// The learned flow's actions output to the port in the packet's `src`.
     Output(SubField),
@@ -200,7 +206,10 @@ impl Default for Learn {
 pub enum Action {
     /// Send to a port (a real one, or a reserved one such as `LOCAL`); `max_len` only matters
     /// for `CONTROLLER`.
-    Output { port: u32, max_len: Option<u16> },
+    Output {
+        port: u32,
+        max_len: Option<u16>,
+    },
     /// Send to the port number held in a subfield.
     OutputReg(SubField),
     /// Send back out of the port the packet came in on.
@@ -212,22 +221,38 @@ pub enum Action {
     /// Send to every port but the input port (flood ignores no-flood flags; this does not).
     All,
     /// Send to the controller (the switch's slow path); `max_len` bytes of the packet.
-    Controller { max_len: u16 },
+    Controller {
+        max_len: u16,
+    },
     /// Continue in a later table, then stop.
     GotoTable(u8),
     /// Run the actions of the rule that matches in `table` (this one if `None`), as if the
     /// packet had arrived on `in_port` (the real one if `None`), then continue here.
-    Resubmit { in_port: Option<u32>, table: Option<u8> },
+    Resubmit {
+        in_port: Option<u32>,
+        table: Option<u8>,
+    },
     /// Write a value (under a mask) into a field.
-    SetField { field: FieldId, value: u128, mask: u128 },
+    SetField {
+        field: FieldId,
+        value: u128,
+        mask: u128,
+    },
     /// Copy bits from one subfield into another.
-    Move { src: SubField, dst: SubField },
+    Move {
+        src: SubField,
+        dst: SubField,
+    },
     DecTtl,
     PushVlan(u16),
     PopVlan,
     Group(u32),
     /// Part `clause` (0-based) of `n_clauses` of conjunctive match `id`.
-    Conjunction { id: u32, clause: u8, n_clauses: u8 },
+    Conjunction {
+        id: u32,
+        clause: u8,
+        n_clauses: u8,
+    },
     Learn(Box<Learn>),
     Note(Vec<u8>),
     Ct(Box<Ct>),

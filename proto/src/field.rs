@@ -108,9 +108,7 @@ impl Prereq {
             Prereq::Ipv6 => dl(ethertype::IPV6),
             Prereq::Ip => ip(),
             Prereq::Arp => dl(ethertype::ARP) || dl(ethertype::RARP),
-            Prereq::Ipv4OrArp => {
-                dl(ethertype::IPV4) || dl(ethertype::ARP) || dl(ethertype::RARP)
-            }
+            Prereq::Ipv4OrArp => dl(ethertype::IPV4) || dl(ethertype::ARP) || dl(ethertype::RARP),
             Prereq::Tcp => ip() && proto(ipproto::TCP),
             Prereq::Udp => ip() && proto(ipproto::UDP),
             Prereq::Sctp => ip() && proto(ipproto::SCTP),

@@ -45,7 +45,11 @@ impl Slot {
     /// A sub-run of this slot: `bits` bits starting `ofs` bits above its least significant bit.
     /// Only meaningful for slots of at most 64 bits.
     pub const fn sub(self, ofs: u8, bits: u8) -> Slot {
-        Slot { word: self.word, shift: self.shift + ofs, bits }
+        Slot {
+            word: self.word,
+            shift: self.shift + ofs,
+            bits,
+        }
     }
 }
 
@@ -67,7 +71,7 @@ pub mod slot {
     pub const CT_LABEL: Slot = Slot::new(6, 0, 128);
     /// Registers reg0..reg15: two per word, the even one in the high half.
     pub const fn reg(i: u8) -> Slot {
-        Slot::new(8 + i / 2, if i % 2 == 0 { 32 } else { 0 }, 32)
+        Slot::new(8 + i / 2, if i.is_multiple_of(2) { 32 } else { 0 }, 32)
     }
     pub const DL_DST: Slot = Slot::new(16, 16, 48);
     pub const DL_TYPE: Slot = Slot::new(16, 0, 16);
@@ -190,7 +194,9 @@ macro_rules! accessors {
 
 impl Flow {
     pub const ZERO: Flow = Flow { w: [0; FLOW_U64S] };
-    pub const ONES: Flow = Flow { w: [u64::MAX; FLOW_U64S] };
+    pub const ONES: Flow = Flow {
+        w: [u64::MAX; FLOW_U64S],
+    };
 
     /// Read a slot of up to 128 bits.
     #[inline]

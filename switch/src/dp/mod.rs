@@ -1,0 +1,297 @@
+//! The fast path: what every packet goes through, in batches of up to [`BATCH`].
+//!
+//! ```text
+//! extract key -> exact-match cache --hit--> execute
+//!                   | miss
+//!                megaflow cache --hit--> remember in the EMC -> execute
+//!                   | miss
+//!                ofproto::xlate (the tables) -> install megaflow -> execute
+//! ```
+//!
+//! One [`FastPath`] per worker thread; nothing in it is shared but the pipeline snapshot
+//! (loaded once per batch), the MAC table (consulted only on a miss) and the counters of
+//! the rules behind each cached flow (credited once per batch). When the pipeline or the
+//! MAC table changes generation, the worker drops its caches at the start of its next
+//! batch.
+
+pub mod action;
+pub mod conntrack;
+pub mod emc;
+mod exec;
+pub mod megaflow;
+pub mod packet;
+
+use crate::flow::{Layers, Malformed, extract, flow_hash};
+use crate::ofproto::mac::MacTable;
+use crate::ofproto::{Pipeline, xlate};
+use action::{ControllerReason, DropReason};
+use arc_swap::ArcSwap;
+use conntrack::{Conntrack, StatelessConntrack};
+use emc::{Emc, EmcRow};
+use exec::Outcome;
+use megaflow::{Megaflow, MegaflowCache};
+use packet::Packet;
+use std::sync::Arc;
+use vswitch_proto::flow::Flow;
+use vswitch_proto::flowmod::FlowSpec;
+
+/// Most packets processed together (Open vSwitch's NETDEV_MAX_BURST).
+pub const BATCH: usize = 32;
+/// A packet may be recirculated at most this many times.
+pub const MAX_RECIRC: u8 = 8;
+
+/// Where the fast path sends packets. Implemented by the port layer (and by tests).
+pub trait Sink {
+    /// Send `pkt` out of `port`. The packet may be changed by later actions, so a sink
+    /// that keeps it must copy it.
+    fn output(&mut self, port: u32, pkt: &Packet);
+    /// Hand `pkt` to the switch's slow-path handler.
+    fn controller(&mut self, _pkt: &Packet, _reason: ControllerReason) {}
+    /// A `learn` action asks for this flow to be added (or refreshed).
+    fn learn(&mut self, _flow: &Arc<FlowSpec>) {}
+}
+
+/// Counters of one fast path.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DpStats {
+    pub packets: u64,
+    pub emc_hits: u64,
+    pub megaflow_hits: u64,
+    /// Packets that ran the table pipeline (cache misses).
+    pub upcalls: u64,
+    /// Misses that could not be cached because the megaflow cache was full.
+    pub cache_full: u64,
+    pub recirculations: u64,
+    /// Times the caches were dropped because the tables or MAC table changed.
+    pub flushes: u64,
+    pub malformed: [u64; Malformed::COUNT],
+    pub dropped: [u64; DropReason::COUNT],
+}
+
+impl DpStats {
+    pub fn malformed_total(&self) -> u64 {
+        self.malformed.iter().sum()
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
+}
+
+/// Tunables of one fast path.
+#[derive(Clone, Copy, Debug)]
+pub struct FastPathConfig {
+    pub emc_entries: usize,
+    pub max_megaflows: usize,
+    pub megaflow_idle_ms: u64,
+}
+
+impl Default for FastPathConfig {
+    fn default() -> FastPathConfig {
+        FastPathConfig {
+            emc_entries: emc::DEFAULT_ENTRIES,
+            max_megaflows: megaflow::DEFAULT_MAX_FLOWS,
+            megaflow_idle_ms: megaflow::DEFAULT_IDLE_MS,
+        }
+    }
+}
+
+/// What `dump-cache` shows of one fast path.
+#[derive(Clone, Debug)]
+pub struct CacheDump {
+    pub emc: Vec<EmcRow>,
+    pub megaflows: Vec<Arc<Megaflow>>,
+}
+
+/// One worker's fast path.
+#[derive(Debug)]
+pub struct FastPath<C: Conntrack = StatelessConntrack> {
+    pipeline: Arc<ArcSwap<Pipeline>>,
+    mac: Arc<MacTable>,
+    config: FastPathConfig,
+    seed: u64,
+    generation: (u64, u64),
+    emc: Emc,
+    mega: MegaflowCache,
+    ct: C,
+    stats: DpStats,
+    /// Per-batch counts to credit: (megaflow, packets, bytes).
+    credits: Vec<(Arc<Megaflow>, u64, u64)>,
+    recirc: Vec<Packet>,
+    last_maintenance_ms: u64,
+}
+
+impl FastPath<StatelessConntrack> {
+    pub fn new(
+        pipeline: Arc<ArcSwap<Pipeline>>,
+        mac: Arc<MacTable>,
+        config: FastPathConfig,
+    ) -> Self {
+        FastPath::with_conntrack(pipeline, mac, config, StatelessConntrack)
+    }
+}
+
+/// Add a batch's packets to the credit list (one entry per distinct megaflow).
+#[inline]
+fn note_credit(credits: &mut Vec<(Arc<Megaflow>, u64, u64)>, mf: &Arc<Megaflow>, bytes: usize) {
+    for c in credits.iter_mut() {
+        if Arc::ptr_eq(&c.0, mf) {
+            c.1 += 1;
+            c.2 += bytes as u64;
+            return;
+        }
+    }
+    credits.push((mf.clone(), 1, bytes as u64));
+}
+
+impl<C: Conntrack> FastPath<C> {
+    pub fn with_conntrack(
+        pipeline: Arc<ArcSwap<Pipeline>>,
+        mac: Arc<MacTable>,
+        config: FastPathConfig,
+        ct: C,
+    ) -> Self {
+        let seed = crate::cls::process_seed();
+        FastPath {
+            pipeline,
+            mac,
+            config,
+            seed,
+            generation: (u64::MAX, u64::MAX),
+            emc: Emc::new(config.emc_entries),
+            mega: MegaflowCache::new(config.max_megaflows, seed),
+            ct,
+            stats: DpStats::default(),
+            credits: Vec::with_capacity(BATCH),
+            recirc: Vec::new(),
+            last_maintenance_ms: 0,
+        }
+    }
+
+    pub fn stats(&self) -> &DpStats {
+        &self.stats
+    }
+
+    /// Drop both caches.
+    pub fn flush(&mut self) {
+        self.emc.clear();
+        self.mega.clear();
+        self.stats.flushes += 1;
+    }
+
+    /// The cached flows, for `dump-cache`.
+    pub fn dump(&self) -> CacheDump {
+        CacheDump {
+            emc: self.emc.rows(),
+            megaflows: self.mega.iter().cloned().collect(),
+        }
+    }
+
+    /// Periodic upkeep: rank megaflow subtables by use, expire idle megaflows. Runs at most
+    /// once a second from [`FastPath::process`]; a worker may also call it when idle.
+    pub fn maintain(&mut self, now: u64) {
+        if now.saturating_sub(self.last_maintenance_ms) < 1000 {
+            return;
+        }
+        self.last_maintenance_ms = now;
+        self.mega.rank_subtables();
+        let before = now.saturating_sub(self.config.megaflow_idle_ms);
+        if self.mega.expire(before) > 0 {
+            self.emc.retain(|m| m.used_ms() >= before);
+        }
+    }
+
+    /// Run a batch of packets (at most [`BATCH`]; more works, in one go) through the
+    /// switch. Packets that conntrack recirculates are run again before this returns.
+    /// A packet may be left empty (moved into recirculation); callers refill buffers.
+    pub fn process(&mut self, batch: &mut [Packet], now: u64, sink: &mut dyn Sink) {
+        let pipe = self.pipeline.load_full();
+        let generation = (pipe.generation(), self.mac.generation());
+        if generation != self.generation {
+            if self.generation.0 != u64::MAX {
+                self.flush();
+            }
+            self.generation = generation;
+        }
+        for pkt in batch.iter_mut() {
+            self.one(pkt, &pipe, now, sink);
+        }
+        while let Some(mut pkt) = self.recirc.pop() {
+            self.stats.recirculations += 1;
+            self.one(&mut pkt, &pipe, now, sink);
+        }
+        for (mf, packets, bytes) in self.credits.drain(..) {
+            mf.credit(packets, bytes, now);
+        }
+        self.maintain(now);
+    }
+
+    fn one(&mut self, pkt: &mut Packet, pipe: &Pipeline, now: u64, sink: &mut dyn Sink) {
+        self.stats.packets += 1;
+        let mut key = Flow::ZERO;
+        match pkt.recirc.take() {
+            Some(md) => {
+                key.w[action::METADATA_WORDS].copy_from_slice(&md.w[action::METADATA_WORDS])
+            }
+            None => {
+                key.set_in_port(pkt.in_port);
+                key.set_tun_id(pkt.tun.id);
+                key.set_tun_src(pkt.tun.src);
+                key.set_tun_dst(pkt.tun.dst);
+            }
+        }
+        let mut layers = Layers::default();
+        if let Err(m) = extract(pkt.data(), &mut key, &mut layers) {
+            self.stats.malformed[m as usize] += 1;
+            return;
+        }
+        let hash = flow_hash(&key, self.seed);
+        let len = pkt.len();
+        let FastPath {
+            emc,
+            mega,
+            ct,
+            stats,
+            credits,
+            recirc,
+            mac,
+            ..
+        } = self;
+        let outcome = if let Some(mf) = emc.lookup(&key, hash) {
+            stats.emc_hits += 1;
+            note_credit(credits, mf, len);
+            exec::execute(&mf.actions, pkt, &key, &mut layers, sink, ct, now, recirc)
+        } else if let Some(mf) = mega.lookup(&key) {
+            stats.megaflow_hits += 1;
+            let mf = mf.clone();
+            emc.insert(&key, hash, mf.clone());
+            note_credit(credits, &mf, len);
+            exec::execute(&mf.actions, pkt, &key, &mut layers, sink, ct, now, recirc)
+        } else {
+            stats.upcalls += 1;
+            let out = xlate::xlate(pipe, mac, &key, now);
+            let mf = Megaflow::new(&key, out.mask, out.actions, out.stats, out.macs, now);
+            match mega.insert(mf) {
+                Ok(mf) => {
+                    emc.insert(&key, hash, mf.clone());
+                    note_credit(credits, &mf, len);
+                    exec::execute(&mf.actions, pkt, &key, &mut layers, sink, ct, now, recirc)
+                }
+                Err(mf) => {
+                    // Cache full: serve this packet from the translation alone.
+                    stats.cache_full += 1;
+                    mf.credit(1, len as u64, now);
+                    exec::execute(&mf.actions, pkt, &key, &mut layers, sink, ct, now, recirc)
+                }
+            }
+        };
+        match outcome {
+            Outcome::Sent => {}
+            Outcome::NoOutput => stats.dropped[DropReason::NoOutput as usize] += 1,
+            Outcome::Dropped(r) => stats.dropped[r as usize] += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,385 @@
+//! Datapath actions: the flat, already-decided list that a cached flow applies to each
+//! packet. They are what the table pipeline "compiles" to (Open vSwitch's ODP actions):
+//! header rewrites carry their final values, so executing them needs no lookups.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use vswitch_proto::action::{Nat, NatKind};
+use vswitch_proto::flow::Flow;
+use vswitch_proto::flowmod::FlowSpec;
+
+/// Why the datapath dropped a packet on purpose. Each reason has a counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// No rule matched, or the matching rule had no output.
+    NoOutput,
+    /// `dec_ttl` on a packet whose TTL (hop limit) was 0 or 1.
+    TtlExceeded,
+    /// Resubmits nested too deep, or too many of them (a loop in the tables).
+    ResubmitLimit,
+    /// Recirculated too many times (ct loops).
+    RecircLimit,
+    /// A group referenced by a rule does not exist (any more).
+    NoSuchGroup,
+}
+
+impl DropReason {
+    pub const COUNT: usize = DropReason::NoSuchGroup as usize + 1;
+    pub const ALL: [DropReason; DropReason::COUNT] = [
+        DropReason::NoOutput,
+        DropReason::TtlExceeded,
+        DropReason::ResubmitLimit,
+        DropReason::RecircLimit,
+        DropReason::NoSuchGroup,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::NoOutput => "no_output",
+            DropReason::TtlExceeded => "ttl_exceeded",
+            DropReason::ResubmitLimit => "resubmit_limit",
+            DropReason::RecircLimit => "recirc_limit",
+            DropReason::NoSuchGroup => "no_such_group",
+        }
+    }
+}
+
+/// Why a packet goes to the switch's own slow-path handler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ControllerReason {
+    /// A `controller` action in a rule.
+    Action,
+}
+
+/// State carried into a recirculated pass: the table to resume in and the flow's metadata
+/// (registers, metadata, tunnel, in_port) as they were when the packet left.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recirc {
+    pub table: u8,
+    pub md: Flow,
+}
+
+/// The words of a [`Flow`] that are metadata rather than packet headers (everything before
+/// the Ethernet addresses): they survive recirculation.
+pub const METADATA_WORDS: std::ops::Range<usize> = 0..16;
+
+impl Recirc {
+    /// The recirc_id a packet carries when it re-enters at `table`.
+    pub fn id_for_table(table: u8) -> u32 {
+        table as u32 + 1
+    }
+
+    /// The table a recirc_id resumes in (0 for a packet that was never recirculated).
+    pub fn table_for_id(id: u32) -> u8 {
+        id.saturating_sub(1).min(254) as u8
+    }
+}
+
+/// Connection tracking, as decided by the pipeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DpCt {
+    pub zone: u16,
+    pub commit: bool,
+    pub force: bool,
+    pub nat: Option<Nat>,
+    /// New ct_mark bits on commit: (value, mask).
+    pub mark: Option<(u32, u32)>,
+    /// New ct_label bits on commit: (value, mask).
+    pub label: Option<(u128, u128)>,
+    pub alg: Option<u16>,
+    /// Where to continue with the tracked copy, if anywhere.
+    pub recirc: Option<Box<Recirc>>,
+}
+
+/// One datapath action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DpAction {
+    Output(u32),
+    SetEth {
+        src: Option<[u8; 6]>,
+        dst: Option<[u8; 6]>,
+    },
+    /// Push an outer 802.1Q tag with this TPID and TCI.
+    PushVlan {
+        tpid: u16,
+        tci: u16,
+    },
+    PopVlan,
+    /// Rewrite the outer tag's TCI.
+    SetVlanTci(u16),
+    SetIpv4 {
+        src: Option<u32>,
+        dst: Option<u32>,
+        tos: Option<u8>,
+        ttl: Option<u8>,
+    },
+    SetIpv6 {
+        src: Option<u128>,
+        dst: Option<u128>,
+        tc: Option<u8>,
+        label: Option<u32>,
+        hlimit: Option<u8>,
+    },
+    /// TCP, UDP or SCTP ports (the packet says which).
+    SetPorts {
+        src: Option<u16>,
+        dst: Option<u16>,
+    },
+    SetIcmp {
+        typ: Option<u8>,
+        code: Option<u8>,
+    },
+    SetArp {
+        op: Option<u16>,
+        sha: Option<[u8; 6]>,
+        spa: Option<u32>,
+        tha: Option<[u8; 6]>,
+        tpa: Option<u32>,
+    },
+    SetNd {
+        target: Option<u128>,
+        sll: Option<[u8; 6]>,
+        tll: Option<[u8; 6]>,
+    },
+    /// Tunnel metadata for a following output to a tunnel port.
+    SetTunnel {
+        id: u64,
+        src: u32,
+        dst: u32,
+    },
+    Ct(Box<DpCt>),
+    CtClear,
+    Controller {
+        max_len: u16,
+        reason: ControllerReason,
+    },
+    /// Add or refresh a learned flow.
+    Learn(Arc<FlowSpec>),
+    /// Stop here and count the packet as dropped for this reason.
+    Drop(DropReason),
+}
+
+fn mac(m: [u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
+/// Write `name=value` pairs for the present fields, comma separated.
+fn fields(f: &mut fmt::Formatter<'_>, items: &[(&str, Option<String>)]) -> fmt::Result {
+    let mut first = true;
+    for (name, v) in items {
+        if let Some(v) = v {
+            if !first {
+                f.write_str(",")?;
+            }
+            first = false;
+            write!(f, "{name}={v}")?;
+        }
+    }
+    Ok(())
+}
+
+impl fmt::Display for DpAction {
+    /// Open vSwitch's datapath action syntax (`ovs-dpctl dump-flows`), where it exists.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DpAction::Output(p) => write!(f, "{p}"),
+            DpAction::SetEth { src, dst } => {
+                f.write_str("set(eth(")?;
+                fields(f, &[("src", src.map(mac)), ("dst", dst.map(mac))])?;
+                f.write_str("))")
+            }
+            DpAction::PushVlan { tpid, tci } => {
+                write!(f, "push_vlan(")?;
+                if *tpid != 0x8100 {
+                    write!(f, "tpid=0x{tpid:04x},")?;
+                }
+                write!(f, "vid={},pcp={})", tci & 0x0fff, tci >> 13)
+            }
+            DpAction::PopVlan => f.write_str("pop_vlan"),
+            DpAction::SetVlanTci(tci) => {
+                write!(f, "set(vlan(vid={},pcp={}))", tci & 0x0fff, tci >> 13)
+            }
+            DpAction::SetIpv4 { src, dst, tos, ttl } => {
+                f.write_str("set(ipv4(")?;
+                fields(
+                    f,
+                    &[
+                        ("src", src.map(|a| Ipv4Addr::from(a).to_string())),
+                        ("dst", dst.map(|a| Ipv4Addr::from(a).to_string())),
+                        ("tos", tos.map(|t| format!("0x{t:x}"))),
+                        ("ttl", ttl.map(|t| t.to_string())),
+                    ],
+                )?;
+                f.write_str("))")
+            }
+            DpAction::SetIpv6 {
+                src,
+                dst,
+                tc,
+                label,
+                hlimit,
+            } => {
+                f.write_str("set(ipv6(")?;
+                fields(
+                    f,
+                    &[
+                        ("src", src.map(|a| Ipv6Addr::from(a).to_string())),
+                        ("dst", dst.map(|a| Ipv6Addr::from(a).to_string())),
+                        ("label", label.map(|l| format!("0x{l:x}"))),
+                        ("tclass", tc.map(|t| format!("0x{t:x}"))),
+                        ("hlimit", hlimit.map(|t| t.to_string())),
+                    ],
+                )?;
+                f.write_str("))")
+            }
+            DpAction::SetPorts { src, dst } => {
+                f.write_str("set(l4(")?;
+                fields(
+                    f,
+                    &[
+                        ("src", src.map(|p| p.to_string())),
+                        ("dst", dst.map(|p| p.to_string())),
+                    ],
+                )?;
+                f.write_str("))")
+            }
+            DpAction::SetIcmp { typ, code } => {
+                f.write_str("set(icmp(")?;
+                fields(
+                    f,
+                    &[
+                        ("type", typ.map(|p| p.to_string())),
+                        ("code", code.map(|p| p.to_string())),
+                    ],
+                )?;
+                f.write_str("))")
+            }
+            DpAction::SetArp {
+                op,
+                sha,
+                spa,
+                tha,
+                tpa,
+            } => {
+                f.write_str("set(arp(")?;
+                fields(
+                    f,
+                    &[
+                        ("sip", spa.map(|a| Ipv4Addr::from(a).to_string())),
+                        ("tip", tpa.map(|a| Ipv4Addr::from(a).to_string())),
+                        ("op", op.map(|o| o.to_string())),
+                        ("sha", sha.map(mac)),
+                        ("tha", tha.map(mac)),
+                    ],
+                )?;
+                f.write_str("))")
+            }
+            DpAction::SetNd { target, sll, tll } => {
+                f.write_str("set(nd(")?;
+                fields(
+                    f,
+                    &[
+                        ("target", target.map(|a| Ipv6Addr::from(a).to_string())),
+                        ("sll", sll.map(mac)),
+                        ("tll", tll.map(mac)),
+                    ],
+                )?;
+                f.write_str("))")
+            }
+            DpAction::SetTunnel { id, src, dst } => write!(
+                f,
+                "set(tunnel(tun_id=0x{id:x},src={},dst={}))",
+                Ipv4Addr::from(*src),
+                Ipv4Addr::from(*dst)
+            ),
+            DpAction::Ct(ct) => {
+                f.write_str("ct(")?;
+                let mut parts: Vec<String> = Vec::new();
+                if ct.commit {
+                    parts.push("commit".into());
+                }
+                if ct.force {
+                    parts.push("force".into());
+                }
+                if ct.zone != 0 {
+                    parts.push(format!("zone={}", ct.zone));
+                }
+                if let Some((v, m)) = ct.mark {
+                    parts.push(format!("mark=0x{v:x}/0x{m:x}"));
+                }
+                if let Some((v, m)) = ct.label {
+                    parts.push(format!("label=0x{v:x}/0x{m:x}"));
+                }
+                if let Some(nat) = &ct.nat {
+                    parts.push(format_nat(nat));
+                }
+                if let Some(a) = ct.alg {
+                    parts.push(format!("helper={a}"));
+                }
+                f.write_str(&parts.join(","))?;
+                f.write_str(")")?;
+                if let Some(r) = &ct.recirc {
+                    write!(f, ",recirc(0x{:x})", Recirc::id_for_table(r.table))?;
+                }
+                Ok(())
+            }
+            DpAction::CtClear => f.write_str("ct_clear"),
+            DpAction::Controller { max_len, .. } => {
+                write!(f, "userspace(controller,max_len={max_len})")
+            }
+            DpAction::Learn(spec) => {
+                write!(f, "userspace(learn,table={})", spec.table.unwrap_or(0))
+            }
+            DpAction::Drop(r) => write!(f, "drop({})", r.as_str()),
+        }
+    }
+}
+
+fn format_nat(n: &Nat) -> String {
+    let mut s = String::from("nat");
+    if let Some(kind) = n.kind {
+        s.push('(');
+        s.push_str(match kind {
+            NatKind::Src => "src",
+            NatKind::Dst => "dst",
+        });
+        if let Some((lo, hi)) = n.addrs {
+            s.push_str(&format!("={lo}"));
+            if hi != lo {
+                s.push_str(&format!("-{hi}"));
+            }
+        }
+        if let Some((lo, hi)) = n.ports {
+            s.push_str(&format!(":{lo}"));
+            if hi != lo {
+                s.push_str(&format!("-{hi}"));
+            }
+        }
+        s.push(')');
+    }
+    s
+}
+
+/// A list of datapath actions as Open vSwitch prints them (`drop` when empty).
+#[derive(Debug)]
+pub struct DisplayActions<'a>(pub &'a [DpAction]);
+
+impl fmt::Display for DisplayActions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("drop");
+        }
+        for (i, a) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{a}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,474 @@
+//! Executing datapath actions on a packet's bytes.
+//!
+//! Header rewrites keep every checksum valid by incremental update (RFC 1624): the IPv4
+//! header checksum, and the TCP/UDP/ICMPv6 checksum when an address in its pseudo-header
+//! or a port changes. A frame whose L4 checksum is left *partial* (virtio-net
+//! `NEEDS_CSUM`: the field holds the pseudo-header sum, to be finished by whoever sends the
+//! frame on) gets its partial sum updated for pseudo-header changes only, since the rest
+//! is summed later anyway.
+
+use super::Sink;
+use super::action::{DpAction, DropReason};
+use super::conntrack::Conntrack;
+use super::packet::Packet;
+use crate::flow::Layers;
+use crate::wire::checksum::{update_partial32, update_partial128, update16, update32, update128};
+use vswitch_proto::field::{ethertype, ipproto};
+use vswitch_proto::flow::Flow;
+
+#[inline(always)]
+fn rd16(d: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([d[at], d[at + 1]])
+}
+#[inline(always)]
+fn wr16(d: &mut [u8], at: usize, v: u16) {
+    d[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+#[inline(always)]
+fn rd32(d: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]])
+}
+#[inline(always)]
+fn wr32(d: &mut [u8], at: usize, v: u32) {
+    d[at..at + 4].copy_from_slice(&v.to_be_bytes());
+}
+fn rd128(d: &[u8], at: usize) -> u128 {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&d[at..at + 16]);
+    u128::from_be_bytes(a)
+}
+fn wr128(d: &mut [u8], at: usize, v: u128) {
+    d[at..at + 16].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Where a packet's transport checksum lives and how to update it.
+#[derive(Clone, Copy)]
+struct L4Csum {
+    at: usize,
+    /// The field holds a partial (pseudo-header) sum.
+    partial: bool,
+    /// UDP over IPv4: a zero checksum means "none" and must stay zero.
+    udp4: bool,
+    /// The pseudo-header is part of the sum (TCP, UDP, ICMPv6; not ICMPv4).
+    pseudo: bool,
+}
+
+fn l4_csum(pkt: &Packet, key: &Flow, layers: &Layers) -> Option<L4Csum> {
+    if layers.l4 == 0 {
+        return None;
+    }
+    let l4 = layers.l4 as usize;
+    let v6 = key.dl_type() == ethertype::IPV6;
+    let (ofs, pseudo) = match key.nw_proto() {
+        ipproto::TCP => (16, true),
+        ipproto::UDP => (6, true),
+        ipproto::ICMPV6 if v6 => (2, true),
+        ipproto::ICMP if !v6 => (2, false),
+        _ => return None,
+    };
+    let at = l4 + ofs;
+    if at + 2 > pkt.len() {
+        return None;
+    }
+    let partial = pkt.vnet.needs_csum() && pkt.vnet.csum_start as usize == l4;
+    Some(L4Csum {
+        at,
+        partial,
+        udp4: key.nw_proto() == ipproto::UDP && !v6,
+        pseudo,
+    })
+}
+
+impl L4Csum {
+    fn skip(&self, d: &[u8]) -> bool {
+        self.udp4 && !self.partial && rd16(d, self.at) == 0
+    }
+
+    fn store(&self, d: &mut [u8], v: u16) {
+        wr16(
+            d,
+            self.at,
+            if self.udp4 && !self.partial && v == 0 {
+                0xffff
+            } else {
+                v
+            },
+        );
+    }
+
+    /// A 32-bit pseudo-header field (an IPv4 address) changed.
+    fn pseudo32(&self, d: &mut [u8], old: u32, new: u32) {
+        if !self.pseudo || self.skip(d) {
+            return;
+        }
+        let v = rd16(d, self.at);
+        let nv = if self.partial {
+            update_partial32(v, old, new)
+        } else {
+            update32(v, old, new)
+        };
+        self.store(d, nv);
+    }
+
+    /// A 128-bit pseudo-header field (an IPv6 address) changed.
+    fn pseudo128(&self, d: &mut [u8], old: u128, new: u128) {
+        if !self.pseudo || self.skip(d) {
+            return;
+        }
+        let v = rd16(d, self.at);
+        let nv = if self.partial {
+            update_partial128(v, old, new)
+        } else {
+            update128(v, old, new)
+        };
+        self.store(d, nv);
+    }
+
+    /// Summed bytes changed: 16-bit words at even offsets from the transport header.
+    fn data(&self, d: &mut [u8], old: &[u8], new: &[u8]) {
+        if self.partial || self.skip(d) {
+            return;
+        }
+        let mut v = rd16(d, self.at);
+        for (o, n) in old.chunks(2).zip(new.chunks(2)) {
+            let o = u16::from_be_bytes([o[0], *o.get(1).unwrap_or(&0)]);
+            let n = u16::from_be_bytes([n[0], *n.get(1).unwrap_or(&0)]);
+            v = update16(v, o, n);
+        }
+        self.store(d, v);
+    }
+}
+
+/// What became of the packet.
+pub(crate) enum Outcome {
+    /// It went somewhere (a port, the controller, conntrack).
+    Sent,
+    /// Nothing sent it anywhere.
+    NoOutput,
+    Dropped(DropReason),
+}
+
+/// Run `actions` on `pkt`. Copies to recirculate after conntrack go to `recirc`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn execute<C: Conntrack>(
+    actions: &[DpAction],
+    pkt: &mut Packet,
+    key: &Flow,
+    layers: &mut Layers,
+    sink: &mut dyn Sink,
+    ct: &mut C,
+    now: u64,
+    recirc: &mut Vec<Packet>,
+) -> Outcome {
+    let mut sent = false;
+    for (i, a) in actions.iter().enumerate() {
+        match a {
+            DpAction::Output(p) => {
+                sink.output(*p, pkt);
+                sent = true;
+            }
+            DpAction::SetEth { src, dst } => {
+                let d = pkt.data_mut();
+                if let Some(m) = dst {
+                    d[0..6].copy_from_slice(m);
+                }
+                if let Some(m) = src {
+                    d[6..12].copy_from_slice(m);
+                }
+            }
+            DpAction::PushVlan { tpid, tci } => {
+                if pkt.open_gap(12, 4) {
+                    let d = pkt.data_mut();
+                    wr16(d, 12, *tpid);
+                    wr16(d, 14, *tci);
+                    shift_layers(layers, 4);
+                }
+            }
+            DpAction::PopVlan => {
+                let d = pkt.data();
+                if d.len() >= 18
+                    && matches!(rd16(d, 12), ethertype::VLAN | ethertype::QINQ)
+                    && pkt.close_gap(12, 4)
+                {
+                    shift_layers(layers, -4);
+                }
+            }
+            DpAction::SetVlanTci(tci) => {
+                let d = pkt.data_mut();
+                if d.len() >= 16 && matches!(rd16(d, 12), ethertype::VLAN | ethertype::QINQ) {
+                    wr16(d, 14, *tci);
+                }
+            }
+            DpAction::SetIpv4 { src, dst, tos, ttl } => {
+                set_ipv4(pkt, key, layers, *src, *dst, *tos, *ttl)
+            }
+            DpAction::SetIpv6 {
+                src,
+                dst,
+                tc,
+                label,
+                hlimit,
+            } => set_ipv6(pkt, key, layers, *src, *dst, *tc, *label, *hlimit),
+            DpAction::SetPorts { src, dst } => set_ports(pkt, key, layers, *src, *dst),
+            DpAction::SetIcmp { typ, code } => set_icmp(pkt, key, layers, *typ, *code),
+            DpAction::SetArp {
+                op,
+                sha,
+                spa,
+                tha,
+                tpa,
+            } => set_arp(pkt, layers, *op, *sha, *spa, *tha, *tpa),
+            DpAction::SetNd { target, sll, tll } => set_nd(pkt, key, layers, *target, *sll, *tll),
+            DpAction::SetTunnel { id, src, dst } => {
+                pkt.tun.id = *id;
+                pkt.tun.src = *src;
+                pkt.tun.dst = *dst;
+            }
+            DpAction::Ct(c) => {
+                let res = ct.track(pkt, layers, key, c, now);
+                sent = true;
+                if let Some(r) = &c.recirc {
+                    if pkt.recirc_depth >= super::MAX_RECIRC {
+                        return Outcome::Dropped(DropReason::RecircLimit);
+                    }
+                    let mut md = Box::new(r.md);
+                    md.set_ct_state(res.state);
+                    md.set_ct_zone(res.zone);
+                    md.set_ct_mark(res.mark);
+                    md.set_ct_label(res.label);
+                    let last = i + 1 == actions.len();
+                    let mut copy = if last {
+                        std::mem::take(pkt)
+                    } else {
+                        pkt.clone()
+                    };
+                    copy.recirc = Some(md);
+                    copy.recirc_depth += 1;
+                    recirc.push(copy);
+                    if last {
+                        return Outcome::Sent;
+                    }
+                }
+            }
+            DpAction::CtClear => {}
+            DpAction::Controller { reason, .. } => {
+                sink.controller(pkt, *reason);
+                sent = true;
+            }
+            DpAction::Learn(spec) => sink.learn(spec),
+            DpAction::Drop(r) => return Outcome::Dropped(*r),
+        }
+    }
+    if sent {
+        Outcome::Sent
+    } else {
+        Outcome::NoOutput
+    }
+}
+
+fn shift_layers(l: &mut Layers, by: i32) {
+    if l.l3 != 0 {
+        l.l3 = (l.l3 as i32 + by) as u32;
+    }
+    if l.l4 != 0 {
+        l.l4 = (l.l4 as i32 + by) as u32;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn set_ipv4(
+    pkt: &mut Packet,
+    key: &Flow,
+    layers: &Layers,
+    src: Option<u32>,
+    dst: Option<u32>,
+    tos: Option<u8>,
+    ttl: Option<u8>,
+) {
+    let l3 = layers.l3 as usize;
+    if l3 == 0 || l3 + 20 > pkt.len() || key.dl_type() != ethertype::IPV4 {
+        return;
+    }
+    let l4 = l4_csum(pkt, key, layers);
+    let d = pkt.data_mut();
+    let mut hc = rd16(d, l3 + 10);
+    if let Some(tos) = tos {
+        let old = rd16(d, l3);
+        let new = (old & 0xff00) | tos as u16;
+        wr16(d, l3, new);
+        hc = update16(hc, old, new);
+    }
+    if let Some(ttl) = ttl {
+        let old = rd16(d, l3 + 8);
+        let new = (old & 0x00ff) | (ttl as u16) << 8;
+        wr16(d, l3 + 8, new);
+        hc = update16(hc, old, new);
+    }
+    for (v, at) in [(src, l3 + 12), (dst, l3 + 16)] {
+        if let Some(new) = v {
+            let old = rd32(d, at);
+            wr32(d, at, new);
+            hc = update32(hc, old, new);
+            if let Some(c) = l4 {
+                c.pseudo32(d, old, new);
+            }
+        }
+    }
+    wr16(d, l3 + 10, hc);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn set_ipv6(
+    pkt: &mut Packet,
+    key: &Flow,
+    layers: &Layers,
+    src: Option<u128>,
+    dst: Option<u128>,
+    tc: Option<u8>,
+    label: Option<u32>,
+    hlimit: Option<u8>,
+) {
+    let l3 = layers.l3 as usize;
+    if l3 == 0 || l3 + 40 > pkt.len() || key.dl_type() != ethertype::IPV6 {
+        return;
+    }
+    let l4 = l4_csum(pkt, key, layers);
+    let d = pkt.data_mut();
+    let mut vtcfl = rd32(d, l3);
+    if let Some(tc) = tc {
+        vtcfl = (vtcfl & 0xf00f_ffff) | (tc as u32) << 20;
+    }
+    if let Some(l) = label {
+        vtcfl = (vtcfl & 0xfff0_0000) | (l & 0x000f_ffff);
+    }
+    wr32(d, l3, vtcfl);
+    if let Some(h) = hlimit {
+        d[l3 + 7] = h;
+    }
+    for (v, at) in [(src, l3 + 8), (dst, l3 + 24)] {
+        if let Some(new) = v {
+            let old = rd128(d, at);
+            wr128(d, at, new);
+            if let Some(c) = l4 {
+                c.pseudo128(d, old, new);
+            }
+        }
+    }
+}
+
+fn set_ports(pkt: &mut Packet, key: &Flow, layers: &Layers, src: Option<u16>, dst: Option<u16>) {
+    let l4 = layers.l4 as usize;
+    if l4 == 0 || l4 + 4 > pkt.len() {
+        return;
+    }
+    let c = l4_csum(pkt, key, layers);
+    let d = pkt.data_mut();
+    for (v, at) in [(src, l4), (dst, l4 + 2)] {
+        if let Some(new) = v {
+            let old = rd16(d, at);
+            wr16(d, at, new);
+            if let Some(c) = c {
+                c.data(d, &old.to_be_bytes(), &new.to_be_bytes());
+            }
+        }
+    }
+}
+
+fn set_icmp(pkt: &mut Packet, key: &Flow, layers: &Layers, typ: Option<u8>, code: Option<u8>) {
+    let l4 = layers.l4 as usize;
+    if l4 == 0 || l4 + 4 > pkt.len() {
+        return;
+    }
+    let c = l4_csum(pkt, key, layers);
+    let d = pkt.data_mut();
+    let old = [d[l4], d[l4 + 1]];
+    if let Some(t) = typ {
+        d[l4] = t;
+    }
+    if let Some(cd) = code {
+        d[l4 + 1] = cd;
+    }
+    let new = [d[l4], d[l4 + 1]];
+    if let Some(c) = c {
+        c.data(d, &old, &new);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn set_arp(
+    pkt: &mut Packet,
+    layers: &Layers,
+    op: Option<u16>,
+    sha: Option<[u8; 6]>,
+    spa: Option<u32>,
+    tha: Option<[u8; 6]>,
+    tpa: Option<u32>,
+) {
+    let l3 = layers.l3 as usize;
+    if l3 == 0 || l3 + 28 > pkt.len() {
+        return;
+    }
+    let d = pkt.data_mut();
+    if let Some(op) = op {
+        wr16(d, l3 + 6, op);
+    }
+    if let Some(m) = sha {
+        d[l3 + 8..l3 + 14].copy_from_slice(&m);
+    }
+    if let Some(a) = spa {
+        wr32(d, l3 + 14, a);
+    }
+    if let Some(m) = tha {
+        d[l3 + 18..l3 + 24].copy_from_slice(&m);
+    }
+    if let Some(a) = tpa {
+        wr32(d, l3 + 24, a);
+    }
+}
+
+fn set_nd(
+    pkt: &mut Packet,
+    key: &Flow,
+    layers: &Layers,
+    target: Option<u128>,
+    sll: Option<[u8; 6]>,
+    tll: Option<[u8; 6]>,
+) {
+    let l4 = layers.l4 as usize;
+    if l4 == 0 || l4 + 24 > pkt.len() {
+        return;
+    }
+    let c = l4_csum(pkt, key, layers);
+    let d = pkt.data_mut();
+    if let Some(t) = target {
+        let old = d[l4 + 8..l4 + 24].to_vec();
+        wr128(d, l4 + 8, t);
+        let new = d[l4 + 8..l4 + 24].to_vec();
+        if let Some(c) = c {
+            c.data(d, &old, &new);
+        }
+    }
+    // Rewrite the link-layer address option (source for a solicitation, target for an
+    // advertisement) where the packet has one.
+    let (kind, mac) = match (d[l4], sll, tll) {
+        (135, Some(m), _) => (1u8, m),
+        (136, _, Some(m)) => (2u8, m),
+        _ => return,
+    };
+    let mut at = l4 + 24;
+    while at + 8 <= d.len() {
+        let len = d[at + 1] as usize * 8;
+        if len == 0 {
+            return;
+        }
+        if d[at] == kind && len == 8 {
+            let old = d[at + 2..at + 8].to_vec();
+            d[at + 2..at + 8].copy_from_slice(&mac);
+            if let Some(c) = c {
+                c.data(d, &old, &mac);
+            }
+            return;
+        }
+        at += len;
+    }
+}

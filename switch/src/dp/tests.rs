@@ -1,0 +1,293 @@
+use super::*;
+use crate::ofproto::{Bridge, PortDesc};
+use crate::wire::checksum;
+use crate::wire::virtio::VirtioNetHdr;
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use vswitch_proto::flowmod::Usage;
+use vswitch_proto::text::{NoPortNames, parse_flow};
+
+#[derive(Default)]
+struct Rec {
+    out: Vec<(u32, Vec<u8>)>,
+    learned: Vec<Arc<FlowSpec>>,
+}
+
+impl Sink for Rec {
+    fn output(&mut self, port: u32, pkt: &Packet) {
+        self.out.push((port, pkt.data().to_vec()));
+    }
+    fn learn(&mut self, flow: &Arc<FlowSpec>) {
+        self.learned.push(flow.clone());
+    }
+}
+
+fn setup(lines: &[&str]) -> (Bridge, FastPath) {
+    let mut b = Bridge::new("br0");
+    b.set_ports(
+        (1..=3)
+            .map(|no| PortDesc {
+                no,
+                name: format!("p{no}"),
+                no_flood: false,
+            })
+            .collect(),
+    );
+    let specs: Vec<FlowSpec> = lines
+        .iter()
+        .map(|l| parse_flow(l, Usage::Add, &NoPortNames).unwrap())
+        .collect();
+    b.add_flows(&specs, 0).unwrap();
+    let fp = FastPath::new(
+        b.pipeline_handle(),
+        b.mac_table(),
+        FastPathConfig::default(),
+    );
+    (b, fp)
+}
+
+fn tcp(sport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([10, 244, 1, 2], [10, 244, 1, 3], 64)
+        .tcp(sport, 80, 1, 1000)
+        .write(&mut v, payload)
+        .unwrap();
+    v
+}
+
+fn udp(csum: bool) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([10, 244, 1, 2], [10, 244, 1, 3], 64)
+        .udp(5000, 53)
+        .write(&mut v, b"query")
+        .unwrap();
+    if !csum {
+        v[14 + 20 + 6] = 0;
+        v[14 + 20 + 7] = 0;
+    }
+    v
+}
+
+fn run(fp: &mut FastPath, frames: &[Vec<u8>], in_port: u32, now: u64) -> Rec {
+    let mut batch: Vec<Packet> = frames
+        .iter()
+        .map(|f| Packet::from_frame(f, in_port))
+        .collect();
+    let mut rec = Rec::default();
+    fp.process(&mut batch, now, &mut rec);
+    rec
+}
+
+/// Every checksum of an IPv4 TCP/UDP frame is right.
+fn assert_checksums_valid(frame: &[u8]) {
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = p.net else {
+        panic!("not ipv4")
+    };
+    let h = ip.header().to_header();
+    assert_eq!(
+        h.header_checksum,
+        h.calc_header_checksum(),
+        "IPv4 header checksum"
+    );
+    match p.transport {
+        Some(TransportSlice::Tcp(t)) => {
+            let want = t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap();
+            assert_eq!(t.checksum(), want, "TCP checksum");
+        }
+        Some(TransportSlice::Udp(u)) if u.checksum() != 0 => {
+            let want = u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap();
+            assert_eq!(u.checksum(), want, "UDP checksum");
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn three_tiers_and_counters() {
+    let (b, mut fp) = setup(&["in_port=1,actions=output:2"]);
+    let rec = run(&mut fp, &[tcp(1000, b"a")], 1, 1);
+    assert_eq!(rec.out.len(), 1);
+    assert_eq!(fp.stats().upcalls, 1);
+    run(&mut fp, &[tcp(1000, b"a")], 1, 2);
+    assert_eq!(fp.stats().emc_hits, 1);
+    // A new connection: the megaflow (which only cares about in_port) serves it.
+    run(&mut fp, &[tcp(1001, b"a")], 1, 3);
+    assert_eq!(fp.stats().megaflow_hits, 1);
+    assert_eq!(fp.stats().upcalls, 1);
+    let r = &b.pipeline().rules()[0];
+    assert_eq!(r.stats.packets(), 3);
+    assert_eq!(r.stats.bytes(), 3 * tcp(1000, b"a").len() as u64);
+    let dump = fp.dump();
+    assert_eq!(dump.megaflows.len(), 1);
+    assert_eq!(dump.megaflows[0].packets(), 3);
+    assert_eq!(dump.emc.len(), 2);
+}
+
+#[test]
+fn table_changes_invalidate_caches() {
+    let (mut b, mut fp) = setup(&["in_port=1,actions=output:2"]);
+    run(&mut fp, &[tcp(1, b"")], 1, 1);
+    b.modify_flows(
+        &parse_flow("in_port=1,actions=output:3", Usage::Add, &NoPortNames).unwrap(),
+        false,
+        2,
+    )
+    .unwrap();
+    let rec = run(&mut fp, &[tcp(1, b"")], 1, 3);
+    assert_eq!(rec.out[0].0, 3);
+    assert_eq!(fp.stats().flushes, 1);
+    assert_eq!(fp.stats().upcalls, 2);
+    // The counters survived the modification and count both packets.
+    assert_eq!(b.pipeline().rules()[0].stats.packets(), 2);
+}
+
+#[test]
+fn malformed_and_unmatched_are_counted() {
+    let (_b, mut fp) = setup(&["in_port=1,tcp,actions=output:2"]);
+    let mut short = tcp(1, b"");
+    short.truncate(40);
+    let rec = run(&mut fp, &[short, udp(true)], 1, 1);
+    assert!(rec.out.is_empty());
+    assert_eq!(
+        fp.stats().malformed[Malformed::Ipv4BadTotalLength as usize],
+        1
+    );
+    assert_eq!(fp.stats().dropped[DropReason::NoOutput as usize], 1);
+}
+
+#[test]
+fn rewrites_keep_checksums_valid() {
+    let (_b, mut fp) = setup(&[
+        "in_port=1,tcp,actions=set_field:10.96.0.10->ip_dst,set_field:8080->tcp_dst,set_field:02:aa:00:00:00:01->eth_dst,dec_ttl,output:2",
+        "in_port=1,udp,actions=set_field:192.168.7.7->ip_src,set_field:5353->udp_src,output:2",
+    ]);
+    let rec = run(
+        &mut fp,
+        &[tcp(1234, b"hello world"), udp(true), udp(false)],
+        1,
+        1,
+    );
+    assert_eq!(rec.out.len(), 3);
+    let t = &rec.out[0].1;
+    assert_eq!(&t[0..6], &[2, 0xaa, 0, 0, 0, 1]);
+    assert_eq!(&t[30..34], &[10, 96, 0, 10]);
+    assert_eq!(t[22], 63);
+    assert_eq!(u16::from_be_bytes([t[36], t[37]]), 8080);
+    for (_, f) in &rec.out {
+        assert_checksums_valid(f);
+    }
+    // A UDP datagram without a checksum keeps having none.
+    let u = &rec.out[2].1;
+    assert_eq!(&u[40..42], &[0, 0]);
+    assert_eq!(&u[26..30], &[192, 168, 7, 7]);
+}
+
+#[test]
+fn partial_checksum_is_kept_partial_and_right() {
+    let (_b, mut fp) = setup(&[
+        "in_port=1,tcp,actions=set_field:10.96.0.10->ip_dst,set_field:8080->tcp_dst,output:2",
+    ]);
+    // A frame as a TAP with offloads hands it over: TCP checksum = pseudo-header sum.
+    let mut f = tcp(1234, b"offloaded payload");
+    let l4 = 34;
+    let tcp_len = (f.len() - l4) as u32;
+    let seed = checksum::fold(checksum::pseudo_header_v4(
+        [10, 244, 1, 2].into(),
+        [10, 244, 1, 3].into(),
+        6,
+        tcp_len,
+    ));
+    f[l4 + 16..l4 + 18].copy_from_slice(&seed.to_be_bytes());
+    let mut pkt = Packet::from_frame(&f, 1);
+    pkt.vnet = VirtioNetHdr {
+        flags: VirtioNetHdr::NEEDS_CSUM,
+        csum_start: l4 as u16,
+        csum_offset: 16,
+        ..VirtioNetHdr::default()
+    };
+    let mut rec = Rec::default();
+    fp.process(std::slice::from_mut(&mut pkt), 1, &mut rec);
+    let mut out = rec.out[0].1.clone();
+    // Finishing the sum as the receiving end would gives a valid checksum.
+    checksum::complete_partial(&mut out, l4, 16).unwrap();
+    assert_checksums_valid(&out);
+}
+
+#[test]
+fn vlan_push_and_pop_bytes() {
+    let (_b, mut fp) = setup(&[
+        "in_port=1,actions=push_vlan:0x8100,set_field:4196->vlan_vid,output:2",
+        "in_port=2,dl_vlan=100,actions=pop_vlan,output:3",
+    ]);
+    let f = tcp(1, b"x");
+    let rec = run(&mut fp, std::slice::from_ref(&f), 1, 1);
+    let tagged = rec.out[0].1.clone();
+    assert_eq!(tagged.len(), f.len() + 4);
+    assert_eq!(&tagged[12..16], &[0x81, 0x00, 0x00, 100]);
+    assert_eq!(&tagged[16..], &f[12..]);
+    let rec = run(&mut fp, &[tagged], 2, 2);
+    assert_eq!(rec.out[0], (3, f));
+}
+
+#[test]
+fn conntrack_recirculates() {
+    let (_b, mut fp) = setup(&[
+        "table=0,in_port=1,ip,actions=set_field:0x3->reg0,ct(zone=9,table=4)",
+        "table=4,ct_state=+trk,ct_zone=9,reg0=0x3,ip,actions=output:2",
+    ]);
+    let rec = run(&mut fp, &[tcp(1, b"x"), tcp(2, b"y")], 1, 1);
+    assert_eq!(rec.out.len(), 2);
+    assert_eq!(fp.stats().recirculations, 2);
+    // The second pass is cached too: one upcall per pass kind.
+    assert_eq!(fp.stats().upcalls, 2);
+}
+
+#[test]
+fn learn_reaches_the_sink() {
+    let (_b, mut fp) =
+        setup(&["tcp,actions=learn(table=9,priority=7,eth_type=0x800,NXM_OF_IP_SRC[]),output:2"]);
+    let rec = run(&mut fp, &[tcp(1, b""), tcp(1, b"")], 1, 1);
+    assert_eq!(
+        rec.learned.len(),
+        2,
+        "every packet refreshes the learned flow"
+    );
+    assert_eq!(rec.learned[0].table, Some(9));
+}
+
+#[test]
+fn flood_copies_to_every_other_port() {
+    let (_b, mut fp) = setup(&["actions=flood"]);
+    let rec = run(&mut fp, &[tcp(1, b"")], 2, 1);
+    let ports: Vec<u32> = rec.out.iter().map(|(p, _)| *p).collect();
+    assert_eq!(ports, vec![1, 3]);
+}
+
+#[test]
+fn full_cache_still_forwards() {
+    let (b, _) = setup(&["in_port=1,tcp,actions=output:2"]);
+    let mut fp = FastPath::new(
+        b.pipeline_handle(),
+        b.mac_table(),
+        FastPathConfig {
+            max_megaflows: 0,
+            ..FastPathConfig::default()
+        },
+    );
+    let rec = run(&mut fp, &[tcp(1, b""), tcp(1, b"")], 1, 1);
+    assert_eq!(rec.out.len(), 2);
+    assert_eq!(fp.stats().cache_full, 2);
+    assert_eq!(b.pipeline().rules()[0].stats.packets(), 2);
+}
+
+#[test]
+fn idle_megaflows_expire() {
+    let (_b, mut fp) = setup(&["actions=output:2"]);
+    run(&mut fp, &[tcp(1, b"")], 1, 1);
+    assert_eq!(fp.dump().megaflows.len(), 1);
+    fp.maintain(20_000);
+    assert_eq!(fp.dump().megaflows.len(), 0);
+    assert_eq!(fp.dump().emc.len(), 0);
+}

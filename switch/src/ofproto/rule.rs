@@ -1,0 +1,271 @@
+//! Rules and groups as the bridge stores them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use vswitch_proto::action::{Action, CtZone};
+use vswitch_proto::flowmod::{FlowFlags, FlowSpec, FlowStats};
+use vswitch_proto::group::{Bucket, GroupSpec, GroupType};
+use vswitch_proto::matching::Match;
+
+/// A flow change the bridge refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FlowModError {
+    #[error("goto_table:{to} in table {from}: goto_table may only go to a later table")]
+    GotoBackwards { from: u8, to: u8 },
+    #[error("table {0} does not exist (tables are 0 to 254)")]
+    BadTable(u32),
+    #[error("group {0} does not exist; add it with add-group first")]
+    NoSuchGroup(u32),
+    #[error("group {0} already exists; use mod-group to change it")]
+    GroupExists(u32),
+    #[error("an indirect group has exactly one bucket, not {0}")]
+    IndirectBuckets(usize),
+    #[error("ct zone from {bits}-bit subfield: a zone is at most 16 bits")]
+    ZoneTooWide { bits: u8 },
+}
+
+/// Counters of a rule. They outlive modifications of the rule (a modified rule keeps its
+/// counters) and are shared with the cached flows the rule contributed to, which credit
+/// them once per batch.
+#[derive(Debug, Default)]
+pub struct RuleStats {
+    n_packets: AtomicU64,
+    n_bytes: AtomicU64,
+    used_ms: AtomicU64,
+}
+
+impl RuleStats {
+    #[inline]
+    pub fn credit(&self, packets: u64, bytes: u64, now_ms: u64) {
+        self.n_packets.fetch_add(packets, Ordering::Relaxed);
+        self.n_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.used_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    pub fn packets(&self) -> u64 {
+        self.n_packets.load(Ordering::Relaxed)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.n_bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn used_ms(&self) -> u64 {
+        self.used_ms.load(Ordering::Relaxed)
+    }
+}
+
+/// One rule of one table.
+#[derive(Debug)]
+pub struct Rule {
+    pub table: u8,
+    pub priority: u16,
+    pub matching: Match,
+    pub cookie: u64,
+    pub idle_timeout: u16,
+    pub hard_timeout: u16,
+    pub importance: u16,
+    pub flags: FlowFlags,
+    pub actions: Vec<Action>,
+    pub stats: Arc<RuleStats>,
+    pub created_ms: u64,
+    /// When the rule was last added or modified (hard timeouts count from here).
+    modified_ms: AtomicU64,
+}
+
+impl Rule {
+    /// A rule from an added flow; `old` is the rule with the same match it replaces.
+    pub fn from_spec(s: &FlowSpec, table: u8, old: Option<&Rule>, now: u64) -> Rule {
+        let keep = old.filter(|_| !s.flags.reset_counts);
+        Rule {
+            table,
+            priority: s.priority,
+            matching: s.matching,
+            cookie: s.cookie,
+            idle_timeout: s.idle_timeout,
+            hard_timeout: s.hard_timeout,
+            importance: s.importance,
+            flags: s.flags,
+            actions: s.actions.clone().unwrap_or_default(),
+            stats: keep.map_or_else(Default::default, |o| o.stats.clone()),
+            created_ms: keep.map_or(now, |o| o.created_ms),
+            modified_ms: AtomicU64::new(now),
+        }
+    }
+
+    /// This rule with the actions of a `mod-flows` line (and its cookie when the line sets
+    /// one without a mask).
+    pub fn modified(&self, s: &FlowSpec, now: u64) -> Rule {
+        Rule {
+            table: self.table,
+            priority: self.priority,
+            matching: self.matching,
+            cookie: if s.cookie_mask == 0 && s.cookie != 0 {
+                s.cookie
+            } else {
+                self.cookie
+            },
+            idle_timeout: self.idle_timeout,
+            hard_timeout: self.hard_timeout,
+            importance: self.importance,
+            flags: self.flags,
+            actions: s.actions.clone().unwrap_or_default(),
+            stats: if s.flags.reset_counts {
+                Default::default()
+            } else {
+                self.stats.clone()
+            },
+            created_ms: self.created_ms,
+            modified_ms: AtomicU64::new(now),
+        }
+    }
+
+    /// The rule as a flow line (for printing).
+    pub fn to_spec(&self) -> FlowSpec {
+        FlowSpec {
+            table: Some(self.table),
+            priority: self.priority,
+            cookie: self.cookie,
+            cookie_mask: 0,
+            idle_timeout: self.idle_timeout,
+            hard_timeout: self.hard_timeout,
+            importance: self.importance,
+            flags: self.flags,
+            out_port: None,
+            out_group: None,
+            matching: self.matching,
+            actions: Some(self.actions.clone()),
+        }
+    }
+
+    pub fn modified_ms(&self) -> u64 {
+        self.modified_ms.load(Ordering::Relaxed)
+    }
+
+    /// Restart the timeouts (a `learn` action relearned this flow).
+    pub fn refresh(&self, now: u64) {
+        self.modified_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// Whether `s` would add exactly this rule again.
+    pub fn same_behaviour(&self, s: &FlowSpec) -> bool {
+        s.actions.as_deref().unwrap_or(&[]) == self.actions.as_slice()
+            && s.cookie == self.cookie
+            && s.idle_timeout == self.idle_timeout
+            && s.hard_timeout == self.hard_timeout
+    }
+
+    pub fn flow_stats(&self, now: u64) -> FlowStats {
+        let last_used = self.stats.used_ms().max(self.modified_ms());
+        FlowStats {
+            duration_ms: now.saturating_sub(self.created_ms),
+            n_packets: self.stats.packets(),
+            n_bytes: self.stats.bytes(),
+            idle_age: now.saturating_sub(last_used) / 1000,
+            hard_age: (self.modified_ms() != self.created_ms)
+                .then(|| now.saturating_sub(self.modified_ms()) / 1000),
+        }
+    }
+
+    /// Whether an idle or hard timeout has passed.
+    pub fn expired(&self, now: u64) -> bool {
+        let modified = self.modified_ms();
+        if self.hard_timeout != 0 && now.saturating_sub(modified) >= self.hard_timeout as u64 * 1000
+        {
+            return true;
+        }
+        let last_used = self.stats.used_ms().max(modified);
+        self.idle_timeout != 0 && now.saturating_sub(last_used) >= self.idle_timeout as u64 * 1000
+    }
+
+    pub fn outputs_to(&self, port: u32) -> bool {
+        actions_output_to(&self.actions, port)
+    }
+
+    pub fn uses_group(&self, g: u32) -> bool {
+        self.actions
+            .iter()
+            .any(|a| matches!(a, Action::Group(id) if *id == g))
+    }
+}
+
+fn actions_output_to(actions: &[Action], port: u32) -> bool {
+    actions.iter().any(|a| match a {
+        Action::Output { port: p, .. } => *p == port,
+        Action::Ct(ct) => actions_output_to(&ct.exec, port),
+        _ => false,
+    })
+}
+
+/// A group as the bridge stores it.
+#[derive(Debug)]
+pub struct Group {
+    pub spec: GroupSpec,
+    /// Sum of bucket weights (select groups).
+    pub total_weight: u32,
+    /// Packets that went through the group; credited like rule counters.
+    pub stats: Arc<RuleStats>,
+}
+
+impl Group {
+    pub fn from_spec(spec: &GroupSpec) -> Group {
+        Group {
+            spec: spec.clone(),
+            total_weight: spec.buckets.iter().map(|b| b.weight as u32).sum(),
+            stats: Arc::default(),
+        }
+    }
+
+    pub fn group_type(&self) -> GroupType {
+        self.spec.group_type
+    }
+
+    pub fn buckets(&self) -> &[Bucket] {
+        &self.spec.buckets
+    }
+}
+
+/// Checks the text syntax cannot make because they need the bridge's state.
+pub fn validate_actions(
+    actions: &[Action],
+    table: u8,
+    group_exists: &dyn Fn(u32) -> bool,
+) -> Result<(), FlowModError> {
+    for a in actions {
+        match a {
+            Action::GotoTable(t) => {
+                if *t <= table {
+                    return Err(FlowModError::GotoBackwards {
+                        from: table,
+                        to: *t,
+                    });
+                }
+                if *t as usize >= super::N_TABLES {
+                    return Err(FlowModError::BadTable(*t as u32));
+                }
+            }
+            Action::Resubmit { table: Some(t), .. } if *t as usize >= super::N_TABLES => {
+                return Err(FlowModError::BadTable(*t as u32));
+            }
+            Action::Group(g) if !group_exists(*g) => return Err(FlowModError::NoSuchGroup(*g)),
+            Action::Ct(ct) => {
+                if let CtZone::Field(sf) = ct.zone
+                    && sf.n_bits > 16
+                {
+                    return Err(FlowModError::ZoneTooWide { bits: sf.n_bits });
+                }
+                if let Some(t) = ct.table
+                    && t as usize >= super::N_TABLES
+                {
+                    return Err(FlowModError::BadTable(t as u32));
+                }
+                validate_actions(&ct.exec, table, group_exists)?;
+            }
+            Action::Learn(l) if l.table as usize >= super::N_TABLES => {
+                return Err(FlowModError::BadTable(l.table as u32));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

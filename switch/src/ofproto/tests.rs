@@ -1,0 +1,357 @@
+use super::*;
+use crate::dp::action::{DpAction, DropReason};
+use vswitch_proto::flowmod::Usage;
+use vswitch_proto::text::{NoPortNames, parse_flow, parse_group, parse_match};
+
+fn spec(line: &str) -> FlowSpec {
+    parse_flow(line, Usage::Add, &NoPortNames).unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+fn sel(line: &str) -> FlowSpec {
+    parse_flow(line, Usage::Select, &NoPortNames).unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+fn bridge(lines: &[&str]) -> Bridge {
+    let mut b = Bridge::new("br0");
+    b.set_ports(
+        (1..=4)
+            .map(|no| PortDesc {
+                no,
+                name: format!("p{no}"),
+                no_flood: false,
+            })
+            .collect(),
+    );
+    let specs: Vec<FlowSpec> = lines.iter().map(|l| spec(l)).collect();
+    b.add_flows(&specs, 0).unwrap();
+    b
+}
+
+fn packet(text: &str) -> Flow {
+    parse_match(text, &NoPortNames).unwrap().flow
+}
+
+fn actions(b: &Bridge, pkt: &str) -> String {
+    b.trace(&packet(pkt), 0).datapath_actions()
+}
+
+#[test]
+fn add_replace_keeps_counters_unless_reset() {
+    let mut b = bridge(&["in_port=1,actions=output:2"]);
+    let r = b.pipeline().rules()[0].clone();
+    r.stats.credit(3, 300, 5);
+    b.add_flows(&[spec("in_port=1,actions=output:3")], 10)
+        .unwrap();
+    let r2 = b.pipeline().rules()[0].clone();
+    assert_eq!(r2.stats.packets(), 3);
+    assert_eq!(r2.actions, spec("actions=output:3").actions.unwrap());
+    b.add_flows(&[spec("in_port=1,reset_counts,actions=output:3")], 10)
+        .unwrap();
+    assert_eq!(b.pipeline().rules()[0].stats.packets(), 0);
+    assert_eq!(b.pipeline().n_rules(), 1);
+}
+
+#[test]
+fn modify_and_delete_loose_and_strict() {
+    let mut b = bridge(&[
+        "priority=10,ip,actions=output:1",
+        "priority=20,ip,nw_dst=10.0.0.0/8,actions=output:2",
+        "priority=30,tcp,nw_dst=10.0.0.1,tp_dst=80,cookie=0x5,actions=output:3",
+        "priority=5,arp,actions=normal",
+    ]);
+    // Loose: every rule at least as specific as `ip` is modified.
+    let n = b.modify_flows(&spec("ip,actions=drop"), false, 1).unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(actions(&b, "in_port=4,arp"), "1,2,3");
+    // Strict: priority and match must be exactly these.
+    let n = b
+        .modify_flows(
+            &spec("priority=20,ip,nw_dst=10.0.0.0/8,actions=output:4"),
+            true,
+            1,
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(actions(&b, "in_port=1,ip,nw_dst=10.1.1.1"), "4");
+    // Cookie-masked delete.
+    let gone = b.delete_flows(&sel("cookie=0x5/-1"), false);
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].priority, 30);
+    // out_port filter.
+    let gone = b.delete_flows(&sel("out_port=4"), false);
+    assert_eq!(gone.len(), 1);
+    // Strict delete needs the exact priority.
+    assert!(b.delete_flows(&sel("priority=11,ip"), true).is_empty());
+    assert_eq!(b.delete_flows(&sel("priority=10,ip"), true).len(), 1);
+    assert_eq!(b.pipeline().n_rules(), 1);
+}
+
+#[test]
+fn refused_changes_leave_tables_alone() {
+    let mut b = bridge(&["table=3,actions=drop"]);
+    let before = b.pipeline().generation();
+    // The text syntax already refuses a backwards goto; the bridge checks again for
+    // flows that arrive as data.
+    let mut back = spec("table=5,actions=goto_table:6");
+    back.actions = Some(vec![vswitch_proto::Action::GotoTable(2)]);
+    let err = b
+        .add_flows(&[spec("table=1,actions=drop"), back], 1)
+        .unwrap_err();
+    assert!(
+        matches!(err, FlowModError::GotoBackwards { from: 5, to: 2 }),
+        "{err}"
+    );
+    let err = b.add_flows(&[spec("actions=group:9")], 1).unwrap_err();
+    assert_eq!(err, FlowModError::NoSuchGroup(9));
+    assert_eq!(b.pipeline().n_rules(), 1);
+    assert_eq!(b.pipeline().generation(), before);
+}
+
+#[test]
+fn groups_select_all_and_removal() {
+    let mut b = bridge(&[]);
+    b.add_group(
+        &parse_group(
+            "group_id=1,type=select,bucket=actions=output:1,bucket=actions=output:2",
+            &NoPortNames,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    b.add_group(
+        &parse_group(
+            "group_id=2,type=all,bucket=actions=output:3,bucket=actions=output:4",
+            &NoPortNames,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        b.add_group(
+            &parse_group("group_id=2,type=all,bucket=actions=output:3", &NoPortNames).unwrap()
+        )
+        .is_err()
+    );
+    b.add_flows(
+        &[
+            spec("in_port=3,ip,actions=group:1"),
+            spec("in_port=2,actions=group:2"),
+        ],
+        0,
+    )
+    .unwrap();
+    assert_eq!(actions(&b, "in_port=2"), "3,4");
+    // A select group sends each connection to one bucket, always the same one.
+    let mut seen = std::collections::HashSet::new();
+    for sport in 1000..1100 {
+        let pkt = format!("in_port=3,tcp,nw_src=10.0.0.1,nw_dst=10.0.0.2,tp_src={sport},tp_dst=80");
+        let a = actions(&b, &pkt);
+        assert_eq!(a, actions(&b, &pkt));
+        seen.insert(a);
+    }
+    assert!(seen.contains("1") && seen.contains("2"), "{seen:?}");
+    // Deleting a group deletes the rules that use it.
+    assert_eq!(b.delete_groups(Some(1)), vec![1]);
+    assert_eq!(b.pipeline().n_rules(), 1);
+}
+
+#[test]
+fn timeouts_expire_rules() {
+    let mut b = Bridge::new("br0");
+    b.add_flows(
+        &[
+            spec("idle_timeout=2,in_port=1,actions=drop"),
+            spec("hard_timeout=5,in_port=2,actions=drop"),
+        ],
+        0,
+    )
+    .unwrap();
+    assert!(b.expire(1999).is_empty());
+    // Traffic keeps the idle one alive.
+    b.pipeline().rules()[0].stats.credit(1, 60, 1500);
+    assert!(b.expire(3000).is_empty());
+    let gone = b.expire(3600);
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].idle_timeout, 2);
+    assert_eq!(b.expire(5000).len(), 1);
+}
+
+#[test]
+fn learn_refresh_does_not_publish() {
+    let mut b = Bridge::new("br0");
+    let l =
+        spec("table=10,hard_timeout=10,priority=5,ip,nw_src=10.0.0.1,actions=set_field:0x5->reg3");
+    b.learn(&l, 0).unwrap();
+    let g = b.pipeline().generation();
+    b.learn(&l, 9000).unwrap();
+    assert_eq!(b.pipeline().generation(), g);
+    assert!(
+        b.expire(12_000).is_empty(),
+        "relearning restarted the hard timeout"
+    );
+    assert_eq!(b.expire(19_000).len(), 1);
+}
+
+#[test]
+fn set_field_commits_and_masks() {
+    let b = bridge(&["in_port=1,ip,actions=set_field:10.0.0.9->ip_dst,dec_ttl,output:2"]);
+    let t = b.trace(
+        &packet("in_port=1,ip,nw_src=1.1.1.1,nw_dst=10.0.0.1,nw_ttl=64"),
+        0,
+    );
+    assert_eq!(t.datapath_actions(), "set(ipv4(dst=10.0.0.9,ttl=63)),2");
+    // Written and read fields are exact in the megaflow; the source address is not.
+    assert_eq!(t.megaflow.mask.nw_dst(), u32::MAX);
+    assert_eq!(t.megaflow.mask.nw_ttl(), 0xff);
+    assert_eq!(t.megaflow.mask.nw_src(), 0);
+    // Already equal: no set action, same megaflow shape.
+    let t2 = b.trace(&packet("in_port=1,ip,nw_dst=10.0.0.9,nw_ttl=64"), 0);
+    assert_eq!(t2.datapath_actions(), "set(ipv4(ttl=63)),2");
+}
+
+#[test]
+fn dec_ttl_at_one_drops() {
+    let b = bridge(&["ip,actions=dec_ttl,output:2"]);
+    let t = b.trace(&packet("in_port=1,ip,nw_ttl=1"), 0);
+    assert_eq!(t.actions, vec![DpAction::Drop(DropReason::TtlExceeded)]);
+}
+
+#[test]
+fn resubmit_goto_and_registers() {
+    let b = bridge(&[
+        "table=0,in_port=1,actions=set_field:0x2->reg1,resubmit(,5),output:3",
+        "table=5,reg1=0x2,actions=move:NXM_NX_REG1[]->NXM_NX_REG2[],goto_table:6",
+        "table=6,reg2=0x2,actions=output:NXM_NX_REG2[]",
+    ]);
+    assert_eq!(actions(&b, "in_port=1"), "2,3");
+    let t = b.trace(&packet("in_port=1"), 0);
+    let tables: Vec<u8> = t.matched().map(|(t, _)| t).collect();
+    assert_eq!(tables, vec![0, 5, 6]);
+}
+
+#[test]
+fn resubmit_loops_are_cut() {
+    let b = bridge(&["table=0,actions=resubmit(,0)"]);
+    let t = b.trace(&packet("in_port=1"), 0);
+    assert_eq!(
+        t.actions.last(),
+        Some(&DpAction::Drop(DropReason::ResubmitLimit))
+    );
+}
+
+#[test]
+fn output_to_input_port_is_skipped() {
+    let b = bridge(&["actions=output:1,output:2,in_port"]);
+    assert_eq!(actions(&b, "in_port=1"), "2,1");
+}
+
+#[test]
+fn normal_learns_and_floods() {
+    let b = bridge(&["actions=normal"]);
+    let mac = b.mac_table();
+    let fp_key = packet("in_port=1,dl_src=02:00:00:00:00:01,dl_dst=02:00:00:00:00:02");
+    // Unknown destination: flood (not back to port 1).
+    let out = xlate::xlate(b.pipeline(), &mac, &fp_key, 0);
+    assert_eq!(
+        crate::dp::action::DisplayActions(&out.actions).to_string(),
+        "2,3,4"
+    );
+    // The reply is switched straight back to where 02:..:01 was learned.
+    let back = packet("in_port=3,dl_src=02:00:00:00:00:02,dl_dst=02:00:00:00:00:01");
+    let out = xlate::xlate(b.pipeline(), &mac, &back, 0);
+    assert_eq!(
+        crate::dp::action::DisplayActions(&out.actions).to_string(),
+        "1"
+    );
+    assert_eq!(
+        out.mask.get(vswitch_proto::flow::slot::DL_DST),
+        0xffff_ffff_ffff
+    );
+}
+
+#[test]
+fn push_pop_vlan_commits() {
+    let b = bridge(&[
+        "in_port=1,actions=push_vlan:0x8100,set_field:4196->vlan_vid,output:2",
+        "in_port=2,dl_vlan=100,actions=pop_vlan,output:1",
+    ]);
+    assert_eq!(actions(&b, "in_port=1"), "push_vlan(vid=100,pcp=0),2");
+    assert_eq!(actions(&b, "in_port=2,dl_vlan=100"), "pop_vlan,1");
+}
+
+#[test]
+fn conjunction_in_the_pipeline() {
+    let b = bridge(&[
+        "priority=100,ip,nw_src=10.0.0.1,actions=conjunction(7,1/2)",
+        "priority=100,ip,nw_src=10.0.0.2,actions=conjunction(7,1/2)",
+        "priority=100,tcp,tp_dst=80,actions=conjunction(7,2/2)",
+        "priority=100,conj_id=7,ip,actions=output:2",
+        "priority=1,actions=drop",
+    ]);
+    assert_eq!(actions(&b, "in_port=1,tcp,nw_src=10.0.0.2,tp_dst=80"), "2");
+    assert_eq!(
+        actions(&b, "in_port=1,tcp,nw_src=10.0.0.3,tp_dst=80"),
+        "drop"
+    );
+    assert_eq!(
+        actions(&b, "in_port=1,tcp,nw_src=10.0.0.1,tp_dst=22"),
+        "drop"
+    );
+}
+
+#[test]
+fn ct_recirculates_with_metadata() {
+    let b = bridge(&[
+        "table=0,ip,actions=set_field:0x7->reg0,ct(zone=5,table=3)",
+        "table=3,ct_state=+trk+new,reg0=0x7,ip,actions=ct(commit,zone=5,exec(set_field:0x1->ct_mark)),output:2",
+    ]);
+    let t = b.trace(&packet("in_port=1,ip"), 0);
+    let DpAction::Ct(ct) = &t.actions[0] else {
+        panic!("{:?}", t.actions)
+    };
+    let r = ct.recirc.as_ref().unwrap();
+    assert_eq!((ct.zone, r.table), (5, 3));
+    assert_eq!(r.md.reg(0), 7);
+    assert_eq!(r.md.in_port(), 1);
+    // The recirculated pass, as conntrack would send it back.
+    let mut again = packet("in_port=1,ip");
+    again.w[crate::dp::action::METADATA_WORDS]
+        .copy_from_slice(&r.md.w[crate::dp::action::METADATA_WORDS]);
+    again.set_ct_state(0x21);
+    let t = b.trace(&again, 0);
+    assert_eq!(
+        t.datapath_actions(),
+        "ct(commit,zone=5,mark=0x1/0xffffffff),2"
+    );
+}
+
+#[test]
+fn learn_builds_the_flow() {
+    let b = bridge(&[
+        "table=0,tcp,actions=learn(table=10,hard_timeout=60,priority=200,eth_type=0x800,NXM_OF_IP_SRC[],nw_proto=6,NXM_OF_TCP_DST[],load:NXM_NX_REG3[]->NXM_NX_REG3[]),output:2",
+    ]);
+    let t = b.trace(
+        &packet("in_port=1,tcp,nw_src=10.0.0.5,tp_dst=443,reg3=0x9"),
+        0,
+    );
+    let DpAction::Learn(l) = &t.actions[0] else {
+        panic!("{:?}", t.actions)
+    };
+    assert_eq!(l.table, Some(10));
+    assert_eq!(l.hard_timeout, 60);
+    let m = l.matching;
+    assert!(m.matches(&packet("tcp,nw_src=10.0.0.5,tp_dst=443")));
+    assert!(!m.matches(&packet("tcp,nw_src=10.0.0.6,tp_dst=443")));
+    assert_eq!(
+        l.actions.as_deref(),
+        Some(
+            &[vswitch_proto::Action::SetField {
+                field: vswitch_proto::FieldId::Reg3,
+                value: 9,
+                mask: 0xffff_ffff
+            }][..]
+        )
+    );
+    // The fields the learned flow copies are part of the megaflow.
+    assert_eq!(t.megaflow.mask.nw_src(), u32::MAX);
+}

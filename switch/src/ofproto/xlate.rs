@@ -1,0 +1,757 @@
+//! The pipeline interpreter ("xlate"): runs a flow through the tables and turns the rules
+//! it meets into datapath actions, plus the mask of every bit the result depended on.
+//!
+//! The interpreter works on a copy of the flow that actions modify (`flow`) and remembers
+//! what the packet itself looks like (`base`). Header changes are *committed* as datapath
+//! set actions only when something needs the packet as it is now (an output, conntrack,
+//! the controller), and only for the headers that differ, as Open vSwitch does.
+//!
+//! Mask rules (what makes a megaflow correct for every packet it matches):
+//! - every table lookup ORs in the masks of the subtables it consulted;
+//! - every field an action *reads* is unwildcarded (move sources, dec_ttl, group hashing,
+//!   `normal`'s addresses, register outputs, learn sources);
+//! - every packet field an action *writes* is unwildcarded, so whether a commit emits a set
+//!   action is the same for every packet the megaflow matches;
+//! - in_port and recirc_id are always exact.
+
+use super::mac::{MacEntry, MacTable};
+use super::trace::{Trace, TraceStep, TracedRule};
+use super::{Pipeline, RuleStats};
+use crate::dp::action::{DpAction, DpCt, DropReason, METADATA_WORDS, Recirc};
+use std::sync::Arc;
+use vswitch_proto::action::{Action, CtZone, LearnSpec, SubField, port};
+use vswitch_proto::field::{FieldId, ethertype};
+use vswitch_proto::flow::{Flow, Slot, slot};
+use vswitch_proto::flowmod::FlowSpec;
+use vswitch_proto::group::GroupType;
+use vswitch_proto::matching::Match;
+
+/// Resubmits may nest this deep (Open vSwitch's MAX_DEPTH).
+pub const MAX_DEPTH: u32 = 64;
+/// At most this many resubmits per packet (Open vSwitch's MAX_RESUBMITS).
+pub const MAX_RESUBMITS: u32 = MAX_DEPTH * MAX_DEPTH;
+
+const VLAN_CFI: u16 = 0x1000;
+
+/// What translating one flow produced.
+#[derive(Debug, Default)]
+pub struct XlateOut {
+    pub actions: Vec<DpAction>,
+    /// The bits of the input flow the result depends on (the megaflow mask).
+    pub mask: Flow,
+    /// Counters of every rule and group the flow went through, to credit on each hit.
+    pub stats: Vec<Arc<RuleStats>>,
+    /// MAC entries learned from this flow's source, to keep fresh on each hit.
+    pub macs: Vec<Arc<MacEntry>>,
+}
+
+struct Ctx<'a> {
+    pipe: &'a Pipeline,
+    mac: &'a MacTable,
+    now: u64,
+    /// Learn MAC addresses (off for traces, which must not change state).
+    side_effects: bool,
+    flow: Flow,
+    base: Flow,
+    wc: Flow,
+    out: Vec<DpAction>,
+    stats: Vec<Arc<RuleStats>>,
+    macs: Vec<Arc<MacEntry>>,
+    depth: u32,
+    resubmits: u32,
+    table: u8,
+    /// Set when translation must stop everywhere (a drop).
+    halted: bool,
+    push_tpid: u16,
+    trace: Option<&'a mut Vec<TraceStep>>,
+}
+
+/// Translate a packet's flow into datapath actions.
+pub fn xlate(pipe: &Pipeline, mac: &MacTable, key: &Flow, now: u64) -> XlateOut {
+    let mut ctx = Ctx::new(pipe, mac, key, now, true, None);
+    ctx.run();
+    ctx.finish()
+}
+
+/// Translate without side effects and record every step.
+pub fn trace(pipe: &Pipeline, mac: &MacTable, key: &Flow, now: u64) -> Trace {
+    let mut steps = Vec::new();
+    let (out, final_flow) = {
+        let mut ctx = Ctx::new(pipe, mac, key, now, false, Some(&mut steps));
+        ctx.run();
+        let f = ctx.flow;
+        (ctx.finish(), f)
+    };
+    Trace {
+        flow: *key,
+        steps,
+        final_flow,
+        megaflow: Match::new(*key, out.mask),
+        actions: out.actions,
+    }
+}
+
+fn or_bits(wc: &mut Flow, s: Slot, bits: u128) {
+    let old = wc.get(s);
+    wc.set(s, old | bits);
+}
+
+/// A stable hash of the 5-tuple (the same on every worker and after a restart), so a
+/// connection always picks the same bucket of a select group.
+fn five_tuple_hash(f: &Flow) -> u64 {
+    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut mix = |v: u64| {
+        let m = (h ^ v) as u128 * 0xff51_afd7_ed55_8ccd_u128;
+        h = (m as u64) ^ ((m >> 64) as u64);
+    };
+    if f.dl_type() == ethertype::IPV6 {
+        let (s, d) = (f.ipv6_src(), f.ipv6_dst());
+        mix(s as u64);
+        mix((s >> 64) as u64);
+        mix(d as u64);
+        mix((d >> 64) as u64);
+    } else {
+        mix(((f.nw_src() as u64) << 32) | f.nw_dst() as u64);
+    }
+    mix(((f.nw_proto() as u64) << 32) | ((f.tp_src() as u64) << 16) | f.tp_dst() as u64);
+    h
+}
+
+/// Weighted rendezvous hashing: each bucket draws a number from hash(flow, bucket_id),
+/// scaled by its weight, and the best draw wins. A bucket's share of flows is its share of
+/// the total weight, and adding or removing a bucket only moves the flows that go to (or
+/// came from) that bucket, which keeps most connections on their endpoint.
+fn choose_bucket(weights: impl Iterator<Item = (u32, u16)>, hash: u64) -> Option<usize> {
+    let mut best: Option<(usize, f64)> = None;
+    for (i, (id, w)) in weights.enumerate() {
+        if w == 0 {
+            continue;
+        }
+        let m = ((hash ^ (id as u64).wrapping_mul(0xff51_afd7_ed55_8ccd)) as u128)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let m = (m as u64) ^ ((m >> 64) as u64);
+        // A uniform draw in (0, 1]; ln(u)/w is the log of u^(1/w), the weighted draw.
+        let u = ((m >> 11) + 1) as f64 / (1u64 << 53) as f64;
+        let score = u.ln() / w as f64;
+        if best.is_none_or(|(_, s)| score > s) {
+            best = Some((i, score));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+impl<'a> Ctx<'a> {
+    fn new(
+        pipe: &'a Pipeline,
+        mac: &'a MacTable,
+        key: &Flow,
+        now: u64,
+        side_effects: bool,
+        trace: Option<&'a mut Vec<TraceStep>>,
+    ) -> Ctx<'a> {
+        let mut wc = Flow::ZERO;
+        wc.set(slot::IN_PORT, slot::IN_PORT.max());
+        wc.set(slot::RECIRC_ID, slot::RECIRC_ID.max());
+        Ctx {
+            pipe,
+            mac,
+            now,
+            side_effects,
+            flow: *key,
+            base: *key,
+            wc,
+            out: Vec::new(),
+            stats: Vec::new(),
+            macs: Vec::new(),
+            depth: 0,
+            resubmits: 0,
+            table: 0,
+            halted: false,
+            push_tpid: ethertype::VLAN,
+            trace,
+        }
+    }
+
+    fn finish(self) -> XlateOut {
+        XlateOut {
+            actions: self.out,
+            mask: self.wc,
+            stats: self.stats,
+            macs: self.macs,
+        }
+    }
+
+    fn step(&mut self, s: impl FnOnce() -> TraceStep) {
+        if let Some(t) = self.trace.as_deref_mut() {
+            t.push(s());
+        }
+    }
+
+    fn note(&mut self, text: impl FnOnce() -> String) {
+        let depth = self.depth;
+        self.step(|| TraceStep::Note {
+            depth,
+            text: text(),
+        });
+    }
+
+    fn run(&mut self) {
+        let table = Recirc::table_for_id(self.flow.recirc_id());
+        if self.flow.recirc_id() != 0 {
+            self.note(|| format!("resuming after recirculation in table {table}"));
+        }
+        self.run_table(table);
+    }
+
+    fn drop_packet(&mut self, reason: DropReason) {
+        self.out.push(DpAction::Drop(reason));
+        self.halted = true;
+        self.note(|| format!("dropping: {}", reason.as_str()));
+    }
+
+    /// Look the flow up in `table` and run the winning rule's actions.
+    fn run_table(&mut self, table: u8) {
+        let Some(cls) = self.pipe.table(table) else {
+            return;
+        };
+        let saved = self.table;
+        self.table = table;
+        let entry = cls.lookup_entry(&self.flow, &mut self.wc);
+        let depth = self.depth;
+        match entry {
+            Some(e) => {
+                let rule = e.rule.clone();
+                self.step(|| TraceStep::Table {
+                    depth,
+                    table,
+                    rule: Some(Box::new(TracedRule::from(&*rule))),
+                });
+                self.stats.push(rule.stats.clone());
+                self.execute(&rule.actions);
+            }
+            None => self.step(|| TraceStep::Table {
+                depth,
+                table,
+                rule: None,
+            }),
+        }
+        self.table = saved;
+    }
+
+    fn execute(&mut self, actions: &[Action]) {
+        for a in actions {
+            if self.halted {
+                return;
+            }
+            let depth = self.depth;
+            if !matches!(a, Action::Note(_)) {
+                self.step(|| TraceStep::Action {
+                    depth,
+                    action: a.clone(),
+                });
+            }
+            match a {
+                Action::Output { port, max_len } => self.output(*port, *max_len),
+                Action::OutputReg(sf) => {
+                    let p = self.read(sf) as u32;
+                    self.output(p, None)
+                }
+                Action::InPort => self.output_to(self.flow.in_port()),
+                Action::Normal => self.normal(),
+                Action::Flood => self.flood(false),
+                Action::All => self.flood(true),
+                Action::Controller { max_len } => self.controller(*max_len),
+                Action::GotoTable(t) => {
+                    self.run_table(*t);
+                    return;
+                }
+                Action::Resubmit { in_port, table } => self.resubmit(*in_port, *table),
+                Action::SetField { field, value, mask } => self.set_field(*field, *value, *mask),
+                Action::Move { src, dst } => {
+                    let v = self.read(src);
+                    self.write(dst, v);
+                }
+                Action::DecTtl => self.dec_ttl(),
+                Action::PushVlan(tpid) => self.push_vlan(*tpid),
+                Action::PopVlan => self.pop_vlan(),
+                Action::Group(g) => self.group(*g),
+                Action::Conjunction { .. } | Action::Note(_) => {}
+                Action::Learn(l) => self.learn(l),
+                Action::Ct(ct) => self.ct(ct),
+                Action::CtClear => {
+                    self.flow.set_ct_state(0);
+                    self.flow.set_ct_zone(0);
+                    self.flow.set_ct_mark(0);
+                    self.flow.set_ct_label(0);
+                    self.out.push(DpAction::CtClear);
+                }
+            }
+        }
+    }
+
+    // ---- reading and writing fields -----------------------------------------------
+
+    /// Read a subfield of the current flow (and make the result depend on it).
+    fn read(&mut self, sf: &SubField) -> u128 {
+        let s = sf.field.slot();
+        let mask = sf.mask_in_field();
+        or_bits(&mut self.wc, s, mask);
+        (self.flow.get(s) & mask) >> sf.ofs
+    }
+
+    /// Write `v` into a subfield of the current flow.
+    fn write(&mut self, sf: &SubField, v: u128) {
+        let s = sf.field.slot();
+        let mask = sf.mask_in_field();
+        or_bits(&mut self.wc, s, mask);
+        self.flow.set_masked(s, v << sf.ofs, mask);
+    }
+
+    fn set_field(&mut self, field: FieldId, value: u128, mask: u128) {
+        let s = field.slot();
+        if s.word == slot::VLAN_TCI.word
+            && s.shift < 16
+            && field != FieldId::VlanTci
+            && self.flow.vlan_tci() & VLAN_CFI == 0
+        {
+            // OpenFlow 1.2+: setting VLAN fields of an untagged packet does nothing.
+            or_bits(&mut self.wc, slot::VLAN_TCI, VLAN_CFI as u128);
+            self.note(|| format!("{}: packet has no VLAN tag, ignored", field.name()));
+            return;
+        }
+        let mask = mask & s.max();
+        or_bits(&mut self.wc, s, mask);
+        self.flow.set_masked(s, value, mask);
+        if field == FieldId::DlVlan || field == FieldId::VlanPcp {
+            // These imply a present tag.
+            let tci = self.flow.vlan_tci() | VLAN_CFI;
+            self.flow.set_vlan_tci(tci);
+        }
+    }
+
+    // ---- actions ------------------------------------------------------------------
+
+    fn output(&mut self, p: u32, max_len: Option<u16>) {
+        match p {
+            port::IN_PORT => self.output_to(self.flow.in_port()),
+            port::NORMAL => self.normal(),
+            port::FLOOD => self.flood(false),
+            port::ALL => self.flood(true),
+            port::CONTROLLER => self.controller(max_len.unwrap_or(u16::MAX)),
+            port::TABLE => self.resubmit(None, Some(0)),
+            port::NONE => {}
+            p if p == self.flow.in_port() => {
+                self.note(|| format!("skipping output to input port {p}"));
+            }
+            p => self.output_to(p),
+        }
+    }
+
+    fn output_to(&mut self, p: u32) {
+        self.commit();
+        self.out.push(DpAction::Output(p));
+    }
+
+    fn controller(&mut self, max_len: u16) {
+        self.commit();
+        self.out.push(DpAction::Controller {
+            max_len,
+            reason: crate::dp::action::ControllerReason::Action,
+        });
+    }
+
+    fn flood(&mut self, all: bool) {
+        let in_port = self.flow.in_port();
+        let ports: Vec<u32> = self
+            .pipe
+            .ports()
+            .iter()
+            .filter(|p| p.no != in_port && (all || !p.no_flood))
+            .map(|p| p.no)
+            .collect();
+        for p in ports {
+            self.output_to(p);
+        }
+    }
+
+    /// A learning switch: learn where the source lives, then send to where the
+    /// destination lives, or flood.
+    fn normal(&mut self) {
+        for s in [slot::DL_SRC, slot::DL_DST] {
+            or_bits(&mut self.wc, s, s.max());
+        }
+        or_bits(&mut self.wc, slot::VLAN_TCI, 0x1fff);
+        let tci = self.flow.vlan_tci();
+        let vlan = if tci & VLAN_CFI != 0 { tci & 0x0fff } else { 0 };
+        let (src, dst, in_port) = (self.flow.dl_src(), self.flow.dl_dst(), self.flow.in_port());
+        if self.side_effects
+            && let Some(e) = self.mac.learn(vlan, src, in_port, self.now)
+        {
+            self.macs.push(e);
+        }
+        if dst[0] & 1 != 0 {
+            self.note(|| "normal: multicast or broadcast destination, flooding".into());
+            return self.flood(false);
+        }
+        match self.mac.lookup(vlan, dst, self.now) {
+            Some(e) if e.port == in_port => {
+                self.note(|| "normal: destination is on the input port, dropping".into())
+            }
+            Some(e) => {
+                let p = e.port;
+                self.note(|| format!("normal: learned destination on port {p}"));
+                self.output_to(p);
+            }
+            None => {
+                self.note(|| "normal: unknown destination, flooding".into());
+                self.flood(false);
+            }
+        }
+    }
+
+    fn resubmit(&mut self, in_port: Option<u32>, table: Option<u8>) {
+        self.resubmits += 1;
+        if self.depth >= MAX_DEPTH || self.resubmits > MAX_RESUBMITS {
+            return self.drop_packet(DropReason::ResubmitLimit);
+        }
+        let old_in_port = self.flow.in_port();
+        if let Some(p) = in_port
+            && p != port::IN_PORT
+        {
+            self.flow.set_in_port(p);
+        }
+        self.depth += 1;
+        self.run_table(table.unwrap_or(self.table));
+        self.depth -= 1;
+        self.flow.set_in_port(old_in_port);
+    }
+
+    fn dec_ttl(&mut self) {
+        let ty = self.flow.dl_type();
+        if ty != ethertype::IPV4 && ty != ethertype::IPV6 {
+            return;
+        }
+        or_bits(&mut self.wc, slot::DL_TYPE, 0xffff);
+        or_bits(&mut self.wc, slot::NW_TTL, 0xff);
+        let ttl = self.flow.nw_ttl();
+        if ttl <= 1 {
+            return self.drop_packet(DropReason::TtlExceeded);
+        }
+        self.flow.set_nw_ttl(ttl - 1);
+    }
+
+    fn push_vlan(&mut self, tpid: u16) {
+        or_bits(&mut self.wc, slot::VLAN_TCI, 0xffff);
+        or_bits(&mut self.wc, slot::VLAN_TCI_INNER, 0xffff);
+        let outer = self.flow.vlan_tci();
+        self.flow.set_vlan_tci_inner(outer);
+        // The new tag copies the VID and PCP of the one it covers (OpenFlow).
+        self.flow.set_vlan_tci(VLAN_CFI | (outer & !VLAN_CFI));
+        self.push_tpid = tpid;
+    }
+
+    fn pop_vlan(&mut self) {
+        or_bits(&mut self.wc, slot::VLAN_TCI, 0xffff);
+        or_bits(&mut self.wc, slot::VLAN_TCI_INNER, 0xffff);
+        let inner = self.flow.vlan_tci_inner();
+        self.flow.set_vlan_tci(inner);
+        self.flow.set_vlan_tci_inner(0);
+    }
+
+    fn group(&mut self, id: u32) {
+        let Some(g) = self.pipe.group(id).cloned() else {
+            return self.drop_packet(DropReason::NoSuchGroup);
+        };
+        self.stats.push(g.stats.clone());
+        let buckets = g.buckets();
+        match g.group_type() {
+            GroupType::All => {
+                for b in buckets {
+                    self.in_clone(|ctx| ctx.execute(&b.actions));
+                }
+            }
+            GroupType::Indirect => {
+                if let Some(b) = buckets.first() {
+                    self.in_clone(|ctx| ctx.execute(&b.actions));
+                }
+            }
+            GroupType::FastFailover => {
+                let live =
+                    |p: Option<u32>| p.is_none_or(|p| self.pipe.ports().iter().any(|d| d.no == p));
+                if let Some(b) = buckets.iter().find(|b| live(b.watch_port)) {
+                    self.in_clone(|ctx| ctx.execute(&b.actions));
+                }
+            }
+            GroupType::Select => {
+                for s in [
+                    slot::DL_TYPE,
+                    slot::NW_SRC,
+                    slot::NW_DST,
+                    slot::NW_PROTO,
+                    slot::TP_SRC,
+                    slot::TP_DST,
+                    slot::IPV6_SRC,
+                    slot::IPV6_DST,
+                ] {
+                    or_bits(&mut self.wc, s, s.max());
+                }
+                let hash = five_tuple_hash(&self.flow);
+                let pick = choose_bucket(buckets.iter().map(|b| (b.bucket_id, b.weight)), hash);
+                match pick {
+                    Some(i) => {
+                        let b = &buckets[i];
+                        let bid = b.bucket_id;
+                        self.note(|| format!("group {id}: selected bucket {bid}"));
+                        self.in_clone(|ctx| ctx.execute(&b.actions));
+                    }
+                    None => self.note(|| format!("group {id}: no live bucket")),
+                }
+            }
+        }
+    }
+
+    /// Run `f` on a copy of the flow: what it changes does not leak out (bucket
+    /// semantics). Changes it committed to the packet are undone by the next commit,
+    /// since `base` keeps tracking the packet.
+    fn in_clone(&mut self, f: impl FnOnce(&mut Ctx<'a>)) {
+        let saved = self.flow;
+        self.depth += 1;
+        f(self);
+        self.depth -= 1;
+        if !self.halted {
+            self.flow = saved;
+        }
+    }
+
+    fn learn(&mut self, l: &vswitch_proto::action::Learn) {
+        let mut m = Match::CATCHALL;
+        let mut actions = Vec::new();
+        for spec in &l.specs {
+            match spec {
+                LearnSpec::MatchField { dst, src } => {
+                    let v = self.read(src);
+                    m.set_masked(dst.field, v << dst.ofs, dst.mask_in_field());
+                }
+                LearnSpec::MatchImm { dst, value } => {
+                    m.set_masked(dst.field, value << dst.ofs, dst.mask_in_field());
+                }
+                LearnSpec::LoadField { src, dst } => {
+                    let v = self.read(src);
+                    actions.push(Action::SetField {
+                        field: dst.field,
+                        value: v << dst.ofs,
+                        mask: dst.mask_in_field(),
+                    });
+                }
+                LearnSpec::LoadImm { value, dst } => actions.push(Action::SetField {
+                    field: dst.field,
+                    value: value << dst.ofs,
+                    mask: dst.mask_in_field(),
+                }),
+                LearnSpec::Output(src) => {
+                    let p = self.read(src) as u32;
+                    actions.push(Action::Output {
+                        port: p,
+                        max_len: None,
+                    });
+                }
+            }
+        }
+        let spec = FlowSpec {
+            table: Some(l.table),
+            priority: l.priority,
+            cookie: l.cookie,
+            idle_timeout: l.idle_timeout,
+            hard_timeout: l.hard_timeout,
+            matching: m,
+            actions: Some(actions),
+            ..FlowSpec::default()
+        };
+        self.out.push(DpAction::Learn(Arc::new(spec)));
+    }
+
+    fn ct(&mut self, ct: &vswitch_proto::action::Ct) {
+        self.commit();
+        let zone = match ct.zone {
+            CtZone::Imm(z) => z,
+            CtZone::Field(sf) => self.read(&sf) as u16,
+        };
+        let mut mark = None;
+        let mut label = None;
+        for a in &ct.exec {
+            if let Action::SetField { field, value, mask } = a {
+                match field {
+                    FieldId::CtMark => mark = Some((*value as u32, *mask as u32)),
+                    FieldId::CtLabel => label = Some((*value, *mask)),
+                    _ => {}
+                }
+            }
+        }
+        let recirc = ct.table.map(|table| {
+            let mut md = Flow::ZERO;
+            md.w[METADATA_WORDS].copy_from_slice(&self.flow.w[METADATA_WORDS]);
+            md.set_recirc_id(Recirc::id_for_table(table));
+            md.set_conj_id(0);
+            Box::new(Recirc { table, md })
+        });
+        self.out.push(DpAction::Ct(Box::new(DpCt {
+            zone,
+            commit: ct.commit,
+            force: ct.force,
+            nat: ct.nat.clone(),
+            mark,
+            label,
+            alg: ct.alg,
+            recirc,
+        })));
+    }
+
+    // ---- committing header changes ---------------------------------------------------
+
+    /// Emit set actions for every header where the flow differs from the packet.
+    fn commit(&mut self) {
+        let (f, b) = (self.flow, self.base);
+        if f == b {
+            return;
+        }
+        let diff = |s: Slot| f.get(s) != b.get(s);
+        let pick = |s: Slot| diff(s).then(|| f.get(s));
+        if diff(slot::DL_SRC) || diff(slot::DL_DST) {
+            self.out.push(DpAction::SetEth {
+                src: diff(slot::DL_SRC).then(|| f.dl_src()),
+                dst: diff(slot::DL_DST).then(|| f.dl_dst()),
+            });
+        }
+        self.commit_vlan();
+        match f.dl_type() {
+            ethertype::IPV4
+                if diff(slot::NW_SRC)
+                    || diff(slot::NW_DST)
+                    || diff(slot::NW_TOS)
+                    || diff(slot::NW_TTL) =>
+            {
+                self.out.push(DpAction::SetIpv4 {
+                    src: pick(slot::NW_SRC).map(|v| v as u32),
+                    dst: pick(slot::NW_DST).map(|v| v as u32),
+                    tos: pick(slot::NW_TOS).map(|v| v as u8),
+                    ttl: pick(slot::NW_TTL).map(|v| v as u8),
+                })
+            }
+            ethertype::IPV6
+                if diff(slot::IPV6_SRC)
+                    || diff(slot::IPV6_DST)
+                    || diff(slot::NW_TOS)
+                    || diff(slot::IPV6_LABEL)
+                    || diff(slot::NW_TTL) =>
+            {
+                self.out.push(DpAction::SetIpv6 {
+                    src: pick(slot::IPV6_SRC),
+                    dst: pick(slot::IPV6_DST),
+                    tc: pick(slot::NW_TOS).map(|v| v as u8),
+                    label: pick(slot::IPV6_LABEL).map(|v| v as u32),
+                    hlimit: pick(slot::NW_TTL).map(|v| v as u8),
+                })
+            }
+            ethertype::ARP | ethertype::RARP
+                if diff(slot::NW_PROTO)
+                    || diff(slot::NW_SRC)
+                    || diff(slot::NW_DST)
+                    || diff(slot::ARP_SHA)
+                    || diff(slot::ARP_THA) =>
+            {
+                self.out.push(DpAction::SetArp {
+                    op: pick(slot::NW_PROTO).map(|v| v as u16),
+                    sha: diff(slot::ARP_SHA).then(|| f.arp_sha()),
+                    spa: pick(slot::NW_SRC).map(|v| v as u32),
+                    tha: diff(slot::ARP_THA).then(|| f.arp_tha()),
+                    tpa: pick(slot::NW_DST).map(|v| v as u32),
+                })
+            }
+            _ => {}
+        }
+        if (diff(slot::TP_SRC) || diff(slot::TP_DST))
+            && matches!(f.dl_type(), ethertype::IPV4 | ethertype::IPV6)
+        {
+            use vswitch_proto::field::ipproto;
+            match f.nw_proto() {
+                ipproto::ICMP | ipproto::ICMPV6 => self.out.push(DpAction::SetIcmp {
+                    typ: pick(slot::TP_SRC).map(|v| v as u8),
+                    code: pick(slot::TP_DST).map(|v| v as u8),
+                }),
+                _ => self.out.push(DpAction::SetPorts {
+                    src: pick(slot::TP_SRC).map(|v| v as u16),
+                    dst: pick(slot::TP_DST).map(|v| v as u16),
+                }),
+            }
+        }
+        if f.dl_type() == ethertype::IPV6
+            && (diff(slot::ND_TARGET) || diff(slot::ARP_SHA) || diff(slot::ARP_THA))
+        {
+            self.out.push(DpAction::SetNd {
+                target: pick(slot::ND_TARGET),
+                sll: diff(slot::ARP_SHA).then(|| f.arp_sha()),
+                tll: diff(slot::ARP_THA).then(|| f.arp_tha()),
+            });
+        }
+        if diff(slot::TUN_ID) || diff(slot::TUN_SRC) || diff(slot::TUN_DST) {
+            self.out.push(DpAction::SetTunnel {
+                id: f.tun_id(),
+                src: f.tun_src(),
+                dst: f.tun_dst(),
+            });
+        }
+        self.base = f;
+    }
+
+    fn commit_vlan(&mut self) {
+        let (f, b) = (self.flow, self.base);
+        let count = |x: &Flow| {
+            (x.vlan_tci() & VLAN_CFI != 0) as u8 + (x.vlan_tci_inner() & VLAN_CFI != 0) as u8
+        };
+        let (nf, mut nb) = (count(&f), count(&b));
+        let mut outer = b.vlan_tci();
+        let mut inner = b.vlan_tci_inner();
+        while nb > nf {
+            self.out.push(DpAction::PopVlan);
+            outer = inner;
+            inner = 0;
+            nb -= 1;
+        }
+        if nf > nb {
+            // Pushes happen from the inside out.
+            if nf - nb == 2 {
+                self.out.push(DpAction::PushVlan {
+                    tpid: ethertype::VLAN,
+                    tci: f.vlan_tci_inner() & !VLAN_CFI,
+                });
+            }
+            self.out.push(DpAction::PushVlan {
+                tpid: self.push_tpid,
+                tci: f.vlan_tci() & !VLAN_CFI,
+            });
+        } else if nf > 0 && f.vlan_tci() != outer {
+            self.out
+                .push(DpAction::SetVlanTci(f.vlan_tci() & !VLAN_CFI));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_choice_respects_weights() {
+        let mut counts = [0u32; 3];
+        for i in 0..30_000u64 {
+            let h = (i as u128 * 0x9e37_79b9_7f4a_7c15_u128) as u64 ^ (i << 7);
+            let c = choose_bucket([(0u32, 100u16), (1, 100), (2, 200)].into_iter(), h).unwrap();
+            counts[c] += 1;
+        }
+        // Shares follow the weights: 1/4, 1/4, 1/2 (within a few percent).
+        for (c, want) in counts.iter().zip([7500.0, 7500.0, 15000.0]) {
+            assert!((*c as f64 - want).abs() < want * 0.05, "{counts:?}");
+        }
+        assert_eq!(choose_bucket([(0u32, 0u16)].into_iter(), 1), None);
+    }
+}
