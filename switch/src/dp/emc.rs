@@ -7,7 +7,7 @@
 
 use super::megaflow::Megaflow;
 use std::sync::Arc;
-use vswitch_proto::flow::{FLOW_U64S, Flow};
+use vswitch_proto::flow::Flow;
 
 /// Open vSwitch's EMC size.
 pub const DEFAULT_ENTRIES: usize = 8192;
@@ -34,15 +34,11 @@ pub struct EmcRow {
     pub megaflow: Arc<Megaflow>,
 }
 
-/// Whole-key equality without early exits: the words are combined and tested once, which
-/// the compiler turns into a few vector operations.
+/// Whole-key equality. Comparing the arrays lets the compiler call the platform's `bcmp`,
+/// which is vectorized: measured faster here than a hand-written word loop.
 #[inline(always)]
 fn same_key(a: &Flow, b: &Flow) -> bool {
-    let mut diff = 0u64;
-    for i in 0..FLOW_U64S {
-        diff |= a.w[i] ^ b.w[i];
-    }
-    diff == 0
+    a.w == b.w
 }
 
 impl Emc {

@@ -276,6 +276,7 @@ fn shift_layers(l: &mut Layers, by: i32) {
 }
 
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn set_ipv4(
     pkt: &mut Packet,
     key: &Flow,
@@ -285,36 +286,53 @@ fn set_ipv4(
     tos: Option<u8>,
     ttl: Option<u8>,
 ) {
-    let l3 = layers.l3 as usize;
-    if l3 == 0 || l3 + 20 > pkt.len() || key.dl_type() != ethertype::IPV4 {
+    if key.dl_type() != ethertype::IPV4 || layers.l3 == 0 {
         return;
     }
-    let l4 = l4_csum(pkt, key, layers);
+    // The transport checksum only matters when an address (in its pseudo-header) changes.
+    let l4 = if src.is_some() || dst.is_some() {
+        l4_csum(pkt, key, layers)
+    } else {
+        None
+    };
+    let l3 = layers.l3 as usize;
     let d = pkt.data_mut();
-    let mut hc = rd16(d, l3 + 10);
+    let Some(Ok(ip)) = d.get_mut(l3..l3 + 20).map(<&mut [u8; 20]>::try_from) else {
+        return;
+    };
+    let mut hc = u16::from_be_bytes([ip[10], ip[11]]);
     if let Some(tos) = tos {
-        let old = rd16(d, l3);
-        let new = (old & 0xff00) | tos as u16;
-        wr16(d, l3, new);
-        hc = update16(hc, old, new);
+        let old = u16::from_be_bytes([ip[0], ip[1]]);
+        ip[1] = tos;
+        hc = update16(hc, old, (old & 0xff00) | tos as u16);
     }
     if let Some(ttl) = ttl {
-        let old = rd16(d, l3 + 8);
-        let new = (old & 0x00ff) | (ttl as u16) << 8;
-        wr16(d, l3 + 8, new);
-        hc = update16(hc, old, new);
+        let old = u16::from_be_bytes([ip[8], ip[9]]);
+        ip[8] = ttl;
+        hc = update16(hc, old, (old & 0x00ff) | (ttl as u16) << 8);
     }
-    for (v, at) in [(src, l3 + 12), (dst, l3 + 16)] {
-        if let Some(new) = v {
-            let old = rd32(d, at);
-            wr32(d, at, new);
-            hc = update32(hc, old, new);
-            if let Some(c) = l4 {
-                c.pseudo32(d, old, new);
-            }
+    let mut changed = [(0u32, 0u32); 2];
+    let mut n = 0;
+    if let Some(new) = src {
+        let old = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+        ip[12..16].copy_from_slice(&new.to_be_bytes());
+        hc = update32(hc, old, new);
+        changed[n] = (old, new);
+        n += 1;
+    }
+    if let Some(new) = dst {
+        let old = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+        ip[16..20].copy_from_slice(&new.to_be_bytes());
+        hc = update32(hc, old, new);
+        changed[n] = (old, new);
+        n += 1;
+    }
+    ip[10..12].copy_from_slice(&hc.to_be_bytes());
+    if let Some(c) = l4 {
+        for &(old, new) in &changed[..n] {
+            c.pseudo32(d, old, new);
         }
     }
-    wr16(d, l3 + 10, hc);
 }
 
 #[allow(clippy::too_many_arguments)]

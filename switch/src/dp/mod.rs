@@ -118,6 +118,7 @@ pub struct FastPath<C: Conntrack = StatelessConntrack> {
     /// Per-batch counts to credit: (megaflow, packets, bytes).
     credits: Vec<(Arc<Megaflow>, u64, u64)>,
     recirc: Vec<Packet>,
+    scratch: Box<Scratch>,
     last_maintenance_ms: u64,
 }
 
@@ -164,6 +165,7 @@ impl<C: Conntrack> FastPath<C> {
             stats: DpStats::default(),
             credits: Vec::with_capacity(BATCH),
             recirc: Vec::new(),
+            scratch: Box::default(),
             last_maintenance_ms: 0,
         }
     }
@@ -213,12 +215,15 @@ impl<C: Conntrack> FastPath<C> {
             }
             self.generation = generation;
         }
-        for pkt in batch.iter_mut() {
-            self.one(pkt, &pipe, now, sink);
+        for chunk in batch.chunks_mut(BATCH) {
+            self.chunk(chunk, &pipe, now, sink);
         }
-        while let Some(mut pkt) = self.recirc.pop() {
-            self.stats.recirculations += 1;
-            self.one(&mut pkt, &pipe, now, sink);
+        while !self.recirc.is_empty() {
+            let mut again = std::mem::take(&mut self.recirc);
+            self.stats.recirculations += again.len() as u64;
+            for chunk in again.chunks_mut(BATCH) {
+                self.chunk(chunk, &pipe, now, sink);
+            }
         }
         for (mf, packets, bytes) in self.credits.drain(..) {
             mf.credit(packets, bytes, now);
@@ -226,27 +231,10 @@ impl<C: Conntrack> FastPath<C> {
         self.maintain(now);
     }
 
-    fn one(&mut self, pkt: &mut Packet, pipe: &Pipeline, now: u64, sink: &mut dyn Sink) {
-        self.stats.packets += 1;
-        let mut key = Flow::ZERO;
-        match pkt.recirc.take() {
-            Some(md) => {
-                key.w[action::METADATA_WORDS].copy_from_slice(&md.w[action::METADATA_WORDS])
-            }
-            None => {
-                key.set_in_port(pkt.in_port);
-                key.set_tun_id(pkt.tun.id);
-                key.set_tun_src(pkt.tun.src);
-                key.set_tun_dst(pkt.tun.dst);
-            }
-        }
-        let mut layers = Layers::default();
-        if let Err(m) = extract(pkt.data(), &mut key, &mut layers) {
-            self.stats.malformed[m as usize] += 1;
-            return;
-        }
-        let hash = flow_hash(&key, self.seed);
-        let len = pkt.len();
+    /// Up to [`BATCH`] packets, stage by stage: every key, then every hash, then lookups
+    /// and actions. Doing one stage for all packets before the next lets the CPU overlap
+    /// the work of different packets.
+    fn chunk(&mut self, pkts: &mut [Packet], pipe: &Pipeline, now: u64, sink: &mut dyn Sink) {
         let FastPath {
             emc,
             mega,
@@ -255,40 +243,96 @@ impl<C: Conntrack> FastPath<C> {
             credits,
             recirc,
             mac,
+            scratch,
+            seed,
             ..
         } = self;
-        let outcome = if let Some(mf) = emc.lookup(&key, hash) {
-            stats.emc_hits += 1;
-            note_credit(credits, mf, len);
-            exec::execute(&mf.actions, pkt, &key, &mut layers, sink, ct, now, recirc)
-        } else if let Some(mf) = mega.lookup(&key) {
-            stats.megaflow_hits += 1;
-            let mf = mf.clone();
-            emc.insert(&key, hash, mf.clone());
-            note_credit(credits, &mf, len);
-            exec::execute(&mf.actions, pkt, &key, &mut layers, sink, ct, now, recirc)
-        } else {
-            stats.upcalls += 1;
-            let out = xlate::xlate(pipe, mac, &key, now);
-            let mf = Megaflow::new(&key, out.mask, out.actions, out.stats, out.macs, now);
-            match mega.insert(mf) {
-                Ok(mf) => {
-                    emc.insert(&key, hash, mf.clone());
-                    note_credit(credits, &mf, len);
-                    exec::execute(&mf.actions, pkt, &key, &mut layers, sink, ct, now, recirc)
+        for (i, pkt) in pkts.iter_mut().enumerate() {
+            stats.packets += 1;
+            let key = &mut scratch.keys[i];
+            *key = Flow::ZERO;
+            match pkt.recirc.take() {
+                Some(md) => {
+                    key.w[action::METADATA_WORDS].copy_from_slice(&md.w[action::METADATA_WORDS])
                 }
-                Err(mf) => {
-                    // Cache full: serve this packet from the translation alone.
-                    stats.cache_full += 1;
-                    mf.credit(1, len as u64, now);
-                    exec::execute(&mf.actions, pkt, &key, &mut layers, sink, ct, now, recirc)
+                None => {
+                    key.set_in_port(pkt.in_port);
+                    key.set_tun_id(pkt.tun.id);
+                    key.set_tun_src(pkt.tun.src);
+                    key.set_tun_dst(pkt.tun.dst);
                 }
             }
-        };
-        match outcome {
-            Outcome::Sent => {}
-            Outcome::NoOutput => stats.dropped[DropReason::NoOutput as usize] += 1,
-            Outcome::Dropped(r) => stats.dropped[r as usize] += 1,
+            scratch.ok[i] = match extract(pkt.data(), key, &mut scratch.layers[i]) {
+                Ok(()) => true,
+                Err(m) => {
+                    stats.malformed[m as usize] += 1;
+                    false
+                }
+            };
+        }
+        for i in 0..pkts.len() {
+            scratch.hashes[i] = flow_hash(&scratch.keys[i], *seed);
+        }
+
+        for (i, pkt) in pkts.iter_mut().enumerate() {
+            if !scratch.ok[i] {
+                continue;
+            }
+            let (key, hash, layers) = (&scratch.keys[i], scratch.hashes[i], &mut scratch.layers[i]);
+            let len = pkt.len();
+            let outcome = if let Some(mf) = emc.lookup(key, hash) {
+                stats.emc_hits += 1;
+                note_credit(credits, mf, len);
+                exec::execute(&mf.actions, pkt, key, layers, sink, ct, now, recirc)
+            } else if let Some(mf) = mega.lookup(key) {
+                stats.megaflow_hits += 1;
+                let mf = mf.clone();
+                emc.insert(key, hash, mf.clone());
+                note_credit(credits, &mf, len);
+                exec::execute(&mf.actions, pkt, key, layers, sink, ct, now, recirc)
+            } else {
+                stats.upcalls += 1;
+                let out = xlate::xlate(pipe, mac, key, now);
+                let mf = Megaflow::new(key, out.mask, out.actions, out.stats, out.macs, now);
+                match mega.insert(mf) {
+                    Ok(mf) => {
+                        emc.insert(key, hash, mf.clone());
+                        note_credit(credits, &mf, len);
+                        exec::execute(&mf.actions, pkt, key, layers, sink, ct, now, recirc)
+                    }
+                    Err(mf) => {
+                        // Cache full: serve this packet from the translation alone.
+                        stats.cache_full += 1;
+                        mf.credit(1, len as u64, now);
+                        exec::execute(&mf.actions, pkt, key, layers, sink, ct, now, recirc)
+                    }
+                }
+            };
+            match outcome {
+                Outcome::Sent => {}
+                Outcome::NoOutput => stats.dropped[DropReason::NoOutput as usize] += 1,
+                Outcome::Dropped(r) => stats.dropped[r as usize] += 1,
+            }
+        }
+    }
+}
+
+/// Per-chunk working space, kept between batches so nothing is allocated per packet.
+#[derive(Debug)]
+struct Scratch {
+    keys: [Flow; BATCH],
+    layers: [Layers; BATCH],
+    hashes: [u64; BATCH],
+    ok: [bool; BATCH],
+}
+
+impl Default for Scratch {
+    fn default() -> Scratch {
+        Scratch {
+            keys: [Flow::ZERO; BATCH],
+            layers: [Layers::default(); BATCH],
+            hashes: [0; BATCH],
+            ok: [false; BATCH],
         }
     }
 }

@@ -132,6 +132,7 @@ fn arp(b: &[u8], key: &mut Flow) -> Result<(), Malformed> {
     Ok(())
 }
 
+#[inline(always)]
 fn ipv4(b: &[u8], l3: usize, key: &mut Flow, layers: &mut Layers) -> Result<(), Malformed> {
     const MIN: usize = 20;
     if b.len() < MIN {
@@ -213,6 +214,7 @@ fn set_ports(key: &mut Flow, b: &[u8]) {
     *w = (*w & 0xffff_ffff) | (be32(b, 0) as u64) << 32;
 }
 
+#[inline(always)]
 fn l4(b: &[u8], proto: u8, v6: bool, key: &mut Flow) -> Result<(), Malformed> {
     match proto {
         ipproto::TCP => {
