@@ -42,5 +42,5 @@ fn main() {
         fp.process(&mut batch, 2, &mut sink);
     }
     let ns = t.elapsed().as_nanos() as f64 / (rounds * BATCH as u64) as f64;
-    println!("{ns:.1} ns/packet, emc hits {}", fp.stats().emc_hits);
+    println!("{ns:.1} ns/packet, {:?}", fp.stats());
 }

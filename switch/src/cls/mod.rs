@@ -30,7 +30,7 @@ use std::sync::Arc;
 use vswitch_proto::flow::{FLOW_U64S, Flow};
 use vswitch_proto::matching::Match;
 
-use crate::flow::masked_hash;
+use crate::flow::{CompactKey, masked_hash};
 
 /// One `conjunction(id, clause+1/n_clauses)` action of a soft rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,7 +53,7 @@ pub struct Entry<R> {
 #[derive(Clone, Debug)]
 struct Bucket<R> {
     /// The masked flow every rule here matches.
-    key: Flow,
+    key: CompactKey,
     hash: u64,
     /// Highest priority first; at most one entry per priority.
     entries: Vec<Entry<R>>,
@@ -93,11 +93,7 @@ impl<R> Subtable<R> {
     fn find(&self, key: &Flow, seed: u64) -> Option<&Bucket<R>> {
         let h = masked_hash(key, &self.mask, &self.words, seed);
         self.buckets.find(h, |b| {
-            b.hash == h
-                && self
-                    .words
-                    .iter()
-                    .all(|&i| key.w[i as usize] & self.mask.w[i as usize] == b.key.w[i as usize])
+            b.hash == h && b.key.matches(key, &self.mask, &self.words)
         })
     }
 
@@ -231,6 +227,7 @@ impl<R: Clone> Classifier<R> {
         let old_max = st.max_priority;
         let was_empty = st.n_rules == 0;
         let hash = masked_hash(&key, &st.mask, &st.words, seed);
+        let key = CompactKey::new(&key, &st.mask, &st.words);
         let entry = Entry {
             priority,
             conj,
@@ -278,6 +275,7 @@ impl<R: Clone> Classifier<R> {
         let idx = self.subtables.iter().position(|s| s.mask == m.mask)?;
         let st = &self.subtables[idx];
         let hash = masked_hash(&key, &st.mask, &st.words, seed);
+        let key = CompactKey::new(&key, &st.mask, &st.words);
         // Check before copying a shared subtable.
         st.buckets
             .find(hash, |b| b.hash == hash && b.key == key)?
@@ -314,6 +312,7 @@ impl<R: Clone> Classifier<R> {
         let key = m.flow.and(&m.mask);
         let st = self.subtables.iter().find(|s| s.mask == m.mask)?;
         let hash = masked_hash(&key, &st.mask, &st.words, self.seed);
+        let key = CompactKey::new(&key, &st.mask, &st.words);
         st.buckets
             .find(hash, |b| b.hash == hash && b.key == key)?
             .entries
@@ -329,6 +328,7 @@ impl<R: Clone> Classifier<R> {
         let st = self.subtables.iter_mut().find(|s| s.mask == m.mask)?;
         let st = Arc::make_mut(st);
         let hash = masked_hash(&key, &st.mask, &st.words, seed);
+        let key = CompactKey::new(&key, &st.mask, &st.words);
         st.buckets
             .find_mut(hash, |b| b.hash == hash && b.key == key)?
             .entries
@@ -344,7 +344,7 @@ impl<R: Clone> Classifier<R> {
                 b.entries.iter().map(move |e| {
                     (
                         Match {
-                            flow: b.key,
+                            flow: b.key.expand(&st.words),
                             mask: st.mask,
                         },
                         e,

@@ -7,7 +7,7 @@
 //! subtable; subtables are kept in order of recent hits, so busy ones are probed first.
 
 use super::action::DpAction;
-use crate::flow::masked_hash;
+use crate::flow::{CompactKey, masked_hash};
 use crate::ofproto::RuleStats;
 use crate::ofproto::mac::MacEntry;
 use hashbrown::HashTable;
@@ -28,7 +28,6 @@ pub struct Megaflow {
     /// The first packet's flow under `mask`.
     pub key: Flow,
     pub mask: Flow,
-    hash: u64,
     pub actions: Box<[DpAction]>,
     /// Counters of the rules (and groups) that made this entry.
     pub rule_stats: Box<[Arc<RuleStats>]>,
@@ -52,7 +51,6 @@ impl Megaflow {
         Megaflow {
             key: key.and(&mask),
             mask,
-            hash: 0,
             actions: actions.into_boxed_slice(),
             rule_stats: rule_stats.into_boxed_slice(),
             macs: macs.into_boxed_slice(),
@@ -104,11 +102,19 @@ impl Megaflow {
     }
 }
 
+/// A megaflow in its subtable's hash table, with its key inline for the comparison.
+#[derive(Debug)]
+struct Slot {
+    key: CompactKey,
+    hash: u64,
+    flow: Arc<Megaflow>,
+}
+
 #[derive(Debug)]
 struct Subtable {
     mask: Flow,
     words: Box<[u8]>,
-    flows: HashTable<Arc<Megaflow>>,
+    flows: HashTable<Slot>,
     hits: Cell<u64>,
 }
 
@@ -151,16 +157,11 @@ impl MegaflowCache {
     pub fn lookup(&self, key: &Flow) -> Option<&Arc<Megaflow>> {
         for st in &self.subtables {
             let h = masked_hash(key, &st.mask, &st.words, self.seed);
-            let hit = st.flows.find(h, |m| {
-                m.hash == h
-                    && st
-                        .words
-                        .iter()
-                        .all(|&i| key.w[i as usize] & st.mask.w[i as usize] == m.key.w[i as usize])
-            });
-            if hit.is_some() {
+            if let Some(slot) = st.flows.find(h, |m| {
+                m.hash == h && m.key.matches(key, &st.mask, &st.words)
+            }) {
                 st.hits.set(st.hits.get() + 1);
-                return hit;
+                return Some(&slot.flow);
             }
         }
         None
@@ -168,7 +169,7 @@ impl MegaflowCache {
 
     /// Add a megaflow (the caller checked that none matches its key). Returns the shared
     /// entry, or (as `Err`) the megaflow, uncached, when the cache is full.
-    pub fn insert(&mut self, mut mf: Megaflow) -> Result<Arc<Megaflow>, Arc<Megaflow>> {
+    pub fn insert(&mut self, mf: Megaflow) -> Result<Arc<Megaflow>, Arc<Megaflow>> {
         if self.is_full() {
             return Err(Arc::new(mf));
         }
@@ -190,9 +191,18 @@ impl MegaflowCache {
             }
         };
         let st = &mut self.subtables[idx];
-        mf.hash = masked_hash(&mf.key, &st.mask, &st.words, seed);
+        let hash = masked_hash(&mf.key, &st.mask, &st.words, seed);
+        let key = CompactKey::new(&mf.key, &st.mask, &st.words);
         let mf = Arc::new(mf);
-        st.flows.insert_unique(mf.hash, mf.clone(), |m| m.hash);
+        st.flows.insert_unique(
+            hash,
+            Slot {
+                key,
+                hash,
+                flow: mf.clone(),
+            },
+            |m| m.hash,
+        );
         self.len += 1;
         Ok(mf)
     }
@@ -212,7 +222,7 @@ impl MegaflowCache {
         let mut gone = 0;
         for st in &mut self.subtables {
             let n = st.flows.len();
-            st.flows.retain(|m| m.used_ms() >= before);
+            st.flows.retain(|m| m.flow.used_ms() >= before);
             gone += n - st.flows.len();
         }
         self.subtables.retain(|s| !s.flows.is_empty());
@@ -226,6 +236,8 @@ impl MegaflowCache {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Megaflow>> {
-        self.subtables.iter().flat_map(|s| s.flows.iter())
+        self.subtables
+            .iter()
+            .flat_map(|s| s.flows.iter().map(|m| &m.flow))
     }
 }

@@ -8,9 +8,11 @@
 //! malformed: the key simply has no fields past that point, and the packet can still be
 //! forwarded unchanged.
 
+mod compact;
 mod extract;
 mod hash;
 
+pub use compact::CompactKey;
 pub use extract::{Layers, extract, extract_vxlan};
 pub use hash::{flow_hash, masked_hash};
 pub use vswitch_proto::flow::{FLOW_U64S, Flow as FlowKey, Flow, Slot, ct_state, frag, slot};
