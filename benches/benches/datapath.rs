@@ -5,10 +5,11 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use std::hint::black_box;
 use std::sync::Arc;
 use vswitch::cls::Classifier;
+use vswitch::dp::emc::Emc;
 use vswitch::dp::megaflow::{Megaflow, MegaflowCache};
 use vswitch::dp::packet::Packet;
-use vswitch::dp::{BATCH, FastPath, FastPathConfig, Sink};
-use vswitch::flow::{Layers, extract, extract_vxlan};
+use vswitch::dp::{BATCH, FastPath, FastPathConfig, Sink, execute_actions};
+use vswitch::flow::{Layers, extract, extract_vxlan, flow_hash};
 use vswitch::ofproto::{Bridge, PortDesc, xlate};
 use vswitch_benches::{frame, vxlan};
 use vswitch_proto::field::FieldId;
@@ -109,6 +110,45 @@ fn exact_match_hit(c: &mut Criterion) {
         // Two flows: the frames as built, then as the first round rewrote their MACs.
         assert!(fp.stats().upcalls <= 2, "{name}: {:?}", fp.stats());
     }
+    g.finish();
+}
+
+/// The exact-match cache and the actions alone, on a key extracted once: hash, lookup,
+/// then the routed hop's actions (rewrite both MACs, decrement the TTL, output).
+fn exact_match_hit_alone(c: &mut Criterion) {
+    let b = bridge_with(&[
+        "in_port=1,ip,actions=set_field:0a:00:00:00:00:01->eth_src,set_field:02:00:00:00:00:03->eth_dst,dec_ttl,output:2".into(),
+    ]);
+    let f = frame(false, 64, [10, 244, 1, 2], [10, 244, 1, 3], 5000, 53);
+    let mut key = Flow::ZERO;
+    key.set_in_port(1);
+    let mut layers = Layers::default();
+    extract(&f, &mut key, &mut layers).unwrap();
+    let out = xlate::xlate(b.pipeline(), &b.mac_table(), &key, 0);
+    let mf = Arc::new(Megaflow::new(
+        &key,
+        out.mask,
+        out.actions,
+        out.stats,
+        out.macs,
+        0,
+    ));
+    let mut emc = Emc::new(8192);
+    let seed = 0x5eed;
+    emc.insert(&key, flow_hash(&key, seed), mf);
+    let mut pkt = Packet::from_frame(&f, 1);
+    let mut sink = Null(0);
+    let mut g = c.benchmark_group("fastpath");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("emc_hit_routed_without_extraction", |bch| {
+        bch.iter(|| {
+            pkt.data_mut()[22] = 64;
+            let k = black_box(&key);
+            let mf = emc.lookup(k, flow_hash(k, seed)).unwrap();
+            let mut l = layers;
+            black_box(execute_actions(&mf.actions, &mut pkt, k, &mut l, &mut sink, 1).sent)
+        })
+    });
     g.finish();
 }
 
@@ -294,6 +334,7 @@ criterion_group!(
     benches,
     key_extraction,
     exact_match_hit,
+    exact_match_hit_alone,
     megaflow_hit,
     interpreter,
     classifier

@@ -51,6 +51,49 @@ pub trait Sink {
     fn learn(&mut self, _flow: &Arc<FlowSpec>) {}
 }
 
+/// What running actions outside the caches did with the packet.
+#[derive(Debug)]
+pub struct Executed {
+    /// The packet was sent somewhere (a port, the controller, conntrack).
+    pub sent: bool,
+    /// Dropped on purpose, and why.
+    pub dropped: Option<DropReason>,
+    /// Copies conntrack sent back into the pipeline.
+    pub recirculated: Vec<Packet>,
+}
+
+/// Run datapath actions on one packet whose flow is `key` (with `layers` as extraction
+/// found them), outside the caches: for packets the switch injects itself, and for
+/// measuring the cost of actions alone. Conntrack is the stateless placeholder.
+pub fn execute_actions(
+    actions: &[action::DpAction],
+    pkt: &mut Packet,
+    key: &Flow,
+    layers: &mut Layers,
+    sink: &mut dyn Sink,
+    now: u64,
+) -> Executed {
+    let mut recirculated = Vec::new();
+    let outcome = exec::execute(
+        actions,
+        pkt,
+        key,
+        layers,
+        sink,
+        &mut StatelessConntrack,
+        now,
+        &mut recirculated,
+    );
+    Executed {
+        sent: matches!(outcome, Outcome::Sent),
+        dropped: match outcome {
+            Outcome::Dropped(r) => Some(r),
+            _ => None,
+        },
+        recirculated,
+    }
+}
+
 /// Counters of one fast path.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DpStats {

@@ -17,7 +17,6 @@ use arc_swap::ArcSwap;
 use mac::MacTable;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use vswitch_proto::action::{Action, port};
 use vswitch_proto::flow::Flow;
 use vswitch_proto::flowmod::{FlowSpec, FlowStats};
@@ -99,14 +98,17 @@ impl Pipeline {
         self.ports.iter().find(|p| p.name == name)
     }
 
+    /// Every rule, in no particular order.
+    pub fn iter_rules(&self) -> impl Iterator<Item = &Arc<Rule>> {
+        self.tables
+            .iter()
+            .flat_map(|c| c.iter().map(|(_, e)| &e.rule))
+    }
+
     /// Every rule, in the order `dump-flows` prints them: by table, then priority (highest
     /// first), then match.
     pub fn rules(&self) -> Vec<Arc<Rule>> {
-        let mut out: Vec<Arc<Rule>> = self
-            .tables
-            .iter()
-            .flat_map(|c| c.iter().map(|(_, e)| e.rule.clone()))
-            .collect();
+        let mut out: Vec<Arc<Rule>> = self.iter_rules().cloned().collect();
         out.sort_by(|a, b| {
             (
                 a.table,
@@ -199,7 +201,7 @@ pub struct Bridge {
     master: Pipeline,
     published: Arc<ArcSwap<Pipeline>>,
     mac: Arc<MacTable>,
-    generation: AtomicU64,
+    generation: u64,
 }
 
 impl Bridge {
@@ -210,7 +212,7 @@ impl Bridge {
             published: Arc::new(ArcSwap::from_pointee(master.clone())),
             master,
             mac: Arc::new(MacTable::default()),
-            generation: AtomicU64::new(0),
+            generation: 0,
         }
     }
 
@@ -233,7 +235,8 @@ impl Bridge {
     }
 
     fn publish(&mut self) {
-        self.master.generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        self.generation += 1;
+        self.master.generation = self.generation;
         self.published.store(Arc::new(self.master.clone()));
     }
 
@@ -251,6 +254,15 @@ impl Bridge {
         }
         self.master.ports = Arc::from(ports);
         self.publish();
+    }
+
+    /// The rules a criteria line selects, in no particular order.
+    fn select(&self, criteria: &FlowSpec, strict: bool) -> Vec<Arc<Rule>> {
+        self.master
+            .iter_rules()
+            .filter(|r| selects(criteria, strict, r))
+            .cloned()
+            .collect()
     }
 
     fn check(&self, spec: &FlowSpec, table: u8) -> Result<(), FlowModError> {
@@ -294,12 +306,7 @@ impl Bridge {
         strict: bool,
         now: u64,
     ) -> Result<usize, FlowModError> {
-        let targets: Vec<Arc<Rule>> = self
-            .master
-            .rules()
-            .into_iter()
-            .filter(|r| selects(spec, strict, r))
-            .collect();
+        let targets = self.select(spec, strict);
         for r in &targets {
             self.check(spec, r.table)?;
         }
@@ -315,12 +322,7 @@ impl Bridge {
 
     /// `del-flows [--strict]`: remove the selected rules; returns them.
     pub fn delete_flows(&mut self, criteria: &FlowSpec, strict: bool) -> Vec<Arc<Rule>> {
-        let targets: Vec<Arc<Rule>> = self
-            .master
-            .rules()
-            .into_iter()
-            .filter(|r| selects(criteria, strict, r))
-            .collect();
+        let targets = self.select(criteria, strict);
         for r in &targets {
             self.master.tables[r.table as usize].remove(&r.matching, r.priority);
         }
@@ -396,9 +398,9 @@ impl Bridge {
         }
         let users: Vec<Arc<Rule>> = self
             .master
-            .rules()
-            .into_iter()
+            .iter_rules()
             .filter(|r| ids.iter().any(|&g| r.uses_group(g)))
+            .cloned()
             .collect();
         for r in users {
             self.master.tables[r.table as usize].remove(&r.matching, r.priority);
@@ -411,9 +413,9 @@ impl Bridge {
     pub fn expire(&mut self, now: u64) -> Vec<Arc<Rule>> {
         let expired: Vec<Arc<Rule>> = self
             .master
-            .rules()
-            .into_iter()
+            .iter_rules()
             .filter(|r| r.expired(now))
+            .cloned()
             .collect();
         for r in &expired {
             self.master.tables[r.table as usize].remove(&r.matching, r.priority);
