@@ -148,6 +148,146 @@ pub mod method {
     pub const TRACE: &str = "trace";
     pub const DUMP_CACHE: &str = "dump-cache";
     pub const REOPEN_LOGS: &str = "reopen-logs";
+
+    /// Every method, for `METHOD_NOT_FOUND` messages and completions.
+    pub const ALL: [&str; 17] = [
+        VERSION,
+        SHOW,
+        ADD_PORT,
+        DEL_PORT,
+        LIST_PORTS,
+        DUMP_PORTS,
+        ADD_FLOWS,
+        MOD_FLOWS,
+        DEL_FLOWS,
+        DUMP_FLOWS,
+        ADD_GROUPS,
+        DEL_GROUPS,
+        DUMP_GROUPS,
+        TRACE,
+        DUMP_CACHE,
+        REOPEN_LOGS,
+        SHUTDOWN,
+    ];
+    /// Stop the daemon cleanly (like SIGTERM).
+    pub const SHUTDOWN: &str = "shutdown";
+}
+
+/// `version`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionResult {
+    pub version: String,
+    pub protocol: u32,
+}
+
+/// Kinds of port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortType {
+    /// A TAP device, in the host namespace or inside a network namespace.
+    Tap,
+    /// A TAP device in the host namespace that carries an address (the node's gateway).
+    Internal,
+    /// An in-memory port (tests).
+    Memory,
+}
+
+impl std::fmt::Display for PortType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PortType::Tap => "tap",
+            PortType::Internal => "internal",
+            PortType::Memory => "memory",
+        })
+    }
+}
+
+/// `add-port`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddPortParams {
+    /// The port's name in the switch (and the TAP's name in the host namespace when it
+    /// is created there).
+    pub name: String,
+    #[serde(rename = "type")]
+    pub port_type: PortType,
+    /// Create the TAP inside this network namespace (`/var/run/netns/NAME`, or
+    /// `/proc/PID/ns/net`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    /// The TAP's name inside the namespace (default: the port name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
+    /// `aa:bb:cc:dd:ee:ff`; default: a random locally administered address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    /// An address with prefix length, `10.244.1.2/24`, set on the interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// A default route via this address, set in the interface's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+}
+
+/// `del-port`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortName {
+    pub name: String,
+}
+
+/// One port, as `show`, `list-ports` and `add-port` report it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortInfo {
+    /// OpenFlow port number.
+    pub no: u32,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub port_type: PortType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
+    pub mac: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    /// `up`, or why not (`missing: namespace /var/run/netns/x is gone`).
+    pub state: String,
+    /// Offloads negotiated with the device (`csum,tso4,tso6,uso`), empty for none.
+    pub offloads: String,
+}
+
+/// Counters of one port (`dump-ports`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortStats {
+    pub no: u32,
+    pub name: String,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub rx_dropped: u64,
+    pub rx_errors: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_dropped: u64,
+    pub tx_errors: u64,
+}
+
+/// `show`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShowResult {
+    pub bridge: String,
+    pub version: String,
+    pub workers: u32,
+    pub ports: Vec<PortInfo>,
+    pub n_flows: u64,
+    pub n_groups: u64,
+    /// Datapath counters summed over workers, by name (`packets`, `emc_hits`,
+    /// `megaflow_hits`, `upcalls`, `malformed.<reason>`, `dropped.<reason>`, ...).
+    pub datapath: std::collections::BTreeMap<String, u64>,
 }
 
 /// `add-flows` and `mod-flows`: flow lines in `ovs-ofctl` syntax, applied all or nothing.
@@ -157,6 +297,12 @@ pub struct FlowsParams {
     /// For `mod-flows`: priority is part of the match (`--strict`).
     #[serde(default)]
     pub strict: bool,
+}
+
+/// How many flows, groups or ports a change touched.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Count {
+    pub count: u64,
 }
 
 /// `del-flows` and `dump-flows`: a criteria line (match, `table=`, `cookie=V/M`,
@@ -174,6 +320,7 @@ pub struct SelectFlowsParams {
 pub struct DumpedFlow {
     pub table: u8,
     pub priority: u16,
+    /// `0x...`.
     pub cookie: String,
     pub duration_ms: u64,
     pub n_packets: u64,
@@ -202,10 +349,81 @@ pub struct DelGroupsParams {
     pub group_id: Option<u32>,
 }
 
+/// One group in a `dump-groups` result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpedGroup {
+    pub group_id: u32,
+    pub packets: u64,
+    pub bytes: u64,
+    /// The group as `dump-groups` prints it; it can be fed back to `add-group`.
+    pub line: String,
+}
+
 /// `trace`: a packet written as flow text (`in_port=1,tcp,nw_dst=10.0.0.2,tp_dst=80`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TraceParams {
     pub flow: String,
+}
+
+/// One table visited by a trace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TracedTable {
+    pub table: u8,
+    /// The reserved table's name (`Classifier`, `L3Forwarding`...), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The rule that matched, as a flow line; `None` when nothing matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    pub depth: u32,
+}
+
+/// `trace`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceResult {
+    pub tables: Vec<TracedTable>,
+    /// The megaflow the datapath would cache, as match text.
+    pub megaflow: String,
+    /// The datapath actions, in Open vSwitch's datapath syntax (`drop` when none).
+    pub actions: String,
+    /// The whole trace as a person reads it (like `ovs-appctl ofproto/trace`).
+    pub text: String,
+}
+
+/// One exact-match cache entry of `dump-cache`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmcEntry {
+    /// The packet's flow, as match text.
+    pub key: String,
+    pub hits: u64,
+    /// The megaflow it points at, as match text.
+    pub megaflow: String,
+}
+
+/// One megaflow of `dump-cache`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MegaflowEntry {
+    #[serde(rename = "match")]
+    pub matching: String,
+    pub actions: String,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Milliseconds since a packet last hit it.
+    pub idle_ms: u64,
+}
+
+/// The caches of one worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerCache {
+    pub worker: u32,
+    pub emc: Vec<EmcEntry>,
+    pub megaflows: Vec<MegaflowEntry>,
+}
+
+/// `dump-cache`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheResult {
+    pub workers: Vec<WorkerCache>,
 }
 
 #[cfg(test)]
