@@ -1,17 +1,35 @@
-//! vswitchctl: programs and inspects a running vswitchd.
+//! vswitchctl: programs and inspects a running vswitchd over its control socket.
+//!
+//! Exit status: 0 done; 1 the switch refused (its message on stderr) or answered
+//! something unreadable; 2 usage error; 3 the switch is not reachable.
 #![forbid(unsafe_code)]
 
-fn main() {
-    // The control socket client arrives with the daemon; until then only `version`
-    // and offline flow-syntax checking are offered.
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("version") | Some("--version") => {
-            println!("vswitchctl {}", env!("CARGO_PKG_VERSION"));
+mod cli;
+mod client;
+mod commands;
+mod error;
+mod output;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let mut out = String::new();
+    let result = commands::run(cli, &mut out);
+    let written = io::stdout().lock().write_all(out.as_bytes());
+    match (result, written) {
+        (Err(f), _) => {
+            eprintln!("vswitchctl: {}", f.to_string().trim_end());
+            ExitCode::from(f.exit_code() as u8)
         }
-        _ => {
-            eprintln!("usage: vswitchctl version");
-            std::process::exit(2);
+        // `vswitchctl dump-flows | head` is not a failure.
+        (Ok(()), Err(e)) if e.kind() != io::ErrorKind::BrokenPipe => {
+            eprintln!("vswitchctl: cannot write the output: {e}");
+            ExitCode::FAILURE
         }
+        (Ok(()), _) => ExitCode::SUCCESS,
     }
 }

@@ -12,7 +12,12 @@
 //! Only the `sys` module may use `unsafe`.
 
 pub mod cls;
+pub mod ctl;
+pub mod daemon;
 pub mod dp;
 pub mod flow;
 pub mod ofproto;
+pub mod port;
+pub mod store;
+pub mod sys;
 pub mod wire;

@@ -92,6 +92,17 @@ impl Packet {
         &mut self.buf[HEADROOM..]
     }
 
+    /// Like [`Packet::receive_buffer`], starting `prefix` bytes before the frame (inside
+    /// the headroom), for a device that writes a header (virtio-net) before each frame.
+    pub fn receive_buffer_with_prefix(&mut self, prefix: usize, cap: usize) -> &mut [u8] {
+        debug_assert!(prefix <= HEADROOM);
+        self.reset();
+        if self.buf.len() < HEADROOM + cap {
+            self.buf.resize(HEADROOM + cap, 0);
+        }
+        &mut self.buf[HEADROOM - prefix.min(HEADROOM)..]
+    }
+
     /// Set the frame length after writing into [`Packet::receive_buffer`].
     pub fn set_len(&mut self, len: usize) {
         self.len = len.min(self.buf.len() - self.head);

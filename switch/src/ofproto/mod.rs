@@ -10,7 +10,7 @@ mod rule;
 pub mod trace;
 pub mod xlate;
 
-pub use rule::{FlowModError, Group, Rule, RuleStats};
+pub use rule::{FlowModError, Group, Origin, Rule, RuleStats};
 
 use crate::cls::{Classifier, Conj};
 use arc_swap::ArcSwap;
@@ -281,6 +281,15 @@ impl Bridge {
     /// priority as an existing one replaces it (keeping its counters unless the flow says
     /// `reset_counts`).
     pub fn add_flows(&mut self, specs: &[FlowSpec], now: u64) -> Result<(), FlowModError> {
+        self.add_flows_from(specs, Origin::User, now)
+    }
+
+    fn add_flows_from(
+        &mut self,
+        specs: &[FlowSpec],
+        origin: Origin,
+        now: u64,
+    ) -> Result<(), FlowModError> {
         for s in specs {
             self.check(s, s.table.unwrap_or(0))?;
         }
@@ -289,7 +298,7 @@ impl Bridge {
             let old = self.master.tables[table as usize]
                 .find_exact(&s.matching, s.priority)
                 .map(|e| e.rule.clone());
-            let r = Rule::from_spec(s, table, old.as_deref(), now);
+            let r = Rule::from_spec(s, table, old.as_deref(), origin, now);
             self.insert_rule(r);
         }
         if !specs.is_empty() {
@@ -437,7 +446,20 @@ impl Bridge {
             e.rule.refresh(now);
             return Ok(());
         }
-        self.add_flows(std::slice::from_ref(spec), now)
+        self.add_flows_from(std::slice::from_ref(spec), Origin::Learned, now)
+    }
+
+    /// A copy of the master tables, to put back with [`Bridge::restore`] if a change
+    /// cannot be made durable.
+    pub fn snapshot(&self) -> Pipeline {
+        self.master.clone()
+    }
+
+    /// Put back tables saved with [`Bridge::snapshot`] (ports are kept as they are now).
+    pub fn restore(&mut self, mut saved: Pipeline) {
+        saved.ports = self.master.ports.clone();
+        self.master = saved;
+        self.publish();
     }
 
     /// Trace a packet, written as a flow, through the current tables.

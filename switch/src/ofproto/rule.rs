@@ -55,9 +55,19 @@ impl RuleStats {
     }
 }
 
+/// Who put a rule in the tables, which decides whether it is persisted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Added by a person or a program through the control socket: persisted.
+    User,
+    /// Added by a `learn` action: dynamic state, learned again after a restart.
+    Learned,
+}
+
 /// One rule of one table.
 #[derive(Debug)]
 pub struct Rule {
+    pub origin: Origin,
     pub table: u8,
     pub priority: u16,
     pub matching: Match,
@@ -75,9 +85,16 @@ pub struct Rule {
 
 impl Rule {
     /// A rule from an added flow; `old` is the rule with the same match it replaces.
-    pub fn from_spec(s: &FlowSpec, table: u8, old: Option<&Rule>, now: u64) -> Rule {
+    pub fn from_spec(
+        s: &FlowSpec,
+        table: u8,
+        old: Option<&Rule>,
+        origin: Origin,
+        now: u64,
+    ) -> Rule {
         let keep = old.filter(|_| !s.flags.reset_counts);
         Rule {
+            origin,
             table,
             priority: s.priority,
             matching: s.matching,
@@ -97,6 +114,7 @@ impl Rule {
     /// one without a mask).
     pub fn modified(&self, s: &FlowSpec, now: u64) -> Rule {
         Rule {
+            origin: self.origin,
             table: self.table,
             priority: self.priority,
             matching: self.matching,
@@ -120,10 +138,11 @@ impl Rule {
         }
     }
 
-    /// The rule as a flow line (for printing).
+    /// The rule as a flow line (for printing). Table 0 is left implicit, as flow text
+    /// reads it back.
     pub fn to_spec(&self) -> FlowSpec {
         FlowSpec {
-            table: Some(self.table),
+            table: (self.table != 0).then_some(self.table),
             priority: self.priority,
             cookie: self.cookie,
             cookie_mask: 0,

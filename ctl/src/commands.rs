@@ -1,0 +1,306 @@
+//! Each command: its local checks, the RPC it sends, and what it prints.
+
+use std::fmt::Write as _;
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::CommandFactory;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use vswitch_proto::rpc::{
+    AddPortParams, CacheResult, DelGroupsParams, FlowsParams, GroupsParams, PROTOCOL_VERSION,
+    PortName, RpcError, SelectFlowsParams, ShowResult, TraceParams, TraceResult, VersionResult,
+    method,
+};
+
+use crate::cli::{AddPortArgs, Cli, Command};
+use crate::client::{CallError, Client};
+use crate::error::Failure;
+use crate::output;
+
+/// What every command needs from the global options.
+#[derive(Debug)]
+struct Ctx {
+    socket: PathBuf,
+    timeout: Option<Duration>,
+    json: bool,
+}
+
+/// Runs the command, appending what it prints to `out`; the caller prints `out` even when
+/// the command fails (`version` prints the client's line before asking the daemon).
+pub fn run(cli: Cli, out: &mut String) -> Result<(), Failure> {
+    let ctx = Ctx {
+        socket: cli.socket,
+        timeout: cli.timeout.0,
+        json: cli.json,
+    };
+    match cli.command {
+        Command::Completion { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "vswitchctl", &mut script);
+            out.push_str(&String::from_utf8_lossy(&script));
+            Ok(())
+        }
+        Command::Version => {
+            if !ctx.json {
+                let _ = writeln!(
+                    out,
+                    "vswitchctl {} (protocol {PROTOCOL_VERSION})",
+                    env!("CARGO_PKG_VERSION")
+                );
+            }
+            read(
+                &ctx,
+                method::VERSION,
+                (),
+                one::<VersionResult>,
+                out,
+                |v, out| output::version(env!("CARGO_PKG_VERSION"), PROTOCOL_VERSION, v, out),
+            )
+        }
+        Command::Show => read(&ctx, method::SHOW, (), one::<ShowResult>, out, output::show),
+        Command::AddPort(args) => {
+            change(&ctx, method::ADD_PORT, add_port_params(args), out).map_err(refused)
+        }
+        Command::DelPort { name } => {
+            change(&ctx, method::DEL_PORT, PortName { name }, out).map_err(refused)
+        }
+        Command::ListPorts => read(
+            &ctx,
+            method::LIST_PORTS,
+            (),
+            list("ports"),
+            out,
+            |p, out| output::list_ports(p, out),
+        ),
+        Command::DumpPorts => read(
+            &ctx,
+            method::DUMP_PORTS,
+            (),
+            list("ports"),
+            out,
+            |p, out| output::dump_ports(p, out),
+        ),
+        Command::AddFlow { flow } => {
+            let params = FlowsParams {
+                flows: vec![flow],
+                strict: false,
+            };
+            change(&ctx, method::ADD_FLOWS, params, out).map_err(refused)
+        }
+        Command::AddFlows { file } => add_flows(&ctx, &file, out),
+        Command::ModFlows { strict, flow } => {
+            let params = FlowsParams {
+                flows: vec![flow],
+                strict,
+            };
+            change(&ctx, method::MOD_FLOWS, params, out).map_err(refused)
+        }
+        Command::DelFlows { strict, criteria } => {
+            let params = SelectFlowsParams { criteria, strict };
+            change(&ctx, method::DEL_FLOWS, params, out).map_err(refused)
+        }
+        Command::DumpFlows { strict, criteria } => read(
+            &ctx,
+            method::DUMP_FLOWS,
+            SelectFlowsParams { criteria, strict },
+            list("flows"),
+            out,
+            |f, out| output::dump_flows(f, out),
+        ),
+        Command::AddGroup { group } => {
+            let params = GroupsParams {
+                groups: vec![group],
+            };
+            change(&ctx, method::ADD_GROUPS, params, out).map_err(refused)
+        }
+        Command::DelGroups { group_id } => {
+            change(&ctx, method::DEL_GROUPS, DelGroupsParams { group_id }, out).map_err(refused)
+        }
+        Command::DumpGroups => read(
+            &ctx,
+            method::DUMP_GROUPS,
+            (),
+            list("groups"),
+            out,
+            |g, out| output::dump_groups(g, out),
+        ),
+        Command::Trace { flow } => read(
+            &ctx,
+            method::TRACE,
+            TraceParams { flow },
+            one::<TraceResult>,
+            out,
+            |t, out| output::text(&t.text, out),
+        ),
+        Command::DumpCache => read(
+            &ctx,
+            method::DUMP_CACHE,
+            (),
+            one::<CacheResult>,
+            out,
+            output::dump_cache,
+        ),
+        Command::ReopenLogs => change(&ctx, method::REOPEN_LOGS, (), out).map_err(refused),
+    }
+}
+
+fn add_port_params(a: AddPortArgs) -> AddPortParams {
+    AddPortParams {
+        name: a.name,
+        port_type: a.port_type.into(),
+        netns: a.netns,
+        ifname: a.ifname,
+        mac: a.mac,
+        mtu: a.mtu,
+        ip: a.ip,
+        gateway: a.gateway,
+    }
+}
+
+fn call(ctx: &Ctx, method: &str, params: impl Serialize) -> Result<Value, CallError> {
+    Client::connect(&ctx.socket, ctx.timeout)?.call(method, params)
+}
+
+/// The switch's refusal, printed as it wrote it.
+fn refused(e: CallError) -> Failure {
+    match e {
+        CallError::Rpc(e) => Failure::Refused(e.message),
+        CallError::Failed(f) => f,
+    }
+}
+
+/// A read command: the result is checked against its type, then printed as text by
+/// `render`, or as the daemon sent it with `--json`.
+fn read<T>(
+    ctx: &Ctx,
+    method: &str,
+    params: impl Serialize,
+    decode: impl FnOnce(Value) -> Result<T, serde_json::Error>,
+    out: &mut String,
+    render: impl FnOnce(&T, &mut String),
+) -> Result<(), Failure> {
+    let value = call(ctx, method, params).map_err(refused)?;
+    let typed = decode(value.clone())
+        .map_err(|e| Failure::Unreadable(format!("the result of `{method}` ({e})")))?;
+    if ctx.json {
+        json(&value, out);
+    } else {
+        render(&typed, out);
+    }
+    Ok(())
+}
+
+/// A change: silent on success like ovs-vsctl and ovs-ofctl; `--json` shows the result.
+fn change(
+    ctx: &Ctx,
+    method: &str,
+    params: impl Serialize,
+    out: &mut String,
+) -> Result<(), CallError> {
+    let value = call(ctx, method, params)?;
+    if ctx.json {
+        json(&value, out);
+    }
+    Ok(())
+}
+
+fn json(value: &Value, out: &mut String) {
+    // Serializing a `Value` cannot fail: its keys are strings.
+    out.push_str(&serde_json::to_string_pretty(value).unwrap_or_default());
+    out.push('\n');
+}
+
+fn one<T: DeserializeOwned>(v: Value) -> Result<T, serde_json::Error> {
+    serde_json::from_value(v)
+}
+
+/// A list result: a bare array, or an object holding it under `key`.
+fn list<T: DeserializeOwned>(
+    key: &'static str,
+) -> impl FnOnce(Value) -> Result<Vec<T>, serde_json::Error> {
+    move |v| match v {
+        Value::Object(mut fields) if fields.contains_key(key) => {
+            serde_json::from_value(fields.remove(key).unwrap_or_default())
+        }
+        other => serde_json::from_value(other),
+    }
+}
+
+/// The flow lines of a file and the line number of each (1-based): blank lines and
+/// `#` comments are skipped.
+fn flow_lines(text: &str) -> (Vec<String>, Vec<usize>) {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (l.trim(), i + 1))
+        .filter(|(l, _)| !l.is_empty() && !l.starts_with('#'))
+        .map(|(l, n)| (l.to_string(), n))
+        .unzip()
+}
+
+fn add_flows(ctx: &Ctx, file: &str, out: &mut String) -> Result<(), Failure> {
+    let (label, text) = if file == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| Failure::Usage(format!("cannot read flows from stdin: {e}")))?;
+        ("<stdin>", text)
+    } else {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Failure::Usage(format!("cannot read {file}: {e}")))?;
+        (file, text)
+    };
+    let (flows, lines) = flow_lines(&text);
+    let params = FlowsParams {
+        flows,
+        strict: false,
+    };
+    change(ctx, method::ADD_FLOWS, params, out).map_err(|e| match e {
+        CallError::Rpc(e) => match refused_line(&e, &lines) {
+            Some(line) => Failure::Refused(format!("{label}:{line}: {}", e.message)),
+            None => Failure::Refused(e.message),
+        },
+        CallError::Failed(f) => f,
+    })
+}
+
+/// The file line of the flow a refusal names by its index in the request (`data.index`,
+/// counted from 0).
+fn refused_line(e: &RpcError, lines: &[usize]) -> Option<usize> {
+    let index = e.data.as_ref()?.get("index")?.as_u64()?;
+    lines.get(usize::try_from(index).ok()?).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vswitch_proto::rpc::code;
+
+    #[test]
+    fn flow_file_lines_map_back() {
+        let text =
+            "# table 0\n\n  priority=1,actions=drop  \r\n\t# indented comment\nip,actions=normal\n";
+        let (flows, lines) = flow_lines(text);
+        assert_eq!(flows, ["priority=1,actions=drop", "ip,actions=normal"]);
+        assert_eq!(lines, [3, 5]);
+        let mut e = RpcError::new(code::REFUSED, "bad");
+        assert_eq!(refused_line(&e, &lines), None);
+        e.data = Some(serde_json::json!({"index": 1}));
+        assert_eq!(refused_line(&e, &lines), Some(5));
+        e.data = Some(serde_json::json!({"index": 2}));
+        assert_eq!(refused_line(&e, &lines), None);
+    }
+
+    #[test]
+    fn lists_bare_or_wrapped() {
+        let bare = serde_json::json!([{"group_id": 1, "packets": 0, "bytes": 0, "line": "x"}]);
+        let wrapped = serde_json::json!({ "groups": bare.clone() });
+        for v in [bare, wrapped] {
+            let g: Vec<vswitch_proto::rpc::DumpedGroup> = list("groups")(v).unwrap();
+            assert_eq!(g[0].group_id, 1);
+        }
+        assert!(list::<vswitch_proto::rpc::DumpedGroup>("groups")(serde_json::json!({})).is_err());
+    }
+}

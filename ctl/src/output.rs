@@ -1,0 +1,341 @@
+//! Human output: aligned tables and the text of each read command.
+
+use std::fmt::Write;
+
+use vswitch_proto::rpc::{
+    CacheResult, DumpedFlow, DumpedGroup, PortInfo, PortStats, ShowResult, VersionResult,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Align {
+    Left,
+    /// Numbers: right-aligned, header too, so digits line up under it.
+    Right,
+}
+
+/// A table with a header row; columns two spaces apart, as wide as their widest cell.
+#[derive(Debug)]
+pub struct Table {
+    columns: Vec<(&'static str, Align)>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(columns: &[(&'static str, Align)]) -> Table {
+        Table {
+            columns: columns.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        debug_assert_eq!(cells.len(), self.columns.len());
+        self.rows.push(cells);
+    }
+
+    /// Appends the table to `out`, every line starting with `indent`.
+    pub fn render(&self, indent: &str, out: &mut String) {
+        let width = |s: &str| s.chars().count();
+        let widths: Vec<usize> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| {
+                self.rows
+                    .iter()
+                    .map(|r| width(&r[i]))
+                    .chain([width(name)])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let header: Vec<String> = self.columns.iter().map(|(n, _)| n.to_string()).collect();
+        for cells in [&header].into_iter().chain(&self.rows) {
+            let mut line = String::from(indent);
+            for (i, cell) in cells.iter().enumerate() {
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                let pad = widths[i] - width(cell);
+                match self.columns[i].1 {
+                    Align::Left => {
+                        line.push_str(cell);
+                        line.extend(std::iter::repeat_n(' ', pad));
+                    }
+                    Align::Right => {
+                        line.extend(std::iter::repeat_n(' ', pad));
+                        line.push_str(cell);
+                    }
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
+}
+
+/// A value the daemon left out prints as `-`.
+fn opt(v: Option<impl ToString>) -> String {
+    v.map(|v| v.to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "-".into())
+}
+
+fn ports_table(ports: &[PortInfo]) -> Table {
+    use Align::*;
+    let mut t = Table::new(&[
+        ("NO", Right),
+        ("NAME", Left),
+        ("TYPE", Left),
+        ("NETNS", Left),
+        ("IFNAME", Left),
+        ("MAC", Left),
+        ("MTU", Right),
+        ("IP", Left),
+        ("STATE", Left),
+        ("OFFLOADS", Left),
+    ]);
+    for p in ports {
+        t.row(vec![
+            p.no.to_string(),
+            p.name.clone(),
+            p.port_type.to_string(),
+            opt(p.netns.as_ref()),
+            opt(p.ifname.as_ref()),
+            opt(Some(&p.mac)),
+            opt(p.mtu),
+            opt(p.ip.as_ref()),
+            opt(Some(&p.state)),
+            opt(Some(&p.offloads)),
+        ]);
+    }
+    t
+}
+
+/// The counters people look at first lead; the rest (dozens of drop and malformation
+/// reasons) follow by name when they are not zero. `--json` has them all.
+const FIRST_COUNTERS: [&str; 4] = ["packets", "emc_hits", "megaflow_hits", "upcalls"];
+
+pub fn show(s: &ShowResult, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "bridge {} (vswitchd {}, {} worker{})",
+        s.bridge,
+        s.version,
+        s.workers,
+        if s.workers == 1 { "" } else { "s" }
+    );
+    if s.ports.is_empty() {
+        out.push_str("ports: none\n");
+    } else {
+        out.push_str("ports:\n");
+        ports_table(&s.ports).render("  ", out);
+    }
+    let _ = writeln!(out, "flows: {}   groups: {}", s.n_flows, s.n_groups);
+    let counters: Vec<String> = FIRST_COUNTERS
+        .iter()
+        .filter_map(|k| s.datapath.get(*k).map(|v| format!("{k} {v}")))
+        .chain(
+            s.datapath
+                .iter()
+                .filter(|(k, v)| **v != 0 && !FIRST_COUNTERS.contains(&k.as_str()))
+                .map(|(k, v)| format!("{k} {v}")),
+        )
+        .collect();
+    let _ = writeln!(
+        out,
+        "datapath: {}",
+        if counters.is_empty() {
+            "-".into()
+        } else {
+            counters.join(", ")
+        }
+    );
+}
+
+pub fn version(client: &str, protocol: u32, daemon: &VersionResult, out: &mut String) {
+    let _ = write!(
+        out,
+        "vswitchd {} (protocol {})",
+        daemon.version, daemon.protocol
+    );
+    if daemon.protocol != protocol {
+        let _ = write!(
+            out,
+            ": vswitchctl {client} speaks protocol {protocol}, some commands may fail"
+        );
+    }
+    out.push('\n');
+}
+
+pub fn list_ports(ports: &[PortInfo], out: &mut String) {
+    ports_table(ports).render("", out);
+}
+
+pub fn dump_ports(stats: &[PortStats], out: &mut String) {
+    use Align::*;
+    let mut t = Table::new(&[
+        ("NO", Right),
+        ("NAME", Left),
+        ("RX_PACKETS", Right),
+        ("RX_BYTES", Right),
+        ("RX_DROPPED", Right),
+        ("RX_ERRORS", Right),
+        ("TX_PACKETS", Right),
+        ("TX_BYTES", Right),
+        ("TX_DROPPED", Right),
+        ("TX_ERRORS", Right),
+    ]);
+    for s in stats {
+        t.row(vec![
+            s.no.to_string(),
+            s.name.clone(),
+            s.rx_packets.to_string(),
+            s.rx_bytes.to_string(),
+            s.rx_dropped.to_string(),
+            s.rx_errors.to_string(),
+            s.tx_packets.to_string(),
+            s.tx_bytes.to_string(),
+            s.tx_dropped.to_string(),
+            s.tx_errors.to_string(),
+        ]);
+    }
+    t.render("", out);
+}
+
+/// A dumped line, with the leading space `ovs-ofctl dump-flows` and `dump-groups` print.
+fn dumped_line(line: &str, out: &mut String) {
+    if !line.starts_with(' ') {
+        out.push(' ');
+    }
+    out.push_str(line.trim_end_matches('\n'));
+    out.push('\n');
+}
+
+pub fn dump_flows(flows: &[DumpedFlow], out: &mut String) {
+    for f in flows {
+        dumped_line(&f.line, out);
+    }
+}
+
+pub fn dump_groups(groups: &[DumpedGroup], out: &mut String) {
+    for g in groups {
+        dumped_line(&g.line, out);
+    }
+}
+
+/// Text as the daemon wrote it, ending in exactly one newline.
+pub fn text(t: &str, out: &mut String) {
+    out.push_str(t.trim_end_matches('\n'));
+    out.push('\n');
+}
+
+pub fn dump_cache(c: &CacheResult, out: &mut String) {
+    use Align::*;
+    for (i, w) in c.workers.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let _ = writeln!(out, "worker {}:", w.worker);
+        let _ = writeln!(out, "  exact-match cache: {} entries", w.emc.len());
+        if !w.emc.is_empty() {
+            let mut t = Table::new(&[("KEY", Left), ("HITS", Right), ("MEGAFLOW", Left)]);
+            for e in &w.emc {
+                t.row(vec![e.key.clone(), e.hits.to_string(), e.megaflow.clone()]);
+            }
+            t.render("    ", out);
+        }
+        let _ = writeln!(out, "  megaflows: {}", w.megaflows.len());
+        if !w.megaflows.is_empty() {
+            let mut t = Table::new(&[
+                ("MATCH", Left),
+                ("ACTIONS", Left),
+                ("PACKETS", Right),
+                ("BYTES", Right),
+                ("IDLE", Right),
+            ]);
+            for m in &w.megaflows {
+                t.row(vec![
+                    m.matching.clone(),
+                    m.actions.clone(),
+                    m.packets.to_string(),
+                    m.bytes.to_string(),
+                    format!("{}.{:03}s", m.idle_ms / 1000, m.idle_ms % 1000),
+                ]);
+            }
+            t.render("    ", out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vswitch_proto::rpc::PortType;
+
+    fn port(no: u32, name: &str) -> PortInfo {
+        PortInfo {
+            no,
+            name: name.into(),
+            port_type: PortType::Internal,
+            netns: None,
+            ifname: Some(name.into()),
+            mac: "0a:00:00:00:00:01".into(),
+            mtu: Some(1500),
+            ip: Some("10.244.1.1/24".into()),
+            gateway: None,
+            state: "up".into(),
+            offloads: "csum,tso4,tso6".into(),
+        }
+    }
+
+    #[test]
+    fn show_as_documented() {
+        let s = ShowResult {
+            bridge: "br0".into(),
+            version: "0.1.0".into(),
+            workers: 2,
+            ports: vec![port(1, "gw0")],
+            n_flows: 12,
+            n_groups: 1,
+            datapath: [
+                ("emc_hits", 1200),
+                ("packets", 1234),
+                ("dropped.ttl", 3),
+                ("malformed.arp_too_short", 0),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        };
+        let mut out = String::new();
+        show(&s, &mut out);
+        assert_eq!(
+            out,
+            "bridge br0 (vswitchd 0.1.0, 2 workers)\n\
+             ports:\n  \
+             NO  NAME  TYPE      NETNS  IFNAME  MAC                 MTU  IP             STATE  OFFLOADS\n   \
+              1  gw0   internal  -      gw0     0a:00:00:00:00:01  1500  10.244.1.1/24  up     csum,tso4,tso6\n\
+             flows: 12   groups: 1\n\
+             datapath: packets 1234, emc_hits 1200, dropped.ttl 3\n"
+        );
+    }
+
+    #[test]
+    fn columns_align_and_numbers_go_right() {
+        let mut t = Table::new(&[("N", Align::Right), ("NAME", Align::Left)]);
+        t.row(vec!["1".into(), "a".into()]);
+        t.row(vec!["100".into(), "longer-name".into()]);
+        let mut out = String::new();
+        t.render("", &mut out);
+        assert_eq!(out, "  N  NAME\n  1  a\n100  longer-name\n");
+    }
+
+    #[test]
+    fn dumped_lines_start_with_one_space() {
+        let mut out = String::new();
+        dumped_line("priority=1 actions=drop", &mut out);
+        dumped_line(" priority=2 actions=drop\n", &mut out);
+        assert_eq!(out, " priority=1 actions=drop\n priority=2 actions=drop\n");
+    }
+}

@@ -1,0 +1,640 @@
+//! vswitchctl as a user runs it, against a fake daemon: the requests it sends, what it
+//! prints, and its exit status.
+
+mod support;
+
+use std::os::unix::net::UnixListener;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::*;
+use vswitch_proto::rpc::{RpcError, code, method};
+
+fn show_result() -> Value {
+    json!({
+        "bridge": "br0", "version": "0.1.0", "workers": 2,
+        "ports": [port_info(), pod_port()],
+        "n_flows": 12, "n_groups": 1,
+        "datapath": {"packets": 1234, "emc_hits": 1200, "megaflow_hits": 30, "upcalls": 4,
+                     "dropped.ttl": 2}
+    })
+}
+
+fn flow(line: &str) -> Value {
+    json!({
+        "table": 0, "priority": 100, "cookie": "0x0", "duration_ms": 1216,
+        "n_packets": 3, "n_bytes": 180, "idle_timeout": 0, "hard_timeout": 0,
+        "match": "ip", "actions": "drop", "line": line
+    })
+}
+
+// ---- every command sends the right method and params ----
+
+#[test]
+fn show_prints_bridge_ports_counts_and_counters() {
+    let d = FakeDaemon::answering(method::SHOW, show_result());
+    let o = d.run(&["show"]);
+    assert_exit(&o, 0);
+    assert_eq!(d.only_request(), ("show".into(), Value::Null));
+    let expected = "\
+bridge br0 (vswitchd 0.1.0, 2 workers)
+ports:
+  NO  NAME   TYPE      NETNS                 IFNAME  MAC                 MTU  IP             STATE                                            OFFLOADS
+   1  gw0    internal  -                     gw0     0a:00:00:00:00:01  1500  10.244.1.1/24  up                                               csum,tso4,tso6
+  12  pod-a  tap       /var/run/netns/pod-a  eth0    0a:58:0a:f4:01:05     -  -              missing: namespace /var/run/netns/pod-a is gone  -
+flows: 12   groups: 1
+datapath: packets 1234, emc_hits 1200, megaflow_hits 30, upcalls 4, dropped.ttl 2
+";
+    assert_eq!(stdout(&o), expected);
+    assert_eq!(stderr(&o), "");
+}
+
+#[test]
+fn json_prints_the_result_and_nothing_else() {
+    let cases: [(&str, &str, Value); 8] = [
+        ("show", method::SHOW, show_result()),
+        (
+            "version",
+            method::VERSION,
+            json!({"version": "0.1.0", "protocol": 1}),
+        ),
+        ("list-ports", method::LIST_PORTS, json!([port_info()])),
+        (
+            "dump-ports",
+            method::DUMP_PORTS,
+            json!([{"no": 1, "name": "gw0", "rx_packets": 1, "rx_bytes": 2, "rx_dropped": 0,
+                    "rx_errors": 0, "tx_packets": 3, "tx_bytes": 4, "tx_dropped": 0,
+                    "tx_errors": 0}]),
+        ),
+        (
+            "dump-flows",
+            method::DUMP_FLOWS,
+            json!([flow("priority=100,ip actions=drop")]),
+        ),
+        (
+            "dump-groups",
+            method::DUMP_GROUPS,
+            json!([{"group_id": 1, "packets": 0, "bytes": 0, "line": "group_id=1,type=all"}]),
+        ),
+        (
+            "dump-cache",
+            method::DUMP_CACHE,
+            json!({"workers": [{"worker": 0, "emc": [], "megaflows": []}]}),
+        ),
+        ("reopen-logs", method::REOPEN_LOGS, Value::Null),
+    ];
+    for (cmd, m, result) in cases {
+        let d = FakeDaemon::answering(m, result.clone());
+        let o = d.run(&["--json", cmd]);
+        assert_exit(&o, 0);
+        assert_eq!(d.only_request().0, m);
+        let printed: Value = serde_json::from_str(&stdout(&o)).expect(cmd);
+        assert_eq!(printed, result, "{cmd}");
+        assert_eq!(
+            stdout(&o),
+            serde_json::to_string_pretty(&result).unwrap() + "\n"
+        );
+    }
+}
+
+#[test]
+fn version_prints_both_sides() {
+    let d = FakeDaemon::answering(method::VERSION, json!({"version": "0.1.0", "protocol": 1}));
+    let o = d.run(&["version"]);
+    assert_exit(&o, 0);
+    let expected = format!(
+        "vswitchctl {} (protocol 1)\nvswitchd 0.1.0 (protocol 1)\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(stdout(&o), expected);
+}
+
+#[test]
+fn add_port_sends_every_option() {
+    let d = FakeDaemon::answering(method::ADD_PORT, pod_port());
+    let o = d.run(&[
+        "add-port",
+        "pod-a",
+        "--type",
+        "tap",
+        "--netns",
+        "/var/run/netns/pod-a",
+        "--ifname",
+        "eth0",
+        "--mac",
+        "0A:58:0a:f4:01:05",
+        "--mtu",
+        "1450",
+        "--ip",
+        "10.244.1.5/24",
+        "--gateway",
+        "10.244.1.1",
+    ]);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), "");
+    assert_eq!(
+        d.only_request(),
+        (
+            "add-port".into(),
+            json!({"name": "pod-a", "type": "tap", "netns": "/var/run/netns/pod-a",
+                   "ifname": "eth0", "mac": "0a:58:0a:f4:01:05", "mtu": 1450,
+                   "ip": "10.244.1.5/24", "gateway": "10.244.1.1"})
+        )
+    );
+
+    let d = FakeDaemon::answering(method::ADD_PORT, port_info());
+    let o = d.run(&["--json", "add-port", "gw0", "--type", "internal"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        d.only_request().1,
+        json!({"name": "gw0", "type": "internal"})
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout(&o)).unwrap(),
+        port_info()
+    );
+}
+
+#[test]
+fn del_port_sends_the_name() {
+    let d = FakeDaemon::answering(method::DEL_PORT, json!({"count": 1}));
+    let o = d.run(&["del-port", "pod-a"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        d.only_request(),
+        ("del-port".into(), json!({"name": "pod-a"}))
+    );
+}
+
+#[test]
+fn list_ports_is_a_table() {
+    // A result wrapped in an object is read as well as a bare array.
+    let d = FakeDaemon::answering(method::LIST_PORTS, json!({"ports": [port_info()]}));
+    let o = d.run(&["list-ports"]);
+    assert_exit(&o, 0);
+    assert_eq!(d.only_request(), ("list-ports".into(), Value::Null));
+    assert_eq!(
+        stdout(&o),
+        "\
+NO  NAME  TYPE      NETNS  IFNAME  MAC                 MTU  IP             STATE  OFFLOADS
+ 1  gw0   internal  -      gw0     0a:00:00:00:00:01  1500  10.244.1.1/24  up     csum,tso4,tso6
+"
+    );
+}
+
+#[test]
+fn dump_ports_right_aligns_counters() {
+    let d = FakeDaemon::answering(
+        method::DUMP_PORTS,
+        json!([
+            {"no": 1, "name": "gw0", "rx_packets": 5, "rx_bytes": 300, "rx_dropped": 0,
+             "rx_errors": 0, "tx_packets": 123456, "tx_bytes": 98765432, "tx_dropped": 1,
+             "tx_errors": 0},
+            {"no": 12, "name": "pod-a", "rx_packets": 0, "rx_bytes": 0, "rx_dropped": 0,
+             "rx_errors": 0, "tx_packets": 0, "tx_bytes": 0, "tx_dropped": 0, "tx_errors": 0}
+        ]),
+    );
+    let o = d.run(&["dump-ports"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        stdout(&o),
+        "\
+NO  NAME   RX_PACKETS  RX_BYTES  RX_DROPPED  RX_ERRORS  TX_PACKETS  TX_BYTES  TX_DROPPED  TX_ERRORS
+ 1  gw0             5       300           0          0      123456  98765432           1          0
+12  pod-a           0         0           0          0           0         0           0          0
+"
+    );
+}
+
+#[test]
+fn add_flow_sends_one_line_to_add_flows() {
+    let d = FakeDaemon::answering(method::ADD_FLOWS, json!({"count": 1}));
+    let o = d.run(&["add-flow", "table=0,priority=10,ip,actions=drop"]);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), "");
+    assert_eq!(
+        d.only_request(),
+        (
+            "add-flows".into(),
+            json!({"flows": ["table=0,priority=10,ip,actions=drop"], "strict": false})
+        )
+    );
+}
+
+const FLOW_FILE: &str = "\
+# Classifier
+table=0,priority=100,in_port=gw0,actions=goto_table:1
+
+   # indented comment
+  table=1,priority=0,actions=drop  
+";
+
+#[test]
+fn add_flows_from_a_file_skips_blanks_and_comments() {
+    let dir = TempDir::new();
+    let file = dir.path().join("flows.txt");
+    std::fs::write(&file, FLOW_FILE).unwrap();
+    let d = FakeDaemon::answering(method::ADD_FLOWS, json!({"count": 2}));
+    let o = d.run(&["add-flows", file.to_str().unwrap()]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        d.only_request(),
+        (
+            "add-flows".into(),
+            json!({"flows": ["table=0,priority=100,in_port=gw0,actions=goto_table:1",
+                             "table=1,priority=0,actions=drop"],
+                   "strict": false})
+        )
+    );
+}
+
+#[test]
+fn add_flows_from_stdin() {
+    let d = FakeDaemon::answering(method::ADD_FLOWS, json!({"count": 2}));
+    let o = d.run_with_stdin(&["add-flows", "-"], FLOW_FILE);
+    assert_exit(&o, 0);
+    let (_, params) = d.only_request();
+    assert_eq!(params["flows"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn add_flows_error_names_the_file_line() {
+    let dir = TempDir::new();
+    let file = dir.path().join("flows.txt");
+    std::fs::write(&file, FLOW_FILE).unwrap();
+    let message =
+        "unknown action `dorp`\ntable=1,priority=0,actions=dorp\n                           ^";
+    let d = FakeDaemon::always(Reply::Error(refusal(message, Some(json!({"index": 1})))));
+    let path = file.to_str().unwrap();
+    let o = d.run(&["add-flows", path]);
+    assert_exit(&o, 1);
+    assert_eq!(stdout(&o), "");
+    assert_eq!(stderr(&o), format!("vswitchctl: {path}:5: {message}\n"));
+
+    let o = d.run_with_stdin(&["add-flows", "-"], FLOW_FILE);
+    assert_exit(&o, 1);
+    assert!(stderr(&o).starts_with("vswitchctl: <stdin>:5: unknown action"));
+}
+
+#[test]
+fn add_flows_with_an_unreadable_file_is_a_usage_error() {
+    let dir = TempDir::new();
+    let missing = dir.path().join("nope.txt");
+    let o = run(&[
+        "--socket",
+        "/nonexistent/sock",
+        "add-flows",
+        missing.to_str().unwrap(),
+    ]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("nope.txt"), "{}", stderr(&o));
+}
+
+#[test]
+fn mod_flows_and_del_flows_pass_strict() {
+    let d = FakeDaemon::answering(method::MOD_FLOWS, json!({"count": 1}));
+    assert_exit(
+        &d.run(&["mod-flows", "--strict", "priority=5,ip,actions=drop"]),
+        0,
+    );
+    assert_eq!(
+        d.only_request(),
+        (
+            "mod-flows".into(),
+            json!({"flows": ["priority=5,ip,actions=drop"], "strict": true})
+        )
+    );
+
+    let d = FakeDaemon::answering(method::DEL_FLOWS, json!({"count": 3}));
+    assert_exit(&d.run(&["del-flows", "--strict", "priority=5,ip"]), 0);
+    assert_eq!(
+        d.only_request(),
+        (
+            "del-flows".into(),
+            json!({"criteria": "priority=5,ip", "strict": true})
+        )
+    );
+
+    let d = FakeDaemon::answering(method::DEL_FLOWS, json!({"count": 30}));
+    assert_exit(&d.run(&["del-flows"]), 0);
+    assert_eq!(
+        d.only_request(),
+        (
+            "del-flows".into(),
+            json!({"criteria": null, "strict": false})
+        )
+    );
+}
+
+#[test]
+fn dump_flows_prints_each_line_with_a_leading_space() {
+    let d = FakeDaemon::answering(
+        method::DUMP_FLOWS,
+        json!([
+            flow(
+                "cookie=0x0, duration=1.216s, table=0, n_packets=3, n_bytes=180, priority=100,ip actions=drop"
+            ),
+            flow(
+                "cookie=0x0, duration=1.216s, table=0, n_packets=0, n_bytes=0, priority=0 actions=NORMAL"
+            ),
+        ]),
+    );
+    let o = d.run(&["dump-flows", "table=0"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        d.only_request(),
+        (
+            "dump-flows".into(),
+            json!({"criteria": "table=0", "strict": false})
+        )
+    );
+    assert_eq!(
+        stdout(&o),
+        " cookie=0x0, duration=1.216s, table=0, n_packets=3, n_bytes=180, priority=100,ip actions=drop\n \
+         cookie=0x0, duration=1.216s, table=0, n_packets=0, n_bytes=0, priority=0 actions=NORMAL\n"
+    );
+}
+
+#[test]
+fn groups_add_del_dump() {
+    let d = FakeDaemon::answering(method::ADD_GROUPS, json!({"count": 1}));
+    let group = "group_id=1,type=select,bucket=output:1,bucket=output:2";
+    assert_exit(&d.run(&["add-group", group]), 0);
+    assert_eq!(
+        d.only_request(),
+        ("add-groups".into(), json!({"groups": [group]}))
+    );
+
+    for (args, expected) in [
+        (&["del-groups", "7"][..], json!({"group_id": 7})),
+        (&["del-groups", "group_id=7"][..], json!({"group_id": 7})),
+        (&["del-groups"][..], json!({"group_id": null})),
+    ] {
+        let d = FakeDaemon::answering(method::DEL_GROUPS, json!({"count": 1}));
+        assert_exit(&d.run(args), 0);
+        assert_eq!(d.only_request(), ("del-groups".into(), expected));
+    }
+
+    let d = FakeDaemon::answering(
+        method::DUMP_GROUPS,
+        json!([{"group_id": 1, "packets": 5, "bytes": 300, "line": group}]),
+    );
+    let o = d.run(&["dump-groups"]);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), format!(" {group}\n"));
+}
+
+#[test]
+fn trace_prints_the_daemons_text() {
+    let text = "Flow: in_port=1,tcp\n\n0. Classifier, priority 100\n    goto_table:1\n\nMegaflow: recirc_id=0,in_port=1\nDatapath actions: drop";
+    let d = FakeDaemon::answering(
+        method::TRACE,
+        json!({"tables": [{"table": 0, "name": "Classifier", "rule": "priority=100 actions=goto_table:1", "depth": 0}],
+               "megaflow": "recirc_id=0,in_port=1", "actions": "drop", "text": text}),
+    );
+    let o = d.run(&["trace", "in_port=1,tcp"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        d.only_request(),
+        ("trace".into(), json!({"flow": "in_port=1,tcp"}))
+    );
+    assert_eq!(stdout(&o), format!("{text}\n"));
+}
+
+#[test]
+fn dump_cache_prints_tables_per_worker() {
+    let d = FakeDaemon::answering(
+        method::DUMP_CACHE,
+        json!({"workers": [
+            {"worker": 0,
+             "emc": [{"key": "in_port=1,ip,nw_dst=10.0.0.2", "hits": 41, "megaflow": "ip,nw_dst=10.0.0.2"}],
+             "megaflows": [{"match": "ip,nw_dst=10.0.0.2", "actions": "2", "packets": 42,
+                            "bytes": 4200, "idle_ms": 1250}]},
+            {"worker": 1, "emc": [], "megaflows": []}
+        ]}),
+    );
+    let o = d.run(&["dump-cache"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        stdout(&o),
+        "\
+worker 0:
+  exact-match cache: 1 entries
+    KEY                           HITS  MEGAFLOW
+    in_port=1,ip,nw_dst=10.0.0.2    41  ip,nw_dst=10.0.0.2
+  megaflows: 1
+    MATCH               ACTIONS  PACKETS  BYTES    IDLE
+    ip,nw_dst=10.0.0.2  2             42   4200  1.250s
+
+worker 1:
+  exact-match cache: 0 entries
+  megaflows: 0
+"
+    );
+}
+
+#[test]
+fn reopen_logs_sends_no_params() {
+    let d = FakeDaemon::answering(method::REOPEN_LOGS, Value::Null);
+    let o = d.run(&["reopen-logs"]);
+    assert_exit(&o, 0);
+    assert_eq!(d.only_request(), ("reopen-logs".into(), Value::Null));
+    assert_eq!(stdout(&o), "");
+}
+
+// ---- refusals and broken daemons ----
+
+#[test]
+fn refusal_exits_1_with_the_message_as_is() {
+    let message = "unknown field `nw_dts`\npriority=5,ip,nw_dts=10.0.0.1\n              ^";
+    let d = FakeDaemon::always(Reply::Error(refusal(message, Some(json!({"index": 0})))));
+    let o = d.run(&["add-flow", "priority=5,ip,nw_dts=10.0.0.1"]);
+    assert_exit(&o, 1);
+    assert_eq!(stdout(&o), "");
+    assert_eq!(stderr(&o), format!("vswitchctl: {message}\n"));
+
+    let d = FakeDaemon::always(Reply::Error(RpcError::new(
+        code::NOT_FOUND,
+        "no port named pod-z",
+    )));
+    let o = d.run(&["del-port", "pod-z"]);
+    assert_exit(&o, 1);
+    assert_eq!(stderr(&o), "vswitchctl: no port named pod-z\n");
+}
+
+#[test]
+fn unreadable_replies_exit_1() {
+    for raw in [
+        "this is not json\n",
+        "{\"jsonrpc\":\"2.0\",\"id\":99,\"result\":{}}\n",
+        "{\"jsonrpc\":\"2.0\",\"id\":1}\n",
+        "[]\n",
+    ] {
+        let d = FakeDaemon::always(Reply::Raw(raw.into()));
+        let o = d.run(&["del-port", "x"]);
+        assert_exit(&o, 1);
+        assert!(
+            stderr(&o).starts_with("vswitchctl: vswitchd answered something unreadable"),
+            "{raw}: {}",
+            stderr(&o)
+        );
+    }
+    // A well-formed reply whose result is not what `show` returns.
+    let d = FakeDaemon::answering(method::SHOW, json!({"bridge": 5}));
+    let o = d.run(&["show"]);
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("unreadable"), "{}", stderr(&o));
+}
+
+#[test]
+fn closed_without_reply_exits_3() {
+    for reply in [Reply::Close, Reply::Cut("{\"jsonrpc\":\"2.0\",".into())] {
+        let d = FakeDaemon::always(reply);
+        let o = d.run(&["--timeout", "5", "show"]);
+        assert_exit(&o, 3);
+        assert!(
+            stderr(&o).contains(d.socket().to_str().unwrap()),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn silent_daemon_times_out_with_exit_3() {
+    let d = FakeDaemon::always(Reply::Silent);
+    let start = Instant::now();
+    let o = d.run(&["--timeout", "0.3", "show"]);
+    assert_exit(&o, 3);
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert!(
+        stderr(&o).contains("did not answer within 0.3s"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+// ---- unreachable ----
+
+#[test]
+fn missing_socket_exits_3_naming_it() {
+    let dir = TempDir::new();
+    let path = dir.path().join("vswitchd.sock");
+    let o = run(&["--socket", path.to_str().unwrap(), "show"]);
+    assert_exit(&o, 3);
+    let err = stderr(&o);
+    assert!(
+        err.starts_with(&format!(
+            "vswitchctl: cannot reach vswitchd at {}: ",
+            path.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("Is vswitchd running?"), "{err}");
+    assert!(err.contains("VSWITCH_SOCKET"), "{err}");
+}
+
+#[test]
+fn socket_nobody_listens_on_exits_3() {
+    let dir = TempDir::new();
+    let path = dir.path().join("vswitchd.sock");
+    drop(UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    let o = run(&["--socket", path.to_str().unwrap(), "dump-flows"]);
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains(path.to_str().unwrap()),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("refused"), "{}", stderr(&o));
+}
+
+#[test]
+fn default_socket_is_named_when_unreachable() {
+    let o = run(&["version"]);
+    if o.status.code() == Some(3) {
+        assert!(stderr(&o).contains("/run/vswitch/vswitchd.sock"));
+        // The client's own version is printed before asking the daemon.
+        assert!(stdout(&o).starts_with("vswitchctl "));
+    }
+}
+
+#[test]
+fn socket_from_the_environment() {
+    let d = FakeDaemon::answering(method::LIST_PORTS, json!([]));
+    let mut cmd = vswitchctl();
+    cmd.env("VSWITCH_SOCKET", d.socket());
+    let o = run_with_stdin(cmd, &["list-ports"], "");
+    assert_exit(&o, 0);
+    assert_eq!(d.only_request().0, "list-ports");
+
+    // --socket wins over the environment.
+    let mut cmd = vswitchctl();
+    cmd.env("VSWITCH_SOCKET", "/nonexistent/vswitchd.sock");
+    let socket = d.socket().to_str().unwrap();
+    let o = run_with_stdin(cmd, &["--socket", socket, "list-ports"], "");
+    assert_exit(&o, 0);
+}
+
+// ---- usage ----
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["frobnicate"][..],
+        &[][..],
+        &["add-port", "--type", "tap"][..],
+        &["add-port", "p1", "--type", "veth"][..],
+        &["add-port", "p1"][..],
+        &["add-port", "p1", "--type", "tap", "--mtu", "big"][..],
+        &["add-port", "p1", "--type", "tap", "--mac", "zz"][..],
+        &["add-port", "p1", "--type", "tap", "--ip", "10.0.0.1"][..],
+        &["del-port"][..],
+        &["add-flow"][..],
+        &["del-groups", "group_id=x"][..],
+        &["--timeout", "soon", "show"][..],
+        &["completion", "tcsh"][..],
+    ] {
+        // A daemon that would answer anything: usage errors never reach it.
+        let d = FakeDaemon::always(Reply::Result(json!({})));
+        let o = d.run(args);
+        assert_exit(&o, 2);
+        assert!(!stderr(&o).is_empty(), "{args:?}");
+        assert!(d.requests().is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn completion_works_without_a_daemon() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = run(&["--socket", "/nonexistent/sock", "completion", shell]);
+        assert_exit(&o, 0);
+        let script = stdout(&o);
+        assert!(script.contains("vswitchctl"), "{shell}");
+        assert!(script.contains("dump-flows"), "{shell}");
+    }
+}
+
+#[test]
+fn help_and_version_flags() {
+    let o = run(&["--help"]);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("add-flows"));
+    assert!(stdout(&o).contains("VSWITCH_SOCKET"));
+    let o = run(&["--version"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        stdout(&o),
+        format!("vswitchctl {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn a_whole_reply_without_its_newline_is_accepted() {
+    let d = FakeDaemon::always(Reply::Cut(
+        r#"{"jsonrpc":"2.0","id":1,"result":{"count":1}}"#.into(),
+    ));
+    let o = d.run(&["--timeout", "5", "del-port", "p1"]);
+    assert_exit(&o, 0);
+}

@@ -1,0 +1,151 @@
+//! vswitchd: the switch daemon. One per node.
+//!
+//! Loads its persisted state, re-attaches every port, reinstalls flows, starts one worker
+//! per core and serves the control socket. SIGTERM (or SIGINT, or the `shutdown` call)
+//! stops it cleanly; SIGHUP (or `reopen-logs`) reopens the log file.
+#![forbid(unsafe_code)]
+
+use clap::{Parser, ValueEnum};
+use nix::sys::signal::{SigSet, Signal};
+use parking_lot::Mutex;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use vswitch::ctl::{self, Hooks};
+use vswitch::daemon::logging::{self, LogTarget};
+use vswitch::daemon::{Config, Switch, source_chain};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The vswitch daemon: a userspace virtual switch for Kubernetes Pods.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Control socket (mode 0600; vswitchctl --socket).
+    #[arg(long, default_value = "/run/vswitch/vswitchd.sock")]
+    socket: PathBuf,
+    /// Where the desired state (ports, flows, groups) is persisted.
+    #[arg(long, default_value = "/var/lib/vswitch")]
+    state_dir: PathBuf,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log level or filter (`info`, `debug`, `vswitch=debug,warn`).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Log to this file instead of stderr (reopened on SIGHUP).
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+}
+
+fn fail(msg: String) -> ! {
+    eprintln!("vswitchd: {msg}");
+    std::process::exit(1);
+}
+
+fn error_line(e: &dyn std::error::Error) -> String {
+    let causes = source_chain(e);
+    if causes.is_empty() {
+        e.to_string()
+    } else {
+        format!("{e}: {causes}")
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    // Every thread started from here on inherits this mask; the main thread takes the
+    // signals with sigwait.
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        signals.add(s);
+    }
+    if let Err(e) = signals.thread_block() {
+        fail(format!("cannot block signals: {e}"));
+    }
+    let target = LogTarget::new(args.log_file.clone()).unwrap_or_else(|e| {
+        fail(format!(
+            "cannot open log file {}: {e}",
+            args.log_file
+                .as_deref()
+                .unwrap_or_else(|| "".as_ref())
+                .display()
+        ))
+    });
+    if let Err(e) = logging::init(
+        target.clone(),
+        matches!(args.log_format, LogFormat::Json),
+        &args.log_level,
+    ) {
+        fail(e);
+    }
+    let workers = args.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let switch = match Switch::start(Config {
+        state_dir: args.state_dir.clone(),
+        workers,
+        bridge: "br0".into(),
+    }) {
+        Ok(s) => Arc::new(Mutex::new(s)),
+        Err(e) => fail(error_line(&e)),
+    };
+    let listener = ctl::bind(&args.socket).unwrap_or_else(|e| fail(error_line(&e)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let me = nix::unistd::getpid();
+    let reopen_target = target.clone();
+    let hooks = Arc::new(Hooks {
+        shutdown: Box::new(move || {
+            let _ = nix::sys::signal::kill(me, Signal::SIGTERM);
+        }),
+        reopen_logs: Box::new(move || reopen_target.reopen()),
+    });
+    {
+        let (sw, hooks, stop) = (switch.clone(), hooks.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("vswitch-ctl-accept".into())
+            .spawn(move || ctl::serve(listener, sw, hooks, stop))
+            .unwrap_or_else(|e| fail(format!("cannot start the control thread: {e}")));
+    }
+    {
+        let (sw, stop) = (switch.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("vswitch-upkeep".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_secs(1));
+                    sw.lock().housekeeping();
+                }
+            })
+            .unwrap_or_else(|e| fail(format!("cannot start the upkeep thread: {e}")));
+    }
+    tracing::info!(socket = %args.socket.display(), state_dir = %args.state_dir.display(), workers, "vswitchd ready");
+    loop {
+        match signals.wait() {
+            Ok(Signal::SIGHUP) => match target.reopen() {
+                Ok(()) => tracing::info!("log file reopened"),
+                Err(e) => tracing::error!(error = %e, "cannot reopen the log file"),
+            },
+            Ok(sig) => {
+                tracing::info!(signal = %sig, "stopping");
+                break;
+            }
+            Err(e) => fail(format!("sigwait failed: {e}")),
+        }
+    }
+    stop.store(true, Ordering::Release);
+    // Wake the accept loop so it sees the stop flag, then remove the socket.
+    let _ = std::os::unix::net::UnixStream::connect(&args.socket);
+    let _ = std::fs::remove_file(&args.socket);
+    switch.lock().shutdown();
+    tracing::info!("stopped; ports stay in place for the next start");
+}

@@ -1,0 +1,366 @@
+//! The devices behind ports: creating, re-attaching, configuring and removing them.
+
+use super::Refusal;
+use crate::port::MemoryPort;
+use crate::store::PortRecord;
+use crate::sys::netlink::Rtnl;
+use crate::sys::netns;
+use crate::sys::tap::{self, Offloads, Tap, TapConfig};
+use std::net::IpAddr;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::Arc;
+use vswitch_proto::rpc::{AddPortParams, PortType};
+
+/// Linux interface names are at most this long (IFNAMSIZ - 1).
+const IFNAME_MAX: usize = 15;
+
+#[derive(Debug)]
+pub(super) enum Device {
+    Tap(Tap),
+    Memory(Arc<MemoryPort>),
+    /// Configured, but its device could not be re-attached (and why).
+    Missing(String),
+}
+
+impl Device {
+    pub(super) fn state(&self) -> String {
+        match self {
+            Device::Missing(why) => format!("missing: {why}"),
+            _ => "up".into(),
+        }
+    }
+
+    pub(super) fn offloads(&self) -> Offloads {
+        match self {
+            Device::Tap(t) => t.offloads(),
+            _ => Offloads::default(),
+        }
+    }
+
+    /// One duplicate of each queue's fd, for the workers (the control thread keeps the
+    /// originals to remove the device later).
+    pub(super) fn worker_fds(&self) -> Vec<OwnedFd> {
+        match self {
+            Device::Tap(t) => (0..t.queues())
+                .filter_map(|i| t.queue(i).try_clone_to_owned().ok())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Create the device for a new port.
+    pub(super) fn create(rec: &PortRecord, queues: usize) -> Result<Device, Refusal> {
+        match rec.port_type {
+            PortType::Memory => Ok(Device::Memory(Arc::default())),
+            PortType::Tap | PortType::Internal => open_tap(rec, queues, false)
+                .map(Device::Tap)
+                .map_err(Refusal::refused),
+        }
+    }
+
+    /// Bring back the device of a persisted port: re-attach to the persistent TAP (in its
+    /// namespace), or create it again if it is gone but its namespace is there.
+    pub(super) fn restore(rec: &PortRecord, queues: usize) -> Device {
+        match rec.port_type {
+            PortType::Memory => Device::Memory(Arc::default()),
+            PortType::Tap | PortType::Internal => match open_tap(rec, queues, true) {
+                Ok(t) => Device::Tap(t),
+                Err(e) => Device::Missing(e),
+            },
+        }
+    }
+
+    /// Remove the device (a TAP disappears from its namespace).
+    pub(super) fn destroy(self) {
+        if let Device::Tap(t) = self {
+            let name = t.name().to_string();
+            if let Err(e) = tap::destroy(t) {
+                tracing::warn!(ifname = %name, error = %e, "cannot remove TAP");
+            }
+        }
+    }
+}
+
+/// Open (or re-attach to) the TAP of `rec` in its namespace and configure it there.
+fn open_tap(rec: &PortRecord, queues: usize, reattach: bool) -> Result<Tap, String> {
+    let rec2 = rec.clone();
+    let work = move || -> Result<Tap, String> {
+        let cfg = TapConfig {
+            name: rec2.ifname.clone(),
+            queues,
+            offloads: true,
+            persist: true,
+        };
+        let tap = if reattach {
+            match Tap::attach(&cfg) {
+                Ok(t) => t,
+                // Gone (its namespace was recreated, or the host rebooted): make it again.
+                Err(_) => Tap::open(&cfg).map_err(|e| chain(&e))?,
+            }
+        } else {
+            Tap::open(&cfg).map_err(|e| chain(&e))?
+        };
+        configure(&rec2)?;
+        Ok(tap)
+    };
+    match &rec.netns {
+        Some(path) => netns::run_in(Path::new(path), work).map_err(|e| chain(&e))?,
+        None => work(),
+    }
+}
+
+/// Set MAC, MTU, up, address and default route, from inside the device's namespace.
+fn configure(rec: &PortRecord) -> Result<(), String> {
+    let mut nl = Rtnl::open().map_err(|e| chain(&e))?;
+    let idx = nl
+        .link_index(&rec.ifname)
+        .map_err(|e| chain(&e))?
+        .ok_or_else(|| {
+            format!(
+                "interface {} vanished right after it was created",
+                rec.ifname
+            )
+        })?;
+    let mac = parse_mac(&rec.mac).map_err(|e| e.message)?;
+    nl.set_mac(idx, mac).map_err(|e| chain(&e))?;
+    if let Some(mtu) = rec.mtu {
+        nl.set_mtu(idx, mtu).map_err(|e| chain(&e))?;
+    }
+    nl.set_up(idx).map_err(|e| chain(&e))?;
+    if let Some(ip) = &rec.ip {
+        let (addr, prefix) = parse_cidr(ip).map_err(|e| e.message)?;
+        nl.add_address(idx, addr, prefix).map_err(|e| chain(&e))?;
+    }
+    if let Some(gw) = &rec.gateway {
+        let gw: IpAddr = gw.parse().map_err(|_| format!("bad gateway {gw:?}"))?;
+        nl.add_default_route(gw, idx).map_err(|e| chain(&e))?;
+    }
+    Ok(())
+}
+
+/// An error with its causes, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let causes = super::source_chain(e);
+    if causes.is_empty() {
+        e.to_string()
+    } else {
+        format!("{e}: {causes}")
+    }
+}
+
+pub(super) fn parse_mac(s: &str) -> Result<[u8; 6], Refusal> {
+    let bad = || {
+        Refusal::refused(format!(
+            "bad MAC address {s:?}: write six hex octets separated by colons, e.g. 02:00:00:00:00:01"
+        ))
+    };
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return Err(bad());
+    }
+    let mut mac = [0u8; 6];
+    for (m, p) in mac.iter_mut().zip(parts) {
+        if p.is_empty() || p.len() > 2 {
+            return Err(bad());
+        }
+        *m = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    Ok(mac)
+}
+
+pub(super) fn parse_cidr(s: &str) -> Result<(IpAddr, u8), Refusal> {
+    let bad = |why: &str| {
+        Refusal::refused(format!(
+            "bad address {s:?}: {why}; write an address with its prefix length, e.g. 10.244.1.2/24"
+        ))
+    };
+    let (a, p) = s.split_once('/').ok_or_else(|| bad("no prefix length"))?;
+    let addr: IpAddr = a.parse().map_err(|_| bad("not an IP address"))?;
+    let prefix: u8 = p.parse().map_err(|_| bad("bad prefix length"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if prefix > max {
+        return Err(bad("prefix length too long"));
+    }
+    Ok((addr, prefix))
+}
+
+fn format_mac(m: [u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
+/// A random locally administered unicast address.
+fn random_mac() -> String {
+    use std::hash::BuildHasher;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let r = std::collections::hash_map::RandomState::new().hash_one(seed);
+    let b = r.to_be_bytes();
+    format_mac([0x02, b[1], b[2], b[3], b[4], b[5]])
+}
+
+/// Check an `add-port` request and turn it into the record to persist.
+pub(super) fn record(no: u32, p: &AddPortParams) -> Result<PortRecord, Refusal> {
+    let name = p.name.trim();
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err(Refusal::refused(format!(
+            "bad port name {:?}: use 1 to 64 letters, digits, '_', '-' or '.'",
+            p.name
+        )));
+    }
+    let device = p.port_type != PortType::Memory;
+    if !device && (p.netns.is_some() || p.ifname.is_some() || p.ip.is_some() || p.gateway.is_some())
+    {
+        return Err(Refusal::refused(
+            "a memory port has no device: --netns, --ifname, --ip and --gateway do not apply",
+        ));
+    }
+    if p.port_type == PortType::Internal && p.netns.is_some() {
+        return Err(Refusal::refused(
+            "an internal port lives in the host namespace: use --type tap with --netns",
+        ));
+    }
+    let ifname = p.ifname.clone().unwrap_or_else(|| name.to_string());
+    if device {
+        if ifname.is_empty()
+            || ifname.len() > IFNAME_MAX
+            || ifname.contains(['/', ' ', '\0'])
+            || ifname == "."
+            || ifname == ".."
+        {
+            return Err(Refusal::refused(format!(
+                "bad interface name {ifname:?} ({} bytes): Linux interface names are 1 to {IFNAME_MAX} \
+                 bytes with no '/', space or NUL{}",
+                ifname.len(),
+                if p.ifname.is_none() {
+                    "; give a shorter port name or a separate --ifname"
+                } else {
+                    ""
+                }
+            )));
+        }
+        if let Some(ns) = &p.netns {
+            let path = Path::new(ns);
+            if !path.exists() {
+                return Err(Refusal::refused(format!(
+                    "network namespace {ns} does not exist (create it with `ip netns add NAME`, \
+                     or give /proc/PID/ns/net of a running process)"
+                )));
+            }
+            if !netns::is_netns(path) {
+                return Err(Refusal::refused(format!(
+                    "{ns} is not a network namespace file"
+                )));
+            }
+        }
+    }
+    let mac = match &p.mac {
+        Some(m) => {
+            let mac = parse_mac(m)?;
+            if mac[0] & 1 != 0 {
+                return Err(Refusal::refused(format!(
+                    "MAC address {m} is a multicast address; a port needs a unicast one"
+                )));
+            }
+            format_mac(mac)
+        }
+        None => random_mac(),
+    };
+    if let Some(mtu) = p.mtu
+        && !(68..=65_535).contains(&mtu)
+    {
+        return Err(Refusal::refused(format!(
+            "MTU {mtu} is out of range (68 to 65535)"
+        )));
+    }
+    if let Some(ip) = &p.ip {
+        parse_cidr(ip)?;
+    }
+    if let Some(gw) = &p.gateway {
+        gw.parse::<IpAddr>().map_err(|_| {
+            Refusal::refused(format!(
+                "bad gateway {gw:?}: write an IP address, e.g. 10.244.1.1"
+            ))
+        })?;
+    }
+    Ok(PortRecord {
+        no,
+        name: name.to_string(),
+        port_type: p.port_type,
+        netns: p.netns.clone(),
+        ifname,
+        mac,
+        mtu: p.mtu,
+        ip: p.ip.clone(),
+        gateway: p.gateway.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(name: &str) -> AddPortParams {
+        AddPortParams {
+            name: name.into(),
+            port_type: PortType::Tap,
+            netns: None,
+            ifname: None,
+            mac: None,
+            mtu: None,
+            ip: None,
+            gateway: None,
+        }
+    }
+
+    #[test]
+    fn validation_messages() {
+        let e = record(1, &params("averyveryverylongname")).unwrap_err();
+        assert!(e.message.contains("21 bytes"), "{}", e.message);
+        assert!(
+            e.message.contains("at most") || e.message.contains("1 to 15"),
+            "{}",
+            e.message
+        );
+        let mut p = params("p1");
+        p.netns = Some("/var/run/netns/does-not-exist-xyz".into());
+        let e = record(1, &p).unwrap_err();
+        assert!(e.message.contains("does not exist"), "{}", e.message);
+        let mut p = params("p1");
+        p.mac = Some("01:00:00:00:00:01".into());
+        assert!(record(1, &p).unwrap_err().message.contains("multicast"));
+        let mut p = params("p1");
+        p.mac = Some("zz".into());
+        assert!(record(1, &p).unwrap_err().message.contains("bad MAC"));
+        let mut p = params("p1");
+        p.ip = Some("10.0.0.1".into());
+        assert!(record(1, &p).unwrap_err().message.contains("prefix"));
+        let mut p = params("p1");
+        p.mtu = Some(10);
+        assert!(record(1, &p).unwrap_err().message.contains("MTU"));
+        let mut p = params("p1");
+        p.port_type = PortType::Memory;
+        p.ip = Some("10.0.0.1/24".into());
+        assert!(record(1, &p).is_err());
+        assert!(record(1, &params("bad name")).is_err());
+    }
+
+    #[test]
+    fn defaults() {
+        let r = record(3, &params("pod1")).unwrap();
+        assert_eq!(r.ifname, "pod1");
+        assert_eq!(r.no, 3);
+        let mac = parse_mac(&r.mac).unwrap();
+        assert_eq!(mac[0], 0x02, "locally administered unicast");
+    }
+}

@@ -1,0 +1,341 @@
+//! The switch as a service, with in-memory ports (no kernel devices, no root).
+
+use super::*;
+use crate::ctl::{self, Hooks};
+use parking_lot::Mutex;
+use std::time::Instant;
+use vswitch_proto::rpc::{AddPortParams, PortType};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let d = std::env::temp_dir().join(format!(
+            "vswitch-daemon-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        TempDir(d)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn start(dir: &TempDir) -> Switch {
+    Switch::start(Config {
+        state_dir: dir.0.clone(),
+        workers: 2,
+        bridge: "br0".into(),
+    })
+    .unwrap()
+}
+
+fn mem(name: &str) -> AddPortParams {
+    AddPortParams {
+        name: name.into(),
+        port_type: PortType::Memory,
+        netns: None,
+        ifname: None,
+        mac: None,
+        mtu: None,
+        ip: None,
+        gateway: None,
+    }
+}
+
+fn flows(lines: &[&str]) -> rpc::FlowsParams {
+    rpc::FlowsParams {
+        flows: lines.iter().map(|s| s.to_string()).collect(),
+        strict: false,
+    }
+}
+
+fn udp_frame() -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f[14] = 0x45;
+    f[16..18].copy_from_slice(&46u16.to_be_bytes());
+    f[22] = 64;
+    f[23] = 17;
+    f[26..30].copy_from_slice(&[10, 0, 0, 1]);
+    f[30..34].copy_from_slice(&[10, 0, 0, 2]);
+    f[34..36].copy_from_slice(&1000u16.to_be_bytes());
+    f[36..38].copy_from_slice(&53u16.to_be_bytes());
+    f[38..40].copy_from_slice(&26u16.to_be_bytes());
+    f
+}
+
+fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(5) {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+#[test]
+fn memory_ports_forward_and_count() {
+    let dir = TempDir::new("fwd");
+    let mut sw = start(&dir);
+    let a = sw.add_port(mem("a")).unwrap();
+    let b = sw.add_port(mem("b")).unwrap();
+    assert_eq!((a.no, b.no), (1, 2));
+    sw.add_flows(flows(&["in_port=a,udp,actions=output:b"]))
+        .unwrap();
+    let pa = sw.memory_port("a").unwrap();
+    let pb = sw.memory_port("b").unwrap();
+    for _ in 0..3 {
+        pa.inject(&udp_frame());
+    }
+    sw.poke_memory_ports();
+    let mut got = Vec::new();
+    assert!(wait_for(|| {
+        got.extend(pb.drain_tx());
+        got.len() == 3
+    }));
+    assert_eq!(got[0], udp_frame());
+    let dump = sw.dump_flows(rpc::SelectFlowsParams::default()).unwrap();
+    assert_eq!(dump[0].n_packets, 3);
+    assert!(dump[0].line.contains("n_packets=3"), "{}", dump[0].line);
+    assert!(dump[0].line.contains("in_port=a"), "{}", dump[0].line);
+    let ports = sw.dump_ports();
+    assert_eq!((ports[0].rx_packets, ports[1].tx_packets), (3, 3));
+    let t = sw
+        .trace(rpc::TraceParams {
+            flow: "in_port=a,udp".into(),
+        })
+        .unwrap();
+    assert_eq!(t.actions, "2");
+    assert_eq!(
+        t.tables[0].rule.as_deref(),
+        Some("udp,in_port=a actions=output:b")
+    );
+    let cache = sw.dump_cache();
+    assert_eq!(cache.workers.len(), 2);
+    assert_eq!(cache.workers[0].megaflows.len(), 1);
+    assert_eq!(sw.show().datapath["packets"], 3);
+}
+
+#[test]
+fn state_survives_a_restart() {
+    let dir = TempDir::new("restart");
+    let before = {
+        let mut sw = start(&dir);
+        sw.add_port(mem("a")).unwrap();
+        sw.add_port(mem("b")).unwrap();
+        sw.add_groups(rpc::GroupsParams {
+            groups: vec![
+                "group_id=7,type=all,bucket=actions=output:a,bucket=actions=output:b".into(),
+            ],
+        })
+        .unwrap();
+        sw.add_flows(flows(&[
+            "table=0,priority=10,in_port=a,actions=group:7",
+            "table=3,cookie=0x42,ip,nw_dst=10.0.0.0/8,actions=dec_ttl,output:b",
+        ]))
+        .unwrap();
+        // A learned flow is dynamic state: not persisted.
+        sw.bridge
+            .learn(
+                &text::parse_flow("table=9,ip,actions=drop", Usage::Add, &text::NoPortNames)
+                    .unwrap(),
+                0,
+            )
+            .unwrap();
+        let flows: Vec<String> = sw
+            .dump_flows(rpc::SelectFlowsParams::default())
+            .unwrap()
+            .iter()
+            .filter(|f| f.table != 9)
+            .map(|f| format!("{} {}", f.matching, f.actions))
+            .collect();
+        (sw.list_ports(), flows, sw.dump_groups())
+    };
+    let sw = start(&dir);
+    let flows: Vec<String> = sw
+        .dump_flows(rpc::SelectFlowsParams::default())
+        .unwrap()
+        .iter()
+        .map(|f| format!("{} {}", f.matching, f.actions))
+        .collect();
+    let ports: Vec<(u32, String, String)> = sw
+        .list_ports()
+        .into_iter()
+        .map(|p| (p.no, p.name, p.mac))
+        .collect();
+    let want: Vec<(u32, String, String)> = before
+        .0
+        .into_iter()
+        .map(|p| (p.no, p.name, p.mac))
+        .collect();
+    assert_eq!(ports, want);
+    assert_eq!(flows, before.1);
+    assert_eq!(sw.dump_groups(), before.2);
+}
+
+#[test]
+fn damaged_state_stops_startup() {
+    let dir = TempDir::new("damaged");
+    drop(start(&dir));
+    let s = Store::open(&dir.0).unwrap();
+    std::fs::write(s.path(), "{ not json").unwrap();
+    let err = Switch::start(Config {
+        state_dir: dir.0.clone(),
+        workers: 1,
+        bridge: "br0".into(),
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains(&s.path().display().to_string()), "{err}");
+    // A flow line that no longer parses is named too.
+    std::fs::write(
+        s.path(),
+        r#"{"version":1,"ports":[],"groups":[],"flows":["tp_dst=80,actions=drop"]}"#,
+    )
+    .unwrap();
+    let err = Switch::start(Config {
+        state_dir: dir.0.clone(),
+        workers: 1,
+        bridge: "br0".into(),
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("flow") && err.contains("line 1"), "{err}");
+}
+
+fn hooks() -> Hooks {
+    Hooks {
+        shutdown: Box::new(|| {}),
+        reopen_logs: Box::new(|| Ok(())),
+    }
+}
+
+fn call(sw: &Mutex<Switch>, req: &str) -> Value {
+    let resp = ctl::handle(sw, &hooks(), req.as_bytes()).expect("a response");
+    serde_json::to_value(resp).unwrap()
+}
+
+#[test]
+fn bad_requests_get_errors_and_change_nothing() {
+    let dir = TempDir::new("bad");
+    let sw = Mutex::new(start(&dir));
+    let ok = call(
+        &sw,
+        r#"{"jsonrpc":"2.0","id":1,"method":"add-port","params":{"name":"a","type":"memory"}}"#,
+    );
+    assert_eq!(ok["result"]["name"], "a");
+    call(
+        &sw,
+        r#"{"jsonrpc":"2.0","id":2,"method":"add-flows","params":{"flows":["in_port=a,actions=drop"]}}"#,
+    );
+    let state_before = std::fs::read(Store::open(&dir.0).unwrap().path()).unwrap();
+    let cases = [
+        ("{ not json", code::PARSE_ERROR, "not valid JSON"),
+        ("[1,2]", code::INVALID_REQUEST, "JSON object"),
+        (
+            r#"{"id":1,"method":"show"}"#,
+            code::INVALID_REQUEST,
+            "jsonrpc",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"frobnicate"}"#,
+            code::METHOD_NOT_FOUND,
+            "add-flows",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"add-port","params":{"type":"memory"}}"#,
+            code::INVALID_PARAMS,
+            "name",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"add-flows","params":{"flows":["ip,actions=drop","tp_dst=80,actions=drop"]}}"#,
+            code::REFUSED,
+            "flow 2",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"add-port","params":{"name":"a","type":"memory"}}"#,
+            code::CONFLICT,
+            "already taken",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"add-port","params":{"name":"averyveryverylongname","type":"tap"}}"#,
+            code::REFUSED,
+            "15",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"add-port","params":{"name":"p9","type":"tap","netns":"/var/run/netns/vsw-no-such-ns"}}"#,
+            code::REFUSED,
+            "does not exist",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"del-port","params":{"name":"zz"}}"#,
+            code::NOT_FOUND,
+            "zz",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"del-groups","params":{"group_id":4}}"#,
+            code::NOT_FOUND,
+            "4",
+        ),
+    ];
+    for (req, want, text) in cases {
+        let r = call(&sw, req);
+        assert_eq!(r["error"]["code"], want, "{req}: {r}");
+        let msg = r["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(text), "{req}: {msg}");
+    }
+    let bad = call(
+        &sw,
+        r#"{"jsonrpc":"2.0","id":9,"method":"add-flows","params":{"flows":["ip,actions=drop","tp_dst=80,actions=drop"]}}"#,
+    );
+    assert_eq!(bad["id"], 9);
+    assert_eq!(bad["error"]["data"]["index"], 1);
+    // A notification gets no answer.
+    assert!(ctl::handle(&sw, &hooks(), br#"{"jsonrpc":"2.0","method":"show"}"#).is_none());
+    // Nothing changed.
+    let state_after = std::fs::read(Store::open(&dir.0).unwrap().path()).unwrap();
+    assert_eq!(state_before, state_after);
+    let s = sw.lock();
+    assert_eq!(s.list_ports().len(), 1);
+    assert_eq!(s.bridge().pipeline().n_rules(), 1);
+}
+
+#[test]
+fn flow_changes_round_trip_through_the_protocol() {
+    let dir = TempDir::new("mods");
+    let sw = Mutex::new(start(&dir));
+    for req in [
+        r#"{"jsonrpc":"2.0","id":1,"method":"add-port","params":{"name":"a","type":"memory"}}"#,
+        r#"{"jsonrpc":"2.0","id":2,"method":"add-flows","params":{"flows":["priority=5,ip,actions=output:a","priority=6,arp,actions=normal"]}}"#,
+        r#"{"jsonrpc":"2.0","id":3,"method":"mod-flows","params":{"flows":["ip,actions=drop"]}}"#,
+    ] {
+        let r = call(&sw, req);
+        assert!(r.get("error").is_none(), "{r}");
+    }
+    let r = call(
+        &sw,
+        r#"{"jsonrpc":"2.0","id":4,"method":"dump-flows","params":{"criteria":"ip"}}"#,
+    );
+    let lines = r["result"].as_array().unwrap();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["actions"], "drop");
+    let r = call(
+        &sw,
+        r#"{"jsonrpc":"2.0","id":5,"method":"del-flows","params":{"criteria":"priority=6,arp","strict":true}}"#,
+    );
+    assert_eq!(r["result"]["count"], 1);
+    let r = call(&sw, r#"{"jsonrpc":"2.0","id":6,"method":"del-flows"}"#);
+    assert_eq!(r["result"]["count"], 1);
+}

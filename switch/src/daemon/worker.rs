@@ -1,0 +1,276 @@
+//! A worker thread: polls its queue of every port, runs batches through its fast path,
+//! writes the outputs.
+
+use crate::dp::action::ControllerReason;
+use crate::dp::packet::Packet;
+use crate::dp::{BATCH, CacheDump, DpStats, FastPath, FastPathConfig, Sink};
+use crate::ofproto::mac::MacTable;
+use crate::ofproto::{Pipeline, now_ms};
+use crate::port::{MAX_FRAME, PortIo, RxEnd, WorkerPort};
+use arc_swap::ArcSwap;
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use vswitch_proto::flowmod::FlowSpec;
+
+const WAKE: Token = Token(usize::MAX);
+
+/// What the control thread asks of a worker.
+#[derive(Debug)]
+pub enum Msg {
+    AddPort(WorkerPort),
+    /// Stop using a port; answered when its queue is no longer polled or written.
+    DelPort {
+        no: u32,
+        done: Sender<()>,
+    },
+    DumpCache(Sender<CacheDump>),
+    Stats(Sender<DpStats>),
+    /// Memory ports have frames waiting.
+    Poke,
+    Shutdown,
+}
+
+/// The control thread's end of a worker.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    pub id: usize,
+    tx: Sender<Msg>,
+    waker: Arc<Waker>,
+    join: Option<JoinHandle<()>>,
+}
+
+impl WorkerHandle {
+    pub fn send(&self, m: Msg) {
+        // A worker that has exited leaves nothing to tell; the send error is moot.
+        let _ = self.tx.send(m);
+        let _ = self.waker.wake();
+    }
+
+    /// Ask and wait (up to `timeout`) for an answer.
+    pub fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Msg, timeout: Duration) -> Option<T> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(make(tx));
+        rx.recv_timeout(timeout).ok()
+    }
+
+    pub fn stop(&mut self) {
+        self.send(Msg::Shutdown);
+        if let Some(j) = self.join.take() {
+            let _ = j.join();
+        }
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Start worker `id`.
+pub fn spawn(
+    id: usize,
+    pipeline: Arc<ArcSwap<Pipeline>>,
+    mac: Arc<MacTable>,
+    learn: Sender<Arc<FlowSpec>>,
+) -> io::Result<WorkerHandle> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let fp = FastPath::new(pipeline, mac, FastPathConfig::default());
+    let join = std::thread::Builder::new()
+        .name(format!("vswitch-worker{id}"))
+        .spawn(move || {
+            let mut w = Worker {
+                id,
+                poll,
+                rx,
+                fp,
+                ports: HashMap::new(),
+                batch: (0..BATCH)
+                    .map(|_| Packet::with_capacity(MAX_FRAME))
+                    .collect(),
+                scratch: Vec::new(),
+                learned: Vec::new(),
+                learn,
+                controller_packets: 0,
+            };
+            w.run();
+        })?;
+    Ok(WorkerHandle {
+        id,
+        tx,
+        waker,
+        join: Some(join),
+    })
+}
+
+struct Worker {
+    id: usize,
+    poll: Poll,
+    rx: Receiver<Msg>,
+    fp: FastPath,
+    ports: HashMap<u32, WorkerPort>,
+    batch: Vec<Packet>,
+    scratch: Vec<u8>,
+    learned: Vec<Arc<FlowSpec>>,
+    learn: Sender<Arc<FlowSpec>>,
+    controller_packets: u64,
+}
+
+/// Where the fast path's outputs go: straight to this worker's queue of each port.
+struct Out<'a> {
+    worker: usize,
+    ports: &'a HashMap<u32, WorkerPort>,
+    scratch: &'a mut Vec<u8>,
+    learned: &'a mut Vec<Arc<FlowSpec>>,
+    controller_packets: &'a mut u64,
+}
+
+impl Sink for Out<'_> {
+    fn output(&mut self, port: u32, pkt: &Packet) {
+        if let Some(p) = self.ports.get(&port) {
+            p.send(self.worker, pkt, self.scratch);
+        }
+    }
+
+    fn controller(&mut self, _pkt: &Packet, _reason: ControllerReason) {
+        *self.controller_packets += 1;
+    }
+
+    fn learn(&mut self, flow: &Arc<FlowSpec>) {
+        // Every packet of a cached flow with `learn` asks again; one request per flow per
+        // batch is enough to keep the learned flow fresh.
+        if !self.learned.iter().any(|l| Arc::ptr_eq(l, flow)) {
+            self.learned.push(flow.clone());
+        }
+    }
+}
+
+impl Worker {
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(256);
+        let mut ready: Vec<u32> = Vec::new();
+        loop {
+            if let Err(e) = self
+                .poll
+                .poll(&mut events, Some(Duration::from_millis(500)))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                tracing::error!(worker = self.id, error = %e, "poll failed; worker stops");
+                return;
+            }
+            ready.clear();
+            let mut woken = false;
+            for ev in events.iter() {
+                if ev.token() == WAKE {
+                    woken = true;
+                } else {
+                    ready.push(ev.token().0 as u32);
+                }
+            }
+            if woken && !self.handle_messages() {
+                return;
+            }
+            let now = now_ms();
+            for &no in &ready {
+                self.drain(no, now);
+            }
+            if woken {
+                let memory: Vec<u32> = self
+                    .ports
+                    .values()
+                    .filter(|p| matches!(p.io, PortIo::Memory(_)))
+                    .map(|p| p.no)
+                    .collect();
+                for no in memory {
+                    self.drain(no, now);
+                }
+            }
+            self.fp.maintain(now);
+            for spec in self.learned.drain(..) {
+                let _ = self.learn.send(spec);
+            }
+        }
+    }
+
+    /// Returns false when the worker must stop.
+    fn handle_messages(&mut self) -> bool {
+        loop {
+            match self.rx.try_recv() {
+                Ok(Msg::AddPort(p)) => {
+                    if let PortIo::Tap(fd) = &p.io {
+                        let raw = fd.as_raw_fd();
+                        if let Err(e) = self.poll.registry().register(
+                            &mut SourceFd(&raw),
+                            Token(p.no as usize),
+                            Interest::READABLE,
+                        ) {
+                            tracing::error!(worker = self.id, port = p.no, error = %e, "cannot poll port");
+                        }
+                    }
+                    self.ports.insert(p.no, p);
+                }
+                Ok(Msg::DelPort { no, done }) => {
+                    if let Some(p) = self.ports.remove(&no)
+                        && let PortIo::Tap(fd) = &p.io
+                    {
+                        let raw = fd.as_raw_fd();
+                        let _ = self.poll.registry().deregister(&mut SourceFd(&raw));
+                    }
+                    let _ = done.send(());
+                }
+                Ok(Msg::DumpCache(reply)) => {
+                    let _ = reply.send(self.fp.dump());
+                }
+                Ok(Msg::Stats(reply)) => {
+                    let _ = reply.send(self.fp.stats().clone());
+                }
+                Ok(Msg::Poke) => {}
+                Ok(Msg::Shutdown) | Err(TryRecvError::Disconnected) => return false,
+                Err(TryRecvError::Empty) => return true,
+            }
+        }
+    }
+
+    /// Read a port until it is empty, a batch at a time (mio is edge-triggered: anything
+    /// left unread would not be announced again).
+    fn drain(&mut self, no: u32, now: u64) {
+        let Worker {
+            id,
+            fp,
+            ports,
+            batch,
+            scratch,
+            learned,
+            controller_packets,
+            ..
+        } = self;
+        let Some(port) = ports.get(&no) else {
+            return;
+        };
+        loop {
+            let (n, end) = port.receive(*id, batch);
+            if n > 0 {
+                let mut out = Out {
+                    worker: *id,
+                    ports,
+                    scratch,
+                    learned,
+                    controller_packets,
+                };
+                fp.process(&mut batch[..n], now, &mut out);
+            }
+            if matches!(end, RxEnd::Empty) {
+                break;
+            }
+        }
+    }
+}

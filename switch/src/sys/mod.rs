@@ -1,0 +1,56 @@
+//! The operating-system layer: TAP devices, network namespaces, rtnetlink.
+//!
+//! This is the only module of the workspace that may use `unsafe`. Every
+//! `unsafe` block says which invariant makes it sound (a valid fd we own, a
+//! length we checked, a struct the kernel filled).
+//!
+//! - [`tap`]: raw TAP queues with `IFF_VNET_HDR`, `IFF_MULTI_QUEUE`,
+//!   `TUNSETOFFLOAD` and `TUNSETPERSIST`, and the frame read/write calls of
+//!   the fast path.
+//! - [`netns`]: run a closure on a fresh OS thread that entered a network
+//!   namespace. `TUNSETIFF` and netlink sockets act in the namespace of the
+//!   calling thread, so re-attaching a Pod's TAP or configuring its addresses
+//!   happens inside [`netns::run_in`].
+//! - [`netlink`]: a small synchronous rtnetlink client (links, addresses,
+//!   routes) with checked acks and dumps.
+
+#![allow(unsafe_code)]
+
+pub mod netlink;
+pub mod netns;
+pub mod tap;
+
+#[cfg(test)]
+mod tests;
+
+/// The longest interface name the kernel takes, without the NUL (`IFNAMSIZ - 1`).
+pub const IFNAME_MAX: usize = libc::IFNAMSIZ - 1;
+
+/// Check an interface name the way the kernel's `dev_valid_name` does.
+///
+/// Returns why the name is refused: empty, longer than [`IFNAME_MAX`] bytes,
+/// `.` or `..`, or containing a NUL, `/`, `:` or whitespace.
+pub fn validate_ifname(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("an interface name must not be empty");
+    }
+    if name.len() > IFNAME_MAX {
+        return Err("an interface name is at most 15 bytes");
+    }
+    if name == "." || name == ".." {
+        return Err("an interface name must not be \".\" or \"..\"");
+    }
+    if name.contains('\0') {
+        return Err("an interface name must not contain NUL");
+    }
+    if name.contains('/') {
+        return Err("an interface name must not contain '/'");
+    }
+    if name.contains(':') {
+        return Err("an interface name must not contain ':'");
+    }
+    if name.chars().any(char::is_whitespace) {
+        return Err("an interface name must not contain whitespace");
+    }
+    Ok(())
+}
