@@ -5,8 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Version of the method set; sent by clients as `"v"` in params-independent metadata and
-/// reported by `version`.
+/// Version of the method set, reported by `version`.
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The largest request line the switch reads; a longer one is refused with
@@ -86,13 +85,23 @@ impl std::fmt::Display for RpcError {
 
 impl std::error::Error for RpcError {}
 
+/// A field that is present, even as `null`, reads as `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
 /// A response: exactly one of `result` and `error` is present.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Response {
     pub jsonrpc: String,
     /// `null` when the request's id could not be read.
     pub id: Option<Id>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Present (possibly `null`) on success.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub result: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<RpcError>,
@@ -291,6 +300,8 @@ pub struct ShowResult {
 }
 
 /// `add-flows` and `mod-flows`: flow lines in `ovs-ofctl` syntax, applied all or nothing.
+/// A line that is refused is named in the error's `data` as `{"index": N}`, 0-based into
+/// `flows` (likewise for `add-groups`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowsParams {
     pub flows: Vec<String>,
@@ -455,6 +466,9 @@ mod tests {
             serde_json::to_string(&ok).unwrap(),
             r#"{"jsonrpc":"2.0","id":1,"result":true}"#
         );
+        let null = Response::ok(Some(Id::Num(2)), Value::Null);
+        let back: Response = serde_json::from_str(&serde_json::to_string(&null).unwrap()).unwrap();
+        assert_eq!(back.into_result().unwrap(), Value::Null);
         let err = Response::err(None, RpcError::new(code::PARSE_ERROR, "bad json"));
         assert_eq!(
             serde_json::to_string(&err).unwrap(),

@@ -67,14 +67,16 @@ impl ParseError {
             message: message.into(),
         }
     }
-
-    /// The input line, a caret under the offending byte, then the error:
+    /// The error, then the input line with a caret under the offending byte:
     ///
     /// ```text
-    /// tp_dst=80,actions=drop
-    /// ^
     /// column 1: tp_dst requires ...
+    ///     tp_dst=80,actions=drop
+    ///     ^
     /// ```
+    ///
+    /// The message comes first so a caller may prefix it (`file:3: `) without moving the
+    /// caret off its column.
     pub fn render(&self, input: &str) -> String {
         let line = input.lines().next().unwrap_or("");
         let upto = self.offset.min(line.len());
@@ -83,7 +85,7 @@ impl ParseError {
             .take_while(|(i, _)| *i < upto)
             .map(|(_, c)| if c == '\t' { '\t' } else { ' ' })
             .collect();
-        format!("{line}\n{pad}^\n{self}")
+        format!("{self}\n    {line}\n    {pad}^")
     }
 }
 

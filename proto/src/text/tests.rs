@@ -104,8 +104,8 @@ fn render_points_at_the_column() {
     assert_eq!(e.offset, 4);
     assert_eq!(
         e.render(line),
-        "tcp,tp_dsts=80,actions=drop\n    ^\ncolumn 5: unknown field or keyword \"tp_dsts\"; did \
-         you mean \"tp_dst\"?"
+        "column 5: unknown field or keyword \"tp_dsts\"; did you mean \"tp_dst\"?\n    \
+         tcp,tp_dsts=80,actions=drop\n        ^"
     );
     let e = err("tp_dst=80,actions=drop", Usage::Add);
     assert!(

@@ -459,7 +459,7 @@ impl Switch {
             .enumerate()
             .map(|(i, l)| {
                 text::parse_flow(l, usage, &self.names()).map_err(|e| {
-                    Refusal::refused(format!("flow {}: {}", i + 1, e.render(l))).with_index(i)
+                    Refusal::refused(format!("flow {}, {}", i + 1, e.render(l))).with_index(i)
                 })
             })
             .collect()
@@ -543,7 +543,7 @@ impl Switch {
             .enumerate()
             .map(|(i, l)| {
                 text::parse_group(l, &self.names()).map_err(|e| {
-                    Refusal::refused(format!("group {}: {}", i + 1, e.render(l))).with_index(i)
+                    Refusal::refused(format!("group {}, {}", i + 1, e.render(l))).with_index(i)
                 })
             })
             .collect::<Result<_, _>>()?;

@@ -53,12 +53,28 @@ pub enum ControllerReason {
     Action,
 }
 
-/// State carried into a recirculated pass: the table to resume in and the flow's metadata
-/// (registers, metadata, tunnel, in_port) as they were when the packet left.
+/// State carried into a recirculated pass: the table to resume in, and the metadata
+/// (registers, metadata, tunnel, in_port...) the pipeline wrote before the packet left.
+/// Metadata it did not write is taken from the packet's own key when it comes back.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recirc {
     pub table: u8,
+    /// Values of the written bits (zero elsewhere).
     pub md: Flow,
+    /// Which metadata bits the pipeline wrote (always recirc_id and conj_id).
+    pub written: Flow,
+}
+
+impl Recirc {
+    /// The metadata words of the recirculated key: written bits from here, the others
+    /// from the key the packet had.
+    pub fn metadata_for(&self, key: &Flow) -> Flow {
+        let mut md = Flow::ZERO;
+        for w in METADATA_WORDS {
+            md.w[w] = (key.w[w] & !self.written.w[w]) | (self.md.w[w] & self.written.w[w]);
+        }
+        md
+    }
 }
 
 /// The words of a [`Flow`] that are metadata rather than packet headers (everything before

@@ -8,10 +8,10 @@
 //! is summed later anyway.
 
 use super::Sink;
-use super::action::{DpAction, DropReason};
+use super::action::{DpAction, DropReason, METADATA_WORDS};
 use super::conntrack::Conntrack;
 use super::packet::Packet;
-use crate::flow::Layers;
+use crate::flow::{Layers, extract};
 use crate::wire::checksum::{update_partial32, update_partial128, update16, update32, update128};
 use vswitch_proto::field::{ethertype, ipproto};
 use vswitch_proto::flow::Flow;
@@ -49,6 +49,8 @@ struct L4Csum {
     partial: bool,
     /// UDP over IPv4: a zero checksum means "none" and must stay zero.
     udp4: bool,
+    /// UDP (either version): a computed zero is sent as 0xffff (RFC 768, RFC 8200).
+    udp: bool,
     /// The pseudo-header is part of the sum (TCP, UDP, ICMPv6; not ICMPv4).
     pseudo: bool,
 }
@@ -75,6 +77,7 @@ fn l4_csum(pkt: &Packet, key: &Flow, layers: &Layers) -> Option<L4Csum> {
         at,
         partial,
         udp4: key.nw_proto() == ipproto::UDP && !v6,
+        udp: key.nw_proto() == ipproto::UDP,
         pseudo,
     })
 }
@@ -88,7 +91,7 @@ impl L4Csum {
         wr16(
             d,
             self.at,
-            if self.udp4 && !self.partial && v == 0 {
+            if self.udp && !self.partial && v == 0 {
                 0xffff
             } else {
                 v
@@ -161,7 +164,21 @@ pub(crate) fn execute<C: Conntrack>(
     recirc: &mut Vec<Packet>,
 ) -> Outcome {
     let mut sent = false;
+    // Whether a header was rewritten (then conntrack must see the packet as it is now).
+    let mut rewritten = false;
     for (i, a) in actions.iter().enumerate() {
+        if !matches!(
+            a,
+            DpAction::Output(_)
+                | DpAction::Ct(_)
+                | DpAction::CtClear
+                | DpAction::Controller { .. }
+                | DpAction::Learn(_)
+                | DpAction::Drop(_)
+                | DpAction::SetTunnel { .. }
+        ) {
+            rewritten = true;
+        }
         match a {
             DpAction::Output(p) => {
                 sink.output(*p, pkt);
@@ -217,7 +234,7 @@ pub(crate) fn execute<C: Conntrack>(
                 spa,
                 tha,
                 tpa,
-            } => set_arp(pkt, layers, *op, *sha, *spa, *tha, *tpa),
+            } => set_arp(pkt, key, layers, *op, *sha, *spa, *tha, *tpa),
             DpAction::SetNd { target, sll, tll } => set_nd(pkt, key, layers, *target, *sll, *tll),
             DpAction::SetTunnel { id, src, dst } => {
                 pkt.tun.id = *id;
@@ -225,13 +242,21 @@ pub(crate) fn execute<C: Conntrack>(
                 pkt.tun.dst = *dst;
             }
             DpAction::Ct(c) => {
-                let res = ct.track(pkt, layers, key, c, now);
+                let res = if rewritten {
+                    let mut now_key = Flow::ZERO;
+                    now_key.w[METADATA_WORDS].copy_from_slice(&key.w[METADATA_WORDS]);
+                    let mut now_layers = Layers::default();
+                    let _ = extract(pkt.data(), &mut now_key, &mut now_layers);
+                    ct.track(pkt, &now_layers, &now_key, c, now)
+                } else {
+                    ct.track(pkt, layers, key, c, now)
+                };
                 sent = true;
                 if let Some(r) = &c.recirc {
                     if pkt.recirc_depth >= super::MAX_RECIRC {
                         return Outcome::Dropped(DropReason::RecircLimit);
                     }
-                    let mut md = Box::new(r.md);
+                    let mut md = Box::new(r.metadata_for(key));
                     md.set_ct_state(res.state);
                     md.set_ct_zone(res.zone);
                     md.set_ct_mark(res.mark);
@@ -379,6 +404,9 @@ fn set_ports(pkt: &mut Packet, key: &Flow, layers: &Layers, src: Option<u16>, ds
     if l4 == 0 || l4 + 4 > pkt.len() {
         return;
     }
+    if key.nw_proto() == ipproto::SCTP {
+        return set_sctp_ports(pkt, key, layers, src, dst);
+    }
     let c = l4_csum(pkt, key, layers);
     let d = pkt.data_mut();
     for (v, at) in [(src, l4), (dst, l4 + 2)] {
@@ -390,6 +418,49 @@ fn set_ports(pkt: &mut Packet, key: &Flow, layers: &Layers, src: Option<u16>, ds
             }
         }
     }
+}
+
+/// SCTP's checksum is a CRC-32C over the whole packet: recompute it, keeping any error
+/// the packet already had (the stored value differs from the right one by the same bits
+/// afterwards), as Open vSwitch does.
+fn set_sctp_ports(
+    pkt: &mut Packet,
+    key: &Flow,
+    layers: &Layers,
+    src: Option<u16>,
+    dst: Option<u16>,
+) {
+    use crate::wire::checksum::crc32c;
+    let (l3, l4) = (layers.l3 as usize, layers.l4 as usize);
+    // The SCTP packet ends where the IP payload does (not at the frame's end: padding).
+    let end = {
+        let d = pkt.data();
+        match key.dl_type() {
+            ethertype::IPV4 => l3 + rd16(d, l3 + 2) as usize,
+            _ => l3 + 40 + rd16(d, l3 + 4) as usize,
+        }
+    };
+    if l4 + 12 > end || end > pkt.len() {
+        return;
+    }
+    let d = pkt.data_mut();
+    let crc_of = |d: &mut [u8]| {
+        let stored = [d[l4 + 8], d[l4 + 9], d[l4 + 10], d[l4 + 11]];
+        d[l4 + 8..l4 + 12].fill(0);
+        let c = crc32c(&d[l4..end]);
+        d[l4 + 8..l4 + 12].copy_from_slice(&stored);
+        c
+    };
+    let before = crc_of(d);
+    if let Some(p) = src {
+        wr16(d, l4, p);
+    }
+    if let Some(p) = dst {
+        wr16(d, l4 + 2, p);
+    }
+    let after = crc_of(d);
+    let stored = u32::from_le_bytes([d[l4 + 8], d[l4 + 9], d[l4 + 10], d[l4 + 11]]);
+    d[l4 + 8..l4 + 12].copy_from_slice(&(stored ^ before ^ after).to_le_bytes());
 }
 
 fn set_icmp(pkt: &mut Packet, key: &Flow, layers: &Layers, typ: Option<u8>, code: Option<u8>) {
@@ -415,6 +486,7 @@ fn set_icmp(pkt: &mut Packet, key: &Flow, layers: &Layers, typ: Option<u8>, code
 #[allow(clippy::too_many_arguments)]
 fn set_arp(
     pkt: &mut Packet,
+    key: &Flow,
     layers: &Layers,
     op: Option<u16>,
     sha: Option<[u8; 6]>,
@@ -423,7 +495,8 @@ fn set_arp(
     tpa: Option<u32>,
 ) {
     let l3 = layers.l3 as usize;
-    if l3 == 0 || l3 + 28 > pkt.len() {
+    if !matches!(key.dl_type(), ethertype::ARP | ethertype::RARP) || l3 == 0 || l3 + 28 > pkt.len()
+    {
         return;
     }
     let d = pkt.data_mut();
@@ -452,10 +525,18 @@ fn set_nd(
     sll: Option<[u8; 6]>,
     tll: Option<[u8; 6]>,
 ) {
-    let l4 = layers.l4 as usize;
-    if l4 == 0 || l4 + 24 > pkt.len() {
+    let (l3, l4) = (layers.l3 as usize, layers.l4 as usize);
+    let d = pkt.data();
+    let nd = key.dl_type() == ethertype::IPV6
+        && key.nw_proto() == ipproto::ICMPV6
+        && l4 != 0
+        && l4 + 24 <= d.len()
+        && matches!(d[l4], 135 | 136);
+    if !nd {
         return;
     }
+    // Options end where the IPv6 payload does, not at the frame's end.
+    let end = (l3 + 40 + rd16(d, l3 + 4) as usize).min(d.len());
     let c = l4_csum(pkt, key, layers);
     let d = pkt.data_mut();
     if let Some(t) = target {
@@ -474,7 +555,7 @@ fn set_nd(
         _ => return,
     };
     let mut at = l4 + 24;
-    while at + 8 <= d.len() {
+    while at + 8 <= end {
         let len = d[at + 1] as usize * 8;
         if len == 0 {
             return;

@@ -291,3 +291,60 @@ fn idle_megaflows_expire() {
     assert_eq!(fp.dump().megaflows.len(), 0);
     assert_eq!(fp.dump().emc.len(), 0);
 }
+
+#[test]
+fn sctp_port_rewrite_recomputes_the_crc() {
+    let (_b, mut fp) = setup(&["in_port=1,sctp,actions=set_field:9999->sctp_dst,output:2"]);
+    // Ethernet + IPv4 + SCTP common header + one 16-byte DATA chunk, then 4 bytes of
+    // Ethernet padding that the CRC must not cover.
+    let mut f = vec![0u8; 14 + 20 + 12 + 16 + 4];
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f[14] = 0x45;
+    f[16..18].copy_from_slice(&48u16.to_be_bytes());
+    f[22] = 64;
+    f[23] = 132;
+    f[34..36].copy_from_slice(&5000u16.to_be_bytes());
+    f[36..38].copy_from_slice(&80u16.to_be_bytes());
+    f[46] = 0; // DATA chunk
+    f[48..50].copy_from_slice(&16u16.to_be_bytes());
+    let crc = checksum::crc32c(&f[34..62]);
+    f[42..46].copy_from_slice(&crc.to_le_bytes());
+    let rec = run(&mut fp, &[f], 1, 1);
+    let mut out = rec.out[0].1.clone();
+    assert_eq!(u16::from_be_bytes([out[36], out[37]]), 9999);
+    let stored = u32::from_le_bytes([out[42], out[43], out[44], out[45]]);
+    out[42..46].fill(0);
+    assert_eq!(stored, checksum::crc32c(&out[34..62]));
+}
+
+#[test]
+fn udp6_rewrite_never_leaves_a_zero_checksum() {
+    let (_b, mut fp) = setup(&["in_port=1,udp6,actions=set_field:1->udp_src,output:2"]);
+    let build = |payload: &[u8]| {
+        let mut v = Vec::new();
+        let a = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let b = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(a, b, 64)
+            .udp(7, 53)
+            .write(&mut v, payload)
+            .unwrap();
+        v
+    };
+    let csum_at = 14 + 40 + 6;
+    let csum = |f: &[u8]| u16::from_be_bytes([f[csum_at], f[csum_at + 1]]);
+    // Rewriting port 7 to 1 turns checksum C into !(~C + ~7 + 1): zero when C is 0xfff9.
+    // Choose the payload word that gives that checksum.
+    let c0 = csum(&build(&[0, 0]));
+    let w = checksum::fold(6u32 + c0 as u32);
+    let f = build(&w.to_be_bytes());
+    assert_eq!(csum(&f), 0xfff9, "test setup");
+    let rec = run(&mut fp, &[f], 1, 1);
+    let out = &rec.out[0].1;
+    assert_eq!(u16::from_be_bytes([out[54], out[55]]), 1);
+    assert_eq!(
+        csum(out),
+        0xffff,
+        "zero is not a valid UDP checksum over IPv6"
+    );
+}

@@ -209,8 +209,14 @@ impl Rule {
 }
 
 fn actions_output_to(actions: &[Action], port: u32) -> bool {
+    use vswitch_proto::action::port as reserved;
     actions.iter().any(|a| match a {
         Action::Output { port: p, .. } => *p == port,
+        Action::InPort => port == reserved::IN_PORT,
+        Action::Normal => port == reserved::NORMAL,
+        Action::Flood => port == reserved::FLOOD,
+        Action::All => port == reserved::ALL,
+        Action::Controller { .. } => port == reserved::CONTROLLER,
         Action::Ct(ct) => actions_output_to(&ct.exec, port),
         _ => false,
     })

@@ -311,12 +311,13 @@ fn ct_recirculates_with_metadata() {
     };
     let r = ct.recirc.as_ref().unwrap();
     assert_eq!((ct.zone, r.table), (5, 3));
-    assert_eq!(r.md.reg(0), 7);
-    assert_eq!(r.md.in_port(), 1);
+    let md = r.metadata_for(&packet("in_port=1,ip"));
+    assert_eq!(md.reg(0), 7);
+    assert_eq!(md.in_port(), 1);
     // The recirculated pass, as conntrack would send it back.
     let mut again = packet("in_port=1,ip");
     again.w[crate::dp::action::METADATA_WORDS]
-        .copy_from_slice(&r.md.w[crate::dp::action::METADATA_WORDS]);
+        .copy_from_slice(&md.w[crate::dp::action::METADATA_WORDS]);
     again.set_ct_state(0x21);
     let t = b.trace(&again, 0);
     assert_eq!(
@@ -354,4 +355,123 @@ fn learn_builds_the_flow() {
     );
     // The fields the learned flow copies are part of the megaflow.
     assert_eq!(t.megaflow.mask.nw_src(), u32::MAX);
+}
+
+// ---- Regressions from review: megaflow masks must cover what the actions depend on ----
+
+/// Packets that get different actions must not share a megaflow.
+fn assert_split_by_mask(b: &Bridge, a: &str, other: &str) {
+    let ta = b.trace(&packet(a), 0);
+    let tb = b.trace(&packet(other), 0);
+    if ta.datapath_actions() != tb.datapath_actions() {
+        assert!(
+            !ta.megaflow.matches(&packet(other)),
+            "{a} and {other} get different actions but share a megaflow"
+        );
+    }
+}
+
+#[test]
+fn partial_writes_pin_the_whole_field() {
+    let b = bridge(&["vlan_tci=0x1000/0x1000,actions=mod_vlan_pcp:5,output:2"]);
+    assert_split_by_mask(&b, "in_port=1,dl_vlan=10", "in_port=1,dl_vlan=20");
+    let b = bridge(&["ip,actions=mod_nw_tos:40,output:2"]);
+    assert_split_by_mask(&b, "in_port=1,ip,nw_ecn=0", "in_port=1,ip,nw_ecn=3");
+    let b = bridge(&["ip,actions=set_field:10.0.0.0/255.0.0.0->nw_dst,output:2"]);
+    assert_split_by_mask(
+        &b,
+        "in_port=1,ip,nw_dst=192.168.1.5",
+        "in_port=1,ip,nw_dst=192.168.1.6",
+    );
+    let b = bridge(&["in_port=1,actions=set_tunnel:5,output:2"]);
+    assert_split_by_mask(&b, "in_port=1,tun_src=1.1.1.1", "in_port=1,tun_src=2.2.2.2");
+}
+
+#[test]
+fn recirculation_keeps_the_packets_own_tunnel() {
+    let b = bridge(&[
+        "table=0,ip,actions=ct(zone=1,table=1)",
+        "table=1,tun_id=100,actions=output:2",
+        "table=1,tun_id=200,actions=output:3",
+    ]);
+    let t = b.trace(&packet("in_port=1,ip,tun_id=100"), 0);
+    let DpAction::Ct(ct) = &t.actions[0] else {
+        panic!()
+    };
+    let r = ct.recirc.as_ref().unwrap();
+    // A packet of VNI 200 in the same megaflow comes back with VNI 200.
+    let other = packet("in_port=1,ip,tun_id=200");
+    assert!(t.megaflow.matches(&other));
+    assert_eq!(r.metadata_for(&other).tun_id(), 200);
+}
+
+#[test]
+fn group_loops_are_cut_not_a_crash() {
+    let mut b = bridge(&[]);
+    b.add_group(&parse_group("group_id=1,type=all,bucket=actions=group:1", &NoPortNames).unwrap())
+        .unwrap();
+    b.add_flows(&[spec("in_port=1,actions=group:1")], 0)
+        .unwrap();
+    let t = b.trace(&packet("in_port=1"), 0);
+    assert_eq!(t.actions, vec![DpAction::Drop(DropReason::ResubmitLimit)]);
+}
+
+#[test]
+fn bucket_actions_check_prerequisites_per_packet() {
+    let mut b = bridge(&[]);
+    b.add_group(
+        &parse_group(
+            "group_id=1,type=all,bucket=actions=dec_ttl,set_field:10.0.0.1->ip_dst,output:2",
+            &NoPortNames,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    b.add_flows(&[spec("in_port=1,actions=group:1")], 0)
+        .unwrap();
+    // ARP: no IP fields to touch; forwarded unchanged.
+    assert_eq!(actions(&b, "in_port=1,arp,arp_tpa=10.0.0.5"), "2");
+    // IPv4 with TTL 1 is not in the ARP packet's megaflow (dl_type is always exact).
+    assert_split_by_mask(
+        &b,
+        "in_port=1,arp,arp_tpa=10.0.0.5",
+        "in_port=1,ip,nw_dst=10.0.0.5,nw_ttl=1",
+    );
+    assert_eq!(
+        actions(&b, "in_port=1,ip,nw_dst=10.0.0.5,nw_ttl=1"),
+        "drop(ttl_exceeded)"
+    );
+}
+
+#[test]
+fn ct_exec_merges_several_loads() {
+    let b = bridge(&[
+        "ip,actions=ct(commit,exec(load:0x1->NXM_NX_CT_MARK[0..3],load:0x2->NXM_NX_CT_MARK[4..7]))",
+    ]);
+    let t = b.trace(&packet("in_port=1,ip"), 0);
+    let DpAction::Ct(ct) = &t.actions[0] else {
+        panic!()
+    };
+    assert_eq!(ct.mark, Some((0x21, 0xff)));
+}
+
+#[test]
+fn a_failed_dec_ttl_stops_only_its_own_list() {
+    let b = bridge(&[
+        "table=0,ip,actions=resubmit(,1),output:3",
+        "table=1,ip,actions=dec_ttl,output:2",
+    ]);
+    assert_eq!(actions(&b, "in_port=1,ip,nw_ttl=1"), "3");
+    let b = bridge(&["table=0,ip,actions=dec_ttl,output:2"]);
+    assert_eq!(actions(&b, "in_port=1,ip,nw_ttl=1"), "drop(ttl_exceeded)");
+}
+
+#[test]
+fn out_port_matches_reserved_ports() {
+    let mut b = bridge(&[
+        "priority=1,actions=normal",
+        "priority=2,ip,actions=output:2",
+    ]);
+    assert_eq!(b.delete_flows(&sel("out_port=normal"), false).len(), 1);
+    assert_eq!(b.pipeline().n_rules(), 1);
 }

@@ -60,8 +60,16 @@ struct Ctx<'a> {
     depth: u32,
     resubmits: u32,
     table: u8,
-    /// Set when translation must stop everywhere (a drop).
+    /// Set when translation must stop everywhere (a resource limit: the result is a drop).
     halted: bool,
+    /// Set when the current action list must stop (a failed dec_ttl, a missing group);
+    /// the levels above it go on, as in Open vSwitch.
+    stop_list: bool,
+    /// Why the packet would be dropped, if it ends up sent nowhere.
+    drop_reason: Option<DropReason>,
+    /// Bits of the flow the pipeline wrote (to tell, at recirculation, which metadata came
+    /// from the pipeline and which from the packet).
+    written: Flow,
     push_tpid: u16,
     trace: Option<&'a mut Vec<TraceStep>>,
 }
@@ -149,9 +157,17 @@ impl<'a> Ctx<'a> {
         side_effects: bool,
         trace: Option<&'a mut Vec<TraceStep>>,
     ) -> Ctx<'a> {
+        // Like Open vSwitch, a megaflow always matches in_port, recirc_id and dl_type, and
+        // for IP nw_proto and nw_frag: actions' validity depends on them (a bucket or a
+        // learned flow may apply an IP action to whatever packet reaches it).
         let mut wc = Flow::ZERO;
-        wc.set(slot::IN_PORT, slot::IN_PORT.max());
-        wc.set(slot::RECIRC_ID, slot::RECIRC_ID.max());
+        for s in [slot::IN_PORT, slot::RECIRC_ID, slot::DL_TYPE] {
+            wc.set(s, s.max());
+        }
+        if matches!(key.dl_type(), ethertype::IPV4 | ethertype::IPV6) {
+            wc.set(slot::NW_PROTO, slot::NW_PROTO.max());
+            wc.set(slot::NW_FRAG, slot::NW_FRAG.max());
+        }
         Ctx {
             pipe,
             mac,
@@ -167,12 +183,27 @@ impl<'a> Ctx<'a> {
             resubmits: 0,
             table: 0,
             halted: false,
+            stop_list: false,
+            drop_reason: None,
+            written: Flow::ZERO,
             push_tpid: ethertype::VLAN,
             trace,
         }
     }
 
-    fn finish(self) -> XlateOut {
+    fn finish(mut self) -> XlateOut {
+        let sends = self.out.iter().any(|a| {
+            matches!(
+                a,
+                DpAction::Output(_)
+                    | DpAction::Controller { .. }
+                    | DpAction::Ct(_)
+                    | DpAction::Drop(_)
+            )
+        });
+        if let (Some(r), false) = (self.drop_reason, sends) {
+            self.out.push(DpAction::Drop(r));
+        }
         XlateOut {
             actions: self.out,
             mask: self.wc,
@@ -203,10 +234,21 @@ impl<'a> Ctx<'a> {
         self.run_table(table);
     }
 
-    fn drop_packet(&mut self, reason: DropReason) {
+    /// A resource limit was hit (a loop in the tables): drop the packet, whatever was
+    /// decided before.
+    fn abort(&mut self, reason: DropReason) {
+        self.out.clear();
         self.out.push(DpAction::Drop(reason));
         self.halted = true;
         self.note(|| format!("dropping: {}", reason.as_str()));
+    }
+
+    /// Stop the current action list; the levels above go on. If nothing sends the packet
+    /// anywhere in the end, it is counted as dropped for `reason`.
+    fn stop_here(&mut self, reason: DropReason) {
+        self.stop_list = true;
+        self.drop_reason.get_or_insert(reason);
+        self.note(|| format!("stopping this action list: {}", reason.as_str()));
     }
 
     /// Look the flow up in `table` and run the winning rule's actions.
@@ -243,6 +285,10 @@ impl<'a> Ctx<'a> {
             if self.halted {
                 return;
             }
+            if self.stop_list {
+                self.stop_list = false;
+                return;
+            }
             let depth = self.depth;
             if !matches!(a, Action::Note(_)) {
                 self.step(|| TraceStep::Action {
@@ -268,8 +314,10 @@ impl<'a> Ctx<'a> {
                 Action::Resubmit { in_port, table } => self.resubmit(*in_port, *table),
                 Action::SetField { field, value, mask } => self.set_field(*field, *value, *mask),
                 Action::Move { src, dst } => {
-                    let v = self.read(src);
-                    self.write(dst, v);
+                    if self.prereq_ok(src.field) && self.prereq_ok(dst.field) {
+                        let v = self.read(src);
+                        self.write(dst, v);
+                    }
                 }
                 Action::DecTtl => self.dec_ttl(),
                 Action::PushVlan(tpid) => self.push_vlan(*tpid),
@@ -279,6 +327,9 @@ impl<'a> Ctx<'a> {
                 Action::Learn(l) => self.learn(l),
                 Action::Ct(ct) => self.ct(ct),
                 Action::CtClear => {
+                    for s in [slot::CT_STATE, slot::CT_ZONE, slot::CT_MARK, slot::CT_LABEL] {
+                        or_bits(&mut self.written, s, s.max());
+                    }
                     self.flow.set_ct_state(0);
                     self.flow.set_ct_zone(0);
                     self.flow.set_ct_mark(0);
@@ -287,6 +338,7 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
+        self.stop_list = false;
     }
 
     // ---- reading and writing fields -----------------------------------------------
@@ -304,10 +356,43 @@ impl<'a> Ctx<'a> {
         let s = sf.field.slot();
         let mask = sf.mask_in_field();
         or_bits(&mut self.wc, s, mask);
+        or_bits(&mut self.written, s, mask);
         self.flow.set_masked(s, v << sf.ofs, mask);
     }
 
+    /// Whether the packet has `field` (its prerequisites hold), making the answer part
+    /// of the megaflow. Rules are checked when they are added, but actions in group
+    /// buckets and learned flows meet whatever packet reaches them.
+    fn prereq_ok(&mut self, field: FieldId) -> bool {
+        use vswitch_proto::field::Prereq;
+        let p = field.info().prereq;
+        let consulted: &[Slot] = match p {
+            Prereq::None => &[],
+            Prereq::Nd | Prereq::NdSolicit | Prereq::NdAdvert => {
+                &[slot::DL_TYPE, slot::NW_PROTO, slot::TP_SRC]
+            }
+            Prereq::Vlan => &[slot::VLAN_TCI],
+            _ => &[slot::DL_TYPE, slot::NW_PROTO],
+        };
+        for &s in consulted {
+            or_bits(&mut self.wc, s, s.max());
+        }
+        let ok = p.satisfied_by(&self.flow, &Flow::ONES);
+        if !ok {
+            self.note(|| {
+                format!(
+                    "{}: the packet has no such field, action skipped",
+                    field.name()
+                )
+            });
+        }
+        ok
+    }
+
     fn set_field(&mut self, field: FieldId, value: u128, mask: u128) {
+        if !self.prereq_ok(field) {
+            return;
+        }
         let s = field.slot();
         if s.word == slot::VLAN_TCI.word
             && s.shift < 16
@@ -321,6 +406,7 @@ impl<'a> Ctx<'a> {
         }
         let mask = mask & s.max();
         or_bits(&mut self.wc, s, mask);
+        or_bits(&mut self.written, s, mask);
         self.flow.set_masked(s, value, mask);
         if field == FieldId::DlVlan || field == FieldId::VlanPcp {
             // These imply a present tag.
@@ -409,10 +495,19 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn resubmit(&mut self, in_port: Option<u32>, table: Option<u8>) {
+    /// Count one more level of recursion; false (and the packet dropped) past the limits.
+    fn descend(&mut self) -> bool {
         self.resubmits += 1;
         if self.depth >= MAX_DEPTH || self.resubmits > MAX_RESUBMITS {
-            return self.drop_packet(DropReason::ResubmitLimit);
+            self.abort(DropReason::ResubmitLimit);
+            return false;
+        }
+        true
+    }
+
+    fn resubmit(&mut self, in_port: Option<u32>, table: Option<u8>) {
+        if !self.descend() {
+            return;
         }
         let old_in_port = self.flow.in_port();
         if let Some(p) = in_port
@@ -435,8 +530,9 @@ impl<'a> Ctx<'a> {
         or_bits(&mut self.wc, slot::NW_TTL, 0xff);
         let ttl = self.flow.nw_ttl();
         if ttl <= 1 {
-            return self.drop_packet(DropReason::TtlExceeded);
+            return self.stop_here(DropReason::TtlExceeded);
         }
+        or_bits(&mut self.written, slot::NW_TTL, 0xff);
         self.flow.set_nw_ttl(ttl - 1);
     }
 
@@ -460,8 +556,12 @@ impl<'a> Ctx<'a> {
 
     fn group(&mut self, id: u32) {
         let Some(g) = self.pipe.group(id).cloned() else {
-            return self.drop_packet(DropReason::NoSuchGroup);
+            return self.stop_here(DropReason::NoSuchGroup);
         };
+        // A group's buckets may reach the group again: count it like a resubmit.
+        if !self.descend() {
+            return;
+        }
         self.stats.push(g.stats.clone());
         let buckets = g.buckets();
         match g.group_type() {
@@ -518,6 +618,7 @@ impl<'a> Ctx<'a> {
         self.depth += 1;
         f(self);
         self.depth -= 1;
+        self.stop_list = false;
         if !self.halted {
             self.flow = saved;
         }
@@ -576,23 +677,40 @@ impl<'a> Ctx<'a> {
             CtZone::Imm(z) => z,
             CtZone::Field(sf) => self.read(&sf) as u16,
         };
-        let mut mark = None;
-        let mut label = None;
+        // Several loads may each set some bits: merge them, later ones winning.
+        let merge = |acc: Option<(u128, u128)>, v: u128, m: u128| {
+            let (av, am) = acc.unwrap_or((0, 0));
+            Some(((av & !m) | (v & m), am | m))
+        };
+        let mut mark: Option<(u128, u128)> = None;
+        let mut label: Option<(u128, u128)> = None;
         for a in &ct.exec {
             if let Action::SetField { field, value, mask } = a {
                 match field {
-                    FieldId::CtMark => mark = Some((*value as u32, *mask as u32)),
-                    FieldId::CtLabel => label = Some((*value, *mask)),
+                    FieldId::CtMark => mark = merge(mark, *value, *mask),
+                    FieldId::CtLabel => label = merge(label, *value, *mask),
                     _ => {}
                 }
             }
         }
+        let mark = mark.map(|(v, m)| (v as u32, m as u32));
         let recirc = ct.table.map(|table| {
+            // Only what the pipeline wrote is carried; the rest of the metadata comes from
+            // the packet's own key when it comes back, since it may not be in the mask.
             let mut md = Flow::ZERO;
+            let mut written = Flow::ZERO;
             md.w[METADATA_WORDS].copy_from_slice(&self.flow.w[METADATA_WORDS]);
+            written.w[METADATA_WORDS].copy_from_slice(&self.written.w[METADATA_WORDS]);
             md.set_recirc_id(Recirc::id_for_table(table));
             md.set_conj_id(0);
-            Box::new(Recirc { table, md })
+            for s in [slot::RECIRC_ID, slot::CONJ_ID] {
+                written.set(s, s.max());
+            }
+            Box::new(Recirc {
+                table,
+                md: md.and(&written),
+                written,
+            })
         });
         self.out.push(DpAction::Ct(Box::new(DpCt {
             zone,
@@ -615,6 +733,38 @@ impl<'a> Ctx<'a> {
             return;
         }
         let diff = |s: Slot| f.get(s) != b.get(s);
+        // A set action carries whole fields, computed from this packet: the megaflow
+        // must pin every bit of them, not only the bits the actions wrote (a masked
+        // set_field, mod_vlan_pcp, mod_nw_tos keep the packet's other bits).
+        const PACKET_SLOTS: [Slot; 17] = [
+            slot::DL_SRC,
+            slot::DL_DST,
+            slot::VLAN_TCI,
+            slot::VLAN_TCI_INNER,
+            slot::NW_SRC,
+            slot::NW_DST,
+            slot::NW_TOS,
+            slot::NW_TTL,
+            slot::NW_PROTO,
+            slot::IPV6_SRC,
+            slot::IPV6_DST,
+            slot::IPV6_LABEL,
+            slot::ARP_SHA,
+            slot::ARP_THA,
+            slot::TP_SRC,
+            slot::TP_DST,
+            slot::ND_TARGET,
+        ];
+        for s in PACKET_SLOTS {
+            if diff(s) {
+                or_bits(&mut self.wc, s, s.max());
+            }
+        }
+        if diff(slot::TUN_ID) || diff(slot::TUN_SRC) || diff(slot::TUN_DST) {
+            for s in [slot::TUN_ID, slot::TUN_SRC, slot::TUN_DST] {
+                or_bits(&mut self.wc, s, s.max());
+            }
+        }
         let pick = |s: Slot| diff(s).then(|| f.get(s));
         if diff(slot::DL_SRC) || diff(slot::DL_DST) {
             self.out.push(DpAction::SetEth {
