@@ -24,7 +24,7 @@ enum LogFormat {
 
 /// The vswitch daemon: a userspace virtual switch for Kubernetes Pods.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Control socket (mode 0600; vswitchctl --socket).
     #[arg(long, default_value = "/run/vswitch/vswitchd.sock")]

@@ -1,8 +1,8 @@
 //! Tests against the kernel: TAPs, namespaces and rtnetlink in namespaces the
 //! tests create (`vsw-t-<pid>-<n>`) and always remove.
 //!
-//! They need root. Without it each prints "skipped (not root)" and returns;
-//! their names start with `root_` so a harness can select them.
+//! They need root, so they are `#[ignore]`d: plain `cargo test` reports them as ignored
+//! (never as passed), and `scripts/test` runs them with `--include-ignored` as root.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
@@ -19,12 +19,11 @@ use super::tap::{self, Tap, TapConfig, TapError, VNET_HDR_LEN};
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 fn is_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        eprintln!("skipped (not root)");
-        false
-    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (run scripts/test as root)"
+    );
+    true
 }
 
 /// A unique interface name, so nothing a test did not create is ever touched.
@@ -144,6 +143,7 @@ fn configure(name: &str, addr: Ipv4Addr) -> Result<[u8; 6], NetlinkError> {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: scripts/test runs it as root"]
 fn root_tap_in_namespace_has_the_right_flags_and_destroy_removes_it() {
     if !is_root() {
         return;
@@ -177,6 +177,7 @@ fn root_tap_in_namespace_has_the_right_flags_and_destroy_removes_it() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: scripts/test runs it as root"]
 fn root_tap_reads_the_kernels_arp_request_and_the_kernel_takes_our_reply() {
     if !is_root() {
         return;
@@ -265,6 +266,7 @@ fn root_tap_reads_the_kernels_arp_request_and_the_kernel_takes_our_reply() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: scripts/test runs it as root"]
 fn root_tap_persists_and_reattaches_from_inside_the_namespace() {
     if !is_root() {
         return;
@@ -322,6 +324,7 @@ fn root_tap_persists_and_reattaches_from_inside_the_namespace() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: scripts/test runs it as root"]
 fn root_attach_to_a_missing_tap_fails_clearly_and_creates_nothing() {
     if !is_root() {
         return;
@@ -342,6 +345,7 @@ fn root_attach_to_a_missing_tap_fails_clearly_and_creates_nothing() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: scripts/test runs it as root"]
 fn root_open_refuses_a_device_that_is_not_a_tap() {
     if !is_root() {
         return;
@@ -357,6 +361,7 @@ fn root_open_refuses_a_device_that_is_not_a_tap() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: scripts/test runs it as root"]
 fn root_tap_two_queues_both_carry_frames() {
     if !is_root() {
         return;
@@ -394,6 +399,7 @@ fn root_tap_two_queues_both_carry_frames() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: scripts/test runs it as root"]
 fn root_run_in_enters_the_namespace_and_leaves_the_caller_alone() {
     if !is_root() {
         return;
@@ -422,6 +428,7 @@ fn root_run_in_enters_the_namespace_and_leaves_the_caller_alone() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: scripts/test runs it as root"]
 fn root_run_in_a_deleted_namespace_names_the_path() {
     if !is_root() {
         return;
@@ -435,6 +442,7 @@ fn root_run_in_a_deleted_namespace_names_the_path() {
 }
 
 #[test]
+#[ignore = "needs root and network namespaces: scripts/test runs it as root"]
 fn root_netlink_configures_a_link_and_reads_it_back() {
     if !is_root() {
         return;
