@@ -101,6 +101,8 @@ pub enum Command {
     },
     /// Add one group, e.g. 'group_id=1,type=select,bucket=output:1,bucket=output:2'.
     AddGroup { group: String },
+    /// Replace an existing group's type and buckets, e.g. 'group_id=1,type=all,bucket=output:3'.
+    ModGroup { group: String },
     /// Delete one group, or every group when none is given.
     DelGroups {
         #[arg(value_name = "GROUP_ID|group_id=N", value_parser = parse_group_id)]

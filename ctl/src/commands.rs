@@ -116,6 +116,12 @@ pub fn run(cli: Cli, out: &mut String) -> Result<(), Failure> {
             };
             change(&ctx, method::ADD_GROUPS, params, out).map_err(refused)
         }
+        Command::ModGroup { group } => {
+            let params = GroupsParams {
+                groups: vec![group],
+            };
+            change(&ctx, method::MOD_GROUPS, params, out).map_err(refused)
+        }
         Command::DelGroups { group_id } => {
             change(&ctx, method::DEL_GROUPS, DelGroupsParams { group_id }, out).map_err(refused)
         }

@@ -152,6 +152,7 @@ pub mod method {
     pub const DEL_FLOWS: &str = "del-flows";
     pub const DUMP_FLOWS: &str = "dump-flows";
     pub const ADD_GROUPS: &str = "add-groups";
+    pub const MOD_GROUPS: &str = "mod-groups";
     pub const DEL_GROUPS: &str = "del-groups";
     pub const DUMP_GROUPS: &str = "dump-groups";
     pub const TRACE: &str = "trace";
@@ -159,7 +160,7 @@ pub mod method {
     pub const REOPEN_LOGS: &str = "reopen-logs";
 
     /// Every method, for `METHOD_NOT_FOUND` messages and completions.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 18] = [
         VERSION,
         SHOW,
         ADD_PORT,
@@ -171,6 +172,7 @@ pub mod method {
         DEL_FLOWS,
         DUMP_FLOWS,
         ADD_GROUPS,
+        MOD_GROUPS,
         DEL_GROUPS,
         DUMP_GROUPS,
         TRACE,

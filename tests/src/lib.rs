@@ -1,10 +1,13 @@
 //! Helpers shared by the workspace's integration tests and benchmarks.
 //!
+//! - [`e2e`]: the end-to-end harness: Pods as network namespaces, a `vswitchd` of the
+//!   test's own, `vswitchctl`, bounded traffic generators (tests/tests/e2e.rs, as root).
 //! - [`k8s`]: a Kubernetes-like ten-table pipeline (the shape DESIGN §5 describes), as flow
 //!   text, for tests and benchmarks.
 //! - [`script`]: pipeline tests written in flow syntax: flows, groups, and packets to trace
 //!   with the tables and datapath actions expected.
 #![forbid(unsafe_code)]
 
+pub mod e2e;
 pub mod k8s;
 pub mod script;

@@ -172,11 +172,21 @@ fn send(w: &mut impl Write, resp: &Response) -> io::Result<()> {
 
 fn connection(stream: UnixStream, sw: &Mutex<Switch>, hooks: &Hooks) -> io::Result<()> {
     let mut writer = stream.try_clone()?;
-    if !peer_allowed(&stream)? {
+    let allowed = peer_allowed(&stream)?;
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    if !allowed {
+        // Read the request first, so the client is not cut off while still writing it,
+        // then answer it with the refusal and close.
+        let _ = read_line(&mut reader, &mut line, MAX_MESSAGE_BYTES);
+        let id = serde_json::from_slice::<Value>(&line)
+            .ok()
+            .and_then(|v| v.get("id").cloned())
+            .and_then(|i| serde_json::from_value::<Id>(i).ok());
         send(
             &mut writer,
             &Response::err(
-                None,
+                id,
                 RpcError::new(
                     code::PERMISSION_DENIED,
                     "permission denied: only root (or the user vswitchd runs as) may use this socket",
@@ -185,8 +195,6 @@ fn connection(stream: UnixStream, sw: &Mutex<Switch>, hooks: &Hooks) -> io::Resu
         )?;
         return Ok(());
     }
-    let mut reader = BufReader::new(stream);
-    let mut line = Vec::new();
     loop {
         match read_line(&mut reader, &mut line, MAX_MESSAGE_BYTES)? {
             Line::Eof => return Ok(()),
@@ -322,6 +330,10 @@ fn call(sw: &Mutex<Switch>, hooks: &Hooks, m: &str, p: &Value) -> Result<Value, 
         method::ADD_GROUPS => {
             let p = params(m, p)?;
             ok(sw.lock().add_groups(p))
+        }
+        method::MOD_GROUPS => {
+            let p = params(m, p)?;
+            ok(sw.lock().mod_groups(p))
         }
         method::DEL_GROUPS => {
             let p = params(m, p)?;

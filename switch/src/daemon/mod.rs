@@ -537,6 +537,15 @@ impl Switch {
     }
 
     pub fn add_groups(&mut self, p: rpc::GroupsParams) -> Result<rpc::Count, Refusal> {
+        self.set_groups(p, false)
+    }
+
+    /// `mod-group`: replace existing groups' type and buckets (the flows using them stay).
+    pub fn mod_groups(&mut self, p: rpc::GroupsParams) -> Result<rpc::Count, Refusal> {
+        self.set_groups(p, true)
+    }
+
+    fn set_groups(&mut self, p: rpc::GroupsParams, modify: bool) -> Result<rpc::Count, Refusal> {
         let groups: Vec<GroupSpec> = p
             .groups
             .iter()
@@ -558,8 +567,13 @@ impl Switch {
         }
         self.transact(|b| {
             for g in &groups {
-                b.add_group(g)
-                    .map_err(|e| Refusal::conflict(e.to_string()))?;
+                if modify {
+                    b.modify_group(g)
+                        .map_err(|e| Refusal::not_found(e.to_string()))?;
+                } else {
+                    b.add_group(g)
+                        .map_err(|e| Refusal::conflict(e.to_string()))?;
+                }
             }
             Ok(())
         })?;

@@ -16,7 +16,9 @@ pub enum FlowModError {
     BadTable(u32),
     #[error("group {0} does not exist; add it with add-group first")]
     NoSuchGroup(u32),
-    #[error("group {0} already exists; use mod-group to change it")]
+    #[error(
+        "group {0} already exists; change it with mod-group, or delete it first (del-groups {0})"
+    )]
     GroupExists(u32),
     #[error("an indirect group has exactly one bucket, not {0}")]
     IndirectBuckets(usize),
