@@ -11,7 +11,6 @@ use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -20,6 +19,36 @@ use std::time::Duration;
 use vswitch_proto::flowmod::FlowSpec;
 
 const WAKE: Token = Token(usize::MAX);
+
+/// A worker's ports, indexed by port number (numbers are small and dense, and the
+/// lookup happens for every output).
+#[derive(Debug, Default)]
+struct PortTable {
+    slots: Vec<Option<WorkerPort>>,
+}
+
+impl PortTable {
+    #[inline]
+    fn get(&self, no: u32) -> Option<&WorkerPort> {
+        self.slots.get(no as usize).and_then(Option::as_ref)
+    }
+
+    fn insert(&mut self, p: WorkerPort) {
+        let i = p.no as usize;
+        if self.slots.len() <= i {
+            self.slots.resize_with(i + 1, || None);
+        }
+        self.slots[i] = Some(p);
+    }
+
+    fn remove(&mut self, no: u32) -> Option<WorkerPort> {
+        self.slots.get_mut(no as usize).and_then(Option::take)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &WorkerPort> {
+        self.slots.iter().flatten()
+    }
+}
 
 /// What the control thread asks of a worker.
 #[derive(Debug)]
@@ -93,7 +122,7 @@ pub fn spawn(
                 poll,
                 rx,
                 fp,
-                ports: HashMap::new(),
+                ports: PortTable::default(),
                 batch: (0..BATCH)
                     .map(|_| Packet::with_capacity(MAX_FRAME))
                     .collect(),
@@ -117,7 +146,7 @@ struct Worker {
     poll: Poll,
     rx: Receiver<Msg>,
     fp: FastPath,
-    ports: HashMap<u32, WorkerPort>,
+    ports: PortTable,
     batch: Vec<Packet>,
     scratch: Vec<u8>,
     learned: Vec<Arc<FlowSpec>>,
@@ -128,7 +157,7 @@ struct Worker {
 /// Where the fast path's outputs go: straight to this worker's queue of each port.
 struct Out<'a> {
     worker: usize,
-    ports: &'a HashMap<u32, WorkerPort>,
+    ports: &'a PortTable,
     scratch: &'a mut Vec<u8>,
     learned: &'a mut Vec<Arc<FlowSpec>>,
     controller_packets: &'a mut u64,
@@ -136,7 +165,7 @@ struct Out<'a> {
 
 impl Sink for Out<'_> {
     fn output(&mut self, port: u32, pkt: &Packet) {
-        if let Some(p) = self.ports.get(&port) {
+        if let Some(p) = self.ports.get(port) {
             p.send(self.worker, pkt, self.scratch);
         }
     }
@@ -216,10 +245,10 @@ impl Worker {
                             tracing::error!(worker = self.id, port = p.no, error = %e, "cannot poll port");
                         }
                     }
-                    self.ports.insert(p.no, p);
+                    self.ports.insert(p);
                 }
                 Ok(Msg::DelPort { no, done }) => {
-                    if let Some(p) = self.ports.remove(&no)
+                    if let Some(p) = self.ports.remove(no)
                         && let PortIo::Tap(fd) = &p.io
                     {
                         let raw = fd.as_raw_fd();
@@ -253,7 +282,7 @@ impl Worker {
             controller_packets,
             ..
         } = self;
-        let Some(port) = ports.get(&no) else {
+        let Some(port) = ports.get(no) else {
             return;
         };
         loop {
