@@ -15,6 +15,13 @@ use vswitch_proto::rpc::{AddPortParams, PortType};
 /// Linux interface names are at most this long (IFNAMSIZ - 1).
 const IFNAME_MAX: usize = 15;
 
+/// Packets a TAP holds for the switch to read before it drops (the kernel's default is
+/// 1000). On a small node the worker shares its CPUs with the Pods that send; a deeper
+/// queue rides out the moments it is not scheduled (measured: 1000 lost 12.7% at 200 kpps
+/// where 10000 lost 2.3%). TCP does not fill it (TCP small queues); it costs memory only
+/// when a Pod floods small datagrams faster than the switch forwards them.
+const TAP_TXQLEN: u32 = 10_000;
+
 #[derive(Debug)]
 pub(super) enum Device {
     Tap(Tap),
@@ -124,6 +131,7 @@ fn configure(rec: &PortRecord) -> Result<(), String> {
         })?;
     let mac = parse_mac(&rec.mac).map_err(|e| e.message)?;
     nl.set_mac(idx, mac).map_err(|e| chain(&e))?;
+    nl.set_txqlen(idx, TAP_TXQLEN).map_err(|e| chain(&e))?;
     if let Some(mtu) = rec.mtu {
         nl.set_mtu(idx, mtu).map_err(|e| chain(&e))?;
     }

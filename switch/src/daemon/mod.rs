@@ -97,6 +97,8 @@ pub struct Config {
     pub workers: usize,
     /// Name of the bridge.
     pub bridge: String,
+    /// How long workers poll before sleeping after traffic.
+    pub busy_poll: std::time::Duration,
 }
 
 /// Why the switch could not start.
@@ -190,6 +192,7 @@ impl Switch {
                     bridge.pipeline_handle(),
                     bridge.mac_table(),
                     learn_tx.clone(),
+                    config.busy_poll,
                 )
             })
             .collect::<Result<Vec<_>, _>>()

@@ -33,6 +33,7 @@ fn start(dir: &TempDir) -> Switch {
         state_dir: dir.0.clone(),
         workers: 2,
         bridge: "br0".into(),
+        busy_poll: Duration::ZERO,
     })
     .unwrap()
 }
@@ -195,6 +196,7 @@ fn damaged_state_stops_startup() {
         state_dir: dir.0.clone(),
         workers: 1,
         bridge: "br0".into(),
+        busy_poll: Duration::ZERO,
     })
     .unwrap_err()
     .to_string();
@@ -209,6 +211,7 @@ fn damaged_state_stops_startup() {
         state_dir: dir.0.clone(),
         workers: 1,
         bridge: "br0".into(),
+        busy_poll: Duration::ZERO,
     })
     .unwrap_err()
     .to_string();

@@ -286,6 +286,13 @@ impl Rtnl {
         self.set_link_attribute(&request, index, LinkAttribute::Mtu(mtu))
     }
 
+    /// Set the length of the link's transmit queue (for a TAP: how many packets the
+    /// kernel holds for the reader before it drops).
+    pub fn set_txqlen(&mut self, index: u32, qlen: u32) -> Result<(), NetlinkError> {
+        let request = format!("RTM_SETLINK txqueuelen {qlen} on ifindex {index}");
+        self.set_link_attribute(&request, index, LinkAttribute::TxQueueLen(qlen))
+    }
+
     /// Rename the link. The kernel refuses (`EBUSY`) to rename most links
     /// while they are up.
     pub fn rename(&mut self, index: u32, name: &str) -> Result<(), NetlinkError> {
