@@ -67,6 +67,8 @@ pub enum Command {
     ListPorts,
     /// Port counters.
     DumpPorts,
+    /// Pods attached through CNI: container, Pod, interface, address, port, state.
+    ListPods,
     /// Add one flow (ovs-ofctl syntax), e.g. 'table=0,priority=10,ip,actions=drop'.
     AddFlow { flow: String },
     /// Add the flows of FILE (or stdin when FILE is -), one a line, all or nothing.

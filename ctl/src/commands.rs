@@ -75,6 +75,14 @@ pub fn run(cli: Cli, out: &mut String) -> Result<(), Failure> {
             out,
             |p, out| output::list_ports(p, out),
         ),
+        Command::ListPods => read(
+            &ctx,
+            method::LIST_PODS,
+            (),
+            one::<vswitch_proto::cni::PodList>,
+            out,
+            output::list_pods,
+        ),
         Command::DumpPorts => read(
             &ctx,
             method::DUMP_PORTS,

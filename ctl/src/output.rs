@@ -172,6 +172,46 @@ pub fn list_ports(ports: &[PortInfo], out: &mut String) {
     ports_table(ports).render("", out);
 }
 
+pub fn list_pods(l: &vswitch_proto::cni::PodList, out: &mut String) {
+    use Align::*;
+    match (&l.pod_cidr, &l.gateway) {
+        (Some(c), Some(g)) => {
+            let _ = writeln!(
+                out,
+                "Pod CIDR {c}, gateway {g}, {} Pods, {} addresses free",
+                l.pods.len(),
+                l.free
+            );
+        }
+        _ => out.push_str("no Pod CIDR (vswitchd runs without --pod-cidr)\n"),
+    }
+    let mut t = Table::new(&[
+        ("CONTAINER", Left),
+        ("POD", Left),
+        ("IFNAME", Left),
+        ("IP", Left),
+        ("MAC", Left),
+        ("PORT", Left),
+        ("IPAM", Left),
+        ("STATE", Left),
+    ]);
+    for p in &l.pods {
+        t.row(vec![
+            p.container_id.chars().take(12).collect(),
+            p.pod.clone().unwrap_or_else(|| "-".into()),
+            p.ifname.clone(),
+            p.ip.clone(),
+            p.mac.clone(),
+            format!("{} ({})", p.port, p.port_no),
+            p.ipam.clone(),
+            p.state.clone(),
+        ]);
+    }
+    if !l.pods.is_empty() {
+        t.render("", out);
+    }
+}
+
 pub fn dump_ports(stats: &[PortStats], out: &mut String) {
     use Align::*;
     let mut t = Table::new(&[

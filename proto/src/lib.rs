@@ -5,10 +5,12 @@
 //! - [`matching`], [`action`], [`flowmod`], [`group`]: rules as data;
 //! - [`text`]: the `ovs-ofctl` flow syntax (parse with `FromStr`-like functions, print with
 //!   `Display`), where parse, print, parse gives back the same value;
-//! - [`rpc`]: the JSON-RPC 2.0 messages of the control socket.
+//! - [`rpc`]: the JSON-RPC 2.0 messages of the control socket;
+//! - [`cni`]: the CNI contract shared by the `vswitch-cni` plugin and the switch.
 #![forbid(unsafe_code)]
 
 pub mod action;
+pub mod cni;
 pub mod field;
 pub mod flow;
 pub mod flowmod;

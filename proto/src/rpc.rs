@@ -158,9 +158,14 @@ pub mod method {
     pub const TRACE: &str = "trace";
     pub const DUMP_CACHE: &str = "dump-cache";
     pub const REOPEN_LOGS: &str = "reopen-logs";
+    /// A CNI call forwarded by `vswitch-cni` ([`crate::cni::CniCall`]); the result is the
+    /// CNI result in the requested version, or `null`.
+    pub const CNI: &str = "cni";
+    /// The Pods attached through CNI ([`crate::cni::PodList`]).
+    pub const LIST_PODS: &str = "list-pods";
 
     /// Every method, for `METHOD_NOT_FOUND` messages and completions.
-    pub const ALL: [&str; 18] = [
+    pub const ALL: [&str; 20] = [
         VERSION,
         SHOW,
         ADD_PORT,
@@ -178,6 +183,8 @@ pub mod method {
         TRACE,
         DUMP_CACHE,
         REOPEN_LOGS,
+        CNI,
+        LIST_PODS,
         SHUTDOWN,
     ];
     /// Stop the daemon cleanly (like SIGTERM).

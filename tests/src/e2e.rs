@@ -368,6 +368,10 @@ fn link(v: &Value) -> Link {
 pub struct Daemon {
     dir: PathBuf,
     child: Option<Child>,
+    /// The network namespace it runs in (its gateway port lives there), if not the host's.
+    netns: Option<String>,
+    /// More flags (`--pod-cidr ...`).
+    extra: Vec<String>,
 }
 
 impl Daemon {
@@ -387,7 +391,22 @@ impl Daemon {
         // Other users must reach the socket's directory for the permission tests.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
             .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", dir.display()));
-        Daemon { dir, child: None }
+        Daemon {
+            dir,
+            child: None,
+            netns: None,
+            extra: Vec::new(),
+        }
+    }
+
+    /// A daemon running inside `node` (a namespace standing for the node) with `extra`
+    /// flags, e.g. `["--pod-cidr", "10.244.1.0/24"]`.
+    pub fn start_in(node: &Netns, extra: &[&str]) -> Daemon {
+        let mut d = Daemon::new();
+        d.netns = Some(node.path());
+        d.extra = extra.iter().map(|s| s.to_string()).collect();
+        d.launch();
+        d
     }
 
     pub fn dir(&self) -> &Path {
@@ -417,6 +436,11 @@ impl Daemon {
     /// `vswitchd` with this daemon's flags, after `prefix` (e.g. a `timeout` wrapper).
     fn command(&self, prefix: &[&str]) -> Command {
         let vswitchd = bin("vswitchd");
+        let nsenter = self.netns.as_ref().map(|p| format!("--net={p}"));
+        let mut prefix = prefix.to_vec();
+        if let Some(n) = &nsenter {
+            prefix.extend(["nsenter", n.as_str()]);
+        }
         let mut c = match prefix.split_first() {
             Some((p, rest)) => {
                 let mut c = Command::new(p);
@@ -431,6 +455,7 @@ impl Daemon {
             .arg(self.state_dir())
             .args(["--workers", "2", "--log-level", "info", "--log-file"])
             .arg(self.log_file())
+            .args(&self.extra)
             .stdin(Stdio::null());
         c
     }
@@ -677,7 +702,8 @@ impl Daemon {
             if p["type"] == "memory" {
                 continue;
             }
-            match p["netns"].as_str() {
+            // Ports "in the host namespace" live where the daemon ran.
+            match p["netns"].as_str().or(self.netns.as_deref()) {
                 Some(ns) if Path::new(ns).exists() => {
                     let _ = run(
                         "nsenter",

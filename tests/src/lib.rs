@@ -1,5 +1,7 @@
 //! Helpers shared by the workspace's integration tests and benchmarks.
 //!
+//! - [`cni`]: what a container runtime (libcni, containerd) does with a CNI configuration
+//!   list: plugins run with bounded time, request configurations derived, results cached.
 //! - [`e2e`]: the end-to-end harness: Pods as network namespaces, a `vswitchd` of the
 //!   test's own, `vswitchctl`, bounded traffic generators (tests/tests/e2e.rs, as root).
 //! - [`k8s`]: a Kubernetes-like ten-table pipeline (the shape DESIGN §5 describes), as flow
@@ -8,6 +10,7 @@
 //!   with the tables and datapath actions expected.
 #![forbid(unsafe_code)]
 
+pub mod cni;
 pub mod e2e;
 pub mod k8s;
 pub mod script;

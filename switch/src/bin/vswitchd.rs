@@ -47,6 +47,16 @@ struct Args {
     /// for request/response traffic at a small CPU cost; 0 to always sleep).
     #[arg(long, default_value_t = vswitch::daemon::worker::DEFAULT_BUSY_POLL.as_micros() as u64)]
     busy_poll_us: u64,
+    /// The node's Pod CIDR (its spec.podCIDR), e.g. 10.244.1.0/24: Pods attached through
+    /// vswitch-cni get addresses from it, and the gateway port its first address.
+    #[arg(long)]
+    pod_cidr: Option<String>,
+    /// MTU of the Pods' interfaces and of the gateway.
+    #[arg(long, default_value_t = vswitch::daemon::DEFAULT_POD_MTU, value_parser = clap::value_parser!(u32).range(576..=65535))]
+    pod_mtu: u32,
+    /// Name of the gateway port (an internal port in this namespace).
+    #[arg(long, default_value = vswitch::daemon::DEFAULT_GATEWAY)]
+    gateway_name: String,
 }
 
 fn fail(msg: String) -> ! {
@@ -100,6 +110,9 @@ fn main() {
         workers,
         bridge: "br0".into(),
         busy_poll: Duration::from_micros(args.busy_poll_us),
+        pod_cidr: args.pod_cidr.clone(),
+        pod_mtu: args.pod_mtu,
+        gateway: args.gateway_name.clone(),
     }) {
         Ok(s) => Arc::new(Mutex::new(s)),
         Err(e) => fail(error_line(&e)),

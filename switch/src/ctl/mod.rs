@@ -345,6 +345,16 @@ fn call(sw: &Mutex<Switch>, hooks: &Hooks, m: &str, p: &Value) -> Result<Value, 
             ok(sw.lock().trace(p))
         }
         method::DUMP_CACHE => ok(Ok(sw.lock().dump_cache())),
+        method::CNI => {
+            let p: vswitch_proto::cni::CniCall = params(m, p)?;
+            // Not under the switch's lock: the call takes it only for its short parts.
+            crate::daemon::cni::handle(sw, p).map_err(|e| RpcError {
+                code: code::REFUSED,
+                message: e.msg.clone(),
+                data: Some(e.to_rpc_data()),
+            })
+        }
+        method::LIST_PODS => ok(Ok(sw.lock().list_pods())),
         method::REOPEN_LOGS => {
             ok((hooks.reopen_logs)()
                 .map_err(|e| Refusal::refused(format!("cannot reopen logs: {e}"))))

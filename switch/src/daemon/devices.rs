@@ -56,13 +56,12 @@ impl Device {
         }
     }
 
-    /// Create the device for a new port.
-    pub(super) fn create(rec: &PortRecord, queues: usize) -> Result<Device, Refusal> {
+    /// Create the device for a new port. An interface of that name already in the
+    /// namespace is an error: the switch does not take over devices it did not make.
+    pub(super) fn create(rec: &PortRecord, queues: usize) -> Result<Device, CreateError> {
         match rec.port_type {
             PortType::Memory => Ok(Device::Memory(Arc::default())),
-            PortType::Tap | PortType::Internal => open_tap(rec, queues, false)
-                .map(Device::Tap)
-                .map_err(Refusal::refused),
+            PortType::Tap | PortType::Internal => open_tap(rec, queues, false).map(Device::Tap),
         }
     }
 
@@ -73,7 +72,7 @@ impl Device {
             PortType::Memory => Device::Memory(Arc::default()),
             PortType::Tap | PortType::Internal => match open_tap(rec, queues, true) {
                 Ok(t) => Device::Tap(t),
-                Err(e) => Device::Missing(e),
+                Err(e) => Device::Missing(e.to_string()),
             },
         }
     }
@@ -89,10 +88,41 @@ impl Device {
     }
 }
 
+/// Why a device could not be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum CreateError {
+    /// An interface of that name is already there.
+    Exists(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for CreateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CreateError::Exists(m) | CreateError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<String> for CreateError {
+    fn from(m: String) -> CreateError {
+        CreateError::Failed(m)
+    }
+}
+
+impl From<CreateError> for Refusal {
+    fn from(e: CreateError) -> Refusal {
+        match e {
+            CreateError::Exists(m) => Refusal::conflict(m),
+            CreateError::Failed(m) => Refusal::refused(m),
+        }
+    }
+}
+
 /// Open (or re-attach to) the TAP of `rec` in its namespace and configure it there.
-fn open_tap(rec: &PortRecord, queues: usize, reattach: bool) -> Result<Tap, String> {
+fn open_tap(rec: &PortRecord, queues: usize, reattach: bool) -> Result<Tap, CreateError> {
     let rec2 = rec.clone();
-    let work = move || -> Result<Tap, String> {
+    let work = move || -> Result<Tap, CreateError> {
         let cfg = TapConfig {
             name: rec2.ifname.clone(),
             queues,
@@ -106,9 +136,24 @@ fn open_tap(rec: &PortRecord, queues: usize, reattach: bool) -> Result<Tap, Stri
                 Err(_) => Tap::open(&cfg).map_err(|e| chain(&e))?,
             }
         } else {
+            let exists = Rtnl::open()
+                .and_then(|mut nl| nl.link_index(&rec2.ifname))
+                .map_err(|e| chain(&e))?;
+            if exists.is_some() {
+                return Err(CreateError::Exists(format!(
+                    "an interface named {} already exists in {}",
+                    rec2.ifname,
+                    rec2.netns.as_deref().unwrap_or("the host namespace")
+                )));
+            }
             Tap::open(&cfg).map_err(|e| chain(&e))?
         };
-        configure(&rec2)?;
+        if let Err(e) = configure(&rec2) {
+            if !reattach {
+                let _ = tap::destroy(tap);
+            }
+            return Err(e.into());
+        }
         Ok(tap)
     };
     match &rec.netns {
@@ -193,7 +238,7 @@ pub(super) fn parse_cidr(s: &str) -> Result<(IpAddr, u8), Refusal> {
     Ok((addr, prefix))
 }
 
-fn format_mac(m: [u8; 6]) -> String {
+pub(super) fn format_mac(m: [u8; 6]) -> String {
     format!(
         "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
         m[0], m[1], m[2], m[3], m[4], m[5]

@@ -2,8 +2,11 @@
 //! state. Every method here implements one control-protocol call; each change is made
 //! durable before it is acknowledged, and undone if it cannot be.
 
+pub mod cni;
 mod devices;
+pub mod ipam;
 pub mod logging;
+pub mod pipeline;
 pub mod worker;
 
 use crate::dp::action::{DisplayActions, DropReason};
@@ -12,7 +15,7 @@ use crate::flow::Malformed;
 use crate::ofproto::trace::packet_match;
 use crate::ofproto::{Bridge, Origin, PortDesc, now_ms, table_name};
 use crate::port::{MemoryPort, PortIo, PortStats, WorkerPort};
-use crate::store::{PortRecord, STATE_VERSION, State, Store, StoreError};
+use crate::store::{NetworkRecord, PodRecord, PortRecord, STATE_VERSION, State, Store, StoreError};
 use crate::sys::tap::Offloads;
 use crossbeam_channel::Receiver;
 use devices::Device;
@@ -99,7 +102,34 @@ pub struct Config {
     pub bridge: String,
     /// How long workers poll before sleeping after traffic.
     pub busy_poll: std::time::Duration,
+    /// The node's Pod CIDR (`--pod-cidr`); without it (and none persisted) the switch
+    /// attaches no Pods and installs no pipeline.
+    pub pod_cidr: Option<String>,
+    /// The MTU of the gateway and of every Pod's interface.
+    pub pod_mtu: u32,
+    /// The gateway port's name (and its interface's, in the switch's namespace).
+    pub gateway: String,
 }
+
+impl Config {
+    /// The defaults `vswitchd` starts with, over `state_dir`.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            state_dir: state_dir.into(),
+            workers: 1,
+            bridge: "br0".into(),
+            busy_poll: worker::DEFAULT_BUSY_POLL,
+            pod_cidr: None,
+            pod_mtu: DEFAULT_POD_MTU,
+            gateway: DEFAULT_GATEWAY.into(),
+        }
+    }
+}
+
+/// The gateway port's name unless `--gateway-name` says otherwise.
+pub const DEFAULT_GATEWAY: &str = "vsw-gw0";
+/// The Pods' MTU unless `--pod-mtu` says otherwise.
+pub const DEFAULT_POD_MTU: u32 = 1500;
 
 /// Why the switch could not start.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +145,8 @@ pub enum StartError {
     },
     #[error("cannot start worker threads")]
     Workers(#[source] std::io::Error),
+    #[error("the Pod network cannot be set up: {0}")]
+    Network(String),
 }
 
 struct Port {
@@ -165,6 +197,13 @@ pub struct Switch {
     ports: BTreeMap<u32, Port>,
     workers: Vec<WorkerHandle>,
     learn_rx: Receiver<Arc<FlowSpec>>,
+    /// The node's Pod network, when it has one.
+    net: Option<pipeline::NodeNet>,
+    /// The built-in address allocator over the Pod CIDR.
+    alloc: Option<ipam::Allocator>,
+    /// Pods attached through CNI, by (container ID, interface).
+    pods: BTreeMap<cni::PodKey, PodRecord>,
+    cni_locks: Arc<cni::ContainerLocks>,
 }
 
 impl std::fmt::Debug for Switch {
@@ -204,6 +243,10 @@ impl Switch {
             ports: BTreeMap::new(),
             workers,
             learn_rx,
+            net: None,
+            alloc: None,
+            pods: BTreeMap::new(),
+            cni_locks: Arc::default(),
         };
         for rec in state.ports {
             let device = Device::restore(&rec, sw.workers.len());
@@ -240,8 +283,11 @@ impl Switch {
         sw.bridge
             .add_flows(&specs, now_ms())
             .map_err(|e| bad("flow", 0, e.to_string()))?;
+        // Last: it may save the state, which must hold everything restored above.
+        sw.setup_network(state.network.as_ref(), state.pods)?;
         tracing::info!(
             ports = sw.ports.len(),
+            pods = sw.pods.len(),
             flows = specs.len(),
             groups = state.groups.len(),
             workers = sw.workers.len(),
@@ -315,6 +361,15 @@ impl Switch {
         let names = text::NoPortNames;
         State {
             version: STATE_VERSION,
+            network: self.net.as_ref().map(|n| NetworkRecord {
+                pod_cidr: n.cidr.to_string(),
+                gateway: self
+                    .ports
+                    .get(&n.gateway_port)
+                    .map_or_else(|| self.config.gateway.clone(), |p| p.record.name.clone()),
+                mtu: n.mtu,
+            }),
+            pods: self.pods.values().cloned().collect(),
             ports: self.ports.values().map(|p| p.record.clone()).collect(),
             groups: self
                 .bridge
@@ -360,8 +415,8 @@ impl Switch {
                 p.name, p.name
             )));
         }
-        let no = (1..=vswitch_proto::action::port::MAX)
-            .find(|n| !self.ports.contains_key(n))
+        let no = self
+            .free_port_no()
             .ok_or_else(|| Refusal::refused("no free port number"))?;
         let rec = devices::record(no, &p)?;
         if rec.port_type != rpc::PortType::Memory
@@ -390,6 +445,10 @@ impl Switch {
         Ok(self.ports[&no].info())
     }
 
+    fn free_port_no(&self) -> Option<u32> {
+        (1..=vswitch_proto::action::port::MAX).find(|n| !self.ports.contains_key(n))
+    }
+
     pub fn del_port(&mut self, name: &str) -> Result<(), Refusal> {
         let no = self
             .ports
@@ -397,16 +456,22 @@ impl Switch {
             .find(|p| p.record.name == name)
             .map(|p| p.record.no)
             .ok_or_else(|| Refusal::not_found(format!("no port named {name:?}")))?;
+        if let Some(p) = self.pods.values().find(|p| p.port == name) {
+            return Err(Refusal::refused(format!(
+                "port {name} is the interface of container {} ({}); the runtime removes it \
+                 with a CNI DEL",
+                p.container_id, p.netns
+            )));
+        }
+        if self.net.as_ref().is_some_and(|n| n.gateway_port == no) {
+            return Err(Refusal::refused(format!(
+                "port {name} is the node's gateway to its Pods; it goes with --pod-cidr"
+            )));
+        }
         let mut state = self.state();
         state.ports.retain(|r| r.no != no);
         self.store.save(&state)?;
-        for w in &self.workers {
-            w.ask(|done| Msg::DelPort { no, done }, WORKER_TIMEOUT);
-        }
-        if let Some(p) = self.ports.remove(&no) {
-            p.device.destroy();
-        }
-        self.publish_ports();
+        self.remove_port(no);
         tracing::info!(port = %name, no, "port deleted");
         Ok(())
     }

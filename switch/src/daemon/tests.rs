@@ -30,10 +30,9 @@ impl Drop for TempDir {
 
 fn start(dir: &TempDir) -> Switch {
     Switch::start(Config {
-        state_dir: dir.0.clone(),
         workers: 2,
-        bridge: "br0".into(),
         busy_poll: Duration::ZERO,
+        ..Config::new(&dir.0)
     })
     .unwrap()
 }
@@ -193,10 +192,9 @@ fn damaged_state_stops_startup() {
     let s = Store::open(&dir.0).unwrap();
     std::fs::write(s.path(), "{ not json").unwrap();
     let err = Switch::start(Config {
-        state_dir: dir.0.clone(),
         workers: 1,
-        bridge: "br0".into(),
         busy_poll: Duration::ZERO,
+        ..Config::new(&dir.0)
     })
     .unwrap_err()
     .to_string();
@@ -208,10 +206,9 @@ fn damaged_state_stops_startup() {
     )
     .unwrap();
     let err = Switch::start(Config {
-        state_dir: dir.0.clone(),
         workers: 1,
-        bridge: "br0".into(),
         busy_poll: Duration::ZERO,
+        ..Config::new(&dir.0)
     })
     .unwrap_err()
     .to_string();

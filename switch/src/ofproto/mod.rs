@@ -307,6 +307,54 @@ impl Bridge {
         Ok(())
     }
 
+    /// Replace the switch's own rules that carry `cookie` with `specs` (none: remove
+    /// them), in one published change. Rules a user added are left alone.
+    pub fn set_system_flows(
+        &mut self,
+        cookie: u64,
+        specs: &[FlowSpec],
+        now: u64,
+    ) -> Result<(), FlowModError> {
+        for s in specs {
+            self.check(s, s.table.unwrap_or(0))?;
+        }
+        let old: Vec<Arc<Rule>> = self
+            .master
+            .iter_rules()
+            .filter(|r| r.origin == Origin::System && r.cookie == cookie)
+            .cloned()
+            .collect();
+        for r in &old {
+            self.master.tables[r.table as usize].remove(&r.matching, r.priority);
+        }
+        for s in specs {
+            let table = s.table.unwrap_or(0);
+            // A user's rule in the same place overrides the switch's own.
+            if self.master.tables[table as usize]
+                .find_exact(&s.matching, s.priority)
+                .is_some_and(|e| e.rule.origin == Origin::User)
+            {
+                continue;
+            }
+            let prev = old
+                .iter()
+                .find(|r| r.table == table && r.priority == s.priority && r.matching == s.matching);
+            let mut s = s.clone();
+            s.cookie = cookie;
+            self.insert_rule(Rule::from_spec(
+                &s,
+                table,
+                prev.map(|r| &**r),
+                Origin::System,
+                now,
+            ));
+        }
+        if !old.is_empty() || !specs.is_empty() {
+            self.publish();
+        }
+        Ok(())
+    }
+
     /// `mod-flows [--strict]`: change the actions (and cookie, timeouts) of the selected
     /// rules; returns how many. Like OpenFlow 1.1 and later, never adds a flow.
     pub fn modify_flows(

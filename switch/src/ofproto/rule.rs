@@ -64,6 +64,9 @@ pub enum Origin {
     User,
     /// Added by a `learn` action: dynamic state, learned again after a restart.
     Learned,
+    /// Made by the switch from its own state (the Kubernetes pipeline for the node and its
+    /// Pods): not persisted as flows, made again from that state after a restart.
+    System,
 }
 
 /// One rule of one table.

@@ -1,4 +1,5 @@
-//! The desired state, persisted: ports, user flows and groups.
+//! The desired state, persisted: ports, user flows and groups, the node's Pod network and
+//! the Pods attached through CNI (with their addresses).
 //!
 //! Written atomically before a change is acknowledged: the new state goes to a temporary
 //! file in the same directory, is fsynced, and renamed over `state.json`; the directory is
@@ -7,6 +8,7 @@
 //! switch never starts silently empty over a file it could not read.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -37,6 +39,59 @@ pub struct PortRecord {
     pub gateway: Option<String>,
 }
 
+/// The node's Pod network (`vswitchd --pod-cidr`), as the switch last ran with it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    pub pod_cidr: String,
+    /// The gateway port's name.
+    pub gateway: String,
+    /// The MTU of the gateway and of every Pod's interface.
+    pub mtu: u32,
+}
+
+/// Where a Pod's address came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum IpamRecord {
+    /// The switch's own allocator.
+    Builtin,
+    /// A delegated IPAM plugin, with what releasing the address needs.
+    Plugin {
+        plugin: String,
+        /// The network configuration the plugin was given (and is given again on DEL).
+        config: Value,
+        /// The CNI version spoken with it.
+        version: String,
+        path: String,
+        args: String,
+    },
+}
+
+/// A Pod attached through CNI: one (container, interface) pair.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodRecord {
+    pub container_id: String,
+    pub ifname: String,
+    pub netns: String,
+    /// The network configuration's `name`.
+    pub network: String,
+    /// The switch port's name.
+    pub port: String,
+    /// With prefix length.
+    pub ip: String,
+    pub mac: String,
+    pub gateway: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    pub ipam: IpamRecord,
+    /// The ADD result (1.1.0 shape), returned again for a repeated ADD.
+    pub result: Value,
+}
+
 /// Everything the switch must get back after a restart.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -46,6 +101,10 @@ pub struct State {
     pub groups: Vec<String>,
     /// User flows as `add-flow` lines (with their table and cookie), in dump order.
     pub flows: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<PodRecord>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,1039 @@
+//! Pods attached through CNI: the switch's side of `vswitch-cni` (DESIGN §7).
+//!
+//! Calls for one container are serialized ([`ContainerLocks`]); calls for different
+//! containers run side by side. The slow parts of an ADD (running a delegated IPAM
+//! plugin, creating and configuring the TAP inside the Pod's namespace) run without the
+//! switch's lock; the lock is taken to reserve an address and to commit: the port, the
+//! Pod's flows and the persisted state, saved before the result is returned.
+
+use super::devices::{self, CreateError, Device};
+use super::ipam::{self, Cidr4, PluginEnv};
+use super::pipeline::{self, NodeNet, PodNet};
+use super::{Refusal, StartError, Switch, WORKER_TIMEOUT};
+use crate::ofproto::now_ms;
+use crate::store::{IpamRecord, NetworkRecord, PodRecord, PortRecord};
+use crate::sys::netlink::Rtnl;
+use crate::sys::netns;
+use parking_lot::{Condvar, Mutex};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use vswitch_proto::cni::{
+    self, CniArgs, CniCall, CniError, CniResult, Command, Interface, IpConfig, NetConf, Route,
+    errcode,
+};
+use vswitch_proto::rpc::{AddPortParams, PortType};
+
+/// An attachment's key: (container ID, interface name).
+pub(super) type PodKey = (String, String);
+
+/// Serializes calls per container.
+#[derive(Debug, Default)]
+pub struct ContainerLocks {
+    busy: Mutex<HashSet<String>>,
+    freed: Condvar,
+}
+
+/// Held while a call works on one container.
+#[derive(Debug)]
+pub struct Held<'a> {
+    locks: &'a ContainerLocks,
+    id: String,
+}
+
+impl ContainerLocks {
+    /// Wait until no other call works on container `id`, then hold it.
+    pub fn hold(&self, id: &str) -> Held<'_> {
+        let mut busy = self.busy.lock();
+        while busy.contains(id) {
+            self.freed.wait(&mut busy);
+        }
+        busy.insert(id.to_string());
+        Held {
+            locks: self,
+            id: id.to_string(),
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.locks.busy.lock().remove(&self.id);
+        self.locks.freed.notify_all();
+    }
+}
+
+/// Serve one forwarded CNI call: the result in the configuration's version, or `null`.
+pub fn handle(sw: &Mutex<Switch>, call: CniCall) -> Result<Value, CniError> {
+    let conf = NetConf::from_value(&call.config)?;
+    let args = call.validate(&conf)?;
+    match call.command {
+        Command::Version => Ok(cni::version_reply(Some(&conf.cni_version))),
+        Command::Status => status(sw, &call, &conf).map(|()| Value::Null),
+        Command::Gc => gc(sw, &call, &conf).map(|()| Value::Null),
+        Command::Add | Command::Del | Command::Check => {
+            let locks = sw.lock().cni_locks.clone();
+            let _held = locks.hold(&call.container_id);
+            match call.command {
+                Command::Add => add(sw, &call, &conf, &args),
+                Command::Del => del(sw, &call, &conf).map(|()| Value::Null),
+                _ => check(sw, &call, &conf).map(|()| Value::Null),
+            }
+        }
+    }
+}
+
+fn key(call: &CniCall) -> PodKey {
+    (call.container_id.clone(), call.ifname.clone())
+}
+
+fn no_network() -> CniError {
+    CniError::new(
+        errcode::TRY_AGAIN_LATER,
+        "vswitchd has no Pod CIDR yet, so it cannot give Pods addresses: start it with \
+         --pod-cidr (the node's spec.podCIDR)",
+    )
+}
+
+fn builtin_ipam(conf: &NetConf) -> bool {
+    conf.ipam_type.as_deref().is_none_or(|t| t == ipam::BUILTIN)
+}
+
+fn pod_label(p: &PodRecord) -> String {
+    match (&p.pod_namespace, &p.pod_name) {
+        (Some(ns), Some(n)) => format!("Pod {ns}/{n} (container {})", p.container_id),
+        _ => format!("container {}", p.container_id),
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> CniError {
+    CniError::new(errcode::INTERNAL, e.to_string())
+}
+
+// ---- ADD --------------------------------------------------------------------------------
+
+fn add(
+    sw: &Mutex<Switch>,
+    call: &CniCall,
+    conf: &NetConf,
+    args: &CniArgs,
+) -> Result<Value, CniError> {
+    let netns_path = Path::new(&call.netns);
+    if !netns::is_netns(netns_path) {
+        return Err(CniError::new(
+            errcode::INVALID_ENV,
+            format!(
+                "CNI_NETNS {} is not a network namespace (it does not exist, or is not an \
+                 nsfs file such as /var/run/netns/NAME or /proc/PID/ns/net)",
+                call.netns
+            ),
+        ));
+    }
+    let builtin = builtin_ipam(conf);
+    // Phase 1, locked: a repeated ADD, a taken interface, an address reserved.
+    let (net, queues, reserved) = {
+        let mut s = sw.lock();
+        let net = s.net.clone().ok_or_else(no_network)?;
+        if let Some(p) = s.pods.get(&key(call)) {
+            let r = CniResult::from_value(&p.result).map_err(internal)?;
+            return Ok(r.to_version(&conf.cni_version));
+        }
+        if let Some(p) = s
+            .pods
+            .values()
+            .find(|p| p.netns == call.netns && p.ifname == call.ifname)
+        {
+            return Err(CniError::new(
+                errcode::CONFLICT,
+                format!(
+                    "interface {} in {} already belongs to {}; DEL that container first",
+                    call.ifname,
+                    call.netns,
+                    pod_label(p)
+                ),
+            ));
+        }
+        let reserved = if builtin {
+            let ip = s.alloc.as_mut().and_then(ipam::Allocator::allocate);
+            Some(ip.ok_or_else(|| {
+                CniError::new(
+                    errcode::IPAM_FAILURE,
+                    format!(
+                        "no free address left in the Pod CIDR {} ({} Pods attached); DEL \
+                         Pods that are gone, or give the node a larger Pod CIDR",
+                        net.cidr,
+                        s.pods.len()
+                    ),
+                )
+            })?)
+        } else {
+            None
+        };
+        (net, s.workers.len(), reserved)
+    };
+    // Phase 2, unlocked: the address from a delegated plugin; the device.
+    let (ip, ipam_rec, ipam_dns) = match reserved {
+        Some(ip) => (ip, IpamRecord::Builtin, None),
+        None => {
+            let (ip, rec, dns) = delegate_add(call, conf, &net)?;
+            // The built-in allocator knows every address on the node, whoever gave it.
+            let taken = sw.lock().alloc.as_mut().is_some_and(|a| !a.mark(ip));
+            if taken {
+                let _ = delegate(&rec, Command::Del, call);
+                return Err(CniError::new(
+                    errcode::IPAM_FAILURE,
+                    format!(
+                        "the IPAM plugin gave {ip}, which another Pod on this node already \
+                         has; do not mix IPAM plugins on one node"
+                    ),
+                ));
+            }
+            (ip, rec, dns)
+        }
+    };
+    let release = |sw: &Mutex<Switch>| {
+        if let Some(a) = sw.lock().alloc.as_mut() {
+            a.release(ip);
+        }
+        if let Err(e) = delegate(&ipam_rec, Command::Del, call) {
+            tracing::warn!(container = %call.container_id, error = %e, "IPAM release after a failed ADD");
+        }
+    };
+    let gateway = net.gateway_ip();
+    let mac = pipeline::mac_for(ip);
+    let cidr = format!("{ip}/{}", net.cidr.prefix);
+    let port = PortRecord {
+        no: 0,
+        name: String::new(),
+        port_type: PortType::Tap,
+        netns: Some(call.netns.clone()),
+        ifname: call.ifname.clone(),
+        mac: mac.clone(),
+        mtu: Some(net.mtu),
+        ip: Some(cidr.clone()),
+        gateway: Some(gateway.to_string()),
+    };
+    let device = match Device::create(&port, queues) {
+        Ok(d) => d,
+        Err(e) => {
+            release(sw);
+            return Err(match e {
+                CreateError::Exists(m) => CniError::new(errcode::CONFLICT, m),
+                CreateError::Failed(m) => CniError::new(
+                    errcode::INTERFACE_FAILURE,
+                    format!("cannot create {} in {}: {m}", call.ifname, call.netns),
+                ),
+            });
+        }
+    };
+    let mut ours = CniResult {
+        interfaces: vec![Interface {
+            name: call.ifname.clone(),
+            mac: mac.clone(),
+            mtu: Some(net.mtu),
+            sandbox: Some(call.netns.clone()),
+            ..Interface::default()
+        }],
+        ips: vec![IpConfig {
+            address: cidr.clone(),
+            gateway: Some(gateway.to_string()),
+            interface: Some(0),
+            ..IpConfig::default()
+        }],
+        routes: vec![Route {
+            dst: "0.0.0.0/0".into(),
+            gw: Some(gateway.to_string()),
+            ..Route::default()
+        }],
+        dns: Default::default(),
+    };
+    if let Some(Value::Object(d)) = conf.dns.clone().or(ipam_dns) {
+        ours.dns = d;
+    }
+    let result = match &conf.prev_result {
+        Some(prev) => {
+            let mut r = CniResult::from_value(prev)
+                .map_err(|e| CniError::new(errcode::INVALID_CONFIG, format!("prevResult: {e}")));
+            if let Ok(r) = &mut r {
+                r.append(ours);
+            }
+            r
+        }
+        None => Ok(ours),
+    };
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            device.destroy();
+            release(sw);
+            return Err(e);
+        }
+    };
+    let pod = PodRecord {
+        container_id: call.container_id.clone(),
+        ifname: call.ifname.clone(),
+        netns: call.netns.clone(),
+        network: conf.name.clone(),
+        port: String::new(),
+        ip: cidr,
+        mac,
+        gateway: gateway.to_string(),
+        pod_namespace: args.pod_namespace.clone(),
+        pod_name: args.pod_name.clone(),
+        pod_uid: args.pod_uid.clone(),
+        ipam: ipam_rec.clone(),
+        result: serde_json::to_value(&result).map_err(internal)?,
+    };
+    // Phase 3, locked: commit.
+    let committed = sw.lock().attach_pod(port, device, pod);
+    match committed {
+        Ok(p) => {
+            tracing::info!(container = %call.container_id, ifname = %call.ifname, ip = %p.ip, port = %p.port, "Pod attached");
+            Ok(result.to_version(&conf.cni_version))
+        }
+        Err(e) => {
+            release(sw);
+            Err(e)
+        }
+    }
+}
+
+/// The configuration a delegated IPAM plugin gets: the network's own, in the version it
+/// speaks, with the node's Pod CIDR as its range when the configuration gives none.
+fn ipam_config(conf: &Value, net: &NodeNet, version: &str) -> Value {
+    let mut c = conf.clone();
+    if let Some(o) = c.as_object_mut() {
+        o.insert("cniVersion".into(), Value::String(version.into()));
+        o.remove("prevResult");
+        if let Some(Value::Object(ipam)) = o.get_mut("ipam")
+            && !ipam.contains_key("ranges")
+            && !ipam.contains_key("subnet")
+        {
+            ipam.insert(
+                "ranges".into(),
+                json!([[{ "subnet": net.cidr.to_string(), "gateway": net.gateway_ip().to_string() }]]),
+            );
+        }
+    }
+    c
+}
+
+fn plugin_env(call: &CniCall, path: &str, args: &str) -> PluginEnv {
+    PluginEnv {
+        container_id: call.container_id.clone(),
+        netns: call.netns.clone(),
+        ifname: call.ifname.clone(),
+        args: args.to_string(),
+        path: path.to_string(),
+    }
+}
+
+/// ADD through the delegated plugin: the address, and how to release it.
+fn delegate_add(
+    call: &CniCall,
+    conf: &NetConf,
+    net: &NodeNet,
+) -> Result<(Ipv4Addr, IpamRecord, Option<Value>), CniError> {
+    let plugin = conf.ipam_type.clone().unwrap_or_default();
+    let bin = ipam::find(&plugin, &call.path)?;
+    let version = ipam::negotiate(&bin, &conf.cni_version)?.ok_or_else(|| {
+        CniError::new(
+            errcode::INCOMPATIBLE_VERSION,
+            format!(
+                "the IPAM plugin {plugin} speaks no CNI version up to {}",
+                conf.cni_version
+            ),
+        )
+    })?;
+    let config = ipam_config(&call.config, net, &version);
+    let rec = IpamRecord::Plugin {
+        plugin: plugin.clone(),
+        config: config.clone(),
+        version,
+        path: call.path.clone(),
+        args: call.args.clone(),
+    };
+    let out = ipam::exec(
+        &bin,
+        Command::Add,
+        &plugin_env(call, &call.path, &call.args),
+        &config,
+    )?
+    .unwrap_or(Value::Null);
+    let checked = ipam::result_address(&out).and_then(|(ip, _, dns)| {
+        if !net.cidr.contains(ip) || ip == net.gateway_ip() || ip == net.cidr.broadcast() {
+            Err(format!(
+                "it gave {ip}, which is not a Pod address of this node's Pod CIDR {} \
+                 (gateway {}); set ipam.ranges inside it, or leave ranges out",
+                net.cidr,
+                net.gateway_ip()
+            ))
+        } else {
+            Ok((ip, dns))
+        }
+    });
+    match checked {
+        Ok((ip, dns)) => Ok((ip, rec, dns)),
+        Err(m) => {
+            let _ = delegate(&rec, Command::Del, call);
+            Err(CniError::new(
+                errcode::IPAM_FAILURE,
+                format!("IPAM plugin {plugin}: {m}"),
+            ))
+        }
+    }
+}
+
+/// Run a delegated plugin again (DEL, CHECK) as it was run for ADD.
+fn delegate(rec: &IpamRecord, command: Command, call: &CniCall) -> Result<(), CniError> {
+    let IpamRecord::Plugin {
+        plugin,
+        config,
+        version,
+        path,
+        args,
+    } = rec
+    else {
+        return Ok(());
+    };
+    if command == Command::Check && !cni::version_at_least(version, "0.4.0") {
+        return Ok(());
+    }
+    // The runtime's CNI_PATH now, if it gave one; else the one ADD ran with.
+    let path = if call.path.is_empty() {
+        path
+    } else {
+        &call.path
+    };
+    let bin = ipam::find(plugin, path)?;
+    ipam::exec(&bin, command, &plugin_env(call, path, args), config).map(|_| ())
+}
+
+impl Switch {
+    /// Commit an attachment: port, flows, record, state saved first.
+    fn attach_pod(
+        &mut self,
+        mut port: PortRecord,
+        device: Device,
+        mut pod: PodRecord,
+    ) -> Result<PodRecord, CniError> {
+        let fail = |device: Device, e: CniError| {
+            device.destroy();
+            Err(e)
+        };
+        let Some(net) = self.net.clone() else {
+            return fail(device, no_network());
+        };
+        let Some(no) = self.free_port_no() else {
+            return fail(
+                device,
+                CniError::new(errcode::INTERNAL, "the switch has no free port number"),
+            );
+        };
+        port.no = no;
+        port.name = self.pod_port_name(&pod, no);
+        pod.port = port.name.clone();
+        let ip: Ipv4Addr = match pod.ip.split('/').next().unwrap_or("").parse() {
+            Ok(ip) => ip,
+            Err(_) => return fail(device, internal(format!("bad address {}", pod.ip))),
+        };
+        let lines = pipeline::pod_lines(
+            &net,
+            &PodNet {
+                port: no,
+                ip,
+                mac: pod.mac.clone(),
+            },
+        );
+        let specs = match pipeline::specs(&lines) {
+            Ok(s) => s,
+            Err(e) => return fail(device, internal(e)),
+        };
+        let mut state = self.state();
+        state.ports.push(port.clone());
+        state.pods.push(pod.clone());
+        if let Err(e) = self.store.save(&state) {
+            let r = Refusal::from(e);
+            return fail(device, CniError::new(errcode::INTERNAL, r.message));
+        }
+        self.insert_port(port, device);
+        self.publish_ports();
+        if let Err(e) = self
+            .bridge
+            .set_system_flows(pipeline::pod_cookie(no), &specs, now_ms())
+        {
+            tracing::error!(error = %e, "the Pod's flows were refused");
+        }
+        self.pods
+            .insert((pod.container_id.clone(), pod.ifname.clone()), pod.clone());
+        Ok(pod)
+    }
+
+    /// A port name for a Pod: its name and the container's, readable in `list-ports`.
+    fn pod_port_name(&self, pod: &PodRecord, no: u32) -> String {
+        let clean = |s: &str, n: usize| -> String {
+            s.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .take(n)
+                .collect()
+        };
+        let cid = clean(&pod.container_id, 8);
+        let mut name = match &pod.pod_name {
+            Some(n) if !n.is_empty() => format!("{}-{cid}", clean(n, 40)),
+            _ => format!("c-{}", clean(&pod.container_id, 12)),
+        };
+        if pod.ifname != "eth0" {
+            name = format!("{name}-{}", clean(&pod.ifname, 15));
+        }
+        if self.ports.values().any(|p| p.record.name == name) {
+            name = format!("{name}-{no}");
+        }
+        name
+    }
+
+    /// Remove an attachment: the state is saved without it first; then its flows, port
+    /// and device go, and a built-in address is free again.
+    pub(super) fn detach_pod(&mut self, key: &PodKey) -> Result<Option<PodRecord>, CniError> {
+        let Some(pod) = self.pods.get(key).cloned() else {
+            return Ok(None);
+        };
+        let no = self
+            .ports
+            .values()
+            .find(|p| p.record.name == pod.port)
+            .map(|p| p.record.no);
+        let mut state = self.state();
+        state
+            .pods
+            .retain(|p| (&p.container_id, &p.ifname) != (&key.0, &key.1));
+        state.ports.retain(|p| Some(p.no) != no);
+        self.store
+            .save(&state)
+            .map_err(|e| CniError::new(errcode::INTERNAL, Refusal::from(e).message))?;
+        self.pods.remove(key);
+        if let Some(no) = no {
+            if let Err(e) = self
+                .bridge
+                .set_system_flows(pipeline::pod_cookie(no), &[], now_ms())
+            {
+                tracing::warn!(error = %e, "cannot remove a Pod's flows");
+            }
+            self.remove_port(no);
+        }
+        if let (Some(a), Ok(ip)) = (
+            self.alloc.as_mut(),
+            pod.ip.split('/').next().unwrap_or("").parse::<Ipv4Addr>(),
+        ) {
+            a.release(ip);
+        }
+        Ok(Some(pod))
+    }
+
+    /// Take a port out of the workers and the bridge, and remove its device.
+    pub(super) fn remove_port(&mut self, no: u32) {
+        for w in &self.workers {
+            w.ask(
+                |done| super::worker::Msg::DelPort { no, done },
+                WORKER_TIMEOUT,
+            );
+        }
+        if let Some(p) = self.ports.remove(&no) {
+            p.device.destroy();
+        }
+        self.publish_ports();
+    }
+
+    /// The flows an attachment should have, each missing or changed one as text.
+    fn drifted_flows(&self, pod: &PodRecord) -> Vec<String> {
+        let (Some(net), Some(port)) = (
+            self.net.as_ref(),
+            self.ports.values().find(|p| p.record.name == pod.port),
+        ) else {
+            return vec!["the Pod's port".into()];
+        };
+        let Ok(ip) = pod.ip.split('/').next().unwrap_or("").parse::<Ipv4Addr>() else {
+            return vec![format!("bad address {}", pod.ip)];
+        };
+        let lines = pipeline::pod_lines(
+            net,
+            &PodNet {
+                port: port.record.no,
+                ip,
+                mac: pod.mac.clone(),
+            },
+        );
+        let Ok(specs) = pipeline::specs(&lines) else {
+            return lines;
+        };
+        let pipe = self.bridge.pipeline();
+        lines
+            .into_iter()
+            .zip(specs)
+            .filter(|(_, s)| {
+                let found = pipe
+                    .table(s.table.unwrap_or(0))
+                    .and_then(|t| t.find_exact(&s.matching, s.priority));
+                !found.is_some_and(|e| Some(&e.rule.actions) == s.actions.as_ref())
+            })
+            .map(|(l, _)| l)
+            .collect()
+    }
+}
+
+// ---- DEL --------------------------------------------------------------------------------
+
+fn del(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniError> {
+    let mut errors: Vec<CniError> = Vec::new();
+    let detached = sw.lock().detach_pod(&key(call));
+    match detached {
+        Ok(Some(pod)) => {
+            tracing::info!(container = %call.container_id, ifname = %call.ifname, ip = %pod.ip, "Pod detached");
+            if let Err(e) = delegate(&pod.ipam, Command::Del, call) {
+                errors.push(e);
+            }
+        }
+        Ok(None) => {
+            // Unknown here (never added, already deleted, or an ADD that failed half way):
+            // release what the configuration's IPAM plugin may still hold for it.
+            if !builtin_ipam(conf) && !call.path.is_empty() {
+                let net = sw.lock().net.clone();
+                if let Some(net) = net
+                    && let Err(e) = delegate_unknown_del(call, conf, &net)
+                {
+                    errors.push(e);
+                }
+            }
+        }
+        Err(e) => errors.push(e),
+    }
+    collect(errors, "DEL")
+}
+
+fn delegate_unknown_del(call: &CniCall, conf: &NetConf, net: &NodeNet) -> Result<(), CniError> {
+    let plugin = conf.ipam_type.clone().unwrap_or_default();
+    let bin = ipam::find(&plugin, &call.path)?;
+    let Some(version) = ipam::negotiate(&bin, &conf.cni_version)? else {
+        return Ok(());
+    };
+    let config = ipam_config(&call.config, net, &version);
+    ipam::exec(
+        &bin,
+        Command::Del,
+        &plugin_env(call, &call.path, &call.args),
+        &config,
+    )
+    .map(|_| ())
+}
+
+/// One error from several collected on the way (the first one's code).
+fn collect(errors: Vec<CniError>, what: &str) -> Result<(), CniError> {
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.into_iter().next().unwrap_or_else(|| internal(what))),
+        n => {
+            let code = errors[0].code;
+            let msgs: Vec<String> = errors.iter().map(|e| e.msg.clone()).collect();
+            Err(CniError::new(
+                code,
+                format!("{what}: {n} errors: {}", msgs.join("; ")),
+            ))
+        }
+    }
+}
+
+// ---- CHECK ------------------------------------------------------------------------------
+
+fn check(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniError> {
+    let drift = |m: String| CniError::new(errcode::CHECK_FAILED, m);
+    let pod = {
+        let s = sw.lock();
+        let pod = s.pods.get(&key(call)).cloned().ok_or_else(|| {
+            CniError::new(
+                errcode::UNKNOWN_CONTAINER,
+                format!(
+                    "container {} has no interface {} on this switch (was it added?)",
+                    call.container_id, call.ifname
+                ),
+            )
+        })?;
+        match s.ports.values().find(|p| p.record.name == pod.port) {
+            None => return Err(drift(format!("the switch port {} is gone", pod.port))),
+            Some(p) => {
+                if let Device::Missing(why) = &p.device {
+                    return Err(drift(format!(
+                        "the switch port {} has no device: {why}",
+                        pod.port
+                    )));
+                }
+            }
+        }
+        let missing = s.drifted_flows(&pod);
+        if !missing.is_empty() {
+            return Err(drift(format!(
+                "{} of the Pod's flows {} missing or changed in the switch: {}",
+                missing.len(),
+                if missing.len() == 1 { "is" } else { "are" },
+                missing.join(" | ")
+            )));
+        }
+        pod
+    };
+    if let Some(prev) = &conf.prev_result {
+        let r = CniResult::from_value(prev).map_err(|e| drift(format!("prevResult: {e}")))?;
+        let listed = r.interfaces.iter().position(|i| i.name == pod.ifname);
+        let has_ip = r
+            .ips
+            .iter()
+            .any(|ip| ip.address == pod.ip && (ip.interface.is_none() || ip.interface == listed));
+        if listed.is_none() || !has_ip {
+            return Err(drift(format!(
+                "prevResult does not list {} with {} as ADD returned it",
+                pod.ifname, pod.ip
+            )));
+        }
+    }
+    let p = pod.clone();
+    netns::run_in(Path::new(&pod.netns), move || check_in_netns(&p))
+        .map_err(|e| drift(format!("cannot enter {}: {e}", pod.netns)))?
+        .map_err(drift)?;
+    delegate(&pod.ipam, Command::Check, call)
+}
+
+/// Inside the Pod's namespace: the interface, its MAC, MTU, state, address and route.
+fn check_in_netns(p: &PodRecord) -> Result<(), String> {
+    let e = |x: crate::sys::netlink::NetlinkError| x.to_string();
+    let mut nl = Rtnl::open().map_err(e)?;
+    let idx = nl
+        .link_index(&p.ifname)
+        .map_err(e)?
+        .ok_or_else(|| format!("interface {} is gone from {}", p.ifname, p.netns))?;
+    let link = nl
+        .link(idx)
+        .map_err(e)?
+        .ok_or_else(|| format!("interface {} is gone from {}", p.ifname, p.netns))?;
+    let mac = devices::parse_mac(&p.mac).map_err(|r| r.message)?;
+    if link.mac != mac {
+        return Err(format!(
+            "interface {} has MAC {}, not {}",
+            p.ifname,
+            devices::format_mac(link.mac),
+            p.mac
+        ));
+    }
+    if !link.up {
+        return Err(format!("interface {} is down", p.ifname));
+    }
+    let (addr, prefix) = devices::parse_cidr(&p.ip).map_err(|r| r.message)?;
+    if !nl.addresses(idx).map_err(e)?.contains(&(addr, prefix)) {
+        return Err(format!(
+            "interface {} in {} no longer has the address {}",
+            p.ifname, p.netns, p.ip
+        ));
+    }
+    let gw: IpAddr = p
+        .gateway
+        .parse()
+        .map_err(|_| format!("bad gateway {}", p.gateway))?;
+    let has_route = nl
+        .routes(false)
+        .map_err(e)?
+        .iter()
+        .any(|r| r.dst.is_none() && r.gateway == Some(gw) && r.oif == Some(idx));
+    if !has_route {
+        return Err(format!(
+            "{} has no default route via {} on {}",
+            p.netns, p.gateway, p.ifname
+        ));
+    }
+    Ok(())
+}
+
+// ---- STATUS and GC ----------------------------------------------------------------------
+
+fn status(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniError> {
+    {
+        let s = sw.lock();
+        let Some(net) = s.net.as_ref() else {
+            return Err(CniError::new(
+                errcode::NOT_AVAILABLE,
+                "vswitchd has no Pod CIDR, so it cannot attach Pods: start it with --pod-cidr",
+            ));
+        };
+        if let Some(gw) = s.ports.get(&net.gateway_port)
+            && let Device::Missing(why) = &gw.device
+        {
+            return Err(CniError::new(
+                errcode::LIMITED_CONNECTIVITY,
+                format!(
+                    "the node's gateway port {} has no device ({why}): Pods cannot reach the node",
+                    gw.record.name
+                ),
+            ));
+        }
+    }
+    forward_if_supported(call, conf, Command::Status)
+        .map_err(|e| CniError::new(errcode::NOT_AVAILABLE, e.msg).with_details(e.details))
+}
+
+/// STATUS and GC go on to a delegated IPAM plugin that knows them (spec 1.1.0).
+fn forward_if_supported(call: &CniCall, conf: &NetConf, command: Command) -> Result<(), CniError> {
+    if builtin_ipam(conf) || call.path.is_empty() {
+        return Ok(());
+    }
+    let plugin = conf.ipam_type.clone().unwrap_or_default();
+    let bin = ipam::find(&plugin, &call.path)?;
+    if ipam::negotiate(&bin, "1.1.0")?.as_deref() != Some("1.1.0") {
+        return Ok(());
+    }
+    ipam::exec(
+        &bin,
+        command,
+        &plugin_env(call, &call.path, &call.args),
+        &call.config,
+    )
+    .map(|_| ())
+}
+
+fn gc(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniError> {
+    let valid: HashSet<PodKey> = conf
+        .valid_attachments
+        .as_ref()
+        .ok_or_else(|| {
+            CniError::new(
+                errcode::INVALID_CONFIG,
+                "GC needs \"cni.dev/valid-attachments\" (the attachments to keep)",
+            )
+        })?
+        .iter()
+        .map(|a| (a.container_id.clone(), a.ifname.clone()))
+        .collect();
+    let (stale, locks): (Vec<PodKey>, _) = {
+        let s = sw.lock();
+        let stale = s
+            .pods
+            .iter()
+            .filter(|(k, p)| p.network == conf.name && !valid.contains(*k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        (stale, s.cni_locks.clone())
+    };
+    let mut errors = Vec::new();
+    for k in stale {
+        let _held = locks.hold(&k.0);
+        let detached = sw.lock().detach_pod(&k);
+        match detached {
+            Ok(Some(pod)) => {
+                tracing::info!(container = %k.0, ifname = %k.1, ip = %pod.ip, "stale attachment removed by GC");
+                let c = CniCall {
+                    container_id: k.0.clone(),
+                    ifname: k.1.clone(),
+                    netns: pod.netns.clone(),
+                    ..call.clone()
+                };
+                if let Err(e) = delegate(&pod.ipam, Command::Del, &c) {
+                    errors.push(e);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    if let Err(e) = forward_if_supported(call, conf, Command::Gc) {
+        errors.push(e);
+    }
+    collect(errors, "GC")
+}
+
+// ---- the node's Pod network -------------------------------------------------------------
+
+impl Switch {
+    /// At start: the Pod network (`--pod-cidr`, or as persisted), its gateway port, the
+    /// node's flows and every Pod's. Runs after ports, groups and user flows are back, since
+    /// it may save the state.
+    pub(super) fn setup_network(
+        &mut self,
+        persisted: Option<&NetworkRecord>,
+        pods: Vec<PodRecord>,
+    ) -> Result<(), StartError> {
+        let bad = StartError::Network;
+        let n_pods = pods.len();
+        self.pods = pods
+            .into_iter()
+            .map(|p| ((p.container_id.clone(), p.ifname.clone()), p))
+            .collect();
+        let cidr_text = match (&self.config.pod_cidr, persisted) {
+            (Some(flag), Some(rec)) if *flag != rec.pod_cidr && n_pods > 0 => {
+                return Err(bad(format!(
+                    "--pod-cidr {flag} differs from {}, in which {n_pods} Pods have addresses; \
+                     start with --pod-cidr {} (or remove those Pods first)",
+                    rec.pod_cidr, rec.pod_cidr
+                )));
+            }
+            (Some(flag), _) => flag.clone(),
+            (None, Some(rec)) => {
+                tracing::info!(pod_cidr = %rec.pod_cidr, "Pod CIDR as persisted (no --pod-cidr given)");
+                rec.pod_cidr.clone()
+            }
+            (None, None) => {
+                if n_pods > 0 {
+                    tracing::warn!(
+                        pods = n_pods,
+                        "Pods in the state but no Pod CIDR: not forwarding for them"
+                    );
+                }
+                return Ok(());
+            }
+        };
+        let cidr = Cidr4::parse(&cidr_text).map_err(|e| bad(format!("--pod-cidr {e}")))?;
+        let mtu = self.config.pod_mtu;
+        let gw_ip = cidr.gateway();
+        let want = AddPortParams {
+            name: self.config.gateway.clone(),
+            port_type: PortType::Internal,
+            netns: None,
+            ifname: None,
+            mac: Some(pipeline::mac_for(gw_ip)),
+            mtu: Some(mtu),
+            ip: Some(format!("{gw_ip}/{}", cidr.prefix)),
+            gateway: None,
+        };
+        // A gateway made for other settings (or under another name) goes first.
+        let mut names = vec![self.config.gateway.clone()];
+        if let Some(r) = persisted
+            && r.gateway != self.config.gateway
+        {
+            names.push(r.gateway.clone());
+        }
+        for name in names {
+            let Some(p) = self.ports.values().find(|p| p.record.name == name) else {
+                continue;
+            };
+            let r = &p.record;
+            let same = name == want.name
+                && r.port_type == PortType::Internal
+                && r.ip == want.ip
+                && r.mtu == want.mtu
+                && Some(&r.mac) == want.mac.as_ref();
+            if !same {
+                let no = r.no;
+                let mut state = self.state();
+                state.ports.retain(|r| r.no != no);
+                self.store.save(&state)?;
+                self.remove_port(no);
+                tracing::info!(port = %name, "gateway port replaced (new settings)");
+            }
+        }
+        self.net = Some(NodeNet {
+            cidr,
+            gateway_port: 0,
+            mtu,
+        });
+        let existing = self
+            .ports
+            .values()
+            .find(|p| p.record.name == want.name)
+            .map(|p| p.record.no);
+        let gw_no = match existing {
+            Some(no) => no,
+            None => {
+                let name = want.name.clone();
+                self.add_port(want)
+                    .map_err(|r| {
+                        bad(format!(
+                            "cannot create the gateway port {name}: {}",
+                            r.message
+                        ))
+                    })?
+                    .no
+            }
+        };
+        let net = NodeNet {
+            cidr,
+            gateway_port: gw_no,
+            mtu,
+        };
+        self.net = Some(net.clone());
+        let mut alloc = ipam::Allocator::new(cidr);
+        let now = now_ms();
+        let node = pipeline::specs(&pipeline::node_lines(&net)).map_err(bad)?;
+        self.bridge
+            .set_system_flows(pipeline::NODE_COOKIE, &node, now)
+            .map_err(|e| bad(e.to_string()))?;
+        let pods: Vec<PodRecord> = self.pods.values().cloned().collect();
+        for pod in pods {
+            let ip = pod.ip.split('/').next().unwrap_or("").parse::<Ipv4Addr>();
+            if let Ok(ip) = ip {
+                alloc.mark(ip);
+            }
+            let port = self
+                .ports
+                .values()
+                .find(|p| p.record.name == pod.port)
+                .map(|p| p.record.no);
+            let (Ok(ip), Some(no)) = (ip, port) else {
+                tracing::warn!(container = %pod.container_id, port = %pod.port, "Pod without its port or address: no flows");
+                continue;
+            };
+            let lines = pipeline::pod_lines(
+                &net,
+                &PodNet {
+                    port: no,
+                    ip,
+                    mac: pod.mac.clone(),
+                },
+            );
+            let specs = pipeline::specs(&lines).map_err(bad)?;
+            self.bridge
+                .set_system_flows(pipeline::pod_cookie(no), &specs, now)
+                .map_err(|e| bad(e.to_string()))?;
+        }
+        self.alloc = Some(alloc);
+        self.save().map_err(|r| bad(r.message))?;
+        tracing::info!(pod_cidr = %cidr, gateway = %gw_ip, pods = self.pods.len(), "Pod network ready");
+        Ok(())
+    }
+
+    /// `list-pods`.
+    pub fn list_pods(&self) -> cni::PodList {
+        cni::PodList {
+            pod_cidr: self.net.as_ref().map(|n| n.cidr.to_string()),
+            gateway: self.net.as_ref().map(|n| n.gateway_ip().to_string()),
+            free: self.alloc.as_ref().map_or(0, ipam::Allocator::free),
+            pods: self
+                .pods
+                .values()
+                .map(|p| {
+                    let port = self.ports.values().find(|q| q.record.name == p.port);
+                    cni::PodInfo {
+                        container_id: p.container_id.clone(),
+                        ifname: p.ifname.clone(),
+                        netns: p.netns.clone(),
+                        pod: p
+                            .pod_namespace
+                            .as_ref()
+                            .zip(p.pod_name.as_ref())
+                            .map(|(ns, n)| format!("{ns}/{n}")),
+                        network: p.network.clone(),
+                        port: p.port.clone(),
+                        port_no: port.map_or(0, |q| q.record.no),
+                        ip: p.ip.clone(),
+                        mac: p.mac.clone(),
+                        gateway: p.gateway.clone(),
+                        ipam: match &p.ipam {
+                            IpamRecord::Builtin => ipam::BUILTIN.to_string(),
+                            IpamRecord::Plugin { plugin, .. } => plugin.clone(),
+                        },
+                        state: port.map_or_else(|| "missing: no port".into(), |q| q.device.state()),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
