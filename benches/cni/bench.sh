@@ -38,6 +38,7 @@
 #   CONFIGS ["vswitch bridge"] (also: vswitch-hl)   CNI_VERSION [1.0.0] (bridge speaks <= 1.0.0)
 #   POD_CIDR [10.244.1.0/24]   WORKERS [2] (vswitchd --workers)   BUILD [1] (0: use the binaries)
 #   RESULTS_DIR [a new /tmp/vswcni-results.XXXXXX]   PHASE_LIMIT [600] s   REF_CNI_DIR [/usr/lib/cni]
+#   BIN_DIR [target/release] where vswitchd, vswitchctl and vswitch-cni are (with BUILD=0)
 
 # A phase's loop, run by the main script inside a namespace (see run_calls):
 #   bench.sh __calls OP PLUGIN CNI_PATH LIST OUT_DIR TSV
@@ -76,7 +77,7 @@ WORKERS=${WORKERS:-2}
 BUILD=${BUILD:-1}
 PHASE_LIMIT=${PHASE_LIMIT:-600}
 REF_CNI_DIR=${REF_CNI_DIR:-/usr/lib/cni}
-BIN=$REPO/target/release
+BIN=${BIN_DIR:-$REPO/target/release}
 NET=benchnet
 P=vswcni-$$
 
@@ -169,7 +170,7 @@ case " $CONFIGS " in *" vswitch"*)
     (cd "$REPO" && cargo build --release -p vswitch -p vswitch-cni -p vswitchctl) >&2 || die "build failed"
   fi
   for b in vswitchd vswitchctl vswitch-cni; do
-    [ -x "$BIN/$b" ] || die "$BIN/$b is missing (run with BUILD=1)"
+    [ -x "$BIN/$b" ] || die "$BIN/$b is missing (run with BUILD=1, or set BIN_DIR)"
   done;;
 esac
 
@@ -272,14 +273,19 @@ run_calls() { # <phase> <op> <workers>
   WORKER_PIDS=()
   [ "$rc" = 0 ] || log "  $op loop ended with status $rc (124: PHASE_LIMIT=${PHASE_LIMIT}s reached)"
   printf '%s\t%s\t%s\t%s\t%s\n' "$CONFIG" "$phase" "$op" "$N" "$(( ${t1/./} - ${t0/./} ))" >> "$PHASES"
-  cat "$d/$op".w*.tsv 2>/dev/null | sort -n | while IFS=$'\t' read -r i r us; do
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$CONFIG" "$phase" "$op" "$i" "$r" "$us" >> "$CALLS"
-    if [ "$r" != 0 ]; then
-      { echo "== $CONFIG $phase $op pod $i: exit $r"; cat "$d/out/$op-$i.out" "$d/out/$op-$i.err"; } >> "$FAILURES"
-    fi
-  done
-  local ok
-  ok=$(cat "$d/$op".w*.tsv 2>/dev/null | awk -F'\t' '$2 == 0' | wc -l)
+  # One line per Pod of the list; "killed": the time limit cut the call short, or came first.
+  { cat "$d/$op".w*.tsv 2>/dev/null || true; } > "$d/$op.tsv"
+  awk -v c="$CONFIG" -v ph="$phase" -v op="$op" 'BEGIN { OFS = "\t" }
+    FILENAME == ARGV[1] { split($0, f, "\t"); rc[f[1]] = f[2]; us[f[1]] = f[3]; next }
+    { print c, ph, op, $1, (($1 in rc) ? rc[$1] : "killed"), (($1 in us) ? us[$1] : "-") }' \
+    "$d/$op.tsv" "$list" > "$d/$op.calls"
+  cat "$d/$op.calls" >> "$CALLS"
+  local i r ok
+  while IFS=$'\t' read -r _ _ _ i r _; do
+    [ "$r" = 0 ] && continue
+    { echo "== $CONFIG $phase $op pod $i: exit $r"; cat "$d/out/$op-$i.out" "$d/out/$op-$i.err" 2>/dev/null || true; } >> "$FAILURES"
+  done < "$d/$op.calls"
+  ok=$(awk -F'\t' '$5 == "0"' "$d/$op.calls" | wc -l)
   log "  $op: $ok of $N succeeded in $(awk -v a=$(( ${t1/./} - ${t0/./} )) 'BEGIN{printf "%.2f", a/1e6}') s"
 }
 
@@ -307,7 +313,7 @@ check_deleted() { # <phase>
   while read -r i cid netns _; do
     [ "$(ip -n "${netns##*/}" -o link show 2>/dev/null | awk '$2 != "lo:"' | wc -l)" = 0 ] || left=$((left + 1))
   done < "$d/add.list"
-  leases=$(find "$STATE/host-local-$CONFIG" -type f ! -name lock ! -name 'last_reserved_ip*' 2>/dev/null | wc -l)
+  leases=$({ find "$STATE/host-local-$CONFIG" -type f ! -name lock ! -name 'last_reserved_ip*' 2>/dev/null || true; } | wc -l)
   log "  check: $left Pods still have interfaces; $leases host-local leases left"
   if [ "$CONFIG" != bridge ]; then
     log "  check: the switch lists $(ctl --json list-pods | jq '.pods | length') Pods"
@@ -364,29 +370,32 @@ summary() {
     echo "Command: \`sudo bash benches/cni/bench.sh\` (N=$N PAR=$PAR CONFIGS=\"$CONFIGS\" CNI_VERSION=$CNI_VERSION POD_CIDR=$POD_CIDR)"
     echo "Raw results: $RESULTS_DIR"
     echo
-    echo "Wall time of each plugin process, in ms, over the successful calls (nearest-rank percentiles); \"calls/s\" = calls / the phase's wall time."
+    echo "Wall time of each plugin process, in ms, over the successful calls (nearest-rank percentiles); \"ok/s\" = successful calls / the phase's wall time."
     echo
-    echo "| config | phase | op | calls | ok | median | p90 | p99 | min | max | phase s | calls/s |"
+    echo "| config | phase | op | calls | ok | median | p90 | p99 | min | max | phase s | ok/s |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
     awk -F'\t' 'NR == FNR { if (FNR > 1) w[$1, $2, $3] = $5; next }
-      { wall = w[$1, $2, $3] / 1e6; rate = (wall > 0) ? $4 / wall : 0
+      { wall = w[$1, $2, $3] / 1e6; rate = (wall > 0) ? $5 / wall : 0
         printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.2f | %.1f |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, wall, rate }' \
       "$PHASES" "$S"
-    if grep -q '^vswitch	' "$S" && grep -q '^bridge	' "$S"; then
+    if grep -q '^vswitch' "$S" && grep -q '^bridge' "$S"; then
       echo
-      echo "Ratios vswitch / bridge (below 1: vswitch is faster):"
+      echo "Ratios to the bridge plugin (latency below 1 / ok/s above 1: vswitch is faster):"
       echo
-      echo "| phase | op | median | p90 | p99 | calls/s (above 1: vswitch is faster) |"
-      echo "|---|---|---|---|---|---|"
+      echo "| configs | phase | op | median | p90 | p99 | ok/s |"
+      echo "|---|---|---|---|---|---|---|"
       awk -F'\t' 'NR == FNR { if (FNR > 1) w[$1, $2, $3] = $5; next }
         { k = $2 SUBSEP $3; if (!(k in seen)) { seen[k] = 1; order[++m] = k }
-          for (i = 6; i <= 8; i++) s[$1, k, i] = $i }
-        function r(a, b) { return (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) ? sprintf("%.2f", a / b) : "–" }
-        END { for (j = 1; j <= m; j++) { k = order[j]; split(k, pk, SUBSEP)
-          if (!(("vswitch", k, 6) in s) || !(("bridge", k, 6) in s)) continue
-          printf "| %s | %s | %s | %s | %s | %s |\n", pk[1], pk[2], r(s["vswitch", k, 6], s["bridge", k, 6]),
-            r(s["vswitch", k, 7], s["bridge", k, 7]), r(s["vswitch", k, 8], s["bridge", k, 8]),
-            r(w["bridge", pk[1], pk[2]], w["vswitch", pk[1], pk[2]]) } }' "$PHASES" "$S"
+          if (!($1 in cseen)) { cseen[$1] = 1; cfg[++nc] = $1 }
+          for (i = 6; i <= 8; i++) s[$1, k, i] = $i
+          rate[$1, k] = (w[$1, $2, $3] > 0) ? $5 * 1e6 / w[$1, $2, $3] : 0 }
+        function r(a, b) { return (a != "-" && b != "-" && a + 0 > 0 && b + 0 > 0) ? sprintf("%.2f", a / b) : "–" }
+        END { for (c = 1; c <= nc; c++) { x = cfg[c]; if (x == "bridge") continue
+          for (j = 1; j <= m; j++) { k = order[j]; split(k, pk, SUBSEP)
+            if (!((x, k, 6) in s) || !(("bridge", k, 6) in s)) continue
+            printf "| %s / bridge | %s | %s | %s | %s | %s | %s |\n", x, pk[1], pk[2], r(s[x, k, 6], s["bridge", k, 6]),
+              r(s[x, k, 7], s["bridge", k, 7]), r(s[x, k, 8], s["bridge", k, 8]), r(rate[x, k], rate["bridge", k]) } } }' \
+        "$PHASES" "$S"
     fi
   } > "$RESULTS_DIR/summary.md"
   cat "$RESULTS_DIR/summary.md"
