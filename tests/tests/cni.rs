@@ -616,7 +616,10 @@ fn the_shipped_conflist_is_one_the_plugin_accepts() {
     let text = std::fs::read_to_string(path).expect("deploy/10-vswitch.conflist");
     let list = Conflist::parse(&text).expect("a valid conflist");
     assert_eq!(list.plugin_type(0), "vswitch-cni");
-    assert_eq!(list.cni_version, "1.1.0", "libcni picks the highest of cniVersions");
+    assert_eq!(
+        list.cni_version, "1.1.0",
+        "libcni picks the highest of cniVersions"
+    );
     let conf = vswitch_proto::cni::NetConf::from_value(&list.request_config(0, None, None))
         .expect("the plugin accepts its configuration");
     assert_eq!(conf.socket, vswitch_proto::cni::DEFAULT_SOCKET);
