@@ -498,9 +498,14 @@ impl Switch {
         name
     }
 
-    /// Remove an attachment: the state is saved without it first; then its flows, port
-    /// and device go, and a built-in address is free again.
-    pub(super) fn detach_pod(&mut self, key: &PodKey) -> Result<Option<PodRecord>, CniError> {
+    /// Remove an attachment: the state is saved without it first; then its flows and
+    /// port go, and its address is free again. The device is returned, for the caller to
+    /// destroy once it no longer holds the switch's lock (removing a network device waits
+    /// for the kernel: tens of milliseconds).
+    pub(super) fn detach_pod(
+        &mut self,
+        key: &PodKey,
+    ) -> Result<Option<(PodRecord, Option<Device>)>, CniError> {
         let Some(pod) = self.pods.get(key).cloned() else {
             return Ok(None);
         };
@@ -518,6 +523,7 @@ impl Switch {
             .save(&state)
             .map_err(|e| CniError::new(errcode::INTERNAL, Refusal::from(e).message))?;
         self.pods.remove(key);
+        let mut device = None;
         if let Some(no) = no {
             if let Err(e) = self
                 .bridge
@@ -525,7 +531,7 @@ impl Switch {
             {
                 tracing::warn!(error = %e, "cannot remove a Pod's flows");
             }
-            self.remove_port(no);
+            device = self.remove_port(no);
         }
         if let (Some(a), Ok(ip)) = (
             self.alloc.as_mut(),
@@ -533,21 +539,20 @@ impl Switch {
         ) {
             a.release(ip);
         }
-        Ok(Some(pod))
+        Ok(Some((pod, device)))
     }
 
-    /// Take a port out of the workers and the bridge, and remove its device.
-    pub(super) fn remove_port(&mut self, no: u32) {
+    /// Take a port out of the workers and the bridge; its device, to destroy.
+    pub(super) fn remove_port(&mut self, no: u32) -> Option<Device> {
         for w in &self.workers {
             w.ask(
                 |done| super::worker::Msg::DelPort { no, done },
                 WORKER_TIMEOUT,
             );
         }
-        if let Some(p) = self.ports.remove(&no) {
-            p.device.destroy();
-        }
+        let port = self.ports.remove(&no);
         self.publish_ports();
+        port.map(|p| p.device)
     }
 
     /// The flows an attachment should have, each missing or changed one as text.
@@ -593,7 +598,10 @@ fn del(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniErro
     let mut errors: Vec<CniError> = Vec::new();
     let detached = sw.lock().detach_pod(&key(call));
     match detached {
-        Ok(Some(pod)) => {
+        Ok(Some((pod, device))) => {
+            if let Some(d) = device {
+                d.destroy();
+            }
             tracing::info!(container = %call.container_id, ifname = %call.ifname, ip = %pod.ip, "Pod detached");
             if let Err(e) = delegate(&pod.ipam, Command::Del, call) {
                 errors.push(e);
@@ -829,7 +837,10 @@ fn gc(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniError
         let _held = locks.hold(&k.0);
         let detached = sw.lock().detach_pod(&k);
         match detached {
-            Ok(Some(pod)) => {
+            Ok(Some((pod, device))) => {
+                if let Some(d) = device {
+                    d.destroy();
+                }
                 tracing::info!(container = %k.0, ifname = %k.1, ip = %pod.ip, "stale attachment removed by GC");
                 let c = CniCall {
                     container_id: k.0.clone(),
@@ -926,7 +937,9 @@ impl Switch {
                 let mut state = self.state();
                 state.ports.retain(|r| r.no != no);
                 self.store.save(&state)?;
-                self.remove_port(no);
+                if let Some(d) = self.remove_port(no) {
+                    d.destroy();
+                }
                 tracing::info!(port = %name, "gateway port replaced (new settings)");
             }
         }

@@ -471,7 +471,9 @@ impl Switch {
         let mut state = self.state();
         state.ports.retain(|r| r.no != no);
         self.store.save(&state)?;
-        self.remove_port(no);
+        if let Some(d) = self.remove_port(no) {
+            d.destroy();
+        }
         tracing::info!(port = %name, no, "port deleted");
         Ok(())
     }
