@@ -111,6 +111,30 @@ fn internal(e: impl std::fmt::Display) -> CniError {
     CniError::new(errcode::INTERNAL, e.to_string())
 }
 
+/// The Pod's address, without its prefix length.
+fn pod_address(pod: &PodRecord) -> Option<Ipv4Addr> {
+    pod.ip.split('/').next()?.parse().ok()
+}
+
+/// A Pod's flows on port `port`: the lines, and the rules they make.
+fn pod_flows(
+    net: &NodeNet,
+    pod: &PodRecord,
+    port: u32,
+) -> Result<(Vec<String>, Vec<vswitch_proto::FlowSpec>), String> {
+    let ip = pod_address(pod).ok_or_else(|| format!("bad address {}", pod.ip))?;
+    let lines = pipeline::pod_lines(
+        net,
+        &PodNet {
+            port,
+            ip,
+            mac: pod.mac.clone(),
+        },
+    );
+    let specs = pipeline::specs(&lines)?;
+    Ok((lines, specs))
+}
+
 // ---- ADD --------------------------------------------------------------------------------
 
 fn add(
@@ -434,20 +458,8 @@ impl Switch {
         port.no = no;
         port.name = self.pod_port_name(&pod, no);
         pod.port = port.name.clone();
-        let ip: Ipv4Addr = match pod.ip.split('/').next().unwrap_or("").parse() {
-            Ok(ip) => ip,
-            Err(_) => return fail(device, internal(format!("bad address {}", pod.ip))),
-        };
-        let lines = pipeline::pod_lines(
-            &net,
-            &PodNet {
-                port: no,
-                ip,
-                mac: pod.mac.clone(),
-            },
-        );
-        let specs = match pipeline::specs(&lines) {
-            Ok(s) => s,
+        let specs = match pod_flows(&net, &pod, no) {
+            Ok((_, specs)) => specs,
             Err(e) => return fail(device, internal(e)),
         };
         let mut state = self.state();
@@ -533,10 +545,7 @@ impl Switch {
             }
             device = self.remove_port(no);
         }
-        if let (Some(a), Ok(ip)) = (
-            self.alloc.as_mut(),
-            pod.ip.split('/').next().unwrap_or("").parse::<Ipv4Addr>(),
-        ) {
+        if let (Some(a), Some(ip)) = (self.alloc.as_mut(), pod_address(&pod)) {
             a.release(ip);
         }
         Ok(Some((pod, device)))
@@ -563,19 +572,9 @@ impl Switch {
         ) else {
             return vec!["the Pod's port".into()];
         };
-        let Ok(ip) = pod.ip.split('/').next().unwrap_or("").parse::<Ipv4Addr>() else {
-            return vec![format!("bad address {}", pod.ip)];
-        };
-        let lines = pipeline::pod_lines(
-            net,
-            &PodNet {
-                port: port.record.no,
-                ip,
-                mac: pod.mac.clone(),
-            },
-        );
-        let Ok(specs) = pipeline::specs(&lines) else {
-            return lines;
+        let (lines, specs) = match pod_flows(net, pod, port.record.no) {
+            Ok(x) => x,
+            Err(e) => return vec![e],
         };
         let pipe = self.bridge.pipeline();
         lines
@@ -981,8 +980,7 @@ impl Switch {
             .map_err(|e| bad(e.to_string()))?;
         let pods: Vec<PodRecord> = self.pods.values().cloned().collect();
         for pod in pods {
-            let ip = pod.ip.split('/').next().unwrap_or("").parse::<Ipv4Addr>();
-            if let Ok(ip) = ip {
+            if let Some(ip) = pod_address(&pod) {
                 alloc.mark(ip);
             }
             let port = self
@@ -990,19 +988,11 @@ impl Switch {
                 .values()
                 .find(|p| p.record.name == pod.port)
                 .map(|p| p.record.no);
-            let (Ok(ip), Some(no)) = (ip, port) else {
-                tracing::warn!(container = %pod.container_id, port = %pod.port, "Pod without its port or address: no flows");
+            let Some(no) = port else {
+                tracing::warn!(container = %pod.container_id, port = %pod.port, "Pod without its port: no flows");
                 continue;
             };
-            let lines = pipeline::pod_lines(
-                &net,
-                &PodNet {
-                    port: no,
-                    ip,
-                    mac: pod.mac.clone(),
-                },
-            );
-            let specs = pipeline::specs(&lines).map_err(bad)?;
+            let (_, specs) = pod_flows(&net, &pod, no).map_err(bad)?;
             self.bridge
                 .set_system_flows(pipeline::pod_cookie(no), &specs, now)
                 .map_err(|e| bad(e.to_string()))?;
