@@ -28,7 +28,7 @@ use vswitch_proto::rpc::{AddPortParams, PortType};
 /// An attachment's key: (container ID, interface name).
 pub(super) type PodKey = (String, String);
 
-/// Serializes calls per container.
+/// Serializes calls per key: a container ID, or an interface of a namespace.
 #[derive(Debug, Default)]
 pub struct ContainerLocks {
     busy: Mutex<HashSet<String>>,
@@ -43,7 +43,7 @@ pub struct Held<'a> {
 }
 
 impl ContainerLocks {
-    /// Wait until no other call works on container `id`, then hold it.
+    /// Wait until no other call holds `id`, then hold it.
     pub fn hold(&self, id: &str) -> Held<'_> {
         let mut busy = self.busy.lock();
         while busy.contains(id) {
@@ -76,7 +76,13 @@ pub fn handle(sw: &Mutex<Switch>, call: CniCall) -> Result<Value, CniError> {
             let locks = sw.lock().cni_locks.clone();
             let _held = locks.hold(&call.container_id);
             match call.command {
-                Command::Add => add(sw, &call, &conf, &args),
+                Command::Add => {
+                    // Two containers given the same interface of the same namespace must
+                    // not both find it free: the second is told it exists. (The key cannot
+                    // be a container ID, which holds no '/'.)
+                    let _iface = locks.hold(&format!("{}/{}", call.netns, call.ifname));
+                    add(sw, &call, &conf, &args)
+                }
                 Command::Del => del(sw, &call, &conf).map(|()| Value::Null),
                 _ => check(sw, &call, &conf).map(|()| Value::Null),
             }
