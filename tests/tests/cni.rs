@@ -624,3 +624,47 @@ fn the_shipped_conflist_is_one_the_plugin_accepts() {
         .expect("the plugin accepts its configuration");
     assert_eq!(conf.socket, vswitch_proto::cni::DEFAULT_SOCKET);
 }
+
+#[test]
+#[ignore = "needs root"]
+fn leftovers_of_a_stopped_switch_are_taken_over_or_removed() {
+    let mut node = Node::new();
+    let rt = node.runtime();
+    let list = node.conflist("1.0.0", None, &[]);
+    // A TAP of the switch's kind that no port knows, where the runtime wants eth0 (as a
+    // switch killed between creating a Pod's TAP and saving leaves it).
+    let pod = Netns::new();
+    pod.exec_ok(&[
+        "ip",
+        "tuntap",
+        "add",
+        "dev",
+        "eth0",
+        "mode",
+        "tap",
+        "multi_queue",
+        "vnet_hdr",
+    ]);
+    let env = containerd_env(&container_id(), &pod, "stray");
+    let e = rt.add(&list, &env, None).unwrap_err();
+    assert_eq!(e.code, errcode::CONFLICT, "{e}");
+    // The runtime's DEL after the failed ADD removes it; the retried ADD works.
+    rt.del(&list, &env, None).expect("DEL");
+    assert!(pod.link("eth0").is_none(), "the stray TAP is still there");
+    let ip = addr_of(&rt.add(&list, &env, None).expect("ADD after the DEL"));
+    assert_eq!(ping(&node.ns, &ip, 2).received, 2);
+    // The switch's own namespace is no container's.
+    let own = CniEnv::new(&container_id(), &node.ns.path(), "eth9");
+    let e = rt.add(&list, &own, None).unwrap_err();
+    assert_eq!(e.code, errcode::INVALID_ENV, "{e}");
+    // A gateway TAP left by a switch whose state was lost is taken over, not a reason
+    // to refuse to start.
+    rt.del(&list, &env, None).expect("DEL");
+    node.daemon.kill9();
+    std::fs::remove_file(node.daemon.state_file()).expect("remove the state");
+    node.daemon.restart();
+    assert!(node.ns.link("vsw-gw0").is_some());
+    let ip = addr_of(&rt.add(&list, &env, None).expect("ADD after the restart"));
+    assert_eq!(ping(&node.ns, &ip, 2).received, 2);
+    rt.del(&list, &env, None).expect("DEL");
+}

@@ -28,7 +28,8 @@ use vswitch_proto::rpc::{AddPortParams, PortType};
 /// An attachment's key: (container ID, interface name).
 pub(super) type PodKey = (String, String);
 
-/// Serializes calls per key: a container ID, or an interface of a namespace.
+/// Serializes calls per container. (Two containers given the same interface of one
+/// namespace race in the kernel instead: the TAP is created with `IFF_TUN_EXCL`.)
 #[derive(Debug, Default)]
 pub struct ContainerLocks {
     busy: Mutex<HashSet<String>>,
@@ -43,7 +44,7 @@ pub struct Held<'a> {
 }
 
 impl ContainerLocks {
-    /// Wait until no other call holds `id`, then hold it.
+    /// Wait until no other call works on container `id`, then hold it.
     pub fn hold(&self, id: &str) -> Held<'_> {
         let mut busy = self.busy.lock();
         while busy.contains(id) {
@@ -76,13 +77,7 @@ pub fn handle(sw: &Mutex<Switch>, call: CniCall) -> Result<Value, CniError> {
             let locks = sw.lock().cni_locks.clone();
             let _held = locks.hold(&call.container_id);
             match call.command {
-                Command::Add => {
-                    // Two containers given the same interface of the same namespace must
-                    // not both find it free: the second is told it exists. (The key cannot
-                    // be a container ID, which holds no '/'.)
-                    let _iface = locks.hold(&format!("{}/{}", call.netns, call.ifname));
-                    add(sw, &call, &conf, &args)
-                }
+                Command::Add => add(sw, &call, &conf, &args),
                 Command::Del => del(sw, &call, &conf).map(|()| Value::Null),
                 _ => check(sw, &call, &conf).map(|()| Value::Null),
             }
@@ -160,14 +155,47 @@ fn add(
             ),
         ));
     }
+    if netns::same_namespace(netns_path, Path::new("/proc/thread-self/ns/net")) {
+        return Err(CniError::new(
+            errcode::INVALID_ENV,
+            format!(
+                "CNI_NETNS {} is the namespace vswitchd itself runs in, not a container's",
+                call.netns
+            ),
+        ));
+    }
+    let prev = conf
+        .prev_result
+        .as_ref()
+        .map(CniResult::from_value)
+        .transpose()
+        .map_err(|e| CniError::new(errcode::INVALID_CONFIG, format!("prevResult: {e}")))?;
     let builtin = builtin_ipam(conf);
     // Phase 1, locked: a repeated ADD, a taken interface, an address reserved.
     let (net, queues, reserved) = {
         let mut s = sw.lock();
         let net = s.net.clone().ok_or_else(no_network)?;
         if let Some(p) = s.pods.get(&key(call)) {
-            let r = CniResult::from_value(&p.result).map_err(internal)?;
-            return Ok(r.to_version(&conf.cni_version));
+            // The same call again (a runtime retrying after a lost answer): the same
+            // result, if what it describes is still there.
+            let up = s
+                .ports
+                .values()
+                .any(|q| q.record.name == p.port && !matches!(q.device, Device::Missing(_)));
+            if p.netns == call.netns && up {
+                let r = CniResult::from_value(&p.result).map_err(internal)?;
+                return Ok(r.to_version(&conf.cni_version));
+            }
+            return Err(CniError::new(
+                errcode::CONFLICT,
+                format!(
+                    "container {} already has {} in {} ({}); DEL it first",
+                    call.container_id,
+                    call.ifname,
+                    p.netns,
+                    if up { "up" } else { "its interface is gone" }
+                ),
+            ));
         }
         if let Some(p) = s
             .pods
@@ -281,24 +309,12 @@ fn add(
     if let Some(Value::Object(d)) = conf.dns.clone().or(ipam_dns) {
         ours.dns = d;
     }
-    let result = match &conf.prev_result {
-        Some(prev) => {
-            let mut r = CniResult::from_value(prev)
-                .map_err(|e| CniError::new(errcode::INVALID_CONFIG, format!("prevResult: {e}")));
-            if let Ok(r) = &mut r {
-                r.append(ours);
-            }
+    let result = match prev {
+        Some(mut r) => {
+            r.append(ours);
             r
         }
-        None => Ok(ours),
-    };
-    let result = match result {
-        Ok(r) => r,
-        Err(e) => {
-            device.destroy();
-            release(sw);
-            return Err(e);
-        }
+        None => ours,
     };
     let pod = PodRecord {
         container_id: call.container_id.clone(),
@@ -313,7 +329,7 @@ fn add(
         pod_name: args.pod_name.clone(),
         pod_uid: args.pod_uid.clone(),
         ipam: ipam_rec.clone(),
-        result: serde_json::to_value(&result).map_err(internal)?,
+        result: serde_json::to_value(&result).unwrap_or_default(),
     };
     // Phase 3, locked: commit.
     let committed = sw.lock().attach_pod(port, device, pod);
@@ -359,15 +375,40 @@ fn plugin_env(call: &CniCall, path: &str, args: &str) -> PluginEnv {
     }
 }
 
-/// ADD through the delegated plugin: the address, and how to release it.
+/// The configuration's delegated IPAM plugin as it is to be run, speaking `wanted` or the
+/// newest older version it knows; `None` for the built-in allocator, or a plugin that
+/// speaks no version up to `wanted`.
+fn delegated(
+    call: &CniCall,
+    conf: &NetConf,
+    net: &NodeNet,
+    wanted: &str,
+) -> Result<Option<IpamRecord>, CniError> {
+    if builtin_ipam(conf) {
+        return Ok(None);
+    }
+    let plugin = conf.ipam_type.clone().unwrap_or_default();
+    let bin = ipam::find(&plugin, &call.path)?;
+    Ok(
+        ipam::negotiate(&bin, wanted)?.map(|version| IpamRecord::Plugin {
+            plugin,
+            config: ipam_config(&call.config, net, &version),
+            version,
+            path: call.path.clone(),
+            args: call.args.clone(),
+        }),
+    )
+}
+
+/// ADD through the delegated plugin: the address, and how to release it. Any failure
+/// after the plugin ran is followed by its DEL (SPEC.md §4).
 fn delegate_add(
     call: &CniCall,
     conf: &NetConf,
     net: &NodeNet,
 ) -> Result<(Ipv4Addr, IpamRecord, Option<Value>), CniError> {
     let plugin = conf.ipam_type.clone().unwrap_or_default();
-    let bin = ipam::find(&plugin, &call.path)?;
-    let version = ipam::negotiate(&bin, &conf.cni_version)?.ok_or_else(|| {
+    let rec = delegated(call, conf, net, &conf.cni_version)?.ok_or_else(|| {
         CniError::new(
             errcode::INCOMPATIBLE_VERSION,
             format!(
@@ -376,21 +417,13 @@ fn delegate_add(
             ),
         )
     })?;
-    let config = ipam_config(&call.config, net, &version);
-    let rec = IpamRecord::Plugin {
-        plugin: plugin.clone(),
-        config: config.clone(),
-        version,
-        path: call.path.clone(),
-        args: call.args.clone(),
+    let out = match delegate(&rec, Command::Add, call) {
+        Ok(out) => out.unwrap_or(Value::Null),
+        Err(e) => {
+            let _ = delegate(&rec, Command::Del, call);
+            return Err(e);
+        }
     };
-    let out = ipam::exec(
-        &bin,
-        Command::Add,
-        &plugin_env(call, &call.path, &call.args),
-        &config,
-    )?
-    .unwrap_or(Value::Null);
     let checked = ipam::result_address(&out).and_then(|(ip, _, dns)| {
         if !net.cidr.contains(ip) || ip == net.gateway_ip() || ip == net.cidr.broadcast() {
             Err(format!(
@@ -415,8 +448,8 @@ fn delegate_add(
     }
 }
 
-/// Run a delegated plugin again (DEL, CHECK) as it was run for ADD.
-fn delegate(rec: &IpamRecord, command: Command, call: &CniCall) -> Result<(), CniError> {
+/// Run a delegated plugin with `command` as it was (or is to be) run for ADD; its output.
+fn delegate(rec: &IpamRecord, command: Command, call: &CniCall) -> Result<Option<Value>, CniError> {
     let IpamRecord::Plugin {
         plugin,
         config,
@@ -425,10 +458,10 @@ fn delegate(rec: &IpamRecord, command: Command, call: &CniCall) -> Result<(), Cn
         args,
     } = rec
     else {
-        return Ok(());
+        return Ok(None);
     };
     if command == Command::Check && !cni::version_at_least(version, "0.4.0") {
-        return Ok(());
+        return Ok(None);
     }
     // The runtime's CNI_PATH now, if it gave one; else the one ADD ran with.
     let path = if call.path.is_empty() {
@@ -437,7 +470,7 @@ fn delegate(rec: &IpamRecord, command: Command, call: &CniCall) -> Result<(), Cn
         &call.path
     };
     let bin = ipam::find(plugin, path)?;
-    ipam::exec(&bin, command, &plugin_env(call, path, args), config).map(|_| ())
+    ipam::exec(&bin, command, &plugin_env(call, path, args), config)
 }
 
 impl Switch {
@@ -475,16 +508,17 @@ impl Switch {
             let r = Refusal::from(e);
             return fail(device, CniError::new(errcode::INTERNAL, r.message));
         }
-        self.insert_port(port, device);
-        self.publish_ports();
+        // Flows first: the port's first packet already meets its SpoofGuard.
+        self.pods
+            .insert((pod.container_id.clone(), pod.ifname.clone()), pod.clone());
         if let Err(e) = self
             .bridge
             .set_system_flows(pipeline::pod_cookie(no), &specs, now_ms())
         {
             tracing::error!(error = %e, "the Pod's flows were refused");
         }
-        self.pods
-            .insert((pod.container_id.clone(), pod.ifname.clone()), pod.clone());
+        self.insert_port(port, device);
+        self.publish_ports();
         Ok(pod)
     }
 
@@ -613,15 +647,34 @@ fn del(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniErro
             }
         }
         Ok(None) => {
-            // Unknown here (never added, already deleted, or an ADD that failed half way):
-            // release what the configuration's IPAM plugin may still hold for it.
-            if !builtin_ipam(conf) && !call.path.is_empty() {
-                let net = sw.lock().net.clone();
-                if let Some(net) = net
-                    && let Err(e) = delegate_unknown_del(call, conf, &net)
-                {
-                    errors.push(e);
+            // Unknown here (never added, already deleted, or an ADD that a stopping switch
+            // left half way): remove a TAP of ours it may have left, and release what the
+            // configuration's IPAM plugin may still hold for it.
+            let (net, owned) = {
+                let s = sw.lock();
+                let owned = s
+                    .pods
+                    .values()
+                    .any(|p| p.netns == call.netns && p.ifname == call.ifname);
+                (s.net.clone(), owned)
+            };
+            if !owned && !call.netns.is_empty() && netns::is_netns(Path::new(&call.netns)) {
+                match devices::remove_stray_tap(&call.netns, &call.ifname) {
+                    Ok(true) => {
+                        tracing::info!(netns = %call.netns, ifname = %call.ifname, "stray TAP removed")
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(netns = %call.netns, error = %e, "cannot look for a stray TAP")
+                    }
                 }
+            }
+            if !builtin_ipam(conf)
+                && !call.path.is_empty()
+                && let Some(net) = net
+                && let Err(e) = delegate_unknown_del(call, conf, &net)
+            {
+                errors.push(e);
             }
         }
         Err(e) => errors.push(e),
@@ -630,19 +683,10 @@ fn del(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniErro
 }
 
 fn delegate_unknown_del(call: &CniCall, conf: &NetConf, net: &NodeNet) -> Result<(), CniError> {
-    let plugin = conf.ipam_type.clone().unwrap_or_default();
-    let bin = ipam::find(&plugin, &call.path)?;
-    let Some(version) = ipam::negotiate(&bin, &conf.cni_version)? else {
-        return Ok(());
-    };
-    let config = ipam_config(&call.config, net, &version);
-    ipam::exec(
-        &bin,
-        Command::Del,
-        &plugin_env(call, &call.path, &call.args),
-        &config,
-    )
-    .map(|_| ())
+    match delegated(call, conf, net, &conf.cni_version)? {
+        Some(rec) => delegate(&rec, Command::Del, call).map(drop),
+        None => Ok(()),
+    }
 }
 
 /// One error from several collected on the way (the first one's code).
@@ -716,7 +760,7 @@ fn check(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniEr
     netns::run_in(Path::new(&pod.netns), move || check_in_netns(&p))
         .map_err(|e| drift(format!("cannot enter {}: {e}", pod.netns)))?
         .map_err(drift)?;
-    delegate(&pod.ipam, Command::Check, call)
+    delegate(&pod.ipam, Command::Check, call).map(drop)
 }
 
 /// Inside the Pod's namespace: the interface, its MAC, MTU, state, address and route.
@@ -791,27 +835,33 @@ fn status(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniE
             ));
         }
     }
-    forward_if_supported(call, conf, Command::Status)
-        .map_err(|e| CniError::new(errcode::NOT_AVAILABLE, e.msg).with_details(e.details))
+    forward_if_supported(sw, call, conf, Command::Status).map_err(|e| {
+        let code = if e.code == errcode::LIMITED_CONNECTIVITY {
+            e.code
+        } else {
+            errcode::NOT_AVAILABLE
+        };
+        CniError::new(code, e.msg).with_details(e.details)
+    })
 }
 
 /// STATUS and GC go on to a delegated IPAM plugin that knows them (spec 1.1.0).
-fn forward_if_supported(call: &CniCall, conf: &NetConf, command: Command) -> Result<(), CniError> {
-    if builtin_ipam(conf) || call.path.is_empty() {
+fn forward_if_supported(
+    sw: &Mutex<Switch>,
+    call: &CniCall,
+    conf: &NetConf,
+    command: Command,
+) -> Result<(), CniError> {
+    let net = sw.lock().net.clone();
+    let Some(net) = net.filter(|_| !call.path.is_empty()) else {
         return Ok(());
+    };
+    match delegated(call, conf, &net, "1.1.0")? {
+        Some(rec) if matches!(&rec, IpamRecord::Plugin { version, .. } if version == "1.1.0") => {
+            delegate(&rec, command, call).map(drop)
+        }
+        _ => Ok(()),
     }
-    let plugin = conf.ipam_type.clone().unwrap_or_default();
-    let bin = ipam::find(&plugin, &call.path)?;
-    if ipam::negotiate(&bin, "1.1.0")?.as_deref() != Some("1.1.0") {
-        return Ok(());
-    }
-    ipam::exec(
-        &bin,
-        command,
-        &plugin_env(call, &call.path, &call.args),
-        &call.config,
-    )
-    .map(|_| ())
 }
 
 fn gc(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniError> {
@@ -861,7 +911,7 @@ fn gc(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniError
             Err(e) => errors.push(e),
         }
     }
-    if let Err(e) = forward_if_supported(call, conf, Command::Gc) {
+    if let Err(e) = forward_if_supported(sw, call, conf, Command::Gc) {
         errors.push(e);
     }
     collect(errors, "GC")
@@ -870,142 +920,167 @@ fn gc(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniError
 // ---- the node's Pod network -------------------------------------------------------------
 
 impl Switch {
-    /// At start: the Pod network (`--pod-cidr`, or as persisted), its gateway port, the
-    /// node's flows and every Pod's. Runs after ports, groups and user flows are back, since
-    /// it may save the state.
-    pub(super) fn setup_network(
+    /// The gateway port a Pod CIDR needs: an internal port holding its first address.
+    fn gateway_params(&self, cidr: Cidr4) -> AddPortParams {
+        let gw_ip = cidr.gateway();
+        AddPortParams {
+            name: self.config.gateway.clone(),
+            port_type: PortType::Internal,
+            netns: None,
+            ifname: None,
+            mac: Some(pipeline::mac_for(gw_ip)),
+            mtu: Some(self.config.pod_mtu),
+            ip: Some(format!("{gw_ip}/{}", cidr.prefix)),
+            gateway: None,
+        }
+    }
+
+    /// At start, before the ports are back: the Pod network (`--pod-cidr`, or as
+    /// persisted), the Pod records, the address allocator, and the node's and every Pod's
+    /// flows (so that a port's first packet meets its SpoofGuard). Saves nothing. Returns
+    /// the ports of gateways made for other settings, for [`Switch::ensure_gateway`].
+    pub(super) fn plan_network(
         &mut self,
         persisted: Option<&NetworkRecord>,
         pods: Vec<PodRecord>,
-    ) -> Result<(), StartError> {
+        ports: &[PortRecord],
+    ) -> Result<Vec<u32>, StartError> {
         let bad = StartError::Network;
         let n_pods = pods.len();
         self.pods = pods
             .into_iter()
             .map(|p| ((p.container_id.clone(), p.ifname.clone()), p))
             .collect();
-        let cidr_text = match (&self.config.pod_cidr, persisted) {
-            (Some(flag), Some(rec)) if *flag != rec.pod_cidr && n_pods > 0 => {
+        let flag = self
+            .config
+            .pod_cidr
+            .as_deref()
+            .map(Cidr4::parse)
+            .transpose()
+            .map_err(|e| bad(format!("--pod-cidr {e}")))?;
+        let saved = persisted
+            .map(|r| Cidr4::parse(&r.pod_cidr))
+            .transpose()
+            .map_err(|e| bad(format!("the saved Pod CIDR {e}")))?;
+        let cidr = match (flag, saved) {
+            (Some(f), Some(s)) if f != s && n_pods > 0 => {
                 return Err(bad(format!(
-                    "--pod-cidr {flag} differs from {}, in which {n_pods} Pods have addresses; \
-                     start with --pod-cidr {} (or remove those Pods first)",
-                    rec.pod_cidr, rec.pod_cidr
+                    "--pod-cidr {f} differs from {s}, in which {n_pods} Pods have addresses; \
+                     start with --pod-cidr {s} (or remove those Pods first)"
                 )));
             }
-            (Some(flag), _) => flag.clone(),
-            (None, Some(rec)) => {
-                tracing::info!(pod_cidr = %rec.pod_cidr, "Pod CIDR as persisted (no --pod-cidr given)");
-                rec.pod_cidr.clone()
+            (Some(f), _) => f,
+            (None, Some(s)) => {
+                tracing::info!(pod_cidr = %s, "Pod CIDR as saved (no --pod-cidr given)");
+                s
             }
             (None, None) => {
                 if n_pods > 0 {
-                    tracing::warn!(
-                        pods = n_pods,
-                        "Pods in the state but no Pod CIDR: not forwarding for them"
-                    );
+                    return Err(bad(format!(
+                        "{n_pods} Pods are attached but the Pod CIDR is unknown: start with \
+                         --pod-cidr"
+                    )));
                 }
-                return Ok(());
+                return Ok(Vec::new());
             }
         };
-        let cidr = Cidr4::parse(&cidr_text).map_err(|e| bad(format!("--pod-cidr {e}")))?;
-        let mtu = self.config.pod_mtu;
-        let gw_ip = cidr.gateway();
-        let want = AddPortParams {
-            name: self.config.gateway.clone(),
-            port_type: PortType::Internal,
-            netns: None,
-            ifname: None,
-            mac: Some(pipeline::mac_for(gw_ip)),
-            mtu: Some(mtu),
-            ip: Some(format!("{gw_ip}/{}", cidr.prefix)),
-            gateway: None,
-        };
-        // A gateway made for other settings (or under another name) goes first.
-        let mut names = vec![self.config.gateway.clone()];
-        if let Some(r) = persisted
-            && r.gateway != self.config.gateway
+        if let Some(p) = self
+            .pods
+            .values()
+            .find(|p| pod_address(p).is_none_or(|ip| !cidr.contains(ip)))
         {
-            names.push(r.gateway.clone());
+            return Err(bad(format!(
+                "{} has address {}, outside the Pod CIDR {cidr}",
+                pod_label(p),
+                p.ip
+            )));
         }
-        for name in names {
-            let Some(p) = self.ports.values().find(|p| p.record.name == name) else {
-                continue;
-            };
-            let r = &p.record;
-            let same = name == want.name
+        let want = self.gateway_params(cidr);
+        let is_gateway =
+            |r: &PortRecord| r.name == want.name || persisted.is_some_and(|n| n.gateway == r.name);
+        let fits = |r: &PortRecord| {
+            r.name == want.name
                 && r.port_type == PortType::Internal
                 && r.ip == want.ip
                 && r.mtu == want.mtu
-                && Some(&r.mac) == want.mac.as_ref();
-            if !same {
-                let no = r.no;
-                let mut state = self.state();
-                state.ports.retain(|r| r.no != no);
-                self.store.save(&state)?;
-                if let Some(d) = self.remove_port(no) {
-                    d.destroy();
-                }
-                tracing::info!(port = %name, "gateway port replaced (new settings)");
-            }
-        }
-        self.net = Some(NodeNet {
-            cidr,
-            gateway_port: 0,
-            mtu,
-        });
-        let existing = self
-            .ports
-            .values()
-            .find(|p| p.record.name == want.name)
-            .map(|p| p.record.no);
-        let gw_no = match existing {
-            Some(no) => no,
-            None => {
-                let name = want.name.clone();
-                self.add_port(want)
-                    .map_err(|r| {
-                        bad(format!(
-                            "cannot create the gateway port {name}: {}",
-                            r.message
-                        ))
-                    })?
-                    .no
-            }
+                && Some(&r.mac) == want.mac.as_ref()
         };
+        let gateway_port = ports.iter().find(|r| fits(r)).map_or(0, |r| r.no);
+        let stale = ports
+            .iter()
+            .filter(|r| is_gateway(r) && !fits(r))
+            .map(|r| r.no)
+            .collect();
         let net = NodeNet {
             cidr,
-            gateway_port: gw_no,
-            mtu,
+            gateway_port,
+            mtu: self.config.pod_mtu,
         };
-        self.net = Some(net.clone());
         let mut alloc = ipam::Allocator::new(cidr);
         let now = now_ms();
-        let node = pipeline::specs(&pipeline::node_lines(&net)).map_err(bad)?;
-        self.bridge
-            .set_system_flows(pipeline::NODE_COOKIE, &node, now)
-            .map_err(|e| bad(e.to_string()))?;
-        let pods: Vec<PodRecord> = self.pods.values().cloned().collect();
-        for pod in pods {
-            if let Some(ip) = pod_address(&pod) {
+        if gateway_port != 0 {
+            self.install_node_flows(&net)?;
+        }
+        for pod in self.pods.values() {
+            if let Some(ip) = pod_address(pod) {
                 alloc.mark(ip);
             }
-            let port = self
-                .ports
-                .values()
-                .find(|p| p.record.name == pod.port)
-                .map(|p| p.record.no);
-            let Some(no) = port else {
+            let Some(no) = ports.iter().find(|r| r.name == pod.port).map(|r| r.no) else {
                 tracing::warn!(container = %pod.container_id, port = %pod.port, "Pod without its port: no flows");
                 continue;
             };
-            let (_, specs) = pod_flows(&net, &pod, no).map_err(bad)?;
+            let (_, specs) = pod_flows(&net, pod, no).map_err(bad)?;
             self.bridge
                 .set_system_flows(pipeline::pod_cookie(no), &specs, now)
                 .map_err(|e| bad(e.to_string()))?;
         }
+        self.net = Some(net);
         self.alloc = Some(alloc);
+        Ok(stale)
+    }
+
+    fn install_node_flows(&mut self, net: &NodeNet) -> Result<(), StartError> {
+        let bad = StartError::Network;
+        let node = pipeline::specs(&pipeline::node_lines(net)).map_err(bad)?;
+        self.bridge
+            .set_system_flows(pipeline::NODE_COOKIE, &node, now_ms())
+            .map_err(|e| bad(e.to_string()))
+    }
+
+    /// At start, once the ports are back: replace gateways made for other settings, make
+    /// the gateway if it is missing (taking over a TAP of its name left by a run that
+    /// stopped before saving it), and save the state.
+    pub(super) fn ensure_gateway(&mut self, stale: Vec<u32>) -> Result<(), StartError> {
+        let bad = StartError::Network;
+        let Some(mut net) = self.net.clone() else {
+            return Ok(());
+        };
+        for no in stale {
+            let mut state = self.state();
+            state.ports.retain(|r| r.no != no);
+            self.store.save(&state)?;
+            if let Some(d) = self.remove_port(no) {
+                tracing::info!(no, "gateway port replaced (new settings)");
+                d.destroy();
+            }
+        }
+        if net.gateway_port == 0 {
+            let want = self.gateway_params(net.cidr);
+            let name = want.name.clone();
+            net.gateway_port = self
+                .add_port_with(want, true)
+                .map_err(|r| {
+                    bad(format!(
+                        "cannot create the gateway port {name}: {}",
+                        r.message
+                    ))
+                })?
+                .no;
+            self.net = Some(net.clone());
+            self.install_node_flows(&net)?;
+        }
         self.save().map_err(|r| bad(r.message))?;
-        tracing::info!(pod_cidr = %cidr, gateway = %gw_ip, pods = self.pods.len(), "Pod network ready");
+        tracing::info!(pod_cidr = %net.cidr, gateway = %net.gateway_ip(), pods = self.pods.len(), "Pod network ready");
         Ok(())
     }
 

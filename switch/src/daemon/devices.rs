@@ -147,14 +147,24 @@ fn open_tap(rec: &PortRecord, queues: usize, reattach: bool) -> Result<Tap, Crea
             let exists = Rtnl::open()
                 .and_then(|mut nl| nl.link_index(&rec2.ifname))
                 .map_err(|e| chain(&e))?;
-            if exists.is_some() {
-                return Err(CreateError::Exists(format!(
+            let taken = || {
+                CreateError::Exists(format!(
                     "an interface named {} already exists in {}",
                     rec2.ifname,
                     rec2.netns.as_deref().unwrap_or("the host namespace")
-                )));
+                ))
+            };
+            if exists.is_some() {
+                return Err(taken());
             }
-            Tap::open(&cfg).map_err(|e| chain(&e))?
+            // The check above gives the message; IFF_TUN_EXCL makes it race-free.
+            match Tap::create(&cfg) {
+                Ok(t) => t,
+                Err(tap::TapError::SetIff {
+                    queue: 0, source, ..
+                }) if source.raw_os_error() == Some(libc::EBUSY) => return Err(taken()),
+                Err(e) => return Err(chain(&e).into()),
+            }
         };
         if let Err(e) = configure(&rec2) {
             if !reattach {
@@ -168,6 +178,25 @@ fn open_tap(rec: &PortRecord, queues: usize, reattach: bool) -> Result<Tap, Crea
         Some(path) => netns::run_in(Path::new(path), work).map_err(|e| chain(&e))?,
         None => work(),
     }
+}
+
+/// Remove a TAP of ours named `ifname` in the namespace `netns` that no port knows (left
+/// by a switch that stopped in the middle of an ADD). Only a TAP opened the way the switch
+/// opens them can be attached to, so other devices are left alone. Whether one was removed.
+pub(super) fn remove_stray_tap(netns: &str, ifname: &str) -> Result<bool, String> {
+    let name = ifname.to_string();
+    netns::run_in(Path::new(netns), move || {
+        match Tap::attach(&TapConfig {
+            name,
+            queues: 1,
+            offloads: true,
+            persist: false,
+        }) {
+            Ok(t) => tap::destroy(t).map(|()| true).map_err(|e| chain(&e)),
+            Err(_) => Ok(false),
+        }
+    })
+    .map_err(|e| chain(&e))?
 }
 
 /// Set MAC, MTU, up, address and default route, from inside the device's namespace.

@@ -6,6 +6,7 @@ use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -211,12 +212,17 @@ pub fn exec(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own process group, so a time-out stops what it started too.
+        .process_group(0)
         .spawn()
         .map_err(|e| fail(format!("cannot run {}: {e}", bin.display())))?;
     let input = serde_json::to_vec(stdin).unwrap_or_default();
     if let Some(mut w) = child.stdin.take() {
-        // A plugin that exits without reading its stdin is not an error of ours.
-        let _ = w.write_all(&input);
+        // From a thread: a plugin that does not read does not hold us past the time-out.
+        // One that exits without reading its stdin is not an error of ours.
+        std::thread::spawn(move || {
+            let _ = w.write_all(&input);
+        });
     }
     let (out, err) = (child.stdout.take(), child.stderr.take());
     let stderr_reader = std::thread::spawn(move || {
@@ -235,7 +241,12 @@ pub fn exec(
         let _ = tx.send(o);
     });
     let Ok(stdout) = rx.recv_timeout(PLUGIN_TIMEOUT) else {
-        let _ = child.kill();
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         let _ = child.wait();
         return Err(fail(format!(
             "did not finish within {} s; it was stopped",

@@ -204,6 +204,8 @@ pub struct Switch {
     /// Pods attached through CNI, by (container ID, interface).
     pods: BTreeMap<cni::PodKey, PodRecord>,
     cni_locks: Arc<cni::ContainerLocks>,
+    /// The port number given last.
+    last_port_no: u32,
 }
 
 impl std::fmt::Debug for Switch {
@@ -247,7 +249,35 @@ impl Switch {
             alloc: None,
             pods: BTreeMap::new(),
             cni_locks: Arc::default(),
+            last_port_no: 0,
         };
+        // Tables first, ports after: a port's first packet meets the whole pipeline.
+        // Flow and group lines are saved with port numbers, so they need no ports to parse.
+        let path = sw.store.path();
+        let bad = |what, index, message: String| StartError::BadLine {
+            path: path.clone(),
+            what,
+            index,
+            message,
+        };
+        for (i, line) in state.groups.iter().enumerate() {
+            let g = text::parse_group(line, &text::NoPortNames)
+                .map_err(|e| bad("group", i + 1, e.to_string()))?;
+            sw.bridge
+                .add_group(&g)
+                .map_err(|e| bad("group", i + 1, e.to_string()))?;
+        }
+        let mut specs = Vec::with_capacity(state.flows.len());
+        for (i, line) in state.flows.iter().enumerate() {
+            specs.push(
+                text::parse_flow(line, Usage::Add, &text::NoPortNames)
+                    .map_err(|e| bad("flow", i + 1, e.to_string()))?,
+            );
+        }
+        sw.bridge
+            .add_flows(&specs, now_ms())
+            .map_err(|e| bad("flow", 0, e.to_string()))?;
+        let stale_gateways = sw.plan_network(state.network.as_ref(), state.pods, &state.ports)?;
         for rec in state.ports {
             let device = Device::restore(&rec, sw.workers.len());
             match &device {
@@ -259,32 +289,9 @@ impl Switch {
             sw.insert_port(rec, device);
         }
         sw.publish_ports();
-        let path = sw.store.path();
-        let bad = |what, index, message: String| StartError::BadLine {
-            path: path.clone(),
-            what,
-            index,
-            message,
-        };
-        for (i, line) in state.groups.iter().enumerate() {
-            let g = text::parse_group(line, &Names(&sw.ports))
-                .map_err(|e| bad("group", i + 1, e.to_string()))?;
-            sw.bridge
-                .add_group(&g)
-                .map_err(|e| bad("group", i + 1, e.to_string()))?;
-        }
-        let mut specs = Vec::with_capacity(state.flows.len());
-        for (i, line) in state.flows.iter().enumerate() {
-            specs.push(
-                text::parse_flow(line, Usage::Add, &Names(&sw.ports))
-                    .map_err(|e| bad("flow", i + 1, e.to_string()))?,
-            );
-        }
-        sw.bridge
-            .add_flows(&specs, now_ms())
-            .map_err(|e| bad("flow", 0, e.to_string()))?;
+        sw.last_port_no = sw.ports.keys().max().copied().unwrap_or(0);
         // Last: it may save the state, which must hold everything restored above.
-        sw.setup_network(state.network.as_ref(), state.pods)?;
+        sw.ensure_gateway(stale_gateways)?;
         tracing::info!(
             ports = sw.ports.len(),
             pods = sw.pods.len(),
@@ -351,7 +358,8 @@ impl Switch {
             .map(|p| PortDesc {
                 no: p.record.no,
                 name: p.record.name.clone(),
-                no_flood: false,
+                // A Pod gets what the pipeline sends it, never a flood.
+                no_flood: self.pods.values().any(|pod| pod.port == p.record.name),
             })
             .collect();
         self.bridge.set_ports(descs);
@@ -409,6 +417,16 @@ impl Switch {
     // ---- ports --------------------------------------------------------------------
 
     pub fn add_port(&mut self, p: rpc::AddPortParams) -> Result<rpc::PortInfo, Refusal> {
+        self.add_port_with(p, false)
+    }
+
+    /// `add-port`; with `adopt`, a TAP of that name already there is taken over (the
+    /// switch's own gateway, left by a run that stopped before saving it).
+    fn add_port_with(
+        &mut self,
+        p: rpc::AddPortParams,
+        adopt: bool,
+    ) -> Result<rpc::PortInfo, Refusal> {
         if self.ports.values().any(|q| q.record.name == p.name) {
             return Err(Refusal::conflict(format!(
                 "port name {:?} is already taken; delete it first (del-port {})",
@@ -432,7 +450,14 @@ impl Switch {
                 rec.netns.as_deref().unwrap_or("the host namespace")
             )));
         }
-        let device = Device::create(&rec, self.workers.len())?;
+        let device = if adopt {
+            match Device::restore(&rec, self.workers.len()) {
+                Device::Missing(why) => return Err(Refusal::refused(why)),
+                d => d,
+            }
+        } else {
+            Device::create(&rec, self.workers.len())?
+        };
         let mut state = self.state();
         state.ports.push(rec.clone());
         if let Err(e) = self.store.save(&state) {
@@ -445,8 +470,17 @@ impl Switch {
         Ok(self.ports[&no].info())
     }
 
-    fn free_port_no(&self) -> Option<u32> {
-        (1..=vswitch_proto::action::port::MAX).find(|n| !self.ports.contains_key(n))
+    /// The next free port number after the last one given, wrapping: a number freed a
+    /// moment ago is not given again at once, so a flow left naming a removed port does
+    /// not apply to the next Pod (Open vSwitch avoids reusing ofports the same way).
+    fn free_port_no(&mut self) -> Option<u32> {
+        let max = vswitch_proto::action::port::MAX;
+        let start = self.last_port_no % max;
+        let no = (1..=max)
+            .map(|i| (start + i - 1) % max + 1)
+            .find(|n| !self.ports.contains_key(n))?;
+        self.last_port_no = no;
+        Some(no)
     }
 
     pub fn del_port(&mut self, name: &str) -> Result<(), Refusal> {
@@ -528,9 +562,19 @@ impl Switch {
             .iter()
             .enumerate()
             .map(|(i, l)| {
-                text::parse_flow(l, usage, &self.names()).map_err(|e| {
+                let spec = text::parse_flow(l, usage, &self.names()).map_err(|e| {
                     Refusal::refused(format!("flow {}, {}", i + 1, e.render(l))).with_index(i)
-                })
+                })?;
+                if spec.cookie_mask == 0 && pipeline::reserved_cookie(spec.cookie) {
+                    return Err(Refusal::refused(format!(
+                        "flow {}: cookie {:#x} is in the ranges the switch keeps for its own \
+                         flows (0x01.. and 0x02..); use another cookie",
+                        i + 1,
+                        spec.cookie
+                    ))
+                    .with_index(i));
+                }
+                Ok(spec)
             })
             .collect()
     }

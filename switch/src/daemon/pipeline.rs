@@ -6,7 +6,8 @@
 //! points at the gateway, later from the tunnel) is routed: both MACs rewritten and the TTL
 //! decremented. Everything else sent to the gateway's MAC goes to the node. ARP for the
 //! gateway and for every local Pod is answered by the switch itself, so nothing is flooded;
-//! ARP for anything else is dropped. A Pod may send only from its own MAC and IP.
+//! ARP for anything else is dropped. A Pod may send only untagged frames, from its own MAC
+//! and IP.
 //!
 //! Registers: `reg0` holds where a packet came from ([`FROM_GATEWAY`], [`FROM_TUNNEL`],
 //! [`FROM_POD`]); `reg1` the output port L3Forwarding chose.
@@ -31,6 +32,12 @@ const POD_COOKIE_KIND: u64 = 0x0200_0000_0000_0000;
 
 pub fn pod_cookie(port: u32) -> u64 {
     POD_COOKIE_KIND | u64::from(port)
+}
+
+/// Whether `cookie` is one the switch gives its own rules (top byte 0x01 or 0x02): a user's
+/// flow may not carry one, or removing a Pod would miss it or take it along.
+pub fn reserved_cookie(cookie: u64) -> bool {
+    matches!(cookie >> 56, 0x01 | 0x02)
 }
 
 /// The MAC the switch gives an address: `0a:58:` and the four bytes of the IP (the
@@ -118,10 +125,10 @@ pub fn pod_lines(n: &NodeNet, p: &PodNet) -> Vec<String> {
             "table=0,priority=190,in_port={port},actions=set_field:{FROM_POD:#x}->reg0,goto_table:1"
         ),
         format!(
-            "table=1,priority=200,ip,in_port={port},dl_src={mac},nw_src={ip},actions=goto_table:2"
+            "table=1,priority=200,ip,in_port={port},vlan_tci=0x0000/0x1fff,dl_src={mac},nw_src={ip},actions=goto_table:2"
         ),
         format!(
-            "table=1,priority=200,arp,in_port={port},dl_src={mac},arp_sha={mac},arp_spa={ip},actions=goto_table:2"
+            "table=1,priority=200,arp,in_port={port},vlan_tci=0x0000/0x1fff,dl_src={mac},arp_sha={mac},arp_spa={ip},actions=goto_table:2"
         ),
         // What a Pod sends from another MAC or IP drops here, counted per Pod.
         format!("table=1,priority=1,in_port={port},actions=drop"),
@@ -257,6 +264,10 @@ mod tests {
         assert_eq!(actions(&b, &other_port), "drop");
         let arp_lie = "in_port=2,arp,arp_op=2,dl_src=0a:58:0a:f4:01:02,arp_sha=0a:58:0a:f4:01:02,arp_spa=10.244.1.3,arp_tpa=10.244.1.1";
         assert_eq!(actions(&b, arp_lie), "drop");
+        // Nor from behind a VLAN tag (the tag would ride along to other Pods and the node).
+        let tagged =
+            format!("in_port=2,vlan_tci=0x1005,icmp,{POD2},dl_dst={POD3_MAC},nw_dst=10.244.1.3");
+        assert_eq!(actions(&b, &tagged), "drop");
         // An unknown port gets nowhere.
         assert_eq!(
             actions(&b, &format!("in_port=9,icmp,{POD2},dl_dst={POD3_MAC}")),

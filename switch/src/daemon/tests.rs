@@ -339,3 +339,37 @@ fn flow_changes_round_trip_through_the_protocol() {
     let r = call(&sw, r#"{"jsonrpc":"2.0","id":6,"method":"del-flows"}"#);
     assert_eq!(r["result"]["count"], 1);
 }
+
+#[test]
+fn port_numbers_are_not_reused_at_once() {
+    let dir = TempDir::new("portno");
+    let mut sw = start(&dir);
+    assert_eq!(sw.add_port(mem("a")).unwrap().no, 1);
+    assert_eq!(sw.add_port(mem("b")).unwrap().no, 2);
+    sw.del_port("a").unwrap();
+    // A flow left naming port 1 must not start applying to the next port.
+    assert_eq!(sw.add_port(mem("c")).unwrap().no, 3);
+    drop(sw);
+    // After a restart the count goes on from the highest port.
+    let mut sw = start(&dir);
+    assert_eq!(sw.add_port(mem("d")).unwrap().no, 4);
+}
+
+#[test]
+fn the_switchs_cookies_are_not_for_users() {
+    let dir = TempDir::new("cookies");
+    let mut sw = start(&dir);
+    for cookie in ["0x100000000000000", "0x200000000000007"] {
+        let e = sw
+            .add_flows(flows(&[&format!("cookie={cookie},actions=drop")]))
+            .unwrap_err();
+        assert!(e.message.contains("keeps for its own"), "{}", e.message);
+    }
+    sw.add_flows(flows(&["cookie=0x7,actions=drop"])).unwrap();
+    // Selecting the switch's flows by cookie (with a mask) is fine.
+    sw.del_flows(rpc::SelectFlowsParams {
+        criteria: Some("cookie=0x200000000000000/0xff00000000000000".into()),
+        strict: false,
+    })
+    .unwrap();
+}

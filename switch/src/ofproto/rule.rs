@@ -116,14 +116,15 @@ impl Rule {
     }
 
     /// This rule with the actions of a `mod-flows` line (and its cookie when the line sets
-    /// one without a mask).
+    /// one without a mask, unless the switch made the rule).
     pub fn modified(&self, s: &FlowSpec, now: u64) -> Rule {
         Rule {
             origin: self.origin,
             table: self.table,
             priority: self.priority,
             matching: self.matching,
-            cookie: if s.cookie_mask == 0 && s.cookie != 0 {
+            // The switch's own rules keep theirs: it names what they were made for.
+            cookie: if s.cookie_mask == 0 && s.cookie != 0 && self.origin != Origin::System {
                 s.cookie
             } else {
                 self.cookie

@@ -475,3 +475,49 @@ fn out_port_matches_reserved_ports() {
     assert_eq!(b.delete_flows(&sel("out_port=normal"), false).len(), 1);
     assert_eq!(b.pipeline().n_rules(), 1);
 }
+
+#[test]
+fn system_flows_are_replaced_by_cookie_and_keep_it() {
+    let mut b = bridge(&["priority=5,in_port=3,actions=output:4"]);
+    let own = |line: &str| spec(line);
+    b.set_system_flows(
+        0x200,
+        &[
+            own("in_port=1,actions=output:2"),
+            own("in_port=2,actions=output:1"),
+        ],
+        0,
+    )
+    .unwrap();
+    assert_eq!(b.pipeline().n_rules(), 3);
+    // A user's mod-flows changes the actions but not the switch's cookie...
+    let m = parse_flow(
+        "cookie=0x9,in_port=1,actions=drop",
+        Usage::Modify,
+        &NoPortNames,
+    )
+    .unwrap();
+    assert_eq!(b.modify_flows(&m, false, 0).unwrap(), 1);
+    let r = b
+        .pipeline()
+        .rules()
+        .into_iter()
+        .find(|r| r.priority == 32768 && r.cookie == 0x200);
+    assert!(
+        r.is_some_and(|r| r.actions.is_empty()),
+        "mod-flows changed the cookie"
+    );
+    // ...so the switch still finds both when it replaces or removes them.
+    b.set_system_flows(0x200, &[own("in_port=1,actions=output:4")], 0)
+        .unwrap();
+    assert_eq!(b.pipeline().n_rules(), 2);
+    assert_eq!(actions(&b, "in_port=1"), "4");
+    b.set_system_flows(0x200, &[], 0).unwrap();
+    assert_eq!(b.pipeline().n_rules(), 1, "the user's rule stays");
+    // A user's rule in the same place wins over the switch's.
+    b.add_flows(&[spec("in_port=1,actions=output:3")], 0)
+        .unwrap();
+    b.set_system_flows(0x200, &[own("in_port=1,actions=output:4")], 0)
+        .unwrap();
+    assert_eq!(actions(&b, "in_port=1"), "3");
+}

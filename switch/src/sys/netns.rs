@@ -173,6 +173,16 @@ fn ns_type(file: &File) -> io::Result<libc::c_int> {
     Ok(rc)
 }
 
+/// Whether two namespace files (`/var/run/netns/NAME`, `/proc/PID/ns/net`) are the same
+/// namespace: the same nsfs inode. False when either cannot be read.
+pub fn same_namespace(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod unit_tests {
     use super::*;

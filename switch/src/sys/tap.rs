@@ -286,7 +286,15 @@ impl Tap {
     /// TAP opened the same way (multi-queue), or `TUNSETIFF` fails.
     pub fn open(cfg: &TapConfig) -> Result<Tap, TapError> {
         cfg.validate()?;
-        Tap::open_validated(cfg)
+        Tap::open_validated(cfg, false)
+    }
+
+    /// Like [`Tap::open`], but only ever a new device: the first queue asks for
+    /// `IFF_TUN_EXCL`, so the kernel refuses (`EBUSY`) if an interface of that
+    /// name already exists, atomically with the creation.
+    pub fn create(cfg: &TapConfig) -> Result<Tap, TapError> {
+        cfg.validate()?;
+        Tap::open_validated(cfg, true)
     }
 
     /// Like [`Tap::open`], but fails with [`TapError::NotFound`] if no
@@ -297,7 +305,7 @@ impl Tap {
         let before = ifindex(&cfg.name)?.ok_or_else(|| TapError::NotFound {
             name: cfg.name.clone(),
         })?;
-        let tap = Tap::open_validated(cfg)?;
+        let tap = Tap::open_validated(cfg, false)?;
         // TUNSETIFF creates the device if it vanished between the lookup and
         // the ioctl; a different index tells. Dropping `tap` then removes the
         // new device unless it was made persistent, which is undone first.
@@ -315,7 +323,7 @@ impl Tap {
         Ok(tap)
     }
 
-    fn open_validated(cfg: &TapConfig) -> Result<Tap, TapError> {
+    fn open_validated(cfg: &TapConfig, exclusive: bool) -> Result<Tap, TapError> {
         let mut flags = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR;
         let first = open_tun(&cfg.name)?;
         let features = tun_features(first.as_fd())?;
@@ -335,7 +343,12 @@ impl Tap {
                 Some(fd) => fd,
                 None => open_tun(&cfg.name)?,
             };
-            set_iff(fd.as_fd(), &cfg.name, flags).map_err(|source| TapError::SetIff {
+            let excl = if exclusive && queue == 0 {
+                libc::IFF_TUN_EXCL
+            } else {
+                0
+            };
+            set_iff(fd.as_fd(), &cfg.name, flags | excl).map_err(|source| TapError::SetIff {
                 name: cfg.name.clone(),
                 queue,
                 hint: set_iff_hint(&source),
@@ -499,7 +512,10 @@ fn set_iff_hint(e: &io::Error) -> &'static str {
             " (an existing interface of that name is not a TAP, or was created without \
              IFF_MULTI_QUEUE)"
         }
-        Some(libc::EBUSY) => " (the device is single-queue and already attached elsewhere)",
+        Some(libc::EBUSY) => {
+            " (an interface of that name already exists, or the device is single-queue and \
+             already attached elsewhere)"
+        }
         Some(libc::EPERM) => " (needs CAP_NET_ADMIN, or the TAP's owner/group)",
         _ => "",
     }
