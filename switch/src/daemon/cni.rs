@@ -890,6 +890,20 @@ fn gc(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniError
     let mut errors = Vec::new();
     for k in stale {
         let _held = locks.hold(&k.0);
+        let Some(pod) = sw.lock().pods.get(&k).cloned() else {
+            continue;
+        };
+        // The address first: if its plugin fails, the record stays for the next GC.
+        let c = CniCall {
+            container_id: k.0.clone(),
+            ifname: k.1.clone(),
+            netns: pod.netns.clone(),
+            ..call.clone()
+        };
+        if let Err(e) = delegate(&pod.ipam, Command::Del, &c) {
+            errors.push(e);
+            continue;
+        }
         let detached = sw.lock().detach_pod(&k);
         match detached {
             Ok(Some((pod, device))) => {
@@ -897,15 +911,6 @@ fn gc(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniError
                     d.destroy();
                 }
                 tracing::info!(container = %k.0, ifname = %k.1, ip = %pod.ip, "stale attachment removed by GC");
-                let c = CniCall {
-                    container_id: k.0.clone(),
-                    ifname: k.1.clone(),
-                    netns: pod.netns.clone(),
-                    ..call.clone()
-                };
-                if let Err(e) = delegate(&pod.ipam, Command::Del, &c) {
-                    errors.push(e);
-                }
             }
             Ok(None) => {}
             Err(e) => errors.push(e),
