@@ -163,9 +163,19 @@ pub mod method {
     pub const CNI: &str = "cni";
     /// The Pods attached through CNI ([`crate::cni::PodList`]).
     pub const LIST_PODS: &str = "list-pods";
+    /// A remote node: its Pod CIDR behind its underlay IP ([`super::NodeSpec`]).
+    pub const ADD_NODE: &str = "add-node";
+    pub const DEL_NODE: &str = "del-node";
+    /// The nodes the switch knows ([`super::NodeInfo`] each), this one first.
+    pub const LIST_NODES: &str = "list-nodes";
+    /// Kubernetes objects, created or updated ([`super::ApplyParams`] →
+    /// [`super::ApplyResult`]).
+    pub const APPLY: &str = "apply";
+    /// Kubernetes objects, removed ([`super::ApplyParams`] → [`super::ApplyResult`]).
+    pub const DELETE: &str = "delete";
 
     /// Every method, for `METHOD_NOT_FOUND` messages and completions.
-    pub const ALL: [&str; 20] = [
+    pub const ALL: [&str; 25] = [
         VERSION,
         SHOW,
         ADD_PORT,
@@ -185,6 +195,11 @@ pub mod method {
         REOPEN_LOGS,
         CNI,
         LIST_PODS,
+        ADD_NODE,
+        DEL_NODE,
+        LIST_NODES,
+        APPLY,
+        DELETE,
         SHUTDOWN,
     ];
     /// Stop the daemon cleanly (like SIGTERM).
@@ -444,6 +459,74 @@ pub struct WorkerCache {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheResult {
     pub workers: Vec<WorkerCache>,
+}
+
+/// `add-node`: a remote node's Pod CIDR and underlay IP.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSpec {
+    pub name: String,
+    /// `10.244.2.0/24`.
+    pub pod_cidr: String,
+    /// The node's underlay (InternalIP) address, where its VXLAN tunnel ends.
+    pub node_ip: String,
+}
+
+/// `del-node`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeName {
+    pub name: String,
+}
+
+/// One node, as `list-nodes` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub pod_cidr: String,
+    pub node_ip: String,
+    /// The node's gateway (its Pod CIDR's first address).
+    pub gateway: String,
+    /// This node (the switch's own), rather than a remote one.
+    pub local: bool,
+    /// Where it came from: `vswitchctl` (add-node), `manifest` (apply), `flags`.
+    pub source: String,
+}
+
+/// `apply` and `delete`: Kubernetes objects, each with where it came from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApplyParams {
+    pub objects: Vec<ManifestObject>,
+}
+
+/// One object of a manifest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ManifestObject {
+    /// The file it was read from (`-` for stdin).
+    pub source: String,
+    /// Its document in that file, from 1 (items of a `List` share their document's).
+    pub doc: usize,
+    /// The object as JSON (`apiVersion`, `kind`, `metadata`, ...).
+    pub object: Value,
+}
+
+/// What became of one object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyOutcome {
+    pub source: String,
+    pub doc: usize,
+    pub kind: String,
+    pub name: String,
+    /// `created`, `configured`, `unchanged`, `deleted`, `not found`, `skipped` (a kind the
+    /// switch does not handle) or `error`.
+    pub outcome: String,
+    /// Why, for `skipped` and `error` (an error names the field: `spec.podCIDR: ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// `apply` and `delete`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyResult {
+    pub results: Vec<ApplyOutcome>,
 }
 
 #[cfg(test)]
