@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# bench.sh - end-to-end benchmark: two Pods on one node, through four datapaths.
+# bench.sh - end-to-end benchmark: two Pods through this repository's switch, the Linux
+# kernel and Open vSwitch userspace, on one node and across two nodes.
 #
 # Run as root from anywhere:   sudo bash benches/e2e/bench.sh
+# Only the cross-node part:    sudo CONFIGS="vswitchd-2node kernel-vxlan-2node ovs-vxlan-2node" bash benches/e2e/bench.sh
 #
-# Builds the two-Pod topology (pod A 10.244.1.2/24, pod B 10.244.1.3/24, pod MTU 1500,
-# every Pod and the node a network namespace of its own) in turn through:
+# Same node: pod A 10.244.1.2/24, pod B 10.244.1.3/24, pod MTU 1500, every Pod and the node
+# a network namespace of its own, through:
 #   vswitchd        this repository's switch (release build), started in the node
 #                   namespace with a private socket and state dir; TAP ports added with
 #                   `vswitchctl add-port --type tap --netns ...`, flow `actions=normal`
@@ -12,31 +14,50 @@
 #   ovs-tap-tso     Open vSwitch userspace datapath (datapath_type=netdev), type=tap
 #                   ports moved into the Pods, other_config:userspace-tso-enable=true
 #   ovs-tap         the same without userspace TSO
+# Across nodes: two node namespaces joined by a veth underlay `ul0` (192.168.100.1/24 and
+# .2/24, MTU 1500), pod A 10.244.1.2 on node 1, pod B 10.244.2.2 on node 2, pod MTU 1450
+# (XNODE_POD_MTU), VXLAN VNI 1 on UDP 4789, through:
+#   vswitchd-2node      one vswitchd per node namespace (--pod-cidr 10.244.N.0/24 --node-ip
+#                       192.168.100.N --node-name node-N --pod-mtu 1450): gateway port
+#                       vsw-gw0 (10.244.N.1) and VXLAN tunnel port vsw-tun0; the Pods attached
+#                       with vswitch-cni (CNI ADD, built-in IPAM); the nodes made known to each
+#                       other with `vswitchctl add-node`
+#   kernel-vxlan-2node  the kernel overlay: per node a bridge + kernel vxlan device + pod veth,
+#                       pods in 10.244.0.0/16 (as netns-bench.sh kernel-vxlan-2node)
+#   ovs-vxlan-2node     one ovsdb-server + ovs-vswitchd (userspace datapath) per node: br-int
+#                       with a tap pod port and a vxlan port, br-phy owning ul0 with the
+#                       node's address (as netns-bench.sh ovs-netdev-vxlan-2node, no TSO)
 # and measures, from pod A to pod B, each window bounded by `timeout`:
 #   TCP      iperf3 -t DUR, REPS reps: Gbit/s (receiver) and retransmits
 #   UDP      iperf3 -u -l 64 -b 0 -t DUR, REPS reps: sender and receiver kpps, loss %
 #   ping     ping -c 200 -i 0.01: RTT avg / p50 / p99 (nearest rank)
-#   CPU      the switch process's CPU over each window (all threads; per-thread in the
-#            raw files), the whole box's busy CPU, and other workloads' CPU
+#   CPU      the switch processes' CPU over each window (all threads, both nodes' summed;
+#            per node and per thread in the raw files), the whole box's busy CPU, and
+#            other workloads' CPU
 # then, for ZL_CONFIGS, the 64-byte UDP zero-loss limit with udpflood (this repo's
 # benches/src/bin/udpflood.rs: receiver in pod B, sender in pod A): one unpaced run, then
-# a bisection on the paced rate for the highest rate with loss < ZL_LOSS %.
+# a bisection on the paced rate for the highest rate with loss < ZL_LOSS %. The
+# cross-node configs are not in its default list; add them to ZL_CONFIGS to run it.
 #
 # Before every window it waits (up to QUIET_WAIT s) for an idle box (< QUIET_MAX % of one
 # core busy), and redoes a window (up to RETRIES times) when other processes used more
 # than FOREIGN_MAX % of a core during it. The method follows the anchors in
-# BASELINES.md (netns-bench.sh), so the kernel-bridge and OVS rows are comparable to them.
+# BASELINES.md (netns-bench.sh), so the kernel and OVS rows are comparable to them.
 #
-# Prints a markdown table (medians, raw runs, ratios to the Linux bridge and to OVS with
-# TSO) and writes raw results (iperf3 -J JSON, ping logs, results.tsv, zeroloss.tsv,
-# per-thread CPU, port counters, env.txt, summary.md) to RESULTS_DIR.
+# Prints markdown tables (medians, raw runs; same node: ratios to the Linux bridge and to
+# OVS with TSO; across nodes: ratios to the kernel overlay and to OVS userspace VXLAN, and
+# the targets for vswitchd-2node) and writes raw results (iperf3 -J JSON, ping logs,
+# results.tsv, zeroloss.tsv, per-thread CPU, port counters, daemon logs, env.txt,
+# summary.md) to RESULTS_DIR.
 #
-# Everything it creates (namespaces vswb-<pid>-*, daemons, servers, the state dir) is
-# removed on exit, on failure and on Ctrl-C. Results are kept.
+# Everything it creates (namespaces vswb-<pid>-*, the vswitchd and OVS daemons in them,
+# servers, the state dir) is removed on exit, on failure and on Ctrl-C. Results are kept.
 #
 # Environment knobs [defaults]:
-#   CONFIGS ["vswitchd kernel-bridge ovs-tap-tso ovs-tap"]   which configs, in this order
-#   REPS [3]  DUR [5]  WORKERS [2] (vswitchd --workers)  PING_COUNT [200]  PING_INTERVAL [0.01]
+#   CONFIGS ["vswitchd kernel-bridge ovs-tap-tso ovs-tap vswitchd-2node kernel-vxlan-2node ovs-vxlan-2node"]
+#            which configs, in this order
+#   REPS [3]  DUR [5]  WORKERS [2] (vswitchd --workers, per node)  PING_COUNT [200]  PING_INTERVAL [0.01]
+#   XNODE_POD_MTU [1450] (cross-node Pods; the underlay is 1500)
 #   RESULTS_DIR [a new /tmp/vswb-results.XXXXXX]   BUILD [1] (0: use the existing binaries)
 #   QUIET_MAX [25]  QUIET_WAIT [60]  FOREIGN_MAX [20]  RETRIES [2]
 #   ZL_CONFIGS ["vswitchd kernel-bridge ovs-tap-tso"] (empty: skip)  ZL_SECS [3] (per step)
@@ -46,7 +67,9 @@ set -Eeuo pipefail
 trap 'log "failed (status $?) at line $LINENO: $BASH_COMMAND"' ERR
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-CONFIGS=${CONFIGS:-"vswitchd kernel-bridge ovs-tap-tso ovs-tap"}
+SN_CONFIGS="vswitchd kernel-bridge ovs-tap-tso ovs-tap"
+XN_CONFIGS="vswitchd-2node kernel-vxlan-2node ovs-vxlan-2node"
+CONFIGS=${CONFIGS:-"$SN_CONFIGS $XN_CONFIGS"}
 REPS=${REPS:-3}
 DUR=${DUR:-5}
 WORKERS=${WORKERS:-2}
@@ -67,6 +90,12 @@ ZL_CONFIRM=${ZL_CONFIRM:-2}
 UDP_SIZE=64
 PORT=5201
 ZL_PORT=9000
+XNODE_POD_MTU=${XNODE_POD_MTU:-1450}
+UNDERLAY_MTU=1500
+VNI=1
+VXLAN_PORT=4789
+# set per config by setup_config: same node 1500, .2 and .3; across nodes XNODE_POD_MTU,
+# 10.244.1.2 on node 1 and 10.244.2.2 on node 2
 POD_MTU=1500
 IP_A=10.244.1.2
 IP_B=10.244.1.3
@@ -87,7 +116,7 @@ case " $CONFIGS " in *" ovs-"*)
   done;;
 esac
 for c in $CONFIGS; do
-  case "$c" in vswitchd|kernel-bridge|ovs-tap-tso|ovs-tap) ;; *) die "unknown config '$c'";; esac
+  case " $SN_CONFIGS $XN_CONFIGS " in *" $c "*) ;; *) die "unknown config '$c' (one of: $SN_CONFIGS $XN_CONFIGS)";; esac
 done
 
 STATE=$(mktemp -d "/tmp/$P-state.XXXXXX")
@@ -101,9 +130,10 @@ printf 'config\tflows\tkind\tstep\treq_pps\ttx_pps\trx_pps\tloss_pct\tsrc_if_tx_
 
 # ---------------------------------------------------------------- what we created
 CREATED_NS=()      # namespaces, deleted at teardown
-OVS_DIR=""         # the running private OVS instance, if any
+OVS_DIR=""         # the single-node config's private OVS instance, if any
+OVS_DIRS=""        # every running private OVS instance (one per node namespace)
 PIDS_FILE=$STATE/pids   # "<comm> <pid>" of background processes we started
-SWITCH_PID=""      # vswitchd or ovs-vswitchd, for CPU accounting
+SWITCH_PIDS=""     # vswitchd or ovs-vswitchd (one per node), for CPU accounting
 CONFIG=""
 RUN=""
 
@@ -159,14 +189,16 @@ ovs_stop() { # <dir>: graceful exit (--cleanup removes the datapath and the taps
   if [ -S "$d/ovsdb-server.ctl" ]; then timeout 10 ovs-appctl -t "$d/ovsdb-server.ctl" exit >/dev/null 2>&1 || true; fi
 }
 
+# The daemons run inside our node namespaces, so ns_del also stops any we did not record
+# (a Ctrl-C between a start and its pid_record).
 teardown_config() {
-  ovs_stop "$OVS_DIR"
+  local ns d
+  for d in $OVS_DIRS; do ovs_stop "$d"; done
   kill_recorded
-  local ns
   for ns in "${CREATED_NS[@]}"; do ns_del "$ns"; done
   CREATED_NS=()
-  OVS_DIR=""
-  SWITCH_PID=""
+  OVS_DIR="" OVS_DIRS=""
+  SWITCH_PIDS=""
 }
 
 cleanup() {
@@ -189,12 +221,14 @@ if [ "$BUILD" = 1 ]; then
   log "building (cargo build --release --workspace --bins)"
   (cd "$REPO" && cargo build --release --workspace --bins) >&2 || die "build failed"
 fi
-for b in vswitchd vswitchctl udpflood; do
+for b in vswitchd vswitchctl vswitch-cni udpflood; do
   [ -x "$BIN/$b" ] || die "$BIN/$b is missing (run with BUILD=1)"
 done
 
 # ---------------------------------------------------------------- configs
-NS_A="" NS_B="" NS_N="" SRC_IF="" DST_IF=""
+NS_A="" NS_B="" NS_N="" NS_N1="" NS_N2="" SRC_IF="" DST_IF=""
+
+is_xnode() { case "$1" in *-2node) return 0;; *) return 1;; esac; }
 
 pod_ip_cfg() { # <ns> <ifname> <cidr>
   ip -n "$1" link set "$2" mtu "$POD_MTU"
@@ -208,20 +242,29 @@ wait_link() { # <ns> <ifname>
   die "interface $2 did not appear in $1"
 }
 
-ctl() { timeout 30 "$BIN/vswitchctl" --socket "$STATE/vswitchd/vswitchd.sock" "$@"; }
+# The daemon's directory: the single-node config's, or node N's in vswitchd-2node.
+vsw_dir() { if [ -n "${1:-}" ]; then echo "$STATE/vswitchd-node$1"; else echo "$STATE/vswitchd"; fi; }
+ctl() { timeout 30 "$BIN/vswitchctl" --socket "$(vsw_dir)/vswitchd.sock" "$@"; }
+ctl_n() { local n=$1; shift; timeout 30 "$BIN/vswitchctl" --socket "$(vsw_dir "$n")/vswitchd.sock" "$@"; }
 
-setup_vswitchd() {
-  local d=$STATE/vswitchd i
+start_vswitchd() { # <ns> <dir> <extra vswitchd args...>: start it, wait for its socket
+  local ns=$1 d=$2 pid i; shift 2
   mkdir -p "$d"
-  ip netns exec "$NS_N" "$BIN/vswitchd" --socket "$d/vswitchd.sock" --state-dir "$d/state" \
-      --workers "$WORKERS" --log-file "$d/vswitchd.log" > "$d/vswitchd.stderr" 2>&1 &
-  SWITCH_PID=$!
-  pid_record vswitchd "$SWITCH_PID"
+  ip netns exec "$ns" "$BIN/vswitchd" --socket "$d/vswitchd.sock" --state-dir "$d/state" \
+      --workers "$WORKERS" --log-file "$d/vswitchd.log" "$@" > "$d/vswitchd.stderr" 2>&1 &
+  pid=$!
+  pid_record vswitchd "$pid"
+  SWITCH_PIDS="${SWITCH_PIDS:+$SWITCH_PIDS }$pid"
   for i in $(seq 1 100); do
-    ctl show >/dev/null 2>&1 && break
-    [ -d "/proc/$SWITCH_PID" ] || die "vswitchd exited: $(cat "$d/vswitchd.stderr" "$d/vswitchd.log" 2>/dev/null)"
+    timeout 30 "$BIN/vswitchctl" --socket "$d/vswitchd.sock" show >/dev/null 2>&1 && return 0
+    [ -d "/proc/$pid" ] || die "vswitchd ($d) exited: $(cat "$d/vswitchd.stderr" "$d/vswitchd.log" 2>/dev/null)"
     sleep 0.1
   done
+  die "vswitchd ($d) does not answer on its socket: $(cat "$d/vswitchd.stderr" "$d/vswitchd.log" 2>/dev/null)"
+}
+
+setup_vswitchd() {
+  start_vswitchd "$NS_N" "$(vsw_dir)"
   ctl add-port pod-a --type tap --netns "/var/run/netns/$NS_A" --ifname eth0 --ip "$IP_A/24" --mtu "$POD_MTU" >&2
   ctl add-port pod-b --type tap --netns "/var/run/netns/$NS_B" --ifname eth0 --ip "$IP_B/24" --mtu "$POD_MTU" >&2
   ctl add-flow 'actions=normal' >&2
@@ -239,26 +282,35 @@ setup_kernel_bridge() {
   pod_ip_cfg "$NS_B" eth0 "$IP_B/24"
 }
 
-vsctl() { timeout 30 ovs-vsctl --db="unix:$OVS_DIR/db.sock" --timeout=20 "$@"; }
-ofctl() { timeout 30 ovs-ofctl "$1" "unix:$OVS_DIR/br0.mgmt" "${@:2}"; }
+vsctl_d() { local d=$1; shift; timeout 30 ovs-vsctl --db="unix:$d/db.sock" --timeout=20 "$@"; }
+ofctl_d() { local d=$1 br=$2; shift 2; timeout 30 ovs-ofctl "$1" "unix:$d/$br.mgmt" "${@:2}"; }
+appctl_d() { local d=$1; shift; timeout 30 ovs-appctl -t "$d/ovs-vswitchd.ctl" "$@"; }
+vsctl() { vsctl_d "$OVS_DIR" "$@"; }
+ofctl() { ofctl_d "$OVS_DIR" br0 "$@"; }
 
-setup_ovs() { # <1: userspace TSO>
-  local tso=$1 d=$STATE/ovs-$CONFIG i
+ovs_start() { # <ns> <dir> <1: userspace TSO>: a private ovsdb-server + ovs-vswitchd in <ns>
+  local ns=$1 d=$2 tso=$3 pid i
   local env=(env "OVS_RUNDIR=$d" "OVS_LOGDIR=$d" "OVS_DBDIR=$d" "OVS_SYSCONFDIR=$d" "OVS_PKGDATADIR=/usr/share/openvswitch")
   mkdir -p "$d"
-  OVS_DIR=$d
+  OVS_DIRS="${OVS_DIRS:+$OVS_DIRS }$d"
   "${env[@]}" ovsdb-tool create "$d/conf.db" "$OVS_SCHEMA"
-  "${env[@]}" ip netns exec "$NS_N" ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" \
+  "${env[@]}" ip netns exec "$ns" ovsdb-server "$d/conf.db" --remote="punix:$d/db.sock" \
       --pidfile="$d/ovsdb-server.pid" --unixctl="$d/ovsdb-server.ctl" \
       --log-file="$d/ovsdb-server.log" -vconsole:off --detach --no-chdir 2>> "$d/stderr.log"
   pid_record ovsdb-server "$(cat "$d/ovsdb-server.pid")"
-  vsctl --no-wait init
-  if [ "$tso" = 1 ]; then vsctl --no-wait set Open_vSwitch . other_config:userspace-tso-enable=true; fi
-  "${env[@]}" ip netns exec "$NS_N" ovs-vswitchd "unix:$d/db.sock" --pidfile="$d/ovs-vswitchd.pid" \
+  vsctl_d "$d" --no-wait init
+  if [ "$tso" = 1 ]; then vsctl_d "$d" --no-wait set Open_vSwitch . other_config:userspace-tso-enable=true; fi
+  "${env[@]}" ip netns exec "$ns" ovs-vswitchd "unix:$d/db.sock" --pidfile="$d/ovs-vswitchd.pid" \
       --unixctl="$d/ovs-vswitchd.ctl" --log-file="$d/ovs-vswitchd.log" -vconsole:off --detach --no-chdir 2>> "$d/stderr.log"
-  SWITCH_PID=$(cat "$d/ovs-vswitchd.pid")
-  pid_record ovs-vswitchd "$SWITCH_PID"
+  pid=$(cat "$d/ovs-vswitchd.pid")
+  pid_record ovs-vswitchd "$pid"
+  SWITCH_PIDS="${SWITCH_PIDS:+$SWITCH_PIDS }$pid"
   for i in $(seq 1 50); do [ -S "$d/ovs-vswitchd.ctl" ] && break; sleep 0.1; done
+}
+
+setup_ovs() { # <1: userspace TSO>
+  OVS_DIR=$STATE/ovs-$CONFIG
+  ovs_start "$NS_N" "$OVS_DIR" "$1"
   vsctl add-br br0 -- set bridge br0 datapath_type=netdev
   vsctl add-port br0 tap-a -- set Interface tap-a type=tap
   vsctl add-port br0 tap-b -- set Interface tap-b type=tap
@@ -273,24 +325,123 @@ setup_ovs() { # <1: userspace TSO>
   pod_ip_cfg "$NS_B" tap-b "$IP_B/24"
 }
 
+# ---- across nodes
+node_ns() { if [ "$1" = 1 ]; then echo "$NS_N1"; else echo "$NS_N2"; fi; }
+node_ip() { echo "192.168.100.$1"; }
+node_cidr() { echo "10.244.$1.0/24"; }
+
+underlay() { # the veth ul0 between node 1 and node 2; <1: put the node addresses on it>
+  local n
+  ip -n "$NS_N1" link add ul0 type veth peer name ul0 netns "$NS_N2"
+  for n in 1 2; do
+    ip -n "$(node_ns $n)" link set ul0 mtu "$UNDERLAY_MTU"
+    if [ "$1" = 1 ]; then ip -n "$(node_ns $n)" addr add "$(node_ip $n)/24" dev ul0; fi
+    ip -n "$(node_ns $n)" link set ul0 up
+  done
+}
+
+cni_add() { # <node n> <pod ns> <pod name>: CNI ADD as a runtime calls it; prints the Pod's address
+  local n=$1 ns=$2 name=$3 out=$RUN/cni-add-$3.json conf
+  conf="{\"cniVersion\":\"1.1.0\",\"name\":\"bench\",\"type\":\"vswitch-cni\",\"socket\":\"$(vsw_dir "$n")/vswitchd.sock\"}"
+  echo "$conf" | CNI_COMMAND=ADD CNI_CONTAINERID="$P-$name" CNI_NETNS="/var/run/netns/$ns" CNI_IFNAME=eth0 \
+      CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=$name" CNI_PATH="$BIN" \
+      timeout 60 "$BIN/vswitch-cni" > "$out" 2> "$out.stderr" \
+    || die "CNI ADD of $name on node $n failed: $(cat "$out" "$out.stderr" 2>/dev/null)"
+  ip -n "$ns" -4 -o addr show dev eth0 | awk '{split($4, a, "/"); print a[1]; exit}'
+}
+
+setup_vswitchd_2node() {
+  local n ip
+  underlay 1
+  for n in 1 2; do
+    start_vswitchd "$(node_ns $n)" "$(vsw_dir $n)" --pod-cidr "$(node_cidr $n)" --node-ip "$(node_ip $n)" \
+        --node-name "node-$n" --pod-mtu "$POD_MTU"
+  done
+  # each node learns the other's Pod CIDR and underlay address
+  ctl_n 1 add-node node-2 --pod-cidr "$(node_cidr 2)" --node-ip "$(node_ip 2)" >&2
+  ctl_n 2 add-node node-1 --pod-cidr "$(node_cidr 1)" --node-ip "$(node_ip 1)" >&2
+  ip=$(cni_add 1 "$NS_A" pod-a)
+  if [ "$ip" != "$IP_A" ]; then log "  pod A got ${ip:-no address}, not $IP_A: using it"; IP_A=$ip; fi
+  ip=$(cni_add 2 "$NS_B" pod-b)
+  if [ "$ip" != "$IP_B" ]; then log "  pod B got ${ip:-no address}, not $IP_B: using it"; IP_B=$ip; fi
+  [ -n "$IP_A" ] && [ -n "$IP_B" ] || die "CNI ADD left a Pod without an address"
+}
+
+setup_kernel_vxlan_2node() { # as netns-bench.sh kernel-vxlan-2node
+  local n ns pod peer podip
+  underlay 1
+  for n in 1 2; do
+    ns=$(node_ns $n)
+    if [ "$n" = 1 ]; then pod=$NS_A peer=2 podip=$IP_A/16; else pod=$NS_B peer=1 podip=$IP_B/16; fi
+    ip -n "$ns" link add br0 type bridge
+    ip -n "$ns" link set br0 up
+    ip -n "$ns" link add vxlan1 type vxlan id "$VNI" dstport "$VXLAN_PORT" local "$(node_ip $n)" remote "$(node_ip $peer)" dev ul0
+    ip -n "$ns" link set vxlan1 master br0 up
+    ip -n "$ns" link add veth-pod type veth peer name eth0 netns "$pod"
+    ip -n "$ns" link set veth-pod master br0 up
+    pod_ip_cfg "$pod" eth0 "$podip"
+  done
+}
+
+setup_ovs_vxlan_2node() { # as netns-bench.sh ovs-netdev-vxlan-2node
+  local n ns pod peer podip tap d
+  underlay 0
+  for n in 1 2; do
+    ns=$(node_ns $n) d=$STATE/ovs-$CONFIG-node$n
+    if [ "$n" = 1 ]; then pod=$NS_A peer=2 podip=$IP_A/16 tap=tap-a; else pod=$NS_B peer=1 podip=$IP_B/16 tap=tap-b; fi
+    ovs_start "$ns" "$d" 0
+    # br-phy owns the underlay NIC; the node's address lives on br-phy's internal port so
+    # that OVS userspace tunnelling can route and ARP for the remote VTEP.
+    vsctl_d "$d" add-br br-phy -- set bridge br-phy datapath_type=netdev \
+        -- set bridge br-phy other_config:hwaddr="$(ip -n "$ns" -br link show ul0 | awk '{print $3}')"
+    vsctl_d "$d" add-port br-phy ul0
+    wait_link "$ns" br-phy
+    ip -n "$ns" addr add "$(node_ip $n)/24" dev br-phy
+    ip -n "$ns" link set br-phy up
+    vsctl_d "$d" add-br br-int -- set bridge br-int datapath_type=netdev
+    vsctl_d "$d" add-port br-int vxlan1 -- set Interface vxlan1 type=vxlan \
+        options:remote_ip="$(node_ip $peer)" options:local_ip="$(node_ip $n)" options:key="$VNI" options:dst_port="$VXLAN_PORT"
+    vsctl_d "$d" add-port br-int "$tap" -- set Interface "$tap" type=tap
+    ofctl_d "$d" br-int del-flows
+    ofctl_d "$d" br-int add-flow "priority=0,actions=NORMAL"
+    wait_link "$ns" "$tap"
+    ip -n "$ns" link set "$tap" netns "$pod"
+    pod_ip_cfg "$pod" "$tap" "$podip"
+  done
+  # resolve the remote VTEP's MAC (OVS snoops the ARP reply on br-phy into tnl/neigh)
+  ip netns exec "$NS_N1" ping -c 2 -i 0.2 -W 1 "$(node_ip 2)" >/dev/null || log "  underlay ping node 1 -> node 2 failed"
+  ip netns exec "$NS_N2" ping -c 2 -i 0.2 -W 1 "$(node_ip 1)" >/dev/null || log "  underlay ping node 2 -> node 1 failed"
+}
+
 setup_config() {
   local k=$1 t0 t1 i ok=0
-  NS_A=$P-$k-pod-a NS_B=$P-$k-pod-b NS_N=$P-$k-node
+  NS_A=$P-$k-pod-a NS_B=$P-$k-pod-b NS_N="" NS_N1="" NS_N2=""
   SRC_IF=eth0 DST_IF=eth0
+  if is_xnode "$CONFIG"; then
+    NS_N1=$P-$k-node1 NS_N2=$P-$k-node2
+    POD_MTU=$XNODE_POD_MTU IP_A=10.244.1.2 IP_B=10.244.2.2
+  else
+    NS_N=$P-$k-node
+    POD_MTU=1500 IP_A=10.244.1.2 IP_B=10.244.1.3
+  fi
   t0=$(date +%s.%N)
-  ns_add "$NS_N"; ns_add "$NS_A"; ns_add "$NS_B"
+  if is_xnode "$CONFIG"; then ns_add "$NS_N1"; ns_add "$NS_N2"; else ns_add "$NS_N"; fi
+  ns_add "$NS_A"; ns_add "$NS_B"
   case "$CONFIG" in
-    vswitchd)      setup_vswitchd ;;
-    kernel-bridge) setup_kernel_bridge ;;
-    ovs-tap-tso)   SRC_IF=tap-a DST_IF=tap-b; setup_ovs 1 ;;
-    ovs-tap)       SRC_IF=tap-a DST_IF=tap-b; setup_ovs 0 ;;
+    vswitchd)           setup_vswitchd ;;
+    kernel-bridge)      setup_kernel_bridge ;;
+    ovs-tap-tso)        SRC_IF=tap-a DST_IF=tap-b; setup_ovs 1 ;;
+    ovs-tap)            SRC_IF=tap-a DST_IF=tap-b; setup_ovs 0 ;;
+    vswitchd-2node)     setup_vswitchd_2node ;;
+    kernel-vxlan-2node) setup_kernel_vxlan_2node ;;
+    ovs-vxlan-2node)    SRC_IF=tap-a DST_IF=tap-b; setup_ovs_vxlan_2node ;;
   esac
   for i in $(seq 1 50); do
     if ip netns exec "$NS_A" ping -c 1 -W 1 "$IP_B" >/dev/null 2>&1; then ok=1; break; fi
     sleep 0.2
   done
   t1=$(date +%s.%N)
-  [ $ok = 1 ] || die "$CONFIG: pod A cannot ping pod B after setup"
+  [ $ok = 1 ] || die "$CONFIG: pod A cannot ping pod B ($IP_B) after setup"
   emit 0 setup_seconds "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')"
 }
 
@@ -305,12 +456,21 @@ proc_jiffies() { # <pid>: "utime stime" (all threads)
     awk '{sub(/^.*\) /,""); print $12, $13}' "/proc/$1/stat"
   else echo "0 0"; fi
 }
-thread_snap() { # <pid>: "tid utime stime comm" per thread
-  local t
-  [ -n "$1" ] && [ -d "/proc/$1/task" ] || return 0
-  for t in /proc/"$1"/task/*; do
-    awk '{i=index($0,"("); j=match($0,/\) [A-Za-z] /); comm=substr($0,i+1,j-i-1); gsub(/ /,"_",comm)
-          split(substr($0,j+2),a," "); print $1, a[12], a[13], comm}' "$t/stat" 2>/dev/null || true
+pids_jiffies() { # <pid...>: "utime stime" summed over the processes
+  local p u s tu=0 ts=0
+  for p in "$@"; do read -r u s < <(proc_jiffies "$p"); tu=$((tu + u)) ts=$((ts + s)); done
+  echo "$tu $ts"
+}
+thread_snap() { # <pid...>: "tid utime stime comm" per thread (comm prefixed "nN/" with several processes)
+  local t p n=0 pre=""
+  for p in "$@"; do
+    n=$((n + 1))
+    if [ $# -gt 1 ]; then pre="n$n/"; fi
+    [ -d "/proc/$p/task" ] || continue
+    for t in /proc/"$p"/task/*; do
+      awk -v pre="$pre" '{i=index($0,"("); j=match($0,/\) [A-Za-z] /); comm=substr($0,i+1,j-i-1); gsub(/ /,"_",comm)
+            split(substr($0,j+2),a," "); print $1, a[12], a[13], pre comm}' "$t/stat" 2>/dev/null || true
+    done
   done
 }
 # CPU used by processes that are not part of this benchmark (other work on a shared box).
@@ -357,32 +517,54 @@ softnet_dropped() { # all CPUs' backlog drops (the 2nd column, hex)
   echo "$s"
 }
 
+switch_ports() { # the switch's port counters (vswitchd configs only)
+  local n
+  case "$CONFIG" in
+    vswitchd) ctl dump-ports ;;
+    vswitchd-2node) for n in 1 2; do echo "--- node $n"; ctl_n "$n" dump-ports; done ;;
+  esac
+}
+
 # A measurement window: wait for an idle box, run the command, record the box's busy CPU,
-# the switch's CPU (total, user/system, per thread), other workloads' CPU and the loss
-# counters outside the switch.
-WIN_SWITCH_CPU="" WIN_SYS_CPU="" WIN_FOREIGN="" WIN_TXDROP="" WIN_RCVBUF="" WIN_SOFTNET=""
+# the switch's CPU (total, user/system, per node, per thread), other workloads' CPU and
+# the loss counters outside the switch (pod A's interface queue, iperf3's socket in pod B,
+# and across nodes the UDP sockets of node 2's namespace: vswitchd's tunnel socket).
+WIN_SWITCH_CPU="" WIN_SYS_CPU="" WIN_FOREIGN="" WIN_TXDROP="" WIN_RCVBUF="" WIN_SOFTNET="" WIN_NODE_RCVBUF=0
 measure_window() { # <rep> <tag> <raw file base> <cmd...>
   local rep=$1 tag=$2 base=$3; shift 3
-  local c0 c1 u0 s0 u1 s1 t0 t1 fg0 fg1 th0 th1 el d0 d1 r0 r1 n0 n1
+  local c0 c1 u0 s0 u1 s1 t0 t1 fg0 fg1 th0 th1 el d0 d1 r0 r1 n0 n1 q0=0 q1=0 p i
+  local -a pj0=() pj1=()
+  # shellcheck disable=SC2206
+  local -a spids=($SWITCH_PIDS)
   wait_quiet "$rep" "$tag"
   fg0=$STATE/fg0 fg1=$STATE/fg1 th0=$STATE/th0 th1=$STATE/th1
-  foreign_snap > "$fg0"; thread_snap "$SWITCH_PID" > "$th0"
+  foreign_snap > "$fg0"; thread_snap "${spids[@]}" > "$th0"
   d0=$(ns_stat "$NS_A" "$SRC_IF" tx_dropped); r0=$(udp_rcvbuf_errors "$NS_B"); n0=$(softnet_dropped)
-  if [ "$CONFIG" = vswitchd ]; then ctl dump-ports > "$base.ports.txt" 2>&1 || true; fi
-  c0=$(cpu_busy); read -r u0 s0 < <(proc_jiffies "$SWITCH_PID"); t0=$(date +%s.%N)
+  if [ -n "$NS_N2" ]; then q0=$(udp_rcvbuf_errors "$NS_N2"); fi
+  switch_ports > "$base.ports.txt" 2>&1 || true
+  [ -s "$base.ports.txt" ] || rm -f "$base.ports.txt"
+  for p in "${spids[@]}"; do pj0+=("$(pids_jiffies "$p" | awk '{print $1 + $2}')"); done
+  c0=$(cpu_busy); read -r u0 s0 < <(pids_jiffies "${spids[@]}"); t0=$(date +%s.%N)
   "$@"
-  c1=$(cpu_busy); read -r u1 s1 < <(proc_jiffies "$SWITCH_PID"); t1=$(date +%s.%N)
-  foreign_snap > "$fg1"; thread_snap "$SWITCH_PID" > "$th1"
+  c1=$(cpu_busy); read -r u1 s1 < <(pids_jiffies "${spids[@]}"); t1=$(date +%s.%N)
+  for p in "${spids[@]}"; do pj1+=("$(pids_jiffies "$p" | awk '{print $1 + $2}')"); done
+  foreign_snap > "$fg1"; thread_snap "${spids[@]}" > "$th1"
   d1=$(ns_stat "$NS_A" "$SRC_IF" tx_dropped); r1=$(udp_rcvbuf_errors "$NS_B"); n1=$(softnet_dropped)
-  if [ "$CONFIG" = vswitchd ]; then { echo "--- after"; ctl dump-ports; ctl show; } >> "$base.ports.txt" 2>&1 || true; fi
+  if [ -n "$NS_N2" ]; then q1=$(udp_rcvbuf_errors "$NS_N2"); fi
+  if [ -e "$base.ports.txt" ]; then { echo "--- after"; switch_ports; } >> "$base.ports.txt" 2>&1 || true; fi
   el=$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')
   WIN_FOREIGN=$(awk -v a="$(foreign_delta "$fg0" "$fg1")" -v s="$el" -v hz="$HZ" 'BEGIN{printf "%.0f", a/hz/s*100}')
   WIN_SYS_CPU=$(awk -v a="$c0" -v b="$c1" -v s="$el" -v hz="$HZ" 'BEGIN{printf "%.0f", (b-a)/hz/s*100}')
-  WIN_TXDROP=$((d1 - d0)) WIN_RCVBUF=$((r1 - r0)) WIN_SOFTNET=$((n1 - n0))
+  WIN_TXDROP=$((d1 - d0)) WIN_RCVBUF=$((r1 - r0)) WIN_SOFTNET=$((n1 - n0)) WIN_NODE_RCVBUF=$((q1 - q0))
   emit "$rep" "${tag}_foreign_cpu_pct" "$WIN_FOREIGN"
   emit "$rep" "${tag}_sys_cpu_pct" "$WIN_SYS_CPU"
   WIN_SWITCH_CPU=""
-  if [ -n "$SWITCH_PID" ]; then
+  if [ ${#spids[@]} -gt 1 ]; then
+    for i in "${!spids[@]}"; do
+      emit "$rep" "${tag}_switch_n$((i + 1))_cpu_pct" "$(awk -v a=$((pj1[i] - pj0[i])) -v s="$el" -v hz="$HZ" 'BEGIN{printf "%.0f", a/hz/s*100}')"
+    done
+  fi
+  if [ ${#spids[@]} -gt 0 ]; then
     WIN_SWITCH_CPU=$(awk -v a=$((u1 + s1 - u0 - s0)) -v s="$el" -v hz="$HZ" 'BEGIN{printf "%.0f", a/hz/s*100}')
     emit "$rep" "${tag}_switch_cpu_pct" "$WIN_SWITCH_CPU"
     emit "$rep" "${tag}_switch_usr_pct" "$(awk -v a=$((u1 - u0)) -v s="$el" -v hz="$HZ" 'BEGIN{printf "%.0f", a/hz/s*100}')"
@@ -395,6 +577,7 @@ measure_window() { # <rep> <tag> <raw file base> <cmd...>
     emit "$rep" "${tag}_src_if_tx_dropped" "$WIN_TXDROP"
     emit "$rep" "${tag}_rcvbuf_errors" "$WIN_RCVBUF"
     emit "$rep" "${tag}_softnet_dropped" "$WIN_SOFTNET"
+    if [ -n "$NS_N2" ]; then emit "$rep" "${tag}_node2_rcvbuf_errors" "$WIN_NODE_RCVBUF"; fi
   fi
   rm -f "$fg0" "$fg1" "$th0" "$th1"
 }
@@ -437,6 +620,11 @@ test_udp() {
   emit "$r" udp_fwd_kpps "$(jqn ".end.sum_sent | ((.packets - $WIN_TXDROP) / .seconds / 1000) | .*10 | round / 10" "$f")"
   emit "$r" udp_drop_src_pct "$(jqn ".end.sum_sent | if .packets > 0 then ($WIN_TXDROP / .packets * 100) else 0 end | .*100 | round / 100" "$f")"
   emit "$r" udp_drop_rcvsock_pct "$(jqn ".end.sum_sent | if .packets > 0 then ($WIN_RCVBUF / .packets * 100) else 0 end | .*100 | round / 100" "$f")"
+  # Across nodes, also at node 2's UDP sockets (vswitchd's VXLAN socket; the kernel vxlan
+  # device and OVS's AF_PACKET underlay do not queue there).
+  if [ -n "$NS_N2" ]; then
+    emit "$r" udp_drop_tunnel_pct "$(jqn ".end.sum_sent | if .packets > 0 then ($WIN_NODE_RCVBUF / .packets * 100) else 0 end | .*100 | round / 100" "$f")"
+  fi
 }
 test_ping() {
   local r=$1 f=$2.txt
@@ -471,7 +659,7 @@ attempt() { # <rep> <tag> <fn>
     fg=$(awk -F'\t' -v m="${tag}_foreign_cpu_pct" '$3==m{print $4}' "$EMIT_FILE")
     if [ "${fg:-0}" -le "$FOREIGN_MAX" ] || [ "$n" -gt "$RETRIES" ]; then break; fi
     log "  other processes used ${fg}% of a core during the window: redoing"
-    for f in "$base".*; do if [ -e "$f" ]; then mv "$f" "$f.contended-$n"; fi; done
+    for f in "$base".*; do case "$f" in *.contended-*) ;; *) if [ -e "$f" ]; then mv "$f" "$f.contended-$n"; fi;; esac; done
   done
   EMIT_FILE=""
   cat "$STATE/pending" >> "$TSV"; rm -f "$STATE/pending"
@@ -479,7 +667,7 @@ attempt() { # <rep> <tag> <fn>
 }
 
 record_env() {
-  local ns ifn
+  local ns ifn n d
   {
     echo "config: $CONFIG   date: $(date -Is)"
     echo "setup: $(awk -F'\t' -v c="$CONFIG" '$1==c && $3=="setup_seconds"{print $4" s"}' "$TSV")"
@@ -490,8 +678,31 @@ record_env() {
       ip -n "$ns" -br addr show "$ifn"
       ip netns exec "$ns" ethtool -k "$ifn" 2>/dev/null | grep -E '^(tx-checksumming|rx-checksumming|scatter-gather|tcp-segmentation-offload|generic-segmentation-offload|generic-receive-offload|tx-udp-segmentation):' || true
     done
+    for ns in "$NS_N1" "$NS_N2"; do
+      [ -n "$ns" ] || continue
+      echo "--- node $ns"
+      ip -n "$ns" -d link show ul0
+      ip -n "$ns" -br addr
+      ip -n "$ns" route
+      ip netns exec "$ns" ethtool -k ul0 2>/dev/null | grep -E '^(tx-checksumming|tcp-segmentation-offload|generic-segmentation-offload|generic-receive-offload):' || true
+    done
+    if [ -n "$NS_N1" ]; then echo "--- pod A routes"; ip -n "$NS_A" route; fi
     case "$CONFIG" in
       vswitchd) echo "--- vswitchctl show"; ctl show;;
+      vswitchd-2node)
+        for n in 1 2; do
+          echo "--- node $n: vswitchctl show / list-ports / list-pods"
+          ctl_n "$n" show; ctl_n "$n" list-ports || true; ctl_n "$n" list-pods || true
+          ctl_n "$n" list-nodes || true
+          ip -n "$(node_ns "$n")" -d link show vsw-gw0 || true
+        done;;
+      kernel-vxlan-2node)
+        for n in 1 2; do echo "--- node $n: vxlan1"; ip -n "$(node_ns "$n")" -d link show vxlan1; done;;
+      ovs-vxlan-2node)
+        for d in $OVS_DIRS; do
+          echo "--- ovs $d"; vsctl_d "$d" show; ofctl_d "$d" br-int dump-flows
+          appctl_d "$d" ovs/route/show || true; appctl_d "$d" tnl/neigh/show || true
+        done;;
       ovs-*) echo "--- ovs"; vsctl show; vsctl get Open_vSwitch . other_config; ofctl dump-flows;;
     esac
     echo "--- loadavg before: $(cat /proc/loadavg)"
@@ -531,7 +742,7 @@ zl_step() { # <kind> <step> <rate>: one run (redone once if contended); sets ZL_
     EMIT_FILE=""; rm -f "$STATE/pending"
     if [ "${WIN_FOREIGN:-0}" -le "$FOREIGN_MAX" ] || [ "$n" -gt 1 ]; then break; fi
     log "  other processes used ${WIN_FOREIGN}% of a core: redoing this step"
-    for f in "$base".*; do if [ -e "$f" ]; then mv "$f" "$f.contended-$n"; fi; done
+    for f in "$base".*; do case "$f" in *.contended-*) ;; *) if [ -e "$f" ]; then mv "$f" "$f.contended-$n"; fi;; esac; done
   done
   tx=$(sed -n 's/.*sent packets=\([0-9]*\).*/\1/p' "$base.send.txt")
   rx=$(sed -n 's/.*received packets=\([0-9]*\).*/\1/p' "$base.recv.txt")
@@ -587,8 +798,25 @@ zero_loss_search() { # for each flow count in ZL_THREADS
 }
 
 # ---------------------------------------------------------------- one config
+# Count the switch logs' warnings and errors (they go into the summary, the lines into
+# RUN/log-problems.txt).
+log_problems() {
+  local f w e
+  for f in "$RUN"/vswitchd*.log; do
+    [ -e "$f" ] || continue
+    w=$(grep -c -E '^[^ ]+ +WARN ' "$f" || true)
+    e=$(grep -c -E '^[^ ]+ +ERROR ' "$f" || true)
+    emit 0 "log_warn_$(basename "$f" .log)" "${w:-0}"
+    emit 0 "log_error_$(basename "$f" .log)" "${e:-0}"
+    if [ "${w:-0}" -gt 0 ] || [ "${e:-0}" -gt 0 ]; then
+      log "  $(basename "$f"): ${e:-0} error and ${w:-0} warning lines"
+      { echo "--- $(basename "$f")"; grep -E '^[^ ]+ +(WARN|ERROR) ' "$f" | head -50; } >> "$RUN/log-problems.txt"
+    fi
+  done
+}
+
 run_config() { # <index>
-  local k=$1 spid r i
+  local k=$1 spid r i n d
   RUN=$RESULTS_DIR/$CONFIG
   mkdir -p "$RUN"
   log "=== $CONFIG: setup"
@@ -621,9 +849,24 @@ run_config() { # <index>
   case "$CONFIG" in
     vswitchd) { ctl show; ctl dump-ports; ctl dump-flows; } > "$RUN/vswitchd-final.txt" 2>&1 || true
               cp "$STATE/vswitchd/vswitchd.log" "$RUN/" 2>/dev/null || true ;;
+    vswitchd-2node)
+              for n in 1 2; do
+                { ctl_n "$n" show; ctl_n "$n" dump-ports; ctl_n "$n" dump-flows; ctl_n "$n" list-pods; } > "$RUN/vswitchd-node$n-final.txt" 2>&1 || true
+                cp "$(vsw_dir "$n")/vswitchd.log" "$RUN/vswitchd-node$n.log" 2>/dev/null || true
+                cp "$(vsw_dir "$n")/vswitchd.stderr" "$RUN/vswitchd-node$n.stderr" 2>/dev/null || true
+                ip -n "$(node_ns "$n")" -s link show ul0 > "$RUN/ul0-node$n.txt" 2>&1 || true
+              done ;;
+    ovs-vxlan-2node)
+              n=0
+              for d in $OVS_DIRS; do
+                n=$((n + 1))
+                { ofctl_d "$d" br-int dump-ports; ofctl_d "$d" br-int dump-flows; ofctl_d "$d" br-phy dump-ports; appctl_d "$d" dpctl/show -s; } > "$RUN/ovs-node$n-final.txt" 2>&1 || true
+                cp "$d/ovs-vswitchd.log" "$RUN/ovs-vswitchd-node$n.log" 2>/dev/null || true
+              done ;;
     ovs-*)    { ofctl dump-ports; ofctl dump-flows; ovs-appctl -t "$OVS_DIR/ovs-vswitchd.ctl" dpctl/show -s; } > "$RUN/ovs-final.txt" 2>&1 || true
               cp "$OVS_DIR/ovs-vswitchd.log" "$RUN/" 2>/dev/null || true ;;
   esac
+  log_problems
   echo "--- loadavg after: $(cat /proc/loadavg)" >> "$RUN/env.txt"
   log "=== $CONFIG: teardown"
   teardown_config
@@ -648,49 +891,133 @@ medians() {
       }
     }' "$TSV"
 }
+measured_count() { # <configs> <medians file>: how many of them got a TCP figure
+  awk -F'\t' -v cfgs="$1" 'BEGIN{n=split(cfgs, C, " "); for (i=1;i<=n;i++) want[C[i]]=1}
+    $2=="tcp_gbps" && ($1 in want) {f++} END{print f+0}' "$2"
+}
+measured() { [ "$(measured_count "$@")" -gt 0 ]; }
 summary() {
-  local M=$STATE/medians
+  local M=$STATE/medians sn="" xn="" c
   medians > "$M"
+  for c in $CONFIGS; do if is_xnode "$c"; then xn="$xn $c"; else sn="$sn $c"; fi; done
   {
     echo "Command: \`sudo bash benches/e2e/bench.sh\` (CONFIGS=\"$CONFIGS\" REPS=$REPS DUR=$DUR WORKERS=$WORKERS)"
     echo "Raw results: $RESULTS_DIR"
     echo
-    echo "Medians of $REPS, raw runs in parentheses. CPU in % of one core (the box has $(nproc)); \"switch cpu\" = the switch process, all threads."
-    echo
-    echo "| config | TCP Gbit/s | TCP retrans | switch cpu (TCP) | UDP 64 B tx kpps | UDP 64 B **rx kpps** | UDP loss % | lost at pod A's queue % | lost at iperf3's socket % | UDP forwarded kpps | switch cpu (UDP) | ping avg ms | ping p50 ms | ping p99 ms |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-    awk -F'\t' -v cfgs="$CONFIGS" '
-      { v[$1,$2]=$3; r[$1,$2]=$4 }
-      function cell(c, m, bold,   s) {
-        if (!((c,m) in v)) return "–"
-        s=v[c,m]; if (bold) s="**" s "**"
-        if (r[c,m] ~ /\//) s=s " (" r[c,m] ")"
-        return s
-      }
-      END {
-        n=split(cfgs, C, " ")
-        for (i=1;i<=n;i++) { c=C[i]; if (!((c,"tcp_gbps") in v)) continue
-          printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c,
-            cell(c,"tcp_gbps",1), cell(c,"tcp_retrans"), cell(c,"tcp_switch_cpu_pct"),
-            cell(c,"udp_tx_kpps"), cell(c,"udp_rx_kpps",1), cell(c,"udp_loss_pct"),
-            cell(c,"udp_drop_src_pct"), cell(c,"udp_drop_rcvsock_pct"), cell(c,"udp_fwd_kpps"), cell(c,"udp_switch_cpu_pct"),
-            cell(c,"ping_avg_ms",1), cell(c,"ping_p50_ms"), cell(c,"ping_p99_ms",1) }
-      }' "$M"
-    echo
-    echo "Ratios of medians (higher is better for TCP and UDP, lower for RTT):"
-    echo
-    echo "| config | TCP | UDP rx kpps | UDP forwarded kpps | ping avg | ping p99 |"
-    echo "|---|---|---|---|---|---|"
-    awk -F'\t' -v cfgs="$CONFIGS" '
-      { v[$1,$2]=$3 }
-      function ratio(a, b, m) { if (!((a,m) in v) || !((b,m) in v) || v[b,m]+0 == 0) return "–"; return sprintf("%.2f", v[a,m]/v[b,m]) }
-      function row(a, b, label) {
-        printf "| %s | %s | %s | %s | %s | %s |\n", label, ratio(a,b,"tcp_gbps"), ratio(a,b,"udp_rx_kpps"), ratio(a,b,"udp_fwd_kpps"), ratio(a,b,"ping_avg_ms"), ratio(a,b,"ping_p99_ms") }
-      END {
-        n=split(cfgs, C, " ")
-        for (i=1;i<=n;i++) if (C[i] != "kernel-bridge" && ((C[i],"tcp_gbps") in v) && (("kernel-bridge","tcp_gbps") in v)) row(C[i], "kernel-bridge", C[i] " / kernel-bridge")
-        if (("vswitchd","tcp_gbps") in v && ("ovs-tap-tso","tcp_gbps") in v) row("vswitchd", "ovs-tap-tso", "vswitchd / ovs-tap-tso")
-      }' "$M"
+    echo "Medians of $REPS, raw runs in parentheses. CPU in % of one core (the box has $(nproc)); \"switch cpu\" = the switch process, all threads (across nodes: both nodes' switches together)."
+    if measured "$sn" "$M"; then
+      echo
+      echo "#### Same node (pod MTU 1500)"
+      echo
+      echo "| config | TCP Gbit/s | TCP retrans | switch cpu (TCP) | UDP 64 B tx kpps | UDP 64 B **rx kpps** | UDP loss % | lost at pod A's queue % | lost at iperf3's socket % | UDP forwarded kpps | switch cpu (UDP) | ping avg ms | ping p50 ms | ping p99 ms |"
+      echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+      awk -F'\t' -v cfgs="$sn" '
+        { v[$1,$2]=$3; r[$1,$2]=$4 }
+        function cell(c, m, bold,   s) {
+          if (!((c,m) in v)) return "–"
+          s=v[c,m]; if (bold) s="**" s "**"
+          if (r[c,m] ~ /\//) s=s " (" r[c,m] ")"
+          return s
+        }
+        END {
+          n=split(cfgs, C, " ")
+          for (i=1;i<=n;i++) { c=C[i]; if (!((c,"tcp_gbps") in v)) continue
+            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c,
+              cell(c,"tcp_gbps",1), cell(c,"tcp_retrans"), cell(c,"tcp_switch_cpu_pct"),
+              cell(c,"udp_tx_kpps"), cell(c,"udp_rx_kpps",1), cell(c,"udp_loss_pct"),
+              cell(c,"udp_drop_src_pct"), cell(c,"udp_drop_rcvsock_pct"), cell(c,"udp_fwd_kpps"), cell(c,"udp_switch_cpu_pct"),
+              cell(c,"ping_avg_ms",1), cell(c,"ping_p50_ms"), cell(c,"ping_p99_ms",1) }
+        }' "$M"
+      echo
+      echo "Ratios of medians (higher is better for TCP and UDP, lower for RTT):"
+      echo
+      echo "| config | TCP | UDP rx kpps | UDP forwarded kpps | ping avg | ping p99 |"
+      echo "|---|---|---|---|---|---|"
+      awk -F'\t' -v cfgs="$sn" '
+        { v[$1,$2]=$3 }
+        function ratio(a, b, m) { if (!((a,m) in v) || !((b,m) in v) || v[b,m]+0 == 0) return "–"; return sprintf("%.2f", v[a,m]/v[b,m]) }
+        function row(a, b, label) {
+          printf "| %s | %s | %s | %s | %s | %s |\n", label, ratio(a,b,"tcp_gbps"), ratio(a,b,"udp_rx_kpps"), ratio(a,b,"udp_fwd_kpps"), ratio(a,b,"ping_avg_ms"), ratio(a,b,"ping_p99_ms") }
+        END {
+          n=split(cfgs, C, " ")
+          for (i=1;i<=n;i++) if (C[i] != "kernel-bridge" && ((C[i],"tcp_gbps") in v) && (("kernel-bridge","tcp_gbps") in v)) row(C[i], "kernel-bridge", C[i] " / kernel-bridge")
+          if (("vswitchd","tcp_gbps") in v && ("ovs-tap-tso","tcp_gbps") in v) row("vswitchd", "ovs-tap-tso", "vswitchd / ovs-tap-tso")
+        }' "$M"
+    fi
+    if measured "$xn" "$M"; then
+      echo
+      echo "#### Across nodes (pod A on node 1, pod B on node 2; VXLAN over a veth underlay, MTU $UNDERLAY_MTU; pod MTU $XNODE_POD_MTU)"
+      echo
+      echo "| config | TCP Gbit/s | TCP retrans | switch cpu (TCP) | node 1 / node 2 (TCP) | UDP 64 B tx kpps | UDP 64 B **rx kpps** | UDP loss % | lost at pod A's queue % | lost at node 2's tunnel socket % | lost at iperf3's socket % | switch cpu (UDP) | node 1 / node 2 (UDP) | ping avg ms | ping p50 ms | ping p99 ms |"
+      echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+      awk -F'\t' -v cfgs="$xn" '
+        { v[$1,$2]=$3; r[$1,$2]=$4 }
+        function cell(c, m, bold,   s) {
+          if (!((c,m) in v)) return "–"
+          s=v[c,m]; if (bold) s="**" s "**"
+          if (r[c,m] ~ /\//) s=s " (" r[c,m] ")"
+          return s
+        }
+        function pernode(c, t) {
+          if (!((c,t "_switch_n1_cpu_pct") in v)) return "–"
+          return v[c,t "_switch_n1_cpu_pct"] " / " v[c,t "_switch_n2_cpu_pct"]
+        }
+        END {
+          n=split(cfgs, C, " ")
+          for (i=1;i<=n;i++) { c=C[i]; if (!((c,"tcp_gbps") in v)) continue
+            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c,
+              cell(c,"tcp_gbps",1), cell(c,"tcp_retrans"), cell(c,"tcp_switch_cpu_pct"), pernode(c,"tcp"),
+              cell(c,"udp_tx_kpps"), cell(c,"udp_rx_kpps",1), cell(c,"udp_loss_pct"),
+              cell(c,"udp_drop_src_pct"), cell(c,"udp_drop_tunnel_pct"), cell(c,"udp_drop_rcvsock_pct"),
+              cell(c,"udp_switch_cpu_pct"), pernode(c,"udp"),
+              cell(c,"ping_avg_ms",1), cell(c,"ping_p50_ms"), cell(c,"ping_p99_ms",1) }
+        }' "$M"
+      if measured "kernel-vxlan-2node ovs-vxlan-2node" "$M" && [ "$(measured_count "$xn" "$M")" -gt 1 ]; then
+      echo
+      echo "Ratios of medians to the kernel overlay (kernel-vxlan-2node) and to OVS userspace VXLAN (ovs-vxlan-2node); higher is better for TCP and UDP, lower for RTT:"
+      echo
+      echo "| config | TCP | UDP rx kpps | UDP forwarded kpps | ping avg | ping p99 |"
+      echo "|---|---|---|---|---|---|"
+      awk -F'\t' -v cfgs="$xn" '
+        { v[$1,$2]=$3 }
+        function ratio(a, b, m) { if (!((a,m) in v) || !((b,m) in v) || v[b,m]+0 == 0) return "–"; return sprintf("%.2f", v[a,m]/v[b,m]) }
+        function row(a, b) {
+          if (!((a,"tcp_gbps") in v) || !((b,"tcp_gbps") in v)) return
+          printf "| %s / %s | %s | %s | %s | %s | %s |\n", a, b, ratio(a,b,"tcp_gbps"), ratio(a,b,"udp_rx_kpps"), ratio(a,b,"udp_fwd_kpps"), ratio(a,b,"ping_avg_ms"), ratio(a,b,"ping_p99_ms") }
+        END {
+          n=split(cfgs, C, " ")
+          for (i=1;i<=n;i++) if (C[i] != "kernel-vxlan-2node") row(C[i], "kernel-vxlan-2node")
+          for (i=1;i<=n;i++) if (C[i] != "ovs-vxlan-2node" && C[i] != "kernel-vxlan-2node") row(C[i], "ovs-vxlan-2node")
+        }' "$M"
+      fi
+      if awk -F'\t' '$1=="vswitchd-2node" && $2=="tcp_gbps"{a=1} $1=="kernel-vxlan-2node" && $2=="tcp_gbps"{b=1} END{exit !(a && b)}' "$M"; then
+        echo
+        echo "vswitchd-2node against its targets (medians; the kernel overlay measured in this run):"
+        echo
+        echo "| target | vswitchd-2node | kernel-vxlan-2node | | met |"
+        echo "|---|---|---|---|---|"
+        awk -F'\t' '
+          { v[$1,$2]=$3 }
+          function g(c, m) { return ((c,m) in v) ? v[c,m] : "" }
+          function yn(b) { return b ? "**yes**" : "no" }
+          END {
+            a="vswitchd-2node"; k="kernel-vxlan-2node"
+            t=g(a,"tcp_gbps"); tk=g(k,"tcp_gbps"); q=(tk+0 > 0) ? t/tk : 0
+            printf "| TCP ≥ 0.7× the kernel overlay | %s Gbit/s | %s Gbit/s | %.2f× | %s |\n", t, tk, q, yn(q >= 0.7)
+            u=g(a,"udp_rx_kpps"); uk=g(k,"udp_rx_kpps"); l=g(a,"udp_loss_pct"); q=(uk+0 > 0) ? u/uk : 0
+            printf "| 64 B UDP rx ≥ the kernel overlay'"'"'s, loss < 1 %% | %s kpps, %s %% loss | %s kpps, %s %% loss | %.2f× | %s |\n", u, l, uk, g(k,"udp_loss_pct"), q, yn(q >= 1 && l != "" && l+0 < 1)
+            p=g(a,"ping_avg_ms")
+            printf "| RTT avg ≤ 0.25 ms | %s ms (p99 %s) | %s ms (p99 %s) | | %s |\n", p, g(a,"ping_p99_ms"), g(k,"ping_avg_ms"), g(k,"ping_p99_ms"), yn(p != "" && p+0 <= 0.25)
+          }' "$M"
+      fi
+    fi
+    if awk -F'\t' '$2 ~ /^log_(warn|error)_/{f=1} END{exit !f}' "$M"; then
+      echo
+      echo "Switch logs (lines at WARN or ERROR; see log-problems.txt in each config's raw directory):"
+      awk -F'\t' '$2 ~ /^log_(warn|error)_/ { split($2, a, "_"); f=substr($2, length(a[1] "_" a[2] "_") + 1); k=$1 " " f; if (!(k in seen)) { seen[k]=1; o[++n]=k }
+          if (a[2]=="warn") w[k]=$3; else e[k]=$3 }
+        END { for (i=1;i<=n;i++) { split(o[i], b, " "); printf "- %s, %s.log: %d errors, %d warnings\n", b[1], b[2], e[o[i]], w[o[i]] } }' "$M"
+    fi
     if [ -n "$ZL_CONFIGS" ] && [ "$(wc -l < "$ZTSV")" -gt 1 ]; then
       echo
       echo "64-byte UDP with udpflood (N sender threads = N flows, ${ZL_SECS} s per step): the sender unpaced, and the highest paced rate with loss < $ZL_LOSS % (bisection, $ZL_STEPS steps), then $ZL_CONFIRM confirmation runs at that rate:"
@@ -718,7 +1045,7 @@ summary() {
   command -v ovs-vswitchd >/dev/null && echo "ovs: $(ovs-vswitchd --version | head -1)"
   echo "rustc: $(rustc --version 2>/dev/null || echo '?')"
   echo "repo: $REPO  commit: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
-  echo "knobs: CONFIGS=\"$CONFIGS\" REPS=$REPS DUR=$DUR WORKERS=$WORKERS PING=$PING_COUNT@$PING_INTERVAL ZL_CONFIGS=\"$ZL_CONFIGS\" ZL_SECS=$ZL_SECS ZL_STEPS=$ZL_STEPS ZL_THREADS=$ZL_THREADS ZL_LOSS=$ZL_LOSS"
+  echo "knobs: CONFIGS=\"$CONFIGS\" REPS=$REPS DUR=$DUR WORKERS=$WORKERS XNODE_POD_MTU=$XNODE_POD_MTU PING=$PING_COUNT@$PING_INTERVAL ZL_CONFIGS=\"$ZL_CONFIGS\" ZL_SECS=$ZL_SECS ZL_STEPS=$ZL_STEPS ZL_THREADS=$ZL_THREADS ZL_LOSS=$ZL_LOSS"
   echo "sysctl: netdev_max_backlog=$(cat /proc/sys/net/core/netdev_max_backlog) rmem_default=$(cat /proc/sys/net/core/rmem_default) rmem_max=$(cat /proc/sys/net/core/rmem_max)"
   echo "loadavg: $(cat /proc/loadavg)"
 } > "$RESULTS_DIR/env.txt"

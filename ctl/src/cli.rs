@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
+use vswitch_proto::k8s;
 use vswitch_proto::rpc::PortType;
 
 /// Where vswitchd listens unless told otherwise.
@@ -15,9 +16,11 @@ pub const DEFAULT_SOCKET: &str = "/run/vswitch/vswitchd.sock";
 #[command(
     name = "vswitchctl",
     version,
-    about = "Program and inspect a running vswitchd: ports, flows, groups, traces, caches",
-    after_help = "Exit status: 0 done, 1 the switch refused (or answered something unreadable), \
-                  2 usage error, 3 the switch is not reachable."
+    about = "Program and inspect a running vswitchd: ports, flows, groups, nodes, Kubernetes \
+             manifests, traces, caches",
+    after_help = "Exit status: 0 done, 1 the switch refused (or answered something unreadable, \
+                  or refused an object of a manifest, or a manifest did not load), 2 usage \
+                  error, 3 the switch is not reachable."
 )]
 pub struct Cli {
     /// vswitchd's control socket.
@@ -119,6 +122,28 @@ pub enum Command {
     },
     /// Each worker's exact-match cache and megaflows.
     DumpCache,
+    /// Add a remote node: its Pod CIDR is reached through a VXLAN tunnel to its IP.
+    AddNode(AddNodeArgs),
+    /// Remove a node.
+    DelNode {
+        #[arg(value_parser = parse_node_name)]
+        name: String,
+    },
+    /// The nodes the switch knows, this one first.
+    ListNodes,
+    /// Create or update the Kubernetes objects of manifests, like `kubectl apply -f`.
+    ///
+    /// Files are YAML (documents separated by ---) or JSON; a List is taken item by item.
+    /// Nodes are handled; other kinds are reported as skipped. An object the switch refuses
+    /// is reported on stderr and the exit status is 1; the others are still applied.
+    Apply(ManifestArgs),
+    /// Remove the Kubernetes objects of manifests, like `kubectl delete -f`.
+    Delete(ManifestArgs),
+    /// List objects as kubectl does: `get nodes`.
+    Get {
+        #[arg(value_enum)]
+        resource: Resource,
+    },
     /// Make vswitchd reopen its log files (after rotation).
     ReopenLogs,
     /// Print a shell completion script to stdout.
@@ -152,6 +177,40 @@ pub struct AddPortArgs {
     /// A default route via this address, in the interface's namespace.
     #[arg(long, value_name = "IP", value_parser = parse_ip)]
     pub gateway: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AddNodeArgs {
+    /// The node's name, as Kubernetes names it (e.g. worker-2).
+    #[arg(value_parser = parse_node_name)]
+    pub name: String,
+    /// The node's Pod CIDR, IPv4, e.g. 10.244.2.0/24.
+    #[arg(long, value_name = "CIDR", value_parser = parse_pod_cidr)]
+    pub pod_cidr: String,
+    /// The node's underlay (InternalIP) address, where its tunnel ends.
+    #[arg(long, value_name = "IP", value_parser = parse_node_ip)]
+    pub node_ip: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestArgs {
+    /// A manifest, YAML or JSON, or a directory of them (its .yaml, .yml and .json
+    /// files); - reads stdin. May be given several times.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILE|-",
+        required = true,
+        action = clap::ArgAction::Append
+    )]
+    pub files: Vec<String>,
+}
+
+/// What `get` lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Resource {
+    #[value(alias = "node", alias = "no")]
+    Nodes,
 }
 
 /// `--type`: [`PortType`] with what clap needs to list and complete it.
@@ -243,6 +302,18 @@ fn parse_cidr(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+fn parse_node_name(s: &str) -> Result<String, String> {
+    k8s::check_node_name(s).map(|()| s.to_string())
+}
+
+fn parse_pod_cidr(s: &str) -> Result<String, String> {
+    k8s::parse_pod_cidr(s).map(|_| s.to_string())
+}
+
+fn parse_node_ip(s: &str) -> Result<String, String> {
+    k8s::parse_node_ip(s).map(|ip| ip.to_string())
+}
+
 /// `5` or `group_id=5`, as ovs-ofctl del-groups takes it.
 fn parse_group_id(s: &str) -> Result<u32, String> {
     let n = s.strip_prefix("group_id=").unwrap_or(s);
@@ -283,5 +354,113 @@ mod tests {
         );
         assert!(parse_timeout("-1").is_err());
         assert!(parse_timeout("soon").is_err());
+    }
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(std::iter::once("vswitchctl").chain(args.iter().copied()))
+            .map(|c| c.command)
+    }
+
+    #[test]
+    fn node_commands_parse() {
+        match parse(&[
+            "add-node",
+            "worker-2",
+            "--pod-cidr",
+            "10.244.2.0/24",
+            "--node-ip",
+            "192.168.56.12",
+        ]) {
+            Ok(Command::AddNode(a)) => {
+                assert_eq!(
+                    (a.name.as_str(), a.pod_cidr.as_str(), a.node_ip.as_str()),
+                    ("worker-2", "10.244.2.0/24", "192.168.56.12")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(&["del-node", "worker-2"]),
+            Ok(Command::DelNode { name }) if name == "worker-2"
+        ));
+        assert!(matches!(parse(&["list-nodes"]), Ok(Command::ListNodes)));
+        for alias in ["nodes", "node", "no"] {
+            assert!(matches!(
+                parse(&["get", alias]),
+                Ok(Command::Get {
+                    resource: Resource::Nodes
+                })
+            ));
+        }
+        for bad in [
+            &["add-node", "worker-2", "--pod-cidr", "10.244.2.0/24"][..],
+            &[
+                "add-node",
+                "Worker_2",
+                "--pod-cidr",
+                "10.244.2.0/24",
+                "--node-ip",
+                "10.0.0.2",
+            ],
+            &[
+                "add-node",
+                "w",
+                "--pod-cidr",
+                "10.244.2.1/24",
+                "--node-ip",
+                "10.0.0.2",
+            ],
+            &[
+                "add-node",
+                "w",
+                "--pod-cidr",
+                "10.244.2.0/31",
+                "--node-ip",
+                "10.0.0.2",
+            ],
+            &[
+                "add-node",
+                "w",
+                "--pod-cidr",
+                "fd00::/64",
+                "--node-ip",
+                "10.0.0.2",
+            ],
+            &[
+                "add-node",
+                "w",
+                "--pod-cidr",
+                "10.244.2.0/24",
+                "--node-ip",
+                "fd00::2",
+            ],
+            &[
+                "add-node",
+                "w",
+                "--pod-cidr",
+                "10.244.2.0/24",
+                "--node-ip",
+                "0.0.0.0",
+            ],
+            &["del-node"],
+            &["get"],
+            &["get", "pods"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn manifest_commands_parse() {
+        match parse(&["apply", "-f", "a.yaml", "--filename", "-", "-f", "dir/"]) {
+            Ok(Command::Apply(a)) => assert_eq!(a.files, ["a.yaml", "-", "dir/"]),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["--json", "delete", "-f=nodes.json"]) {
+            Ok(Command::Delete(a)) => assert_eq!(a.files, ["nodes.json"]),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["apply"]).is_err());
+        assert!(parse(&["delete", "nodes.yaml"]).is_err());
     }
 }

@@ -9,13 +9,15 @@ use clap::CommandFactory;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use vswitch_proto::k8s;
 use vswitch_proto::rpc::{
-    AddPortParams, CacheResult, DelGroupsParams, FlowsParams, GroupsParams, PROTOCOL_VERSION,
+    AddPortParams, ApplyParams, ApplyResult, CacheResult, DelGroupsParams, FlowsParams,
+    GroupsParams, MAX_MESSAGE_BYTES, ManifestObject, NodeName, NodeSpec, PROTOCOL_VERSION,
     PortName, RpcError, SelectFlowsParams, ShowResult, TraceParams, TraceResult, VersionResult,
     method,
 };
 
-use crate::cli::{AddPortArgs, Cli, Command};
+use crate::cli::{AddPortArgs, Cli, Command, Resource};
 use crate::client::{CallError, Client};
 use crate::error::Failure;
 use crate::output;
@@ -158,6 +160,37 @@ pub fn run(cli: Cli, out: &mut String) -> Result<(), Failure> {
             output::dump_cache,
         ),
         Command::ReopenLogs => change(&ctx, method::REOPEN_LOGS, (), out).map_err(refused),
+        Command::AddNode(a) => {
+            let params = NodeSpec {
+                name: a.name,
+                pod_cidr: a.pod_cidr,
+                node_ip: a.node_ip,
+            };
+            change(&ctx, method::ADD_NODE, params, out).map_err(refused)
+        }
+        Command::DelNode { name } => {
+            change(&ctx, method::DEL_NODE, NodeName { name }, out).map_err(refused)
+        }
+        Command::ListNodes => read(
+            &ctx,
+            method::LIST_NODES,
+            (),
+            list("nodes"),
+            out,
+            |n, out| output::list_nodes(n, out),
+        ),
+        Command::Get {
+            resource: Resource::Nodes,
+        } => read(
+            &ctx,
+            method::LIST_NODES,
+            (),
+            list("nodes"),
+            out,
+            |n, out| output::get_nodes(n, out),
+        ),
+        Command::Apply(a) => manifests(&ctx, method::APPLY, &a.files, out),
+        Command::Delete(a) => manifests(&ctx, method::DELETE, &a.files, out),
     }
 }
 
@@ -285,6 +318,139 @@ fn add_flows(ctx: &Ctx, file: &str, out: &mut String) -> Result<(), Failure> {
 fn refused_line(e: &RpcError, lines: &[usize]) -> Option<usize> {
     let index = e.data.as_ref()?.get("index")?.as_u64()?;
     lines.get(usize::try_from(index).ok()?).copied()
+}
+
+/// How a manifest's source is named in messages (`-` is stdin).
+pub fn source_label(source: &str) -> &str {
+    if source == "-" { "<stdin>" } else { source }
+}
+
+/// `apply` and `delete`: every object of every file goes in one request, or none does
+/// when a file does not load. The outcomes are printed one a line, errors last on stderr.
+fn manifests(ctx: &Ctx, method: &str, files: &[String], out: &mut String) -> Result<(), Failure> {
+    let mut objects = Vec::new();
+    for (source, text) in manifest_texts(files)? {
+        let loaded = k8s::load_documents(&source, &text).map_err(|mut e| {
+            e.file = source_label(&e.file).to_string();
+            Failure::Invalid(e.to_string())
+        })?;
+        objects.extend(loaded);
+    }
+    if objects.is_empty() {
+        let names: Vec<&str> = files.iter().map(|f| source_label(f)).collect();
+        return Err(Failure::Invalid(format!(
+            "no objects in {} (only empty documents)",
+            names.join(", ")
+        )));
+    }
+    check_request_size(&objects)?;
+    let value = call(ctx, method, ApplyParams { objects }).map_err(refused)?;
+    let result: ApplyResult = serde_json::from_value(value.clone())
+        .map_err(|e| Failure::Unreadable(format!("the result of `{method}` ({e})")))?;
+    if ctx.json {
+        json(&value, out);
+    } else {
+        output::outcomes(&result, out);
+    }
+    let errors = output::outcome_errors(&result);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Reported(errors))
+    }
+}
+
+/// The switch reads requests up to [`MAX_MESSAGE_BYTES`]; say so here rather than have it
+/// drop a bigger one.
+fn check_request_size(objects: &[ManifestObject]) -> Result<(), Failure> {
+    // The envelope (`jsonrpc`, `id`, `method`) adds well under a kilobyte.
+    const ENVELOPE: usize = 1024;
+    let size = serde_json::to_vec(objects).map(|v| v.len()).unwrap_or(0);
+    if size + ENVELOPE > MAX_MESSAGE_BYTES {
+        return Err(Failure::Invalid(format!(
+            "the objects make a request of {} MiB, more than the {} MiB vswitchd reads: \
+             give fewer files at a time",
+            size.div_ceil(1 << 20),
+            MAX_MESSAGE_BYTES >> 20
+        )));
+    }
+    Ok(())
+}
+
+/// The text of each manifest named by `-f`, with its source name: a file, stdin (`-`,
+/// once), or a directory's `.yaml`, `.yml` and `.json` files in name order (not its
+/// subdirectories), as kubectl takes them.
+fn manifest_texts(files: &[String]) -> Result<Vec<(String, String)>, Failure> {
+    if files.iter().filter(|f| *f == "-").count() > 1 {
+        return Err(Failure::Usage("-f - (stdin) can be given only once".into()));
+    }
+    let mut texts = Vec::new();
+    for file in files {
+        if file == "-" {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .take(k8s::MAX_MANIFEST_BYTES as u64 + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|e| Failure::Usage(format!("cannot read stdin: {e}")))?;
+            texts.push((file.clone(), manifest_text(file, bytes)?));
+            continue;
+        }
+        let path = std::path::Path::new(file);
+        if !path.is_dir() {
+            texts.push((file.clone(), manifest_text(file, read_file(path)?)?));
+            continue;
+        }
+        let entries = std::fs::read_dir(path)
+            .map_err(|e| Failure::Usage(format!("cannot read {file}: {e}")))?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_file()
+                    && p.extension()
+                        .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")
+            })
+            .collect();
+        paths.sort();
+        if paths.is_empty() {
+            return Err(Failure::Usage(format!(
+                "{file} is a directory with no .yaml, .yml or .json file"
+            )));
+        }
+        for p in paths {
+            let name = p.display().to_string();
+            let text = manifest_text(&name, read_file(&p)?)?;
+            texts.push((name, text));
+        }
+    }
+    Ok(texts)
+}
+
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
+    let cannot = |e: std::io::Error| Failure::Usage(format!("cannot read {}: {e}", path.display()));
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(cannot)?
+        .take(k8s::MAX_MANIFEST_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    Ok(bytes)
+}
+
+/// A manifest's bytes as text: UTF-8, and no larger than a manifest may be.
+fn manifest_text(source: &str, bytes: Vec<u8>) -> Result<String, Failure> {
+    let label = source_label(source);
+    if bytes.len() > k8s::MAX_MANIFEST_BYTES {
+        return Err(Failure::Invalid(format!(
+            "{label}: larger than the {} MiB a manifest may have",
+            k8s::MAX_MANIFEST_BYTES >> 20
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        Failure::Invalid(format!(
+            "{label}: not UTF-8 text (byte {} is not)",
+            e.utf8_error().valid_up_to()
+        ))
+    })
 }
 
 #[cfg(test)]

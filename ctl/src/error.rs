@@ -14,12 +14,21 @@ pub enum Failure {
     Unreachable(String),
     /// The command line is wrong in a way clap cannot see (an unreadable flow file).
     Usage(String),
+    /// An input file is not what the command takes (a manifest that does not load);
+    /// nothing was sent.
+    Invalid(String),
+    /// The switch refused some of the objects of a manifest: these lines (each ending in a
+    /// newline) say which and why, and are printed as they are, after what succeeded.
+    Reported(String),
 }
 
 impl Failure {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Failure::Refused(_) | Failure::Unreadable(_) => 1,
+            Failure::Refused(_)
+            | Failure::Unreadable(_)
+            | Failure::Invalid(_)
+            | Failure::Reported(_) => 1,
             Failure::Usage(_) => 2,
             Failure::Unreachable(_) => 3,
         }
@@ -29,7 +38,11 @@ impl Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Refused(m) | Failure::Unreachable(m) | Failure::Usage(m) => f.write_str(m),
+            Failure::Refused(m)
+            | Failure::Unreachable(m)
+            | Failure::Usage(m)
+            | Failure::Invalid(m)
+            | Failure::Reported(m) => f.write_str(m),
             Failure::Unreadable(m) => write!(f, "vswitchd answered something unreadable: {m}"),
         }
     }

@@ -1,7 +1,8 @@
 //! vswitchctl: programs and inspects a running vswitchd over its control socket.
 //!
-//! Exit status: 0 done; 1 the switch refused (its message on stderr) or answered
-//! something unreadable; 2 usage error; 3 the switch is not reachable.
+//! Exit status: 0 done; 1 the switch refused (its message on stderr), answered something
+//! unreadable, or refused an object of a manifest, or a manifest did not load; 2 usage
+//! error; 3 the switch is not reachable.
 #![forbid(unsafe_code)]
 
 mod cli;
@@ -22,7 +23,11 @@ fn main() -> ExitCode {
     let written = io::stdout().lock().write_all(out.as_bytes());
     match (result, written) {
         (Err(f), _) => {
-            eprintln!("vswitchctl: {}", f.to_string().trim_end());
+            match &f {
+                // Already in kubectl's `error: ...` form, one a line.
+                error::Failure::Reported(lines) => eprint!("{lines}"),
+                _ => eprintln!("vswitchctl: {}", f.to_string().trim_end()),
+            }
             ExitCode::from(f.exit_code() as u8)
         }
         // `vswitchctl dump-flows | head` is not a failure.

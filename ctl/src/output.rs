@@ -2,9 +2,13 @@
 
 use std::fmt::Write;
 
+use vswitch_proto::k8s::object_ref;
 use vswitch_proto::rpc::{
-    CacheResult, DumpedFlow, DumpedGroup, PortInfo, PortStats, ShowResult, VersionResult,
+    ApplyOutcome, ApplyResult, CacheResult, DumpedFlow, DumpedGroup, NodeInfo, PortInfo, PortStats,
+    ShowResult, VersionResult,
 };
+
+use crate::commands::source_label;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Align {
@@ -308,6 +312,81 @@ pub fn dump_cache(c: &CacheResult, out: &mut String) {
     }
 }
 
+pub fn list_nodes(nodes: &[NodeInfo], out: &mut String) {
+    use Align::*;
+    let mut t = Table::new(&[
+        ("NAME", Left),
+        ("POD-CIDR", Left),
+        ("NODE-IP", Left),
+        ("GATEWAY", Left),
+        ("LOCAL", Left),
+        ("SOURCE", Left),
+    ]);
+    for n in nodes {
+        t.row(vec![
+            n.name.clone(),
+            opt(Some(&n.pod_cidr)),
+            opt(Some(&n.node_ip)),
+            opt(Some(&n.gateway)),
+            if n.local { "yes" } else { "no" }.into(),
+            opt(Some(&n.source)),
+        ]);
+    }
+    t.render("", out);
+}
+
+/// `get nodes`: the columns a kubectl user looks for.
+pub fn get_nodes(nodes: &[NodeInfo], out: &mut String) {
+    use Align::*;
+    let mut t = Table::new(&[
+        ("NAME", Left),
+        ("POD-CIDR", Left),
+        ("INTERNAL-IP", Left),
+        ("SOURCE", Left),
+    ]);
+    for n in nodes {
+        t.row(vec![
+            n.name.clone(),
+            opt(Some(&n.pod_cidr)),
+            opt(Some(&n.node_ip)),
+            opt(Some(&n.source)),
+        ]);
+    }
+    t.render("", out);
+}
+
+/// Outcomes of `apply` and `delete` other than errors, one a line as kubectl prints them:
+/// `node/worker-2 created`, `service/web skipped: kind Service is not handled yet`.
+pub fn outcomes(r: &ApplyResult, out: &mut String) {
+    for o in r.results.iter().filter(|o| o.outcome != "error") {
+        let _ = write!(out, "{} {}", object_ref(&o.kind, &o.name), o.outcome);
+        if let Some(m) = o.message.as_deref().filter(|m| !m.is_empty()) {
+            let _ = write!(out, ": {m}");
+        }
+        out.push('\n');
+    }
+}
+
+/// The `error` outcomes, one a line, naming the file, the document and the object:
+/// `error: nodes.yaml: document 2: node/worker-2: spec.podCIDR: ...`.
+pub fn outcome_errors(r: &ApplyResult) -> String {
+    let mut lines = String::new();
+    for o in r.results.iter().filter(|o| o.outcome == "error") {
+        let _ = writeln!(lines, "error: {}", located(o));
+    }
+    lines
+}
+
+fn located(o: &ApplyOutcome) -> String {
+    format!(
+        "{}: document {}: {}: {}",
+        source_label(&o.source),
+        o.doc,
+        object_ref(&o.kind, &o.name),
+        o.message.as_deref().unwrap_or("refused")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,6 +448,89 @@ mod tests {
         let mut out = String::new();
         t.render("", &mut out);
         assert_eq!(out, "  N  NAME\n  1  a\n100  longer-name\n");
+    }
+
+    fn node(name: &str, local: bool, source: &str) -> NodeInfo {
+        NodeInfo {
+            name: name.into(),
+            pod_cidr: "10.244.1.0/24".into(),
+            node_ip: "192.168.56.11".into(),
+            gateway: "10.244.1.1".into(),
+            local,
+            source: source.into(),
+        }
+    }
+
+    #[test]
+    fn node_tables() {
+        let nodes = [
+            node("worker-1", true, "flags"),
+            node("worker-22", false, "manifest"),
+        ];
+        let mut out = String::new();
+        list_nodes(&nodes, &mut out);
+        assert_eq!(
+            out,
+            "\
+NAME       POD-CIDR       NODE-IP        GATEWAY     LOCAL  SOURCE
+worker-1   10.244.1.0/24  192.168.56.11  10.244.1.1  yes    flags
+worker-22  10.244.1.0/24  192.168.56.11  10.244.1.1  no     manifest
+"
+        );
+        let mut out = String::new();
+        get_nodes(&nodes[..1], &mut out);
+        assert_eq!(
+            out,
+            "NAME      POD-CIDR       INTERNAL-IP    SOURCE\n\
+             worker-1  10.244.1.0/24  192.168.56.11  flags\n"
+        );
+    }
+
+    #[test]
+    fn outcome_lines_like_kubectl() {
+        let o = |source: &str, kind: &str, name: &str, outcome: &str, message: Option<&str>| {
+            ApplyOutcome {
+                source: source.into(),
+                doc: 2,
+                kind: kind.into(),
+                name: name.into(),
+                outcome: outcome.into(),
+                message: message.map(Into::into),
+            }
+        };
+        let r = ApplyResult {
+            results: vec![
+                o("n.yaml", "Node", "w1", "created", None),
+                o(
+                    "n.yaml",
+                    "Node",
+                    "w2",
+                    "error",
+                    Some("spec.podCIDR: missing"),
+                ),
+                o("n.yaml", "Node", "w3", "unchanged", None),
+                o(
+                    "-",
+                    "Service",
+                    "web",
+                    "skipped",
+                    Some("kind Service is not handled yet"),
+                ),
+                o("-", "Node", "", "error", None),
+            ],
+        };
+        let mut out = String::new();
+        outcomes(&r, &mut out);
+        assert_eq!(
+            out,
+            "node/w1 created\nnode/w3 unchanged\n\
+             service/web skipped: kind Service is not handled yet\n"
+        );
+        assert_eq!(
+            outcome_errors(&r),
+            "error: n.yaml: document 2: node/w2: spec.podCIDR: missing\n\
+             error: <stdin>: document 2: node/<no name>: refused\n"
+        );
     }
 
     #[test]

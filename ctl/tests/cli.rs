@@ -51,7 +51,7 @@ datapath: packets 1234, emc_hits 1200, megaflow_hits 30, upcalls 4, dropped.ttl 
 
 #[test]
 fn json_prints_the_result_and_nothing_else() {
-    let cases: [(&str, &str, Value); 8] = [
+    let cases: [(&str, &str, Value); 10] = [
         ("show", method::SHOW, show_result()),
         (
             "version",
@@ -82,10 +82,14 @@ fn json_prints_the_result_and_nothing_else() {
             json!({"workers": [{"worker": 0, "emc": [], "megaflows": []}]}),
         ),
         ("reopen-logs", method::REOPEN_LOGS, Value::Null),
+        ("list-nodes", method::LIST_NODES, json!([node_info()])),
+        ("get nodes", method::LIST_NODES, json!([node_info()])),
     ];
     for (cmd, m, result) in cases {
         let d = FakeDaemon::answering(m, result.clone());
-        let o = d.run(&["--json", cmd]);
+        let mut args = vec!["--json"];
+        args.extend(cmd.split(' '));
+        let o = d.run(&args);
         assert_exit(&o, 0);
         assert_eq!(d.only_request().0, m);
         let printed: Value = serde_json::from_str(&stdout(&o)).expect(cmd);
@@ -595,6 +599,38 @@ fn usage_errors_exit_2() {
         &["del-groups", "group_id=x"][..],
         &["--timeout", "soon", "show"][..],
         &["completion", "tcsh"][..],
+        &["add-node", "w1", "--pod-cidr", "10.244.1.0/24"][..],
+        &[
+            "add-node",
+            "W1",
+            "--pod-cidr",
+            "10.244.1.0/24",
+            "--node-ip",
+            "10.0.0.1",
+        ][..],
+        &[
+            "add-node",
+            "w1",
+            "--pod-cidr",
+            "10.244.1.9/24",
+            "--node-ip",
+            "10.0.0.1",
+        ][..],
+        &[
+            "add-node",
+            "w1",
+            "--pod-cidr",
+            "10.244.1.0/24",
+            "--node-ip",
+            "fd00::1",
+        ][..],
+        &["del-node"][..],
+        &["get", "pods"][..],
+        &["apply"][..],
+        &["apply", "nodes.yaml"][..],
+        &["delete", "-f"][..],
+        &["apply", "-f", "/nonexistent/nodes.yaml"][..],
+        &["apply", "-f", "-", "-f", "-"][..],
     ] {
         // A daemon that would answer anything: usage errors never reach it.
         let d = FakeDaemon::always(Reply::Result(json!({})));
@@ -613,6 +649,16 @@ fn completion_works_without_a_daemon() {
         let script = stdout(&o);
         assert!(script.contains("vswitchctl"), "{shell}");
         assert!(script.contains("dump-flows"), "{shell}");
+        for cmd in [
+            "add-node",
+            "del-node",
+            "list-nodes",
+            "apply",
+            "delete",
+            "get",
+        ] {
+            assert!(script.contains(cmd), "{shell}: {cmd}");
+        }
     }
 }
 
@@ -637,4 +683,297 @@ fn a_whole_reply_without_its_newline_is_accepted() {
     ));
     let o = d.run(&["--timeout", "5", "del-port", "p1"]);
     assert_exit(&o, 0);
+}
+
+// ---- nodes and Kubernetes manifests ----
+
+fn node_info() -> Value {
+    json!({"name": "worker-1", "pod_cidr": "10.244.1.0/24", "node_ip": "192.168.56.11",
+           "gateway": "10.244.1.1", "local": true, "source": "flags"})
+}
+
+#[test]
+fn add_node_and_del_node() {
+    let added = json!({"name": "worker-2", "pod_cidr": "10.244.2.0/24",
+                       "node_ip": "192.168.56.12", "gateway": "10.244.2.1", "local": false,
+                       "source": "vswitchctl"});
+    let d = FakeDaemon::answering(method::ADD_NODE, added.clone());
+    let o = d.run(&[
+        "add-node",
+        "worker-2",
+        "--pod-cidr",
+        "10.244.2.0/24",
+        "--node-ip",
+        "192.168.56.12",
+    ]);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), "");
+    assert_eq!(
+        d.only_request(),
+        (
+            "add-node".into(),
+            json!({"name": "worker-2", "pod_cidr": "10.244.2.0/24", "node_ip": "192.168.56.12"})
+        )
+    );
+
+    let d = FakeDaemon::answering(method::DEL_NODE, Value::Null);
+    let o = d.run(&["del-node", "worker-2"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        d.only_request(),
+        ("del-node".into(), json!({"name": "worker-2"}))
+    );
+
+    let d = FakeDaemon::always(Reply::Error(RpcError::new(
+        code::NOT_FOUND,
+        "no node named worker-9",
+    )));
+    let o = d.run(&["del-node", "worker-9"]);
+    assert_exit(&o, 1);
+    assert_eq!(stderr(&o), "vswitchctl: no node named worker-9\n");
+}
+
+#[test]
+fn list_nodes_and_get_nodes_are_tables() {
+    let nodes = json!([node_info(),
+        {"name": "worker-2", "pod_cidr": "10.244.2.0/24", "node_ip": "192.168.56.12",
+         "gateway": "10.244.2.1", "local": false, "source": "manifest"}]);
+    let d = FakeDaemon::answering(method::LIST_NODES, nodes.clone());
+    let o = d.run(&["list-nodes"]);
+    assert_exit(&o, 0);
+    assert_eq!(d.only_request(), ("list-nodes".into(), Value::Null));
+    assert_eq!(
+        stdout(&o),
+        "\
+NAME      POD-CIDR       NODE-IP        GATEWAY     LOCAL  SOURCE
+worker-1  10.244.1.0/24  192.168.56.11  10.244.1.1  yes    flags
+worker-2  10.244.2.0/24  192.168.56.12  10.244.2.1  no     manifest
+"
+    );
+    for alias in ["nodes", "node", "no"] {
+        let d = FakeDaemon::answering(method::LIST_NODES, nodes.clone());
+        let o = d.run(&["get", alias]);
+        assert_exit(&o, 0);
+        assert_eq!(d.only_request().0, "list-nodes");
+        assert_eq!(
+            stdout(&o),
+            "\
+NAME      POD-CIDR       INTERNAL-IP    SOURCE
+worker-1  10.244.1.0/24  192.168.56.11  flags
+worker-2  10.244.2.0/24  192.168.56.12  manifest
+"
+        );
+    }
+}
+
+const NODES_YAML: &str = "\
+# two nodes and a Service
+apiVersion: v1
+kind: Node
+metadata:
+  name: worker-2
+spec:
+  podCIDR: 10.244.2.0/24
+status:
+  addresses:
+  - type: InternalIP
+    address: 192.168.56.12
+---
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: bad}
+spec: {podCIDR: 10.244.3.1/24}
+";
+
+/// A daemon that answers `apply` and `delete` as the switch would: Nodes named `bad` are
+/// refused, other Nodes created (or deleted), other kinds skipped.
+fn manifest_daemon() -> FakeDaemon {
+    FakeDaemon::start(|req| {
+        if req.method != method::APPLY && req.method != method::DELETE {
+            return Reply::Error(RpcError::new(code::METHOD_NOT_FOUND, "no such method"));
+        }
+        let results: Vec<Value> = req.params["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                let kind = o["object"]["kind"].as_str().unwrap_or_default();
+                let name = o["object"]["metadata"]["name"].as_str().unwrap_or_default();
+                let (outcome, message) = match (kind, name) {
+                    ("Node", "bad") => (
+                        "error",
+                        Some("spec.podCIDR: host bits are set: \"10.244.3.1/24\""),
+                    ),
+                    ("Node", _) if req.method == method::DELETE => ("deleted", None),
+                    ("Node", _) => ("created", None),
+                    _ => ("skipped", Some("kind Service is not handled yet")),
+                };
+                json!({"source": o["source"], "doc": o["doc"], "kind": kind, "name": name,
+                       "outcome": outcome, "message": message})
+            })
+            .collect();
+        Reply::Result(json!({ "results": results }))
+    })
+}
+
+#[test]
+fn apply_sends_every_object_and_reports_each() {
+    let dir = TempDir::new();
+    let file = dir.path().join("nodes.yaml");
+    std::fs::write(&file, NODES_YAML).unwrap();
+    let path = file.to_str().unwrap();
+    let d = manifest_daemon();
+    let stdin_node = r#"{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "worker-4"},
+        "spec": {"podCIDR": "10.244.4.0/24"},
+        "status": {"addresses": [{"type": "InternalIP", "address": "192.168.56.14"}]}}"#;
+    let o = d.run_with_stdin(&["apply", "-f", path, "-f", "-"], stdin_node);
+    assert_exit(&o, 1);
+    let (m, params) = d.only_request();
+    assert_eq!(m, "apply");
+    let objects = params["objects"].as_array().unwrap();
+    let where_: Vec<(&str, u64, &str)> = objects
+        .iter()
+        .map(|o| {
+            (
+                o["source"].as_str().unwrap(),
+                o["doc"].as_u64().unwrap(),
+                o["object"]["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        where_,
+        [
+            (path, 1, "worker-2"),
+            (path, 3, "web"),
+            (path, 4, "bad"),
+            ("-", 1, "worker-4")
+        ]
+    );
+    assert_eq!(
+        objects[0]["object"],
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "worker-2"},
+               "spec": {"podCIDR": "10.244.2.0/24"},
+               "status": {"addresses": [{"type": "InternalIP", "address": "192.168.56.12"}]}})
+    );
+    assert_eq!(
+        stdout(&o),
+        "node/worker-2 created\nservice/web skipped: kind Service is not handled yet\n\
+         node/worker-4 created\n"
+    );
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "error: {path}: document 4: node/bad: spec.podCIDR: host bits are set: \
+             \"10.244.3.1/24\"\n"
+        )
+    );
+}
+
+#[test]
+fn apply_and_delete_without_errors_exit_0() {
+    let d = manifest_daemon();
+    let node = "apiVersion: v1\nkind: Node\nmetadata: {name: worker-2}\n";
+    let o = d.run_with_stdin(&["apply", "-f", "-"], node);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), "node/worker-2 created\n");
+    assert_eq!(stderr(&o), "");
+
+    let d = manifest_daemon();
+    let o = d.run_with_stdin(&["delete", "-f", "-"], node);
+    assert_exit(&o, 0);
+    assert_eq!(d.only_request().0, "delete");
+    assert_eq!(stdout(&o), "node/worker-2 deleted\n");
+}
+
+#[test]
+fn apply_json_prints_the_result_and_still_reports_errors() {
+    let d = manifest_daemon();
+    let o = d.run_with_stdin(&["--json", "apply", "-f", "-"], NODES_YAML);
+    assert_exit(&o, 1);
+    let printed: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let outcomes: Vec<&str> = printed["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["created", "skipped", "error"]);
+    assert!(
+        stderr(&o).starts_with("error: <stdin>: document 4: node/bad: spec.podCIDR"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn apply_reads_a_directory_in_name_order() {
+    let dir = TempDir::new();
+    let node = |n: &str| format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {n}}}\n");
+    std::fs::write(dir.path().join("b.yaml"), node("from-b")).unwrap();
+    std::fs::write(dir.path().join("a.json"), node("from-a")).unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a manifest").unwrap();
+    let d = manifest_daemon();
+    let o = d.run(&["apply", "-f", dir.path().to_str().unwrap()]);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), "node/from-a created\nnode/from-b created\n");
+}
+
+#[test]
+fn a_manifest_that_does_not_load_sends_nothing() {
+    let dir = TempDir::new();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, NODES_YAML).unwrap();
+    let good = good.to_str().unwrap();
+    for (stdin, expected) in [
+        (
+            "apiVersion: v1\nkind: Node\n---\napiVersion: v1\nmetadata: {name: x}\n",
+            "vswitchctl: <stdin>: document 2: kind: missing\n",
+        ),
+        (
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: a\n name: b\n",
+            "vswitchctl: <stdin>: document 1: line 5, column 2: while parsing a block mapping, \
+             did not find expected key\n",
+        ),
+    ] {
+        let d = manifest_daemon();
+        let o = d.run_with_stdin(&["apply", "-f", good, "-f", "-"], stdin);
+        assert_exit(&o, 1);
+        assert_eq!(stderr(&o), expected, "{stdin:?}");
+        assert_eq!(stdout(&o), "");
+        assert!(d.requests().is_empty());
+    }
+    let d = manifest_daemon();
+    let o = d.run_with_stdin(&["apply", "-f", "-"], "# nothing\n---\n");
+    assert_exit(&o, 1);
+    assert_eq!(
+        stderr(&o),
+        "vswitchctl: no objects in <stdin> (only empty documents)\n"
+    );
+    assert!(d.requests().is_empty());
+
+    let bad = dir.path().join("latin1.yaml");
+    std::fs::write(&bad, b"kind: N\xf6de\n").unwrap();
+    let d = manifest_daemon();
+    let o = d.run(&["delete", "-f", bad.to_str().unwrap()]);
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("not UTF-8"), "{}", stderr(&o));
+    assert!(d.requests().is_empty());
+}
+
+#[test]
+fn a_daemon_without_apply_is_a_refusal() {
+    let d = FakeDaemon::answering(method::SHOW, json!({}));
+    let o = d.run_with_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Node\nmetadata: {name: a}\n",
+    );
+    assert_exit(&o, 1);
+    assert_eq!(stderr(&o), "vswitchctl: no such method\n");
 }

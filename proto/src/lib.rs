@@ -6,7 +6,9 @@
 //! - [`text`]: the `ovs-ofctl` flow syntax (parse with `FromStr`-like functions, print with
 //!   `Display`), where parse, print, parse gives back the same value;
 //! - [`rpc`]: the JSON-RPC 2.0 messages of the control socket;
-//! - [`cni`]: the CNI contract shared by the `vswitch-cni` plugin and the switch.
+//! - [`cni`]: the CNI contract shared by the `vswitch-cni` plugin and the switch;
+//! - [`k8s`]: Kubernetes manifests (YAML or JSON) read into objects, and the fields the
+//!   switch takes from a Node.
 #![forbid(unsafe_code)]
 
 pub mod action;
@@ -15,6 +17,7 @@ pub mod field;
 pub mod flow;
 pub mod flowmod;
 pub mod group;
+pub mod k8s;
 pub mod matching;
 pub mod rpc;
 pub mod text;

@@ -223,6 +223,8 @@ pub enum PortType {
     Internal,
     /// An in-memory port (tests).
     Memory,
+    /// The node's VXLAN tunnel to the other nodes (made by the switch from `--node-ip`).
+    Vxlan,
 }
 
 impl std::fmt::Display for PortType {
@@ -231,6 +233,7 @@ impl std::fmt::Display for PortType {
             PortType::Tap => "tap",
             PortType::Internal => "internal",
             PortType::Memory => "memory",
+            PortType::Vxlan => "vxlan",
         })
     }
 }

@@ -51,9 +51,23 @@ struct Args {
     /// vswitch-cni get addresses from it, and the gateway port its first address.
     #[arg(long)]
     pod_cidr: Option<String>,
-    /// MTU of the Pods' interfaces and of the gateway.
-    #[arg(long, default_value_t = vswitch::daemon::DEFAULT_POD_MTU, value_parser = clap::value_parser!(u32).range(576..=65535))]
-    pod_mtu: u32,
+    /// MTU of the Pods' interfaces and of the gateway (default: the underlay interface's
+    /// MTU less 50, the VXLAN overhead, with --node-ip; else 1500).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(576..=65535))]
+    pod_mtu: Option<u32>,
+    /// The node's underlay address (its InternalIP): the VXLAN tunnel to the other nodes
+    /// is bound to it. Without it the switch has no tunnel.
+    #[arg(long)]
+    node_ip: Option<std::net::Ipv4Addr>,
+    /// This node's name, as in its Node object (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The VXLAN network identifier of the Pod network (the same on every node).
+    #[arg(long, default_value_t = vswitch::daemon::nodes::DEFAULT_VNI, value_parser = clap::value_parser!(u32).range(0..=0xff_ffff))]
+    vni: u32,
+    /// The VXLAN UDP port (4789, the IANA port; Flannel's and Antrea's default).
+    #[arg(long, default_value_t = vswitch::port::vxlan::DEFAULT_PORT, value_parser = clap::value_parser!(u16).range(1..))]
+    vxlan_port: u16,
     /// Name of the gateway port (an internal port in this namespace).
     #[arg(long, default_value = vswitch::daemon::DEFAULT_GATEWAY)]
     gateway_name: String,
@@ -113,6 +127,15 @@ fn main() {
         pod_cidr: args.pod_cidr.clone(),
         pod_mtu: args.pod_mtu,
         gateway: args.gateway_name.clone(),
+        node_ip: args.node_ip,
+        node_name: args.node_name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap_or_default()
+                .trim()
+                .to_lowercase()
+        }),
+        vni: args.vni,
+        vxlan_port: args.vxlan_port,
     }) {
         Ok(s) => Arc::new(Mutex::new(s)),
         Err(e) => fail(error_line(&e)),

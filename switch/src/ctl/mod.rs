@@ -355,6 +355,23 @@ fn call(sw: &Mutex<Switch>, hooks: &Hooks, m: &str, p: &Value) -> Result<Value, 
             })
         }
         method::LIST_PODS => ok(Ok(sw.lock().list_pods())),
+        method::ADD_NODE => {
+            let p: rpc::NodeSpec = params(m, p)?;
+            ok(sw.lock().add_node(&p))
+        }
+        method::DEL_NODE => {
+            let p: rpc::NodeName = params(m, p)?;
+            ok(sw.lock().del_node(&p.name))
+        }
+        method::LIST_NODES => ok(Ok(sw.lock().list_nodes())),
+        method::APPLY => {
+            let p: rpc::ApplyParams = params(m, p)?;
+            ok(Ok(sw.lock().apply(&p.objects)))
+        }
+        method::DELETE => {
+            let p: rpc::ApplyParams = params(m, p)?;
+            ok(Ok(sw.lock().delete(&p.objects)))
+        }
         method::REOPEN_LOGS => {
             ok((hooks.reopen_logs)()
                 .map_err(|e| Refusal::refused(format!("cannot reopen logs: {e}"))))

@@ -271,6 +271,7 @@ fn add(
         mtu: Some(net.mtu),
         ip: Some(cidr.clone()),
         gateway: Some(gateway.to_string()),
+        tunnel: None,
     };
     let device = match Device::create(&port, queues) {
         Ok(d) => d,
@@ -934,7 +935,7 @@ impl Switch {
             netns: None,
             ifname: None,
             mac: Some(pipeline::mac_for(gw_ip)),
-            mtu: Some(self.config.pod_mtu),
+            mtu: Some(self.pod_mtu),
             ip: Some(format!("{gw_ip}/{}", cidr.prefix)),
             gateway: None,
         }
@@ -1019,7 +1020,8 @@ impl Switch {
         let net = NodeNet {
             cidr,
             gateway_port,
-            mtu: self.config.pod_mtu,
+            mtu: self.pod_mtu,
+            tunnel: self.tunnel,
         };
         let mut alloc = ipam::Allocator::new(cidr);
         let now = now_ms();
@@ -1044,7 +1046,7 @@ impl Switch {
         Ok(stale)
     }
 
-    fn install_node_flows(&mut self, net: &NodeNet) -> Result<(), StartError> {
+    pub(super) fn install_node_flows(&mut self, net: &NodeNet) -> Result<(), StartError> {
         let bad = StartError::Network;
         let node = pipeline::specs(&pipeline::node_lines(net)).map_err(bad)?;
         self.bridge

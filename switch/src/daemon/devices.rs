@@ -2,6 +2,7 @@
 
 use super::Refusal;
 use crate::port::MemoryPort;
+use crate::port::vxlan::{VxlanConfig, VxlanIo};
 use crate::store::PortRecord;
 use crate::sys::netlink::Rtnl;
 use crate::sys::netns;
@@ -27,6 +28,11 @@ const TAP_TXQLEN: u32 = 10_000;
 pub(super) enum Device {
     Tap(Tap),
     Memory(Arc<MemoryPort>),
+    /// The VXLAN port: its settings, and each worker's sockets until the workers take them.
+    Tunnel {
+        config: VxlanConfig,
+        ios: Vec<VxlanIo>,
+    },
     /// Configured, but its device could not be re-attached (and why).
     Missing(String),
 }
@@ -63,6 +69,9 @@ impl Device {
         match rec.port_type {
             PortType::Memory => Ok(Device::Memory(Arc::default())),
             PortType::Tap | PortType::Internal => open_tap(rec, queues, false).map(Device::Tap),
+            PortType::Vxlan => Err(CreateError::Failed(
+                "the VXLAN port is made from the switch's settings".into(),
+            )),
         }
     }
 
@@ -75,6 +84,7 @@ impl Device {
                 Ok(t) => Device::Tap(t),
                 Err(e) => Device::Missing(e.to_string()),
             },
+            PortType::Vxlan => Device::Missing("made from the switch's settings".into()),
         }
     }
 
@@ -93,6 +103,25 @@ impl Device {
                 Err(e) => tracing::warn!(ifname = %name, error = %e, "cannot remove TAP"),
             }
         }
+    }
+}
+
+impl Device {
+    /// The tunnel's sockets, one set per worker, bound to the node's underlay address.
+    pub(super) fn open_tunnel(config: &VxlanConfig, workers: usize) -> Result<Device, String> {
+        let ios = (0..workers.max(1))
+            .map(|_| VxlanIo::open(config))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                format!(
+                    "cannot open the VXLAN socket on {}:{}: {e}",
+                    config.local, config.port
+                )
+            })?;
+        Ok(Device::Tunnel {
+            config: config.clone(),
+            ios,
+        })
     }
 }
 
@@ -309,6 +338,12 @@ pub(super) fn record(no: u32, p: &AddPortParams) -> Result<PortRecord, Refusal> 
             p.name
         )));
     }
+    if p.port_type == PortType::Vxlan {
+        return Err(Refusal::refused(
+            "the switch makes its one VXLAN port itself: start vswitchd with --node-ip \
+             (and --vni, --vxlan-port); remote nodes come with add-node",
+        ));
+    }
     let device = p.port_type != PortType::Memory;
     if !device && (p.netns.is_some() || p.ifname.is_some() || p.ip.is_some() || p.gateway.is_some())
     {
@@ -394,6 +429,7 @@ pub(super) fn record(no: u32, p: &AddPortParams) -> Result<PortRecord, Refusal> 
         mtu: p.mtu,
         ip: p.ip.clone(),
         gateway: p.gateway.clone(),
+        tunnel: None,
     })
 }
 

@@ -63,6 +63,11 @@ impl Cidr4 {
         u32::from(ip) & self.mask() == u32::from(self.net)
     }
 
+    /// Whether the two share an address.
+    pub fn overlaps(&self, other: &Cidr4) -> bool {
+        self.contains(other.net) || other.contains(self.net)
+    }
+
     /// The first host address: the node's gateway.
     pub fn gateway(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.net) + 1)

@@ -6,6 +6,7 @@ pub mod cni;
 mod devices;
 pub mod ipam;
 pub mod logging;
+pub mod nodes;
 pub mod pipeline;
 pub mod worker;
 
@@ -105,10 +106,20 @@ pub struct Config {
     /// The node's Pod CIDR (`--pod-cidr`); without it (and none persisted) the switch
     /// attaches no Pods and installs no pipeline.
     pub pod_cidr: Option<String>,
-    /// The MTU of the gateway and of every Pod's interface.
-    pub pod_mtu: u32,
+    /// The MTU of the gateway and of every Pod's interface (`--pod-mtu`); by default the
+    /// underlay's less the VXLAN overhead when there is a tunnel, else 1500.
+    pub pod_mtu: Option<u32>,
     /// The gateway port's name (and its interface's, in the switch's namespace).
     pub gateway: String,
+    /// The node's underlay address (`--node-ip`): the tunnel's local end. Without it (and
+    /// none persisted) the switch has no tunnel.
+    pub node_ip: Option<std::net::Ipv4Addr>,
+    /// This node's name (`--node-name`, default the host name): its own Node object.
+    pub node_name: String,
+    /// The Pod network's VXLAN network identifier.
+    pub vni: u32,
+    /// The VXLAN UDP port.
+    pub vxlan_port: u16,
 }
 
 impl Config {
@@ -120,8 +131,12 @@ impl Config {
             bridge: "br0".into(),
             busy_poll: worker::DEFAULT_BUSY_POLL,
             pod_cidr: None,
-            pod_mtu: DEFAULT_POD_MTU,
+            pod_mtu: None,
             gateway: DEFAULT_GATEWAY.into(),
+            node_ip: None,
+            node_name: String::new(),
+            vni: nodes::DEFAULT_VNI,
+            vxlan_port: crate::port::vxlan::DEFAULT_PORT,
         }
     }
 }
@@ -206,6 +221,12 @@ pub struct Switch {
     cni_locks: Arc<cni::ContainerLocks>,
     /// The port number given last.
     last_port_no: u32,
+    /// The Pods' MTU, as resolved at start.
+    pod_mtu: u32,
+    /// The tunnel to the other nodes, when there is one.
+    tunnel: Option<pipeline::TunnelNet>,
+    /// Remote nodes, by name.
+    nodes: BTreeMap<String, crate::store::NodeRecord>,
 }
 
 impl std::fmt::Debug for Switch {
@@ -250,6 +271,13 @@ impl Switch {
             pods: BTreeMap::new(),
             cni_locks: Arc::default(),
             last_port_no: 0,
+            pod_mtu: DEFAULT_POD_MTU,
+            tunnel: None,
+            nodes: state
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.clone()))
+                .collect(),
         };
         // Tables first, ports after: a port's first packet meets the whole pipeline.
         // Flow and group lines are saved with port numbers, so they need no ports to parse.
@@ -277,8 +305,17 @@ impl Switch {
         sw.bridge
             .add_flows(&specs, now_ms())
             .map_err(|e| bad("flow", 0, e.to_string()))?;
+        let tunnel_rec = state
+            .ports
+            .iter()
+            .find(|r| r.port_type == rpc::PortType::Vxlan)
+            .cloned();
+        let tunnel = sw.plan_tunnel(tunnel_rec.as_ref())?;
         let stale_gateways = sw.plan_network(state.network.as_ref(), state.pods, &state.ports)?;
         for rec in state.ports {
+            if rec.port_type == rpc::PortType::Vxlan {
+                continue;
+            }
             let device = Device::restore(&rec, sw.workers.len());
             match &device {
                 Device::Missing(why) => {
@@ -292,6 +329,7 @@ impl Switch {
         sw.last_port_no = sw.ports.keys().max().copied().unwrap_or(0);
         // Last: it may save the state, which must hold everything restored above.
         sw.ensure_gateway(stale_gateways)?;
+        sw.ensure_tunnel(tunnel, tunnel_rec)?;
         tracing::info!(
             ports = sw.ports.len(),
             pods = sw.pods.len(),
@@ -316,6 +354,25 @@ impl Switch {
         let stats = PortStats::new(self.workers.len());
         let offloads = device.offloads();
         let no = rec.no;
+        let device = match device {
+            Device::Tunnel { config, ios } => {
+                for (w, io) in ios.into_iter().enumerate() {
+                    if let Some(h) = self.workers.get(w) {
+                        h.send(Msg::AddPort(WorkerPort {
+                            no,
+                            io: PortIo::Vxlan(io),
+                            stats: stats.clone(),
+                            offloads: true,
+                        }));
+                    }
+                }
+                Device::Tunnel {
+                    config,
+                    ios: Vec::new(),
+                }
+            }
+            other => other,
+        };
         match &device {
             Device::Tap(_) => {
                 for (w, fd) in device.worker_fds().into_iter().enumerate() {
@@ -339,7 +396,7 @@ impl Switch {
                     }));
                 }
             }
-            Device::Missing(_) => {}
+            Device::Missing(_) | Device::Tunnel { .. } => {}
         }
         self.ports.insert(
             no,
@@ -359,7 +416,8 @@ impl Switch {
                 no: p.record.no,
                 name: p.record.name.clone(),
                 // A Pod gets what the pipeline sends it, never a flood.
-                no_flood: self.pods.values().any(|pod| pod.port == p.record.name),
+                no_flood: self.pods.values().any(|pod| pod.port == p.record.name)
+                    || p.record.port_type == rpc::PortType::Vxlan,
             })
             .collect();
         self.bridge.set_ports(descs);
@@ -378,6 +436,7 @@ impl Switch {
                 mtu: n.mtu,
             }),
             pods: self.pods.values().cloned().collect(),
+            nodes: self.nodes.values().cloned().collect(),
             ports: self.ports.values().map(|p| p.record.clone()).collect(),
             groups: self
                 .bridge
@@ -495,6 +554,11 @@ impl Switch {
                 "port {name} is the interface of container {} ({}); the runtime removes it \
                  with a CNI DEL",
                 p.container_id, p.netns
+            )));
+        }
+        if self.tunnel.is_some_and(|t| t.port == no) {
+            return Err(Refusal::refused(format!(
+                "port {name} is the node's tunnel to the other nodes; it goes with --node-ip"
             )));
         }
         if self.net.as_ref().is_some_and(|n| n.gateway_port == no) {

@@ -34,10 +34,18 @@ pub fn pod_cookie(port: u32) -> u64 {
     POD_COOKIE_KIND | u64::from(port)
 }
 
-/// Whether `cookie` is one the switch gives its own rules (top byte 0x01 or 0x02): a user's
-/// flow may not carry one, or removing a Pod would miss it or take it along.
+/// The cookies of remote nodes' rules: this kind in the top byte, the node's id below.
+const REMOTE_COOKIE_KIND: u64 = 0x0300_0000_0000_0000;
+
+pub fn remote_cookie(id: u32) -> u64 {
+    REMOTE_COOKIE_KIND | u64::from(id)
+}
+
+/// Whether `cookie` is one the switch gives its own rules (top byte 0x01, 0x02 or 0x03): a
+/// user's flow may not carry one, or removing a Pod or a node would miss it or take it
+/// along.
 pub fn reserved_cookie(cookie: u64) -> bool {
-    matches!(cookie >> 56, 0x01 | 0x02)
+    matches!(cookie >> 56, 0x01..=0x03)
 }
 
 /// The MAC the switch gives an address: `0a:58:` and the four bytes of the IP (the
@@ -53,6 +61,22 @@ pub struct NodeNet {
     pub cidr: Cidr4,
     pub gateway_port: u32,
     pub mtu: u32,
+    /// The tunnel to the other nodes, when the node has one (`--node-ip`).
+    pub tunnel: Option<TunnelNet>,
+}
+
+/// The VXLAN port and the Pod network's VNI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TunnelNet {
+    pub port: u32,
+    pub vni: u32,
+}
+
+/// A remote node: its Pod CIDR behind its underlay address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteNet {
+    pub cidr: Cidr4,
+    pub node_ip: Ipv4Addr,
 }
 
 impl NodeNet {
@@ -86,6 +110,44 @@ fn arp_responder(ip: Ipv4Addr, mac: &str) -> String {
 /// The node's rules: the gateway, table misses, and the tables that only pass packets on
 /// until Services and NetworkPolicy fill them.
 pub fn node_lines(n: &NodeNet) -> Vec<String> {
+    let (gw, gw_mac) = (n.gateway_port, n.gateway_mac());
+    let mut lines = node_base_lines(n);
+    if let Some(t) = n.tunnel {
+        let (port, vni, gw_ip) = (t.port, t.vni, n.gateway_ip());
+        lines.extend([
+            // 0 Classifier: the Pod network's VNI from the tunnel; any other is counted here.
+            format!(
+                "table=0,priority=200,in_port={port},tun_id={vni:#x},actions=set_field:{FROM_TUNNEL:#x}->reg0,goto_table:3"
+            ),
+            format!("table=0,priority=190,in_port={port},actions=drop"),
+            // 7 L3Forwarding: from the tunnel only to this node's Pods (their own rules) and
+            // gateway; never back into the tunnel. The TTL was decremented by the sender.
+            format!(
+                "table=7,priority=205,ip,reg0={FROM_TUNNEL:#x},nw_dst={gw_ip},actions=set_field:{gw_mac}->eth_dst,set_field:{gw:#x}->reg1,goto_table:8"
+            ),
+            format!("table=7,priority=195,reg0={FROM_TUNNEL:#x},actions=drop"),
+        ]);
+    }
+    lines
+}
+
+/// A remote node's rules: ARP for its gateway answered (the node routes to its Pods via
+/// that gateway, over the gateway port), and its Pod CIDR routed into the tunnel, to its
+/// underlay address, with the MAC of its gateway as the inner destination (the MAC a
+/// kernel VXLAN device there also carries, so Flannel-like peers take the frame).
+pub fn remote_lines(n: &NodeNet, t: TunnelNet, r: &RemoteNet) -> Vec<String> {
+    let (gw_mac, rgw) = (n.gateway_mac(), r.cidr.gateway());
+    let rgw_mac = mac_for(rgw);
+    let (cidr, node_ip, port, vni) = (r.cidr, r.node_ip, t.port, t.vni);
+    vec![
+        arp_responder(rgw, &rgw_mac),
+        format!(
+            "table=7,priority=185,ip,nw_dst={cidr},actions=set_field:{gw_mac}->eth_src,set_field:{rgw_mac}->eth_dst,dec_ttl,set_field:{vni:#x}->tun_id,set_field:{node_ip}->tun_dst,set_field:{port:#x}->reg1,goto_table:8"
+        ),
+    ]
+}
+
+fn node_base_lines(n: &NodeNet) -> Vec<String> {
     let (gw, gw_mac) = (n.gateway_port, n.gateway_mac());
     vec![
         // 0 Classifier
@@ -137,6 +199,10 @@ pub fn pod_lines(n: &NodeNet, p: &PodNet) -> Vec<String> {
             "table=7,priority=200,ip,dl_dst={gw_mac},nw_dst={ip},actions=set_field:{gw_mac}->eth_src,set_field:{mac}->eth_dst,dec_ttl,set_field:{port:#x}->reg1,goto_table:8"
         ),
         format!("table=7,priority=190,dl_dst={mac},actions=set_field:{port:#x}->reg1,goto_table:8"),
+        // From the tunnel (whatever the inner MAC): delivered, the TTL as the sender left it.
+        format!(
+            "table=7,priority=210,ip,reg0={FROM_TUNNEL:#x},nw_dst={ip},actions=set_field:{gw_mac}->eth_src,set_field:{mac}->eth_dst,set_field:{port:#x}->reg1,goto_table:8"
+        ),
     ]
 }
 
@@ -163,6 +229,7 @@ mod tests {
             cidr: Cidr4::parse("10.244.1.0/24").unwrap(),
             gateway_port: 1,
             mtu: 1500,
+            tunnel: None,
         };
         let mut b = Bridge::new("br0");
         b.set_system_flows(NODE_COOKIE, &specs(&node_lines(&n)).unwrap(), 0)
@@ -222,6 +289,109 @@ mod tests {
             a.contains("ttl=63") && a.contains(POD3_MAC) && a.ends_with(",3"),
             "{a}"
         );
+    }
+
+    /// The node of [`bridge`] with a tunnel (port 9, VNI 5) to node 10.244.2.0/24 at
+    /// 192.168.1.2.
+    fn overlay() -> Bridge {
+        let n = NodeNet {
+            cidr: Cidr4::parse("10.244.1.0/24").unwrap(),
+            gateway_port: 1,
+            mtu: 1450,
+            tunnel: Some(TunnelNet { port: 9, vni: 5 }),
+        };
+        let mut b = bridge();
+        b.set_system_flows(NODE_COOKIE, &specs(&node_lines(&n)).unwrap(), 0)
+            .unwrap();
+        let r = RemoteNet {
+            cidr: Cidr4::parse("10.244.2.0/24").unwrap(),
+            node_ip: Ipv4Addr::new(192, 168, 1, 2),
+        };
+        let t = n.tunnel.unwrap();
+        b.set_system_flows(
+            remote_cookie(1),
+            &specs(&remote_lines(&n, t, &r)).unwrap(),
+            0,
+        )
+        .unwrap();
+        b
+    }
+
+    #[test]
+    fn remote_pods_are_routed_into_the_tunnel() {
+        let b = overlay();
+        // From a Pod: MACs rewritten, TTL decremented, tunnel to the node's address.
+        let a = actions(
+            &b,
+            &format!("in_port=2,tcp,{POD2},dl_dst={GW_MAC},nw_dst=10.244.2.7,nw_ttl=64"),
+        );
+        assert!(
+            a.contains("tunnel(tun_id=0x5,") && a.contains("dst=192.168.1.2)"),
+            "{a}"
+        );
+        assert!(
+            a.contains("dst=0a:58:0a:f4:02:01") && a.contains("ttl=63"),
+            "{a}"
+        );
+        assert!(a.ends_with(",9"), "{a}");
+        // From the node (it routes via the remote gateway, whose ARP the switch answers).
+        let a = actions(
+            &b,
+            "in_port=1,icmp,dl_src=0a:58:0a:f4:01:01,dl_dst=0a:58:0a:f4:02:01,nw_src=10.244.1.1,nw_dst=10.244.2.7,nw_ttl=64",
+        );
+        assert!(a.ends_with(",9"), "{a}");
+        let arp = actions(
+            &b,
+            "in_port=1,arp,arp_op=1,dl_src=0a:58:0a:f4:01:01,dl_dst=ff:ff:ff:ff:ff:ff,arp_sha=0a:58:0a:f4:01:01,arp_spa=10.244.1.1,arp_tpa=10.244.2.1",
+        );
+        assert!(
+            arp.contains("sha=0a:58:0a:f4:02:01") && arp.ends_with(",1"),
+            "{arp}"
+        );
+    }
+
+    #[test]
+    fn the_tunnel_delivers_only_to_this_nodes_pods_and_gateway() {
+        let b = overlay();
+        let from = |vni: u32, rest: &str| {
+            actions(
+                &b,
+                &format!(
+                    "in_port=9,tun_id={vni},tun_src=192.168.1.2,icmp,dl_src=0a:58:0a:f4:02:01,{rest}"
+                ),
+            )
+        };
+        // To a Pod: its MAC, the TTL as sent (the sender decremented it).
+        let a = from(
+            5,
+            "dl_dst=0a:58:0a:f4:01:01,nw_src=10.244.2.7,nw_dst=10.244.1.3,nw_ttl=63",
+        );
+        assert!(
+            a.contains(POD3_MAC) && !a.contains("ttl") && a.ends_with(",3"),
+            "{a}"
+        );
+        // To the gateway, whatever the inner MAC.
+        let a = from(
+            5,
+            "dl_dst=00:00:00:00:00:01,nw_src=10.244.2.7,nw_dst=10.244.1.1",
+        );
+        assert!(a.ends_with(",1"), "{a}");
+        // Never back into the tunnel, nowhere else, and not with another VNI.
+        let a = from(
+            5,
+            "dl_dst=0a:58:0a:f4:01:01,nw_src=10.244.2.7,nw_dst=10.244.2.9",
+        );
+        assert_eq!(a, "drop");
+        let a = from(
+            5,
+            "dl_dst=0a:58:0a:f4:01:01,nw_src=10.244.2.7,nw_dst=8.8.8.8",
+        );
+        assert_eq!(a, "drop");
+        let a = from(
+            6,
+            "dl_dst=0a:58:0a:f4:01:01,nw_src=10.244.2.7,nw_dst=10.244.1.3",
+        );
+        assert_eq!(a, "drop");
     }
 
     #[test]

@@ -373,3 +373,125 @@ fn the_switchs_cookies_are_not_for_users() {
     })
     .unwrap();
 }
+
+fn node(name: &str, cidr: &str, ip: &str) -> rpc::NodeSpec {
+    rpc::NodeSpec {
+        name: name.into(),
+        pod_cidr: cidr.into(),
+        node_ip: ip.into(),
+    }
+}
+
+fn manifest(doc: usize, object: Value) -> rpc::ManifestObject {
+    rpc::ManifestObject {
+        source: "nodes.yaml".into(),
+        doc,
+        object,
+    }
+}
+
+fn node_object(name: &str, cidr: &str, ip: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name},
+        "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
+        "status": {"addresses": [{"type": "InternalIP", "address": ip}]},
+    })
+}
+
+#[test]
+fn nodes_are_checked_persisted_and_listed() {
+    let dir = TempDir::new("nodes");
+    let mut sw = start(&dir);
+    sw.add_node(&node("b", "10.244.2.0/24", "192.168.1.2"))
+        .unwrap();
+    // The same again is fine; other settings under the name are a conflict.
+    sw.add_node(&node("b", "10.244.2.0/24", "192.168.1.2"))
+        .unwrap();
+    let e = sw
+        .add_node(&node("b", "10.244.9.0/24", "192.168.1.2"))
+        .unwrap_err();
+    assert_eq!(e.code, code::CONFLICT, "{}", e.message);
+    let e = sw
+        .add_node(&node("c", "10.244.2.128/25", "192.168.1.3"))
+        .unwrap_err();
+    assert!(e.message.contains("overlaps node b"), "{}", e.message);
+    for (cidr, ip) in [
+        ("10.244.3.0", "192.168.1.3"),
+        ("10.244.3.1/24", "192.168.1.3"),
+        ("10.244.3.0/24", "192.168.1"),
+        ("10.244.3.0/24", "224.0.0.1"),
+    ] {
+        let e = sw.add_node(&node("c", cidr, ip)).unwrap_err();
+        assert_eq!(e.code, code::REFUSED, "{cidr} {ip}: {}", e.message);
+    }
+    assert!(
+        sw.add_node(&node("bad name", "10.244.3.0/24", "192.168.1.3"))
+            .is_err()
+    );
+    sw.shutdown();
+    drop(sw);
+    let mut sw = start(&dir);
+    let nodes = sw.list_nodes();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0].name, "b");
+    assert_eq!(nodes[0].gateway, "10.244.2.1");
+    assert_eq!(nodes[0].source, "vswitchctl");
+    sw.del_node("b").unwrap();
+    assert_eq!(sw.del_node("b").unwrap_err().code, code::NOT_FOUND);
+    assert!(sw.list_nodes().is_empty());
+    sw.shutdown();
+}
+
+#[test]
+fn apply_reports_each_object_and_skips_unknown_kinds() {
+    let dir = TempDir::new("apply");
+    let mut sw = start(&dir);
+    let objects = vec![
+        manifest(1, node_object("b", "10.244.2.0/24", "192.168.1.2")),
+        manifest(
+            2,
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}}),
+        ),
+        manifest(3, node_object("c", "10.244.2.0/25", "192.168.1.3")),
+        manifest(4, node_object("d", "10.244.4.0/24", "192.168.1.4")),
+    ];
+    let r = sw.apply(&objects).results;
+    let outcomes: Vec<(&str, &str)> = r
+        .iter()
+        .map(|o| (o.name.as_str(), o.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("b", "created"),
+            ("web", "skipped"),
+            ("c", "error"),
+            ("d", "created")
+        ]
+    );
+    let err = r[2].message.as_deref().unwrap_or_default();
+    assert!(
+        err.starts_with("spec.podCIDR: ") && err.contains("overlaps node b"),
+        "{err}"
+    );
+    assert_eq!(r[2].doc, 3);
+    // Again: unchanged; a changed address: configured.
+    let again = sw.apply(&objects[..1]).results;
+    assert_eq!(again[0].outcome, "unchanged");
+    let moved = sw
+        .apply(&[manifest(
+            1,
+            node_object("b", "10.244.2.0/24", "192.168.1.22"),
+        )])
+        .results;
+    assert_eq!(moved[0].outcome, "configured");
+    assert_eq!(sw.list_nodes()[0].node_ip, "192.168.1.22");
+    assert_eq!(sw.list_nodes()[0].source, "manifest");
+    let gone = sw.delete(&objects).results;
+    let outcomes: Vec<&str> = gone.iter().map(|o| o.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["deleted", "skipped", "not found", "deleted"]);
+    assert!(sw.list_nodes().is_empty());
+    sw.shutdown();
+}

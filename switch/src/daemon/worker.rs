@@ -6,13 +6,16 @@ use crate::dp::packet::Packet;
 use crate::dp::{BATCH, CacheDump, DpStats, FastPath, FastPathConfig, Sink};
 use crate::ofproto::mac::MacTable;
 use crate::ofproto::{Pipeline, now_ms};
+use crate::port::vxlan::TxOutcome;
 use crate::port::{MAX_FRAME, PortIo, RxEnd, WorkerPort};
+use crate::wire::EthernetAddress;
+use crate::wire::build;
 use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -25,6 +28,8 @@ const WAKE: Token = Token(usize::MAX);
 #[derive(Debug, Default)]
 struct PortTable {
     slots: Vec<Option<WorkerPort>>,
+    /// The ports that queue output until the end of a batch (tunnels).
+    queuing: Vec<u32>,
 }
 
 impl PortTable {
@@ -38,11 +43,24 @@ impl PortTable {
         if self.slots.len() <= i {
             self.slots.resize_with(i + 1, || None);
         }
+        if matches!(p.io, PortIo::Vxlan(_)) {
+            self.queuing.push(p.no);
+        }
         self.slots[i] = Some(p);
     }
 
     fn remove(&mut self, no: u32) -> Option<WorkerPort> {
+        self.queuing.retain(|q| *q != no);
         self.slots.get_mut(no as usize).and_then(Option::take)
+    }
+
+    /// Send what ports queued during a batch.
+    fn flush(&self, worker: usize) {
+        for &no in &self.queuing {
+            if let Some(p) = self.get(no) {
+                p.flush(worker);
+            }
+        }
     }
 
     fn values(&self) -> impl Iterator<Item = &WorkerPort> {
@@ -175,8 +193,11 @@ struct Out<'a> {
 
 impl Sink for Out<'_> {
     fn output(&mut self, port: u32, pkt: &Packet) {
-        if let Some(p) = self.ports.get(port) {
-            p.send(self.worker, pkt, self.scratch);
+        let Some(p) = self.ports.get(port) else {
+            return;
+        };
+        if let TxOutcome::TooBig(mtu) = p.send(self.worker, pkt, self.scratch) {
+            self.too_big(p, pkt, mtu);
         }
     }
 
@@ -189,6 +210,50 @@ impl Sink for Out<'_> {
         // batch is enough to keep the learned flow fresh.
         if !self.learned.iter().any(|l| Arc::ptr_eq(l, flow)) {
             self.learned.push(flow.clone());
+        }
+    }
+}
+
+/// The descriptor a worker polls for a port's input (memory ports are poked instead).
+fn poll_fd(io: &PortIo) -> Option<std::os::fd::RawFd> {
+    match io {
+        PortIo::Tap(fd) => Some(fd.as_raw_fd()),
+        PortIo::Vxlan(v) => Some(v.rx_socket().as_fd().as_raw_fd()),
+        PortIo::Memory(_) => None,
+    }
+}
+
+impl Out<'_> {
+    /// A packet too big for the tunnel with DF set: ICMP fragmentation-needed with the
+    /// tunnel's MTU, from the node's gateway, back out of the port it came in on
+    /// (RFC 1191). Nothing is sent for what must not be answered (ICMP errors, broadcast).
+    fn too_big(&mut self, tunnel: &WorkerPort, pkt: &Packet, mtu: u16) {
+        let PortIo::Vxlan(v) = &tunnel.io else {
+            return;
+        };
+        let Some((mac, ip)) = v.config.icmp_from else {
+            return;
+        };
+        let Some(back) = self.ports.get(pkt.in_port) else {
+            return;
+        };
+        let mut reply = Vec::new();
+        if build::icmpv4_unreachable(
+            pkt.data(),
+            4,
+            EthernetAddress(mac),
+            ip,
+            Some(mtu),
+            &mut reply,
+        )
+        .is_ok()
+            && reply.len() >= 34
+        {
+            // The pipeline rewrote the packet's MACs on its way to the tunnel; the sender's
+            // MAC is the one the switch gives every address it owns (`0a:58:` and the IP).
+            let src = [reply[30], reply[31], reply[32], reply[33]];
+            reply[..6].copy_from_slice(&[0x0a, 0x58, src[0], src[1], src[2], src[3]]);
+            back.send(self.worker, &Packet::from_frame(&reply, 0), self.scratch);
         }
     }
 }
@@ -253,23 +318,21 @@ impl Worker {
         loop {
             match self.rx.try_recv() {
                 Ok(Msg::AddPort(p)) => {
-                    if let PortIo::Tap(fd) = &p.io {
-                        let raw = fd.as_raw_fd();
-                        if let Err(e) = self.poll.registry().register(
+                    if let Some(raw) = poll_fd(&p.io)
+                        && let Err(e) = self.poll.registry().register(
                             &mut SourceFd(&raw),
                             Token(p.no as usize),
                             Interest::READABLE,
-                        ) {
-                            tracing::error!(worker = self.id, port = p.no, error = %e, "cannot poll port");
-                        }
+                        )
+                    {
+                        tracing::error!(worker = self.id, port = p.no, error = %e, "cannot poll port");
                     }
                     self.ports.insert(p);
                 }
                 Ok(Msg::DelPort { no, done }) => {
                     if let Some(p) = self.ports.remove(no)
-                        && let PortIo::Tap(fd) = &p.io
+                        && let Some(raw) = poll_fd(&p.io)
                     {
-                        let raw = fd.as_raw_fd();
                         let _ = self.poll.registry().deregister(&mut SourceFd(&raw));
                     }
                     let _ = done.send(());
@@ -314,6 +377,7 @@ impl Worker {
                     controller_packets,
                 };
                 fp.process(&mut batch[..n], now, &mut out);
+                ports.flush(*id);
             }
             if matches!(end, RxEnd::Empty) {
                 break;

@@ -104,8 +104,33 @@ impl Packet {
     }
 
     /// Set the frame length after writing into [`Packet::receive_buffer`].
+    /// The largest frame the buffer holds without growing.
+    pub fn capacity(&self) -> usize {
+        self.buf.len() - HEADROOM
+    }
+
+    /// Append `bytes` to the frame, if the buffer has room for them (it does not grow:
+    /// receive buffers are sized once). Whether they were appended.
+    pub fn append(&mut self, bytes: &[u8]) -> bool {
+        let end = self.head + self.len;
+        match self.buf.get_mut(end..end + bytes.len()) {
+            Some(room) => {
+                room.copy_from_slice(bytes);
+                self.len += bytes.len();
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn set_len(&mut self, len: usize) {
         self.len = len.min(self.buf.len() - self.head);
+    }
+
+    /// The `n` bytes just before the frame (in the headroom): a header a port read with
+    /// [`Packet::receive_buffer_with_prefix`].
+    pub fn prefix(&self, n: usize) -> &[u8] {
+        &self.buf[self.head.saturating_sub(n)..self.head]
     }
 
     #[inline]

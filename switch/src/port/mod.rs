@@ -10,7 +10,9 @@
 //! they travel whole. A port that takes no offloads gets the checksum completed and the
 //! super-frame cut into segments in software ([`crate::wire::gso`]).
 
+pub mod gro;
 mod memory;
+pub mod vxlan;
 
 pub use memory::MemoryPort;
 
@@ -67,6 +69,11 @@ impl Counters {
     #[inline]
     pub fn tx_error(&self) {
         bump(&self.tx_errors, 1);
+    }
+
+    #[inline]
+    pub fn rx_drop(&self) {
+        bump(&self.rx_dropped, 1);
     }
 
     #[inline]
@@ -128,6 +135,8 @@ pub enum PortIo {
     /// This worker's queue of a TAP (virtio-net header on every frame).
     Tap(OwnedFd),
     Memory(Arc<MemoryPort>),
+    /// This worker's sockets of the VXLAN tunnel.
+    Vxlan(vxlan::VxlanIo),
 }
 
 /// One port as one worker sees it.
@@ -154,6 +163,13 @@ impl WorkerPort {
     /// port ran dry. Packets get `in_port` and their offload state.
     pub fn receive(&self, worker: usize, batch: &mut [Packet]) -> (usize, RxEnd) {
         let counters = self.stats.worker(worker);
+        if let PortIo::Vxlan(v) = &self.io {
+            let (n, dry) = v.receive(batch, counters);
+            for p in &mut batch[..n] {
+                p.in_port = self.no;
+            }
+            return (n, if dry { RxEnd::Empty } else { RxEnd::Full });
+        }
         let mut n = 0;
         while n < batch.len() {
             let pkt = &mut batch[n];
@@ -166,6 +182,7 @@ impl WorkerPort {
                     }
                     None => Ok(false),
                 },
+                PortIo::Vxlan(_) => Ok(false),
             };
             match got {
                 Ok(true) => {
@@ -183,9 +200,19 @@ impl WorkerPort {
         (n, RxEnd::Full)
     }
 
+    /// Send what the port queued during a batch (the tunnel's datagrams).
+    pub fn flush(&self, worker: usize) {
+        if let PortIo::Vxlan(v) = &self.io {
+            v.flush(self.stats.worker(worker));
+        }
+    }
+
     /// Send one packet; `scratch` is reused for segmentation and checksum completion.
-    pub fn send(&self, worker: usize, pkt: &Packet, scratch: &mut Vec<u8>) {
+    pub fn send(&self, worker: usize, pkt: &Packet, scratch: &mut Vec<u8>) -> vxlan::TxOutcome {
         let counters = self.stats.worker(worker);
+        if let PortIo::Vxlan(v) = &self.io {
+            return v.send(pkt, scratch, counters);
+        }
         let needs_work = pkt.vnet.gso_type != VirtioNetHdr::GSO_NONE || pkt.vnet.needs_csum();
         if self.offloads || !needs_work {
             let hdr = if self.offloads {
@@ -194,7 +221,7 @@ impl WorkerPort {
                 VirtioNetHdr::default()
             };
             self.send_one(counters, &hdr, pkt.data());
-            return;
+            return vxlan::TxOutcome::Sent;
         }
         // The port takes no offloads: finish checksums and cut super-frames here.
         let plain = VirtioNetHdr::default();
@@ -206,6 +233,7 @@ impl WorkerPort {
             counters.tx_error();
         }
         *scratch = copy;
+        vxlan::TxOutcome::Sent
     }
 
     fn send_one(&self, counters: &Counters, hdr: &VirtioNetHdr, frame: &[u8]) {
@@ -226,6 +254,7 @@ impl WorkerPort {
                 m.push_tx(frame, hdr);
                 counters.tx(frame.len());
             }
+            PortIo::Vxlan(_) => {}
         }
     }
 }

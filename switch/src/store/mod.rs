@@ -37,6 +37,32 @@ pub struct PortRecord {
     pub ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<String>,
+    /// The tunnel's settings, for the VXLAN port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<TunnelRecord>,
+}
+
+/// The VXLAN port's settings (`vswitchd --node-ip`, `--vni`, `--vxlan-port`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelRecord {
+    /// The node's underlay address, where the tunnel ends.
+    pub local: String,
+    /// The UDP port.
+    pub port: u16,
+    /// The VNI of the Pod network.
+    pub vni: u32,
+}
+
+/// A remote node: its Pod CIDR behind its underlay address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Names its rules (their cookie); not reused while the node is known.
+    pub id: u32,
+    pub name: String,
+    pub pod_cidr: String,
+    pub node_ip: String,
+    /// `vswitchctl` or `manifest`.
+    pub source: String,
 }
 
 /// The node's Pod network (`vswitchd --pod-cidr`), as the switch last ran with it.
@@ -105,6 +131,8 @@ pub struct State {
     pub network: Option<NetworkRecord>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pods: Vec<PodRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeRecord>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -13,12 +13,14 @@
 //!   happens inside [`netns::run_in`].
 //! - [`netlink`]: a small synchronous rtnetlink client (links, addresses,
 //!   routes) with checked acks and dumps.
+//! - [`udp`]: the VXLAN tunnel's UDP sockets: batched receive, send with UDP GSO.
 
 #![allow(unsafe_code)]
 
 pub mod netlink;
 pub mod netns;
 pub mod tap;
+pub mod udp;
 
 #[cfg(test)]
 mod tests;

@@ -26,7 +26,8 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
 };
 use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -447,6 +448,64 @@ impl Rtnl {
             Kind::Ack,
         )
         .map(drop)
+    }
+
+    /// Set the route to `dst/prefix` via `gateway` out of the link, marked on-link (the
+    /// gateway need not be in a subnet of the link, as Flannel routes to other nodes),
+    /// replacing any route to that prefix.
+    pub fn replace_route_onlink(
+        &mut self,
+        dst: IpAddr,
+        prefix: u8,
+        gateway: IpAddr,
+        index: u32,
+    ) -> Result<(), NetlinkError> {
+        let mut msg = route_message(Some((dst, prefix)), Some(gateway), index)?;
+        msg.header.flags = RouteFlags::Onlink;
+        let request =
+            format!("RTM_NEWROUTE {dst}/{prefix} via {gateway} dev ifindex {index} onlink");
+        self.request(
+            &request,
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_REPLACE,
+            Kind::Ack,
+        )
+        .map(drop)
+    }
+
+    /// Delete the route to `dst/prefix` of the main table; one that is not there is
+    /// success.
+    pub fn del_route(&mut self, dst: IpAddr, prefix: u8) -> Result<(), NetlinkError> {
+        check_prefix(dst, prefix)?;
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = family(dst);
+        msg.header.destination_prefix_length = prefix;
+        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        msg.header.scope = RouteScope::NoWhere;
+        msg.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(dst)));
+        let request = format!("RTM_DELROUTE {dst}/{prefix}");
+        match self.request(&request, RouteNetlinkMessage::DelRoute(msg), 0, Kind::Ack) {
+            Err(e) if e.kernel_errno() == Some(libc::ESRCH) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// The link that holds the address `ip`, if any.
+    pub fn address_owner(&mut self, ip: IpAddr) -> Result<Option<u32>, NetlinkError> {
+        let msg = AddressMessage::default();
+        let replies = self.request(
+            "RTM_GETADDR dump",
+            RouteNetlinkMessage::GetAddress(msg),
+            0,
+            Kind::Dump,
+        )?;
+        Ok(replies.into_iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewAddress(a) if address_of(&a) == Some(ip) => {
+                Some(a.header.index)
+            }
+            _ => None,
+        }))
     }
 
     /// The unicast routes of the main table, IPv6 if `v6`, else IPv4.
