@@ -272,6 +272,9 @@ fn pods_on_two_nodes_reach_each_other_with_their_own_addresses() {
         let failed = unreachable(&[(&n.ns, gw)], &targets);
         assert!(failed.is_empty(), "from {}: {failed:?}", n.name);
     }
+    // A Pod reaches the other node's own address too (through its node, which forwards).
+    let p = ping(&c.pods[0].ns, &node_ip(2), 2);
+    assert_eq!(p.received, 2, "{}", p.output);
     // One router hop across the overlay: the TTL is decremented once, by the sender's
     // switch (as Antrea does), not again by the receiver's.
     let p = ping(&c.pods[0].ns, &c.pods[2].ip, 1);

@@ -1087,6 +1087,11 @@ impl Switch {
             self.install_node_flows(&net)?;
         }
         self.save().map_err(|r| bad(r.message))?;
+        // The node is its Pods' router (to other nodes' addresses, and beyond): IPv4
+        // forwarding on, as the reference bridge plugin does for a gateway.
+        if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
+            tracing::warn!(error = %e, "cannot turn IPv4 forwarding on: Pods reach only this node and other Pods");
+        }
         tracing::info!(pod_cidr = %net.cidr, gateway = %net.gateway_ip(), pods = self.pods.len(), "Pod network ready");
         Ok(())
     }
