@@ -615,21 +615,42 @@ fn malformed_vxlan_is_dropped_and_counted() {
     };
     let dropped_by_vni = unknown_vni(n1);
     // From node 2's underlay address, to node 1's VXLAN port: a 4-byte datagram, one
-    // without the I flag, and one with VNI 99 around a valid frame.
-    // A frame of a local experimental EtherType: valid, so only the VNI stops it.
-    let inner = "bytes.fromhex('0a58 0af4 0101 0a58 0af4 0201 88b5'.replace(' ', '')) + bytes(46)";
+    // without the I flag, and one with VNI 99 around a valid frame (a local experimental
+    // EtherType: only the VNI stops it). Then valid VXLAN around an ICMP echo to the Pod
+    // on node 1 that the pipeline must refuse: from node 2 but with a source address of
+    // node 1's Pod CIDR, and from an underlay address that is no node's.
+    let pod_a = c.pods[a].ip.clone();
+    c.node(2)
+        .ns
+        .exec_ok(&["ip", "addr", "add", "192.168.200.66/24", "dev", "ul0"]);
     let script = [
-        "import socket".to_string(),
-        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)".into(),
-        format!("s.bind(('{}', 0))", node_ip(2)),
-        format!("inner = {inner}"),
-        "short = b'\\x08\\x00\\x00\\x00'".into(),
-        "no_i_flag = b'\\x00\\x00\\x00\\x00\\x00\\x00\\x01\\x00' + inner".into(),
-        "vni_99 = b'\\x08\\x00\\x00\\x00\\x00\\x00\\x63\\x00' + inner".into(),
+        "import socket, struct".to_string(),
+        "def csum(b):".into(),
+        "    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))".into(),
+        "    s = (s & 0xffff) + (s >> 16); s = (s & 0xffff) + (s >> 16)".into(),
+        "    return (~s) & 0xffff".into(),
+        "def echo(src, dst):".into(),
+        "    icmp = struct.pack('!BBHHH', 8, 0, 0, 1, 1) + bytes(32)".into(),
+        "    icmp = icmp[:2] + struct.pack('!H', csum(icmp)) + icmp[4:]".into(),
+        "    ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(icmp), 1, 0, 64, 1, 0,".into(),
+        "        socket.inet_aton(src), socket.inet_aton(dst))".into(),
+        "    ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]".into(),
+        "    return bytes.fromhex('0a580af401010a580af402010800') + ip + icmp".into(),
+        "vxlan = lambda vni: b'\\x08\\x00\\x00\\x00' + struct.pack('!I', vni << 8)".into(),
+        "other = bytes.fromhex('0a580af401010a580af4020188b5') + bytes(46)".into(),
+        "def send(src, datagrams):".into(),
+        "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)".into(),
+        "    s.bind((src, 0))".into(),
         format!(
-            "[s.sendto(d, ('{}', 4789)) for d in (short, no_i_flag, vni_99)]",
+            "    [s.sendto(d, ('{}', 4789)) for d in datagrams]",
             node_ip(1)
         ),
+        format!(
+            "send('{}', [b'\\x08\\x00\\x00\\x00', b'\\x00' * 8 + other, vxlan(99) + other,",
+            node_ip(2)
+        ),
+        format!("    vxlan(1) + echo('10.244.1.99', '{pod_a}')])"),
+        format!("send('192.168.200.66', [vxlan(1) + echo('10.244.2.9', '{pod_a}')])"),
     ]
     .join("\n");
     c.node(2).ns.exec_ok(&["python3", "-c", &script]);
@@ -640,7 +661,7 @@ fn malformed_vxlan_is_dropped_and_counted() {
     assert!(counted, "{}", n1.port_stats("vsw-tun0"));
     // Rule counters are brought up to date about once a second.
     let counted = wait_until(Duration::from_secs(5), || {
-        unknown_vni(n1) == dropped_by_vni + 1
+        unknown_vni(n1) == dropped_by_vni + 3
     });
     assert!(counted, "{:?}", n1.flows(Some("table=0")));
     // The switch runs on; traffic passes.

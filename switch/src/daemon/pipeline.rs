@@ -113,12 +113,11 @@ pub fn node_lines(n: &NodeNet) -> Vec<String> {
     let (gw, gw_mac) = (n.gateway_port, n.gateway_mac());
     let mut lines = node_base_lines(n);
     if let Some(t) = n.tunnel {
-        let (port, vni, gw_ip) = (t.port, t.vni, n.gateway_ip());
+        let (port, gw_ip) = (t.port, n.gateway_ip());
         lines.extend([
-            // 0 Classifier: the Pod network's VNI from the tunnel; any other is counted here.
-            format!(
-                "table=0,priority=200,in_port={port},tun_id={vni:#x},actions=set_field:{FROM_TUNNEL:#x}->reg0,goto_table:3"
-            ),
+            // 0 Classifier: what each known node may send comes in (its own rules);
+            // anything else from the tunnel (another VNI, an unknown sender, a forged
+            // inner source) is dropped and counted here.
             format!("table=0,priority=190,in_port={port},actions=drop"),
             // 7 L3Forwarding: from the tunnel only to this node's Pods (their own rules) and
             // gateway; never back into the tunnel. The TTL was decremented by the sender.
@@ -140,6 +139,15 @@ pub fn remote_lines(n: &NodeNet, t: TunnelNet, r: &RemoteNet) -> Vec<String> {
     let rgw_mac = mac_for(rgw);
     let (cidr, node_ip, port, vni) = (r.cidr, r.node_ip, t.port, t.vni);
     vec![
+        // From the node's underlay address, with the Pod network's VNI, IPv4 from its own
+        // Pod CIDR or from the node itself (its answers to Pods that reached it over the
+        // underlay): nothing else that node sends is taken in.
+        format!(
+            "table=0,priority=200,in_port={port},tun_id={vni:#x},tun_src={node_ip},ip,nw_src={cidr},actions=set_field:{FROM_TUNNEL:#x}->reg0,goto_table:3"
+        ),
+        format!(
+            "table=0,priority=200,in_port={port},tun_id={vni:#x},tun_src={node_ip},ip,nw_src={node_ip},actions=set_field:{FROM_TUNNEL:#x}->reg0,goto_table:3"
+        ),
         arp_responder(rgw, &rgw_mac),
         format!(
             "table=7,priority=185,ip,nw_dst={cidr},actions=set_field:{gw_mac}->eth_src,set_field:{rgw_mac}->eth_dst,dec_ttl,set_field:{vni:#x}->tun_id,set_field:{node_ip}->tun_dst,set_field:{port:#x}->reg1,goto_table:8"
@@ -392,6 +400,15 @@ mod tests {
             "dl_dst=0a:58:0a:f4:01:01,nw_src=10.244.2.7,nw_dst=10.244.1.3",
         );
         assert_eq!(a, "drop");
+        // A node sends only from its own Pod CIDR, and only a known node's address counts.
+        let a = from(
+            5,
+            "dl_dst=0a:58:0a:f4:01:01,nw_src=10.244.1.9,nw_dst=10.244.1.3",
+        );
+        assert_eq!(a, "drop");
+        let m = "in_port=9,tun_id=5,tun_src=192.168.1.66,icmp,dl_src=0a:58:0a:f4:02:01,\
+                 dl_dst=0a:58:0a:f4:01:01,nw_src=10.244.2.7,nw_dst=10.244.1.3";
+        assert_eq!(actions(&b, m), "drop");
     }
 
     #[test]
