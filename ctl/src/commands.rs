@@ -334,7 +334,10 @@ fn manifests(ctx: &Ctx, method: &str, files: &[String], out: &mut String) -> Res
             e.file = source_label(&e.file).to_string();
             Failure::Invalid(e.to_string())
         })?;
-        objects.extend(loaded);
+        objects.extend(loaded.into_iter().map(|mut o| {
+            o.object = k8s::essentials(&o.object);
+            o
+        }));
     }
     if objects.is_empty() {
         let names: Vec<&str> = files.iter().map(|f| source_label(f)).collect();

@@ -256,6 +256,45 @@ pub fn object_kind_name(obj: &Value) -> (String, String) {
     )
 }
 
+/// The object with only what the switch reads of its kind (for a `Node`: `apiVersion`,
+/// `kind`, `metadata.name`, `spec.podCIDR(s)`, `status.addresses`); other kinds as they
+/// are. A cluster's `kubectl get nodes -o yaml` carries kilobytes per node the switch
+/// never looks at (`managedFields`, images, conditions): they are not sent.
+pub fn essentials(obj: &Value) -> Value {
+    if obj.get("kind").and_then(Value::as_str) != Some(NODE_KIND) {
+        return obj.clone();
+    }
+    let pick =
+        |path: &[&str]| -> Option<Value> { path.iter().try_fold(obj, |v, k| v.get(*k)).cloned() };
+    let mut out = Map::new();
+    for key in ["apiVersion", "kind"] {
+        if let Some(v) = obj.get(key) {
+            out.insert(key.into(), v.clone());
+        }
+    }
+    let mut section = |name: &str, fields: &[(&str, &[&str])]| {
+        let mut m = Map::new();
+        for (key, path) in fields {
+            if let Some(v) = pick(path) {
+                m.insert((*key).into(), v);
+            }
+        }
+        if !m.is_empty() || obj.get(name).is_some() {
+            out.insert(name.into(), Value::Object(m));
+        }
+    };
+    section("metadata", &[("name", &["metadata", "name"])]);
+    section(
+        "spec",
+        &[
+            ("podCIDR", &["spec", "podCIDR"]),
+            ("podCIDRs", &["spec", "podCIDRs"]),
+        ],
+    );
+    section("status", &[("addresses", &["status", "addresses"])]);
+    Value::Object(out)
+}
+
 /// How kubectl names an object in its output: `node/worker-1`, the kind in lower case.
 pub fn object_ref(kind: &str, name: &str) -> String {
     let kind = if kind.is_empty() {

@@ -342,7 +342,16 @@ fn removing_a_node_stops_its_traffic_and_adding_it_back_restores_it() {
     assert_eq!(node_flows(n1.daemon()), before);
     assert!(ping_until(&pa.ns, &pb.ip, Duration::from_secs(5)));
 
-    // Nodes are persisted: after kill -9 and a new start, traffic passes again.
+    // Nodes are persisted: after kill -9 and a new start, traffic passes again, and the
+    // tunnel keeps its port number.
+    let tunnel_no = |d: &Daemon| {
+        d.ports()
+            .into_iter()
+            .find(|p| p["name"] == "vsw-tun0")
+            .map(|p| p["no"].clone())
+    };
+    let before_no = tunnel_no(c.node(1).daemon());
+    assert!(before_no.is_some());
     let n1 = &mut c.nodes[0];
     let d = n1.daemon.as_mut().expect("a switch");
     d.kill9();
@@ -354,6 +363,7 @@ fn removing_a_node_stops_its_traffic_and_adding_it_back_restores_it() {
         c.node(1).daemon().diagnostics()
     );
     assert_eq!(node_flows(c.node(1).daemon()), before);
+    assert_eq!(tunnel_no(c.node(1).daemon()), before_no);
 }
 
 #[test]
@@ -755,4 +765,57 @@ fn nodes_come_from_kubernetes_manifests() {
 
 fn show_out(out: &std::process::Output) -> String {
     format!("{}{}", stdout(out), vswitch_tests::e2e::stderr(out))
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_tunnel_that_cannot_open_leaves_the_node_its_pods() {
+    let _serial = serial();
+    // Node 1's VXLAN port is taken before its switch starts (a Flannel left behind).
+    let c = Cluster::new(1, 0, &[]);
+    let node = &c.node(1).ns;
+    let holder = node.spawn(&[
+        "timeout",
+        "60",
+        "python3",
+        "-c",
+        &format!(
+            "import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+             s.bind(('{}', 4789)); time.sleep(60)",
+            node_ip(1)
+        ),
+    ]);
+    let bound = wait_until(Duration::from_secs(5), || {
+        !node
+            .exec_ok(&["ss", "-Hlun", "sport = :4789"])
+            .trim()
+            .is_empty()
+    });
+    assert!(bound);
+    let (ip, cidr) = (node_ip(1), pod_cidr(1));
+    let mut d = Daemon::start_in(node, &["--node-ip", &ip, "--pod-cidr", &cidr]);
+    let tunnel = d
+        .ports()
+        .into_iter()
+        .find(|p| p["name"] == "vsw-tun0")
+        .expect("the tunnel port is listed");
+    assert!(
+        tunnel["state"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("missing")),
+        "{tunnel}"
+    );
+    // The node still reaches its gateway's Pods' network.
+    let gw = d.ctl_json(&["list-pods"]);
+    assert_eq!(gw["gateway"], "10.244.1.1", "{gw}");
+    // Once the port is free, the next start opens the tunnel (it was kept in the state).
+    drop(holder);
+    d.stop();
+    d.restart();
+    let tunnel = d
+        .ports()
+        .into_iter()
+        .find(|p| p["name"] == "vsw-tun0")
+        .expect("the tunnel port is listed");
+    assert_eq!(tunnel["state"], "up", "{tunnel}");
 }

@@ -889,3 +889,34 @@ fn hostile_nesting_is_an_error_not_a_crash() {
         assert!(r.is_err(), "{}", &text[..40.min(text.len())]);
     }
 }
+
+#[test]
+fn a_node_is_sent_with_only_what_the_switch_reads() {
+    let full = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": "worker-1",
+            "labels": {"kubernetes.io/os": "linux"},
+            "managedFields": [{"manager": "kubelet", "fieldsV1": {"f:status": {".": {}}}}],
+        },
+        "spec": {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"], "taints": []},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": "192.168.1.11"}],
+            "images": [{"names": ["registry.k8s.io/pause:3.9"], "sizeBytes": 321520}],
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    });
+    let small = essentials(&full);
+    assert_eq!(node_spec(&small), node_spec(&full));
+    assert!(small["metadata"].get("managedFields").is_none());
+    assert!(small["status"].get("images").is_none());
+    // Other kinds go as they are; a Node missing a section still reports the same error.
+    let svc = serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"}});
+    assert_eq!(essentials(&svc), svc);
+    let bare = serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "b"}});
+    assert_eq!(
+        node_spec(&essentials(&bare)).map_err(|e| e.to_string()),
+        node_spec(&bare).map_err(|e| e.to_string())
+    );
+}

@@ -935,7 +935,12 @@ impl Switch {
             netns: None,
             ifname: None,
             mac: Some(pipeline::mac_for(gw_ip)),
-            mtu: Some(self.pod_mtu),
+            // The node's own packets to other nodes' Pods fit the tunnel: an ICMP error
+            // from the gateway's address would not be taken by the node itself.
+            mtu: Some(
+                self.tunnel_mtu
+                    .map_or(self.pod_mtu, |t| t.min(self.pod_mtu)),
+            ),
             ip: Some(format!("{gw_ip}/{}", cidr.prefix)),
             gateway: None,
         }

@@ -109,15 +109,18 @@ impl Device {
 impl Device {
     /// The tunnel's sockets, one set per worker, bound to the node's underlay address.
     pub(super) fn open_tunnel(config: &VxlanConfig, workers: usize) -> Result<Device, String> {
-        let ios = (0..workers.max(1))
-            .map(|_| VxlanIo::open(config))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                format!(
-                    "cannot open the VXLAN socket on {}:{}: {e}",
-                    config.local, config.port
-                )
-            })?;
+        let fail = |e: std::io::Error| {
+            format!(
+                "cannot open the VXLAN sockets on {}:{}: {e}",
+                config.local, config.port
+            )
+        };
+        let first = VxlanIo::open(config, &[]).map_err(fail)?;
+        let ports = first.tx_ports().map_err(fail)?;
+        let mut ios = vec![first];
+        for _ in 1..workers.max(1) {
+            ios.push(VxlanIo::open(config, &ports).map_err(fail)?);
+        }
         Ok(Device::Tunnel {
             config: config.clone(),
             ios,

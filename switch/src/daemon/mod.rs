@@ -227,6 +227,8 @@ pub struct Switch {
     tunnel: Option<pipeline::TunnelNet>,
     /// Remote nodes, by name.
     nodes: BTreeMap<String, crate::store::NodeRecord>,
+    /// The largest inner packet the tunnel carries whole, when there is one.
+    tunnel_mtu: Option<u32>,
 }
 
 impl std::fmt::Debug for Switch {
@@ -273,6 +275,7 @@ impl Switch {
             last_port_no: 0,
             pod_mtu: DEFAULT_POD_MTU,
             tunnel: None,
+            tunnel_mtu: None,
             nodes: state
                 .nodes
                 .iter()
@@ -327,9 +330,11 @@ impl Switch {
         }
         sw.publish_ports();
         sw.last_port_no = sw.ports.keys().max().copied().unwrap_or(0);
-        // Last: it may save the state, which must hold everything restored above.
+        // The tunnel before the gateway, which may save the state: that must hold
+        // everything restored above, the tunnel's port (and its number) too.
+        sw.open_tunnel(tunnel, tunnel_rec)?;
         sw.ensure_gateway(stale_gateways)?;
-        sw.ensure_tunnel(tunnel, tunnel_rec)?;
+        sw.install_remotes();
         tracing::info!(
             ports = sw.ports.len(),
             pods = sw.pods.len(),

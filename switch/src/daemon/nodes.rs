@@ -87,7 +87,19 @@ impl Switch {
         let plan = match local {
             None => None,
             Some(local) => {
-                let underlay_mtu = underlay_mtu(local).map_err(bad)?;
+                let underlay_mtu = match underlay_mtu(local) {
+                    Ok(m) => m,
+                    // Asked for now: say what is wrong and stop.
+                    Err(e) if self.config.node_ip.is_some() => return Err(bad(e)),
+                    // As saved, and gone (the address changed): the tunnel is kept in
+                    // the state, shown missing, and tried again at the next start.
+                    Err(e) => {
+                        tracing::error!(error = %e, "the saved tunnel address is gone; start with --node-ip");
+                        persisted
+                            .and_then(|r| r.mtu)
+                            .map_or(1500, |m| m + vxlan::OVERHEAD as u32)
+                    }
+                };
                 Some(TunnelPlan {
                     local,
                     port: self.config.vxlan_port,
@@ -99,13 +111,15 @@ impl Switch {
         let tunnel_mtu = plan
             .as_ref()
             .map(|p| p.underlay_mtu.saturating_sub(vxlan::OVERHEAD as u32));
+        self.tunnel_mtu = tunnel_mtu;
         self.pod_mtu = match (self.config.pod_mtu, tunnel_mtu) {
             (Some(m), Some(t)) if m > t => {
                 tracing::warn!(
                     pod_mtu = m,
                     tunnel_mtu = t,
-                    "--pod-mtu is larger than the tunnel carries: larger packets to other \
-                     nodes get ICMP fragmentation-needed"
+                    "--pod-mtu is larger than the tunnel carries: larger packets from Pods \
+                     to other nodes get ICMP fragmentation-needed (the gateway keeps the \
+                     tunnel's MTU)"
                 );
                 m
             }
@@ -116,9 +130,11 @@ impl Switch {
         Ok(plan)
     }
 
-    /// At start, once the gateway is there: open the tunnel (keeping its port number),
-    /// then the node's tunnel rules and every remote node's rules and route.
-    pub(super) fn ensure_tunnel(
+    /// At start, after the ports and before the gateway: open the tunnel (keeping its
+    /// port number) and put the node's tunnel rules in. A tunnel that cannot open (its
+    /// port taken, its address gone) is kept in the state, shown missing, and the switch
+    /// runs on without it: local Pods keep their network.
+    pub(super) fn open_tunnel(
         &mut self,
         plan: Option<TunnelPlan>,
         persisted: Option<PortRecord>,
@@ -169,35 +185,60 @@ impl Switch {
                 vni: plan.vni,
             }),
         };
-        let device = Device::open_tunnel(&config, self.workers.len()).map_err(bad)?;
+        self.last_port_no = self.last_port_no.max(no);
+        let device = match Device::open_tunnel(&config, self.workers.len()) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(error = %e, "the tunnel is not open: Pods on this node work, other nodes are not reached");
+                self.insert_port(rec, Device::Missing(e));
+                self.publish_ports();
+                return Ok(());
+            }
+        };
         self.insert_port(rec, device);
         self.publish_ports();
-        self.last_port_no = self.last_port_no.max(no);
         self.tunnel = Some(TunnelNet {
             port: no,
             vni: plan.vni,
         });
         if let Some(mut net) = self.net.clone() {
             net.tunnel = self.tunnel;
-            self.install_node_flows(&net)?;
+            if net.gateway_port != 0 {
+                self.install_node_flows(&net)?;
+            }
             self.net = Some(net);
         }
-        let nodes: Vec<NodeRecord> = self.nodes.values().cloned().collect();
-        for node in &nodes {
-            if let Err(e) = self.install_remote(node) {
-                tracing::error!(node = %node.name, error = %e, "remote node not installed");
-            }
-        }
-        self.save().map_err(|r| bad(r.message))?;
         tracing::info!(
             node_ip = %plan.local,
             port = plan.port,
             vni = plan.vni,
             mtu = tunnel_mtu,
-            nodes = nodes.len(),
             "tunnel ready"
         );
         Ok(())
+    }
+
+    /// At start, last: every saved remote node's rules and route, each checked again
+    /// against this start's settings (a node that now overlaps this one is skipped).
+    pub(super) fn install_remotes(&mut self) {
+        let nodes: Vec<NodeRecord> = self.nodes.values().cloned().collect();
+        for node in &nodes {
+            let spec = rpc::NodeSpec {
+                name: node.name.clone(),
+                pod_cidr: node.pod_cidr.clone(),
+                node_ip: node.node_ip.clone(),
+            };
+            let done = match self.check_node(&spec) {
+                Err((field, r)) => Err(format!("{field}: {}", r.message)),
+                Ok(_) => self.install_remote(node),
+            };
+            if let Err(e) = done {
+                tracing::error!(node = %node.name, error = %e, "remote node not installed");
+            }
+        }
+        if !nodes.is_empty() {
+            tracing::info!(nodes = nodes.len(), "remote nodes installed");
+        }
     }
 
     /// This node, as `list-nodes` shows it first.
@@ -267,6 +308,12 @@ impl Switch {
                 if o.pod_cidr == checked.cidr.to_string()
                     && o.node_ip == checked.node_ip.to_string()
                 {
+                    // Installed again (the same rules, `replace` for the route): a route
+                    // that failed before is retried.
+                    let o = o.clone();
+                    self.install_remote(&o).map_err(|e| {
+                        Refusal::refused(format!("node {} is known but its route: {e}", o.name))
+                    })?;
                     return Ok(NodeChange::Unchanged);
                 }
                 o.id

@@ -156,6 +156,7 @@ pub fn spawn(
                 learned: Vec::new(),
                 learn,
                 controller_packets: 0,
+                icmp: IcmpLimit::default(),
                 busy_poll,
             };
             w.run();
@@ -180,6 +181,29 @@ struct Worker {
     learn: Sender<Arc<FlowSpec>>,
     controller_packets: u64,
     busy_poll: Duration,
+    icmp: IcmpLimit,
+}
+
+/// ICMP errors a worker sends itself, at most [`ICMP_PER_SECOND`] (Linux limits its own
+/// the same way, `net.ipv4.icmp_msgs_per_sec`).
+#[derive(Debug, Default)]
+struct IcmpLimit {
+    second: u64,
+    sent: u32,
+}
+
+const ICMP_PER_SECOND: u32 = 1000;
+
+impl IcmpLimit {
+    fn allow(&mut self, now_ms: u64) -> bool {
+        let second = now_ms / 1000;
+        if second != self.second {
+            self.second = second;
+            self.sent = 0;
+        }
+        self.sent += 1;
+        self.sent <= ICMP_PER_SECOND
+    }
 }
 
 /// Where the fast path's outputs go: straight to this worker's queue of each port.
@@ -189,6 +213,8 @@ struct Out<'a> {
     scratch: &'a mut Vec<u8>,
     learned: &'a mut Vec<Arc<FlowSpec>>,
     controller_packets: &'a mut u64,
+    icmp: &'a mut IcmpLimit,
+    now: u64,
 }
 
 impl Sink for Out<'_> {
@@ -237,6 +263,9 @@ impl Out<'_> {
         let Some(back) = self.ports.get(pkt.in_port) else {
             return;
         };
+        if !self.icmp.allow(self.now) {
+            return;
+        }
         let mut reply = Vec::new();
         if build::icmpv4_unreachable(
             pkt.data(),
@@ -361,6 +390,7 @@ impl Worker {
             scratch,
             learned,
             controller_packets,
+            icmp,
             ..
         } = self;
         let Some(port) = ports.get(no) else {
@@ -375,6 +405,8 @@ impl Worker {
                     scratch,
                     learned,
                     controller_packets,
+                    icmp,
+                    now,
                 };
                 fp.process(&mut batch[..n], now, &mut out);
                 ports.flush(*id);
@@ -383,5 +415,18 @@ impl Worker {
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn icmp_errors_are_limited_per_second() {
+        let mut l = IcmpLimit::default();
+        let sent = (0..2000).filter(|_| l.allow(5_000)).count();
+        assert_eq!(sent, ICMP_PER_SECOND as usize);
+        assert!(l.allow(6_000), "a new second, a new allowance");
     }
 }

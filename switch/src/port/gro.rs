@@ -50,7 +50,11 @@ fn parse(frame: &[u8]) -> Option<Seg> {
     }
     let total = usize::from(u16::from_be_bytes([frame[16], frame[17]]));
     let thl = usize::from(frame[ETH + IP + 12] >> 4) * 4;
-    if total + ETH != frame.len() || thl < 20 || IP + thl > total {
+    if total + ETH != frame.len()
+        || thl < 20
+        || IP + thl > total
+        || checksum::checksum(&frame[ETH..ETH + IP]) != 0
+    {
         return None;
     }
     let t = ETH + IP;
@@ -105,6 +109,17 @@ pub struct Run {
     merged: usize,
     verified: bool,
     closed: bool,
+    /// The IP ID the next segment must carry when DF is clear (with DF set any will do:
+    /// the kernel lets IDs be fixed then).
+    next_id: u16,
+}
+
+fn ip_id(frame: &[u8]) -> u16 {
+    u16::from_be_bytes([frame[18], frame[19]])
+}
+
+fn dont_fragment(frame: &[u8]) -> bool {
+    frame[20] & 0x40 != 0
 }
 
 impl Run {
@@ -128,7 +143,14 @@ impl Run {
             merged: 0,
             verified: false,
             closed: false,
+            next_id: ip_id(head.data()).wrapping_add(1),
         })
+    }
+
+    /// Whether a frame could head a run (a TCP segment with data, ACK and no PSH): worth a
+    /// full-size buffer.
+    pub fn may_head(frame: &[u8]) -> bool {
+        parse(frame).is_some_and(|h| mergeable(h.flags) && h.flags & TCP_PSH == 0 && h.payload > 0)
     }
 
     /// Append the segment `frame` (no offloads, tunnel metadata `tun`) to `head` if it
@@ -146,6 +168,7 @@ impl Run {
             && c.seq == self.next_seq
             && mergeable(c.flags)
             && tun == head.tun
+            && (dont_fragment(frame) || ip_id(frame) == self.next_id)
             && same_headers(head.data(), &self.h, frame, &c);
         if !fits {
             return false;
@@ -164,6 +187,7 @@ impl Run {
         self.next_seq = self.next_seq.wrapping_add(c.payload as u32);
         self.flags |= c.flags;
         self.merged += 1;
+        self.next_id = ip_id(frame).wrapping_add(1);
         self.closed = c.payload < self.mss || c.flags & TCP_PSH != 0;
         true
     }
@@ -346,6 +370,18 @@ pub(crate) mod tests {
         bad[60] ^= 0xff;
         let mut other = segment(4000, &d, ACK);
         other[ETH + IP] = 9;
+        // Without DF, IP IDs must count up by one (these are 0 and 1000 apart).
+        let no_df = |seq: u32| {
+            let mut f = segment(seq, &d, ACK);
+            f[20] = 0;
+            f[24..26].copy_from_slice(&[0, 0]);
+            let c = checksum::checksum(&f[ETH..ETH + IP]);
+            f[24..26].copy_from_slice(&c.to_be_bytes());
+            f
+        };
+        // A bad IP header checksum.
+        let mut bad_ip = segment(1000, &d, ACK);
+        bad_ip[22] = 1;
         let cases = [
             vec![segment(0, &d, ACK), segment(2000, &d, ACK)],
             vec![segment(0, &d, ACK), segment(1000, &d, ACK | 0x01)],
@@ -353,6 +389,8 @@ pub(crate) mod tests {
             vec![segment(3000, &d, ACK), other],
             vec![segment(0, &d[..500], ACK), segment(500, &d, ACK)],
             vec![segment(0, &d, ACK | TCP_PSH), segment(1000, &d, ACK)],
+            vec![no_df(0), no_df(1000)],
+            vec![segment(0, &d, ACK), bad_ip],
         ];
         for frames in cases {
             let mut batch = packets(&frames);

@@ -86,7 +86,8 @@ fn decode(hdr: &[u8; HEADER_LEN], len: usize, src: u32, local: u32) -> Option<Tu
 }
 
 /// Decapsulated packets on their way to the worker: each joins the run of the one before
-/// when it follows on ([`gro::Run`]), or is staged on its own.
+/// when it follows on ([`gro::Run`]), or is staged on its own: in a full-size buffer when
+/// it may head a run (later segments are appended to it), else in one of its own size.
 struct Stage<'a> {
     staged: &'a mut VecDeque<Packet>,
     pool: &'a mut Vec<Packet>,
@@ -104,40 +105,51 @@ impl Stage<'_> {
         }
     }
 
-    /// A received packet (decapsulated in its own buffer).
-    fn push(&mut self, pkt: Packet) {
+    /// A packet received into a batch slot (decapsulated in place).
+    fn push(&mut self, pkt: &mut Packet) {
         let tun = pkt.tun;
         if self.joined(pkt.data(), tun) {
-            self.recycle(pkt);
-        } else {
+            return;
+        }
+        if gro::Run::may_head(pkt.data()) {
+            // Its buffer goes to the stage, a pooled one takes its slot.
+            let spare = self.spare();
+            let pkt = std::mem::replace(pkt, spare);
             self.start(pkt);
+        } else {
+            let mut copy = Packet::from_frame(pkt.data(), 0);
+            copy.tun = tun;
+            self.start(copy);
         }
     }
 
-    /// A frame cut from joined datagrams, copied into a buffer of its own unless it joins.
+    /// A frame cut from joined datagrams.
     fn push_frame(&mut self, frame: &[u8], tun: TunnelMd) {
         if self.joined(frame, tun) {
             return;
         }
-        let mut pkt = self
-            .pool
-            .pop()
-            .unwrap_or_else(|| Packet::with_capacity(super::MAX_FRAME));
-        pkt.set_frame(frame);
+        let mut pkt = if gro::Run::may_head(frame) {
+            let mut p = self.spare();
+            p.set_frame(frame);
+            p
+        } else {
+            Packet::from_frame(frame, 0)
+        };
         pkt.tun = tun;
         self.start(pkt);
+    }
+
+    /// A full-size buffer from the pool, or a new one.
+    fn spare(&mut self) -> Packet {
+        self.pool
+            .pop()
+            .unwrap_or_else(|| Packet::with_capacity(super::MAX_FRAME))
     }
 
     fn start(&mut self, pkt: Packet) {
         self.close();
         self.run = gro::Run::start(&pkt);
         self.staged.push_back(pkt);
-    }
-
-    fn recycle(&mut self, pkt: Packet) {
-        if self.pool.len() < POOL_MAX {
-            self.pool.push(pkt);
-        }
     }
 
     /// Finish the open run.
@@ -158,11 +170,16 @@ pub enum TxOutcome {
 }
 
 impl VxlanIo {
-    /// Open one worker's sockets.
-    pub fn open(config: &VxlanConfig) -> io::Result<VxlanIo> {
+    /// Open one worker's sockets. The sending ones are bound to `tx_ports` (those of the
+    /// first worker, shared with `SO_REUSEPORT`: a flow leaves from the same outer source
+    /// port whichever worker sends it), or to ports the kernel picks when empty.
+    pub fn open(config: &VxlanConfig, tx_ports: &[u16]) -> io::Result<VxlanIo> {
         let rx = UdpSocket::bind(SocketAddrV4::new(config.local, config.port), true)?;
         let tx = (0..TX_SOCKETS)
-            .map(|_| UdpSocket::bind(SocketAddrV4::new(config.local, 0), false))
+            .map(|i| {
+                let port = tx_ports.get(i).copied().unwrap_or(0);
+                UdpSocket::bind(SocketAddrV4::new(config.local, port), true)
+            })
             .collect::<io::Result<Vec<_>>>()?;
         let gro = rx.enable_gro();
         Ok(VxlanIo {
@@ -177,6 +194,14 @@ impl VxlanIo {
         })
     }
 
+    /// The outer source ports this worker sends from.
+    pub fn tx_ports(&self) -> io::Result<Vec<u16>> {
+        self.tx
+            .iter()
+            .map(|s| s.local_addr().map(|a| a.port()))
+            .collect()
+    }
+
     /// The receiving socket, for the worker's poll.
     pub fn rx_socket(&self) -> &UdpSocket {
         &self.rx
@@ -189,6 +214,7 @@ impl VxlanIo {
     /// with, and whether the socket ran dry with nothing left waiting.
     pub fn receive(&self, batch: &mut [Packet], counters: &Counters) -> (usize, bool) {
         let mut staged = self.staged.borrow_mut();
+        let mut pool = self.pool.borrow_mut();
         let mut dry = false;
         if staged.is_empty() {
             // With UDP GRO one receive may hold 64 datagrams: take fewer at a time.
@@ -210,7 +236,6 @@ impl VxlanIo {
                 }
             };
             dry = got < n;
-            let mut pool = self.pool.borrow_mut();
             let mut stage = Stage {
                 staged: &mut staged,
                 pool: &mut pool,
@@ -220,7 +245,11 @@ impl VxlanIo {
             let local = u32::from(self.config.local);
             for (i, m) in meta.iter().enumerate().take(got) {
                 let src = m.src.map_or(0, |s| u32::from(*s.ip()));
-                let mut pkt = std::mem::take(&mut batch[i]);
+                if m.truncated {
+                    counters.rx_drop();
+                    continue;
+                }
+                let pkt = &mut batch[i];
                 pkt.set_len(m.len.saturating_sub(HEADER_LEN));
                 match m.segment.map(usize::from).filter(|g| *g < m.len) {
                     None => {
@@ -231,10 +260,7 @@ impl VxlanIo {
                                 pkt.tun = tun;
                                 stage.push(pkt);
                             }
-                            None => {
-                                counters.rx_drop();
-                                stage.recycle(pkt);
-                            }
+                            None => counters.rx_drop(),
                         }
                     }
                     Some(seg) => {
@@ -243,7 +269,6 @@ impl VxlanIo {
                         raw.clear();
                         raw.extend_from_slice(pkt.prefix(HEADER_LEN));
                         raw.extend_from_slice(pkt.data());
-                        stage.recycle(pkt);
                         for d in raw.chunks(seg) {
                             let mut hdr = [0u8; HEADER_LEN];
                             if let Some(h) = d.get(..HEADER_LEN) {
@@ -259,12 +284,23 @@ impl VxlanIo {
             }
             stage.close();
         }
+        // Hand over: a staged packet with a full-size buffer takes the slot's place (the
+        // slot's buffer goes to the pool); a small one is copied into the slot's buffer,
+        // which keeps every slot ready for the next receive.
         let k = staged.len().min(batch.len());
-        let mut pool = self.pool.borrow_mut();
         for slot in batch.iter_mut().take(k) {
-            let old = std::mem::replace(slot, staged.pop_front().unwrap_or_default());
-            if pool.len() < POOL_MAX && old.capacity() >= super::MAX_FRAME {
-                pool.push(old);
+            let Some(mut p) = staged.pop_front() else {
+                break;
+            };
+            if p.capacity() >= super::MAX_FRAME {
+                std::mem::swap(slot, &mut p);
+                if pool.len() < POOL_MAX {
+                    pool.push(p);
+                }
+            } else {
+                slot.set_frame(p.data());
+                slot.tun = p.tun;
+                slot.vnet = p.vnet;
             }
         }
         (k, dry && staged.is_empty())
@@ -356,26 +392,34 @@ impl VxlanIo {
 }
 
 fn flush_queue(sock: &UdpSocket, q: &mut TxQueue, counters: &Counters) {
-    if q.msgs.is_empty() {
-        return;
-    }
-    let sent = match sock.send_batch(&q.bytes, &q.msgs) {
-        Ok(n) => n,
-        Err(e) => {
-            if e.kind() != io::ErrorKind::WouldBlock {
-                counters.tx_error();
+    let (mut i, mut start) = (0, 0);
+    while i < q.msgs.len() {
+        match sock.send_batch(&q.bytes, &q.msgs[i..], start) {
+            Ok(sent) if sent > 0 => {
+                for &(_, end) in &q.msgs[i..i + sent] {
+                    counters.tx(end - start - HEADER_LEN);
+                    start = end;
+                }
+                i += sent;
             }
-            0
+            Err(e)
+                if e.kind() != io::ErrorKind::WouldBlock
+                    && e.raw_os_error() != Some(libc::ENOBUFS) =>
+            {
+                // This datagram's own trouble (its node unreachable, a firewall): it
+                // alone is lost; the others go on.
+                counters.tx_error();
+                start = q.msgs[i].1;
+                i += 1;
+            }
+            _ => {
+                // The socket's buffer is full: the rest is dropped, as a full queue drops.
+                for _ in i..q.msgs.len() {
+                    counters.tx_drop();
+                }
+                break;
+            }
         }
-    };
-    let mut start = 0;
-    for (i, (_, end)) in q.msgs.iter().enumerate() {
-        if i < sent {
-            counters.tx(end - start - HEADER_LEN);
-        } else {
-            counters.tx_drop();
-        }
-        start = *end;
     }
     q.bytes.clear();
     q.msgs.clear();
@@ -403,7 +447,10 @@ fn flow_hash(frame: &[u8]) -> u32 {
         let ihl = usize::from(frame[14] & 0x0f) * 4;
         h = fnv(h, &frame[23..24]);
         h = fnv(h, &frame[26..34]);
-        if let Some(ports) = frame.get(14 + ihl..14 + ihl + 4) {
+        // Ports only where they are: not in a later fragment (all of a datagram's
+        // fragments must leave from one socket, in order).
+        let fragment = u16::from_be_bytes([frame[20], frame[21]]) & 0x3fff != 0;
+        if !fragment && let Some(ports) = frame.get(14 + ihl..14 + ihl + 4) {
             h = fnv(h, ports);
         }
     } else {

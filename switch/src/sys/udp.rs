@@ -25,7 +25,7 @@ const SOCKET_BUFFER: usize = 8 << 20;
 const MAX_GSO_SEGMENTS: usize = 64;
 /// The most payload one UDP GSO send may carry: one IPv4 datagram's worth.
 const MAX_GSO_BYTES: usize = 65_535 - 20 - 8;
-/// Whether the kernel took `UDP_SEGMENT`; cleared for good at the first refusal.
+/// Whether the kernel has `UDP_SEGMENT` (see [`gso_supported`]).
 static GSO_OK: AtomicBool = AtomicBool::new(true);
 
 /// A non-blocking IPv4 UDP socket.
@@ -41,6 +41,8 @@ pub struct RecvMeta {
     pub len: usize,
     pub src: Option<SocketAddrV4>,
     pub segment: Option<u16>,
+    /// The datagram, or its control data, did not fit: what arrived is not all of it.
+    pub truncated: bool,
 }
 
 fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
@@ -211,17 +213,20 @@ impl UdpSocket {
         let got = r as usize;
         for i in 0..got {
             meta[i] = RecvMeta {
-                len: (hdrs[i].msg_len as usize).min(bufs[i].len()),
+                len: hdrs[i].msg_len as usize,
                 src: from_sockaddr(&addrs[i]),
                 segment: gro_segment(&hdrs[i].msg_hdr),
+                truncated: hdrs[i].msg_hdr.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0,
             };
         }
         Ok(got)
     }
 
-    /// Send `parts` (gathered) to `dst` as one datagram or, with `segment`, as datagrams
-    /// of `segment` bytes each (the last may be shorter) in one call (UDP GSO). Where the
-    /// kernel refuses GSO, the datagrams go one call each.
+    /// Send `parts` (joined) to `dst`: one datagram, or with `segment`, a run of datagrams
+    /// of `segment` bytes each (the last may be shorter) in as few `sendmsg` calls as UDP
+    /// GSO allows. Where the kernel has no GSO (found once, with a probe), or refuses it for
+    /// one send (a route MTU below the segments, say), the segments not yet sent go one
+    /// `sendmsg` each.
     pub fn send(
         &self,
         dst: SocketAddrV4,
@@ -229,52 +234,47 @@ impl UdpSocket {
         segment: Option<usize>,
     ) -> io::Result<()> {
         let total: usize = parts.iter().map(|p| p.len()).sum();
-        match segment {
-            Some(seg) if seg < total => {
-                if GSO_OK.load(Ordering::Relaxed) {
-                    // One send carries at most 64 segments and one IPv4 datagram's worth.
-                    let per_send = (MAX_GSO_BYTES / seg).clamp(1, MAX_GSO_SEGMENTS) * seg;
-                    let sent = if total <= per_send {
-                        self.sendmsg(dst, parts, Some(seg as u16))
-                    } else {
-                        let joined;
-                        let whole: &[u8] = if let [one] = parts {
-                            one
-                        } else {
-                            joined = parts.concat();
-                            &joined
-                        };
-                        whole.chunks(per_send).try_for_each(|c| {
-                            let gso = (c.len() > seg).then_some(seg as u16);
-                            self.sendmsg(dst, &[c], gso)
-                        })
-                    };
-                    match sent {
-                        Ok(()) => return Ok(()),
-                        Err(e) if gso_refused(&e) => {
-                            tracing::info!(error = %e, "no UDP GSO here: VXLAN datagrams go one by one");
-                            GSO_OK.store(false, Ordering::Relaxed);
-                        }
-                        Err(e) => return Err(e),
-                    }
+        let Some(seg) = segment.filter(|s| *s > 0 && *s < total) else {
+            return self.sendmsg(dst, parts, None);
+        };
+        let joined;
+        let whole: &[u8] = if let [one] = parts {
+            one
+        } else {
+            joined = parts.concat();
+            &joined
+        };
+        let mut done = 0;
+        if gso_supported(self) {
+            // One send carries at most 64 segments and one IPv4 datagram's worth.
+            let per_send = (MAX_GSO_BYTES / seg).clamp(1, MAX_GSO_SEGMENTS) * seg;
+            for c in whole.chunks(per_send) {
+                let gso = (c.len() > seg).then_some(seg as u16);
+                match self.sendmsg(dst, &[c], gso) {
+                    Ok(()) => done += c.len(),
+                    Err(e) if gso_refused(&e) => break,
+                    Err(e) => return Err(e),
                 }
-                // One datagram per segment: gather the run into one buffer and cut it.
-                let joined: Vec<u8> = parts.concat();
-                for chunk in joined.chunks(seg) {
-                    self.sendmsg(dst, &[chunk], None)?;
-                }
-                Ok(())
             }
-            _ => self.sendmsg(dst, parts, None),
         }
+        for chunk in whole[done..].chunks(seg) {
+            self.sendmsg(dst, &[chunk], None)?;
+        }
+        Ok(())
     }
 
     /// Send several datagrams in one `sendmmsg`: datagram `i` is `bytes[msgs[i-1].1 ..
-    /// msgs[i].1]` (from 0 for the first) to `msgs[i].0`. Returns how many went (all of
-    /// them unless the socket's buffer filled); `Err` only when none went.
-    pub fn send_batch(&self, bytes: &[u8], msgs: &[(SocketAddrV4, usize)]) -> io::Result<usize> {
+    /// msgs[i].1]` (from `start` for the first) to `msgs[i].0`. Returns how many went, in
+    /// order, from the first (all of them unless the kernel stopped at one); `Err` when the
+    /// first did not go, with the reason.
+    pub fn send_batch(
+        &self,
+        bytes: &[u8],
+        msgs: &[(SocketAddrV4, usize)],
+        start: usize,
+    ) -> io::Result<usize> {
         let mut sent = 0;
-        let mut start = 0;
+        let mut start = start;
         while sent < msgs.len() {
             let chunk = &msgs[sent..msgs.len().min(sent + MAX_BATCH)];
             // SAFETY: plain data; all-zero is a valid value of each.
@@ -394,11 +394,27 @@ fn gro_segment(msg: &libc::msghdr) -> Option<u16> {
     None
 }
 
+/// Errors with which the kernel refuses a GSO send that it would take segment by segment
+/// (a segment plus headers over the route's MTU gives EINVAL).
 fn gso_refused(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP | libc::EIO)
     )
+}
+
+/// Whether the kernel has UDP GSO (`UDP_SEGMENT`, Linux 4.18): probed once, with the
+/// socket option of that name, on the first socket that asks.
+fn gso_supported(sock: &UdpSocket) -> bool {
+    static PROBED: std::sync::Once = std::sync::Once::new();
+    PROBED.call_once(|| {
+        let ok = setsockopt_int(sock.fd.as_fd(), libc::SOL_UDP, libc::UDP_SEGMENT, 0).is_ok();
+        if !ok {
+            tracing::info!("no UDP GSO here: VXLAN datagrams go one by one");
+        }
+        GSO_OK.store(ok, Ordering::Relaxed);
+    });
+    GSO_OK.load(Ordering::Relaxed)
 }
 
 impl AsFd for UdpSocket {
@@ -483,7 +499,7 @@ mod tests {
         let tx = UdpSocket::bind(lo(0), false).unwrap();
         let bytes: Vec<u8> = (0..100u8).collect();
         let msgs: Vec<(SocketAddrV4, usize)> = (1..=10).map(|i| (to, i * 10)).collect();
-        assert_eq!(tx.send_batch(&bytes, &msgs).unwrap(), 10);
+        assert_eq!(tx.send_batch(&bytes, &msgs, 0).unwrap(), 10);
         let got = recv_all(&rx, 10);
         assert_eq!(got.len(), 10);
         for (i, d) in got.iter().enumerate() {
