@@ -56,9 +56,12 @@ struct Args {
     #[arg(long, value_parser = clap::value_parser!(u32).range(576..=65535))]
     pod_mtu: Option<u32>,
     /// The node's underlay address (its InternalIP): the VXLAN tunnel to the other nodes
-    /// is bound to it. Without it the switch has no tunnel.
-    #[arg(long)]
+    /// is bound to it. Without it the tunnel is as saved by the last start, if any.
+    #[arg(long, conflicts_with = "no_tunnel")]
     node_ip: Option<std::net::Ipv4Addr>,
+    /// Remove the saved tunnel and run without one (the remote nodes stay recorded).
+    #[arg(long)]
+    no_tunnel: bool,
     /// This node's name, as in its Node object (default: the host name).
     #[arg(long)]
     node_name: Option<String>,
@@ -128,6 +131,7 @@ fn main() {
         pod_mtu: args.pod_mtu,
         gateway: args.gateway_name.clone(),
         node_ip: args.node_ip,
+        no_tunnel: args.no_tunnel,
         node_name: args.node_name.clone().unwrap_or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .unwrap_or_default()

@@ -111,9 +111,11 @@ pub struct Config {
     pub pod_mtu: Option<u32>,
     /// The gateway port's name (and its interface's, in the switch's namespace).
     pub gateway: String,
-    /// The node's underlay address (`--node-ip`): the tunnel's local end. Without it (and
-    /// none persisted) the switch has no tunnel.
+    /// The node's underlay address (`--node-ip`): the tunnel's local end. Without it the
+    /// tunnel is as saved, if there is one.
     pub node_ip: Option<std::net::Ipv4Addr>,
+    /// Remove the saved tunnel and run without one (`--no-tunnel`).
+    pub no_tunnel: bool,
     /// This node's name (`--node-name`, default the host name): its own Node object.
     pub node_name: String,
     /// The Pod network's VXLAN network identifier.
@@ -134,6 +136,7 @@ impl Config {
             pod_mtu: None,
             gateway: DEFAULT_GATEWAY.into(),
             node_ip: None,
+            no_tunnel: false,
             node_name: String::new(),
             vni: nodes::DEFAULT_VNI,
             vxlan_port: crate::port::vxlan::DEFAULT_PORT,

@@ -69,7 +69,9 @@ impl Switch {
         persisted: Option<&PortRecord>,
     ) -> Result<Option<TunnelPlan>, StartError> {
         let bad = StartError::Network;
-        let saved = persisted.and_then(|r| r.tunnel.as_ref());
+        let saved = persisted
+            .and_then(|r| r.tunnel.as_ref())
+            .filter(|_| !self.config.no_tunnel);
         let local = match (self.config.node_ip, saved) {
             (Some(ip), _) => Some(ip),
             (None, Some(t)) => {
@@ -493,11 +495,21 @@ impl Switch {
         {
             tracing::warn!(node = %rec.name, error = %e, "cannot remove a node's flows");
         }
-        if self.net.is_none() {
+        let Some(gateway) = self
+            .net
+            .as_ref()
+            .and_then(|n| self.ports.get(&n.gateway_port))
+            .map(|p| p.record.ifname.clone())
+        else {
             return;
-        }
+        };
         if let Ok(c) = Cidr4::parse(&rec.pod_cidr) {
-            let gone = Rtnl::open().and_then(|mut nl| nl.del_route(IpAddr::V4(c.net), c.prefix));
+            let gone = Rtnl::open().and_then(|mut nl| match nl.link_index(&gateway)? {
+                Some(index) => {
+                    nl.del_route(IpAddr::V4(c.net), c.prefix, IpAddr::V4(c.gateway()), index)
+                }
+                None => Ok(()),
+            });
             if let Err(e) = gone {
                 tracing::warn!(node = %rec.name, error = %e, "cannot remove the route to a node");
             }

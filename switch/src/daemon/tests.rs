@@ -495,3 +495,61 @@ fn apply_reports_each_object_and_skips_unknown_kinds() {
     assert!(sw.list_nodes().is_empty());
     sw.shutdown();
 }
+
+/// A state saved with a tunnel on 192.0.2.1 (TEST-NET-1: no interface here has it).
+fn save_tunnel_state(dir: &TempDir) {
+    let store = Store::open(&dir.0).unwrap();
+    let mut state = store.load().unwrap();
+    state.ports.push(PortRecord {
+        no: 7,
+        name: nodes::TUNNEL_PORT.into(),
+        port_type: PortType::Vxlan,
+        netns: None,
+        ifname: nodes::TUNNEL_PORT.into(),
+        mac: String::new(),
+        mtu: Some(1450),
+        ip: Some("192.0.2.1".into()),
+        gateway: None,
+        tunnel: Some(crate::store::TunnelRecord {
+            local: "192.0.2.1".into(),
+            port: 4789,
+            vni: 1,
+        }),
+    });
+    store.save(&state).unwrap();
+}
+
+#[test]
+fn a_saved_tunnel_whose_address_is_gone_is_kept_missing_and_no_tunnel_removes_it() {
+    let dir = TempDir::new("tunnel");
+    save_tunnel_state(&dir);
+    // Without --node-ip the saved tunnel is tried; its address is gone: shown missing,
+    // kept (with its number) for the next start, and the switch runs.
+    let mut sw = start(&dir);
+    let tun = sw
+        .list_ports()
+        .into_iter()
+        .find(|p| p.port_type == PortType::Vxlan)
+        .expect("the tunnel is listed");
+    assert_eq!(tun.no, 7);
+    assert!(tun.state.starts_with("missing"), "{}", tun.state);
+    sw.shutdown();
+    drop(sw);
+    let saved = Store::open(&dir.0).unwrap().load().unwrap();
+    assert!(saved.ports.iter().any(|p| p.port_type == PortType::Vxlan));
+    // --no-tunnel: gone, from the switch and from the state.
+    let mut sw = Switch::start(Config {
+        no_tunnel: true,
+        ..Config::new(&dir.0)
+    })
+    .unwrap();
+    assert!(
+        sw.list_ports()
+            .iter()
+            .all(|p| p.port_type != PortType::Vxlan)
+    );
+    sw.shutdown();
+    drop(sw);
+    let saved = Store::open(&dir.0).unwrap().load().unwrap();
+    assert!(saved.ports.iter().all(|p| p.port_type != PortType::Vxlan));
+}

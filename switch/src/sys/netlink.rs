@@ -473,9 +473,16 @@ impl Rtnl {
         .map(drop)
     }
 
-    /// Delete the route to `dst/prefix` of the main table; one that is not there is
-    /// success.
-    pub fn del_route(&mut self, dst: IpAddr, prefix: u8) -> Result<(), NetlinkError> {
+    /// Delete the route to `dst/prefix` of the main table via `gateway` on the link
+    /// `index` (the kernel matches those too: a route to the prefix through anything else
+    /// stays); one that is not there is success.
+    pub fn del_route(
+        &mut self,
+        dst: IpAddr,
+        prefix: u8,
+        gateway: IpAddr,
+        index: u32,
+    ) -> Result<(), NetlinkError> {
         check_prefix(dst, prefix)?;
         let mut msg = RouteMessage::default();
         msg.header.address_family = family(dst);
@@ -484,7 +491,10 @@ impl Rtnl {
         msg.header.scope = RouteScope::NoWhere;
         msg.attributes
             .push(RouteAttribute::Destination(RouteAddress::from(dst)));
-        let request = format!("RTM_DELROUTE {dst}/{prefix}");
+        msg.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::from(gateway)));
+        msg.attributes.push(RouteAttribute::Oif(index));
+        let request = format!("RTM_DELROUTE {dst}/{prefix} via {gateway} dev ifindex {index}");
         match self.request(&request, RouteNetlinkMessage::DelRoute(msg), 0, Kind::Ack) {
             Err(e) if e.kernel_errno() == Some(libc::ESRCH) => Ok(()),
             other => other.map(drop),
