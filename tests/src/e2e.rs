@@ -855,6 +855,31 @@ pub fn ping(ns: &Netns, dst: &str, count: u32) -> Ping {
     }
 }
 
+/// Which of `sources` (a namespace and its own address) do not reach which of `targets`
+/// (`"FROM -> TO"` each), one ping each from a thread per source, with one retry: the
+/// very first packet of a fresh Pod may race its interface coming up.
+pub fn unreachable_pairs(sources: &[(&Netns, String)], targets: &[String]) -> Vec<String> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = sources
+            .iter()
+            .map(|(ns, from)| {
+                s.spawn(move || {
+                    targets
+                        .iter()
+                        .filter(|t| *t != from)
+                        .filter(|t| ping(ns, t, 1).received != 1 && ping(ns, t, 2).received == 0)
+                        .map(|t| format!("{from} -> {t}"))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("ping thread"))
+            .collect()
+    })
+}
+
 /// Pings once a second until a reply comes back (true) or `timeout` passes.
 pub fn ping_until(ns: &Netns, dst: &str, timeout: Duration) -> bool {
     wait_until(timeout, || ping(ns, dst, 1).received == 1)

@@ -12,7 +12,7 @@ use vswitch_proto::cni::{Attachment, CniError, errcode};
 use vswitch_tests::cni::{
     CniEnv, Conflist, Runtime, containerd_pod_ips, exec_plugin, exec_plugin_raw,
 };
-use vswitch_tests::e2e::{Daemon, Netns, bin, ping, serial, unique};
+use vswitch_tests::e2e::{Daemon, Netns, bin, ping, serial, unique, unreachable_pairs};
 
 const POD_CIDR: &str = "10.244.1.0/24";
 const GATEWAY: &str = "10.244.1.1";
@@ -100,31 +100,9 @@ fn addr_of(result: &Value) -> String {
     ips[0].clone()
 }
 
-/// Every source reaches every destination with one ping (a thread per source).
+/// Every source reaches every destination.
 fn ping_matrix(sources: &[(&Netns, String)], targets: &[String]) {
-    let failures: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = sources
-            .iter()
-            .map(|(ns, from)| {
-                s.spawn(move || {
-                    targets
-                        .iter()
-                        .filter(|t| *t != from)
-                        .filter(|t| {
-                            // One retry: the very first packet of a fresh Pod may race its
-                            // interface coming up.
-                            ping(ns, t, 1).received != 1 && ping(ns, t, 2).received == 0
-                        })
-                        .map(|t| format!("{from} -> {t}"))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("ping thread"))
-            .collect()
-    });
+    let failures = unreachable_pairs(sources, targets);
     assert!(failures.is_empty(), "unreachable: {failures:?}");
 }
 

@@ -5,12 +5,12 @@
 //! its nodes. They need root: plain `cargo test` reports them ignored; `scripts/test` runs
 //! them as root with `--include-ignored`.
 
-use serde_json::json;
+use serde_json::{Value, json};
 use std::time::Duration;
 use vswitch_tests::cni::{CniEnv, exec_plugin};
 use vswitch_tests::e2e::{
     Bg, Daemon, Netns, bin, iperf_client_args, iperf_report, iperf_server, ping, ping_until,
-    serial, stdout, tcp_transfer, unique, wait_until,
+    serial, stdout, tcp_transfer, unique, unreachable_pairs, wait_until,
 };
 
 const TOOLS: &[&str] = &[
@@ -165,32 +165,18 @@ impl Cluster {
         self.pods.len() - 1
     }
 
+    /// Two nodes, each told of the other, and a Pod on each (their indexes).
+    fn joined_with_a_pod_each(extra: &[&str]) -> (Cluster, usize, usize) {
+        let mut c = Cluster::new(2, 2, extra);
+        c.join_all();
+        let a = c.add_pod(1);
+        let b = c.add_pod(2);
+        (c, a, b)
+    }
+
     fn node(&self, i: usize) -> &Node {
         &self.nodes[i - 1]
     }
-}
-
-/// Every source reaches every destination with one ping (one retry for a cold start).
-fn unreachable(sources: &[(&Netns, String)], targets: &[String]) -> Vec<String> {
-    std::thread::scope(|s| {
-        let handles: Vec<_> = sources
-            .iter()
-            .map(|(ns, from)| {
-                s.spawn(move || {
-                    targets
-                        .iter()
-                        .filter(|t| *t != from)
-                        .filter(|t| ping(ns, t, 1).received != 1 && ping(ns, t, 2).received == 0)
-                        .map(|t| format!("{from} -> {t}"))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("ping thread"))
-            .collect()
-    })
 }
 
 /// A UDP datagram from `from` to `to_ip:port`; what the receiver saw as the source address.
@@ -231,6 +217,14 @@ fn udp_source_seen(from: &Netns, to: &Netns, to_ip: &str, port: u16) -> String {
         .to_string()
 }
 
+/// The tunnel port as `list-ports` shows it.
+fn tunnel_port(d: &Daemon) -> Value {
+    d.ports()
+        .into_iter()
+        .find(|p| p["name"] == "vsw-tun0")
+        .expect("the tunnel port is listed")
+}
+
 /// Flows whose cookie says they are a remote node's (0x03...).
 fn node_flows(d: &Daemon) -> usize {
     d.flows(None)
@@ -260,7 +254,7 @@ fn pods_on_two_nodes_reach_each_other_with_their_own_addresses() {
     assert_eq!(mtu.trim(), "1450");
     let targets: Vec<String> = c.pods.iter().map(|p| p.ip.clone()).collect();
     let sources: Vec<(&Netns, String)> = c.pods.iter().map(|p| (&p.ns, p.ip.clone())).collect();
-    let failed = unreachable(&sources, &targets);
+    let failed = unreachable_pairs(&sources, &targets);
     assert!(
         failed.is_empty(),
         "unreachable: {failed:?}\n{}",
@@ -269,7 +263,7 @@ fn pods_on_two_nodes_reach_each_other_with_their_own_addresses() {
     // Each node reaches every Pod, its own and the other node's.
     for n in &c.nodes {
         let gw = format!("10.244.{}.1", n.index);
-        let failed = unreachable(&[(&n.ns, gw)], &targets);
+        let failed = unreachable_pairs(&[(&n.ns, gw)], &targets);
         assert!(failed.is_empty(), "from {}: {failed:?}", n.name);
     }
     // A Pod reaches the other node's own address too (through its node, which forwards).
@@ -310,10 +304,7 @@ fn pods_on_two_nodes_reach_each_other_with_their_own_addresses() {
 #[ignore = "needs root"]
 fn removing_a_node_stops_its_traffic_and_adding_it_back_restores_it() {
     let _serial = serial();
-    let mut c = Cluster::new(2, 2, &[]);
-    c.join_all();
-    let a = c.add_pod(1);
-    let b = c.add_pod(2);
+    let (mut c, a, b) = Cluster::joined_with_a_pod_each(&[]);
     let (pa, pb) = (&c.pods[a], &c.pods[b]);
     assert!(ping_until(&pa.ns, &pb.ip, Duration::from_secs(5)));
     let n1 = c.node(1);
@@ -344,14 +335,8 @@ fn removing_a_node_stops_its_traffic_and_adding_it_back_restores_it() {
 
     // Nodes are persisted: after kill -9 and a new start, traffic passes again, and the
     // tunnel keeps its port number.
-    let tunnel_no = |d: &Daemon| {
-        d.ports()
-            .into_iter()
-            .find(|p| p["name"] == "vsw-tun0")
-            .map(|p| p["no"].clone())
-    };
+    let tunnel_no = |d: &Daemon| tunnel_port(d)["no"].clone();
     let before_no = tunnel_no(c.node(1).daemon());
-    assert!(before_no.is_some());
     let n1 = &mut c.nodes[0];
     let d = n1.daemon.as_mut().expect("a switch");
     d.kill9();
@@ -371,10 +356,7 @@ fn removing_a_node_stops_its_traffic_and_adding_it_back_restores_it() {
 fn a_packet_too_big_for_the_tunnel_gets_fragmentation_needed() {
     let _serial = serial();
     // Pods keep the underlay's MTU: what they send full-size cannot cross whole.
-    let mut c = Cluster::new(2, 2, &["--pod-mtu", "1500"]);
-    c.join_all();
-    let a = c.add_pod(1);
-    let b = c.add_pod(2);
+    let (c, a, b) = Cluster::joined_with_a_pod_each(&["--pod-mtu", "1500"]);
     let (pa, pb) = (&c.pods[a], &c.pods[b]);
     assert!(ping_until(&pa.ns, &pb.ip, Duration::from_secs(5)));
     let out = pa.ns.exec(&[
@@ -605,10 +587,7 @@ fn interoperates_with_the_kernel_vxlan_device() {
 #[ignore = "needs root"]
 fn malformed_vxlan_is_dropped_and_counted() {
     let _serial = serial();
-    let mut c = Cluster::new(2, 2, &[]);
-    c.join_all();
-    let a = c.add_pod(1);
-    let b = c.add_pod(2);
+    let (c, a, b) = Cluster::joined_with_a_pod_each(&[]);
     let n1 = c.node(1).daemon();
     let before = n1.port_stats("vsw-tun0");
     let unknown_vni = |d: &Daemon| -> u64 {
@@ -794,11 +773,7 @@ fn a_tunnel_that_cannot_open_leaves_the_node_its_pods() {
     assert!(bound);
     let (ip, cidr) = (node_ip(1), pod_cidr(1));
     let mut d = Daemon::start_in(node, &["--node-ip", &ip, "--pod-cidr", &cidr]);
-    let tunnel = d
-        .ports()
-        .into_iter()
-        .find(|p| p["name"] == "vsw-tun0")
-        .expect("the tunnel port is listed");
+    let tunnel = tunnel_port(&d);
     assert!(
         tunnel["state"]
             .as_str()
@@ -812,10 +787,6 @@ fn a_tunnel_that_cannot_open_leaves_the_node_its_pods() {
     drop(holder);
     d.stop();
     d.restart();
-    let tunnel = d
-        .ports()
-        .into_iter()
-        .find(|p| p["name"] == "vsw-tun0")
-        .expect("the tunnel port is listed");
+    let tunnel = tunnel_port(&d);
     assert_eq!(tunnel["state"], "up", "{tunnel}");
 }
