@@ -57,6 +57,7 @@
 #   CONFIGS ["vswitchd kernel-bridge ovs-tap-tso ovs-tap vswitchd-2node kernel-vxlan-2node ovs-vxlan-2node"]
 #            which configs, in this order
 #   REPS [3]  DUR [5]  WORKERS [2] (vswitchd --workers, per node)  PING_COUNT [200]  PING_INTERVAL [0.01]
+#   VSWITCHD_ARGS [""] (more vswitchd flags, e.g. "--busy-poll-us 0"; split on spaces)
 #   XNODE_POD_MTU [1450] (cross-node Pods; the underlay is 1500)
 #   RESULTS_DIR [a new /tmp/vswb-results.XXXXXX]   BUILD [1] (0: use the existing binaries)
 #   QUIET_MAX [25]  QUIET_WAIT [60]  FOREIGN_MAX [20]  RETRIES [2]
@@ -73,6 +74,7 @@ CONFIGS=${CONFIGS:-"$SN_CONFIGS $XN_CONFIGS"}
 REPS=${REPS:-3}
 DUR=${DUR:-5}
 WORKERS=${WORKERS:-2}
+VSWITCHD_ARGS=${VSWITCHD_ARGS:-}
 PING_COUNT=${PING_COUNT:-200}
 PING_INTERVAL=${PING_INTERVAL:-0.01}
 BUILD=${BUILD:-1}
@@ -251,7 +253,7 @@ start_vswitchd() { # <ns> <dir> <extra vswitchd args...>: start it, wait for its
   local ns=$1 d=$2 pid i; shift 2
   mkdir -p "$d"
   ip netns exec "$ns" "$BIN/vswitchd" --socket "$d/vswitchd.sock" --state-dir "$d/state" \
-      --workers "$WORKERS" --log-file "$d/vswitchd.log" "$@" > "$d/vswitchd.stderr" 2>&1 &
+      --workers "$WORKERS" --log-file "$d/vswitchd.log" $VSWITCHD_ARGS "$@" > "$d/vswitchd.stderr" 2>&1 &
   pid=$!
   pid_record vswitchd "$pid"
   SWITCH_PIDS="${SWITCH_PIDS:+$SWITCH_PIDS }$pid"
@@ -1045,7 +1047,7 @@ summary() {
   command -v ovs-vswitchd >/dev/null && echo "ovs: $(ovs-vswitchd --version | head -1)"
   echo "rustc: $(rustc --version 2>/dev/null || echo '?')"
   echo "repo: $REPO  commit: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
-  echo "knobs: CONFIGS=\"$CONFIGS\" REPS=$REPS DUR=$DUR WORKERS=$WORKERS XNODE_POD_MTU=$XNODE_POD_MTU PING=$PING_COUNT@$PING_INTERVAL ZL_CONFIGS=\"$ZL_CONFIGS\" ZL_SECS=$ZL_SECS ZL_STEPS=$ZL_STEPS ZL_THREADS=$ZL_THREADS ZL_LOSS=$ZL_LOSS"
+  echo "knobs: CONFIGS=\"$CONFIGS\" REPS=$REPS DUR=$DUR WORKERS=$WORKERS VSWITCHD_ARGS=\"$VSWITCHD_ARGS\" XNODE_POD_MTU=$XNODE_POD_MTU PING=$PING_COUNT@$PING_INTERVAL ZL_CONFIGS=\"$ZL_CONFIGS\" ZL_SECS=$ZL_SECS ZL_STEPS=$ZL_STEPS ZL_THREADS=$ZL_THREADS ZL_LOSS=$ZL_LOSS"
   echo "sysctl: netdev_max_backlog=$(cat /proc/sys/net/core/netdev_max_backlog) rmem_default=$(cat /proc/sys/net/core/rmem_default) rmem_max=$(cat /proc/sys/net/core/rmem_max)"
   echo "loadavg: $(cat /proc/loadavg)"
 } > "$RESULTS_DIR/env.txt"
