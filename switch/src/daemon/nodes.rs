@@ -379,21 +379,10 @@ impl Switch {
         const NAME: &str = "metadata.name";
         const CIDR: &str = "spec.podCIDR";
         const IP: &str = "status.addresses";
-        let name = spec.name.trim();
-        if name.is_empty()
-            || name.len() > 253
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
-        {
-            return Err((
-                NAME,
-                Refusal::refused(format!(
-                    "bad node name {:?}: use 1 to 253 letters, digits, '-', '.' or '_'",
-                    spec.name
-                )),
-            ));
-        }
+        // The rules a Node object's own fields follow (the same checks vswitchctl makes).
+        let name = spec.name.as_str();
+        k8s::check_node_name(name)
+            .map_err(|e| (NAME, Refusal::refused(format!("bad node name: {e}"))))?;
         if name == self.config.node_name {
             return Err((
                 NAME,
@@ -404,21 +393,8 @@ impl Switch {
         }
         let cidr = Cidr4::parse(&spec.pod_cidr)
             .map_err(|e| (CIDR, Refusal::refused(format!("bad Pod CIDR: {e}"))))?;
-        let node_ip: Ipv4Addr = spec.node_ip.parse().map_err(|_| {
-            (
-                IP,
-                Refusal::refused(format!(
-                    "bad node IP {:?}: write the node's IPv4 underlay (InternalIP) address",
-                    spec.node_ip
-                )),
-            )
-        })?;
-        if node_ip.is_unspecified() || node_ip.is_multicast() || node_ip.is_broadcast() {
-            return Err((
-                IP,
-                Refusal::refused(format!("bad node IP {node_ip}: not a unicast address")),
-            ));
-        }
+        let node_ip = k8s::parse_node_ip(&spec.node_ip)
+            .map_err(|e| (IP, Refusal::refused(format!("bad node IP: {e}"))))?;
         if let Some(net) = &self.net
             && net.cidr.overlaps(&cidr)
         {
