@@ -44,6 +44,19 @@ impl Node {
     fn ctl(&self, args: &[&str]) -> String {
         self.daemon().ctl_ok(args)
     }
+
+    /// `vswitchctl add-node` for node `i` (from 1) of the cluster.
+    fn add_node(&self, i: usize) -> String {
+        let name = format!("node-{i}");
+        self.ctl(&[
+            "add-node",
+            &name,
+            "--pod-cidr",
+            &pod_cidr(i),
+            "--node-ip",
+            &node_ip(i),
+        ])
+    }
 }
 
 /// A Pod: its namespace and address, on node `node`.
@@ -124,14 +137,7 @@ impl Cluster {
     fn join_all(&self) {
         for a in self.nodes.iter().filter(|n| n.daemon.is_some()) {
             for b in self.nodes.iter().filter(|b| b.index != a.index) {
-                a.ctl(&[
-                    "add-node",
-                    &b.name,
-                    "--pod-cidr",
-                    &pod_cidr(b.index),
-                    "--node-ip",
-                    &node_ip(b.index),
-                ]);
+                a.add_node(b.index);
             }
         }
     }
@@ -322,14 +328,7 @@ fn removing_a_node_stops_its_traffic_and_adding_it_back_restores_it() {
     // Unknown now: del-node says so.
     let out = n1.daemon().ctl(&["del-node", "node-2"]);
     assert_eq!(out.status.code(), Some(1));
-    n1.ctl(&[
-        "add-node",
-        "node-2",
-        "--pod-cidr",
-        &pod_cidr(2),
-        "--node-ip",
-        &node_ip(2),
-    ]);
+    n1.add_node(2);
     assert_eq!(node_flows(n1.daemon()), before);
     assert!(ping_until(&pa.ns, &pb.ip, Duration::from_secs(5)));
 
@@ -512,14 +511,7 @@ fn interoperates_with_the_kernel_vxlan_device() {
     let _serial = serial();
     let mut c = Cluster::new(2, 1, &[]);
     let k = kernel_node(&c.node(2).ns);
-    c.node(1).ctl(&[
-        "add-node",
-        "node-2",
-        "--pod-cidr",
-        &pod_cidr(2),
-        "--node-ip",
-        &node_ip(2),
-    ]);
+    c.node(1).add_node(2);
     // Checksums computed on the underlay, not left to an offload, so that the capture
     // sees them as a wire would.
     for i in [1, 2] {
