@@ -123,10 +123,11 @@ impl Drop for WorkerHandle {
 
 /// How long a worker keeps polling without sleeping after its last packet. A packet that
 /// arrives while it polls is forwarded at once; one that arrives while it sleeps waits for
-/// the scheduler to wake the thread, which on a virtual machine is tens of microseconds (a
-/// request's answer usually comes back within this window, so a round trip pays one wake-up
-/// instead of two). Costs CPU only right after traffic.
-pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
+/// the scheduler to wake the thread, which on a virtual machine is tens of microseconds.
+/// Polling costs CPU right after traffic, which on a small node is the CPU its Pods need:
+/// measured on 2 vCPUs (BENCHMARKS.md), 50 µs cost 5–8 % of TCP throughput against 10 µs,
+/// with round trips the same within noise.
+pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(10);
 
 /// Start worker `id`.
 pub fn spawn(
