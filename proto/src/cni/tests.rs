@@ -277,3 +277,15 @@ proptest! {
         prop_assert_eq!(back.ips, r.ips);
     }
 }
+
+#[test]
+fn a_configuration_passes_through_the_switch_unchanged_to_the_last_bit() {
+    // The switch hands prevResult and the rest back as it got them: a number must survive
+    // a read and a write exactly (serde_json's `float_roundtrip`).
+    // An integer too large for u64 is read as a float (the fuzzer's find).
+    let text = format!(r#"{{"x": 1{}, "y": 0.1, "z": 5e-324}}"#, "6".repeat(66));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let again: serde_json::Value =
+        serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+    assert_eq!(v, again);
+}
