@@ -920,3 +920,32 @@ fn a_node_is_sent_with_only_what_the_switch_reads() {
         node_spec(&bare).map_err(|e| e.to_string())
     );
 }
+
+#[test]
+fn what_kubectl_get_nodes_prints_is_read_whole() {
+    // `kubectl get nodes -o yaml` of a kubeadm cluster, shortened: managedFields with their
+    // `.`, `v:"..."` and `k:{...}` keys, quoted timestamps, a dual-stack node whose first
+    // InternalIP and second Pod CIDR are IPv6.
+    let text = include_str!("testdata/kubectl-get-nodes.yaml");
+    let objects = load_documents("nodes.yaml", text).expect("loads");
+    assert_eq!(objects.len(), 2);
+    let specs: Vec<NodeSpec> = objects
+        .iter()
+        .map(|o| node_spec(&essentials(&o.object)).expect("a Node"))
+        .collect();
+    assert_eq!(
+        specs,
+        [
+            NodeSpec {
+                name: "worker-1".into(),
+                pod_cidr: "10.244.1.0/24".into(),
+                node_ip: "192.168.1.11".into(),
+            },
+            NodeSpec {
+                name: "worker-2".into(),
+                pod_cidr: "10.244.2.0/24".into(),
+                node_ip: "192.168.1.12".into(),
+            },
+        ]
+    );
+}
