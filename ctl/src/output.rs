@@ -312,45 +312,38 @@ pub fn dump_cache(c: &CacheResult, out: &mut String) {
     }
 }
 
+/// `list-nodes`: every column the switch keeps.
 pub fn list_nodes(nodes: &[NodeInfo], out: &mut String) {
-    use Align::*;
-    let mut t = Table::new(&[
-        ("NAME", Left),
-        ("POD-CIDR", Left),
-        ("NODE-IP", Left),
-        ("GATEWAY", Left),
-        ("LOCAL", Left),
-        ("SOURCE", Left),
-    ]);
-    for n in nodes {
-        t.row(vec![
-            n.name.clone(),
-            opt(Some(&n.pod_cidr)),
-            opt(Some(&n.node_ip)),
-            opt(Some(&n.gateway)),
-            if n.local { "yes" } else { "no" }.into(),
-            opt(Some(&n.source)),
-        ]);
-    }
-    t.render("", out);
+    nodes_table(nodes, true, out);
 }
 
 /// `get nodes`: the columns a kubectl user looks for.
 pub fn get_nodes(nodes: &[NodeInfo], out: &mut String) {
+    nodes_table(nodes, false, out);
+}
+
+fn nodes_table(nodes: &[NodeInfo], all: bool, out: &mut String) {
     use Align::*;
-    let mut t = Table::new(&[
-        ("NAME", Left),
-        ("POD-CIDR", Left),
-        ("INTERNAL-IP", Left),
-        ("SOURCE", Left),
-    ]);
+    let mut columns = vec![("NAME", Left), ("POD-CIDR", Left)];
+    if all {
+        columns.extend([("NODE-IP", Left), ("GATEWAY", Left), ("LOCAL", Left)]);
+    } else {
+        columns.push(("INTERNAL-IP", Left));
+    }
+    columns.push(("SOURCE", Left));
+    let mut t = Table::new(&columns);
     for n in nodes {
-        t.row(vec![
+        let mut row = vec![
             n.name.clone(),
             opt(Some(&n.pod_cidr)),
             opt(Some(&n.node_ip)),
-            opt(Some(&n.source)),
-        ]);
+        ];
+        if all {
+            row.push(opt(Some(&n.gateway)));
+            row.push(if n.local { "yes" } else { "no" }.into());
+        }
+        row.push(opt(Some(&n.source)));
+        t.row(row);
     }
     t.render("", out);
 }
