@@ -200,36 +200,6 @@ impl Run {
     }
 }
 
-/// Merge runs of consecutive segments of one connection in `batch`, in place. Returns how
-/// many packets the batch now starts with (the merged ones are left after them). Packets
-/// from a tunnel must also carry the same tunnel metadata to be merged.
-pub fn coalesce(batch: &mut [Packet]) -> usize {
-    let n = batch.len();
-    let mut out = 0;
-    let mut i = 0;
-    while i < n {
-        batch.swap(out, i);
-        i += 1;
-        let head = out;
-        out += 1;
-        let Some(mut run) = Run::start(&batch[head]) else {
-            continue;
-        };
-        while i < n {
-            let (done, rest) = batch.split_at_mut(i);
-            let cand = &rest[0];
-            if cand.vnet != VirtioNetHdr::default()
-                || !run.offer(&mut done[head], cand.data(), cand.tun)
-            {
-                break;
-            }
-            i += 1;
-        }
-        run.finish(&mut batch[head]);
-    }
-    out
-}
-
 /// Make the merged frame whole: IP length and checksum, TCP flags, a partial TCP
 /// checksum (the pseudo-header's sum, as Linux leaves it for TSO), and the offload header.
 fn finish(p: &mut Packet, h: &Seg, ip_len: usize, mss: usize, flags: u8) {
@@ -260,6 +230,36 @@ pub(crate) mod tests {
     use super::*;
     use crate::wire::gso;
     use proptest::prelude::*;
+
+    /// Merge runs of consecutive segments of one connection in `batch`, in place, as the
+    /// tunnel's receive path does with [`Run`]. Returns how many packets the batch now starts
+    /// with (the merged ones are left after them).
+    fn coalesce(batch: &mut [Packet]) -> usize {
+        let n = batch.len();
+        let mut out = 0;
+        let mut i = 0;
+        while i < n {
+            batch.swap(out, i);
+            i += 1;
+            let head = out;
+            out += 1;
+            let Some(mut run) = Run::start(&batch[head]) else {
+                continue;
+            };
+            while i < n {
+                let (done, rest) = batch.split_at_mut(i);
+                let cand = &rest[0];
+                if cand.vnet != VirtioNetHdr::default()
+                    || !run.offer(&mut done[head], cand.data(), cand.tun)
+                {
+                    break;
+                }
+                i += 1;
+            }
+            run.finish(&mut batch[head]);
+        }
+        out
+    }
 
     /// A TCP segment 10.0.0.1:1000 -> 10.0.0.2:80 with `payload` bytes at `seq`.
     pub(crate) fn segment(seq: u32, payload: &[u8], flags: u8) -> Vec<u8> {

@@ -474,8 +474,9 @@ impl Rtnl {
     }
 
     /// Delete the route to `dst/prefix` of the main table via `gateway` on the link
-    /// `index` (the kernel matches those too: a route to the prefix through anything else
-    /// stays); one that is not there is success.
+    /// `index`, as the routes above add it (the kernel matches gateway, link and protocol
+    /// too: a route to the prefix through anything else stays); one that is not there is
+    /// success.
     pub fn del_route(
         &mut self,
         dst: IpAddr,
@@ -483,17 +484,9 @@ impl Rtnl {
         gateway: IpAddr,
         index: u32,
     ) -> Result<(), NetlinkError> {
-        check_prefix(dst, prefix)?;
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = family(dst);
-        msg.header.destination_prefix_length = prefix;
-        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        let mut msg = route_message(Some((dst, prefix)), Some(gateway), index)?;
+        // Any scope.
         msg.header.scope = RouteScope::NoWhere;
-        msg.attributes
-            .push(RouteAttribute::Destination(RouteAddress::from(dst)));
-        msg.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::from(gateway)));
-        msg.attributes.push(RouteAttribute::Oif(index));
         let request = format!("RTM_DELROUTE {dst}/{prefix} via {gateway} dev ifindex {index}");
         match self.request(&request, RouteNetlinkMessage::DelRoute(msg), 0, Kind::Ack) {
             Err(e) if e.kernel_errno() == Some(libc::ESRCH) => Ok(()),
