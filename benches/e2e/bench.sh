@@ -64,6 +64,7 @@
 #   ZL_CONFIGS ["vswitchd kernel-bridge ovs-tap-tso"] (empty: skip)  ZL_SECS [3] (per step)
 #   ZL_STEPS [8] (bisection steps)  ZL_THREADS ["1 4"] (sender threads = flows; one search each)
 #   ZL_RECV_THREADS [1]  ZL_LOSS [0.1] (% loss allowed)  ZL_CONFIRM [2] (re-runs at the limit)
+#   ZL_BACKOFF [3] (times the rate steps down 10 % when a confirmation run fails)
 set -Eeuo pipefail
 trap 'log "failed (status $?) at line $LINENO: $BASH_COMMAND"' ERR
 
@@ -89,6 +90,7 @@ ZL_THREADS=${ZL_THREADS:-"1 4"}
 ZL_RECV_THREADS=${ZL_RECV_THREADS:-1}
 ZL_LOSS=${ZL_LOSS:-0.1}
 ZL_CONFIRM=${ZL_CONFIRM:-2}
+ZL_BACKOFF=${ZL_BACKOFF:-3}
 UDP_SIZE=64
 PORT=5201
 ZL_PORT=9000
@@ -761,7 +763,7 @@ zl_step() { # <kind> <step> <rate>: one run (redone once if contended); sets ZL_
 zl_pass() { awk -v l="$ZL_LAST_LOSS" -v m="$ZL_LOSS" 'BEGIN{exit !(l < m)}'; }
 
 zero_loss_search() { # for each flow count in ZL_THREADS
-  local lo hi best_rx best_req i mid c m
+  local lo hi best_rx best_req i mid c m req b ok rxs losses min_rx v
   for ZL_FLOWS in $ZL_THREADS; do
     m=zl_f$ZL_FLOWS
     lo=0 best_rx=0 best_req=0
@@ -789,12 +791,33 @@ zero_loss_search() { # for each flow count in ZL_THREADS
     fi
     emit 0 "${m}_limit_kpps" "$(awk -v v="$best_rx" 'BEGIN{printf "%.1f", v/1000}')"
     emit 0 "${m}_limit_req_pps" "$best_req"
+    # Confirm: ZL_CONFIRM more runs at the limit must all pass; when one does not, step the
+    # rate down by 10 % and confirm again (up to ZL_BACKOFF times). Only a rate that passed
+    # every confirmation run is reported as confirmed.
     if [ "$best_req" -gt 0 ]; then
-      for c in $(seq 1 "$ZL_CONFIRM"); do
-        zl_step confirm "$c" "$best_req"
-        emit "$c" "${m}_confirm_rx_kpps" "$(awk -v v="$ZL_LAST_RX" 'BEGIN{printf "%.1f", v/1000}')"
-        emit "$c" "${m}_confirm_loss_pct" "$ZL_LAST_LOSS"
+      req=$best_req
+      for b in $(seq 0 "$ZL_BACKOFF"); do
+        ok=1 rxs="" losses="" min_rx=""
+        for c in $(seq 1 "$ZL_CONFIRM"); do
+          zl_step confirm "$b-$c" "$req"
+          rxs="$rxs $ZL_LAST_RX" losses="$losses $ZL_LAST_LOSS"
+          if [ -z "$min_rx" ] || [ "$ZL_LAST_RX" -lt "$min_rx" ]; then min_rx=$ZL_LAST_RX; fi
+          zl_pass || ok=0
+        done
+        [ "$ok" = 1 ] && break
+        [ "$b" -lt "$ZL_BACKOFF" ] && log "  a confirmation run lost ≥ $ZL_LOSS %: stepping the rate down 10 %"
+        req=$(( req * 9 / 10 ))
       done
+      c=0
+      for v in $rxs; do c=$((c + 1)); emit "$c" "${m}_confirm_rx_kpps" "$(awk -v v="$v" 'BEGIN{printf "%.1f", v/1000}')"; done
+      c=0
+      for v in $losses; do c=$((c + 1)); emit "$c" "${m}_confirm_loss_pct" "$v"; done
+      if [ "$ok" = 1 ]; then
+        emit 0 "${m}_confirmed_kpps" "$(awk -v v="$min_rx" 'BEGIN{printf "%.1f", v/1000}')"
+        emit 0 "${m}_confirmed_req_pps" "$req"
+      else
+        emit 0 "${m}_confirmed_kpps" "none"
+      fi
     fi
   done
 }
@@ -1022,17 +1045,18 @@ summary() {
     fi
     if [ -n "$ZL_CONFIGS" ] && [ "$(wc -l < "$ZTSV")" -gt 1 ]; then
       echo
-      echo "64-byte UDP with udpflood (N sender threads = N flows, ${ZL_SECS} s per step): the sender unpaced, and the highest paced rate with loss < $ZL_LOSS % (bisection, $ZL_STEPS steps), then $ZL_CONFIRM confirmation runs at that rate:"
+      echo "64-byte UDP with udpflood (N sender threads = N flows, ${ZL_SECS} s per step): the sender unpaced, and the highest paced rate with loss < $ZL_LOSS % (bisection, $ZL_STEPS steps), then $ZL_CONFIRM confirmation runs at that rate, stepping down 10 % (up to $ZL_BACKOFF times) until all of them pass; the confirmed limit is the lowest rx rate of those runs:"
       echo
-      echo "| config | flows | unpaced tx kpps | unpaced rx kpps | unpaced loss % | zero-loss limit, rx kpps | confirmation runs: rx kpps, loss % |"
-      echo "|---|---|---|---|---|---|---|"
+      echo "| config | flows | unpaced tx kpps | unpaced rx kpps | unpaced loss % | zero-loss limit, rx kpps | confirmation runs: rx kpps, loss % | confirmed limit, rx kpps |"
+      echo "|---|---|---|---|---|---|---|---|"
       awk -F'\t' -v cfgs="$ZL_CONFIGS" -v flows="$ZL_THREADS" '
         { v[$1,$2]=$3; r[$1,$2]=$4 }
         END { n=split(cfgs, C, " "); nf=split(flows, F, " ")
           for (i=1;i<=n;i++) for (f=1;f<=nf;f++) { c=C[i]; m="zl_f" F[f]; if (!((c,m "_unpaced_tx_kpps") in v)) continue
             lim=v[c,m "_limit_kpps"]; if ((c,m "_sender_bound") in v) lim="≥ " lim " (sender-bound)"
             conf=((c,m "_confirm_rx_kpps") in r) ? r[c,m "_confirm_rx_kpps"] " kpps, " r[c,m "_confirm_loss_pct"] " %" : "–"
-            printf "| %s | %s | %s | %s | %s | **%s** | %s |\n", c, F[f], v[c,m "_unpaced_tx_kpps"], v[c,m "_unpaced_rx_kpps"], v[c,m "_unpaced_loss_pct"], lim, conf } }' "$M"
+            cf=((c,m "_confirmed_kpps") in v) ? v[c,m "_confirmed_kpps"] : "–"
+            printf "| %s | %s | %s | %s | %s | %s | %s | **%s** |\n", c, F[f], v[c,m "_unpaced_tx_kpps"], v[c,m "_unpaced_rx_kpps"], v[c,m "_unpaced_loss_pct"], lim, conf, cf } }' "$M"
     fi
   } > "$RESULTS_DIR/summary.md"
   cat "$RESULTS_DIR/summary.md"
@@ -1047,7 +1071,7 @@ summary() {
   command -v ovs-vswitchd >/dev/null && echo "ovs: $(ovs-vswitchd --version | head -1)"
   echo "rustc: $(rustc --version 2>/dev/null || echo '?')"
   echo "repo: $REPO  commit: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
-  echo "knobs: CONFIGS=\"$CONFIGS\" REPS=$REPS DUR=$DUR WORKERS=$WORKERS VSWITCHD_ARGS=\"$VSWITCHD_ARGS\" XNODE_POD_MTU=$XNODE_POD_MTU PING=$PING_COUNT@$PING_INTERVAL ZL_CONFIGS=\"$ZL_CONFIGS\" ZL_SECS=$ZL_SECS ZL_STEPS=$ZL_STEPS ZL_THREADS=$ZL_THREADS ZL_LOSS=$ZL_LOSS"
+  echo "knobs: CONFIGS=\"$CONFIGS\" REPS=$REPS DUR=$DUR WORKERS=$WORKERS VSWITCHD_ARGS=\"$VSWITCHD_ARGS\" XNODE_POD_MTU=$XNODE_POD_MTU PING=$PING_COUNT@$PING_INTERVAL ZL_CONFIGS=\"$ZL_CONFIGS\" ZL_SECS=$ZL_SECS ZL_STEPS=$ZL_STEPS ZL_THREADS=$ZL_THREADS ZL_LOSS=$ZL_LOSS ZL_CONFIRM=$ZL_CONFIRM ZL_BACKOFF=$ZL_BACKOFF"
   echo "sysctl: netdev_max_backlog=$(cat /proc/sys/net/core/netdev_max_backlog) rmem_default=$(cat /proc/sys/net/core/rmem_default) rmem_max=$(cat /proc/sys/net/core/rmem_max)"
   echo "loadavg: $(cat /proc/loadavg)"
 } > "$RESULTS_DIR/env.txt"

@@ -918,3 +918,71 @@ fn sigterm_stops_cleanly_and_the_pods_keep_their_interfaces() {
     );
     assert_pings_both_ways(&d, &a, &b, 2);
 }
+
+/// A Pod's TAP steers its receive work (RPS) to the CPUs vswitchd may run on, on every
+/// queue, so that the worker writing a Pod's frames does not also run the Pod's TCP;
+/// `--no-rps` leaves steering as the kernel made it (off).
+#[test]
+#[ignore = "needs root and network namespaces: scripts/test runs it as root"]
+fn pod_taps_steer_their_receive_work_unless_told_not_to() {
+    require_root();
+    let rps = |ns: &Netns, queue: usize| {
+        ns.exec_ok(&[
+            "cat",
+            &format!("/sys/class/net/eth0/queues/rx-{queue}/rps_cpus"),
+        ])
+        .trim()
+        .to_string()
+    };
+    let is_zero = |mask: &str| mask.chars().all(|c| c == '0' || c == ',');
+
+    let (node, a, b) = (Netns::new(), Netns::new(), Netns::new());
+    // With a Pod network, so that the gateway (an internal port in the node's namespace)
+    // is steered too.
+    let d = Daemon::start_in(&node, &["--pod-cidr", "10.99.0.0/24"]);
+    // The same bitmap format as rps_cpus, over the same number of CPUs.
+    let allowed = std::fs::read_to_string(format!("/proc/{}/status", d.pid()))
+        .expect("the daemon's status")
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed:"))
+        .map(|m| m.trim().to_string())
+        .expect("Cpus_allowed in the daemon's status");
+    attach_pods(&d, &a, &b);
+    let queues = a.exec_ok(&["ls", "/sys/class/net/eth0/queues"]);
+    let used = d.ctl_json(&["show"]);
+    let workers = used["workers"].as_u64().unwrap_or(1) as usize;
+    let gateway = node.exec_ok(&["cat", "/sys/class/net/vsw-gw0/queues/rx-0/rps_cpus"]);
+    assert_eq!(gateway.trim(), allowed, "rps_cpus of the gateway vsw-gw0");
+    for ns in [&a, &b] {
+        for q in 0..workers {
+            assert_eq!(
+                rps(ns, q),
+                allowed,
+                "rps_cpus of eth0 rx-{q} in {} (queues: {queues}; vswitchd may run on {allowed})\n{}",
+                ns.name(),
+                d.log_tail(10)
+            );
+        }
+    }
+    assert!(
+        !d.log_tail(50).contains("receive steering"),
+        "a steering failure was logged:\n{}",
+        d.log_tail(50)
+    );
+    drop(d);
+
+    let (node, c) = (Netns::new(), Netns::new());
+    let d = Daemon::start_in(&node, &["--no-rps"]);
+    d.ctl_ok(&[
+        "add-port",
+        "pc",
+        "--type",
+        "tap",
+        "--netns",
+        &c.path(),
+        "--ifname",
+        "eth0",
+    ]);
+    let mask = rps(&c, 0);
+    assert!(is_zero(&mask), "rps_cpus with --no-rps: {mask}");
+}

@@ -62,6 +62,12 @@ struct Args {
     /// Remove the saved tunnel and run without one (the remote nodes stay recorded).
     #[arg(long)]
     no_tunnel: bool,
+    /// Leave receive packet steering of the switch's TAPs as the kernel made it (off). By
+    /// default their rps_cpus is set to the CPUs vswitchd may run on, so that a Pod's
+    /// receive work (IP, TCP, waking the application) runs beside the worker that writes
+    /// its frames rather than inside its system call.
+    #[arg(long)]
+    no_rps: bool,
     /// This node's name, as in its Node object (default: the host name).
     #[arg(long)]
     node_name: Option<String>,
@@ -132,6 +138,7 @@ fn main() {
         gateway: args.gateway_name.clone(),
         node_ip: args.node_ip,
         no_tunnel: args.no_tunnel,
+        rps: !args.no_rps,
         node_name: args.node_name.clone().unwrap_or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .unwrap_or_default()

@@ -122,6 +122,9 @@ pub struct Config {
     pub vni: u32,
     /// The VXLAN UDP port.
     pub vxlan_port: u16,
+    /// Steer the receive work of the switch's TAPs to the CPUs the switch may run on
+    /// (RPS; see [`crate::sys::rps`]); `--no-rps` leaves them as the kernel made them.
+    pub rps: bool,
 }
 
 impl Config {
@@ -140,6 +143,7 @@ impl Config {
             node_name: String::new(),
             vni: nodes::DEFAULT_VNI,
             vxlan_port: crate::port::vxlan::DEFAULT_PORT,
+            rps: true,
         }
     }
 }
@@ -232,6 +236,10 @@ pub struct Switch {
     nodes: BTreeMap<String, crate::store::NodeRecord>,
     /// The largest inner packet the tunnel carries whole, when there is one.
     tunnel_mtu: Option<u32>,
+    /// The RPS mask of the switch's TAPs, worked out at the first TAP ("" when unknown).
+    rps_mask: Option<String>,
+    /// Whether a failure to set RPS was logged at warn already.
+    rps_warned: bool,
 }
 
 impl std::fmt::Debug for Switch {
@@ -279,6 +287,8 @@ impl Switch {
             pod_mtu: DEFAULT_POD_MTU,
             tunnel: None,
             tunnel_mtu: None,
+            rps_mask: None,
+            rps_warned: false,
             nodes: state
                 .nodes
                 .iter()
@@ -382,7 +392,10 @@ impl Switch {
             other => other,
         };
         match &device {
-            Device::Tap(_) => {
+            Device::Tap(tap) => {
+                if self.config.rps {
+                    self.steer(&rec, tap.queues());
+                }
                 for (w, fd) in device.worker_fds().into_iter().enumerate() {
                     if let Some(h) = self.workers.get(w) {
                         h.send(Msg::AddPort(WorkerPort {
@@ -414,6 +427,34 @@ impl Switch {
                 device,
             },
         );
+    }
+
+    /// Steer a TAP's receive work (RPS) to the CPUs the switch may run on. Only speed is
+    /// at stake: a failure is logged, once per start, and the port works on.
+    fn steer(&mut self, rec: &PortRecord, queues: usize) {
+        if self.rps_mask.is_none() {
+            self.rps_mask = Some(match crate::sys::rps::allowed_cpus() {
+                Ok(cpus) => crate::sys::rps::cpu_mask(&cpus),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the CPUs the switch may use; receive steering (RPS) stays off");
+                    String::new()
+                }
+            });
+        }
+        let Some(mask) = self.rps_mask.as_deref().filter(|m| !m.is_empty()) else {
+            return;
+        };
+        let netns = rec.netns.as_deref().map(std::path::Path::new);
+        match crate::sys::rps::steer(netns, &rec.ifname, queues, mask) {
+            Ok(()) => tracing::debug!(port = %rec.name, mask, "receive steering (RPS) set"),
+            Err(e) if !self.rps_warned => {
+                self.rps_warned = true;
+                tracing::warn!(port = %rec.name, error = %e, "cannot set receive steering (RPS); the port works without it (further failures are logged at debug)");
+            }
+            Err(e) => {
+                tracing::debug!(port = %rec.name, error = %e, "cannot set receive steering (RPS)")
+            }
+        }
     }
 
     fn publish_ports(&mut self) {
