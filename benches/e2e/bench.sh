@@ -898,6 +898,17 @@ run_config() { # <index>
 }
 
 # ---------------------------------------------------------------- summary
+# The summary tables' awk prelude: read a medians file into v (median) and r (raw runs);
+# cell() is one table cell, the median (bold if asked) with its raw runs.
+AWK_CELL='
+        { v[$1,$2]=$3; r[$1,$2]=$4 }
+        function cell(c, m, bold,   s) {
+          if (!((c,m) in v)) return "–"
+          s=v[c,m]; if (bold) s="**" s "**"
+          if (r[c,m] ~ /\//) s=s " (" r[c,m] ")"
+          return s
+        }
+'
 # "config metric median raw1/raw2/..." over reps >= 1 (rep 0 holds per-config values)
 medians() {
   awk -F'\t' '
@@ -936,14 +947,7 @@ summary() {
       echo
       echo "| config | TCP Gbit/s | TCP retrans | switch cpu (TCP) | UDP 64 B tx kpps | UDP 64 B **rx kpps** | UDP loss % | lost at pod A's queue % | lost at iperf3's socket % | UDP forwarded kpps | switch cpu (UDP) | ping avg ms | ping p50 ms | ping p99 ms |"
       echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-      awk -F'\t' -v cfgs="$sn" '
-        { v[$1,$2]=$3; r[$1,$2]=$4 }
-        function cell(c, m, bold,   s) {
-          if (!((c,m) in v)) return "–"
-          s=v[c,m]; if (bold) s="**" s "**"
-          if (r[c,m] ~ /\//) s=s " (" r[c,m] ")"
-          return s
-        }
+      awk -F'\t' -v cfgs="$sn" "$AWK_CELL"'
         END {
           n=split(cfgs, C, " ")
           for (i=1;i<=n;i++) { c=C[i]; if (!((c,"tcp_gbps") in v)) continue
@@ -975,14 +979,7 @@ summary() {
       echo
       echo "| config | TCP Gbit/s | TCP retrans | switch cpu (TCP) | node 1 / node 2 (TCP) | UDP 64 B tx kpps | UDP 64 B **rx kpps** | UDP loss % | lost at pod A's queue % | lost at node 2's tunnel socket % | lost at iperf3's socket % | switch cpu (UDP) | node 1 / node 2 (UDP) | ping avg ms | ping p50 ms | ping p99 ms |"
       echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-      awk -F'\t' -v cfgs="$xn" '
-        { v[$1,$2]=$3; r[$1,$2]=$4 }
-        function cell(c, m, bold,   s) {
-          if (!((c,m) in v)) return "–"
-          s=v[c,m]; if (bold) s="**" s "**"
-          if (r[c,m] ~ /\//) s=s " (" r[c,m] ")"
-          return s
-        }
+      awk -F'\t' -v cfgs="$xn" "$AWK_CELL"'
         function pernode(c, t) {
           if (!((c,t "_switch_n1_cpu_pct") in v)) return "–"
           return v[c,t "_switch_n1_cpu_pct"] " / " v[c,t "_switch_n2_cpu_pct"]
