@@ -240,6 +240,8 @@ pub struct Switch {
     rps_mask: Option<String>,
     /// Whether a failure to set RPS was logged at warn already.
     rps_warned: bool,
+    /// While a manifest is applied: whether a node changed (saved once at its end).
+    node_batch: Option<bool>,
 }
 
 impl std::fmt::Debug for Switch {
@@ -289,6 +291,7 @@ impl Switch {
             tunnel_mtu: None,
             rps_mask: None,
             rps_warned: false,
+            node_batch: None,
             nodes: state
                 .nodes
                 .iter()

@@ -15,6 +15,7 @@ use crate::ofproto::now_ms;
 use crate::port::vxlan::{self, VxlanConfig};
 use crate::store::{NodeRecord, PortRecord, TunnelRecord};
 use crate::sys::netlink::Rtnl;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use vswitch_proto::k8s;
 use vswitch_proto::rpc::{self, PortType};
@@ -331,10 +332,12 @@ impl Switch {
             node_ip: checked.node_ip.to_string(),
             source: source.to_string(),
         };
-        let mut state = self.state();
-        state.nodes.retain(|n| n.name != rec.name);
-        state.nodes.push(rec.clone());
-        self.store.save(&state)?;
+        if !self.defer_node_save() {
+            let mut state = self.state();
+            state.nodes.retain(|n| n.name != rec.name);
+            state.nodes.push(rec.clone());
+            self.store.save(&state)?;
+        }
         if let Some(o) = &old {
             self.uninstall_remote(o);
         }
@@ -365,9 +368,11 @@ impl Switch {
             }
             return Err(Refusal::not_found(format!("no node named {name:?}")));
         };
-        let mut state = self.state();
-        state.nodes.retain(|n| n.name != name);
-        self.store.save(&state)?;
+        if !self.defer_node_save() {
+            let mut state = self.state();
+            state.nodes.retain(|n| n.name != name);
+            self.store.save(&state)?;
+        }
         self.nodes.remove(name);
         self.uninstall_remote(&rec);
         tracing::info!(node = %name, "node deleted");
@@ -497,15 +502,69 @@ impl Switch {
     /// `apply`: each object in order, one outcome each; kinds the switch does not handle
     /// are reported and skipped.
     pub fn apply(&mut self, objects: &[rpc::ManifestObject]) -> rpc::ApplyResult {
-        rpc::ApplyResult {
-            results: objects.iter().map(|o| self.apply_one(o, false)).collect(),
-        }
+        self.in_one_save(objects, false)
     }
 
     /// `delete`: each object removed, or reported as not found.
     pub fn delete(&mut self, objects: &[rpc::ManifestObject]) -> rpc::ApplyResult {
-        rpc::ApplyResult {
-            results: objects.iter().map(|o| self.apply_one(o, true)).collect(),
+        self.in_one_save(objects, true)
+    }
+
+    /// Inside [`Switch::in_one_save`]: the change is saved with the others at the end (the
+    /// caller then saves nothing).
+    fn defer_node_save(&mut self) -> bool {
+        match &mut self.node_batch {
+            Some(changed) => {
+                *changed = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A manifest's objects, saved once at the end rather than once per object (a whole
+    /// cluster's Nodes would otherwise write the state N times over, O(N²) bytes with an
+    /// fsync each, under the switch's lock). Nothing is acknowledged before that save;
+    /// when it fails, every node goes back to what it was, its rules and routes too, and
+    /// each change is reported as not applied.
+    fn in_one_save(&mut self, objects: &[rpc::ManifestObject], delete: bool) -> rpc::ApplyResult {
+        let before = self.nodes.clone();
+        self.node_batch = Some(false);
+        let mut results: Vec<rpc::ApplyOutcome> =
+            objects.iter().map(|o| self.apply_one(o, delete)).collect();
+        let changed = self.node_batch.take() == Some(true);
+        if changed && let Err(e) = self.store.save(&self.state()) {
+            let why = Refusal::from(e).message;
+            self.restore_nodes(before);
+            for r in &mut results {
+                if matches!(r.outcome.as_str(), "created" | "configured" | "deleted") {
+                    r.message = Some(format!("not applied: the state could not be saved: {why}"));
+                    r.outcome = "error".into();
+                }
+            }
+        }
+        rpc::ApplyResult { results }
+    }
+
+    /// Put the remote nodes back as `before`, rules and routes included.
+    fn restore_nodes(&mut self, before: BTreeMap<String, NodeRecord>) {
+        let after = std::mem::take(&mut self.nodes);
+        for (name, rec) in &after {
+            if before.get(name) != Some(rec) {
+                self.uninstall_remote(rec);
+            }
+        }
+        self.nodes = before;
+        let back: Vec<NodeRecord> = self
+            .nodes
+            .iter()
+            .filter(|(name, rec)| after.get(*name) != Some(*rec))
+            .map(|(_, rec)| rec.clone())
+            .collect();
+        for rec in back {
+            if let Err(e) = self.install_remote(&rec) {
+                tracing::error!(node = %rec.name, error = %e, "remote node not installed again");
+            }
         }
     }
 

@@ -496,6 +496,90 @@ fn apply_reports_each_object_and_skips_unknown_kinds() {
     sw.shutdown();
 }
 
+/// A manifest's Nodes are saved together, once, before the reply: the backup the save
+/// keeps is the state from before the whole manifest. When that save fails, nothing of
+/// the manifest stays, and each change says so.
+#[test]
+fn a_manifest_is_saved_once_and_not_at_all_when_the_save_fails() {
+    let dir = TempDir::new("apply-once");
+    let mut sw = start(&dir);
+    sw.add_node(&node("a", "10.244.9.0/24", "192.168.1.9"))
+        .unwrap();
+    let objects: Vec<_> = (2..6)
+        .map(|i| {
+            manifest(
+                i,
+                node_object(
+                    &format!("n{i}"),
+                    &format!("10.244.{i}.0/24"),
+                    &format!("192.168.1.{i}"),
+                ),
+            )
+        })
+        .collect();
+    let r = sw.apply(&objects).results;
+    assert!(r.iter().all(|o| o.outcome == "created"), "{r:?}");
+    let store = Store::open(&dir.0).unwrap();
+    let saved: Vec<String> = store
+        .load()
+        .unwrap()
+        .nodes
+        .into_iter()
+        .map(|n| n.name)
+        .collect();
+    assert_eq!(saved, ["a", "n2", "n3", "n4", "n5"]);
+    let backup: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.backup_path()).unwrap()).unwrap();
+    let names: Vec<&str> = backup["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["name"].as_str())
+        .collect();
+    assert_eq!(names, ["a"], "the backup is the state before the manifest");
+
+    // The save cannot write its temporary file: the manifest is undone.
+    let tmp = dir.0.join(format!("{}.tmp", crate::store::STATE_FILE));
+    std::fs::create_dir(&tmp).unwrap();
+    let more = [
+        manifest(1, node_object("n6", "10.244.6.0/24", "192.168.1.6")),
+        manifest(2, node_object("n2", "10.244.2.0/24", "192.168.1.22")),
+        manifest(3, node_object("n3", "10.244.3.0/24", "192.168.1.3")),
+    ];
+    let r = sw.apply(&more).results;
+    let outcomes: Vec<&str> = r.iter().map(|o| o.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["error", "error", "unchanged"]);
+    for o in &r[..2] {
+        let m = o.message.as_deref().unwrap_or_default();
+        assert!(
+            m.starts_with("not applied: the state could not be saved"),
+            "{m}"
+        );
+    }
+    let del = sw.delete(&objects[..1]).results;
+    assert_eq!(del[0].outcome, "error");
+    let listed: Vec<(String, String)> = sw
+        .list_nodes()
+        .into_iter()
+        .map(|n| (n.name, n.node_ip))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("a".to_string(), "192.168.1.9".to_string()),
+            ("n2".into(), "192.168.1.2".into()),
+            ("n3".into(), "192.168.1.3".into()),
+            ("n4".into(), "192.168.1.4".into()),
+            ("n5".into(), "192.168.1.5".into()),
+        ]
+    );
+    std::fs::remove_dir(&tmp).unwrap();
+    let r = sw.apply(&more).results;
+    let outcomes: Vec<&str> = r.iter().map(|o| o.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["created", "configured", "unchanged"]);
+    sw.shutdown();
+}
+
 /// A state saved with a tunnel on 192.0.2.1 (TEST-NET-1: no interface here has it).
 fn save_tunnel_state(dir: &TempDir) {
     let store = Store::open(&dir.0).unwrap();
