@@ -794,7 +794,7 @@ zero_loss_search() { # for each flow count in ZL_THREADS
     # Confirm: ZL_CONFIRM more runs at the limit must all pass; when one does not, step the
     # rate down by 10 % and confirm again (up to ZL_BACKOFF times). Only a rate that passed
     # every confirmation run is reported as confirmed.
-    if [ "$best_req" -gt 0 ]; then
+    if [ "$best_req" -gt 0 ] && [ "$ZL_CONFIRM" -gt 0 ]; then
       req=$best_req
       for b in $(seq 0 "$ZL_BACKOFF"); do
         ok=1 rxs="" losses="" min_rx=""
@@ -815,6 +815,7 @@ zero_loss_search() { # for each flow count in ZL_THREADS
       if [ "$ok" = 1 ]; then
         emit 0 "${m}_confirmed_kpps" "$(awk -v v="$min_rx" 'BEGIN{printf "%.1f", v/1000}')"
         emit 0 "${m}_confirmed_req_pps" "$req"
+        emit 0 "${m}_confirmed_steps_down" "$b"
       else
         emit 0 "${m}_confirmed_kpps" "none"
       fi
@@ -1053,7 +1054,8 @@ summary() {
             lim=v[c,m "_limit_kpps"]; if ((c,m "_sender_bound") in v) lim="≥ " lim " (sender-bound)"
             conf=((c,m "_confirm_rx_kpps") in r) ? r[c,m "_confirm_rx_kpps"] " kpps, " r[c,m "_confirm_loss_pct"] " %" : "–"
             cf=((c,m "_confirmed_kpps") in v) ? v[c,m "_confirmed_kpps"] : "–"
-            printf "| %s | %s | %s | %s | %s | %s | %s | **%s** |\n", c, F[f], v[c,m "_unpaced_tx_kpps"], v[c,m "_unpaced_rx_kpps"], v[c,m "_unpaced_loss_pct"], lim, conf, cf } }' "$M"
+            sfx=(v[c,m "_confirmed_steps_down"] > 0) ? " (at " v[c,m "_confirmed_req_pps"] " pps requested, " v[c,m "_confirmed_steps_down"] " step(s) down)" : ""
+            printf "| %s | %s | %s | %s | %s | %s | %s | **%s**%s |\n", c, F[f], v[c,m "_unpaced_tx_kpps"], v[c,m "_unpaced_rx_kpps"], v[c,m "_unpaced_loss_pct"], lim, conf, cf, sfx } }' "$M"
     fi
   } > "$RESULTS_DIR/summary.md"
   cat "$RESULTS_DIR/summary.md"

@@ -452,7 +452,7 @@ impl Switch {
             Ok(()) => tracing::debug!(port = %rec.name, mask, "receive steering (RPS) set"),
             Err(e) if !self.rps_warned => {
                 self.rps_warned = true;
-                tracing::warn!(port = %rec.name, error = %e, "cannot set receive steering (RPS); the port works without it (further failures are logged at debug)");
+                tracing::warn!(port = %rec.name, error = %e, "cannot set receive steering (RPS): the port works without it, a little slower (it needs CAP_SYS_ADMIN to make a sysfs in the port's namespace; vswitchd --no-rps stops trying; further failures are logged at debug)");
             }
             Err(e) => {
                 tracing::debug!(port = %rec.name, error = %e, "cannot set receive steering (RPS)")

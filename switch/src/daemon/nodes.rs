@@ -526,19 +526,56 @@ impl Switch {
     /// cluster's Nodes would otherwise write the state N times over, O(N²) bytes with an
     /// fsync each, under the switch's lock). Nothing is acknowledged before that save;
     /// when it fails, every node goes back to what it was, its rules and routes too, and
-    /// each change is reported as not applied.
+    /// each object about a node that changed is reported as not applied.
     fn in_one_save(&mut self, objects: &[rpc::ManifestObject], delete: bool) -> rpc::ApplyResult {
         let before = self.nodes.clone();
         self.node_batch = Some(false);
-        let mut results: Vec<rpc::ApplyOutcome> =
-            objects.iter().map(|o| self.apply_one(o, delete)).collect();
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            objects
+                .iter()
+                .map(|o| self.apply_one(o, delete))
+                .collect::<Vec<_>>()
+        }));
         let changed = self.node_batch.take() == Some(true);
+        let mut results = match run {
+            Ok(results) => results,
+            Err(panic) => {
+                // What was done stays done: save it, as a call per object would have.
+                if changed && let Err(e) = self.store.save(&self.state()) {
+                    tracing::error!(error = %e, "the nodes applied before a panic are not saved");
+                }
+                std::panic::resume_unwind(panic)
+            }
+        };
         if changed && let Err(e) = self.store.save(&self.state()) {
             let why = Refusal::from(e).message;
+            let touched: Vec<String> = self
+                .nodes
+                .iter()
+                .filter(|(name, rec)| before.get(*name) != Some(*rec))
+                .chain(
+                    before
+                        .iter()
+                        .filter(|(name, _)| !self.nodes.contains_key(*name)),
+                )
+                .map(|(name, _)| name.clone())
+                .collect();
             self.restore_nodes(before);
+            // A save that failed after its rename left the manifest in the file: write
+            // the state as it is again now.
+            if let Err(e) = self.store.save(&self.state()) {
+                tracing::error!(error = %e, "the state could not be saved after undoing a manifest");
+            }
             for r in &mut results {
-                if matches!(r.outcome.as_str(), "created" | "configured" | "deleted") {
-                    r.message = Some(format!("not applied: the state could not be saved: {why}"));
+                if r.outcome != "skipped" && touched.contains(&r.name) {
+                    let had = r
+                        .message
+                        .take()
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default();
+                    r.message = Some(format!(
+                        "not applied: the state could not be saved: {why}{had}"
+                    ));
                     r.outcome = "error".into();
                 }
             }

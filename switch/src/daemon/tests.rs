@@ -544,12 +544,14 @@ fn a_manifest_is_saved_once_and_not_at_all_when_the_save_fails() {
     let more = [
         manifest(1, node_object("n6", "10.244.6.0/24", "192.168.1.6")),
         manifest(2, node_object("n2", "10.244.2.0/24", "192.168.1.22")),
-        manifest(3, node_object("n3", "10.244.3.0/24", "192.168.1.3")),
+        // The same again: unchanged by then, and not applied either.
+        manifest(3, node_object("n2", "10.244.2.0/24", "192.168.1.22")),
+        manifest(4, node_object("n3", "10.244.3.0/24", "192.168.1.3")),
     ];
     let r = sw.apply(&more).results;
     let outcomes: Vec<&str> = r.iter().map(|o| o.outcome.as_str()).collect();
-    assert_eq!(outcomes, ["error", "error", "unchanged"]);
-    for o in &r[..2] {
+    assert_eq!(outcomes, ["error", "error", "error", "unchanged"]);
+    for o in &r[..3] {
         let m = o.message.as_deref().unwrap_or_default();
         assert!(
             m.starts_with("not applied: the state could not be saved"),
@@ -576,7 +578,7 @@ fn a_manifest_is_saved_once_and_not_at_all_when_the_save_fails() {
     std::fs::remove_dir(&tmp).unwrap();
     let r = sw.apply(&more).results;
     let outcomes: Vec<&str> = r.iter().map(|o| o.outcome.as_str()).collect();
-    assert_eq!(outcomes, ["created", "configured", "unchanged"]);
+    assert_eq!(outcomes, ["created", "configured", "unchanged", "unchanged"]);
     sw.shutdown();
 }
 

@@ -8,18 +8,21 @@
 //! as a multi-queue NIC with RSS would have it. Measured on two vCPUs: one TCP stream
 //! between two Pods on a node gains 5–17 % (BENCHMARKS.md).
 //!
-//! `rps_cpus` lives in sysfs, and a sysfs mount shows the devices of the network namespace
-//! it was mounted from; a Pod's interface is seen only from a sysfs mounted inside the
-//! Pod's namespace. [`steer`] does it on a thread of its own that enters the namespace,
-//! takes a private mount namespace (so nothing it mounts is seen by anyone else, and it
-//! goes away with the thread) and mounts a fresh sysfs over `/sys` there.
+//! `rps_cpus` lives in sysfs, and a sysfs shows the devices of the network namespace it
+//! was made in; a Pod's interface is seen only from a sysfs made inside the Pod's
+//! namespace. [`steer`] makes one there on a thread of its own, as a *detached* mount
+//! (`fsopen`/`fsconfig`/`fsmount`, Linux 5.2): a file descriptor no mount table holds, so
+//! no mount namespace is copied or touched, nothing can propagate anywhere, and it is gone
+//! when the descriptor closes. The files are opened relative to it.
 
 use std::fmt::Write as _;
-use std::io;
+use std::io::{self, Write as _};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
-use nix::mount::{MsFlags, mount};
-use nix::sched::{CloneFlags, CpuSet, sched_getaffinity, unshare};
+use nix::fcntl::OFlag;
+use nix::sched::{CpuSet, sched_getaffinity};
+use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
 use super::netns;
@@ -56,57 +59,85 @@ pub fn cpu_mask(cpus: &[usize]) -> String {
 }
 
 /// Write `mask` (see [`cpu_mask`]) to `rps_cpus` of receive queues `0..queues` of
-/// `ifname`, in the network namespace at `netns` (the switch's own when `None`).
+/// `ifname`, in the network namespace at `netns` (the calling thread's when `None`).
 pub fn steer(netns: Option<&Path>, ifname: &str, queues: usize, mask: &str) -> io::Result<()> {
     let ifname = ifname.to_string();
     let mask = mask.to_string();
     let work = move || -> io::Result<()> {
-        // A mount namespace for this thread alone: the mounts below are private to it and
-        // end with it. `/` is made private first so that nothing propagates back out.
-        unshare(CloneFlags::CLONE_NEWNS).map_err(|e| with_what(e, "unshare(CLONE_NEWNS)"))?;
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .map_err(|e| with_what(e, "make / private"))?;
-        match mount(
-            Some("sysfs"),
-            "/sys",
-            Some("sysfs"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            None::<&str>,
-        ) {
-            // EBUSY: `/sys` is this namespace's sysfs already (the kernel refuses to
-            // mount a superblock on its own root), as when vswitchd runs under
-            // `ip netns exec` or the interface is in the switch's own namespace.
-            Ok(()) | Err(nix::errno::Errno::EBUSY) => {}
-            Err(e) => return Err(with_what(e, "mount sysfs")),
-        }
+        let sysfs = detached_sysfs()?;
         for q in 0..queues.max(1) {
-            let path = format!("/sys/class/net/{ifname}/queues/rx-{q}/rps_cpus");
-            std::fs::write(&path, &mask)
-                .map_err(|e| io::Error::new(e.kind(), format!("write {mask} to {path}: {e}")))?;
+            let rel = format!("class/net/{ifname}/queues/rx-{q}/rps_cpus");
+            let write = || -> io::Result<()> {
+                let fd = nix::fcntl::openat(
+                    &sysfs,
+                    rel.as_str(),
+                    OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )?;
+                let mut file = std::fs::File::from(fd);
+                file.write_all(mask.as_bytes())
+            };
+            write().map_err(|e| {
+                io::Error::new(e.kind(), format!("write {mask} to /sys/{rel}: {e}"))
+            })?;
         }
         Ok(())
     };
     match netns {
         Some(path) => netns::run_in(path, work).map_err(io::Error::other)?,
-        // Its own thread even in the switch's namespace: the mount namespace must not
-        // change under the caller.
-        None => std::thread::Builder::new()
-            .name("vsw-rps".into())
-            .spawn(work)?
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the steering thread panicked"))),
+        None => work(),
     }
 }
 
-fn with_what(e: nix::errno::Errno, what: &str) -> io::Error {
-    let e = io::Error::from(e);
-    io::Error::new(e.kind(), format!("{what}: {e}"))
+/// A sysfs of the calling thread's network namespace, mounted nowhere.
+fn detached_sysfs() -> io::Result<OwnedFd> {
+    // From <linux/mount.h>.
+    const FSOPEN_CLOEXEC: libc::c_uint = 0x1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 0x1;
+    const MOUNT_ATTR_NOSUID_NODEV_NOEXEC: libc::c_uint = 0x2 | 0x4 | 0x8;
+    let fail = |what: &str| {
+        let e = io::Error::last_os_error();
+        io::Error::new(e.kind(), format!("{what}: {e}"))
+    };
+    // SAFETY: fsopen(2) reads the NUL-terminated name and takes flags; it returns a new
+    // descriptor or -1, and touches no memory of ours otherwise.
+    let fs = unsafe { libc::syscall(libc::SYS_fsopen, c"sysfs".as_ptr(), FSOPEN_CLOEXEC) };
+    if fs < 0 {
+        return Err(fail("fsopen(sysfs)"));
+    }
+    // SAFETY: `fs` was just returned by fsopen: a descriptor we own and close once.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as RawFd) };
+    // SAFETY: FSCONFIG_CMD_CREATE takes no key, value or aux (NULL, NULL, 0); `fs` is a
+    // valid filesystem context descriptor.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(fail("fsconfig(sysfs, CREATE)"));
+    }
+    // SAFETY: fsmount(2) on the created context, with flags and attributes only; it
+    // returns a new descriptor or -1.
+    let mnt = unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            FSMOUNT_CLOEXEC,
+            MOUNT_ATTR_NOSUID_NODEV_NOEXEC,
+        )
+    };
+    if mnt < 0 {
+        return Err(fail("fsmount(sysfs)"));
+    }
+    // SAFETY: `mnt` was just returned by fsmount: a descriptor we own and close once.
+    Ok(unsafe { OwnedFd::from_raw_fd(mnt as RawFd) })
 }
 
 #[cfg(test)]

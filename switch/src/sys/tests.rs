@@ -564,9 +564,8 @@ fn rps_value(text: &str) -> u128 {
     u128::from_str_radix(&text.trim().replace(',', ""), 16).expect("a hex bitmap")
 }
 
-/// Receive steering is written through a sysfs of the interface's own namespace: one
-/// mounted for it when the caller's `/sys` shows another namespace, the caller's own when
-/// it is that namespace's already (the kernel then refuses the mount with EBUSY).
+/// Receive steering is written through a sysfs made in the interface's own namespace:
+/// one given by path, or the calling thread's.
 #[test]
 #[ignore = "needs root and network namespaces: scripts/test runs it as root"]
 fn root_rps_reaches_an_interface_in_another_namespace_and_in_our_own() {
@@ -574,25 +573,28 @@ fn root_rps_reaches_an_interface_in_another_namespace_and_in_our_own() {
         return;
     }
     let ns = TestNetns::new();
-    let name = unique_ifname("vswr");
-    let peer = unique_ifname("vswp");
+    let (name, peer) = (unique_ifname("vswr"), unique_ifname("vswp"));
     ns.ip(&["link", "add", &name, "type", "veth", "peer", "name", &peer]);
-    let file = format!("/sys/class/net/{name}/queues/rx-0/rps_cpus");
-    let read_in_ns = || run("ip", &["netns", "exec", &ns.name, "cat", &file]);
-    assert_eq!(rps_value(&read_in_ns()), 0, "a new device steers nothing");
-    super::rps::steer(Some(ns.path()), &name, 1, "1").expect("steer in another namespace");
-    assert_eq!(
-        rps_value(&read_in_ns()),
-        1,
-        "rps_cpus after steering to CPU 0"
-    );
-    // The host's /sys shows no such device: nothing was written beside the namespace.
-    assert!(!Path::new(&file).exists(), "{file} in the caller's /sys");
+    let read_in_ns = |ifname: &str| {
+        let file = format!("/sys/class/net/{ifname}/queues/rx-0/rps_cpus");
+        rps_value(&run("ip", &["netns", "exec", &ns.name, "cat", &file]))
+    };
+    assert_eq!(read_in_ns(&name), 0, "a new device steers nothing");
+    super::rps::steer(Some(ns.path()), &name, 1, "1").expect("steer by namespace path");
+    assert_eq!(read_in_ns(&name), 1, "rps_cpus after steering to CPU 0");
 
-    // Our own namespace, whose sysfs /sys is already: write lo's current mask back.
-    let lo = "/sys/class/net/lo/queues/rx-0/rps_cpus";
-    let before = std::fs::read_to_string(lo).expect("lo's rps_cpus");
-    super::rps::steer(None, "lo", 1, before.trim()).expect("steer in our own namespace");
-    let after = std::fs::read_to_string(lo).expect("lo's rps_cpus");
-    assert_eq!(rps_value(&after), rps_value(&before));
+    // From a thread inside the namespace, with no path: that thread's namespace.
+    let p = peer.clone();
+    netns::run_in(ns.path(), move || super::rps::steer(None, &p, 1, "1"))
+        .expect("enter the namespace")
+        .expect("steer in the thread's own namespace");
+    assert_eq!(read_in_ns(&peer), 1, "the peer's rps_cpus");
+
+    // A device that is not there is an error that names the file.
+    let e = super::rps::steer(Some(ns.path()), "vsw-no-such", 1, "1").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("class/net/vsw-no-such/queues/rx-0/rps_cpus"),
+        "{e}"
+    );
 }
