@@ -14,8 +14,8 @@
 //! - [`netlink`]: a small synchronous rtnetlink client (links, addresses,
 //!   routes) with checked acks and dumps.
 //! - [`udp`]: the VXLAN tunnel's UDP sockets: batched receive, send with UDP GSO.
-//! - [`rps`]: receive packet steering of the TAPs, written through a sysfs mounted
-//!   inside the interface's namespace.
+//! - [`rps`]: receive packet steering of the TAPs, written through a detached sysfs
+//!   made inside the interface's namespace.
 
 #![allow(unsafe_code)]
 
