@@ -578,7 +578,10 @@ fn a_manifest_is_saved_once_and_not_at_all_when_the_save_fails() {
     std::fs::remove_dir(&tmp).unwrap();
     let r = sw.apply(&more).results;
     let outcomes: Vec<&str> = r.iter().map(|o| o.outcome.as_str()).collect();
-    assert_eq!(outcomes, ["created", "configured", "unchanged", "unchanged"]);
+    assert_eq!(
+        outcomes,
+        ["created", "configured", "unchanged", "unchanged"]
+    );
     sw.shutdown();
 }
 
