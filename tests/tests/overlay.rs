@@ -732,6 +732,45 @@ fn nodes_come_from_kubernetes_manifests() {
         "{}",
         show_out(&out)
     );
+
+    // A manifest is saved once, before the answer; when that save fails nothing of it
+    // stays: no rules, no route, no traffic (the save's temporary file cannot be made).
+    let d = c.node(1).daemon();
+    let route = |n: &Node| n.ns.exec_ok(&["ip", "route", "show", &pod_cidr(2)]);
+    let blocker = d.state_dir().join("state.json.tmp");
+    std::fs::create_dir(&blocker).expect("block the state's temporary file");
+    let out = d.ctl(&["apply", "-f", file]);
+    assert_eq!(out.status.code(), Some(1), "{}", show_out(&out));
+    assert!(show_out(&out).contains("not applied"), "{}", show_out(&out));
+    assert_eq!(node_flows(d), 0, "rules of a manifest that was not saved");
+    assert_eq!(
+        route(c.node(1)).trim(),
+        "",
+        "route of a manifest that was not saved"
+    );
+    assert_eq!(ping(&pa.ns, &pb.ip, 2).received, 0);
+    std::fs::remove_dir(&blocker).expect("unblock");
+    let out = d.ctl(&["apply", "-f", file]);
+    assert!(
+        stdout(&out).contains("node/node-2 created"),
+        "{}",
+        show_out(&out)
+    );
+    let flows = node_flows(d);
+    assert!(flows > 0);
+    assert!(ping_until(&pa.ns, &pb.ip, Duration::from_secs(5)));
+    // A change that cannot be saved leaves the node as it was, rules and route included.
+    let moved = manifest.replace(&node_ip(2), "192.168.200.99");
+    let moved_file = d.dir().join("moved.yaml");
+    std::fs::write(&moved_file, moved).expect("write");
+    let before = (route(c.node(1)), c.node(1).ctl(&["get", "nodes"]));
+    std::fs::create_dir(&blocker).expect("block the state's temporary file");
+    let out = d.ctl(&["apply", "-f", moved_file.to_str().expect("utf-8")]);
+    std::fs::remove_dir(&blocker).expect("unblock");
+    assert!(show_out(&out).contains("not applied"), "{}", show_out(&out));
+    assert_eq!((route(c.node(1)), c.node(1).ctl(&["get", "nodes"])), before);
+    assert_eq!(node_flows(d), flows);
+    assert!(ping_until(&pa.ns, &pb.ip, Duration::from_secs(5)));
 }
 
 fn show_out(out: &std::process::Output) -> String {
