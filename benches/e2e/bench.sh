@@ -900,7 +900,8 @@ run_config() { # <index>
 
 # ---------------------------------------------------------------- summary
 # The summary tables' awk prelude: read a medians file into v (median) and r (raw runs);
-# cell() is one table cell, the median (bold if asked) with its raw runs.
+# cell() is one table cell, the median (bold if asked) with its raw runs; ratio() is the
+# ratio of two configs' medians of a metric.
 AWK_CELL='
         { v[$1,$2]=$3; r[$1,$2]=$4 }
         function cell(c, m, bold,   s) {
@@ -909,6 +910,7 @@ AWK_CELL='
           if (r[c,m] ~ /\//) s=s " (" r[c,m] ")"
           return s
         }
+        function ratio(a, b, m) { if (!((a,m) in v) || !((b,m) in v) || v[b,m]+0 == 0) return "–"; return sprintf("%.2f", v[a,m]/v[b,m]) }
 '
 # "config metric median raw1/raw2/..." over reps >= 1 (rep 0 holds per-config values)
 medians() {
@@ -963,9 +965,7 @@ summary() {
       echo
       echo "| config | TCP | UDP rx kpps | UDP forwarded kpps | ping avg | ping p99 |"
       echo "|---|---|---|---|---|---|"
-      awk -F'\t' -v cfgs="$sn" '
-        { v[$1,$2]=$3 }
-        function ratio(a, b, m) { if (!((a,m) in v) || !((b,m) in v) || v[b,m]+0 == 0) return "–"; return sprintf("%.2f", v[a,m]/v[b,m]) }
+      awk -F'\t' -v cfgs="$sn" "$AWK_CELL"'
         function row(a, b, label) {
           printf "| %s | %s | %s | %s | %s | %s |\n", label, ratio(a,b,"tcp_gbps"), ratio(a,b,"udp_rx_kpps"), ratio(a,b,"udp_fwd_kpps"), ratio(a,b,"ping_avg_ms"), ratio(a,b,"ping_p99_ms") }
         END {
@@ -1001,9 +1001,7 @@ summary() {
       echo
       echo "| config | TCP | UDP rx kpps | UDP forwarded kpps | ping avg | ping p99 |"
       echo "|---|---|---|---|---|---|"
-      awk -F'\t' -v cfgs="$xn" '
-        { v[$1,$2]=$3 }
-        function ratio(a, b, m) { if (!((a,m) in v) || !((b,m) in v) || v[b,m]+0 == 0) return "–"; return sprintf("%.2f", v[a,m]/v[b,m]) }
+      awk -F'\t' -v cfgs="$xn" "$AWK_CELL"'
         function row(a, b) {
           if (!((a,"tcp_gbps") in v) || !((b,"tcp_gbps") in v)) return
           printf "| %s / %s | %s | %s | %s | %s | %s |\n", a, b, ratio(a,b,"tcp_gbps"), ratio(a,b,"udp_rx_kpps"), ratio(a,b,"udp_fwd_kpps"), ratio(a,b,"ping_avg_ms"), ratio(a,b,"ping_p99_ms") }
