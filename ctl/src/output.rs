@@ -486,6 +486,8 @@ worker-22  10.244.1.0/24  192.168.56.11  10.244.1.1  no     manifest
                 source: source.into(),
                 doc: 2,
                 kind: kind.into(),
+                group: String::new(),
+                namespace: None,
                 name: name.into(),
                 outcome: outcome.into(),
                 message: message.map(Into::into),

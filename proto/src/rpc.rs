@@ -173,9 +173,12 @@ pub mod method {
     pub const APPLY: &str = "apply";
     /// Kubernetes objects, removed ([`super::ApplyParams`] → [`super::ApplyResult`]).
     pub const DELETE: &str = "delete";
+    /// Kubernetes objects the switch holds, as `kubectl get` lists them ([`super::GetParams`]
+    /// → [`super::GetResult`]).
+    pub const GET: &str = "get";
 
     /// Every method, for `METHOD_NOT_FOUND` messages and completions.
-    pub const ALL: [&str; 25] = [
+    pub const ALL: [&str; 26] = [
         VERSION,
         SHOW,
         ADD_PORT,
@@ -200,6 +203,7 @@ pub mod method {
         LIST_NODES,
         APPLY,
         DELETE,
+        GET,
         SHUTDOWN,
     ];
     /// Stop the daemon cleanly (like SIGTERM).
@@ -372,6 +376,10 @@ pub struct DumpedFlow {
     pub actions: String,
     /// The whole line as `dump-flows` prints it; it can be fed back to `add-flow`.
     pub line: String,
+    /// For a rule the switch made: the objects it was made for (`node/n1`,
+    /// `pod/default/web`, `switch/node`), as `dump-flows --names` shows them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<String>,
 }
 
 /// `add-groups`: group lines (`group_id=1,type=select,bucket=...`).
@@ -395,6 +403,20 @@ pub struct DumpedGroup {
     pub bytes: u64,
     /// The group as `dump-groups` prints it; it can be fed back to `add-group`.
     pub line: String,
+    /// Packets and bytes per bucket, in bucket order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<BucketStats>,
+    /// For a group the switch made: the objects it was made for (empty for a user's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<String>,
+}
+
+/// One bucket's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketStats {
+    pub bucket_id: u32,
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 /// `trace`: a packet written as flow text (`in_port=1,tcp,nw_dst=10.0.0.2,tp_dst=80`).
@@ -517,6 +539,13 @@ pub struct ApplyOutcome {
     pub source: String,
     pub doc: usize,
     pub kind: String,
+    /// The kind's API group (`discovery.k8s.io`), empty for the core group: kubectl names
+    /// an object `kind.group/name` (`node/n1`, `endpointslice.discovery.k8s.io/x`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    /// The object's namespace, for a namespaced kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     pub name: String,
     /// `created`, `configured`, `unchanged`, `deleted`, `not found`, `skipped` (a kind the
     /// switch does not handle) or `error`.
@@ -530,6 +559,60 @@ pub struct ApplyOutcome {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyResult {
     pub results: Vec<ApplyOutcome>,
+}
+
+/// `get`: the objects of one kind, or one object.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetParams {
+    /// As a kubectl user writes it: `nodes`, `node`, `no`, `Node`,
+    /// `endpointslices.discovery.k8s.io`.
+    pub resource: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// For namespaced kinds: this namespace (`default` when neither this nor
+    /// `all_namespaces` is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub all_namespaces: bool,
+}
+
+/// A column of `get`'s table, kubectl's server-side printing: the switch says what each
+/// kind shows, so the client needs no knowledge of kinds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetColumn {
+    /// `NAME`, `POD-CIDR`, ...
+    pub name: String,
+    /// Shown only with `-o wide`.
+    #[serde(default)]
+    pub wide: bool,
+}
+
+/// One object of a `get` result.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetItem {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    /// One cell per column, in the columns' order.
+    pub cells: Vec<String>,
+    /// The object as the switch keeps it (the fields it reads), with `apiVersion`, `kind`
+    /// and `metadata`: what `-o json` and `-o yaml` print.
+    pub object: Value,
+}
+
+/// `get`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetResult {
+    /// `Node`.
+    pub kind: String,
+    /// `v1`, `discovery.k8s.io/v1`.
+    pub api_version: String,
+    /// The plural resource name: `nodes`.
+    pub resource: String,
+    pub namespaced: bool,
+    pub columns: Vec<GetColumn>,
+    pub items: Vec<GetItem>,
 }
 
 #[cfg(test)]

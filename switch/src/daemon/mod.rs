@@ -761,6 +761,7 @@ impl Switch {
                     matching: text::display_match(&r.matching, None, &names).to_string(),
                     actions: text::display_actions(&r.actions, &names).to_string(),
                     line: format!(" {}", text::display_flow(&spec, &names, Some(&st))),
+                    owners: Vec::new(),
                 }
             })
             .collect())
@@ -834,6 +835,8 @@ impl Switch {
                 packets: g.stats.packets(),
                 bytes: g.stats.bytes(),
                 line: format!(" {}", text::display_group(&g.spec, &names)),
+                buckets: Vec::new(),
+                owners: Vec::new(),
             })
             .collect()
     }

@@ -611,6 +611,8 @@ impl Switch {
             source: o.source.clone(),
             doc: o.doc,
             kind: kind.clone(),
+            group: String::new(),
+            namespace: None,
             name: name.clone(),
             outcome: outcome.into(),
             message,
