@@ -101,6 +101,10 @@ pub enum Command {
         /// Match priority and the match exactly, instead of every flow the match covers.
         #[arg(long)]
         strict: bool,
+        /// Name the objects a switch-made flow is for, after its cookie: `cookie=0x3...
+        /// (node/n1), ...` (such lines cannot be fed back to add-flow).
+        #[arg(long)]
+        names: bool,
         #[arg(value_name = "MATCH")]
         criteria: Option<String>,
     },
@@ -114,7 +118,14 @@ pub enum Command {
         group_id: Option<u32>,
     },
     /// Print the groups, one a line.
-    DumpGroups,
+    DumpGroups {
+        /// Name the objects a switch-made group is for, after its id: `group_id=1
+        /// (service/default/web),type=select,...`.
+        #[arg(long)]
+        names: bool,
+    },
+    /// Print each group's packet and byte counters, and each bucket's, one group a line.
+    DumpGroupStats,
     /// Trace a packet, written as flow text, through the tables.
     Trace {
         /// e.g. 'in_port=1,tcp,nw_src=10.244.1.2,nw_dst=10.244.1.3,tp_dst=80'.
@@ -139,11 +150,12 @@ pub enum Command {
     Apply(ManifestArgs),
     /// Remove the Kubernetes objects of manifests, like `kubectl delete -f`.
     Delete(ManifestArgs),
-    /// List objects as kubectl does: `get nodes`.
-    Get {
-        #[arg(value_enum)]
-        resource: Resource,
-    },
+    /// List the Kubernetes objects the switch holds, as `kubectl get` does.
+    ///
+    /// e.g. `get nodes`, `get node worker-2 -o yaml`, `get endpointslices -A`. RESOURCE is
+    /// passed to the switch as written (plural, singular, short name, `kind.group`); the
+    /// switch knows which kinds it holds.
+    Get(GetArgs),
     /// Make vswitchd reopen its log files (after rotation).
     ReopenLogs,
     /// Print a shell completion script to stdout.
@@ -206,11 +218,36 @@ pub struct ManifestArgs {
     pub files: Vec<String>,
 }
 
-/// What `get` lists.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The kind of object: nodes, node, no, endpointslices.discovery.k8s.io...
+    #[arg(value_parser = parse_resource)]
+    pub resource: String,
+    /// Only the object of this name.
+    pub name: Option<String>,
+    /// wide: every column; json, yaml: the objects; name: kind/name, one a line.
+    #[arg(short = 'o', long, value_name = "FORMAT", value_enum)]
+    pub output: Option<GetFormat>,
+    /// For a namespaced kind: the objects of this namespace (default: default).
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "NAMESPACE",
+        conflicts_with = "all_namespaces"
+    )]
+    pub namespace: Option<String>,
+    /// For a namespaced kind: the objects of every namespace.
+    #[arg(short = 'A', long, conflicts_with = "name")]
+    pub all_namespaces: bool,
+}
+
+/// `get -o`: what kubectl's `--output` takes, less its templates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Resource {
-    #[value(alias = "node", alias = "no")]
-    Nodes,
+pub enum GetFormat {
+    Wide,
+    Json,
+    Yaml,
+    Name,
 }
 
 /// `--type`: [`PortType`] with what clap needs to list and complete it.
@@ -248,6 +285,13 @@ fn parse_timeout(s: &str) -> Result<Timeout, String> {
     Duration::try_from_secs_f64(secs)
         .map(|d| Timeout(Some(d)))
         .map_err(|e| e.to_string())
+}
+
+fn parse_resource(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("a resource type cannot be empty".into());
+    }
+    Ok(s.to_string())
 }
 
 fn parse_name(s: &str) -> Result<String, String> {
@@ -384,12 +428,12 @@ mod tests {
             Ok(Command::DelNode { name }) if name == "worker-2"
         ));
         assert!(matches!(parse(&["list-nodes"]), Ok(Command::ListNodes)));
-        for alias in ["nodes", "node", "no"] {
+        for resource in ["nodes", "node", "no", "endpointslices.discovery.k8s.io"] {
             assert!(matches!(
-                parse(&["get", alias]),
-                Ok(Command::Get {
-                    resource: Resource::Nodes
-                })
+                parse(&["get", resource]),
+                Ok(Command::Get(GetArgs { resource: r, name: None, output: None,
+                                          namespace: None, all_namespaces: false }))
+                    if r == resource
             ));
         }
         for bad in [
@@ -444,10 +488,44 @@ mod tests {
             ],
             &["del-node"],
             &["get"],
-            &["get", "pods"],
+            &["get", ""],
+            &["get", "pods", "-o", "wider"],
+            &["get", "pods", "-A", "web"],
+            &["get", "pods", "-A", "-n", "kube-system"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn get_takes_kubectl_options() {
+        match parse(&["get", "pod", "web", "-o", "yaml", "-n", "kube-system"]) {
+            Ok(Command::Get(a)) => {
+                assert_eq!(
+                    (a.resource.as_str(), a.name.as_deref(), a.output),
+                    ("pod", Some("web"), Some(GetFormat::Yaml))
+                );
+                assert_eq!(
+                    (a.namespace.as_deref(), a.all_namespaces),
+                    (Some("kube-system"), false)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["get", "pods", "-A", "-owide"]) {
+            Ok(Command::Get(a)) => {
+                assert_eq!((a.output, a.all_namespaces), (Some(GetFormat::Wide), true));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(&["get", "pods", "--all-namespaces", "--output=name"]),
+            Ok(Command::Get(GetArgs {
+                all_namespaces: true,
+                output: Some(GetFormat::Name),
+                ..
+            }))
+        ));
     }
 
     #[test]

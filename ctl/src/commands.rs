@@ -11,13 +11,13 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use vswitch_proto::k8s;
 use vswitch_proto::rpc::{
-    AddPortParams, ApplyParams, ApplyResult, CacheResult, DelGroupsParams, FlowsParams,
-    GroupsParams, MAX_MESSAGE_BYTES, ManifestObject, NodeName, NodeSpec, PROTOCOL_VERSION,
-    PortName, RpcError, SelectFlowsParams, ShowResult, TraceParams, TraceResult, VersionResult,
-    method,
+    AddPortParams, ApplyParams, ApplyResult, CacheResult, DelGroupsParams, FlowsParams, GetParams,
+    GetResult, GroupsParams, MAX_MESSAGE_BYTES, ManifestObject, NodeName, NodeSpec,
+    PROTOCOL_VERSION, PortName, RpcError, SelectFlowsParams, ShowResult, TraceParams, TraceResult,
+    VersionResult, code, method,
 };
 
-use crate::cli::{AddPortArgs, Cli, Command, Resource};
+use crate::cli::{AddPortArgs, Cli, Command, GetArgs, GetFormat};
 use crate::client::{CallError, Client};
 use crate::error::Failure;
 use crate::output;
@@ -31,7 +31,9 @@ struct Ctx {
 }
 
 /// Runs the command, appending what it prints to `out`; the caller prints `out` even when
-/// the command fails (`version` prints the client's line before asking the daemon).
+/// the command fails (`version` prints the client's line before asking the daemon). The
+/// one note a successful command writes to stderr, `get`'s `No resources found`, is
+/// written there directly.
 pub fn run(cli: Cli, out: &mut String) -> Result<(), Failure> {
     let ctx = Ctx {
         socket: cli.socket,
@@ -112,13 +114,17 @@ pub fn run(cli: Cli, out: &mut String) -> Result<(), Failure> {
             let params = SelectFlowsParams { criteria, strict };
             change(&ctx, method::DEL_FLOWS, params, out).map_err(refused)
         }
-        Command::DumpFlows { strict, criteria } => read(
+        Command::DumpFlows {
+            strict,
+            names,
+            criteria,
+        } => read(
             &ctx,
             method::DUMP_FLOWS,
             SelectFlowsParams { criteria, strict },
             list("flows"),
             out,
-            |f, out| output::dump_flows(f, out),
+            |f, out| output::dump_flows(f, names, out),
         ),
         Command::AddGroup { group } => {
             let params = GroupsParams {
@@ -135,13 +141,21 @@ pub fn run(cli: Cli, out: &mut String) -> Result<(), Failure> {
         Command::DelGroups { group_id } => {
             change(&ctx, method::DEL_GROUPS, DelGroupsParams { group_id }, out).map_err(refused)
         }
-        Command::DumpGroups => read(
+        Command::DumpGroups { names } => read(
             &ctx,
             method::DUMP_GROUPS,
             (),
             list("groups"),
             out,
-            |g, out| output::dump_groups(g, out),
+            |g, out| output::dump_groups(g, names, out),
+        ),
+        Command::DumpGroupStats => read(
+            &ctx,
+            method::DUMP_GROUPS,
+            (),
+            list("groups"),
+            out,
+            |g, out| output::dump_group_stats(g, out),
         ),
         Command::Trace { flow } => read(
             &ctx,
@@ -179,18 +193,61 @@ pub fn run(cli: Cli, out: &mut String) -> Result<(), Failure> {
             out,
             |n, out| output::list_nodes(n, out),
         ),
-        Command::Get {
-            resource: Resource::Nodes,
-        } => read(
-            &ctx,
-            method::LIST_NODES,
-            (),
-            list("nodes"),
-            out,
-            |n, out| output::get_nodes(n, out),
-        ),
+        Command::Get(a) => get(&ctx, a, out),
         Command::Apply(a) => manifests(&ctx, method::APPLY, &a.files, out),
         Command::Delete(a) => manifests(&ctx, method::DELETE, &a.files, out),
+    }
+}
+
+/// `get`: the switch resolves the resource and says which columns its table has; this
+/// prints them, or the objects (`-o json|yaml`), or their names, as kubectl would.
+fn get(ctx: &Ctx, a: GetArgs, out: &mut String) -> Result<(), Failure> {
+    let params = GetParams {
+        resource: a.resource,
+        name: a.name,
+        namespace: a.namespace,
+        all_namespaces: a.all_namespaces,
+    };
+    let value = call(ctx, method::GET, &params).map_err(get_error)?;
+    let result: GetResult = serde_json::from_value(value.clone())
+        .map_err(|e| Failure::Unreadable(format!("the result of `{}` ({e})", method::GET)))?;
+    if ctx.json {
+        json(&value, out);
+        return Ok(());
+    }
+    let by_name = params.name.is_some();
+    match a.output {
+        None | Some(GetFormat::Wide) if result.items.is_empty() => {
+            // kubectl's message goes to stderr, and an empty list is no failure.
+            let namespace = params.namespace.as_deref();
+            eprintln!(
+                "{}",
+                output::no_resources(&result, namespace, params.all_namespaces)
+            );
+        }
+        None => output::get_table(&result, false, params.all_namespaces, out),
+        Some(GetFormat::Wide) => output::get_table(&result, true, params.all_namespaces, out),
+        Some(GetFormat::Json) => output::get_json(&output::get_objects(&result, by_name), out),
+        Some(GetFormat::Yaml) => output::get_yaml(&output::get_objects(&result, by_name), out),
+        Some(GetFormat::Name) => output::get_names(&result, out),
+    }
+    Ok(())
+}
+
+/// `get`'s refusals as kubectl prints them: a missing object is the server's NotFound, an
+/// unknown resource type kubectl's own error.
+fn get_error(e: CallError) -> Failure {
+    match e {
+        CallError::Rpc(e) if e.code == code::NOT_FOUND => {
+            if e.message
+                .starts_with("the server doesn't have a resource type")
+            {
+                Failure::Reported(format!("error: {}\n", e.message))
+            } else {
+                Failure::Reported(format!("Error from server (NotFound): {}\n", e.message))
+            }
+        }
+        other => refused(other),
     }
 }
 

@@ -17,8 +17,10 @@ pub enum Failure {
     /// An input file is not what the command takes (a manifest that does not load);
     /// nothing was sent.
     Invalid(String),
-    /// The switch refused some of the objects of a manifest: these lines (each ending in a
-    /// newline) say which and why, and are printed as they are, after what succeeded.
+    /// The switch refused some of the objects of a manifest, or `get` found nothing by that
+    /// name: these lines (each ending in a newline, in kubectl's `error: ...` or `Error
+    /// from server (NotFound): ...` form) say which and why, and are printed as they are,
+    /// after what succeeded.
     Reported(String),
 }
 

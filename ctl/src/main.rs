@@ -10,6 +10,7 @@ mod client;
 mod commands;
 mod error;
 mod output;
+mod yaml;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -24,7 +25,7 @@ fn main() -> ExitCode {
     match (result, written) {
         (Err(f), _) => {
             match &f {
-                // Already in kubectl's `error: ...` form, one a line.
+                // Already in kubectl's form (`error: ...`, `Error from server ...`), one a line.
                 error::Failure::Reported(lines) => eprint!("{lines}"),
                 _ => eprintln!("vswitchctl: {}", f.to_string().trim_end()),
             }

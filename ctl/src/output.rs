@@ -2,13 +2,15 @@
 
 use std::fmt::Write;
 
+use serde_json::{Value, json};
 use vswitch_proto::k8s::object_ref;
 use vswitch_proto::rpc::{
-    ApplyOutcome, ApplyResult, CacheResult, DumpedFlow, DumpedGroup, NodeInfo, PortInfo, PortStats,
-    ShowResult, VersionResult,
+    ApplyOutcome, ApplyResult, CacheResult, DumpedFlow, DumpedGroup, GetResult, NodeInfo, PortInfo,
+    PortStats, ShowResult, VersionResult,
 };
 
 use crate::commands::source_label;
+use crate::yaml;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Align {
@@ -20,14 +22,14 @@ pub enum Align {
 /// A table with a header row; columns two spaces apart, as wide as their widest cell.
 #[derive(Debug)]
 pub struct Table {
-    columns: Vec<(&'static str, Align)>,
+    columns: Vec<(String, Align)>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    pub fn new(columns: &[(&'static str, Align)]) -> Table {
+    pub fn new(columns: &[(&str, Align)]) -> Table {
         Table {
-            columns: columns.to_vec(),
+            columns: columns.iter().map(|(n, a)| (n.to_string(), *a)).collect(),
             rows: Vec::new(),
         }
     }
@@ -53,7 +55,7 @@ impl Table {
                     .unwrap_or(0)
             })
             .collect();
-        let header: Vec<String> = self.columns.iter().map(|(n, _)| n.to_string()).collect();
+        let header: Vec<String> = self.columns.iter().map(|(n, _)| n.clone()).collect();
         for cells in [&header].into_iter().chain(&self.rows) {
             let mut line = String::from(indent);
             for (i, cell) in cells.iter().enumerate() {
@@ -256,15 +258,62 @@ fn dumped_line(line: &str, out: &mut String) {
     out.push('\n');
 }
 
-pub fn dump_flows(flows: &[DumpedFlow], out: &mut String) {
+/// `dump-flows`; with `names`, a switch-made flow's owners follow its cookie:
+/// ` cookie=0x300000000000001 (node/n1), duration=...`.
+pub fn dump_flows(flows: &[DumpedFlow], names: bool, out: &mut String) {
     for f in flows {
-        dumped_line(&f.line, out);
+        if names {
+            dumped_line(&with_owners(&f.line, "cookie=", &f.owners), out);
+        } else {
+            dumped_line(&f.line, out);
+        }
     }
 }
 
-pub fn dump_groups(groups: &[DumpedGroup], out: &mut String) {
+/// `dump-groups`; with `names`, a switch-made group's owners follow its id:
+/// ` group_id=1 (service/default/web),type=select,...`.
+pub fn dump_groups(groups: &[DumpedGroup], names: bool, out: &mut String) {
     for g in groups {
-        dumped_line(&g.line, out);
+        if names {
+            dumped_line(&with_owners(&g.line, "group_id=", &g.owners), out);
+        } else {
+            dumped_line(&g.line, out);
+        }
+    }
+}
+
+/// `line` with `(owner, owner)` after its first field when that field is `field` (up to
+/// the first `,` or space), or at the start when it is not; unchanged without owners.
+fn with_owners(line: &str, field: &str, owners: &[String]) -> String {
+    if owners.is_empty() {
+        return line.to_string();
+    }
+    let names = format!("({})", owners.join(", "));
+    let body = line.trim_start();
+    if !body.starts_with(field) {
+        return format!("{names} {body}");
+    }
+    let end = body.find([',', ' ']).unwrap_or(body.len());
+    format!("{} {names}{}", &body[..end], &body[end..])
+}
+
+/// `dump-group-stats`, as `ovs-ofctl dump-group-stats` prints it less `duration` and
+/// `ref_count`: ` group_id=1,packet_count=5,byte_count=300,bucket0:packet_count=3,...`,
+/// buckets numbered by their position.
+pub fn dump_group_stats(groups: &[DumpedGroup], out: &mut String) {
+    for g in groups {
+        let mut line = format!(
+            "group_id={},packet_count={},byte_count={}",
+            g.group_id, g.packets, g.bytes
+        );
+        for (i, b) in g.buckets.iter().enumerate() {
+            let _ = write!(
+                line,
+                ",bucket{i}:packet_count={},byte_count={}",
+                b.packets, b.bytes
+            );
+        }
+        dumped_line(&line, out);
     }
 }
 
@@ -314,45 +363,144 @@ pub fn dump_cache(c: &CacheResult, out: &mut String) {
 
 /// `list-nodes`: every column the switch keeps.
 pub fn list_nodes(nodes: &[NodeInfo], out: &mut String) {
-    nodes_table(nodes, true, out);
-}
-
-/// `get nodes`: the columns a kubectl user looks for.
-pub fn get_nodes(nodes: &[NodeInfo], out: &mut String) {
-    nodes_table(nodes, false, out);
-}
-
-fn nodes_table(nodes: &[NodeInfo], all: bool, out: &mut String) {
     use Align::*;
-    let mut columns = vec![("NAME", Left), ("POD-CIDR", Left)];
-    if all {
-        columns.extend([("NODE-IP", Left), ("GATEWAY", Left), ("LOCAL", Left)]);
-    } else {
-        columns.push(("INTERNAL-IP", Left));
-    }
-    columns.push(("SOURCE", Left));
-    let mut t = Table::new(&columns);
+    let mut t = Table::new(&[
+        ("NAME", Left),
+        ("POD-CIDR", Left),
+        ("NODE-IP", Left),
+        ("GATEWAY", Left),
+        ("LOCAL", Left),
+        ("SOURCE", Left),
+    ]);
     for n in nodes {
-        let mut row = vec![
+        t.row(vec![
             n.name.clone(),
             opt(Some(&n.pod_cidr)),
             opt(Some(&n.node_ip)),
-        ];
-        if all {
-            row.push(opt(Some(&n.gateway)));
-            row.push(if n.local { "yes" } else { "no" }.into());
+            opt(Some(&n.gateway)),
+            if n.local { "yes" } else { "no" }.into(),
+            opt(Some(&n.source)),
+        ]);
+    }
+    t.render("", out);
+}
+
+/// How kubectl names an object: `node/n1`, `endpointslice.discovery.k8s.io/web-abc`
+/// (the kind in lower case, then its API group unless it is the core group).
+pub fn kubectl_ref(kind: &str, group: &str, name: &str) -> String {
+    let plain = object_ref(kind, name);
+    match plain.split_once('/') {
+        Some((kind, name)) if !group.is_empty() => format!("{kind}.{group}/{name}"),
+        _ => plain,
+    }
+}
+
+/// The API group of an `apiVersion`: `discovery.k8s.io/v1` -> `discovery.k8s.io`, `v1`
+/// (the core group) -> empty.
+pub fn api_group(api_version: &str) -> &str {
+    api_version
+        .rsplit_once('/')
+        .map_or("", |(group, _version)| group)
+}
+
+/// `get`'s table: the columns that are not `wide` unless `wide`, and a NAMESPACE column
+/// first for a namespaced kind listed across namespaces, as kubectl prints it. A row with
+/// fewer cells than columns shows `<none>` in the missing ones.
+pub fn get_table(r: &GetResult, wide: bool, all_namespaces: bool, out: &mut String) {
+    let shown: Vec<usize> = (0..r.columns.len())
+        .filter(|&i| wide || !r.columns[i].wide)
+        .collect();
+    let namespace_column = all_namespaces && r.namespaced;
+    let mut columns: Vec<(&str, Align)> = Vec::new();
+    if namespace_column {
+        columns.push(("NAMESPACE", Align::Left));
+    }
+    columns.extend(
+        shown
+            .iter()
+            .map(|&i| (r.columns[i].name.as_str(), Align::Left)),
+    );
+    let mut t = Table::new(&columns);
+    for item in &r.items {
+        let mut row = Vec::with_capacity(columns.len());
+        if namespace_column {
+            row.push(item.namespace.clone().unwrap_or_default());
         }
-        row.push(opt(Some(&n.source)));
+        row.extend(shown.iter().map(|&i| {
+            item.cells
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| "<none>".into())
+        }));
         t.row(row);
     }
     t.render("", out);
 }
 
+/// What kubectl says on stderr when a table would be empty.
+pub fn no_resources(r: &GetResult, namespace: Option<&str>, all_namespaces: bool) -> String {
+    if r.namespaced && !all_namespaces {
+        format!(
+            "No resources found in {} namespace.",
+            namespace.unwrap_or("default")
+        )
+    } else {
+        "No resources found".into()
+    }
+}
+
+/// The objects of `get -o json|yaml`: the one object asked for by name, or else kubectl's
+/// `List` of them all.
+pub fn get_objects(r: &GetResult, by_name: bool) -> Value {
+    match r.items.as_slice() {
+        [one] if by_name => one.object.clone(),
+        items => json!({
+            "apiVersion": "v1",
+            "items": items.iter().map(|i| i.object.clone()).collect::<Vec<_>>(),
+            "kind": "List",
+            "metadata": {"resourceVersion": ""},
+        }),
+    }
+}
+
+/// `-o json`: indented by 4 spaces, as kubectl prints it.
+pub fn get_json(objects: &Value, out: &mut String) {
+    use serde::Serialize;
+    let mut bytes = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(
+        &mut bytes,
+        serde_json::ser::PrettyFormatter::with_indent(b"    "),
+    );
+    // Serializing a `Value` into memory cannot fail: its keys are strings.
+    let _ = objects.serialize(&mut ser);
+    out.push_str(&String::from_utf8_lossy(&bytes));
+    out.push('\n');
+}
+
+/// `-o yaml`.
+pub fn get_yaml(objects: &Value, out: &mut String) {
+    out.push_str(&yaml::to_yaml(objects));
+}
+
+/// `-o name`: `node/n1`, `endpointslice.discovery.k8s.io/web-abc`, one a line.
+pub fn get_names(r: &GetResult, out: &mut String) {
+    let group = api_group(&r.api_version);
+    for item in &r.items {
+        let _ = writeln!(out, "{}", kubectl_ref(&r.kind, group, &item.name));
+    }
+}
+
 /// Outcomes of `apply` and `delete` other than errors, one a line as kubectl prints them:
-/// `node/worker-2 created`, `service/web skipped: kind Service is not handled yet`.
+/// `node/worker-2 created`, `endpointslice.discovery.k8s.io/web-abc configured`,
+/// `service/web skipped: kind Service is not handled yet`.
 pub fn outcomes(r: &ApplyResult, out: &mut String) {
     for o in r.results.iter().filter(|o| o.outcome != "error") {
-        let _ = write!(out, "{} {}", object_ref(&o.kind, &o.name), o.outcome);
+        let _ = write!(
+            out,
+            "{} {}",
+            kubectl_ref(&o.kind, &o.group, &o.name),
+            o.outcome
+        );
         if let Some(m) = o.message.as_deref().filter(|m| !m.is_empty()) {
             let _ = write!(out, ": {m}");
         }
@@ -375,7 +523,7 @@ fn located(o: &ApplyOutcome) -> String {
         "{}: document {}: {}: {}",
         source_label(&o.source),
         o.doc,
-        object_ref(&o.kind, &o.name),
+        kubectl_ref(&o.kind, &o.group, &o.name),
         o.message.as_deref().unwrap_or("refused")
     )
 }
@@ -470,23 +618,17 @@ worker-1   10.244.1.0/24  192.168.56.11  10.244.1.1  yes    flags
 worker-22  10.244.1.0/24  192.168.56.11  10.244.1.1  no     manifest
 "
         );
-        let mut out = String::new();
-        get_nodes(&nodes[..1], &mut out);
-        assert_eq!(
-            out,
-            "NAME      POD-CIDR       INTERNAL-IP    SOURCE\n\
-             worker-1  10.244.1.0/24  192.168.56.11  flags\n"
-        );
     }
 
     #[test]
     fn outcome_lines_like_kubectl() {
         let o = |source: &str, kind: &str, name: &str, outcome: &str, message: Option<&str>| {
+            let (kind, group) = kind.split_once('.').unwrap_or((kind, ""));
             ApplyOutcome {
                 source: source.into(),
                 doc: 2,
                 kind: kind.into(),
-                group: String::new(),
+                group: group.into(),
                 namespace: None,
                 name: name.into(),
                 outcome: outcome.into(),
@@ -505,6 +647,20 @@ worker-22  10.244.1.0/24  192.168.56.11  10.244.1.1  no     manifest
                 ),
                 o("n.yaml", "Node", "w3", "unchanged", None),
                 o(
+                    "s.yaml",
+                    "EndpointSlice.discovery.k8s.io",
+                    "web-abc",
+                    "configured",
+                    None,
+                ),
+                o(
+                    "s.yaml",
+                    "EndpointSlice.discovery.k8s.io",
+                    "web-x",
+                    "error",
+                    Some("endpoints[0]: missing"),
+                ),
+                o(
                     "-",
                     "Service",
                     "web",
@@ -519,12 +675,65 @@ worker-22  10.244.1.0/24  192.168.56.11  10.244.1.1  no     manifest
         assert_eq!(
             out,
             "node/w1 created\nnode/w3 unchanged\n\
+             endpointslice.discovery.k8s.io/web-abc configured\n\
              service/web skipped: kind Service is not handled yet\n"
         );
         assert_eq!(
             outcome_errors(&r),
             "error: n.yaml: document 2: node/w2: spec.podCIDR: missing\n\
+             error: s.yaml: document 2: endpointslice.discovery.k8s.io/web-x: \
+             endpoints[0]: missing\n\
              error: <stdin>: document 2: node/<no name>: refused\n"
+        );
+    }
+
+    #[test]
+    fn kubectl_names_objects_by_kind_and_group() {
+        assert_eq!(kubectl_ref("Node", "", "n1"), "node/n1");
+        assert_eq!(
+            kubectl_ref("EndpointSlice", "discovery.k8s.io", "x"),
+            "endpointslice.discovery.k8s.io/x"
+        );
+        assert_eq!(kubectl_ref("", "apps", ""), "object.apps/<no name>");
+        assert_eq!(api_group("v1"), "");
+        assert_eq!(api_group("discovery.k8s.io/v1"), "discovery.k8s.io");
+    }
+
+    #[test]
+    fn owners_follow_the_first_field() {
+        let owners = ["node/n1".to_string(), "pod/default/web".to_string()];
+        for (line, field, want) in [
+            (
+                "cookie=0x3, duration=1s, table=0, priority=1 actions=drop",
+                "cookie=",
+                "cookie=0x3 (node/n1, pod/default/web), duration=1s, table=0, priority=1 actions=drop",
+            ),
+            (
+                " cookie=0x3/0xff, table=0",
+                "cookie=",
+                "cookie=0x3/0xff (node/n1, pod/default/web), table=0",
+            ),
+            (
+                "priority=1 actions=drop",
+                "cookie=",
+                "(node/n1, pod/default/web) priority=1 actions=drop",
+            ),
+            (
+                "group_id=7,type=all,bucket=bucket_id:0,actions=output:1",
+                "group_id=",
+                "group_id=7 (node/n1, pod/default/web),type=all,bucket=bucket_id:0,actions=output:1",
+            ),
+            (
+                "group_id=7",
+                "group_id=",
+                "group_id=7 (node/n1, pod/default/web)",
+            ),
+        ] {
+            assert_eq!(with_owners(line, field, &owners), want, "{line:?}");
+        }
+        assert_eq!(
+            with_owners(" cookie=0x0, x", "cookie=", &[]),
+            " cookie=0x0, x"
         );
     }
 

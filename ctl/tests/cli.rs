@@ -51,7 +51,7 @@ datapath: packets 1234, emc_hits 1200, megaflow_hits 30, upcalls 4, dropped.ttl 
 
 #[test]
 fn json_prints_the_result_and_nothing_else() {
-    let cases: [(&str, &str, Value); 10] = [
+    let cases: [(&str, &str, Value); 12] = [
         ("show", method::SHOW, show_result()),
         (
             "version",
@@ -83,7 +83,18 @@ fn json_prints_the_result_and_nothing_else() {
         ),
         ("reopen-logs", method::REOPEN_LOGS, Value::Null),
         ("list-nodes", method::LIST_NODES, json!([node_info()])),
-        ("get nodes", method::LIST_NODES, json!([node_info()])),
+        ("get nodes", method::GET, nodes_result(false)),
+        // The raw result, whatever -o asks for.
+        (
+            "get nodes worker-1 -o yaml",
+            method::GET,
+            nodes_result(false),
+        ),
+        (
+            "dump-group-stats",
+            method::DUMP_GROUPS,
+            json!([{"group_id": 1, "packets": 0, "bytes": 0, "line": "group_id=1,type=all"}]),
+        ),
     ];
     for (cmd, m, result) in cases {
         let d = FakeDaemon::answering(m, result.clone());
@@ -625,7 +636,8 @@ fn usage_errors_exit_2() {
             "fd00::1",
         ][..],
         &["del-node"][..],
-        &["get", "pods"][..],
+        &["get", "pods", "-A", "web"][..],
+        &["get", "pods", "-o", "table"][..],
         &["apply"][..],
         &["apply", "nodes.yaml"][..],
         &["delete", "-f"][..],
@@ -656,6 +668,7 @@ fn completion_works_without_a_daemon() {
             "apply",
             "delete",
             "get",
+            "dump-group-stats",
         ] {
             assert!(script.contains(cmd), "{shell}: {cmd}");
         }
@@ -751,10 +764,17 @@ worker-2  10.244.2.0/24  192.168.56.12  10.244.2.1  no     manifest
 "
     );
     for alias in ["nodes", "node", "no"] {
-        let d = FakeDaemon::answering(method::LIST_NODES, nodes.clone());
+        let d = get_daemon();
         let o = d.run(&["get", alias]);
         assert_exit(&o, 0);
-        assert_eq!(d.only_request().0, "list-nodes");
+        // The resource goes as typed: the switch resolves it.
+        assert_eq!(
+            d.only_request(),
+            (
+                "get".into(),
+                json!({"resource": alias, "all_namespaces": false})
+            )
+        );
         assert_eq!(
             stdout(&o),
             "\
@@ -763,6 +783,7 @@ worker-1  10.244.1.0/24  192.168.56.11  flags
 worker-2  10.244.2.0/24  192.168.56.12  manifest
 "
         );
+        assert_eq!(stderr(&o), "");
     }
 }
 
@@ -976,4 +997,466 @@ fn a_daemon_without_apply_is_a_refusal() {
     );
     assert_exit(&o, 1);
     assert_eq!(stderr(&o), "vswitchctl: no such method\n");
+}
+
+// ---- get ----
+
+fn node_object(name: &str, cidr: &str, ip: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+           "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
+           "status": {"addresses": [{"address": ip, "type": "InternalIP"}]}})
+}
+
+/// `get nodes` as the switch answers it; only worker-1 when `one`.
+fn nodes_result(one: bool) -> Value {
+    let mut items = vec![
+        json!({"name": "worker-1",
+               "cells": ["worker-1", "10.244.1.0/24", "192.168.56.11", "flags", "10.244.1.1", "yes"],
+               "object": node_object("worker-1", "10.244.1.0/24", "192.168.56.11")}),
+        json!({"name": "worker-2",
+               "cells": ["worker-2", "10.244.2.0/24", "192.168.56.12", "manifest", "10.244.2.1", "no"],
+               "object": node_object("worker-2", "10.244.2.0/24", "192.168.56.12")}),
+    ];
+    if one {
+        items.truncate(1);
+    }
+    json!({
+        "kind": "Node", "api_version": "v1", "resource": "nodes", "namespaced": false,
+        "columns": [{"name": "NAME"}, {"name": "POD-CIDR"}, {"name": "INTERNAL-IP"},
+                    {"name": "SOURCE"}, {"name": "GATEWAY", "wide": true},
+                    {"name": "LOCAL", "wide": true}],
+        "items": items
+    })
+}
+
+fn slice(namespace: &str, name: &str, service: &str, address: &str) -> Value {
+    json!({
+        "namespace": namespace, "name": name,
+        "cells": [name, "IPv4", "80", address, service],
+        "object": {
+            "addressType": "IPv4", "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "endpoints": [{"addresses": [address], "conditions": {"ready": true}}],
+            "metadata": {"labels": {"kubernetes.io/service-name": service},
+                         "name": name, "namespace": namespace},
+            "ports": [{"name": "", "port": 80, "protocol": "TCP"}]
+        }
+    })
+}
+
+/// A switch holding two Nodes and two EndpointSlices (in `default` and `kube-system`),
+/// answering `get` as the daemon does: kinds by any of their names, a namespace, a name.
+fn get_daemon() -> FakeDaemon {
+    FakeDaemon::start(|req| {
+        if req.method != method::GET {
+            return Reply::Error(RpcError::new(code::METHOD_NOT_FOUND, "no such method"));
+        }
+        let p = &req.params;
+        let resource = p["resource"].as_str().unwrap_or_default();
+        let name = p["name"].as_str();
+        let mut result = match resource {
+            "nodes" | "node" | "no" | "Node" => nodes_result(false),
+            "endpointslices" | "endpointslice" | "endpointslices.discovery.k8s.io" => json!({
+                "kind": "EndpointSlice", "api_version": "discovery.k8s.io/v1",
+                "resource": "endpointslices", "namespaced": true,
+                "columns": [{"name": "NAME"}, {"name": "ADDRESSTYPE"}, {"name": "PORTS"},
+                            {"name": "ENDPOINTS"}, {"name": "SERVICE", "wide": true}],
+                "items": [slice("default", "web-abc", "web", "10.244.1.5"),
+                          slice("kube-system", "dns-x", "kube-dns", "10.244.2.9")]
+            }),
+            other => {
+                return Reply::Error(RpcError::new(
+                    code::NOT_FOUND,
+                    format!("the server doesn't have a resource type \"{other}\""),
+                ));
+            }
+        };
+        let namespaced = result["namespaced"].as_bool().unwrap();
+        let namespace = p["namespace"].as_str().unwrap_or("default");
+        let all = p["all_namespaces"].as_bool().unwrap_or(false);
+        let plural = result["resource"].as_str().unwrap().to_string();
+        let items = result["items"].as_array_mut().unwrap();
+        items.retain(|i| {
+            (!namespaced || all || i["namespace"] == namespace)
+                && name.is_none_or(|n| i["name"] == n)
+        });
+        if let (Some(n), true) = (name, items.is_empty()) {
+            return Reply::Error(RpcError::new(
+                code::NOT_FOUND,
+                format!("{plural} \"{n}\" not found"),
+            ));
+        }
+        Reply::Result(result)
+    })
+}
+
+#[test]
+fn get_wide_shows_every_column() {
+    let d = get_daemon();
+    let o = d.run(&["get", "nodes", "-o", "wide"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        stdout(&o),
+        "\
+NAME      POD-CIDR       INTERNAL-IP    SOURCE    GATEWAY     LOCAL
+worker-1  10.244.1.0/24  192.168.56.11  flags     10.244.1.1  yes
+worker-2  10.244.2.0/24  192.168.56.12  manifest  10.244.2.1  no
+"
+    );
+    let o = d.run(&["get", "node", "worker-2"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        d.requests()[1].params,
+        json!({"resource": "node", "name": "worker-2", "all_namespaces": false})
+    );
+    assert_eq!(
+        stdout(&o),
+        "\
+NAME      POD-CIDR       INTERNAL-IP    SOURCE
+worker-2  10.244.2.0/24  192.168.56.12  manifest
+"
+    );
+}
+
+#[test]
+fn get_namespaced_kinds_by_namespace_or_across_them() {
+    let d = get_daemon();
+    let o = d.run(&["get", "endpointslices"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        stdout(&o),
+        "\
+NAME     ADDRESSTYPE  PORTS  ENDPOINTS
+web-abc  IPv4         80     10.244.1.5
+"
+    );
+    let o = d.run(&["get", "endpointslices", "-n", "kube-system", "-o", "wide"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        d.requests()[1].params,
+        json!({"resource": "endpointslices", "namespace": "kube-system",
+               "all_namespaces": false})
+    );
+    assert_eq!(
+        stdout(&o),
+        "\
+NAME   ADDRESSTYPE  PORTS  ENDPOINTS   SERVICE
+dns-x  IPv4         80     10.244.2.9  kube-dns
+"
+    );
+    for all in ["-A", "--all-namespaces"] {
+        let o = d.run(&["get", "endpointslices.discovery.k8s.io", all]);
+        assert_exit(&o, 0);
+        assert_eq!(
+            d.requests().last().unwrap().params,
+            json!({"resource": "endpointslices.discovery.k8s.io", "all_namespaces": true})
+        );
+        assert_eq!(
+            stdout(&o),
+            "\
+NAMESPACE    NAME     ADDRESSTYPE  PORTS  ENDPOINTS
+default      web-abc  IPv4         80     10.244.1.5
+kube-system  dns-x    IPv4         80     10.244.2.9
+"
+        );
+    }
+    // A cluster-scoped kind gets no NAMESPACE column.
+    let o = d.run(&["get", "nodes", "-A"]);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).starts_with("NAME "), "{}", stdout(&o));
+}
+
+#[test]
+fn get_nothing_says_so_on_stderr_and_exits_0() {
+    let d = get_daemon();
+    let o = d.run(&["get", "endpointslices", "-n", "empty"]);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), "");
+    assert_eq!(stderr(&o), "No resources found in empty namespace.\n");
+
+    let mut none = nodes_result(false);
+    none["items"] = json!([]);
+    let d = FakeDaemon::answering(method::GET, none.clone());
+    let o = d.run(&["get", "nodes", "-o", "wide"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        (stdout(&o).as_str(), stderr(&o).as_str()),
+        ("", "No resources found\n")
+    );
+
+    none["namespaced"] = json!(true);
+    let d = FakeDaemon::answering(method::GET, none.clone());
+    let o = d.run(&["get", "pods"]);
+    assert_eq!(stderr(&o), "No resources found in default namespace.\n");
+    let o = d.run(&["get", "pods", "-A"]);
+    assert_eq!(stderr(&o), "No resources found\n");
+    // -o name prints no names; -o json an empty List.
+    let o = d.run(&["get", "pods", "-o", "name"]);
+    assert_exit(&o, 0);
+    assert_eq!((stdout(&o).as_str(), stderr(&o).as_str()), ("", ""));
+    let o = d.run(&["get", "pods", "-o", "json"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        stdout(&o),
+        "{\n    \"apiVersion\": \"v1\",\n    \"items\": [],\n    \"kind\": \"List\",\n    \
+         \"metadata\": {\n        \"resourceVersion\": \"\"\n    }\n}\n"
+    );
+}
+
+#[test]
+fn get_json_is_the_object_or_a_list_indented_by_four() {
+    let d = get_daemon();
+    let o = d.run(&["get", "node", "worker-1", "-o", "json"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        stdout(&o),
+        r#"{
+    "apiVersion": "v1",
+    "kind": "Node",
+    "metadata": {
+        "name": "worker-1"
+    },
+    "spec": {
+        "podCIDR": "10.244.1.0/24",
+        "podCIDRs": [
+            "10.244.1.0/24"
+        ]
+    },
+    "status": {
+        "addresses": [
+            {
+                "address": "192.168.56.11",
+                "type": "InternalIP"
+            }
+        ]
+    }
+}
+"#
+    );
+    let o = d.run(&["get", "nodes", "-o", "json"]);
+    assert_exit(&o, 0);
+    let printed: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        printed,
+        json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""},
+               "items": [node_object("worker-1", "10.244.1.0/24", "192.168.56.11"),
+                         node_object("worker-2", "10.244.2.0/24", "192.168.56.12")]})
+    );
+    assert!(
+        stdout(&o).starts_with("{\n    \"apiVersion\": \"v1\",\n    \"items\": [\n        {\n")
+    );
+}
+
+#[test]
+fn get_yaml_is_the_object_or_a_list() {
+    let d = get_daemon();
+    let o = d.run(&["get", "endpointslice", "web-abc", "-o", "yaml"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        stdout(&o),
+        "\
+addressType: IPv4
+apiVersion: discovery.k8s.io/v1
+endpoints:
+- addresses:
+  - 10.244.1.5
+  conditions:
+    ready: true
+kind: EndpointSlice
+metadata:
+  labels:
+    kubernetes.io/service-name: web
+  name: web-abc
+  namespace: default
+ports:
+- name: \"\"
+  port: 80
+  protocol: TCP
+"
+    );
+    let o = d.run(&["get", "nodes", "-o", "yaml"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        stdout(&o),
+        "\
+apiVersion: v1
+items:
+- apiVersion: v1
+  kind: Node
+  metadata:
+    name: worker-1
+  spec:
+    podCIDR: 10.244.1.0/24
+    podCIDRs:
+    - 10.244.1.0/24
+  status:
+    addresses:
+    - address: 192.168.56.11
+      type: InternalIP
+- apiVersion: v1
+  kind: Node
+  metadata:
+    name: worker-2
+  spec:
+    podCIDR: 10.244.2.0/24
+    podCIDRs:
+    - 10.244.2.0/24
+  status:
+    addresses:
+    - address: 192.168.56.12
+      type: InternalIP
+kind: List
+metadata:
+  resourceVersion: \"\"
+"
+    );
+    // What -o yaml prints, apply -f reads back.
+    let objects = vswitch_proto::k8s::load_documents("-", &stdout(&o)).unwrap();
+    assert_eq!(objects.len(), 2);
+    assert_eq!(
+        objects[1].object,
+        node_object("worker-2", "10.244.2.0/24", "192.168.56.12")
+    );
+}
+
+#[test]
+fn get_name_prints_kind_group_and_name() {
+    let d = get_daemon();
+    let o = d.run(&["get", "no", "-o", "name"]);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), "node/worker-1\nnode/worker-2\n");
+    let o = d.run(&["get", "endpointslices", "-A", "-o", "name"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        stdout(&o),
+        "endpointslice.discovery.k8s.io/web-abc\nendpointslice.discovery.k8s.io/dns-x\n"
+    );
+}
+
+#[test]
+fn get_missing_objects_and_unknown_kinds_exit_1_as_kubectl_says() {
+    let d = get_daemon();
+    let o = d.run(&["get", "nodes", "worker-9"]);
+    assert_exit(&o, 1);
+    assert_eq!(stdout(&o), "");
+    assert_eq!(
+        stderr(&o),
+        "Error from server (NotFound): nodes \"worker-9\" not found\n"
+    );
+    let o = d.run(&[
+        "get",
+        "endpointslice",
+        "web-abc",
+        "-n",
+        "kube-system",
+        "-o",
+        "yaml",
+    ]);
+    assert_exit(&o, 1);
+    assert_eq!(
+        stderr(&o),
+        "Error from server (NotFound): endpointslices \"web-abc\" not found\n"
+    );
+    let o = d.run(&["get", "foo"]);
+    assert_exit(&o, 1);
+    assert_eq!(stdout(&o), "");
+    assert_eq!(
+        stderr(&o),
+        "error: the server doesn't have a resource type \"foo\"\n"
+    );
+    // A daemon from before `get`: its refusal, as for any command.
+    let d = FakeDaemon::answering(method::LIST_NODES, json!([]));
+    let o = d.run(&["get", "nodes"]);
+    assert_exit(&o, 1);
+    assert_eq!(stderr(&o), "vswitchctl: no such method\n");
+}
+
+// ---- names of objects: apply outcomes, owners of flows and groups ----
+
+#[test]
+fn apply_names_objects_with_their_api_group() {
+    let d = FakeDaemon::answering(
+        method::APPLY,
+        json!({"results": [
+            {"source": "-", "doc": 1, "kind": "Node", "name": "n1", "outcome": "created"},
+            {"source": "-", "doc": 2, "kind": "EndpointSlice", "group": "discovery.k8s.io",
+             "namespace": "default", "name": "web-abc", "outcome": "configured"},
+            {"source": "-", "doc": 3, "kind": "EndpointSlice", "group": "discovery.k8s.io",
+             "namespace": "default", "name": "bad", "outcome": "error",
+             "message": "endpoints: not a list"}
+        ]}),
+    );
+    let o = d.run_with_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n",
+    );
+    assert_exit(&o, 1);
+    assert_eq!(
+        stdout(&o),
+        "node/n1 created\nendpointslice.discovery.k8s.io/web-abc configured\n"
+    );
+    assert_eq!(
+        stderr(&o),
+        "error: <stdin>: document 3: endpointslice.discovery.k8s.io/bad: endpoints: not a list\n"
+    );
+}
+
+#[test]
+fn dump_flows_names_shows_owners_after_the_cookie() {
+    let mut owned = flow(
+        "cookie=0x300000000000001, duration=2s, table=7, n_packets=0, n_bytes=0, \
+         priority=200,ip,nw_dst=10.244.2.0/24 actions=output:vsw-tun0",
+    );
+    owned["owners"] = json!(["node/n1"]);
+    let mut shared = flow(
+        "cookie=0x1, duration=2s, table=2, n_packets=0, n_bytes=0, priority=1,arp actions=drop",
+    );
+    shared["owners"] = json!(["switch/node", "pod/default/web"]);
+    let user =
+        flow("cookie=0x0, duration=1s, table=100, n_packets=0, n_bytes=0, priority=0 actions=drop");
+    let d = FakeDaemon::answering(method::DUMP_FLOWS, json!([owned, shared, user]));
+    let o = d.run(&["dump-flows", "--names"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        d.only_request().1,
+        json!({"criteria": null, "strict": false})
+    );
+    assert_eq!(
+        stdout(&o),
+        " cookie=0x300000000000001 (node/n1), duration=2s, table=7, n_packets=0, n_bytes=0, \
+         priority=200,ip,nw_dst=10.244.2.0/24 actions=output:vsw-tun0\n \
+         cookie=0x1 (switch/node, pod/default/web), duration=2s, table=2, n_packets=0, \
+         n_bytes=0, priority=1,arp actions=drop\n \
+         cookie=0x0, duration=1s, table=100, n_packets=0, n_bytes=0, priority=0 actions=drop\n"
+    );
+    // Without --names, lines stay what add-flow reads.
+    let o = d.run(&["dump-flows"]);
+    assert!(!stdout(&o).contains('('), "{}", stdout(&o));
+}
+
+#[test]
+fn dump_groups_names_and_dump_group_stats() {
+    let groups = json!([
+        {"group_id": 1, "packets": 5, "bytes": 300,
+         "line": "group_id=1,type=select,bucket=bucket_id:0,actions=output:1,bucket=bucket_id:7,actions=output:2",
+         "buckets": [{"bucket_id": 0, "packets": 3, "bytes": 180},
+                     {"bucket_id": 7, "packets": 2, "bytes": 120}],
+         "owners": ["service/default/web"]},
+        {"group_id": 2, "packets": 0, "bytes": 0, "line": "group_id=2,type=all"}
+    ]);
+    let d = FakeDaemon::answering(method::DUMP_GROUPS, groups);
+    let o = d.run(&["dump-groups", "--names"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        stdout(&o),
+        " group_id=1 (service/default/web),type=select,bucket=bucket_id:0,actions=output:1,\
+         bucket=bucket_id:7,actions=output:2\n group_id=2,type=all\n"
+    );
+    let o = d.run(&["dump-group-stats"]);
+    assert_exit(&o, 0);
+    assert_eq!(d.requests().last().unwrap().method, "dump-groups");
+    assert_eq!(
+        stdout(&o),
+        " group_id=1,packet_count=5,byte_count=300,bucket0:packet_count=3,byte_count=180,\
+         bucket1:packet_count=2,byte_count=120\n group_id=2,packet_count=0,byte_count=0\n"
+    );
 }
