@@ -12,6 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use std::net::IpAddr;
 
 /// Versions of the spec this plugin speaks, oldest first.
 pub const SUPPORTED_VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
@@ -261,6 +262,10 @@ pub struct CniArgs {
     pub pod_uid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub infra_container_id: Option<String>,
+    /// `IP=`: the addresses asked for (the CNI convention for static addresses, which
+    /// host-local reads too), comma-separated, each with or without a prefix length.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<IpAddr>,
     /// Every pair, in order, as given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pairs: Vec<(String, String)>,
@@ -288,6 +293,11 @@ impl CniArgs {
                 "K8S_POD_NAME" => a.pod_name = Some(v.to_string()),
                 "K8S_POD_UID" => a.pod_uid = Some(v.to_string()),
                 "K8S_POD_INFRA_CONTAINER_ID" => a.infra_container_id = Some(v.to_string()),
+                "IP" => {
+                    a.ips = requested_ips(v.split(',')).map_err(|m| {
+                        CniError::new(errcode::INVALID_ENV, format!("CNI_ARGS: IP={v}: {m}"))
+                    })?
+                }
                 _ => unknown.push(k.to_string()),
             }
             a.pairs.push((k.to_string(), v.to_string()));
@@ -338,6 +348,32 @@ pub struct NetConf {
     /// GC: the attachments to keep (`cni.dev/valid-attachments`, or the spec 1.1.0 text's
     /// `cni.dev/attachments`).
     pub valid_attachments: Option<Vec<Attachment>>,
+    /// The addresses the runtime asks for: the `ips` capability (`runtimeConfig.ips`) or
+    /// `args.cni.ips`, the CNI conventions for static addresses.
+    pub ips: Vec<IpAddr>,
+}
+
+/// Addresses asked for, each `ADDRESS` or `ADDRESS/PREFIX` (the prefix is the network's,
+/// which the switch knows already).
+fn requested_ips<'a>(items: impl Iterator<Item = &'a str>) -> Result<Vec<IpAddr>, String> {
+    items
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let addr = s.split_once('/').map_or(s, |(a, _)| a);
+            let ip: IpAddr = addr
+                .parse()
+                .map_err(|_| format!("{s:?} is not an IP address"))?;
+            if let Some((_, p)) = s.split_once('/') {
+                let max = if ip.is_ipv4() { 32 } else { 128 };
+                p.parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= max)
+                    .ok_or_else(|| format!("{s:?} has a bad prefix length"))?;
+            }
+            Ok(ip)
+        })
+        .collect()
 }
 
 /// The version an unparsable or version-less configuration is answered in.
@@ -483,6 +519,34 @@ impl NetConf {
                 })
             })
             .transpose()?;
+        let mut ips = Vec::new();
+        for (path, v) in [
+            (
+                "runtimeConfig.ips",
+                obj.get("runtimeConfig").and_then(|r| r.get("ips")),
+            ),
+            (
+                "args.cni.ips",
+                obj.get("args")
+                    .and_then(|a| a.get("cni"))
+                    .and_then(|c| c.get("ips")),
+            ),
+        ] {
+            let Some(v) = v.filter(|v| !v.is_null()) else {
+                continue;
+            };
+            let items: Vec<&str> = v
+                .as_array()
+                .and_then(|a| a.iter().map(Value::as_str).collect())
+                .ok_or_else(|| {
+                    invalid(format!("\"{path}\" must be a list of addresses, not {v}"))
+                })?;
+            let got = requested_ips(items.into_iter())
+                .map_err(|m| invalid(format!("\"{path}\": {m}")))?;
+            if ips.is_empty() {
+                ips = got;
+            }
+        }
         Ok(NetConf {
             cni_version,
             name,
@@ -494,6 +558,7 @@ impl NetConf {
             dns,
             prev_result,
             valid_attachments,
+            ips,
         })
     }
 }

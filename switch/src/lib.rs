@@ -16,6 +16,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod dp;
 pub mod flow;
+pub mod k8s;
 pub mod ofproto;
 pub mod port;
 pub mod store;

@@ -289,3 +289,41 @@ fn a_configuration_passes_through_the_switch_unchanged_to_the_last_bit() {
         serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
     assert_eq!(v, again);
 }
+
+#[test]
+fn static_addresses_asked_for() {
+    let a = CniArgs::parse("IgnoreUnknown=1;IP=10.244.1.50;K8S_POD_NAME=web").unwrap();
+    assert_eq!(
+        a.ips,
+        vec!["10.244.1.50".parse::<std::net::IpAddr>().unwrap()]
+    );
+    let a = CniArgs::parse("IP=10.244.1.50/24,fd00::5").unwrap();
+    assert_eq!(a.ips.len(), 2);
+    let e = CniArgs::parse("IP=10.244.1.500").unwrap_err();
+    assert_eq!(e.code, errcode::INVALID_ENV);
+    assert!(e.msg.contains("IP=10.244.1.500"), "{}", e.msg);
+    let conf = |extra: &str| {
+        NetConf::from_value(
+            &serde_json::from_str(&format!(
+                r#"{{"cniVersion":"1.0.0","name":"n","type":"vswitch-cni"{extra}}}"#
+            ))
+            .unwrap(),
+        )
+    };
+    assert!(conf("").unwrap().ips.is_empty());
+    let c = conf(r#","runtimeConfig":{"ips":["10.244.1.7/24"]}"#).unwrap();
+    assert_eq!(
+        c.ips,
+        vec!["10.244.1.7".parse::<std::net::IpAddr>().unwrap()]
+    );
+    let c = conf(r#","args":{"cni":{"ips":["10.244.1.8"]}}"#).unwrap();
+    assert_eq!(
+        c.ips,
+        vec!["10.244.1.8".parse::<std::net::IpAddr>().unwrap()]
+    );
+    let e = conf(r#","runtimeConfig":{"ips":"10.244.1.7"}"#).unwrap_err();
+    assert_eq!(e.code, errcode::INVALID_CONFIG);
+    assert!(e.msg.contains("runtimeConfig.ips"), "{}", e.msg);
+    let e = conf(r#","runtimeConfig":{"ips":["x"]}"#).unwrap_err();
+    assert!(e.msg.contains("not an IP address"), "{}", e.msg);
+}

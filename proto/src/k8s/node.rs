@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 use serde_json::Value;
 
 use super::json_type;
+use crate::net::Ipv4Cidr;
 use crate::rpc::NodeSpec;
 
 pub const NODE_KIND: &str = "Node";
@@ -151,37 +152,16 @@ pub fn check_node_name(name: &str) -> Result<(), String> {
 ///
 /// # Errors
 /// Which of these it breaks, quoting `s`.
-pub fn parse_pod_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
-    let invalid = || format!("not a valid IPv4 CIDR: {}", quoted(s));
-    let (addr, len) = s.split_once('/').ok_or_else(invalid)?;
-    let addr: Ipv4Addr = addr.parse().map_err(|_| invalid())?;
-    // `u8::from_str` takes a `+` and leading zeros, which CIDR notation does not.
-    if len.is_empty()
-        || len.len() > 2
-        || (len.len() > 1 && len.starts_with('0'))
-        || !len.bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(invalid());
-    }
-    let len: u8 = len.parse().map_err(|_| invalid())?;
-    if len > 32 {
-        return Err(invalid());
-    }
-    if len > 30 {
+pub fn parse_pod_cidr(s: &str) -> Result<Ipv4Cidr, String> {
+    let c: Ipv4Cidr = s.parse().map_err(|e: crate::net::AddrError| e.0)?;
+    if c.prefix() > 30 {
         return Err(format!(
-            "prefix length /{len} leaves no room for a gateway and a Pod (at most /30): {}",
+            "prefix length /{} leaves no room for a gateway and a Pod (at most /30): {}",
+            c.prefix(),
             quoted(s)
         ));
     }
-    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-    let network = Ipv4Addr::from(u32::from(addr) & mask);
-    if network != addr {
-        return Err(format!(
-            "host bits are set: {} (the network is {network}/{len})",
-            quoted(s)
-        ));
-    }
-    Ok((addr, len))
+    Ok(c)
 }
 
 /// Parses a node's underlay address: IPv4, and one a tunnel can end at (not 0.0.0.0,

@@ -72,7 +72,7 @@ struct Args {
     #[arg(long)]
     node_name: Option<String>,
     /// The VXLAN network identifier of the Pod network (the same on every node).
-    #[arg(long, default_value_t = vswitch::daemon::nodes::DEFAULT_VNI, value_parser = clap::value_parser!(u32).range(0..=0xff_ffff))]
+    #[arg(long, default_value_t = vswitch::daemon::overlay::DEFAULT_VNI, value_parser = clap::value_parser!(u32).range(0..=0xff_ffff))]
     vni: u32,
     /// The VXLAN UDP port (4789, the IANA port; Flannel's and Antrea's default).
     #[arg(long, default_value_t = vswitch::port::vxlan::DEFAULT_PORT, value_parser = clap::value_parser!(u16).range(1..))]

@@ -372,6 +372,10 @@ fn call(sw: &Mutex<Switch>, hooks: &Hooks, m: &str, p: &Value) -> Result<Value, 
             let p: rpc::ApplyParams = params(m, p)?;
             ok(Ok(sw.lock().delete(&p.objects)))
         }
+        method::GET => {
+            let p: rpc::GetParams = params(m, p)?;
+            ok(sw.lock().get(&p))
+        }
         method::REOPEN_LOGS => {
             ok((hooks.reopen_logs)()
                 .map_err(|e| Refusal::refused(format!("cannot reopen logs: {e}"))))

@@ -7,11 +7,11 @@
 //! Pod's flows and the persisted state, saved before the result is returned.
 
 use super::devices::{self, CreateError, Device};
-use super::ipam::{self, Cidr4, PluginEnv};
-use super::pipeline::{self, NodeNet, PodNet};
-use super::{Refusal, StartError, Switch, WORKER_TIMEOUT};
-use crate::ofproto::now_ms;
-use crate::store::{IpamRecord, NetworkRecord, PodRecord, PortRecord};
+use super::ipam::{self, PluginEnv};
+use super::podnet::pod_owner;
+use super::{Refusal, Switch};
+use crate::k8s::local::{LocalNet, LocalPod};
+use crate::store::{IpamRecord, Op, PodRecord, PortRecord};
 use crate::sys::netlink::Rtnl;
 use crate::sys::netns;
 use parking_lot::{Condvar, Mutex};
@@ -23,10 +23,11 @@ use vswitch_proto::cni::{
     self, CniArgs, CniCall, CniError, CniResult, Command, Interface, IpConfig, NetConf, Route,
     errcode,
 };
-use vswitch_proto::rpc::{AddPortParams, PortType};
+use vswitch_proto::net::{IfAddr, MacAddr};
+use vswitch_proto::rpc::PortType;
 
 /// An attachment's key: (container ID, interface name).
-pub(super) type PodKey = (String, String);
+pub type PodKey = (String, String);
 
 /// Serializes calls per container. (Two containers given the same interface of one
 /// namespace race in the kernel instead: the TAP is created with `IFF_TUN_EXCL`.)
@@ -74,7 +75,7 @@ pub fn handle(sw: &Mutex<Switch>, call: CniCall) -> Result<Value, CniError> {
         Command::Status => status(sw, &call, &conf).map(|()| Value::Null),
         Command::Gc => gc(sw, &call, &conf).map(|()| Value::Null),
         Command::Add | Command::Del | Command::Check => {
-            let locks = sw.lock().cni_locks.clone();
+            let locks = sw.lock().podnet.cni_locks.clone();
             let _held = locks.hold(&call.container_id);
             match call.command {
                 Command::Add => add(sw, &call, &conf, &args),
@@ -101,7 +102,7 @@ fn builtin_ipam(conf: &NetConf) -> bool {
     conf.ipam_type.as_deref().is_none_or(|t| t == ipam::BUILTIN)
 }
 
-fn pod_label(p: &PodRecord) -> String {
+pub(super) fn pod_label(p: &PodRecord) -> String {
     match (&p.pod_namespace, &p.pod_name) {
         (Some(ns), Some(n)) => format!("Pod {ns}/{n} (container {})", p.container_id),
         _ => format!("container {}", p.container_id),
@@ -110,30 +111,6 @@ fn pod_label(p: &PodRecord) -> String {
 
 fn internal(e: impl std::fmt::Display) -> CniError {
     CniError::new(errcode::INTERNAL, e.to_string())
-}
-
-/// The Pod's address, without its prefix length.
-fn pod_address(pod: &PodRecord) -> Option<Ipv4Addr> {
-    pod.ip.split('/').next()?.parse().ok()
-}
-
-/// A Pod's flows on port `port`: the lines, and the rules they make.
-fn pod_flows(
-    net: &NodeNet,
-    pod: &PodRecord,
-    port: u32,
-) -> Result<(Vec<String>, Vec<vswitch_proto::FlowSpec>), String> {
-    let ip = pod_address(pod).ok_or_else(|| format!("bad address {}", pod.ip))?;
-    let lines = pipeline::pod_lines(
-        net,
-        &PodNet {
-            port,
-            ip,
-            mac: pod.mac.clone(),
-        },
-    );
-    let specs = pipeline::specs(&lines)?;
-    Ok((lines, specs))
 }
 
 // ---- ADD --------------------------------------------------------------------------------
@@ -171,17 +148,16 @@ fn add(
         .transpose()
         .map_err(|e| CniError::new(errcode::INVALID_CONFIG, format!("prevResult: {e}")))?;
     let builtin = builtin_ipam(conf);
+    let requested = requested_address(conf, args)?;
     // Phase 1, locked: a repeated ADD, a taken interface, an address reserved.
     let (net, queues, reserved) = {
-        let mut s = sw.lock();
-        let net = s.net.clone().ok_or_else(no_network)?;
-        if let Some(p) = s.pods.get(&key(call)) {
+        let mut guard = sw.lock();
+        let s = &mut *guard;
+        let net = s.podnet.net.clone().ok_or_else(no_network)?;
+        if let Some(p) = s.podnet.pods.get(&key(call)) {
             // The same call again (a runtime retrying after a lost answer): the same
             // result, if what it describes is still there.
-            let up = s
-                .ports
-                .values()
-                .any(|q| q.record.name == p.port && !matches!(q.device, Device::Missing(_)));
+            let up = s.ports.by_name(&p.port).is_some_and(|q| q.is_up());
             if p.netns == call.netns && up {
                 let r = CniResult::from_value(&p.result).map_err(internal)?;
                 return Ok(r.to_version(&conf.cni_version));
@@ -198,6 +174,7 @@ fn add(
             ));
         }
         if let Some(p) = s
+            .podnet
             .pods
             .values()
             .find(|p| p.netns == call.netns && p.ifname == call.ifname)
@@ -212,23 +189,39 @@ fn add(
                 ),
             ));
         }
-        let reserved = if builtin {
-            let ip = s.alloc.as_mut().and_then(ipam::Allocator::allocate);
-            Some(ip.ok_or_else(|| {
-                CniError::new(
-                    errcode::IPAM_FAILURE,
-                    format!(
-                        "no free address left in the Pod CIDR {} ({} Pods attached); DEL \
-                         Pods that are gone, or give the node a larger Pod CIDR",
-                        net.cidr,
-                        s.pods.len()
-                    ),
-                )
-            })?)
-        } else {
-            None
+        let n_pods = s.podnet.pods.len() + s.podnet.hand.len();
+        let alloc = s.podnet.alloc.as_mut();
+        let reserved = match (builtin, requested) {
+            (false, _) => None,
+            (true, Some((ip, asked_by, code))) => {
+                let a = alloc.ok_or_else(no_network)?;
+                a.reserve(ip).map_err(|e| {
+                    let code = match e {
+                        ipam::Unavailable::Taken(_) => errcode::IPAM_FAILURE,
+                        _ => code,
+                    };
+                    CniError::new(
+                        code,
+                        format!("the address asked for ({asked_by}) cannot be given: {e}"),
+                    )
+                })?;
+                Some(ip)
+            }
+            (true, None) => {
+                let ip = alloc.and_then(ipam::Allocator::allocate);
+                Some(ip.ok_or_else(|| {
+                    CniError::new(
+                        errcode::IPAM_FAILURE,
+                        format!(
+                            "no free address left in the Pod CIDR {} ({n_pods} Pods attached); \
+                             DEL Pods that are gone, or give the node a larger Pod CIDR",
+                            net.cidr,
+                        ),
+                    )
+                })?)
+            }
         };
-        (net, s.workers.len(), reserved)
+        (net, s.ports.workers(), reserved)
     };
     // Phase 2, unlocked: the address from a delegated plugin; the device.
     let (ip, ipam_rec, ipam_dns) = match reserved {
@@ -236,7 +229,7 @@ fn add(
         None => {
             let (ip, rec, dns) = delegate_add(call, conf, &net)?;
             // The built-in allocator knows every address on the node, whoever gave it.
-            let taken = sw.lock().alloc.as_mut().is_some_and(|a| !a.mark(ip));
+            let taken = sw.lock().podnet.alloc.as_mut().is_some_and(|a| !a.mark(ip));
             if taken {
                 let _ = delegate(&rec, Command::Del, call);
                 return Err(CniError::new(
@@ -251,7 +244,7 @@ fn add(
         }
     };
     let release = |sw: &Mutex<Switch>| {
-        if let Some(a) = sw.lock().alloc.as_mut() {
+        if let Some(a) = sw.lock().podnet.alloc.as_mut() {
             a.release(ip);
         }
         if let Err(e) = delegate(&ipam_rec, Command::Del, call) {
@@ -259,18 +252,21 @@ fn add(
         }
     };
     let gateway = net.gateway_ip();
-    let mac = pipeline::mac_for(ip);
-    let cidr = format!("{ip}/{}", net.cidr.prefix);
+    let mac = MacAddr::for_ipv4(ip);
+    let cidr = IfAddr {
+        ip: IpAddr::V4(ip),
+        prefix: net.cidr.prefix(),
+    };
     let port = PortRecord {
         no: 0,
         name: String::new(),
         port_type: PortType::Tap,
         netns: Some(call.netns.clone()),
         ifname: call.ifname.clone(),
-        mac: mac.clone(),
+        mac: Some(mac),
         mtu: Some(net.mtu),
-        ip: Some(cidr.clone()),
-        gateway: Some(gateway.to_string()),
+        ip: Some(cidr),
+        gateway: Some(IpAddr::V4(gateway)),
         tunnel: None,
     };
     let device = match Device::create(&port, queues) {
@@ -289,13 +285,13 @@ fn add(
     let mut ours = CniResult {
         interfaces: vec![Interface {
             name: call.ifname.clone(),
-            mac: mac.clone(),
+            mac: mac.to_string(),
             mtu: Some(net.mtu),
             sandbox: Some(call.netns.clone()),
             ..Interface::default()
         }],
         ips: vec![IpConfig {
-            address: cidr.clone(),
+            address: cidr.to_string(),
             gateway: Some(gateway.to_string()),
             interface: Some(0),
             ..IpConfig::default()
@@ -325,7 +321,7 @@ fn add(
         port: String::new(),
         ip: cidr,
         mac,
-        gateway: gateway.to_string(),
+        gateway: IpAddr::V4(gateway),
         pod_namespace: args.pod_namespace.clone(),
         pod_name: args.pod_name.clone(),
         pod_uid: args.pod_uid.clone(),
@@ -339,7 +335,8 @@ fn add(
             tracing::info!(container = %call.container_id, ifname = %call.ifname, ip = %p.ip, port = %p.port, "Pod attached");
             Ok(result.to_version(&conf.cni_version))
         }
-        Err(e) => {
+        Err((e, device)) => {
+            device.destroy();
             release(sw);
             Err(e)
         }
@@ -348,7 +345,7 @@ fn add(
 
 /// The configuration a delegated IPAM plugin gets: the network's own, in the version it
 /// speaks, with the node's Pod CIDR as its range when the configuration gives none.
-fn ipam_config(conf: &Value, net: &NodeNet, version: &str) -> Value {
+fn ipam_config(conf: &Value, net: &LocalNet, version: &str) -> Value {
     let mut c = conf.clone();
     if let Some(o) = c.as_object_mut() {
         o.insert("cniVersion".into(), Value::String(version.into()));
@@ -382,7 +379,7 @@ fn plugin_env(call: &CniCall, path: &str, args: &str) -> PluginEnv {
 fn delegated(
     call: &CniCall,
     conf: &NetConf,
-    net: &NodeNet,
+    net: &LocalNet,
     wanted: &str,
 ) -> Result<Option<IpamRecord>, CniError> {
     if builtin_ipam(conf) {
@@ -406,7 +403,7 @@ fn delegated(
 fn delegate_add(
     call: &CniCall,
     conf: &NetConf,
-    net: &NodeNet,
+    net: &LocalNet,
 ) -> Result<(Ipv4Addr, IpamRecord, Option<Value>), CniError> {
     let plugin = conf.ipam_type.clone().unwrap_or_default();
     let rec = delegated(call, conf, net, &conf.cni_version)?.ok_or_else(|| {
@@ -474,53 +471,104 @@ fn delegate(rec: &IpamRecord, command: Command, call: &CniCall) -> Result<Option
     ipam::exec(&bin, command, &plugin_env(call, path, args), config)
 }
 
+/// The address the runtime asks for, if any: the `ips` capability or `args.cni.ips` of
+/// the configuration first, else `IP=` of `CNI_ARGS` (where it came from, and the error
+/// code an unusable one gets). This switch gives a Pod one IPv4 address.
+fn requested_address(
+    conf: &NetConf,
+    args: &CniArgs,
+) -> Result<Option<(Ipv4Addr, &'static str, u32)>, CniError> {
+    let (ips, asked_by, code) = if !conf.ips.is_empty() {
+        (
+            &conf.ips,
+            "the ips capability (runtimeConfig.ips)",
+            errcode::INVALID_CONFIG,
+        )
+    } else {
+        (&args.ips, "IP= in CNI_ARGS", errcode::INVALID_ENV)
+    };
+    let v4: Vec<Ipv4Addr> = ips
+        .iter()
+        .filter_map(|ip| match ip {
+            IpAddr::V4(a) => Some(*a),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    match v4.as_slice() {
+        [] if ips.is_empty() => Ok(None),
+        [] => Err(CniError::new(
+            code,
+            format!("{asked_by} asks only for IPv6 addresses; this switch gives Pods IPv4 ones"),
+        )),
+        [one] => Ok(Some((*one, asked_by, code))),
+        more => Err(CniError::new(
+            code,
+            format!(
+                "{asked_by} asks for {} IPv4 addresses; a Pod here has one",
+                more.len()
+            ),
+        )),
+    }
+}
+
 impl Switch {
-    /// Commit an attachment: port, flows, record, state saved first.
+    /// Commit an attachment: port, flows and record made durable, then the port handed
+    /// to the workers. On failure the caller destroys the device.
     fn attach_pod(
         &mut self,
         mut port: PortRecord,
         device: Device,
         mut pod: PodRecord,
-    ) -> Result<PodRecord, CniError> {
-        let fail = |device: Device, e: CniError| {
-            device.destroy();
-            Err(e)
+    ) -> Result<PodRecord, (CniError, Device)> {
+        let Some(ip) = pod.ipv4() else {
+            return Err((internal("the Pod has no IPv4 address"), device));
         };
-        let Some(net) = self.net.clone() else {
-            return fail(device, no_network());
-        };
-        let Some(no) = self.free_port_no() else {
-            return fail(
-                device,
-                CniError::new(errcode::INTERNAL, "the switch has no free port number"),
-            );
-        };
-        port.no = no;
-        port.name = self.pod_port_name(&pod, no);
-        pod.port = port.name.clone();
-        let specs = match pod_flows(&net, &pod, no) {
-            Ok((_, specs)) => specs,
-            Err(e) => return fail(device, internal(e)),
-        };
-        let mut state = self.state();
-        state.ports.push(port.clone());
-        state.pods.push(pod.clone());
-        if let Err(e) = self.store.save(&state) {
-            let r = Refusal::from(e);
-            return fail(device, CniError::new(errcode::INTERNAL, r.message));
-        }
-        // Flows first: the port's first packet already meets its SpoofGuard.
-        self.pods
-            .insert((pod.container_id.clone(), pod.ifname.clone()), pod.clone());
-        if let Err(e) = self
-            .bridge
-            .set_system_flows(pipeline::pod_cookie(no), &specs, now_ms())
-        {
-            tracing::error!(error = %e, "the Pod's flows were refused");
-        }
-        self.insert_port(port, device);
-        self.publish_ports();
-        Ok(pod)
+        let device = std::rc::Rc::new(std::cell::Cell::new(Some(device)));
+        let keep = device.clone();
+        let done = self.transact(|sw, txn| {
+            if sw.podnet.net.is_none() {
+                return Err(Refusal::refused(no_network().msg));
+            }
+            let no = sw
+                .ports
+                .free_no()
+                .ok_or_else(|| Refusal::refused("the switch has no free port number"))?;
+            port.no = no;
+            port.name = sw.pod_port_name(&pod, no);
+            pod.port = port.name.clone();
+            // Rules first: the port's first packet already meets its SpoofGuard.
+            sw.install_pod(&LocalPod {
+                port: no,
+                ip,
+                mac: pod.mac,
+            })?;
+            let key = (pod.container_id.clone(), pod.ifname.clone());
+            sw.podnet.pods.insert(key.clone(), pod.clone());
+            txn.on_undo(move |sw| {
+                sw.podnet.pods.remove(&key);
+            });
+            txn.op(Op::Port {
+                no,
+                v: Some(port.clone()),
+            });
+            txn.op(Op::Pod {
+                container: pod.container_id.clone(),
+                ifname: pod.ifname.clone(),
+                v: Some(Box::new(pod.clone())),
+            });
+            let port = port.clone();
+            txn.then(move |sw| {
+                if let Some(d) = keep.take() {
+                    sw.ports.insert(port, d);
+                    sw.publish_ports();
+                }
+            });
+            Ok(pod.clone())
+        });
+        done.map_err(|r| {
+            let device = device.take().expect("a device not handed over");
+            (CniError::new(errcode::INTERNAL, r.message), device)
+        })
     }
 
     /// A port name for a Pod: its name and the container's, readable in `list-ports`.
@@ -545,90 +593,59 @@ impl Switch {
         if pod.ifname != "eth0" {
             name = format!("{name}-{}", clean(&pod.ifname, 15));
         }
-        if self.ports.values().any(|p| p.record.name == name) {
+        if self.ports.by_name(&name).is_some() {
             name = format!("{name}-{no}");
         }
         name
     }
 
-    /// Remove an attachment: the state is saved without it first; then its flows and
-    /// port go, and its address is free again. The device is returned, for the caller to
-    /// destroy once it no longer holds the switch's lock (removing a network device waits
-    /// for the kernel: tens of milliseconds).
+    /// Remove an attachment: made durable without it first; then its rules and port go,
+    /// and its address is free again. The device is returned, for the caller to destroy
+    /// once it no longer holds the switch's lock (removing a network device waits for the
+    /// kernel: tens of milliseconds).
     pub(super) fn detach_pod(
         &mut self,
         key: &PodKey,
     ) -> Result<Option<(PodRecord, Option<Device>)>, CniError> {
-        let Some(pod) = self.pods.get(key).cloned() else {
+        let Some(pod) = self.podnet.pods.get(key).cloned() else {
             return Ok(None);
         };
-        let no = self
-            .ports
-            .values()
-            .find(|p| p.record.name == pod.port)
-            .map(|p| p.record.no);
-        let mut state = self.state();
-        state
-            .pods
-            .retain(|p| (&p.container_id, &p.ifname) != (&key.0, &key.1));
-        state.ports.retain(|p| Some(p.no) != no);
-        self.store
-            .save(&state)
-            .map_err(|e| CniError::new(errcode::INTERNAL, Refusal::from(e).message))?;
-        self.pods.remove(key);
-        let mut device = None;
-        if let Some(no) = no {
-            if let Err(e) = self
-                .bridge
-                .set_system_flows(pipeline::pod_cookie(no), &[], now_ms())
-            {
-                tracing::warn!(error = %e, "cannot remove a Pod's flows");
+        let no = self.ports.by_name(&pod.port).map(|p| p.record.no);
+        let k = key.clone();
+        self.transact(|sw, txn| {
+            let gone = sw.podnet.pods.remove(&k);
+            txn.on_undo(move |sw| {
+                if let Some(p) = gone {
+                    sw.podnet.pods.insert(k, p);
+                }
+            });
+            if let Some(no) = no {
+                sw.uninstall_pod(no);
+                txn.op(Op::Port { no, v: None });
             }
-            device = self.remove_port(no);
-        }
-        if let (Some(a), Some(ip)) = (self.alloc.as_mut(), pod_address(&pod)) {
+            txn.op(Op::Pod {
+                container: pod.container_id.clone(),
+                ifname: pod.ifname.clone(),
+                v: None,
+            });
+            Ok(())
+        })
+        .map_err(|r| CniError::new(errcode::INTERNAL, r.message))?;
+        let device = no.and_then(|no| self.ports.remove(no));
+        self.publish_ports();
+        self.bridge.publish();
+        if let (Some(a), Some(ip)) = (self.podnet.alloc.as_mut(), pod.ipv4()) {
             a.release(ip);
         }
         Ok(Some((pod, device)))
     }
 
-    /// Take a port out of the workers and the bridge; its device, to destroy.
-    pub(super) fn remove_port(&mut self, no: u32) -> Option<Device> {
-        for w in &self.workers {
-            w.ask(
-                |done| super::worker::Msg::DelPort { no, done },
-                WORKER_TIMEOUT,
-            );
-        }
-        let port = self.ports.remove(&no);
-        self.publish_ports();
-        port.map(|p| p.device)
-    }
-
-    /// The flows an attachment should have, each missing or changed one as text.
+    /// The rules an attachment should have that are missing or changed, as text.
     fn drifted_flows(&self, pod: &PodRecord) -> Vec<String> {
-        let (Some(net), Some(port)) = (
-            self.net.as_ref(),
-            self.ports.values().find(|p| p.record.name == pod.port),
-        ) else {
+        let Some(port) = self.ports.by_name(&pod.port) else {
             return vec!["the Pod's port".into()];
         };
-        let (lines, specs) = match pod_flows(net, pod, port.record.no) {
-            Ok(x) => x,
-            Err(e) => return vec![e],
-        };
-        let pipe = self.bridge.pipeline();
-        lines
-            .into_iter()
-            .zip(specs)
-            .filter(|(_, s)| {
-                let found = pipe
-                    .table(s.table.unwrap_or(0))
-                    .and_then(|t| t.find_exact(&s.matching, s.priority));
-                !found.is_some_and(|e| Some(&e.rule.actions) == s.actions.as_ref())
-            })
-            .map(|(l, _)| l)
-            .collect()
+        self.drifted_rules(pod_owner(port.record.no))
     }
 }
 
@@ -654,10 +671,11 @@ fn del(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniErro
             let (net, owned) = {
                 let s = sw.lock();
                 let owned = s
+                    .podnet
                     .pods
                     .values()
                     .any(|p| p.netns == call.netns && p.ifname == call.ifname);
-                (s.net.clone(), owned)
+                (s.podnet.net.clone(), owned)
             };
             if !owned && !call.netns.is_empty() && netns::is_netns(Path::new(&call.netns)) {
                 match devices::remove_stray_tap(&call.netns, &call.ifname) {
@@ -683,7 +701,7 @@ fn del(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniErro
     collect(errors, "DEL")
 }
 
-fn delegate_unknown_del(call: &CniCall, conf: &NetConf, net: &NodeNet) -> Result<(), CniError> {
+fn delegate_unknown_del(call: &CniCall, conf: &NetConf, net: &LocalNet) -> Result<(), CniError> {
     match delegated(call, conf, net, &conf.cni_version)? {
         Some(rec) => delegate(&rec, Command::Del, call).map(drop),
         None => Ok(()),
@@ -712,7 +730,7 @@ fn check(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniEr
     let drift = |m: String| CniError::new(errcode::CHECK_FAILED, m);
     let pod = {
         let s = sw.lock();
-        let pod = s.pods.get(&key(call)).cloned().ok_or_else(|| {
+        let pod = s.podnet.pods.get(&key(call)).cloned().ok_or_else(|| {
             CniError::new(
                 errcode::UNKNOWN_CONTAINER,
                 format!(
@@ -721,7 +739,7 @@ fn check(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniEr
                 ),
             )
         })?;
-        match s.ports.values().find(|p| p.record.name == pod.port) {
+        match s.ports.by_name(&pod.port) {
             None => return Err(drift(format!("the switch port {} is gone", pod.port))),
             Some(p) => {
                 if let Device::Missing(why) = &p.device {
@@ -746,10 +764,9 @@ fn check(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniEr
     if let Some(prev) = &conf.prev_result {
         let r = CniResult::from_value(prev).map_err(|e| drift(format!("prevResult: {e}")))?;
         let listed = r.interfaces.iter().position(|i| i.name == pod.ifname);
-        let has_ip = r
-            .ips
-            .iter()
-            .any(|ip| ip.address == pod.ip && (ip.interface.is_none() || ip.interface == listed));
+        let has_ip = r.ips.iter().any(|ip| {
+            ip.address == pod.ip.to_string() && (ip.interface.is_none() || ip.interface == listed)
+        });
         if listed.is_none() || !has_ip {
             return Err(drift(format!(
                 "prevResult does not list {} with {} as ADD returned it",
@@ -776,29 +793,28 @@ fn check_in_netns(p: &PodRecord) -> Result<(), String> {
         .link(idx)
         .map_err(e)?
         .ok_or_else(|| format!("interface {} is gone from {}", p.ifname, p.netns))?;
-    let mac = devices::parse_mac(&p.mac).map_err(|r| r.message)?;
-    if link.mac != mac {
+    if link.mac != p.mac.0 {
         return Err(format!(
             "interface {} has MAC {}, not {}",
             p.ifname,
-            devices::format_mac(link.mac),
+            MacAddr(link.mac),
             p.mac
         ));
     }
     if !link.up {
         return Err(format!("interface {} is down", p.ifname));
     }
-    let (addr, prefix) = devices::parse_cidr(&p.ip).map_err(|r| r.message)?;
-    if !nl.addresses(idx).map_err(e)?.contains(&(addr, prefix)) {
+    if !nl
+        .addresses(idx)
+        .map_err(e)?
+        .contains(&(p.ip.ip, p.ip.prefix))
+    {
         return Err(format!(
             "interface {} in {} no longer has the address {}",
             p.ifname, p.netns, p.ip
         ));
     }
-    let gw: IpAddr = p
-        .gateway
-        .parse()
-        .map_err(|_| format!("bad gateway {}", p.gateway))?;
+    let gw = p.gateway;
     let has_route = nl
         .routes(false)
         .map_err(e)?
@@ -818,13 +834,13 @@ fn check_in_netns(p: &PodRecord) -> Result<(), String> {
 fn status(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniError> {
     {
         let s = sw.lock();
-        let Some(net) = s.net.as_ref() else {
+        let Some(net) = s.podnet.net.as_ref() else {
             return Err(CniError::new(
                 errcode::NOT_AVAILABLE,
                 "vswitchd has no Pod CIDR, so it cannot attach Pods: start it with --pod-cidr",
             ));
         };
-        if let Some(gw) = s.ports.get(&net.gateway_port)
+        if let Some(gw) = s.ports.get(net.gateway_port)
             && let Device::Missing(why) = &gw.device
         {
             return Err(CniError::new(
@@ -853,7 +869,7 @@ fn forward_if_supported(
     conf: &NetConf,
     command: Command,
 ) -> Result<(), CniError> {
-    let net = sw.lock().net.clone();
+    let net = sw.lock().podnet.net.clone();
     let Some(net) = net.filter(|_| !call.path.is_empty()) else {
         return Ok(());
     };
@@ -881,17 +897,18 @@ fn gc(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniError
     let (stale, locks): (Vec<PodKey>, _) = {
         let s = sw.lock();
         let stale = s
+            .podnet
             .pods
             .iter()
             .filter(|(k, p)| p.network == conf.name && !valid.contains(*k))
             .map(|(k, _)| k.clone())
             .collect();
-        (stale, s.cni_locks.clone())
+        (stale, s.podnet.cni_locks.clone())
     };
     let mut errors = Vec::new();
     for k in stale {
         let _held = locks.hold(&k.0);
-        let Some(pod) = sw.lock().pods.get(&k).cloned() else {
+        let Some(pod) = sw.lock().podnet.pods.get(&k).cloned() else {
             continue;
         };
         // The address first: if its plugin fails, the record stays for the next GC.
@@ -921,220 +938,4 @@ fn gc(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniError
         errors.push(e);
     }
     collect(errors, "GC")
-}
-
-// ---- the node's Pod network -------------------------------------------------------------
-
-impl Switch {
-    /// The gateway port a Pod CIDR needs: an internal port holding its first address.
-    fn gateway_params(&self, cidr: Cidr4) -> AddPortParams {
-        let gw_ip = cidr.gateway();
-        AddPortParams {
-            name: self.config.gateway.clone(),
-            port_type: PortType::Internal,
-            netns: None,
-            ifname: None,
-            mac: Some(pipeline::mac_for(gw_ip)),
-            // The node's own packets to other nodes' Pods fit the tunnel: an ICMP error
-            // from the gateway's address would not be taken by the node itself.
-            mtu: Some(
-                self.tunnel_mtu
-                    .map_or(self.pod_mtu, |t| t.min(self.pod_mtu)),
-            ),
-            ip: Some(format!("{gw_ip}/{}", cidr.prefix)),
-            gateway: None,
-        }
-    }
-
-    /// At start, before the ports are back: the Pod network (`--pod-cidr`, or as
-    /// persisted), the Pod records, the address allocator, and the node's and every Pod's
-    /// flows (so that a port's first packet meets its SpoofGuard). Saves nothing. Returns
-    /// the ports of gateways made for other settings, for [`Switch::ensure_gateway`].
-    pub(super) fn plan_network(
-        &mut self,
-        persisted: Option<&NetworkRecord>,
-        pods: Vec<PodRecord>,
-        ports: &[PortRecord],
-    ) -> Result<Vec<u32>, StartError> {
-        let bad = StartError::Network;
-        let n_pods = pods.len();
-        self.pods = pods
-            .into_iter()
-            .map(|p| ((p.container_id.clone(), p.ifname.clone()), p))
-            .collect();
-        let flag = self
-            .config
-            .pod_cidr
-            .as_deref()
-            .map(Cidr4::parse)
-            .transpose()
-            .map_err(|e| bad(format!("--pod-cidr {e}")))?;
-        let saved = persisted
-            .map(|r| Cidr4::parse(&r.pod_cidr))
-            .transpose()
-            .map_err(|e| bad(format!("the saved Pod CIDR {e}")))?;
-        let cidr = match (flag, saved) {
-            (Some(f), Some(s)) if f != s && n_pods > 0 => {
-                return Err(bad(format!(
-                    "--pod-cidr {f} differs from {s}, in which {n_pods} Pods have addresses; \
-                     start with --pod-cidr {s} (or remove those Pods first)"
-                )));
-            }
-            (Some(f), _) => f,
-            (None, Some(s)) => {
-                tracing::info!(pod_cidr = %s, "Pod CIDR as saved (no --pod-cidr given)");
-                s
-            }
-            (None, None) => {
-                if n_pods > 0 {
-                    return Err(bad(format!(
-                        "{n_pods} Pods are attached but the Pod CIDR is unknown: start with \
-                         --pod-cidr"
-                    )));
-                }
-                return Ok(Vec::new());
-            }
-        };
-        if let Some(p) = self
-            .pods
-            .values()
-            .find(|p| pod_address(p).is_none_or(|ip| !cidr.contains(ip)))
-        {
-            return Err(bad(format!(
-                "{} has address {}, outside the Pod CIDR {cidr}",
-                pod_label(p),
-                p.ip
-            )));
-        }
-        let want = self.gateway_params(cidr);
-        let is_gateway =
-            |r: &PortRecord| r.name == want.name || persisted.is_some_and(|n| n.gateway == r.name);
-        let fits = |r: &PortRecord| {
-            r.name == want.name
-                && r.port_type == PortType::Internal
-                && r.ip == want.ip
-                && r.mtu == want.mtu
-                && Some(&r.mac) == want.mac.as_ref()
-        };
-        let gateway_port = ports.iter().find(|r| fits(r)).map_or(0, |r| r.no);
-        let stale = ports
-            .iter()
-            .filter(|r| is_gateway(r) && !fits(r))
-            .map(|r| r.no)
-            .collect();
-        let net = NodeNet {
-            cidr,
-            gateway_port,
-            mtu: self.pod_mtu,
-            tunnel: self.tunnel,
-        };
-        let mut alloc = ipam::Allocator::new(cidr);
-        let now = now_ms();
-        if gateway_port != 0 {
-            self.install_node_flows(&net)?;
-        }
-        for pod in self.pods.values() {
-            if let Some(ip) = pod_address(pod) {
-                alloc.mark(ip);
-            }
-            let Some(no) = ports.iter().find(|r| r.name == pod.port).map(|r| r.no) else {
-                tracing::warn!(container = %pod.container_id, port = %pod.port, "Pod without its port: no flows");
-                continue;
-            };
-            let (_, specs) = pod_flows(&net, pod, no).map_err(bad)?;
-            self.bridge
-                .set_system_flows(pipeline::pod_cookie(no), &specs, now)
-                .map_err(|e| bad(e.to_string()))?;
-        }
-        self.net = Some(net);
-        self.alloc = Some(alloc);
-        Ok(stale)
-    }
-
-    pub(super) fn install_node_flows(&mut self, net: &NodeNet) -> Result<(), StartError> {
-        let bad = StartError::Network;
-        let node = pipeline::specs(&pipeline::node_lines(net)).map_err(bad)?;
-        self.bridge
-            .set_system_flows(pipeline::NODE_COOKIE, &node, now_ms())
-            .map_err(|e| bad(e.to_string()))
-    }
-
-    /// At start, once the ports are back: replace gateways made for other settings, make
-    /// the gateway if it is missing (taking over a TAP of its name left by a run that
-    /// stopped before saving it), and save the state.
-    pub(super) fn ensure_gateway(&mut self, stale: Vec<u32>) -> Result<(), StartError> {
-        let bad = StartError::Network;
-        let Some(mut net) = self.net.clone() else {
-            return Ok(());
-        };
-        for no in stale {
-            let mut state = self.state();
-            state.ports.retain(|r| r.no != no);
-            self.store.save(&state)?;
-            if let Some(d) = self.remove_port(no) {
-                tracing::info!(no, "gateway port replaced (new settings)");
-                d.destroy();
-            }
-        }
-        if net.gateway_port == 0 {
-            let want = self.gateway_params(net.cidr);
-            let name = want.name.clone();
-            net.gateway_port = self
-                .add_port_with(want, true)
-                .map_err(|r| {
-                    bad(format!(
-                        "cannot create the gateway port {name}: {}",
-                        r.message
-                    ))
-                })?
-                .no;
-            self.net = Some(net.clone());
-            self.install_node_flows(&net)?;
-        }
-        self.save().map_err(|r| bad(r.message))?;
-        // The node is its Pods' router (to other nodes' addresses, and beyond): IPv4
-        // forwarding on, as the reference bridge plugin does for a gateway.
-        if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
-            tracing::warn!(error = %e, "cannot turn IPv4 forwarding on: Pods reach only this node and other Pods");
-        }
-        tracing::info!(pod_cidr = %net.cidr, gateway = %net.gateway_ip(), pods = self.pods.len(), "Pod network ready");
-        Ok(())
-    }
-
-    /// `list-pods`.
-    pub fn list_pods(&self) -> cni::PodList {
-        cni::PodList {
-            pod_cidr: self.net.as_ref().map(|n| n.cidr.to_string()),
-            gateway: self.net.as_ref().map(|n| n.gateway_ip().to_string()),
-            free: self.alloc.as_ref().map_or(0, ipam::Allocator::free),
-            pods: self
-                .pods
-                .values()
-                .map(|p| {
-                    let port = self.ports.values().find(|q| q.record.name == p.port);
-                    cni::PodInfo {
-                        container_id: p.container_id.clone(),
-                        ifname: p.ifname.clone(),
-                        netns: p.netns.clone(),
-                        pod: p
-                            .pod_namespace
-                            .as_ref()
-                            .zip(p.pod_name.as_ref())
-                            .map(|(ns, n)| format!("{ns}/{n}")),
-                        network: p.network.clone(),
-                        port: p.port.clone(),
-                        port_no: port.map_or(0, |q| q.record.no),
-                        ip: p.ip.clone(),
-                        mac: p.mac.clone(),
-                        gateway: p.gateway.clone(),
-                        ipam: match &p.ipam {
-                            IpamRecord::Builtin => ipam::BUILTIN.to_string(),
-                            IpamRecord::Plugin { plugin, .. } => plugin.clone(),
-                        },
-                        state: port.map_or_else(|| "missing: no port".into(), |q| q.device.state()),
-                    }
-                })
-                .collect(),
-        }
-    }
 }

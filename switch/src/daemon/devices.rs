@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
+use vswitch_proto::net::{IfAddr, MacAddr};
 use vswitch_proto::rpc::{AddPortParams, PortType};
 
 /// Linux interface names are at most this long (IFNAMSIZ - 1).
@@ -243,20 +244,20 @@ fn configure(rec: &PortRecord) -> Result<(), String> {
                 rec.ifname
             )
         })?;
-    let mac = parse_mac(&rec.mac).map_err(|e| e.message)?;
-    nl.set_mac(idx, mac).map_err(|e| chain(&e))?;
+    if let Some(mac) = rec.mac {
+        nl.set_mac(idx, mac.0).map_err(|e| chain(&e))?;
+    }
     nl.set_txqlen(idx, TAP_TXQLEN).map_err(|e| chain(&e))?;
     nl.set_noqueue(idx).map_err(|e| chain(&e))?;
     if let Some(mtu) = rec.mtu {
         nl.set_mtu(idx, mtu).map_err(|e| chain(&e))?;
     }
     nl.set_up(idx).map_err(|e| chain(&e))?;
-    if let Some(ip) = &rec.ip {
-        let (addr, prefix) = parse_cidr(ip).map_err(|e| e.message)?;
-        nl.add_address(idx, addr, prefix).map_err(|e| chain(&e))?;
+    if let Some(ip) = rec.ip {
+        nl.add_address(idx, ip.ip, ip.prefix)
+            .map_err(|e| chain(&e))?;
     }
-    if let Some(gw) = &rec.gateway {
-        let gw: IpAddr = gw.parse().map_err(|_| format!("bad gateway {gw:?}"))?;
+    if let Some(gw) = rec.gateway {
         nl.add_default_route(gw, idx).map_err(|e| chain(&e))?;
     }
     Ok(())
@@ -272,51 +273,26 @@ fn chain(e: &dyn std::error::Error) -> String {
     }
 }
 
-pub(super) fn parse_mac(s: &str) -> Result<[u8; 6], Refusal> {
-    let bad = || {
+/// A MAC address from a request (the one parser, with a message for a person).
+pub(super) fn parse_mac(s: &str) -> Result<MacAddr, Refusal> {
+    s.parse().map_err(|_| {
         Refusal::refused(format!(
             "bad MAC address {s:?}: write six hex octets separated by colons, e.g. 02:00:00:00:00:01"
         ))
-    };
-    let parts: Vec<&str> = s.split(':').collect();
-    if parts.len() != 6 {
-        return Err(bad());
-    }
-    let mut mac = [0u8; 6];
-    for (m, p) in mac.iter_mut().zip(parts) {
-        if p.is_empty() || p.len() > 2 {
-            return Err(bad());
-        }
-        *m = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-    }
-    Ok(mac)
+    })
 }
 
-pub(super) fn parse_cidr(s: &str) -> Result<(IpAddr, u8), Refusal> {
-    let bad = |why: &str| {
+/// An interface address from a request.
+pub(super) fn parse_if_addr(s: &str) -> Result<IfAddr, Refusal> {
+    s.parse().map_err(|e: vswitch_proto::net::AddrError| {
         Refusal::refused(format!(
-            "bad address {s:?}: {why}; write an address with its prefix length, e.g. 10.244.1.2/24"
+            "bad address: {e}; write an address with its prefix length, e.g. 10.244.1.2/24"
         ))
-    };
-    let (a, p) = s.split_once('/').ok_or_else(|| bad("no prefix length"))?;
-    let addr: IpAddr = a.parse().map_err(|_| bad("not an IP address"))?;
-    let prefix: u8 = p.parse().map_err(|_| bad("bad prefix length"))?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    if prefix > max {
-        return Err(bad("prefix length too long"));
-    }
-    Ok((addr, prefix))
-}
-
-pub(super) fn format_mac(m: [u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
+    })
 }
 
 /// A random locally administered unicast address.
-fn random_mac() -> String {
+fn random_mac() -> MacAddr {
     use std::hash::BuildHasher;
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -324,7 +300,7 @@ fn random_mac() -> String {
         .unwrap_or(0);
     let r = std::collections::hash_map::RandomState::new().hash_one(seed);
     let b = r.to_be_bytes();
-    format_mac([0x02, b[1], b[2], b[3], b[4], b[5]])
+    MacAddr([0x02, b[1], b[2], b[3], b[4], b[5]])
 }
 
 /// Check an `add-port` request and turn it into the record to persist.
@@ -396,12 +372,12 @@ pub(super) fn record(no: u32, p: &AddPortParams) -> Result<PortRecord, Refusal> 
     let mac = match &p.mac {
         Some(m) => {
             let mac = parse_mac(m)?;
-            if mac[0] & 1 != 0 {
+            if mac.is_multicast() {
                 return Err(Refusal::refused(format!(
                     "MAC address {m} is a multicast address; a port needs a unicast one"
                 )));
             }
-            format_mac(mac)
+            mac
         }
         None => random_mac(),
     };
@@ -412,26 +388,28 @@ pub(super) fn record(no: u32, p: &AddPortParams) -> Result<PortRecord, Refusal> 
             "MTU {mtu} is out of range (68 to 65535)"
         )));
     }
-    if let Some(ip) = &p.ip {
-        parse_cidr(ip)?;
-    }
-    if let Some(gw) = &p.gateway {
-        gw.parse::<IpAddr>().map_err(|_| {
-            Refusal::refused(format!(
-                "bad gateway {gw:?}: write an IP address, e.g. 10.244.1.1"
-            ))
-        })?;
-    }
+    let ip = p.ip.as_deref().map(parse_if_addr).transpose()?;
+    let gateway = p
+        .gateway
+        .as_deref()
+        .map(|gw| {
+            gw.parse::<IpAddr>().map_err(|_| {
+                Refusal::refused(format!(
+                    "bad gateway {gw:?}: write an IP address, e.g. 10.244.1.1"
+                ))
+            })
+        })
+        .transpose()?;
     Ok(PortRecord {
         no,
         name: name.to_string(),
         port_type: p.port_type,
         netns: p.netns.clone(),
         ifname,
-        mac,
+        mac: Some(mac),
         mtu: p.mtu,
-        ip: p.ip.clone(),
-        gateway: p.gateway.clone(),
+        ip,
+        gateway,
         tunnel: None,
     })
 }
@@ -490,7 +468,6 @@ mod tests {
         let r = record(3, &params("pod1")).unwrap();
         assert_eq!(r.ifname, "pod1");
         assert_eq!(r.no, 3);
-        let mac = parse_mac(&r.mac).unwrap();
-        assert_eq!(mac[0], 0x02, "locally administered unicast");
+        assert_eq!(r.mac.unwrap().0[0], 0x02, "locally administered unicast");
     }
 }

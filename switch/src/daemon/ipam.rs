@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 use vswitch_proto::cni::{self, CniError, CniResult, errcode};
+use vswitch_proto::net::Ipv4Cidr;
 
 /// The type that names the built-in allocator in `ipam.type` (as does no `ipam` at all).
 pub const BUILTIN: &str = "vswitch";
@@ -19,87 +20,38 @@ pub const BUILTIN: &str = "vswitch";
 /// How long a delegated IPAM plugin may run.
 const PLUGIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// An IPv4 prefix, `10.244.1.0/24`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cidr4 {
-    /// The network address (host bits zero).
-    pub net: Ipv4Addr,
-    pub prefix: u8,
+/// Parse a Pod CIDR: an IPv4 network with room for a gateway and a Pod (at most /30).
+pub fn pod_cidr(s: &str) -> Result<Ipv4Cidr, String> {
+    vswitch_proto::k8s::parse_pod_cidr(s)
 }
 
-impl Cidr4 {
-    /// Parse a Pod CIDR: IPv4, host bits zero, at most /30 (so it holds a gateway and a Pod).
-    pub fn parse(s: &str) -> Result<Cidr4, String> {
-        let (a, p) = s
-            .split_once('/')
-            .ok_or_else(|| format!("{s:?} has no prefix length (write e.g. 10.244.1.0/24)"))?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| {
-            format!("{s:?}: {a:?} is not an IPv4 address (only IPv4 Pod CIDRs are supported)")
-        })?;
-        let prefix: u8 = p
-            .parse()
-            .ok()
-            .filter(|p| *p <= 30)
-            .ok_or_else(|| format!("{s:?}: the prefix length must be 0 to 30"))?;
-        let c = Cidr4 { net: addr, prefix };
-        if u32::from(addr) & !c.mask() != 0 {
-            return Err(format!(
-                "{s:?} has host bits set: the network is {}/{prefix}",
-                Ipv4Addr::from(u32::from(addr) & c.mask())
-            ));
-        }
-        Ok(c)
-    }
-
-    fn mask(&self) -> u32 {
-        if self.prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - self.prefix)
-        }
-    }
-
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & self.mask() == u32::from(self.net)
-    }
-
-    /// Whether the two share an address.
-    pub fn overlaps(&self, other: &Cidr4) -> bool {
-        self.contains(other.net) || other.contains(self.net)
-    }
-
-    /// The first host address: the node's gateway.
-    pub fn gateway(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.net) + 1)
-    }
-
-    pub fn broadcast(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.net) | !self.mask())
-    }
-
-    /// Addresses a Pod can have: every host address but the gateway.
-    pub fn pod_addresses(&self) -> u64 {
-        (1u64 << (32 - self.prefix)) - 3
-    }
+/// Addresses a Pod can have in `cidr`: every host address but the gateway.
+pub fn pod_addresses(cidr: &Ipv4Cidr) -> u64 {
+    (1u64 << (32 - cidr.prefix())) - 3
 }
 
-impl std::fmt::Display for Cidr4 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.net, self.prefix)
-    }
+/// Why an address asked for cannot be a Pod's.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unavailable {
+    #[error("{ip} is outside the Pod CIDR {cidr}")]
+    Outside { ip: Ipv4Addr, cidr: Ipv4Cidr },
+    #[error("{ip} is the Pod CIDR's {what}, which no Pod can have")]
+    Reserved { ip: Ipv4Addr, what: &'static str },
+    #[error("{0} is already in use on this node")]
+    Taken(Ipv4Addr),
 }
 
 /// The built-in allocator: addresses in use (and reserved by ADDs in flight), and where
 /// the next search starts, so a released address is not handed out again at once.
 #[derive(Debug)]
 pub struct Allocator {
-    cidr: Cidr4,
+    cidr: Ipv4Cidr,
     used: BTreeSet<Ipv4Addr>,
     next: u32,
 }
 
 impl Allocator {
-    pub fn new(cidr: Cidr4) -> Allocator {
+    pub fn new(cidr: Ipv4Cidr) -> Allocator {
         Allocator {
             cidr,
             used: BTreeSet::new(),
@@ -110,6 +62,35 @@ impl Allocator {
     /// Record an address as used (restored from the state); false if it already was.
     pub fn mark(&mut self, ip: Ipv4Addr) -> bool {
         self.used.insert(ip)
+    }
+
+    /// Take `ip` exactly (an address asked for), or say why not.
+    pub fn reserve(&mut self, ip: Ipv4Addr) -> Result<(), Unavailable> {
+        let c = self.cidr;
+        if !c.contains(ip) {
+            return Err(Unavailable::Outside { ip, cidr: c });
+        }
+        let what = if ip == c.network() {
+            Some("network address")
+        } else if ip == c.gateway() {
+            Some("gateway")
+        } else if ip == c.broadcast() {
+            Some("broadcast address")
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(Unavailable::Reserved { ip, what });
+        }
+        if !self.used.insert(ip) {
+            return Err(Unavailable::Taken(ip));
+        }
+        Ok(())
+    }
+
+    /// Whether `ip` is in use.
+    pub fn is_used(&self, ip: Ipv4Addr) -> bool {
+        self.used.contains(&ip)
     }
 
     /// The next free address, now marked used; `None` when the CIDR is full.
@@ -141,7 +122,7 @@ impl Allocator {
     }
 
     pub fn free(&self) -> u64 {
-        self.cidr.pod_addresses().saturating_sub(
+        pod_addresses(&self.cidr).saturating_sub(
             self.used
                 .iter()
                 .filter(|ip| self.cidr.contains(**ip))
@@ -346,25 +327,44 @@ mod tests {
 
     #[test]
     fn cidr_rules() {
-        let c = Cidr4::parse("10.244.1.0/24").unwrap();
-        assert_eq!(c.gateway(), Ipv4Addr::new(10, 244, 1, 1));
-        assert_eq!(c.broadcast(), Ipv4Addr::new(10, 244, 1, 255));
-        assert_eq!(c.pod_addresses(), 253);
-        assert!(c.contains(Ipv4Addr::new(10, 244, 1, 77)));
-        assert!(!c.contains(Ipv4Addr::new(10, 244, 2, 1)));
-        assert!(
-            Cidr4::parse("10.244.1.5/24")
-                .unwrap_err()
-                .contains("host bits")
+        let c = pod_cidr("10.244.1.0/24").unwrap();
+        assert_eq!(pod_addresses(&c), 253);
+        assert!(pod_cidr("10.244.1.5/24").unwrap_err().contains("host bits"));
+        assert!(pod_cidr("fd00::/64").is_err());
+        assert!(pod_cidr("10.0.0.0/31").is_err());
+        assert!(pod_cidr("10.0.0.0").is_err());
+    }
+
+    #[test]
+    fn an_address_asked_for_is_given_or_refused_with_the_reason() {
+        let mut a = Allocator::new(pod_cidr("10.0.0.0/29").unwrap());
+        assert_eq!(a.reserve(Ipv4Addr::new(10, 0, 0, 5)), Ok(()));
+        assert_eq!(
+            a.reserve(Ipv4Addr::new(10, 0, 0, 5)),
+            Err(Unavailable::Taken(Ipv4Addr::new(10, 0, 0, 5)))
         );
-        assert!(Cidr4::parse("fd00::/64").is_err());
-        assert!(Cidr4::parse("10.0.0.0/31").is_err());
-        assert!(Cidr4::parse("10.0.0.0").is_err());
+        for (ip, what) in [
+            (1, "gateway"),
+            (0, "network address"),
+            (7, "broadcast address"),
+        ] {
+            let e = a.reserve(Ipv4Addr::new(10, 0, 0, ip)).unwrap_err();
+            assert!(e.to_string().contains(what), "{e}");
+        }
+        let e = a.reserve(Ipv4Addr::new(10, 0, 1, 2)).unwrap_err();
+        assert!(
+            e.to_string().contains("outside the Pod CIDR 10.0.0.0/29"),
+            "{e}"
+        );
+        // The allocator goes around an address taken on request.
+        let got: Vec<_> = std::iter::from_fn(|| a.allocate()).collect();
+        assert_eq!(got.len(), 4);
+        assert!(!got.contains(&Ipv4Addr::new(10, 0, 0, 5)));
     }
 
     #[test]
     fn allocator_skips_the_gateway_and_does_not_reuse_at_once() {
-        let c = Cidr4::parse("10.0.0.0/29").unwrap(); // hosts .1-.6; .1 is the gateway
+        let c = pod_cidr("10.0.0.0/29").unwrap(); // hosts .1-.6; .1 is the gateway
         let mut a = Allocator::new(c);
         let got: Vec<_> = std::iter::from_fn(|| a.allocate()).collect();
         assert_eq!(got.len(), 5);

@@ -4,6 +4,7 @@ use super::*;
 use crate::ctl::{self, Hooks};
 use parking_lot::Mutex;
 use std::time::Instant;
+use vswitch_proto::flowmod::Usage;
 use vswitch_proto::rpc::{AddPortParams, PortType};
 
 struct TempDir(PathBuf);
@@ -517,30 +518,35 @@ fn a_manifest_is_saved_once_and_not_at_all_when_the_save_fails() {
             )
         })
         .collect();
+    let journal = Store::open(&dir.0).unwrap().journal_path();
+    let changes = || {
+        std::fs::read_to_string(&journal)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let before = changes();
     let r = sw.apply(&objects).results;
     assert!(r.iter().all(|o| o.outcome == "created"), "{r:?}");
-    let store = Store::open(&dir.0).unwrap();
-    let saved: Vec<String> = store
+    assert_eq!(
+        changes(),
+        before + 1,
+        "one journal record for the whole manifest"
+    );
+    let saved: Vec<String> = Store::open(&dir.0)
+        .unwrap()
         .load()
         .unwrap()
-        .nodes
-        .into_iter()
-        .map(|n| n.name)
+        .objects
+        .into_keys()
+        .map(|(_, _, name)| name)
         .collect();
     assert_eq!(saved, ["a", "n2", "n3", "n4", "n5"]);
-    let backup: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(store.backup_path()).unwrap()).unwrap();
-    let names: Vec<&str> = backup["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|n| n["name"].as_str())
-        .collect();
-    assert_eq!(names, ["a"], "the backup is the state before the manifest");
 
-    // The save cannot write its temporary file: the manifest is undone.
-    let tmp = dir.0.join(format!("{}.tmp", crate::store::STATE_FILE));
-    std::fs::create_dir(&tmp).unwrap();
+    // The journal cannot be written (a directory stands in its place): the manifest is
+    // undone.
+    let aside = dir.0.join("journal-aside");
+    std::fs::rename(&journal, &aside).unwrap();
+    std::fs::create_dir(&journal).unwrap();
     let more = [
         manifest(1, node_object("n6", "10.244.6.0/24", "192.168.1.6")),
         manifest(2, node_object("n2", "10.244.2.0/24", "192.168.1.22")),
@@ -575,7 +581,8 @@ fn a_manifest_is_saved_once_and_not_at_all_when_the_save_fails() {
             ("n5".into(), "192.168.1.5".into()),
         ]
     );
-    std::fs::remove_dir(&tmp).unwrap();
+    std::fs::remove_dir(&journal).unwrap();
+    std::fs::rename(&aside, &journal).unwrap();
     let r = sw.apply(&more).results;
     let outcomes: Vec<&str> = r.iter().map(|o| o.outcome.as_str()).collect();
     assert_eq!(
@@ -587,25 +594,28 @@ fn a_manifest_is_saved_once_and_not_at_all_when_the_save_fails() {
 
 /// A state saved with a tunnel on 192.0.2.1 (TEST-NET-1: no interface here has it).
 fn save_tunnel_state(dir: &TempDir) {
-    let store = Store::open(&dir.0).unwrap();
+    let mut store = Store::open(&dir.0).unwrap();
     let mut state = store.load().unwrap();
-    state.ports.push(PortRecord {
-        no: 7,
-        name: nodes::TUNNEL_PORT.into(),
-        port_type: PortType::Vxlan,
-        netns: None,
-        ifname: nodes::TUNNEL_PORT.into(),
-        mac: String::new(),
-        mtu: Some(1450),
-        ip: Some("192.0.2.1".into()),
-        gateway: None,
-        tunnel: Some(crate::store::TunnelRecord {
-            local: "192.0.2.1".into(),
-            port: 4789,
-            vni: 1,
-        }),
-    });
-    store.save(&state).unwrap();
+    state.ports.insert(
+        7,
+        crate::store::PortRecord {
+            no: 7,
+            name: overlay::TUNNEL_PORT.into(),
+            port_type: PortType::Vxlan,
+            netns: None,
+            ifname: overlay::TUNNEL_PORT.into(),
+            mac: None,
+            mtu: Some(1450),
+            ip: "192.0.2.1/32".parse().ok(),
+            gateway: None,
+            tunnel: Some(crate::store::TunnelRecord {
+                local: "192.0.2.1".parse().unwrap(),
+                port: 4789,
+                vni: 1,
+            }),
+        },
+    );
+    store.compact(&state).unwrap();
 }
 
 #[test]
@@ -625,7 +635,7 @@ fn a_saved_tunnel_whose_address_is_gone_is_kept_missing_and_no_tunnel_removes_it
     sw.shutdown();
     drop(sw);
     let saved = Store::open(&dir.0).unwrap().load().unwrap();
-    assert!(saved.ports.iter().any(|p| p.port_type == PortType::Vxlan));
+    assert!(saved.ports.values().any(|p| p.port_type == PortType::Vxlan));
     // --no-tunnel: gone, from the switch and from the state.
     let mut sw = Switch::start(Config {
         no_tunnel: true,
@@ -640,5 +650,5 @@ fn a_saved_tunnel_whose_address_is_gone_is_kept_missing_and_no_tunnel_removes_it
     sw.shutdown();
     drop(sw);
     let saved = Store::open(&dir.0).unwrap().load().unwrap();
-    assert!(saved.ports.iter().all(|p| p.port_type != PortType::Vxlan));
+    assert!(saved.ports.values().all(|p| p.port_type != PortType::Vxlan));
 }

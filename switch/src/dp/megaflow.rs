@@ -10,10 +10,11 @@ use super::action::DpAction;
 use crate::flow::{CompactKey, masked_hash};
 use crate::ofproto::RuleStats;
 use crate::ofproto::mac::MacEntry;
+use crate::ofproto::xlate::Deps;
 use hashbrown::HashTable;
 use std::cell::Cell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use vswitch_proto::flow::{FLOW_U64S, Flow};
 use vswitch_proto::matching::Match;
 
@@ -33,10 +34,15 @@ pub struct Megaflow {
     pub rule_stats: Box<[Arc<RuleStats>]>,
     /// MAC entries to keep fresh while this flow is in use.
     pub macs: Box<[Arc<MacEntry>]>,
+    /// What the translation depended on besides the masked bits; `None`: anything (every
+    /// change of the tables drops it).
+    pub deps: Option<Box<Deps>>,
     pub created_ms: u64,
     packets: AtomicU64,
     bytes: AtomicU64,
     used_ms: AtomicU64,
+    /// Dropped from the megaflow cache: the exact-match cache must not use it either.
+    dead: AtomicBool,
 }
 
 impl Megaflow {
@@ -54,11 +60,25 @@ impl Megaflow {
             actions: actions.into_boxed_slice(),
             rule_stats: rule_stats.into_boxed_slice(),
             macs: macs.into_boxed_slice(),
+            deps: None,
             created_ms: now,
             packets: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             used_ms: AtomicU64::new(now),
+            dead: AtomicBool::new(false),
         }
+    }
+
+    /// This megaflow, knowing what its translation depended on.
+    pub fn with_deps(mut self, deps: Deps) -> Megaflow {
+        self.deps = Some(Box::new(deps));
+        self
+    }
+
+    /// Whether it was dropped from the megaflow cache.
+    #[inline]
+    pub fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Relaxed)
     }
 
     pub fn matching(&self) -> Match {
@@ -219,10 +239,22 @@ impl MegaflowCache {
 
     /// Drop megaflows unused since `before` (a time in ms); returns how many went.
     pub fn expire(&mut self, before: u64) -> usize {
+        self.retain(|m| m.used_ms() >= before)
+    }
+
+    /// Keep the megaflows `keep` says yes to; the others are dropped and marked dead.
+    /// Returns how many went.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Megaflow) -> bool) -> usize {
         let mut gone = 0;
         for st in &mut self.subtables {
             let n = st.flows.len();
-            st.flows.retain(|m| m.flow.used_ms() >= before);
+            st.flows.retain(|m| {
+                let k = keep(&m.flow);
+                if !k {
+                    m.flow.dead.store(true, Ordering::Relaxed);
+                }
+                k
+            });
             gone += n - st.flows.len();
         }
         self.subtables.retain(|s| !s.flows.is_empty());
@@ -231,6 +263,9 @@ impl MegaflowCache {
     }
 
     pub fn clear(&mut self) {
+        for m in self.iter() {
+            m.dead.store(true, Ordering::Relaxed);
+        }
         self.subtables.clear();
         self.len = 0;
     }

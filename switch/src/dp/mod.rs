@@ -10,9 +10,18 @@
 //!
 //! One [`FastPath`] per worker thread; nothing in it is shared but the pipeline snapshot
 //! (loaded once per batch), the MAC table (consulted only on a miss) and the counters of
-//! the rules behind each cached flow (credited once per batch). When the pipeline or the
-//! MAC table changes generation, the worker drops its caches at the start of its next
-//! batch.
+//! the rules behind each cached flow (credited once per batch).
+//!
+//! When the pipeline changes generation, the worker *revalidates* its caches at the start
+//! of its next batch, as Open vSwitch's revalidators do, but by dependency rather than by
+//! translating again: each megaflow knows the tables it looked at (with the priority that
+//! won and which words of the flow actions had rewritten by then), the groups it used,
+//! and whether it depended on the port list; each published change names the rule slots,
+//! groups and ports it touched. A megaflow is dropped when a changed rule could match the
+//! flow as one of its lookups saw it at a priority that could win there, or when it used
+//! a changed group or port list; the others are kept, and so are their exact-match
+//! entries. When the worker missed too many changes, or a change is too large to check
+//! cheaply, it drops everything (counted in `flushes`).
 
 pub mod action;
 pub mod conntrack;
@@ -39,6 +48,9 @@ use vswitch_proto::flowmod::FlowSpec;
 pub const BATCH: usize = 32;
 /// A packet may be recirculated at most this many times.
 pub const MAX_RECIRC: u8 = 8;
+/// Changed rules times cached megaflows above which a worker drops its caches rather
+/// than check each megaflow against each change (a few milliseconds of checks).
+pub const REVALIDATE_BUDGET: usize = 2_000_000;
 
 /// Where the fast path sends packets. Implemented by the port layer (and by tests).
 pub trait Sink {
@@ -105,8 +117,15 @@ pub struct DpStats {
     /// Misses that could not be cached because the megaflow cache was full.
     pub cache_full: u64,
     pub recirculations: u64,
-    /// Times the caches were dropped because the tables or MAC table changed.
+    /// Times the caches were dropped whole because the tables changed more than could be
+    /// checked (or a worker fell too far behind).
     pub flushes: u64,
+    /// Times the caches were checked against a change of the tables.
+    pub revalidations: u64,
+    /// Megaflows a change could affect, dropped by revalidation.
+    pub megaflows_invalidated: u64,
+    /// Megaflows revalidation kept.
+    pub megaflows_kept: u64,
     pub malformed: [u64; Malformed::COUNT],
     pub dropped: [u64; DropReason::COUNT],
 }
@@ -224,6 +243,52 @@ impl<C: Conntrack> FastPath<C> {
         self.stats.flushes += 1;
     }
 
+    /// Drop the cached flows that the changes published since this fast path's generation
+    /// could affect (see the module's doc); with `mac_changed`, those that depend on the
+    /// MAC table or the ports too.
+    fn revalidate(&mut self, pipe: &Pipeline, mac_changed: bool) {
+        let Some(deltas) = pipe.changes_since(self.generation.0) else {
+            return self.flush();
+        };
+        let n_rules: usize = deltas.iter().map(|d| d.rules.len()).sum();
+        if n_rules.saturating_mul(self.mega.len()) > REVALIDATE_BUDGET {
+            return self.flush();
+        }
+        let ports = mac_changed || deltas.iter().any(|d| d.ports);
+        let groups: Vec<u32> = deltas
+            .iter()
+            .flat_map(|d| d.groups.iter().copied())
+            .collect();
+        let mut by_table: Vec<Vec<&(u8, u16, vswitch_proto::Match)>> = vec![Vec::new(); 256];
+        for r in deltas.iter().flat_map(|d| d.rules.iter()) {
+            by_table[r.0 as usize].push(r);
+        }
+        let affected = |mf: &Megaflow| -> bool {
+            let Some(deps) = mf.deps.as_deref() else {
+                return true;
+            };
+            if ports && deps.ports {
+                return true;
+            }
+            if deps.groups.iter().any(|g| groups.contains(g)) {
+                return true;
+            }
+            deps.visits.iter().any(|v| {
+                by_table[v.table as usize]
+                    .iter()
+                    .any(|(t, p, m)| deps.rule_may_matter(&mf.key, &mf.mask, *t, *p, m))
+            })
+        };
+        let before = self.mega.len();
+        let gone = self.mega.retain(|mf| !affected(mf));
+        if gone > 0 {
+            self.emc.retain(|mf| !mf.is_dead());
+        }
+        self.stats.revalidations += 1;
+        self.stats.megaflows_invalidated += gone as u64;
+        self.stats.megaflows_kept += (before - gone) as u64;
+    }
+
     /// The cached flows, for `dump-cache`.
     pub fn dump(&self) -> CacheDump {
         CacheDump {
@@ -254,7 +319,7 @@ impl<C: Conntrack> FastPath<C> {
         let generation = (pipe.generation(), self.mac.generation());
         if generation != self.generation {
             if self.generation.0 != u64::MAX {
-                self.flush();
+                self.revalidate(&pipe, generation.1 != self.generation.1);
             }
             self.generation = generation;
         }
@@ -336,7 +401,8 @@ impl<C: Conntrack> FastPath<C> {
             } else {
                 stats.upcalls += 1;
                 let out = xlate::xlate(pipe, mac, key, now);
-                let mf = Megaflow::new(key, out.mask, out.actions, out.stats, out.macs, now);
+                let mf = Megaflow::new(key, out.mask, out.actions, out.stats, out.macs, now)
+                    .with_deps(out.deps);
                 match mega.insert(mf) {
                     Ok(mf) => {
                         emc.insert(key, hash, mf.clone());

@@ -1,15 +1,26 @@
 //! Tables of rules, groups, and the interpreter that runs a packet through them.
 //!
 //! A [`Bridge`] owns the master copy of the tables and is changed only by its owner (the
-//! control thread). Every change builds a new immutable [`Pipeline`] snapshot and publishes
-//! it through an `ArcSwap`, with a new generation number; workers load the snapshot once
-//! per batch and drop their caches when the generation moves (RCU style).
+//! control thread). Changes are made to the master copy and recorded; [`Bridge::publish`]
+//! makes them visible to the workers as one new immutable [`Pipeline`] snapshot (through
+//! an `ArcSwap`, RCU style), with a new generation number and a [`Delta`] naming what
+//! changed, so a worker keeps the cached flows a change cannot affect and drops only the
+//! others. [`Bridge::rollback`] undoes recorded changes that were never published (a
+//! change that could not be made durable). Publishing costs what the change touched, not
+//! the size of the tables: tables and groups are shared between snapshots and copied on
+//! write in small pieces (see [`crate::cls`] and [`GroupTable`]).
+//!
+//! Rules come from three places ([`Origin`]): the user (persisted), `learn` actions, and
+//! the switch itself, whose rules each belong to one or more owners (a Kubernetes object,
+//! the node's pipeline): see [`owned`].
 
 pub mod mac;
+pub mod owned;
 mod rule;
 pub mod trace;
 pub mod xlate;
 
+pub use owned::{OwnedRule, OwnerId};
 pub use rule::{FlowModError, Group, Origin, Rule, RuleStats};
 
 use crate::cls::{Classifier, Conj};
@@ -21,27 +32,19 @@ use vswitch_proto::action::{Action, port};
 use vswitch_proto::flow::Flow;
 use vswitch_proto::flowmod::{FlowSpec, FlowStats};
 use vswitch_proto::group::{GroupSpec, GroupType};
+use vswitch_proto::matching::Match;
 
 /// Number of tables (0..=254).
 pub const N_TABLES: usize = 255;
 
-/// The Kubernetes pipeline's reserved tables (DESIGN §5), named in dumps and traces.
-pub const TABLE_NAMES: [(u8, &str); 11] = [
-    (0, "Classifier"),
-    (1, "SpoofGuard"),
-    (2, "ARPResponder"),
-    (3, "Conntrack"),
-    (4, "ConntrackState"),
-    (5, "ServiceLB"),
-    (6, "EgressPolicy"),
-    (7, "L3Forwarding"),
-    (8, "IngressPolicy"),
-    (9, "ConntrackCommit"),
-    (10, "Output"),
-];
+/// How many recent [`Delta`]s a snapshot carries: a worker that fell further behind than
+/// this drops its caches instead of revalidating them.
+pub const DELTA_HISTORY: usize = 64;
 
+/// The name of a table in dumps and traces: the Kubernetes pipeline's reserved tables
+/// (DESIGN §5) are named by the pipeline module.
 pub fn table_name(t: u8) -> Option<&'static str> {
-    TABLE_NAMES.iter().find(|(n, _)| *n == t).map(|(_, s)| *s)
+    crate::k8s::pipeline::Table::from_number(t).map(|t| t.name())
 }
 
 /// A port as the pipeline sees it (for `flood`, `all` and `normal`).
@@ -53,22 +56,108 @@ pub struct PortDesc {
     pub no_flood: bool,
 }
 
+/// What one publish changed: the rule slots (table, priority, match) whose rule was added,
+/// removed or modified, the groups changed, and whether the port list changed. A cached
+/// flow that no changed slot could match, and that used none of the changed groups, is
+/// still right (see `dp::revalidate`).
+#[derive(Clone, Debug, Default)]
+pub struct Delta {
+    pub generation: u64,
+    pub rules: Vec<(u8, u16, Match)>,
+    pub groups: Vec<u32>,
+    pub ports: bool,
+    /// Everything may have changed (the tables were cleared).
+    pub all: bool,
+}
+
+/// Groups by id, in shards that snapshots share: a change copies one shard.
+#[derive(Clone, Debug)]
+pub struct GroupTable {
+    shards: Vec<Arc<BTreeMap<u32, Arc<Group>>>>,
+    len: usize,
+}
+
+const GROUP_SHARDS: usize = 64;
+
+impl Default for GroupTable {
+    fn default() -> GroupTable {
+        GroupTable {
+            shards: (0..GROUP_SHARDS).map(|_| Arc::default()).collect(),
+            len: 0,
+        }
+    }
+}
+
+impl GroupTable {
+    fn shard(id: u32) -> usize {
+        // Ids are often consecutive: spread them with a multiplicative hash.
+        (id.wrapping_mul(0x9e37_79b9) >> 26) as usize % GROUP_SHARDS
+    }
+
+    pub fn get(&self, id: u32) -> Option<&Arc<Group>> {
+        self.shards[Self::shard(id)].get(&id)
+    }
+
+    pub fn contains(&self, id: u32) -> bool {
+        self.get(id).is_some()
+    }
+
+    fn insert(&mut self, g: Arc<Group>) -> Option<Arc<Group>> {
+        let id = g.spec.group_id;
+        let old = Arc::make_mut(&mut self.shards[Self::shard(id)]).insert(id, g);
+        if old.is_none() {
+            self.len += 1;
+        }
+        old
+    }
+
+    fn remove(&mut self, id: u32) -> Option<Arc<Group>> {
+        let shard = &mut self.shards[Self::shard(id)];
+        if !shard.contains_key(&id) {
+            return None;
+        }
+        let old = Arc::make_mut(shard).remove(&id);
+        if old.is_some() {
+            self.len -= 1;
+        }
+        old
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every group, by id.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Group>> {
+        let mut all: Vec<&Arc<Group>> = self.shards.iter().flat_map(|s| s.values()).collect();
+        all.sort_by_key(|g| g.spec.group_id);
+        all.into_iter()
+    }
+}
+
 /// An immutable snapshot of everything the interpreter reads.
 #[derive(Clone, Debug)]
 pub struct Pipeline {
-    tables: Vec<Classifier<Arc<Rule>>>,
-    groups: BTreeMap<u32, Arc<Group>>,
+    tables: Vec<Arc<Classifier<Arc<Rule>>>>,
+    groups: GroupTable,
     ports: Arc<[PortDesc]>,
     generation: u64,
+    /// The last [`DELTA_HISTORY`] publishes' changes, oldest first.
+    deltas: Arc<[Arc<Delta>]>,
 }
 
 impl Default for Pipeline {
     fn default() -> Pipeline {
         Pipeline {
-            tables: (0..N_TABLES).map(|_| Classifier::new()).collect(),
-            groups: BTreeMap::new(),
+            tables: (0..N_TABLES).map(|_| Arc::new(Classifier::new())).collect(),
+            groups: GroupTable::default(),
             ports: Arc::from(Vec::new()),
             generation: 0,
+            deltas: Arc::from(Vec::new()),
         }
     }
 }
@@ -79,15 +168,20 @@ impl Pipeline {
     }
 
     pub fn table(&self, t: u8) -> Option<&Classifier<Arc<Rule>>> {
-        self.tables.get(t as usize)
+        self.tables.get(t as usize).map(|c| &**c)
     }
 
     pub fn group(&self, id: u32) -> Option<&Arc<Group>> {
-        self.groups.get(&id)
+        self.groups.get(id)
     }
 
+    /// Every group, by id.
     pub fn groups(&self) -> impl Iterator<Item = &Arc<Group>> {
-        self.groups.values()
+        self.groups.iter()
+    }
+
+    pub fn n_groups(&self) -> usize {
+        self.groups.len()
     }
 
     pub fn ports(&self) -> &[PortDesc] {
@@ -96,6 +190,29 @@ impl Pipeline {
 
     pub fn port_by_name(&self, name: &str) -> Option<&PortDesc> {
         self.ports.iter().find(|p| p.name == name)
+    }
+
+    /// The changes of every publish after generation `since` up to this one, oldest
+    /// first; `None` when they are no longer all known (too many publishes since, or a
+    /// change of everything): the caller must assume anything changed.
+    pub fn changes_since(&self, since: u64) -> Option<Vec<&Delta>> {
+        if since >= self.generation {
+            return Some(Vec::new());
+        }
+        let first = self.deltas.first()?;
+        if first.generation > since + 1 {
+            return None;
+        }
+        let out: Vec<&Delta> = self
+            .deltas
+            .iter()
+            .filter(|d| d.generation > since)
+            .map(|d| &**d)
+            .collect();
+        if out.iter().any(|d| d.all) {
+            return None;
+        }
+        Some(out)
     }
 
     /// Every rule, in no particular order.
@@ -128,6 +245,11 @@ impl Pipeline {
 
     pub fn n_rules(&self) -> usize {
         self.tables.iter().map(|c| c.len()).sum()
+    }
+
+    /// The rule in exactly this slot.
+    pub fn rule_at(&self, table: u8, priority: u16, m: &Match) -> Option<&Arc<Rule>> {
+        self.table(table)?.find_exact(m, priority).map(|e| &e.rule)
     }
 }
 
@@ -194,6 +316,39 @@ pub fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// One recorded change, with what was there before (to undo it, and to name it in the
+/// next [`Delta`]).
+#[derive(Debug)]
+// Nearly every entry is a rule's: boxing it would only add an allocation per change.
+#[allow(clippy::large_enum_variant)]
+enum Undo {
+    Rule {
+        table: u8,
+        priority: u16,
+        matching: Match,
+        before: Option<Arc<Rule>>,
+    },
+    Group {
+        id: u32,
+        before: Option<Arc<Group>>,
+    },
+    Ports(Arc<[PortDesc]>),
+    Owned(owned::Undo),
+    /// The tables were cleared (not undoable: only for tests and tools).
+    All,
+}
+
+/// A user rule or group that changed since the last publish: what must be saved.
+#[derive(Clone, Debug)]
+pub enum UserChange {
+    /// The user's rule now in this slot (added or modified).
+    Flow(Arc<Rule>),
+    /// No user rule in this slot any more (its table, priority and match).
+    FlowGone(Box<(u8, u16, Match)>),
+    Group(Arc<Group>),
+    GroupGone(u32),
+}
+
 /// The switch's one bridge: the master tables, groups, ports and MAC table.
 #[derive(Debug)]
 pub struct Bridge {
@@ -202,9 +357,17 @@ pub struct Bridge {
     published: Arc<ArcSwap<Pipeline>>,
     mac: Arc<MacTable>,
     generation: u64,
+    /// Changes since the last publish, in order.
+    pending: Vec<Undo>,
+    /// Publish after every change (for tests and tools); the daemon publishes itself,
+    /// once a change is durable.
+    auto_publish: bool,
+    recent: std::collections::VecDeque<Arc<Delta>>,
+    owned: owned::Owned,
 }
 
 impl Bridge {
+    /// A bridge that publishes every change at once.
     pub fn new(name: &str) -> Bridge {
         let master = Pipeline::default();
         Bridge {
@@ -213,6 +376,19 @@ impl Bridge {
             master,
             mac: Arc::new(MacTable::default()),
             generation: 0,
+            pending: Vec::new(),
+            auto_publish: true,
+            recent: std::collections::VecDeque::new(),
+            owned: owned::Owned::default(),
+        }
+    }
+
+    /// A bridge whose changes reach the workers only at [`Bridge::publish`] (and can be
+    /// undone before with [`Bridge::rollback`]).
+    pub fn transactional(name: &str) -> Bridge {
+        Bridge {
+            auto_publish: false,
+            ..Bridge::new(name)
         }
     }
 
@@ -234,14 +410,196 @@ impl Bridge {
         &self.master
     }
 
-    fn publish(&mut self) {
+    /// Whether there are changes not yet published.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    fn changed(&mut self) {
+        if self.auto_publish {
+            self.publish();
+        }
+    }
+
+    /// Make every change since the last publish visible to the workers, as one new
+    /// generation. Nothing happens when nothing changed.
+    pub fn publish(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut delta = Delta::default();
+        for u in self.pending.drain(..) {
+            match u {
+                Undo::Rule {
+                    table,
+                    priority,
+                    matching,
+                    ..
+                } => delta.rules.push((table, priority, matching)),
+                Undo::Group { id, .. } => delta.groups.push(id),
+                Undo::Ports(_) => delta.ports = true,
+                Undo::Owned(_) => {}
+                Undo::All => delta.all = true,
+            }
+        }
+        delta.rules.sort_unstable_by(|a, b| {
+            (a.0, a.1, a.2.mask.w, a.2.flow.w).cmp(&(b.0, b.1, b.2.mask.w, b.2.flow.w))
+        });
+        delta.rules.dedup();
+        delta.groups.sort_unstable();
+        delta.groups.dedup();
         self.generation += 1;
+        delta.generation = self.generation;
+        if self.recent.len() == DELTA_HISTORY {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(Arc::new(delta));
         self.master.generation = self.generation;
+        self.master.deltas = self.recent.iter().cloned().collect();
         self.published.store(Arc::new(self.master.clone()));
+    }
+
+    /// Undo every change since the last publish (they were never seen by a worker).
+    pub fn rollback(&mut self) {
+        while let Some(u) = self.pending.pop() {
+            match u {
+                Undo::Rule {
+                    table,
+                    priority,
+                    matching,
+                    before,
+                } => {
+                    let cls = Arc::make_mut(&mut self.master.tables[table as usize]);
+                    match before {
+                        Some(r) => {
+                            let conj = conjunctions(&r.actions);
+                            cls.insert(&matching, priority, conj, r);
+                        }
+                        None => {
+                            cls.remove(&matching, priority);
+                        }
+                    }
+                }
+                Undo::Group { id, before } => match before {
+                    Some(g) => {
+                        self.master.groups.insert(g);
+                    }
+                    None => {
+                        self.master.groups.remove(id);
+                    }
+                },
+                Undo::Ports(p) => self.master.ports = p,
+                Undo::Owned(o) => self.owned.undo(o),
+                Undo::All => {}
+            }
+        }
+    }
+
+    /// The user rules and groups changed since the last publish: what the caller must
+    /// make durable before it publishes.
+    pub fn pending_user_changes(&self) -> Vec<UserChange> {
+        let mut seen_rules = std::collections::HashSet::new();
+        let mut seen_groups = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for u in &self.pending {
+            match u {
+                Undo::Rule {
+                    table,
+                    priority,
+                    matching,
+                    ..
+                } => {
+                    if !seen_rules.insert((*table, *priority, *matching)) {
+                        continue;
+                    }
+                    match self.master.rule_at(*table, *priority, matching) {
+                        Some(r) if r.origin == Origin::User => {
+                            out.push(UserChange::Flow(r.clone()));
+                        }
+                        _ => {
+                            // Gone, if what this slot held before the batch was the user's.
+                            if self
+                                .first_before(*table, *priority, matching)
+                                .is_some_and(|r| r.origin == Origin::User)
+                            {
+                                out.push(UserChange::FlowGone(Box::new((
+                                    *table, *priority, *matching,
+                                ))));
+                            }
+                        }
+                    }
+                }
+                Undo::Group { id, .. } => {
+                    if !seen_groups.insert(*id) {
+                        continue;
+                    }
+                    match self.master.groups.get(*id) {
+                        Some(g) if g.origin == Origin::User => {
+                            out.push(UserChange::Group(g.clone()))
+                        }
+                        _ => {
+                            let was_user = self.pending.iter().find_map(|u| match u {
+                                Undo::Group { id: i, before } if i == id => {
+                                    Some(before.as_ref().is_some_and(|g| g.origin == Origin::User))
+                                }
+                                _ => None,
+                            });
+                            if was_user == Some(true) {
+                                out.push(UserChange::GroupGone(*id));
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// The rule a slot held before the first pending change to it.
+    fn first_before(&self, table: u8, priority: u16, m: &Match) -> Option<&Arc<Rule>> {
+        self.pending.iter().find_map(|u| match u {
+            Undo::Rule {
+                table: t,
+                priority: p,
+                matching,
+                before,
+            } if *t == table && *p == priority && matching == m => Some(before.as_ref()),
+            _ => None,
+        })?
+    }
+
+    /// Put `rule` in its slot (or empty the slot), recording what was there.
+    fn put_rule(&mut self, table: u8, priority: u16, m: &Match, rule: Option<Arc<Rule>>) {
+        let cls = Arc::make_mut(&mut self.master.tables[table as usize]);
+        let before = match rule {
+            Some(r) => {
+                let conj = conjunctions(&r.actions);
+                cls.insert(m, priority, conj, r)
+            }
+            None => cls.remove(m, priority),
+        };
+        self.pending.push(Undo::Rule {
+            table,
+            priority,
+            matching: *m,
+            before,
+        });
+    }
+
+    fn put_group(&mut self, id: u32, g: Option<Arc<Group>>) {
+        let before = match g {
+            Some(g) => self.master.groups.insert(g),
+            None => self.master.groups.remove(id),
+        };
+        self.pending.push(Undo::Group { id, before });
     }
 
     /// Replace the port list (after a port is added or removed).
     pub fn set_ports(&mut self, ports: Vec<PortDesc>) {
+        if *self.master.ports == *ports {
+            return;
+        }
         let gone: Vec<u32> = self
             .master
             .ports
@@ -252,12 +610,23 @@ impl Bridge {
         for p in gone {
             self.mac.flush_port(p);
         }
-        self.master.ports = Arc::from(ports);
-        self.publish();
+        let before = std::mem::replace(&mut self.master.ports, Arc::from(ports));
+        self.pending.push(Undo::Ports(before));
+        self.changed();
     }
 
     /// The rules a criteria line selects, in no particular order.
     fn select(&self, criteria: &FlowSpec, strict: bool) -> Vec<Arc<Rule>> {
+        if strict && let Some(t) = criteria.table {
+            // One slot: no scan.
+            return self
+                .master
+                .rule_at(t, criteria.priority, &criteria.matching)
+                .filter(|r| selects(criteria, strict, r))
+                .cloned()
+                .into_iter()
+                .collect();
+        }
         self.master
             .iter_rules()
             .filter(|r| selects(criteria, strict, r))
@@ -267,14 +636,8 @@ impl Bridge {
 
     fn check(&self, spec: &FlowSpec, table: u8) -> Result<(), FlowModError> {
         rule::validate_actions(spec.actions.as_deref().unwrap_or(&[]), table, &|g| {
-            self.master.groups.contains_key(&g)
+            self.master.groups.contains(g)
         })
-    }
-
-    fn insert_rule(&mut self, r: Rule) -> Option<Arc<Rule>> {
-        let conj = conjunctions(&r.actions);
-        let (m, p, t) = (r.matching, r.priority, r.table);
-        self.master.tables[t as usize].insert(&m, p, conj, Arc::new(r))
     }
 
     /// `add-flow`/`add-flows`: all or nothing. A flow with the same table, match and
@@ -295,62 +658,12 @@ impl Bridge {
         }
         for s in specs {
             let table = s.table.unwrap_or(0);
-            let old = self.master.tables[table as usize]
-                .find_exact(&s.matching, s.priority)
-                .map(|e| e.rule.clone());
+            let old = self.master.rule_at(table, s.priority, &s.matching).cloned();
             let r = Rule::from_spec(s, table, old.as_deref(), origin, now);
-            self.insert_rule(r);
+            self.put_rule(table, s.priority, &s.matching, Some(Arc::new(r)));
         }
         if !specs.is_empty() {
-            self.publish();
-        }
-        Ok(())
-    }
-
-    /// Replace the switch's own rules that carry `cookie` with `specs` (none: remove
-    /// them), in one published change. Rules a user added are left alone.
-    pub fn set_system_flows(
-        &mut self,
-        cookie: u64,
-        specs: &[FlowSpec],
-        now: u64,
-    ) -> Result<(), FlowModError> {
-        for s in specs {
-            self.check(s, s.table.unwrap_or(0))?;
-        }
-        let old: Vec<Arc<Rule>> = self
-            .master
-            .iter_rules()
-            .filter(|r| r.origin == Origin::System && r.cookie == cookie)
-            .cloned()
-            .collect();
-        for r in &old {
-            self.master.tables[r.table as usize].remove(&r.matching, r.priority);
-        }
-        for s in specs {
-            let table = s.table.unwrap_or(0);
-            // A user's rule in the same place overrides the switch's own.
-            if self.master.tables[table as usize]
-                .find_exact(&s.matching, s.priority)
-                .is_some_and(|e| e.rule.origin == Origin::User)
-            {
-                continue;
-            }
-            let prev = old
-                .iter()
-                .find(|r| r.table == table && r.priority == s.priority && r.matching == s.matching);
-            let mut s = s.clone();
-            s.cookie = cookie;
-            self.insert_rule(Rule::from_spec(
-                &s,
-                table,
-                prev.map(|r| &**r),
-                Origin::System,
-                now,
-            ));
-        }
-        if !old.is_empty() || !specs.is_empty() {
-            self.publish();
+            self.changed();
         }
         Ok(())
     }
@@ -369,22 +682,31 @@ impl Bridge {
         }
         for old in &targets {
             let new = old.modified(spec, now);
-            self.insert_rule(new);
+            self.put_rule(old.table, old.priority, &old.matching, Some(Arc::new(new)));
         }
         if !targets.is_empty() {
-            self.publish();
+            self.changed();
         }
         Ok(targets.len())
+    }
+
+    /// Remove these rules from their slots; a slot the switch's own rules want gets them
+    /// back (a user's rule only hides them while it is there).
+    fn remove_rules(&mut self, rules: &[Arc<Rule>]) {
+        for r in rules {
+            self.put_rule(r.table, r.priority, &r.matching, None);
+            if r.origin != Origin::System {
+                self.reinstall_owned(r.table, r.priority, &r.matching);
+            }
+        }
     }
 
     /// `del-flows [--strict]`: remove the selected rules; returns them.
     pub fn delete_flows(&mut self, criteria: &FlowSpec, strict: bool) -> Vec<Arc<Rule>> {
         let targets = self.select(criteria, strict);
-        for r in &targets {
-            self.master.tables[r.table as usize].remove(&r.matching, r.priority);
-        }
+        self.remove_rules(&targets);
         if !targets.is_empty() {
-            self.publish();
+            self.changed();
         }
         targets
     }
@@ -404,54 +726,71 @@ impl Bridge {
 
     /// `add-group`: a new group (an existing id is an error, as in OpenFlow).
     pub fn add_group(&mut self, g: &GroupSpec) -> Result<(), FlowModError> {
-        if self.master.groups.contains_key(&g.group_id) {
+        if self.master.groups.contains(g.group_id) {
             return Err(FlowModError::GroupExists(g.group_id));
         }
-        self.set_group(g)
+        self.set_group(g, Origin::User)?;
+        self.changed();
+        Ok(())
     }
 
     /// `mod-group`: replace an existing group's type and buckets.
     pub fn modify_group(&mut self, g: &GroupSpec) -> Result<(), FlowModError> {
-        if !self.master.groups.contains_key(&g.group_id) {
-            return Err(FlowModError::NoSuchGroup(g.group_id));
+        match self.master.groups.get(g.group_id) {
+            None => return Err(FlowModError::NoSuchGroup(g.group_id)),
+            Some(old) if old.origin != Origin::User => {
+                return Err(FlowModError::SystemGroup(g.group_id));
+            }
+            Some(_) => {}
         }
-        self.set_group(g)
+        self.set_group(g, Origin::User)?;
+        self.changed();
+        Ok(())
     }
 
-    fn set_group(&mut self, g: &GroupSpec) -> Result<(), FlowModError> {
+    fn check_group(&self, g: &GroupSpec) -> Result<(), FlowModError> {
         if g.group_type == GroupType::Indirect && g.buckets.len() != 1 {
             return Err(FlowModError::IndirectBuckets(g.buckets.len()));
         }
         for b in &g.buckets {
             rule::validate_actions(&b.actions, 0, &|id| {
-                id == g.group_id || self.master.groups.contains_key(&id)
+                id == g.group_id || self.master.groups.contains(id)
             })?;
         }
-        self.master
-            .groups
-            .insert(g.group_id, Arc::new(Group::from_spec(g)));
-        self.publish();
         Ok(())
     }
 
-    /// `del-groups [group_id=N]`: remove groups and, as OpenFlow requires, every rule that
-    /// uses them. Returns the removed group ids.
+    fn set_group(&mut self, g: &GroupSpec, origin: Origin) -> Result<(), FlowModError> {
+        self.check_group(g)?;
+        let old = self.master.groups.get(g.group_id).cloned();
+        let new = Group::from_spec(g, origin, old.as_deref());
+        self.put_group(g.group_id, Some(Arc::new(new)));
+        Ok(())
+    }
+
+    /// `del-groups [group_id=N]`: remove the user's groups and, as OpenFlow requires,
+    /// every rule that uses them. Returns the removed group ids. The switch's own groups
+    /// stay (they go with the objects they were made for).
     pub fn delete_groups(&mut self, id: Option<u32>) -> Vec<u32> {
         let ids: Vec<u32> = match id {
             Some(id) => self
                 .master
                 .groups
-                .contains_key(&id)
-                .then_some(id)
+                .get(id)
+                .filter(|g| g.origin == Origin::User)
+                .map(|_| id)
                 .into_iter()
                 .collect(),
-            None => self.master.groups.keys().copied().collect(),
+            None => self
+                .master
+                .groups
+                .iter()
+                .filter(|g| g.origin == Origin::User)
+                .map(|g| g.spec.group_id)
+                .collect(),
         };
         if ids.is_empty() {
             return ids;
-        }
-        for id in &ids {
-            self.master.groups.remove(id);
         }
         let users: Vec<Arc<Rule>> = self
             .master
@@ -459,10 +798,11 @@ impl Bridge {
             .filter(|r| ids.iter().any(|&g| r.uses_group(g)))
             .cloned()
             .collect();
-        for r in users {
-            self.master.tables[r.table as usize].remove(&r.matching, r.priority);
+        self.remove_rules(&users);
+        for id in &ids {
+            self.put_group(*id, None);
         }
-        self.publish();
+        self.changed();
         ids
     }
 
@@ -474,11 +814,9 @@ impl Bridge {
             .filter(|r| r.expired(now))
             .cloned()
             .collect();
-        for r in &expired {
-            self.master.tables[r.table as usize].remove(&r.matching, r.priority);
-        }
+        self.remove_rules(&expired);
         if !expired.is_empty() {
-            self.publish();
+            self.changed();
         }
         expired
     }
@@ -487,27 +825,13 @@ impl Bridge {
     /// already there, restart its timeouts without publishing a new snapshot.
     pub fn learn(&mut self, spec: &FlowSpec, now: u64) -> Result<(), FlowModError> {
         let table = spec.table.unwrap_or(0);
-        if let Some(e) =
-            self.master.tables[table as usize].find_exact(&spec.matching, spec.priority)
-            && e.rule.same_behaviour(spec)
+        if let Some(r) = self.master.rule_at(table, spec.priority, &spec.matching)
+            && r.same_behaviour(spec)
         {
-            e.rule.refresh(now);
+            r.refresh(now);
             return Ok(());
         }
         self.add_flows_from(std::slice::from_ref(spec), Origin::Learned, now)
-    }
-
-    /// A copy of the master tables, to put back with [`Bridge::restore`] if a change
-    /// cannot be made durable.
-    pub fn snapshot(&self) -> Pipeline {
-        self.master.clone()
-    }
-
-    /// Put back tables saved with [`Bridge::snapshot`] (ports are kept as they are now).
-    pub fn restore(&mut self, mut saved: Pipeline) {
-        saved.ports = self.master.ports.clone();
-        self.master = saved;
-        self.publish();
     }
 
     /// Trace a packet, written as a flow, through the current tables.
@@ -515,14 +839,20 @@ impl Bridge {
         xlate::trace(&self.master, &self.mac, packet, now)
     }
 
-    /// Drop every rule and group (the tables are empty afterwards).
+    /// Drop every rule and group, the switch's own included (the tables are empty
+    /// afterwards).
     pub fn clear(&mut self) {
         let ports = self.master.ports.clone();
         self.master = Pipeline {
             ports,
+            generation: self.master.generation,
+            deltas: self.master.deltas.clone(),
             ..Pipeline::default()
         };
-        self.publish();
+        self.owned = owned::Owned::default();
+        self.pending.clear();
+        self.pending.push(Undo::All);
+        self.changed();
     }
 }
 

@@ -24,6 +24,8 @@ pub enum FlowModError {
     IndirectBuckets(usize),
     #[error("ct zone from {bits}-bit subfield: a zone is at most 16 bits")]
     ZoneTooWide { bits: u8 },
+    #[error("group {0} belongs to the switch (it goes with the object it was made for)")]
+    SystemGroup(u32),
 }
 
 /// Counters of a rule. They outlive modifications of the rule (a modified rule keeps its
@@ -109,6 +111,35 @@ impl Rule {
             importance: s.importance,
             flags: s.flags,
             actions: s.actions.clone().unwrap_or_default(),
+            stats: keep.map_or_else(Default::default, |o| o.stats.clone()),
+            created_ms: keep.map_or(now, |o| o.created_ms),
+            modified_ms: AtomicU64::new(now),
+        }
+    }
+
+    /// A rule of the switch's own, for an owner (`cookie`); `old` is the switch's rule it
+    /// replaces in the same slot, whose counters it keeps.
+    pub fn system(
+        table: u8,
+        priority: u16,
+        matching: Match,
+        cookie: u64,
+        actions: Vec<Action>,
+        old: Option<&Rule>,
+        now: u64,
+    ) -> Rule {
+        let keep = old.filter(|o| o.origin == Origin::System);
+        Rule {
+            origin: Origin::System,
+            table,
+            priority,
+            matching,
+            cookie,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            importance: 0,
+            flags: FlowFlags::default(),
+            actions,
             stats: keep.map_or_else(Default::default, |o| o.stats.clone()),
             created_ms: keep.map_or(now, |o| o.created_ms),
             modified_ms: AtomicU64::new(now),
@@ -232,18 +263,40 @@ fn actions_output_to(actions: &[Action], port: u32) -> bool {
 #[derive(Debug)]
 pub struct Group {
     pub spec: GroupSpec,
+    /// Who made it: a user's group is saved; the switch's own goes with its owners.
+    pub origin: Origin,
     /// Sum of bucket weights (select groups).
     pub total_weight: u32,
     /// Packets that went through the group; credited like rule counters.
     pub stats: Arc<RuleStats>,
+    /// Packets that went through each bucket, in bucket order.
+    pub bucket_stats: Box<[Arc<RuleStats>]>,
 }
 
 impl Group {
-    pub fn from_spec(spec: &GroupSpec) -> Group {
+    /// A group from its spec; `old`, the group it replaces, keeps its counters (a bucket's
+    /// too, when a bucket with the same id is still there).
+    pub fn from_spec(spec: &GroupSpec, origin: Origin, old: Option<&Group>) -> Group {
+        let bucket_stats = spec
+            .buckets
+            .iter()
+            .map(|b| {
+                old.and_then(|o| {
+                    o.spec
+                        .buckets
+                        .iter()
+                        .position(|ob| ob.bucket_id == b.bucket_id)
+                        .map(|i| o.bucket_stats[i].clone())
+                })
+                .unwrap_or_default()
+            })
+            .collect();
         Group {
             spec: spec.clone(),
+            origin,
             total_weight: spec.buckets.iter().map(|b| b.weight as u32).sum(),
-            stats: Arc::default(),
+            stats: old.map_or_else(Default::default, |o| o.stats.clone()),
+            bucket_stats,
         }
     }
 

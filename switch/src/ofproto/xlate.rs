@@ -43,6 +43,76 @@ pub struct XlateOut {
     pub stats: Vec<Arc<RuleStats>>,
     /// MAC entries learned from this flow's source, to keep fresh on each hit.
     pub macs: Vec<Arc<MacEntry>>,
+    /// What the result depends on besides the flow's bits: the tables looked at, the
+    /// groups used, the port list. A change elsewhere leaves the result as it is.
+    pub deps: Deps,
+}
+
+/// One table lookup of a translation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Visit {
+    pub table: u8,
+    /// The priority of the rule that won, -1 when none matched: a changed rule of lower
+    /// priority cannot change the outcome.
+    pub priority: i32,
+    /// The words of the flow ([`Flow::w`]) actions had written before this lookup: there
+    /// the flow looked up is not the packet's.
+    pub written: u32,
+}
+
+/// What a translation depends on besides the bits of its mask.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Deps {
+    pub visits: Vec<Visit>,
+    pub groups: Vec<u32>,
+    /// The port list or the MAC table (`flood`, `all`, `normal`, fast-failover liveness).
+    pub ports: bool,
+}
+
+impl Deps {
+    /// Whether a rule `(table, priority, matching)` that changed could change the
+    /// translation of a flow whose megaflow is `key` under `mask`: it could match the flow
+    /// as some lookup saw it, at a priority that could win there. Bits that actions wrote
+    /// before a lookup are taken as unknown (whole words), so the answer errs towards yes.
+    pub fn rule_may_matter(
+        &self,
+        key: &Flow,
+        mask: &Flow,
+        table: u8,
+        priority: u16,
+        matching: &vswitch_proto::matching::Match,
+    ) -> bool {
+        self.visits.iter().any(|v| {
+            if v.table != table || (priority as i32) < v.priority {
+                return false;
+            }
+            // A conjunctive match's second lookup sets conj_id itself: never a known bit.
+            let conj = slot::CONJ_ID;
+            let conj_bits = ((1u64 << conj.bits) - 1) << conj.shift;
+            (0..vswitch_proto::flow::FLOW_U64S).all(|i| {
+                if v.written & (1 << i) != 0 {
+                    return true;
+                }
+                let known = if i == conj.word as usize {
+                    !conj_bits
+                } else {
+                    u64::MAX
+                };
+                (matching.flow.w[i] ^ key.w[i]) & matching.mask.w[i] & mask.w[i] & known == 0
+            })
+        })
+    }
+}
+
+/// Bit `i` set for every non-zero word of `f`.
+fn word_bits(f: &Flow) -> u32 {
+    let mut bits = 0;
+    for (i, w) in f.w.iter().enumerate() {
+        if *w != 0 {
+            bits |= 1 << i;
+        }
+    }
+    bits
 }
 
 struct Ctx<'a> {
@@ -57,6 +127,7 @@ struct Ctx<'a> {
     out: Vec<DpAction>,
     stats: Vec<Arc<RuleStats>>,
     macs: Vec<Arc<MacEntry>>,
+    deps: Deps,
     depth: u32,
     resubmits: u32,
     table: u8,
@@ -179,6 +250,7 @@ impl<'a> Ctx<'a> {
             out: Vec::new(),
             stats: Vec::new(),
             macs: Vec::new(),
+            deps: Deps::default(),
             depth: 0,
             resubmits: 0,
             table: 0,
@@ -209,6 +281,7 @@ impl<'a> Ctx<'a> {
             mask: self.wc,
             stats: self.stats,
             macs: self.macs,
+            deps: self.deps,
         }
     }
 
@@ -259,6 +332,11 @@ impl<'a> Ctx<'a> {
         let saved = self.table;
         self.table = table;
         let entry = cls.lookup_entry(&self.flow, &mut self.wc);
+        self.deps.visits.push(Visit {
+            table,
+            priority: entry.map_or(-1, |e| e.priority as i32),
+            written: word_bits(&self.written),
+        });
         let depth = self.depth;
         match entry {
             Some(e) => {
@@ -447,6 +525,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn flood(&mut self, all: bool) {
+        self.deps.ports = true;
         let in_port = self.flow.in_port();
         let ports: Vec<u32> = self
             .pipe
@@ -463,6 +542,7 @@ impl<'a> Ctx<'a> {
     /// A learning switch: learn where the source lives, then send to where the
     /// destination lives, or flood.
     fn normal(&mut self) {
+        self.deps.ports = true;
         for s in [slot::DL_SRC, slot::DL_DST] {
             or_bits(&mut self.wc, s, s.max());
         }
@@ -555,6 +635,9 @@ impl<'a> Ctx<'a> {
     }
 
     fn group(&mut self, id: u32) {
+        if !self.deps.groups.contains(&id) {
+            self.deps.groups.push(id);
+        }
         let Some(g) = self.pipe.group(id).cloned() else {
             return self.stop_here(DropReason::NoSuchGroup);
         };
@@ -566,19 +649,24 @@ impl<'a> Ctx<'a> {
         let buckets = g.buckets();
         match g.group_type() {
             GroupType::All => {
-                for b in buckets {
+                for (i, b) in buckets.iter().enumerate() {
+                    self.stats.push(g.bucket_stats[i].clone());
                     self.in_clone(|ctx| ctx.execute(&b.actions));
                 }
             }
             GroupType::Indirect => {
                 if let Some(b) = buckets.first() {
+                    self.stats.push(g.bucket_stats[0].clone());
                     self.in_clone(|ctx| ctx.execute(&b.actions));
                 }
             }
             GroupType::FastFailover => {
+                self.deps.ports = true;
                 let live =
                     |p: Option<u32>| p.is_none_or(|p| self.pipe.ports().iter().any(|d| d.no == p));
-                if let Some(b) = buckets.iter().find(|b| live(b.watch_port)) {
+                if let Some(i) = buckets.iter().position(|b| live(b.watch_port)) {
+                    self.stats.push(g.bucket_stats[i].clone());
+                    let b = &buckets[i];
                     self.in_clone(|ctx| ctx.execute(&b.actions));
                 }
             }
@@ -600,6 +688,7 @@ impl<'a> Ctx<'a> {
                 match pick {
                     Some(i) => {
                         let b = &buckets[i];
+                        self.stats.push(g.bucket_stats[i].clone());
                         let bid = b.bucket_id;
                         self.note(|| format!("group {id}: selected bucket {bid}"));
                         self.in_clone(|ctx| ctx.execute(&b.actions));

@@ -1,0 +1,551 @@
+//! Kubernetes objects: `apply`, `delete` and `get`, through the kinds of the `k8s`
+//! registry. A manifest is one transaction: every object is read, checked, compiled and
+//! installed in memory, the whole manifest is made durable in one journal append and
+//! published to the workers once, then the routes its objects need are set. Each object
+//! gets its own outcome; when the manifest cannot be made durable, none of it stays and
+//! each object that would have changed is reported as not applied.
+
+use super::overlay::FROM_MANIFEST;
+use super::{Refusal, Switch, Txn};
+use crate::k8s::{self, Checked, Kind, NodeCtx, ObjectKey, Route, Stored};
+use crate::ofproto::now_ms;
+use crate::store::{Image, ObjectRecord, Op};
+use crate::sys::netlink::Rtnl;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use vswitch_proto::k8s as manifest;
+use vswitch_proto::rpc::{self, ApplyOutcome, GetColumn, GetItem, GetParams, GetResult};
+
+/// What became of one object, as `apply` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    Created,
+    Configured,
+    Unchanged,
+    Deleted,
+}
+
+impl Change {
+    fn as_str(self) -> &'static str {
+        match self {
+            Change::Created => "created",
+            Change::Configured => "configured",
+            Change::Unchanged => "unchanged",
+            Change::Deleted => "deleted",
+        }
+    }
+}
+
+impl Switch {
+    /// What the node knows of itself, for the kinds' checks and compilers.
+    fn node_ctx(&self) -> NodeCtx<'_> {
+        NodeCtx {
+            name: &self.config.node_name,
+            local: self.podnet.net.as_ref(),
+            node_ip: self.tunnel_local(),
+        }
+    }
+
+    /// An object as the state file keeps it.
+    pub(super) fn object_record(&self, key: &ObjectKey, stored: &Stored) -> ObjectRecord {
+        let kind = k8s::kind_named(key.kind).expect("a stored object's kind is registered");
+        ObjectRecord {
+            kind: key.kind.to_string(),
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            source: stored.source.clone(),
+            id: stored.id,
+            object: kind.to_object(key, stored),
+        }
+    }
+
+    /// `apply`: each object in order, one outcome each, in one transaction.
+    pub fn apply(&mut self, objects: &[rpc::ManifestObject]) -> rpc::ApplyResult {
+        self.manifest(objects, false)
+    }
+
+    /// `delete`: each object removed, or reported as not found.
+    pub fn delete(&mut self, objects: &[rpc::ManifestObject]) -> rpc::ApplyResult {
+        self.manifest(objects, true)
+    }
+
+    fn manifest(&mut self, objects: &[rpc::ManifestObject], delete: bool) -> rpc::ApplyResult {
+        let mut results: Vec<ApplyOutcome> = Vec::with_capacity(objects.len());
+        let done = self.transact(|sw, txn| {
+            let mut routes = Vec::new();
+            for o in objects {
+                results.push(sw.apply_one(txn, o, delete, &mut routes));
+            }
+            if !routes.is_empty() {
+                txn.then(move |sw| sw.sync_routes(routes));
+            }
+            Ok(())
+        });
+        if let Err(e) = done {
+            // Nothing of the manifest stays: every object it changed, and every later
+            // outcome about one of those objects, is not applied.
+            let key = |r: &ApplyOutcome| (r.kind.clone(), r.namespace.clone(), r.name.clone());
+            let changed: std::collections::HashSet<_> = results
+                .iter()
+                .filter(|r| matches!(r.outcome.as_str(), "created" | "configured" | "deleted"))
+                .map(key)
+                .collect();
+            for r in &mut results {
+                if r.outcome != "skipped" && r.outcome != "error" && changed.contains(&key(r)) {
+                    r.outcome = "error".into();
+                    r.message = Some(format!(
+                        "not applied: the state could not be saved: {}",
+                        e.message
+                    ));
+                }
+            }
+        }
+        rpc::ApplyResult { results }
+    }
+
+    /// One object of a manifest, inside the manifest's change.
+    fn apply_one(
+        &mut self,
+        txn: &mut Txn,
+        o: &rpc::ManifestObject,
+        delete: bool,
+        routes: &mut Vec<(u64, Vec<Route>)>,
+    ) -> ApplyOutcome {
+        let (kind_name, name) = manifest::object_kind_name(&o.object);
+        let api_version = o
+            .object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let namespace = o
+            .object
+            .get("metadata")
+            .and_then(|m| m.get("namespace"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let mut out = ApplyOutcome {
+            source: o.source.clone(),
+            doc: o.doc,
+            kind: kind_name.clone(),
+            group: api_version
+                .rsplit_once('/')
+                .map_or("", |(g, _)| g)
+                .to_string(),
+            namespace: None,
+            name: name.clone(),
+            outcome: String::new(),
+            message: None,
+        };
+        let Some(kind) = k8s::kind_of(&kind_name, api_version) else {
+            out.outcome = "skipped".into();
+            out.message = Some(format!(
+                "kind {kind_name} ({api_version}) is not handled by this switch yet"
+            ));
+            return out;
+        };
+        if kind.info().namespaced {
+            out.namespace = Some(namespace.unwrap_or_else(|| "default".into()));
+        }
+        let result = if delete {
+            self.delete_object(txn, kind, &out, routes)
+        } else {
+            self.apply_object(txn, kind, &o.object, FROM_MANIFEST, routes)
+        };
+        match result {
+            Ok(c) => out.outcome = c.as_str().into(),
+            Err(m) if m == "not found" => out.outcome = m,
+            Err(m) => {
+                out.outcome = "error".into();
+                out.message = Some(m);
+            }
+        }
+        out
+    }
+
+    fn delete_object(
+        &mut self,
+        txn: &mut Txn,
+        kind: &'static dyn Kind,
+        out: &ApplyOutcome,
+        routes: &mut Vec<(u64, Vec<Route>)>,
+    ) -> Result<Change, String> {
+        if out.name.is_empty() {
+            return Err("metadata.name: missing".into());
+        }
+        if kind.info().kind == manifest::NODE_KIND && out.name == self.config.node_name {
+            return Err(format!(
+                "metadata.name: {} is this node; its Pod network goes with vswitchd --pod-cidr",
+                out.name
+            ));
+        }
+        let key = ObjectKey {
+            kind: kind.info().kind,
+            namespace: out.namespace.clone().unwrap_or_default(),
+            name: out.name.clone(),
+        };
+        if self.objects.get(&key).is_none() {
+            return Err("not found".into());
+        }
+        self.put_object(txn, kind, key, None, routes)
+            .map_err(|r| r.message)?;
+        Ok(Change::Deleted)
+    }
+
+    /// Read, check, compile and install one object (`apply`, `add-node`).
+    fn apply_object(
+        &mut self,
+        txn: &mut Txn,
+        kind: &'static dyn Kind,
+        object: &Value,
+        source: &str,
+        routes: &mut Vec<(u64, Vec<Route>)>,
+    ) -> Result<Change, String> {
+        let (key, spec) = kind.read(object).map_err(|e| e.to_string())?;
+        match kind
+            .check(&self.node_ctx(), &self.objects, &key, &spec)
+            .map_err(|e| e.to_string())?
+        {
+            Checked::Ok => {}
+            Checked::ThisNode(Ok(())) => return Ok(Change::Unchanged),
+            Checked::ThisNode(Err(e)) => return Err(e.to_string()),
+        }
+        let old = self.objects.get(&key).cloned();
+        if let Some(o) = &old
+            && o.spec == spec
+        {
+            // The same again: a route that could not be set before is tried again.
+            let owner = kind.owner(o);
+            let want = kind.compile(&self.node_ctx(), &key, o).routes;
+            if self.routes.get(&owner).is_none_or(|r| *r != want) && !want.is_empty() {
+                routes.push((owner, want));
+            }
+            return Ok(Change::Unchanged);
+        }
+        let id = match &old {
+            Some(o) => o.id,
+            None => self
+                .objects
+                .free_id(key.kind)
+                .ok_or_else(|| format!("too many objects of kind {}", key.kind))?,
+        };
+        let stored = Stored {
+            spec,
+            source: source.to_string(),
+            id,
+        };
+        self.put_object(txn, kind, key, Some(stored), routes)
+            .map_err(|r| r.message)?;
+        Ok(if old.is_some() {
+            Change::Configured
+        } else {
+            Change::Created
+        })
+    }
+
+    /// Put (or remove) an object: its rules compiled and installed under its owner (all
+    /// or nothing), the store and the journal updated, its routes queued for after the
+    /// change; undone with the change.
+    fn put_object(
+        &mut self,
+        txn: &mut Txn,
+        kind: &'static dyn Kind,
+        key: ObjectKey,
+        stored: Option<Stored>,
+        routes: &mut Vec<(u64, Vec<Route>)>,
+    ) -> Result<(), Refusal> {
+        let old = self.objects.get(&key).cloned();
+        let owner = stored
+            .as_ref()
+            .or(old.as_ref())
+            .map(|s| kind.owner(s))
+            .expect("an object to put or remove");
+        let compiled = stored
+            .as_ref()
+            .map(|s| kind.compile(&self.node_ctx(), &key, s))
+            .unwrap_or_default();
+        self.bridge
+            .set_owned(owner, compiled.rules, compiled.groups, now_ms())
+            .map_err(|e| Refusal::refused(format!("its flows were refused: {e}")))?;
+        let record = stored.as_ref().map(|s| self.object_record(&key, s));
+        txn.op(Op::Object {
+            kind: key.kind.to_string(),
+            ns: key.namespace.clone(),
+            name: key.name.clone(),
+            v: record,
+        });
+        let before = self.objects.put(key.clone(), stored);
+        txn.on_undo(move |sw| {
+            sw.objects.put(key, before);
+        });
+        routes.push((owner, compiled.routes));
+        Ok(())
+    }
+
+    /// One object from a call other than `apply` (`add-node`), as its own change.
+    pub(super) fn put_one(&mut self, object: &Value, source: &str) -> Result<(), Refusal> {
+        let (kind_name, _) = manifest::object_kind_name(object);
+        let kind = k8s::kind_named(&kind_name)
+            .ok_or_else(|| Refusal::refused(format!("kind {kind_name} is not handled")))?;
+        self.transact(|sw, txn| {
+            let mut routes = Vec::new();
+            sw.apply_object(txn, kind, object, source, &mut routes)
+                .map_err(|m| {
+                    Refusal::refused(m.split_once(": ").map_or(m.clone(), |(_, r)| r.to_string()))
+                })?;
+            txn.then(move |sw| sw.sync_routes(routes));
+            Ok(())
+        })
+        .and_then(|()| self.route_error())
+    }
+
+    /// Remove one object (`del-node`), as its own change.
+    pub(super) fn remove_one(&mut self, key: ObjectKey) -> Result<(), Refusal> {
+        let kind = k8s::kind_named(key.kind).expect("a stored object's kind is registered");
+        self.transact(|sw, txn| {
+            let mut routes = Vec::new();
+            sw.put_object(txn, kind, key, None, &mut routes)?;
+            txn.then(move |sw| sw.sync_routes(routes));
+            Ok(())
+        })
+    }
+
+    /// After `add-node`: whether the route it needs could be set (the node stays
+    /// recorded either way, and its route is tried again at the next apply or start).
+    fn route_error(&mut self) -> Result<(), Refusal> {
+        match self.last_route_error.take() {
+            None => Ok(()),
+            Some(e) => Err(Refusal::refused(format!(
+                "the node is recorded but its route could not be installed: {e}"
+            ))),
+        }
+    }
+
+    /// At start: the objects as saved (and the remote nodes of a version-1 state, as
+    /// Node objects), each checked again against this start's settings and installed;
+    /// one that no longer fits (a node that now overlaps this one) stays saved but
+    /// gets no rules, and says why.
+    pub(super) fn restore_objects(&mut self, image: &Image) {
+        let mut restored: Vec<(ObjectKey, Stored)> = Vec::new();
+        for rec in image.objects.values() {
+            let Some(kind) = k8s::kind_named(&rec.kind) else {
+                tracing::error!(kind = %rec.kind, name = %rec.name, "saved object of a kind this vswitchd does not know: dropped");
+                continue;
+            };
+            match kind.read(&rec.object) {
+                Ok((key, spec)) => restored.push((
+                    key,
+                    Stored {
+                        spec,
+                        source: rec.source.clone(),
+                        id: rec.id,
+                    },
+                )),
+                Err(e) => {
+                    tracing::error!(kind = %rec.kind, name = %rec.name, error = %e, "saved object no longer reads: dropped")
+                }
+            }
+        }
+        for n in &image.v1_nodes {
+            let object = serde_json::json!({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": { "name": n.name },
+                "spec": { "podCIDR": n.pod_cidr },
+                "status": { "addresses": [{ "type": "InternalIP", "address": n.node_ip }] },
+            });
+            match k8s::node::NODE.read(&object) {
+                Ok((key, spec)) => restored.push((
+                    key,
+                    Stored {
+                        spec,
+                        source: n.source.clone(),
+                        id: n.id,
+                    },
+                )),
+                Err(e) => {
+                    tracing::error!(node = %n.name, error = %e, "saved node no longer reads: dropped")
+                }
+            }
+        }
+        let n = restored.len();
+        for (key, stored) in restored {
+            let kind = k8s::kind_named(key.kind).expect("registered");
+            let ok = match kind.check(&self.node_ctx(), &self.objects, &key, &stored.spec) {
+                Ok(Checked::Ok) => true,
+                Ok(Checked::ThisNode(_)) => false,
+                Err(e) => {
+                    tracing::error!(object = %key, error = %e, "saved object does not fit this start's settings: kept, not installed");
+                    false
+                }
+            };
+            if ok {
+                let c = kind.compile(&self.node_ctx(), &key, &stored);
+                let owner = kind.owner(&stored);
+                if let Err(e) = self.bridge.set_owned(owner, c.rules, c.groups, now_ms()) {
+                    tracing::error!(object = %key, error = %e, "saved object's flows refused");
+                }
+                self.pending_routes.push((owner, c.routes));
+            }
+            self.objects.put(key, Some(stored));
+        }
+        if n > 0 {
+            tracing::info!(objects = n, "Kubernetes objects restored");
+        }
+    }
+
+    /// At start, once published: the routes the restored objects need.
+    pub(super) fn sync_all_routes(&mut self) {
+        let routes = std::mem::take(&mut self.pending_routes);
+        self.sync_routes(routes);
+        self.last_route_error = None;
+    }
+
+    /// Make the switch's namespace hold the routes each owner now needs (`CIDR via GW
+    /// dev <gateway port> onlink`), on one netlink socket: what an owner no longer needs
+    /// goes, what it needs is set (replaced). A route that cannot be set is logged, not
+    /// recorded, and tried again when its object is applied again or at the next start.
+    pub(super) fn sync_routes(&mut self, wanted: Vec<(u64, Vec<Route>)>) {
+        let gateway = self
+            .podnet
+            .net
+            .as_ref()
+            .and_then(|n| self.ports.get(n.gateway_port))
+            .map(|p| p.record.ifname.clone());
+        let mut nl: Option<(Rtnl, Option<u32>)> = None;
+        for (owner, want) in wanted {
+            let have = self.routes.remove(&owner).unwrap_or_default();
+            if want.is_empty() && have.is_empty() {
+                continue;
+            }
+            let Some(gw) = &gateway else {
+                continue;
+            };
+            if nl.is_none() {
+                match Rtnl::open().and_then(|mut s| {
+                    let index = s.link_index(gw)?;
+                    Ok((s, index))
+                }) {
+                    Ok(x) => nl = Some(x),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot set routes to remote nodes");
+                        self.last_route_error = Some(e.to_string());
+                        return;
+                    }
+                }
+            }
+            let Some((sock, Some(index))) = nl.as_mut() else {
+                continue;
+            };
+            let index = *index;
+            for r in have.iter().filter(|r| !want.contains(r)) {
+                let del = sock.del_route(
+                    IpAddr::V4(r.dst.network()),
+                    r.dst.prefix(),
+                    IpAddr::V4(r.via),
+                    index,
+                );
+                if let Err(e) = del {
+                    tracing::warn!(route = %r.dst, error = %e, "cannot remove a route to a node");
+                }
+            }
+            let mut set = Vec::with_capacity(want.len());
+            for r in want {
+                let done = sock.replace_route_onlink(
+                    IpAddr::V4(r.dst.network()),
+                    r.dst.prefix(),
+                    IpAddr::V4(r.via),
+                    index,
+                );
+                match done {
+                    Ok(()) => set.push(r),
+                    Err(e) => {
+                        let msg = format!("route to {} via {gw}: {e}", r.dst);
+                        tracing::error!(error = %msg, "route not installed");
+                        self.last_route_error = Some(msg);
+                    }
+                }
+            }
+            if !set.is_empty() {
+                self.routes.insert(owner, set);
+            }
+        }
+    }
+
+    /// `get`: the objects of one kind, or one, with the columns their kind shows.
+    pub fn get(&self, p: &GetParams) -> Result<GetResult, Refusal> {
+        let kind = k8s::resource(&p.resource).ok_or_else(|| Refusal {
+            data: Some(serde_json::json!({ "reason": "UnknownResource" })),
+            ..Refusal::not_found(format!(
+                "the server doesn't have a resource type {:?}",
+                p.resource
+            ))
+        })?;
+        let info = kind.info();
+        let namespace = match (info.namespaced, p.all_namespaces) {
+            (false, _) | (true, true) => None,
+            (true, false) => Some(p.namespace.clone().unwrap_or_else(|| "default".into())),
+        };
+        let mut columns = vec![GetColumn {
+            name: "NAME".into(),
+            wide: false,
+        }];
+        columns.extend(kind.columns());
+        let item = |key: &ObjectKey, stored: &Stored| {
+            let mut cells = vec![key.name.clone()];
+            cells.extend(kind.cells(key, stored));
+            GetItem {
+                namespace: info.namespaced.then(|| key.namespace.clone()),
+                name: key.name.clone(),
+                cells,
+                object: kind.to_object(key, stored),
+            }
+        };
+        let mut items: Vec<GetItem> = Vec::new();
+        if info.kind == manifest::NODE_KIND {
+            items.extend(self.local_node_object().map(|(k, s)| item(&k, &s)));
+        }
+        items.extend(
+            self.objects
+                .of_kind(info.kind, namespace.as_deref())
+                .map(|(k, s)| item(k, s)),
+        );
+        if let Some(name) = &p.name {
+            items.retain(|i| &i.name == name);
+            if items.is_empty() {
+                return Err(Refusal {
+                    data: Some(serde_json::json!({ "reason": "NotFound" })),
+                    ..Refusal::not_found(format!("{} {name:?} not found", info.plural))
+                });
+            }
+        }
+        Ok(GetResult {
+            kind: info.kind.into(),
+            api_version: info.api_version(),
+            resource: info.plural.into(),
+            namespaced: info.namespaced,
+            columns,
+            items,
+        })
+    }
+
+    /// This node as a Node object (from its flags), for `get nodes`.
+    fn local_node_object(&self) -> Option<(ObjectKey, Stored)> {
+        let net = self.podnet.net.as_ref()?;
+        Some((
+            k8s::node::key(&self.config.node_name),
+            Stored {
+                spec: k8s::Spec::Node(k8s::node::RemoteNode {
+                    cidr: net.cidr,
+                    node_ip: self
+                        .tunnel_local()
+                        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                }),
+                source: "flags".into(),
+                id: 0,
+            },
+        ))
+    }
+}
+
+/// Routes by owner (what [`Switch::sync_routes`] keeps).
+pub(super) type Routes = BTreeMap<u64, Vec<Route>>;

@@ -1,0 +1,314 @@
+//! The node's own part of the pipeline (DESIGN §5) and each local Pod's, compiled from
+//! the node's Pod network and the Pods' ports: pure functions, no daemon needed.
+//!
+//! The design, one rule for every case: between Pods of the node, and between a Pod and
+//! the node, the switch is a switch: a frame goes to the port that owns its destination
+//! MAC, unchanged. A frame sent to the gateway's MAC for a Pod's IP (from a Pod whose route
+//! points at the gateway, or from the tunnel) is routed: both MACs rewritten and the TTL
+//! decremented. Everything else sent to the gateway's MAC goes to the node. ARP for the
+//! gateway and for every local Pod is answered by the switch itself, so nothing is flooded;
+//! ARP for anything else is dropped. A Pod may send only untagged frames, from its own MAC
+//! and IP.
+
+use super::pipeline::{Source, Table, reg, rule};
+use crate::ofproto::OwnedRule;
+use std::net::Ipv4Addr;
+use vswitch_proto::field::FieldId;
+use vswitch_proto::net::{Ipv4Cidr, MacAddr};
+
+/// The node's side: the Pod CIDR and its gateway port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalNet {
+    pub cidr: Ipv4Cidr,
+    pub gateway_port: u32,
+    pub mtu: u32,
+    /// The tunnel to the other nodes, when the node has one (`--node-ip`).
+    pub tunnel: Option<TunnelNet>,
+}
+
+/// The VXLAN port and the Pod network's VNI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TunnelNet {
+    pub port: u32,
+    pub vni: u32,
+}
+
+impl LocalNet {
+    pub fn gateway_ip(&self) -> Ipv4Addr {
+        self.cidr.gateway()
+    }
+
+    pub fn gateway_mac(&self) -> MacAddr {
+        MacAddr::for_ipv4(self.gateway_ip())
+    }
+}
+
+/// One local Pod's place on the switch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalPod {
+    pub port: u32,
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+}
+
+/// Answer an ARP request for `ip` with `mac`, back out of the port it came in on.
+pub fn arp_responder(ip: Ipv4Addr, mac: MacAddr) -> OwnedRule {
+    rule(Table::ArpResponder, 200)
+        .arp()
+        .arp_op(1)
+        .arp_tpa(ip)
+        .move_field(FieldId::EthSrc, FieldId::EthDst)
+        .set_dl_src(mac)
+        .set_field(FieldId::ArpOp, 2)
+        .move_field(FieldId::ArpSha, FieldId::ArpTha)
+        .set_field(FieldId::ArpSha, mac.to_u128())
+        .move_field(FieldId::ArpSpa, FieldId::ArpTpa)
+        .set_field(FieldId::ArpSpa, u32::from(ip) as u128)
+        .in_port_out()
+}
+
+/// The node's rules: the gateway, table misses, the tunnel's catch-alls, and the tables
+/// that only pass packets on until Services and NetworkPolicy fill them.
+pub fn node_rules(n: &LocalNet) -> Vec<OwnedRule> {
+    let (gw, gw_mac) = (n.gateway_port, n.gateway_mac());
+    let mut rules = vec![
+        rule(Table::Classifier, 200)
+            .in_port(gw)
+            .set_reg(reg::SOURCE, Source::Gateway as u32)
+            .goto(Table::ArpResponder),
+        rule(Table::Classifier, 0).drop(),
+        // IPv6 is not routed yet; anything a Pod's own rules do not allow drops.
+        rule(Table::SpoofGuard, 5).ipv6().drop(),
+        rule(Table::SpoofGuard, 0).drop(),
+        arp_responder(n.gateway_ip(), gw_mac),
+        rule(Table::ArpResponder, 190).arp().drop(),
+        rule(Table::ArpResponder, 0).goto(Table::Conntrack),
+    ];
+    // Conntrack .. EgressPolicy: nothing to do yet.
+    for t in [
+        Table::Conntrack,
+        Table::ConntrackState,
+        Table::ServiceLb,
+        Table::EgressPolicy,
+    ] {
+        rules.push(rule(t, 0).goto(t.next().unwrap_or(Table::Output)));
+    }
+    rules.extend([
+        // To the node.
+        rule(Table::L3Forwarding, 180)
+            .dl_dst(gw_mac)
+            .set_reg(reg::OUT_PORT, gw)
+            .goto(Table::IngressPolicy),
+        rule(Table::L3Forwarding, 0).drop(),
+        rule(Table::IngressPolicy, 0).goto(Table::ConntrackCommit),
+        rule(Table::ConntrackCommit, 0).goto(Table::Output),
+        rule(Table::Output, 0).output_reg(reg::OUT_PORT),
+    ]);
+    if let Some(t) = n.tunnel {
+        let tunnel = Source::Tunnel as u32;
+        rules.extend([
+            // What each known node may send comes in (its own rules); anything else from
+            // the tunnel (another VNI, an unknown sender, a forged inner source) is
+            // dropped and counted here.
+            rule(Table::Classifier, 190).in_port(t.port).drop(),
+            // From the tunnel only to this node's Pods (their own rules) and gateway;
+            // never back into the tunnel. The TTL was decremented by the sender.
+            rule(Table::L3Forwarding, 205)
+                .ip()
+                .reg(reg::SOURCE, tunnel)
+                .nw_dst(n.gateway_ip())
+                .set_dl_dst(gw_mac)
+                .set_reg(reg::OUT_PORT, gw)
+                .goto(Table::IngressPolicy),
+            rule(Table::L3Forwarding, 195)
+                .reg(reg::SOURCE, tunnel)
+                .drop(),
+        ]);
+    }
+    rules
+}
+
+/// A local Pod's rules.
+pub fn pod_rules(n: &LocalNet, p: &LocalPod) -> Vec<OwnedRule> {
+    let (port, ip, mac, gw_mac) = (p.port, p.ip, p.mac, n.gateway_mac());
+    vec![
+        rule(Table::Classifier, 190)
+            .in_port(port)
+            .set_reg(reg::SOURCE, Source::Pod as u32)
+            .goto(Table::SpoofGuard),
+        rule(Table::SpoofGuard, 200)
+            .ip()
+            .in_port(port)
+            .untagged()
+            .dl_src(mac)
+            .nw_src(ip)
+            .goto(Table::ArpResponder),
+        rule(Table::SpoofGuard, 200)
+            .arp()
+            .in_port(port)
+            .untagged()
+            .dl_src(mac)
+            .arp_sha(mac)
+            .arp_spa(ip)
+            .goto(Table::ArpResponder),
+        // What a Pod sends from another MAC or IP drops here, counted per Pod.
+        rule(Table::SpoofGuard, 1).in_port(port).drop(),
+        arp_responder(ip, mac),
+        rule(Table::L3Forwarding, 200)
+            .ip()
+            .dl_dst(gw_mac)
+            .nw_dst(ip)
+            .set_dl_src(gw_mac)
+            .set_dl_dst(mac)
+            .dec_ttl()
+            .set_reg(reg::OUT_PORT, port)
+            .goto(Table::IngressPolicy),
+        rule(Table::L3Forwarding, 190)
+            .dl_dst(mac)
+            .set_reg(reg::OUT_PORT, port)
+            .goto(Table::IngressPolicy),
+        // From the tunnel (whatever the inner MAC): delivered, the TTL as the sender left it.
+        rule(Table::L3Forwarding, 210)
+            .ip()
+            .reg(reg::SOURCE, Source::Tunnel as u32)
+            .nw_dst(ip)
+            .set_dl_src(gw_mac)
+            .set_dl_dst(mac)
+            .set_reg(reg::OUT_PORT, port)
+            .goto(Table::IngressPolicy),
+    ]
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::k8s::pipeline::CookieKind;
+    use crate::ofproto::Bridge;
+    use vswitch_proto::text::{self, NoPortNames};
+
+    pub(crate) fn net(tunnel: Option<TunnelNet>) -> LocalNet {
+        LocalNet {
+            cidr: "10.244.1.0/24".parse().unwrap(),
+            gateway_port: 1,
+            mtu: 1500,
+            tunnel,
+        }
+    }
+
+    /// The node (gateway port 1) and Pods .2 (port 2) and .3 (port 3).
+    pub(crate) fn bridge(n: &LocalNet) -> Bridge {
+        let mut b = Bridge::new("br0");
+        b.set_owned(CookieKind::Node.cookie(0), node_rules(n), vec![], 0)
+            .unwrap();
+        for port in [2, 3] {
+            let ip = Ipv4Addr::new(10, 244, 1, port as u8);
+            let p = LocalPod {
+                port,
+                ip,
+                mac: MacAddr::for_ipv4(ip),
+            };
+            b.set_owned(
+                CookieKind::Pod.cookie(port as u64),
+                pod_rules(n, &p),
+                vec![],
+                0,
+            )
+            .unwrap();
+        }
+        b
+    }
+
+    pub(crate) fn actions(b: &Bridge, packet: &str) -> String {
+        let m = text::parse_match(packet, &NoPortNames).unwrap();
+        b.trace(&m.flow, 0).datapath_actions()
+    }
+
+    const POD2: &str = "dl_src=0a:58:0a:f4:01:02,nw_src=10.244.1.2";
+    const POD3_MAC: &str = "0a:58:0a:f4:01:03";
+    const GW_MAC: &str = "0a:58:0a:f4:01:01";
+
+    #[test]
+    fn pods_switch_to_each_other_and_reach_the_node() {
+        let b = bridge(&net(None));
+        // Pod to Pod on the node: switched, unchanged.
+        let a = actions(
+            &b,
+            &format!("in_port=2,icmp,{POD2},dl_dst={POD3_MAC},nw_dst=10.244.1.3"),
+        );
+        assert_eq!(a, "3");
+        // Pod to the node (or beyond it): to the gateway.
+        let a = actions(
+            &b,
+            &format!("in_port=2,tcp,{POD2},dl_dst={GW_MAC},nw_dst=192.168.1.5"),
+        );
+        assert_eq!(a, "1");
+        // The node to a Pod.
+        let a = actions(
+            &b,
+            &format!(
+                "in_port=1,icmp,dl_src={GW_MAC},nw_src=10.244.1.1,dl_dst={POD3_MAC},nw_dst=10.244.1.3"
+            ),
+        );
+        assert_eq!(a, "3");
+        // Sent to the gateway's MAC for a Pod's IP: routed.
+        let a = actions(
+            &b,
+            &format!("in_port=2,icmp,{POD2},dl_dst={GW_MAC},nw_dst=10.244.1.3,nw_ttl=64"),
+        );
+        assert!(
+            a.contains("ttl=63") && a.contains(POD3_MAC) && a.ends_with(",3"),
+            "{a}"
+        );
+    }
+
+    #[test]
+    fn arp_is_answered_and_never_flooded() {
+        let b = bridge(&net(None));
+        let ask = |tpa: &str| {
+            actions(
+                &b,
+                &format!(
+                    "in_port=2,arp,arp_op=1,dl_src=0a:58:0a:f4:01:02,dl_dst=ff:ff:ff:ff:ff:ff,arp_sha=0a:58:0a:f4:01:02,arp_spa=10.244.1.2,arp_tpa={tpa}"
+                ),
+            )
+        };
+        // The reply goes back out of the asking Pod's port.
+        assert_eq!(
+            ask("10.244.1.1"),
+            "set(eth(src=0a:58:0a:f4:01:01,dst=0a:58:0a:f4:01:02)),\
+             set(arp(sip=10.244.1.1,tip=10.244.1.2,op=2,sha=0a:58:0a:f4:01:01,tha=0a:58:0a:f4:01:02)),2"
+        );
+        assert_eq!(
+            ask("10.244.1.3"),
+            "set(eth(src=0a:58:0a:f4:01:03,dst=0a:58:0a:f4:01:02)),\
+             set(arp(sip=10.244.1.3,tip=10.244.1.2,op=2,sha=0a:58:0a:f4:01:03,tha=0a:58:0a:f4:01:02)),2"
+        );
+        assert_eq!(ask("10.244.1.99"), "drop");
+    }
+
+    #[test]
+    fn a_pod_sends_only_from_its_own_addresses() {
+        let b = bridge(&net(None));
+        let forged_ip = format!(
+            "in_port=2,icmp,dl_src=0a:58:0a:f4:01:02,nw_src=10.244.1.99,dl_dst={POD3_MAC},nw_dst=10.244.1.3"
+        );
+        assert_eq!(actions(&b, &forged_ip), "drop");
+        let forged_mac = format!(
+            "in_port=2,icmp,dl_src=0a:58:00:00:00:01,nw_src=10.244.1.2,dl_dst={POD3_MAC},nw_dst=10.244.1.3"
+        );
+        assert_eq!(actions(&b, &forged_mac), "drop");
+        let other_port = format!("in_port=3,icmp,{POD2},dl_dst={POD3_MAC},nw_dst=10.244.1.3");
+        assert_eq!(actions(&b, &other_port), "drop");
+        let arp_lie = "in_port=2,arp,arp_op=2,dl_src=0a:58:0a:f4:01:02,arp_sha=0a:58:0a:f4:01:02,arp_spa=10.244.1.3,arp_tpa=10.244.1.1";
+        assert_eq!(actions(&b, arp_lie), "drop");
+        // Nor from behind a VLAN tag (the tag would ride along to other Pods and the node).
+        let tagged =
+            format!("in_port=2,vlan_tci=0x1005,icmp,{POD2},dl_dst={POD3_MAC},nw_dst=10.244.1.3");
+        assert_eq!(actions(&b, &tagged), "drop");
+        // An unknown port gets nowhere.
+        assert_eq!(
+            actions(&b, &format!("in_port=9,icmp,{POD2},dl_dst={POD3_MAC}")),
+            "drop"
+        );
+    }
+}

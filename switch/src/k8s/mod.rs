@@ -1,0 +1,354 @@
+//! Kubernetes objects compiled into the pipeline (DESIGN §6a).
+//!
+//! ```text
+//! apply -f / delete -f / (later) an API watcher
+//!   -> the kind's entry in the registry ([`KINDS`]): read into a typed spec, errors named
+//!      by field; checked against the other objects ([`Objects`] and its indexes)
+//!   -> the object store, keyed by kind, namespace and name
+//!   -> the kind's compiler: a pure function from the object (and the node's network) to
+//!      the rules and groups it owns, and the routes it needs
+//!   -> the owned-rule table (`ofproto::owned`), diffed per owner: O(that object's rules)
+//! ```
+//!
+//! Adding a kind is a file with its [`Kind`] (reading, checking, showing, compiling) and a
+//! line in [`KINDS`]. The daemon (`daemon::objects`) runs the registry inside one
+//! transaction per manifest, and saves and publishes once.
+//!
+//! - [`pipeline`]: the pipeline's tables, registers, cookie kinds and a rule builder;
+//! - [`local`]: the node's own rules and each local Pod's;
+//! - [`node`]: the Node kind (remote nodes behind the tunnel).
+
+pub mod local;
+pub mod node;
+pub mod pipeline;
+
+use crate::ofproto::OwnedRule;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use vswitch_proto::group::GroupSpec;
+use vswitch_proto::k8s::FieldError;
+use vswitch_proto::net::Ipv4Cidr;
+use vswitch_proto::rpc::GetColumn;
+
+/// How kubectl names a kind, and where it lives.
+#[derive(Debug)]
+pub struct KindInfo {
+    /// `Node`.
+    pub kind: &'static str,
+    /// The API group, empty for the core group.
+    pub group: &'static str,
+    pub version: &'static str,
+    /// `nodes`.
+    pub plural: &'static str,
+    /// `node`.
+    pub singular: &'static str,
+    /// `no`.
+    pub short: &'static [&'static str],
+    pub namespaced: bool,
+}
+
+impl KindInfo {
+    /// `v1`, `discovery.k8s.io/v1`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// Whether a kubectl user means this kind by `resource`: its plural, singular or short
+    /// name, or its kind, alone or with `.group` (and `.version.group`).
+    pub fn named_by(&self, resource: &str) -> bool {
+        let (name, group) = match resource.split_once('.') {
+            Some((n, g)) => (n, Some(g)),
+            None => (resource, None),
+        };
+        let name_ok = name == self.plural
+            || name == self.singular
+            || self.short.contains(&name)
+            || name.eq_ignore_ascii_case(self.kind);
+        let group_ok = match group {
+            None => true,
+            Some(g) => {
+                g == self.group
+                    || g.strip_prefix(self.version)
+                        .and_then(|r| r.strip_prefix('.'))
+                        .is_some_and(|r| r == self.group)
+                    || (self.group.is_empty() && g == self.version)
+            }
+        };
+        name_ok && group_ok
+    }
+
+    /// How kubectl names one object of this kind: `node/n1`,
+    /// `endpointslice.discovery.k8s.io/x`.
+    pub fn object_ref(&self, name: &str) -> String {
+        if self.group.is_empty() {
+            format!("{}/{name}", self.singular)
+        } else {
+            format!("{}.{}/{name}", self.singular, self.group)
+        }
+    }
+}
+
+/// An object's place in the store.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub kind: &'static str,
+    /// Empty for a kind without namespaces.
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for ObjectKey {
+    /// `node/n1`, `pod/default/web`: how `dump-flows --names` names an owner.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = self.kind.to_ascii_lowercase();
+        if self.namespace.is_empty() {
+            write!(f, "{kind}/{}", self.name)
+        } else {
+            write!(f, "{kind}/{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// What the switch keeps of an object: the fields its kind reads, typed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Spec {
+    Node(node::RemoteNode),
+}
+
+/// An object in the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    pub spec: Spec,
+    /// `vswitchctl` (add-node), `manifest` (apply -f), later `api`.
+    pub source: String,
+    /// The number its rules' cookies carry (unique within the kind while it is known).
+    pub id: u32,
+}
+
+/// What the node knows of itself, for checking and compiling objects.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeCtx<'a> {
+    /// This node's name (`--node-name`).
+    pub name: &'a str,
+    /// The node's Pod network, when it has one.
+    pub local: Option<&'a local::LocalNet>,
+    /// The tunnel's local address, when there is a tunnel.
+    pub node_ip: Option<Ipv4Addr>,
+}
+
+/// A route the switch's namespace needs for an object: `dst via gateway dev <gateway
+/// port> onlink`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Route {
+    pub dst: Ipv4Cidr,
+    pub via: Ipv4Addr,
+}
+
+/// What an object compiles to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Compiled {
+    pub rules: Vec<OwnedRule>,
+    pub groups: Vec<GroupSpec>,
+    pub routes: Vec<Route>,
+}
+
+/// What checking an object against the node and the store says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Checked {
+    /// It may be stored.
+    Ok,
+    /// It describes this node, which its own flags configure: nothing to store; `Ok` if
+    /// it agrees with them (reported `unchanged`), else the field that does not.
+    ThisNode(Result<(), FieldError>),
+}
+
+/// One kind of object the switch reads. Each method handles its own [`Spec`] variant.
+pub trait Kind: Sync + fmt::Debug {
+    fn info(&self) -> &'static KindInfo;
+
+    /// The object's name and namespace from its manifest, and the typed spec; errors name
+    /// the field.
+    fn read(&self, obj: &Value) -> Result<(ObjectKey, Spec), FieldError>;
+
+    /// Whether the object may be stored next to the others.
+    fn check(
+        &self,
+        node: &NodeCtx,
+        objects: &Objects,
+        key: &ObjectKey,
+        spec: &Spec,
+    ) -> Result<Checked, FieldError>;
+
+    /// The rules, groups and routes the object needs (empty when the node cannot use it
+    /// yet, e.g. a remote node without a tunnel).
+    fn compile(&self, node: &NodeCtx, key: &ObjectKey, stored: &Stored) -> Compiled;
+
+    /// The object as `get -o yaml` shows it (and as it is saved): the fields read.
+    fn to_object(&self, key: &ObjectKey, stored: &Stored) -> Value;
+
+    /// `get`'s columns after NAME, and an object's cells for them.
+    fn columns(&self) -> Vec<GetColumn>;
+    fn cells(&self, key: &ObjectKey, stored: &Stored) -> Vec<String>;
+
+    /// The owner id (cookie) of an object's rules.
+    fn owner(&self, stored: &Stored) -> u64;
+}
+
+/// Every kind the switch reads.
+pub static KINDS: &[&dyn Kind] = &[&node::NODE];
+
+/// The kind of a manifest object, by its `kind` and the group of its `apiVersion`.
+pub fn kind_of(kind: &str, api_version: &str) -> Option<&'static dyn Kind> {
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    KINDS
+        .iter()
+        .copied()
+        .find(|k| k.info().kind == kind && k.info().group == group)
+}
+
+/// The kind a `get` resource names.
+pub fn resource(name: &str) -> Option<&'static dyn Kind> {
+    KINDS.iter().copied().find(|k| k.info().named_by(name))
+}
+
+/// The kind registered under this name (`Node`).
+pub fn kind_named(kind: &str) -> Option<&'static dyn Kind> {
+    KINDS.iter().copied().find(|k| k.info().kind == kind)
+}
+
+/// The object store: every object by key, an id allocator per kind, and the indexes the
+/// kinds check against.
+#[derive(Debug, Default)]
+pub struct Objects {
+    map: BTreeMap<ObjectKey, Stored>,
+    /// Per kind: the objects by id.
+    ids: BTreeMap<&'static str, BTreeMap<u32, ObjectKey>>,
+    /// Remote nodes by the first address of their Pod CIDR (they do not overlap).
+    pub(crate) node_cidrs: BTreeMap<u32, (Ipv4Cidr, ObjectKey)>,
+}
+
+impl Objects {
+    pub fn get(&self, key: &ObjectKey) -> Option<&Stored> {
+        self.map.get(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The objects of one kind (in one namespace, if given), by key.
+    pub fn of_kind<'a>(
+        &'a self,
+        kind: &'static str,
+        namespace: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a ObjectKey, &'a Stored)> + 'a {
+        let start = ObjectKey {
+            kind,
+            namespace: namespace.unwrap_or_default().to_string(),
+            name: String::new(),
+        };
+        self.map.range(start..).take_while(move |(k, _)| {
+            k.kind == kind && namespace.is_none_or(|ns| k.namespace == ns)
+        })
+    }
+
+    /// Every object, by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&ObjectKey, &Stored)> {
+        self.map.iter()
+    }
+
+    /// A free id for a new object of `kind` (ids start at 1; 24 bits, as cookies carry
+    /// them with room to spare).
+    pub fn free_id(&self, kind: &'static str) -> Option<u32> {
+        let used = self.ids.get(kind);
+        let next = used
+            .and_then(|u| u.last_key_value())
+            .map_or(1, |(l, _)| l + 1);
+        if next < 1 << 24 {
+            return Some(next);
+        }
+        (1..1u32 << 24).find(|i| used.is_none_or(|u| !u.contains_key(i)))
+    }
+
+    /// The object of `kind` with this id.
+    pub fn by_id(&self, kind: &str, id: u32) -> Option<&ObjectKey> {
+        self.ids.get(kind)?.get(&id)
+    }
+
+    /// Put or remove an object; returns what was there.
+    pub fn put(&mut self, key: ObjectKey, stored: Option<Stored>) -> Option<Stored> {
+        let old = match &stored {
+            Some(s) => self.map.insert(key.clone(), s.clone()),
+            None => self.map.remove(&key),
+        };
+        if let Some(o) = &old {
+            if let Some(ids) = self.ids.get_mut(key.kind) {
+                ids.remove(&o.id);
+            }
+            self.unindex(&key, o);
+        }
+        if let Some(s) = &stored {
+            self.ids
+                .entry(key.kind)
+                .or_default()
+                .insert(s.id, key.clone());
+            self.index(&key, s);
+        }
+        old
+    }
+
+    fn index(&mut self, key: &ObjectKey, s: &Stored) {
+        match &s.spec {
+            Spec::Node(n) => {
+                self.node_cidrs
+                    .insert(u32::from(n.cidr.first()), (n.cidr, key.clone()));
+            }
+        }
+    }
+
+    fn unindex(&mut self, key: &ObjectKey, s: &Stored) {
+        match &s.spec {
+            Spec::Node(n) => {
+                let at = u32::from(n.cidr.first());
+                if self.node_cidrs.get(&at).is_some_and(|(_, k)| k == key) {
+                    self.node_cidrs.remove(&at);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_named_as_kubectl_names_them() {
+        let n = node::NODE.info();
+        for r in ["nodes", "node", "no", "Node", "nodes.v1"] {
+            assert!(n.named_by(r), "{r}");
+        }
+        assert!(!n.named_by("pods"));
+        assert!(resource("no").is_some());
+        assert!(resource("services").is_none());
+        assert_eq!(n.object_ref("n1"), "node/n1");
+        assert!(kind_of("Node", "v1").is_some());
+        assert!(kind_of("Node", "apps/v1").is_none());
+        let key = ObjectKey {
+            kind: "Pod",
+            namespace: "default".into(),
+            name: "web".into(),
+        };
+        assert_eq!(key.to_string(), "pod/default/web");
+    }
+}
