@@ -425,6 +425,53 @@ impl Daemon {
         self.state_dir().join("state.json")
     }
 
+    /// The journal of changes made since `state.json` was last written.
+    pub fn journal_file(&self) -> PathBuf {
+        self.state_dir().join("state.journal")
+    }
+
+    /// Make every change fail to be saved until the guard goes (a directory stands where
+    /// the journal is; the journal is put back after).
+    pub fn block_saves(&self) -> SaveBlock {
+        let journal = self.journal_file();
+        let aside = self.state_dir().join("state.journal.aside");
+        if journal.exists() {
+            std::fs::rename(&journal, &aside).expect("move the journal aside");
+        }
+        std::fs::create_dir(&journal).expect("block the journal");
+        SaveBlock { journal, aside }
+    }
+
+    /// The ports as saved: those of `state.json`, with the journal's changes replayed.
+    pub fn saved_ports(&self) -> Vec<Value> {
+        let mut ports = std::collections::BTreeMap::new();
+        if let Some(state) = std::fs::read_to_string(self.state_file())
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        {
+            for p in state["ports"].as_array().into_iter().flatten() {
+                ports.insert(p["no"].as_u64().unwrap_or(0), p.clone());
+            }
+        }
+        let journal = std::fs::read_to_string(self.journal_file()).unwrap_or_default();
+        for line in journal.lines() {
+            let Ok(entry) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            for op in entry["ops"].as_array().into_iter().flatten() {
+                if op["c"] != "port" {
+                    continue;
+                }
+                let no = op["no"].as_u64().unwrap_or(0);
+                match &op["v"] {
+                    Value::Null => ports.remove(&no),
+                    v => ports.insert(no, v.clone()),
+                };
+            }
+        }
+        ports.into_values().collect()
+    }
+
     pub fn log_file(&self) -> PathBuf {
         self.dir.join("vswitchd.log")
     }
@@ -663,8 +710,8 @@ impl Daemon {
     }
 
     /// Ports, flows and groups as `list-ports`, `dump-flows` and `dump-groups` print them
-    /// (less each flow's age), and the bytes of `state.json`: what a refused change must
-    /// leave as it was.
+    /// (less each flow's age), and the bytes of `state.json` and the journal: what a
+    /// refused change must leave as it was.
     pub fn snapshot(&self) -> Snapshot {
         let flows = self
             .ctl_ok(&["dump-flows"])
@@ -682,20 +729,18 @@ impl Daemon {
             ports: self.ctl_ok(&["list-ports"]),
             flows,
             groups: self.ctl_ok(&["dump-groups"]),
-            state: std::fs::read(self.state_file()).unwrap_or_default(),
+            state: [
+                std::fs::read(self.state_file()).unwrap_or_default(),
+                std::fs::read(self.journal_file()).unwrap_or_default(),
+            ]
+            .concat(),
         }
     }
 
     /// Deletes the TAPs this daemon's ports made (they are persistent): in their namespace
     /// when it is still there, in the host namespace only when the name is a TAP.
     fn delete_taps(&self) {
-        let Ok(text) = std::fs::read_to_string(self.state_file()) else {
-            return;
-        };
-        let Ok(state) = serde_json::from_str::<Value>(&text) else {
-            return;
-        };
-        for p in state["ports"].as_array().into_iter().flatten() {
+        for p in &self.saved_ports() {
             let Some(ifname) = p["ifname"].as_str() else {
                 continue;
             };
@@ -737,6 +782,22 @@ impl Drop for Daemon {
         }
         self.delete_taps();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Saves fail while this lives (see [`Daemon::block_saves`]).
+#[derive(Debug)]
+pub struct SaveBlock {
+    journal: PathBuf,
+    aside: PathBuf,
+}
+
+impl Drop for SaveBlock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.journal);
+        if self.aside.exists() {
+            let _ = std::fs::rename(&self.aside, &self.journal);
+        }
     }
 }
 

@@ -4,8 +4,8 @@
 //!   list: plugins run with bounded time, request configurations derived, results cached.
 //! - [`e2e`]: the end-to-end harness: Pods as network namespaces, a `vswitchd` of the
 //!   test's own, `vswitchctl`, bounded traffic generators (tests/tests/e2e.rs, as root).
-//! - [`k8s`]: a Kubernetes-like ten-table pipeline (the shape DESIGN §5 describes), as flow
-//!   text, for tests and benchmarks.
+//! - [`k8s`]: the daemon's own Kubernetes pipeline (DESIGN §5), made by its compilers, as
+//!   a bridge or as flow text, for tests and benchmarks.
 //! - [`script`]: pipeline tests written in flow syntax: flows, groups, and packets to trace
 //!   with the tables and datapath actions expected.
 #![forbid(unsafe_code)]

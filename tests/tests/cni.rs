@@ -640,6 +640,7 @@ fn leftovers_of_a_stopped_switch_are_taken_over_or_removed() {
     rt.del(&list, &env, None).expect("DEL");
     node.daemon.kill9();
     std::fs::remove_file(node.daemon.state_file()).expect("remove the state");
+    let _ = std::fs::remove_file(node.daemon.journal_file());
     node.daemon.restart();
     assert!(node.ns.link("vsw-gw0").is_some());
     let ip = addr_of(&rt.add(&list, &env, None).expect("ADD after the restart"));

@@ -801,15 +801,19 @@ fn damaged_state_file_stops_the_start_and_the_backup_brings_it_back() {
     require_root();
     let mut d = Daemon::start();
     d.ctl_ok(&["add-flow", "cookie=0x1,priority=10,ip,actions=drop"]);
+    // A clean stop writes the state as one snapshot; the next start writes it again,
+    // keeping the one before as the backup.
+    assert_eq!(d.stop().code(), Some(0), "SIGTERM exit status");
+    d.restart();
     d.ctl_ok(&["add-flow", "cookie=0x2,priority=20,arp,actions=normal"]);
     let backup = d.state_dir().join("state.json.bak");
-    let meta = std::fs::metadata(&backup)
-        .unwrap_or_else(|e| panic!("no {} after two changes: {e}", backup.display()));
-    assert!(meta.len() > 0, "{} is empty", backup.display());
     assert_eq!(d.stop().code(), Some(0), "SIGTERM exit status");
+    let meta = std::fs::metadata(&backup)
+        .unwrap_or_else(|e| panic!("no {} after two starts: {e}", backup.display()));
+    assert!(meta.len() > 0, "{} is empty", backup.display());
 
     let state = d.state_file();
-    std::fs::write(&state, b"{\"version\":1,\"ports\":[").unwrap();
+    std::fs::write(&state, b"{\"version\":2,\"ports\":[").unwrap();
     let out = d.run_foreground();
     assert_eq!(
         out.status.code(),
@@ -819,14 +823,14 @@ fn damaged_state_file_stops_the_start_and_the_backup_brings_it_back() {
     );
     let msg = stderr(&out);
     assert!(
-        msg.contains(state.to_str().unwrap()),
-        "the message does not name {}: {msg}",
+        msg.contains(state.to_str().unwrap()) && msg.contains("state.json.bak"),
+        "the message does not name {} and its backup: {msg}",
         state.display()
     );
     assert!(!d.socket().exists(), "vswitchd left a socket behind");
     assert_eq!(
         std::fs::read(&state).unwrap(),
-        b"{\"version\":1,\"ports\":[",
+        b"{\"version\":2,\"ports\":[",
         "state.json was rewritten"
     );
 
@@ -836,6 +840,26 @@ fn damaged_state_file_stops_the_start_and_the_backup_brings_it_back() {
     let flows = flow_lines(&d);
     assert_eq!(flows.len(), 1, "flows from the backup: {flows:?}");
     assert!(flows[0].contains("0x1"), "flows from the backup: {flows:?}");
+
+    // A change in the journal that does not read (not its last line, which a crash may
+    // have cut short) stops the start too, naming the journal.
+    d.ctl_ok(&["add-flow", "cookie=0x3,priority=30,ip,actions=drop"]);
+    d.kill9();
+    let journal = d.journal_file();
+    let text = std::fs::read_to_string(&journal).unwrap();
+    std::fs::write(&journal, format!("{{\"seq\": oops\n{text}")).unwrap();
+    let out = d.run_foreground();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        stderr(&out).contains(journal.to_str().unwrap()),
+        "{}",
+        show(&out)
+    );
+    // Its last change cut short by a crash is dropped; the rest is there.
+    std::fs::write(&journal, format!("{text}{{\"seq\":99,\"ops\":[")).unwrap();
+    d.restart();
+    let flows = flow_lines(&d);
+    assert_eq!(flows.len(), 2, "flows after a torn journal: {flows:?}");
 }
 
 #[test]

@@ -734,11 +734,10 @@ fn nodes_come_from_kubernetes_manifests() {
     );
 
     // A manifest is saved once, before the answer; when that save fails nothing of it
-    // stays: no rules, no route, no traffic (the save's temporary file cannot be made).
+    // stays: no rules, no route, no traffic (the journal cannot be written).
     let d = c.node(1).daemon();
     let route = |n: &Node| n.ns.exec_ok(&["ip", "route", "show", &pod_cidr(2)]);
-    let blocker = d.state_dir().join("state.json.tmp");
-    std::fs::create_dir(&blocker).expect("block the state's temporary file");
+    let blocker = d.block_saves();
     let out = d.ctl(&["apply", "-f", file]);
     assert_eq!(out.status.code(), Some(1), "{}", show_out(&out));
     assert!(show_out(&out).contains("not applied"), "{}", show_out(&out));
@@ -749,7 +748,7 @@ fn nodes_come_from_kubernetes_manifests() {
         "route of a manifest that was not saved"
     );
     assert_eq!(ping(&pa.ns, &pb.ip, 2).received, 0);
-    std::fs::remove_dir(&blocker).expect("unblock");
+    drop(blocker);
     let out = d.ctl(&["apply", "-f", file]);
     assert!(
         stdout(&out).contains("node/node-2 created"),
@@ -764,9 +763,9 @@ fn nodes_come_from_kubernetes_manifests() {
     let moved_file = d.dir().join("moved.yaml");
     std::fs::write(&moved_file, moved).expect("write");
     let before = (route(c.node(1)), c.node(1).ctl(&["get", "nodes"]));
-    std::fs::create_dir(&blocker).expect("block the state's temporary file");
+    let blocker = d.block_saves();
     let out = d.ctl(&["apply", "-f", moved_file.to_str().expect("utf-8")]);
-    std::fs::remove_dir(&blocker).expect("unblock");
+    drop(blocker);
     assert!(show_out(&out).contains("not applied"), "{}", show_out(&out));
     assert_eq!((route(c.node(1)), c.node(1).ctl(&["get", "nodes"])), before);
     assert_eq!(node_flows(d), flows);

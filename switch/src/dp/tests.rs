@@ -351,3 +351,235 @@ fn udp6_rewrite_never_leaves_a_zero_checksum() {
         "zero is not a valid UDP checksum over IPv6"
     );
 }
+
+// ---- revalidation -----------------------------------------------------------------
+
+fn flow(line: &str) -> FlowSpec {
+    parse_flow(line, Usage::Add, &NoPortNames).unwrap()
+}
+
+fn tcp_to(dst: [u8; 4], dport: u16, sport: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([10, 244, 1, 2], dst, 64)
+        .tcp(sport, dport, 1, 1000)
+        .write(&mut v, b"x")
+        .unwrap();
+    v
+}
+
+#[test]
+fn a_change_keeps_the_cached_flows_it_cannot_affect() {
+    let (mut b, mut fp) = setup(&[
+        "priority=10,in_port=1,actions=output:2",
+        "priority=10,in_port=2,actions=output:3",
+    ]);
+    run(&mut fp, &[tcp(1, b"")], 1, 1);
+    run(&mut fp, &[tcp(1, b"")], 2, 1);
+    assert_eq!(fp.stats().upcalls, 2);
+    // A rule for another port: both cached flows stay, and hit again.
+    b.add_flows(&[flow("priority=20,in_port=3,actions=drop")], 2)
+        .unwrap();
+    run(&mut fp, &[tcp(1, b"")], 1, 3);
+    run(&mut fp, &[tcp(1, b"")], 2, 3);
+    assert_eq!(fp.stats().upcalls, 2, "no new translation");
+    assert_eq!(fp.stats().megaflows_kept, 2);
+    assert_eq!(fp.stats().megaflows_invalidated, 0);
+    // A rule that overrides port 1's traffic to port 80: that flow goes, the other stays,
+    // and the very next packet follows the new rule.
+    b.add_flows(
+        &[flow("priority=30,in_port=1,tcp,tp_dst=80,actions=output:3")],
+        4,
+    )
+    .unwrap();
+    let rec = run(&mut fp, &[tcp(1, b"")], 1, 5);
+    assert_eq!(rec.out[0].0, 3);
+    run(&mut fp, &[tcp(1, b"")], 2, 5);
+    assert_eq!(fp.stats().megaflows_invalidated, 1);
+    assert_eq!(fp.stats().upcalls, 3);
+    // A lower-priority rule the cached flows already beat changes nothing.
+    b.add_flows(&[flow("priority=5,tcp,actions=drop")], 6)
+        .unwrap();
+    run(&mut fp, &[tcp(1, b"")], 2, 7);
+    assert_eq!(fp.stats().upcalls, 3);
+    assert_eq!(fp.stats().flushes, 0);
+}
+
+#[test]
+fn a_group_change_drops_the_flows_that_used_it() {
+    let (mut b, mut fp) = setup(&[]);
+    b.add_group(
+        &vswitch_proto::text::parse_group(
+            "group_id=1,type=all,bucket=actions=output:2",
+            &NoPortNames,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    b.add_flows(
+        &[
+            flow("priority=10,in_port=1,actions=group:1"),
+            flow("priority=10,in_port=2,actions=output:3"),
+        ],
+        0,
+    )
+    .unwrap();
+    run(&mut fp, &[tcp(1, b"")], 1, 1);
+    run(&mut fp, &[tcp(1, b"")], 2, 1);
+    b.modify_group(
+        &vswitch_proto::text::parse_group(
+            "group_id=1,type=all,bucket=actions=output:3",
+            &NoPortNames,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let rec = run(&mut fp, &[tcp(1, b"")], 1, 2);
+    assert_eq!(rec.out[0].0, 3);
+    run(&mut fp, &[tcp(1, b"")], 2, 2);
+    assert_eq!(fp.stats().megaflows_invalidated, 1);
+    assert_eq!(fp.stats().megaflows_kept, 1);
+}
+
+mod revalidation_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Rules over a small space: table 0 matches the port, the destination and the
+    /// destination port, and outputs, drops, uses group 1, or marks reg0 and goes on to
+    /// table 1, which matches reg0 and the destination.
+    fn rule() -> impl Strategy<Value = String> {
+        let t0 = (
+            1u16..4,
+            proptest::option::of(1u32..3),
+            proptest::option::of(1u8..3),
+            proptest::option::of(prop_oneof![Just(80u16), Just(81)]),
+            0usize..5,
+        )
+            .prop_map(|(pri, port, dst, tp, act)| {
+                let mut m = format!("priority={pri}");
+                if let Some(p) = port {
+                    m += &format!(",in_port={p}");
+                }
+                if dst.is_some() || tp.is_some() {
+                    m += if tp.is_some() { ",tcp" } else { ",ip" };
+                }
+                if let Some(d) = dst {
+                    m += &format!(",nw_dst=10.0.0.{d}");
+                }
+                if let Some(t) = tp {
+                    m += &format!(",tp_dst={t}");
+                }
+                let a = match act {
+                    0 => "output:2".to_string(),
+                    1 => "output:3".into(),
+                    2 => "drop".into(),
+                    3 => "group:1".into(),
+                    _ => format!("set_field:{pri}->reg0,goto_table:1"),
+                };
+                format!("{m},actions={a}")
+            });
+        let t1 = (
+            1u16..3,
+            proptest::option::of(1u32..4),
+            proptest::option::of(1u8..3),
+            2u32..4,
+        )
+            .prop_map(|(pri, reg, dst, out)| {
+                let mut m = format!("table=1,priority={pri}");
+                if let Some(r) = reg {
+                    m += &format!(",reg0={r}");
+                }
+                if let Some(d) = dst {
+                    m += &format!(",ip,nw_dst=10.0.0.{d}");
+                }
+                format!("{m},actions=output:{out}")
+            });
+        prop_oneof![3 => t0, 1 => t1]
+    }
+
+    #[derive(Clone, Debug)]
+    enum Change {
+        Add(String),
+        Delete(usize),
+        Group(u32),
+    }
+
+    fn change() -> impl Strategy<Value = Change> {
+        prop_oneof![
+            3 => rule().prop_map(Change::Add),
+            2 => (0usize..16).prop_map(Change::Delete),
+            1 => (2u32..4).prop_map(Change::Group),
+        ]
+    }
+
+    type Pkt = (u32, u8, u16, u16);
+
+    fn packet() -> impl Strategy<Value = Pkt> {
+        (
+            1u32..3,
+            1u8..3,
+            prop_oneof![Just(80u16), Just(81)],
+            1000u16..1003,
+        )
+    }
+
+    fn outputs(fp: &mut FastPath, p: &Pkt, now: u64) -> Vec<u32> {
+        let frame = tcp_to([10, 0, 0, p.1], p.2, p.3);
+        run(fp, &[frame], p.0, now)
+            .out
+            .into_iter()
+            .map(|(port, _)| port)
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Caches revalidated after each change give every packet what a fresh
+        /// translation gives it: no change leaves a stale entry in use.
+        #[test]
+        fn revalidated_caches_answer_as_fresh_ones(
+            rules in proptest::collection::vec(rule(), 0..10),
+            rounds in proptest::collection::vec((change(), proptest::collection::vec(packet(), 1..8)), 1..8),
+            warm in proptest::collection::vec(packet(), 1..12),
+        ) {
+            let (mut b, mut fp) = setup(&[]);
+            b.add_group(&vswitch_proto::text::parse_group("group_id=1,type=all,bucket=actions=output:2", &NoPortNames).unwrap()).unwrap();
+            let specs: Vec<FlowSpec> = rules.iter().map(|l| flow(l)).collect();
+            b.add_flows(&specs, 0).unwrap();
+            let mut now = 1;
+            for p in &warm {
+                outputs(&mut fp, p, now);
+            }
+            for (c, pkts) in rounds {
+                match c {
+                    Change::Add(l) => b.add_flows(&[flow(&l)], now).unwrap(),
+                    Change::Delete(i) => {
+                        let rules = b.pipeline().rules();
+                        if let Some(r) = rules.get(i % rules.len().max(1)) {
+                            let crit = FlowSpec {
+                                table: Some(r.table),
+                                priority: r.priority,
+                                matching: r.matching,
+                                ..FlowSpec::default()
+                            };
+                            b.delete_flows(&crit, true);
+                        }
+                    }
+                    Change::Group(out) => b
+                        .modify_group(&vswitch_proto::text::parse_group(&format!("group_id=1,type=all,bucket=actions=output:{out}"), &NoPortNames).unwrap())
+                        .unwrap(),
+                }
+                now += 1;
+                for p in &pkts {
+                    let cached = outputs(&mut fp, p, now);
+                    let mut fresh = FastPath::new(b.pipeline_handle(), b.mac_table(), FastPathConfig::default());
+                    let want = outputs(&mut fresh, p, now);
+                    prop_assert_eq!(cached, want, "packet {:?}", p);
+                }
+            }
+            prop_assert_eq!(fp.stats().flushes, 0);
+        }
+    }
+}

@@ -40,6 +40,10 @@ pub const N_TABLES: usize = 255;
 /// How many recent [`Delta`]s a snapshot carries: a worker that fell further behind than
 /// this drops its caches instead of revalidating them.
 pub const DELTA_HISTORY: usize = 64;
+/// A publish that changed more rule slots than this is kept as "everything changed" (a
+/// worker drops its caches): checking each cached flow against it would cost more than
+/// translating again, and the history would hold it in memory.
+pub const MAX_DELTA_RULES: usize = 8192;
 
 /// The name of a table in dumps and traces: the Kubernetes pipeline's reserved tables
 /// (DESIGN §5) are named by the pipeline module.
@@ -446,6 +450,10 @@ impl Bridge {
             (a.0, a.1, a.2.mask.w, a.2.flow.w).cmp(&(b.0, b.1, b.2.mask.w, b.2.flow.w))
         });
         delta.rules.dedup();
+        if delta.rules.len() > MAX_DELTA_RULES {
+            delta.rules = Vec::new();
+            delta.all = true;
+        }
         delta.groups.sort_unstable();
         delta.groups.dedup();
         self.generation += 1;

@@ -208,21 +208,27 @@ impl Bridge {
             };
             group_list.push(g);
         }
-        // ...then the rules...
+        // ...then the rules (the last one given for a slot counts)...
         let old_rules: HashMap<SlotKey, &Arc<[Action]>> =
             old.rules.iter().map(|(k, a)| (*k, a)).collect();
-        let mut seen = HashSet::with_capacity(rules.len());
-        let mut rule_list = Vec::with_capacity(rules.len());
+        let mut at: HashMap<SlotKey, usize> = HashMap::with_capacity(rules.len());
+        let mut desired: Vec<(SlotKey, Vec<Action>)> = Vec::with_capacity(rules.len());
         for r in rules {
             let key = r.key();
-            if !seen.insert(key) {
-                // The same slot twice from one owner: the last one counts.
-                rule_list.retain(|(k, _): &(SlotKey, Arc<[Action]>)| *k != key);
+            match at.get(&key) {
+                Some(&i) => desired[i].1 = r.actions,
+                None => {
+                    at.insert(key, desired.len());
+                    desired.push((key, r.actions));
+                }
             }
+        }
+        let mut rule_list = Vec::with_capacity(desired.len());
+        for (key, actions) in desired {
             let actions = match old_rules.get(&key) {
-                Some(a) if ***a == *r.actions => (*a).clone(),
+                Some(a) if ***a == *actions => (*a).clone(),
                 _ => {
-                    let a: Arc<[Action]> = Arc::from(r.actions);
+                    let a: Arc<[Action]> = Arc::from(actions);
                     self.want_slot(owner, key, Some(a.clone()), now);
                     a
                 }
@@ -230,7 +236,7 @@ impl Bridge {
             rule_list.push((key, actions));
         }
         for (key, _) in &old.rules {
-            if !seen.contains(key) {
+            if !at.contains_key(key) {
                 self.want_slot(owner, *key, None, now);
             }
         }

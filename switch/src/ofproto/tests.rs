@@ -521,3 +521,360 @@ fn system_flows_are_replaced_by_cookie_and_keep_it() {
         .unwrap();
     assert_eq!(actions(&b, "in_port=1"), "3");
 }
+
+// ---- owned rules ------------------------------------------------------------------
+
+use proptest::prelude::*;
+use std::collections::{BTreeMap, HashMap as Map};
+
+fn conj(id: u32, clause: u8, n_clauses: u8) -> Action {
+    Action::Conjunction {
+        id,
+        clause,
+        n_clauses,
+    }
+}
+
+fn owned(line: &str) -> OwnedRule {
+    OwnedRule::from_spec(&spec(line))
+}
+
+#[test]
+fn a_shared_rule_exists_once_and_stays_until_its_last_owner_goes() {
+    let mut b = bridge(&[]);
+    b.set_owned(0x10, vec![owned("in_port=1,actions=output:2")], vec![], 0)
+        .unwrap();
+    b.set_owned(
+        0x20,
+        vec![
+            owned("in_port=1,actions=output:2"),
+            owned("in_port=2,actions=output:1"),
+        ],
+        vec![],
+        0,
+    )
+    .unwrap();
+    assert_eq!(b.pipeline().n_rules(), 2);
+    let shared = spec("in_port=1,actions=drop");
+    assert_eq!(b.slot_owners(0, 32768, &shared.matching), [0x10, 0x20]);
+    // The first owner goes: the rule stays for the second, with the second's cookie.
+    b.set_owned(0x10, vec![], vec![], 0).unwrap();
+    assert_eq!(actions(&b, "in_port=1"), "2");
+    let r = b.pipeline().rule_at(0, 32768, &shared.matching).unwrap();
+    assert_eq!(r.cookie, 0x20);
+    b.set_owned(0x20, vec![], vec![], 0).unwrap();
+    assert_eq!(b.pipeline().n_rules(), 0);
+}
+
+#[test]
+fn conjunction_clauses_of_several_owners_are_merged() {
+    let mut b = bridge(&[
+        "table=0,priority=100,conj_id=1,ip,actions=output:1",
+        "table=0,priority=100,conj_id=2,ip,actions=output:2",
+    ]);
+    b.set_owned(
+        0x10,
+        vec![
+            owned("table=0,priority=100,ip,nw_src=10.0.0.1,actions=conjunction(1,1/2)"),
+            owned("table=0,priority=100,ip,nw_dst=10.0.0.9,actions=conjunction(1,2/2)"),
+        ],
+        vec![],
+        0,
+    )
+    .unwrap();
+    b.set_owned(
+        0x20,
+        vec![
+            owned("table=0,priority=100,ip,nw_src=10.0.0.1,actions=conjunction(2,1/2)"),
+            owned("table=0,priority=100,ip,nw_dst=10.0.0.8,actions=conjunction(2,2/2)"),
+        ],
+        vec![],
+        0,
+    )
+    .unwrap();
+    let src = spec("table=0,priority=100,ip,nw_src=10.0.0.1,actions=drop");
+    let r = b.pipeline().rule_at(0, 100, &src.matching).unwrap();
+    assert_eq!(r.actions, vec![conj(1, 0, 2), conj(2, 0, 2)]);
+    assert_eq!(
+        actions(&b, "in_port=3,ip,nw_src=10.0.0.1,nw_dst=10.0.0.9"),
+        "1"
+    );
+    assert_eq!(
+        actions(&b, "in_port=3,ip,nw_src=10.0.0.1,nw_dst=10.0.0.8"),
+        "2"
+    );
+    // One policy goes; the other's clause stays, alone.
+    b.set_owned(0x10, vec![], vec![], 0).unwrap();
+    let r = b.pipeline().rule_at(0, 100, &src.matching).unwrap();
+    assert_eq!(r.actions, vec![conj(2, 0, 2)]);
+    assert_eq!(
+        actions(&b, "in_port=3,ip,nw_src=10.0.0.1,nw_dst=10.0.0.9"),
+        "drop"
+    );
+}
+
+#[test]
+fn system_groups_are_not_the_users_and_count_their_buckets() {
+    let mut b = bridge(&["table=1,actions=drop"]);
+    let g = parse_group(
+        "group_id=4026531840,type=select,bucket=actions=output:1,bucket=actions=output:2",
+        &NoPortNames,
+    )
+    .unwrap();
+    b.set_owned(
+        0x10,
+        vec![owned("in_port=3,actions=group:4026531840")],
+        vec![g],
+        0,
+    )
+    .unwrap();
+    assert!(b.pending_user_changes().is_empty() || !b.has_pending());
+    assert_eq!(b.group_owners(4026531840), [0x10]);
+    // del-groups leaves it: it goes with its owner.
+    assert!(b.delete_groups(None).is_empty());
+    assert!(b.pipeline().group(4026531840).is_some());
+    let out = b.trace(&packet("in_port=3,tcp,nw_src=1.1.1.1,nw_dst=2.2.2.2"), 0);
+    let stats: u64 = b
+        .pipeline()
+        .group(4026531840)
+        .unwrap()
+        .bucket_stats
+        .iter()
+        .map(|s| s.packets())
+        .sum();
+    assert_eq!(stats, 0, "a trace counts nothing");
+    let x = xlate::xlate(
+        b.pipeline(),
+        &b.mac_table(),
+        &packet("in_port=3,tcp,nw_src=1.1.1.1,nw_dst=2.2.2.2"),
+        0,
+    );
+    for s in &x.stats {
+        s.credit(1, 100, 0);
+    }
+    let per_bucket: Vec<u64> = b
+        .pipeline()
+        .group(4026531840)
+        .unwrap()
+        .bucket_stats
+        .iter()
+        .map(|s| s.packets())
+        .collect();
+    assert_eq!(per_bucket.iter().sum::<u64>(), 1, "{per_bucket:?} {out:?}");
+    // The owner goes: its rule first, then its group.
+    b.set_owned(0x10, vec![], vec![], 0).unwrap();
+    assert!(b.pipeline().group(4026531840).is_none());
+    assert_eq!(b.pipeline().n_rules(), 1);
+}
+
+#[test]
+fn an_unpublished_change_rolls_back_whole() {
+    let mut b = Bridge::transactional("br0");
+    b.add_flows(&[spec("in_port=1,actions=output:2")], 0)
+        .unwrap();
+    b.publish();
+    let g0 = b.pipeline().generation();
+    b.add_flows(&[spec("in_port=1,actions=output:3")], 0)
+        .unwrap();
+    b.set_owned(0x10, vec![owned("in_port=2,actions=output:1")], vec![], 0)
+        .unwrap();
+    b.delete_flows(&sel("in_port=1"), false);
+    assert_eq!(b.pending_user_changes().len(), 1);
+    b.rollback();
+    assert!(!b.has_pending());
+    assert_eq!(b.pipeline().generation(), g0);
+    assert_eq!(actions(&b, "in_port=1"), "2");
+    assert_eq!(actions(&b, "in_port=2"), "drop");
+    assert!(
+        b.slot_owners(0, 32768, &spec("in_port=2,actions=drop").matching)
+            .is_empty()
+    );
+    assert_eq!(b.pipeline_handle().load().generation(), g0);
+}
+
+/// What the owners and the user want, kept by the test as plain data.
+#[derive(Debug, Default, Clone)]
+struct Model {
+    owners: BTreeMap<u64, Vec<OwnedRule>>,
+    user: BTreeMap<Vec<u64>, ((u8, u16, Match), Vec<Action>)>,
+}
+
+impl Model {
+    /// The rules the tables must hold: the user's where the user has one; elsewhere, one
+    /// per slot the live owners want, with their conjunctions merged.
+    fn expected(&self) -> Map<(u8, u16, Match), (Option<u64>, Vec<Action>)> {
+        let mut wants: Map<(u8, u16, Match), BTreeMap<u64, Vec<Action>>> = Map::new();
+        for (owner, rules) in &self.owners {
+            for r in rules {
+                wants
+                    .entry((r.table, r.priority, r.matching))
+                    .or_default()
+                    .insert(*owner, r.actions.clone());
+            }
+        }
+        let mut out: Map<_, _> = wants
+            .into_iter()
+            .map(|(slot, by_owner)| {
+                let first = *by_owner.keys().next().unwrap();
+                let all_conj = by_owner.values().all(|a| {
+                    !a.is_empty() && a.iter().all(|x| matches!(x, Action::Conjunction { .. }))
+                });
+                let actions = if all_conj && by_owner.len() > 1 {
+                    let mut all: Vec<Action> = by_owner.values().flatten().cloned().collect();
+                    all.sort_by_key(|a| match a {
+                        Action::Conjunction {
+                            id,
+                            clause,
+                            n_clauses,
+                        } => (*id, *clause, *n_clauses),
+                        _ => unreachable!(),
+                    });
+                    all.dedup();
+                    all
+                } else {
+                    by_owner[&first].clone()
+                };
+                (slot, (Some(first), actions))
+            })
+            .collect();
+        for (slot, a) in self.user.values() {
+            out.insert(*slot, (None, a.clone()));
+        }
+        out
+    }
+}
+
+/// A slot as an ordered key (the test's steps pick user rules by position).
+fn slot_order(table: u8, priority: u16, m: &Match) -> Vec<u64> {
+    let mut k = vec![table as u64, priority as u64];
+    k.extend(m.mask.w);
+    k.extend(m.flow.w);
+    k
+}
+
+fn actual(b: &Bridge) -> Map<(u8, u16, Match), (Option<u64>, Vec<Action>)> {
+    b.pipeline()
+        .iter_rules()
+        .map(|r| {
+            let owner = (r.origin == Origin::System).then_some(r.cookie);
+            (
+                (r.table, r.priority, r.matching),
+                (owner, r.actions.clone()),
+            )
+        })
+        .collect()
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Set(u64, Vec<OwnedRule>),
+    UserAdd(OwnedRule),
+    UserDel(usize),
+    /// The step after this one is undone instead of published.
+    RollBackNext,
+}
+
+fn slot_rule() -> impl Strategy<Value = OwnedRule> {
+    let m = prop_oneof![Just(None), (1u32..4).prop_map(Some),];
+    let a = prop_oneof![
+        (1u32..4).prop_map(|p| vec![Action::Output {
+            port: p,
+            max_len: None
+        }]),
+        Just(vec![]),
+        ((1u32..3), (0u8..2)).prop_map(|(id, c)| vec![conj(id, c, 2)]),
+        (0u8..2).prop_map(|c| vec![conj(1, c, 2), conj(2, c, 2)]),
+    ];
+    ((0u8..2), (1u16..3), m, a).prop_map(|(table, priority, port, actions)| {
+        let mut matching = Match::CATCHALL;
+        if let Some(p) = port {
+            matching.set(vswitch_proto::FieldId::InPort, p as u128);
+        }
+        OwnedRule {
+            table,
+            priority,
+            matching,
+            actions,
+        }
+    })
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => ((1u64..6), proptest::collection::vec(slot_rule(), 0..6))
+            .prop_map(|(o, rules)| Step::Set(0x0300_0000_0000_0000 | o, rules)),
+        1 => slot_rule().prop_map(Step::UserAdd),
+        1 => (0usize..8).prop_map(Step::UserDel),
+        1 => Just(Step::RollBackNext),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Random owners adding and removing overlapping rule sets, with the user's rules in
+    /// between and some changes undone: the tables hold exactly what the live owners and
+    /// the user want, recomputed from scratch.
+    #[test]
+    fn owned_rules_are_the_union_of_what_live_owners_want(steps in proptest::collection::vec(step(), 1..40)) {
+        let mut b = Bridge::transactional("br0");
+        let mut model = Model::default();
+        let mut roll_back = false;
+        for s in steps {
+            let before = model.clone();
+            match s {
+                Step::RollBackNext => {
+                    roll_back = true;
+                    continue;
+                }
+                Step::Set(owner, rules) => {
+                    b.set_owned(owner, rules.clone(), vec![], 0).unwrap();
+                    // The last rule an owner gives for a slot counts.
+                    let mut dedup: Vec<OwnedRule> = Vec::new();
+                    for r in rules {
+                        dedup.retain(|x| (x.table, x.priority, x.matching) != (r.table, r.priority, r.matching));
+                        dedup.push(r);
+                    }
+                    if dedup.is_empty() {
+                        model.owners.remove(&owner);
+                    } else {
+                        model.owners.insert(owner, dedup);
+                    }
+                }
+                Step::UserAdd(r) => {
+                    let spec = r.to_spec(0x42);
+                    b.add_flows(&[FlowSpec { table: Some(r.table), ..spec }], 0).unwrap();
+                    model.user.insert(slot_order(r.table, r.priority, &r.matching), ((r.table, r.priority, r.matching), r.actions.clone()));
+                }
+                Step::UserDel(i) => {
+                    let Some((order, (slot, _))) = model.user.iter().nth(i).map(|(k, v)| (k.clone(), v.clone())) else { continue };
+                    let crit = FlowSpec {
+                        table: Some(slot.0),
+                        priority: slot.1,
+                        matching: slot.2,
+                        ..FlowSpec::default()
+                    };
+                    prop_assert_eq!(b.delete_flows(&crit, true).len(), 1);
+                    model.user.remove(&order);
+                }
+            }
+            if roll_back {
+                b.rollback();
+                model = before;
+                roll_back = false;
+            } else {
+                b.publish();
+            }
+            prop_assert_eq!(actual(&b), model.expected());
+            prop_assert!(!b.has_pending());
+        }
+        // Every owner gone: only the user's rules are left.
+        let owners: Vec<u64> = model.owners.keys().copied().collect();
+        for o in owners {
+            b.set_owned(o, vec![], vec![], 0).unwrap();
+        }
+        b.publish();
+        model.owners.clear();
+        prop_assert_eq!(actual(&b), model.expected());
+    }
+}
