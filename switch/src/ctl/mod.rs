@@ -170,6 +170,9 @@ fn send(w: &mut impl Write, resp: &Response) -> io::Result<()> {
     w.flush()
 }
 
+/// A request this long (a large manifest) is followed by returning freed memory.
+const LARGE_REQUEST: usize = 1 << 20;
+
 fn connection(stream: UnixStream, sw: &Mutex<Switch>, hooks: &Hooks) -> io::Result<()> {
     let mut writer = stream.try_clone()?;
     let allowed = peer_allowed(&stream)?;
@@ -214,6 +217,12 @@ fn connection(stream: UnixStream, sw: &Mutex<Switch>, hooks: &Hooks) -> io::Resu
                 }
                 if let Some(resp) = handle(sw, hooks, &line) {
                     send(&mut writer, &resp)?;
+                }
+                if line.len() > LARGE_REQUEST {
+                    // A cluster's manifest: its buffers and what it parsed into are free
+                    // now; give them back rather than keep the peak for good.
+                    line = Vec::new();
+                    crate::sys::trim_heap();
                 }
             }
         }

@@ -272,6 +272,8 @@ impl Switch {
             workers = sw.ports.workers(),
             "state restored"
         );
+        drop((image, now));
+        crate::sys::trim_heap();
         Ok(sw)
     }
 

@@ -323,13 +323,11 @@ pub fn now_ms() -> u64 {
 /// One recorded change, with what was there before (to undo it, and to name it in the
 /// next [`Delta`]).
 #[derive(Debug)]
-// Nearly every entry is a rule's: boxing it would only add an allocation per change.
-#[allow(clippy::large_enum_variant)]
 enum Undo {
     Rule {
         table: u8,
         priority: u16,
-        matching: Match,
+        matching: Box<Match>,
         before: Option<Arc<Rule>>,
     },
     Group {
@@ -368,6 +366,8 @@ pub struct Bridge {
     auto_publish: bool,
     recent: std::collections::VecDeque<Arc<Delta>>,
     owned: owned::Owned,
+    /// The slots whose rule has a timeout (for [`Bridge::expire`]).
+    timed: std::collections::HashSet<(u8, u16, Match)>,
 }
 
 impl Bridge {
@@ -384,6 +384,7 @@ impl Bridge {
             auto_publish: true,
             recent: std::collections::VecDeque::new(),
             owned: owned::Owned::default(),
+            timed: std::collections::HashSet::new(),
         }
     }
 
@@ -439,7 +440,7 @@ impl Bridge {
                     priority,
                     matching,
                     ..
-                } => delta.rules.push((table, priority, matching)),
+                } => delta.rules.push((table, priority, *matching)),
                 Undo::Group { id, .. } => delta.groups.push(id),
                 Undo::Ports(_) => delta.ports = true,
                 Undo::Owned(_) => {}
@@ -458,10 +459,17 @@ impl Bridge {
         delta.groups.dedup();
         self.generation += 1;
         delta.generation = self.generation;
-        if self.recent.len() == DELTA_HISTORY {
+        self.recent.push_back(Arc::new(delta));
+        // The history is bounded in changes, not only in publishes.
+        while self.recent.len() > DELTA_HISTORY
+            || self.recent.iter().map(|d| d.rules.len()).sum::<usize>() > 2 * MAX_DELTA_RULES
+        {
             self.recent.pop_front();
         }
-        self.recent.push_back(Arc::new(delta));
+        // A large change's undo list is not kept allocated for the small ones after it.
+        if self.pending.capacity() > 1024 {
+            self.pending = Vec::new();
+        }
         self.master.generation = self.generation;
         self.master.deltas = self.recent.iter().cloned().collect();
         self.published.store(Arc::new(self.master.clone()));
@@ -477,16 +485,7 @@ impl Bridge {
                     matching,
                     before,
                 } => {
-                    let cls = Arc::make_mut(&mut self.master.tables[table as usize]);
-                    match before {
-                        Some(r) => {
-                            let conj = conjunctions(&r.actions);
-                            cls.insert(&matching, priority, conj, r);
-                        }
-                        None => {
-                            cls.remove(&matching, priority);
-                        }
-                    }
+                    self.set_slot(table, priority, &matching, before);
                 }
                 Undo::Group { id, before } => match before {
                     Some(g) => {
@@ -504,59 +503,52 @@ impl Bridge {
     }
 
     /// The user rules and groups changed since the last publish: what the caller must
-    /// make durable before it publishes.
+    /// make durable before it publishes. One pass over the changes.
     pub fn pending_user_changes(&self) -> Vec<UserChange> {
-        let mut seen_rules = std::collections::HashSet::new();
-        let mut seen_groups = std::collections::HashSet::new();
-        let mut out = Vec::new();
+        use std::collections::HashMap;
+        // What each changed slot and group held before the first change to it.
+        let mut rules: HashMap<(u8, u16, Match), Option<&Arc<Rule>>> = HashMap::new();
+        let mut rule_order = Vec::new();
+        let mut groups: HashMap<u32, Option<&Arc<Group>>> = HashMap::new();
+        let mut group_order = Vec::new();
         for u in &self.pending {
             match u {
                 Undo::Rule {
                     table,
                     priority,
                     matching,
-                    ..
+                    before,
                 } => {
-                    if !seen_rules.insert((*table, *priority, *matching)) {
-                        continue;
-                    }
-                    match self.master.rule_at(*table, *priority, matching) {
-                        Some(r) if r.origin == Origin::User => {
-                            out.push(UserChange::Flow(r.clone()));
-                        }
-                        _ => {
-                            // Gone, if what this slot held before the batch was the user's.
-                            if self
-                                .first_before(*table, *priority, matching)
-                                .is_some_and(|r| r.origin == Origin::User)
-                            {
-                                out.push(UserChange::FlowGone(Box::new((
-                                    *table, *priority, *matching,
-                                ))));
-                            }
-                        }
+                    let k = (*table, *priority, **matching);
+                    if !rules.contains_key(&k) {
+                        rules.insert(k, before.as_ref());
+                        rule_order.push(k);
                     }
                 }
-                Undo::Group { id, .. } => {
-                    if !seen_groups.insert(*id) {
-                        continue;
+                Undo::Group { id, before } => {
+                    if !groups.contains_key(id) {
+                        groups.insert(*id, before.as_ref());
+                        group_order.push(*id);
                     }
-                    match self.master.groups.get(*id) {
-                        Some(g) if g.origin == Origin::User => {
-                            out.push(UserChange::Group(g.clone()))
-                        }
-                        _ => {
-                            let was_user = self.pending.iter().find_map(|u| match u {
-                                Undo::Group { id: i, before } if i == id => {
-                                    Some(before.as_ref().is_some_and(|g| g.origin == Origin::User))
-                                }
-                                _ => None,
-                            });
-                            if was_user == Some(true) {
-                                out.push(UserChange::GroupGone(*id));
-                            }
-                        }
-                    }
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        for k in rule_order {
+            match self.master.rule_at(k.0, k.1, &k.2) {
+                Some(r) if r.origin == Origin::User => out.push(UserChange::Flow(r.clone())),
+                _ if rules[&k].is_some_and(|r| r.origin == Origin::User) => {
+                    out.push(UserChange::FlowGone(Box::new(k)))
+                }
+                _ => {}
+            }
+        }
+        for id in group_order {
+            match self.master.groups.get(id) {
+                Some(g) if g.origin == Origin::User => out.push(UserChange::Group(g.clone())),
+                _ if groups[&id].is_some_and(|g| g.origin == Origin::User) => {
+                    out.push(UserChange::GroupGone(id))
                 }
                 _ => {}
             }
@@ -564,21 +556,29 @@ impl Bridge {
         out
     }
 
-    /// The rule a slot held before the first pending change to it.
-    fn first_before(&self, table: u8, priority: u16, m: &Match) -> Option<&Arc<Rule>> {
-        self.pending.iter().find_map(|u| match u {
-            Undo::Rule {
-                table: t,
-                priority: p,
-                matching,
-                before,
-            } if *t == table && *p == priority && matching == m => Some(before.as_ref()),
-            _ => None,
-        })?
-    }
-
     /// Put `rule` in its slot (or empty the slot), recording what was there.
     fn put_rule(&mut self, table: u8, priority: u16, m: &Match, rule: Option<Arc<Rule>>) {
+        let before = self.set_slot(table, priority, m, rule);
+        self.pending.push(Undo::Rule {
+            table,
+            priority,
+            matching: Box::new(*m),
+            before,
+        });
+    }
+
+    /// The classifier's side of putting a rule in a slot, and the index of the rules
+    /// with timeouts; what the slot held.
+    fn set_slot(
+        &mut self,
+        table: u8,
+        priority: u16,
+        m: &Match,
+        rule: Option<Arc<Rule>>,
+    ) -> Option<Arc<Rule>> {
+        let timed = rule
+            .as_ref()
+            .is_some_and(|r| r.idle_timeout != 0 || r.hard_timeout != 0);
         let cls = Arc::make_mut(&mut self.master.tables[table as usize]);
         let before = match rule {
             Some(r) => {
@@ -587,12 +587,15 @@ impl Bridge {
             }
             None => cls.remove(m, priority),
         };
-        self.pending.push(Undo::Rule {
-            table,
-            priority,
-            matching: *m,
-            before,
-        });
+        if timed {
+            self.timed.insert((table, priority, *m));
+        } else if before
+            .as_ref()
+            .is_some_and(|r| r.idle_timeout != 0 || r.hard_timeout != 0)
+        {
+            self.timed.remove(&(table, priority, *m));
+        }
+        before
     }
 
     fn put_group(&mut self, id: u32, g: Option<Arc<Group>>) {
@@ -816,9 +819,11 @@ impl Bridge {
 
     /// Remove rules whose idle or hard timeout has passed; returns them.
     pub fn expire(&mut self, now: u64) -> Vec<Arc<Rule>> {
+        // Only the rules with timeouts are looked at: the switch's own have none.
         let expired: Vec<Arc<Rule>> = self
-            .master
-            .iter_rules()
+            .timed
+            .iter()
+            .filter_map(|(t, p, m)| self.master.rule_at(*t, *p, m))
             .filter(|r| r.expired(now))
             .cloned()
             .collect();
@@ -858,6 +863,7 @@ impl Bridge {
             ..Pipeline::default()
         };
         self.owned = owned::Owned::default();
+        self.timed.clear();
         self.pending.clear();
         self.pending.push(Undo::All);
         self.changed();

@@ -21,6 +21,7 @@ use super::{Bridge, Undo as BridgeUndo};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use vswitch_proto::action::Action;
+use vswitch_proto::flow::FLOW_U64S;
 use vswitch_proto::flowmod::FlowSpec;
 use vswitch_proto::group::GroupSpec;
 use vswitch_proto::matching::Match;
@@ -61,11 +62,47 @@ impl OwnedRule {
     }
 
     fn key(&self) -> SlotKey {
-        (self.table, self.priority, self.matching)
+        SlotKey::new(self.table, self.priority, &self.matching)
     }
 }
 
-type SlotKey = (u8, u16, Match);
+/// A slot (table, priority, match) as a key: one word with the table, the priority and
+/// which words of the match's mask are not zero, then those mask words and the match's
+/// value under them. Tens of bytes where a [`Match`] is 464: the table of owned rules
+/// holds one per rule the switch has, twice.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct SlotKey(Box<[u64]>);
+
+impl SlotKey {
+    fn new(table: u8, priority: u16, m: &Match) -> SlotKey {
+        let words: Vec<usize> = (0..FLOW_U64S).filter(|&i| m.mask.w[i] != 0).collect();
+        let bitmap = words.iter().fold(0u64, |b, &i| b | 1 << i);
+        let mut k = Vec::with_capacity(1 + 2 * words.len());
+        k.push(table as u64 | (priority as u64) << 8 | bitmap << 24);
+        k.extend(words.iter().map(|&i| m.mask.w[i]));
+        k.extend(words.iter().map(|&i| m.flow.w[i]));
+        SlotKey(k.into_boxed_slice())
+    }
+
+    fn table(&self) -> u8 {
+        self.0[0] as u8
+    }
+
+    fn priority(&self) -> u16 {
+        (self.0[0] >> 8) as u16
+    }
+
+    fn matching(&self) -> Match {
+        let bitmap = self.0[0] >> 24;
+        let words: Vec<usize> = (0..FLOW_U64S).filter(|&i| bitmap & 1 << i != 0).collect();
+        let mut m = Match::CATCHALL;
+        for (j, &i) in words.iter().enumerate() {
+            m.mask.w[i] = self.0[1 + j];
+            m.flow.w[i] = self.0[1 + words.len() + j];
+        }
+        m
+    }
+}
 
 /// The owners of one slot and what each wants there, by owner id.
 #[derive(Clone, Debug, Default)]
@@ -98,7 +135,7 @@ pub(super) struct Owned {
 /// One recorded change of [`Owned`], with what was there before.
 #[derive(Debug)]
 pub(super) enum Undo {
-    Slot(Box<(SlotKey, Option<Slot>)>),
+    Slot(SlotKey, Option<Slot>),
     Owner(OwnerId, Option<OwnerEntry>),
     Group(u32, Option<GroupSlot>),
 }
@@ -106,14 +143,12 @@ pub(super) enum Undo {
 impl Owned {
     pub(super) fn undo(&mut self, u: Undo) {
         match u {
-            Undo::Slot(b) => match *b {
-                (k, Some(s)) => {
-                    self.slots.insert(k, s);
-                }
-                (k, None) => {
-                    self.slots.remove(&k);
-                }
-            },
+            Undo::Slot(k, Some(s)) => {
+                self.slots.insert(k, s);
+            }
+            Undo::Slot(k, None) => {
+                self.slots.remove(&k);
+            }
             Undo::Owner(o, Some(e)) => {
                 self.owners.insert(o, e);
             }
@@ -209,8 +244,8 @@ impl Bridge {
             group_list.push(g);
         }
         // ...then the rules (the last one given for a slot counts)...
-        let old_rules: HashMap<SlotKey, &Arc<[Action]>> =
-            old.rules.iter().map(|(k, a)| (*k, a)).collect();
+        let old_rules: HashMap<&SlotKey, &Arc<[Action]>> =
+            old.rules.iter().map(|(k, a)| (k, a)).collect();
         let mut at: HashMap<SlotKey, usize> = HashMap::with_capacity(rules.len());
         let mut desired: Vec<(SlotKey, Vec<Action>)> = Vec::with_capacity(rules.len());
         for r in rules {
@@ -218,7 +253,7 @@ impl Bridge {
             match at.get(&key) {
                 Some(&i) => desired[i].1 = r.actions,
                 None => {
-                    at.insert(key, desired.len());
+                    at.insert(key.clone(), desired.len());
                     desired.push((key, r.actions));
                 }
             }
@@ -229,7 +264,7 @@ impl Bridge {
                 Some(a) if ***a == *actions => (*a).clone(),
                 _ => {
                     let a: Arc<[Action]> = Arc::from(actions);
-                    self.want_slot(owner, key, Some(a.clone()), now);
+                    self.want_slot(owner, key.clone(), Some(a.clone()), now);
                     a
                 }
             };
@@ -237,7 +272,7 @@ impl Bridge {
         }
         for (key, _) in &old.rules {
             if !at.contains_key(key) {
-                self.want_slot(owner, *key, None, now);
+                self.want_slot(owner, key.clone(), None, now);
             }
         }
         // ...and the groups it no longer wants go last.
@@ -292,25 +327,22 @@ impl Bridge {
         if slot.wants.is_empty() {
             self.owned.slots.remove(&key);
         } else {
-            self.owned.slots.insert(key, slot);
+            self.owned.slots.insert(key.clone(), slot);
         }
+        self.install_slot(&key, now);
         self.pending
-            .push(BridgeUndo::Owned(Undo::Slot(Box::new((key, before)))));
-        self.install_slot(key, now);
+            .push(BridgeUndo::Owned(Undo::Slot(key, before)));
     }
 
     /// Put in the tables what a slot's owners want, unless a user's rule holds the slot
     /// or the rule there already is that.
-    fn install_slot(&mut self, (table, priority, m): SlotKey, now: u64) {
+    fn install_slot(&mut self, key: &SlotKey, now: u64) {
+        let (table, priority, m) = (key.table(), key.priority(), key.matching());
         let current = self.master.rule_at(table, priority, &m).cloned();
         if current.as_ref().is_some_and(|r| r.origin == Origin::User) {
             return;
         }
-        let want = self
-            .owned
-            .slots
-            .get(&(table, priority, m))
-            .and_then(|s| merge(&s.wants));
+        let want = self.owned.slots.get(key).and_then(|s| merge(&s.wants));
         match (want, current) {
             (None, None) => {}
             (None, Some(_)) => self.put_rule(table, priority, &m, None),
@@ -339,8 +371,9 @@ impl Bridge {
 
     /// A user's rule left this slot: the switch's rule comes back if owners want one.
     pub(super) fn reinstall_owned(&mut self, table: u8, priority: u16, m: &Match) {
-        if self.owned.slots.contains_key(&(table, priority, *m)) {
-            self.install_slot((table, priority, *m), super::now_ms());
+        let key = SlotKey::new(table, priority, m);
+        if self.owned.slots.contains_key(&key) {
+            self.install_slot(&key, super::now_ms());
         }
     }
 
@@ -396,7 +429,7 @@ impl Bridge {
     pub fn slot_owners(&self, table: u8, priority: u16, m: &Match) -> Vec<OwnerId> {
         self.owned
             .slots
-            .get(&(table, priority, *m))
+            .get(&SlotKey::new(table, priority, m))
             .map(|s| s.wants.iter().map(|(o, _)| *o).collect())
             .unwrap_or_default()
     }
@@ -418,10 +451,10 @@ impl Bridge {
             .map(|e| {
                 e.rules
                     .iter()
-                    .map(|((table, priority, matching), a)| OwnedRule {
-                        table: *table,
-                        priority: *priority,
-                        matching: *matching,
+                    .map(|(k, a)| OwnedRule {
+                        table: k.table(),
+                        priority: k.priority(),
+                        matching: k.matching(),
                         actions: a.to_vec(),
                     })
                     .collect()

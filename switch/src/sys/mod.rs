@@ -16,6 +16,8 @@
 //! - [`udp`]: the VXLAN tunnel's UDP sockets: batched receive, send with UDP GSO.
 //! - [`rps`]: receive packet steering of the TAPs, written through a detached sysfs
 //!   made inside the interface's namespace.
+//! - [`trim_heap`]: give the allocator's free memory back to the system after a large
+//!   change (a whole cluster's manifest read, compiled and saved).
 
 #![allow(unsafe_code)]
 
@@ -27,6 +29,18 @@ pub mod udp;
 
 #[cfg(test)]
 mod tests;
+
+/// Return the heap's free memory to the system (glibc keeps what a large change freed,
+/// and the node's memory accounting would count it against the switch). A no-op where
+/// the C library is not glibc.
+pub fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim takes no pointer and only returns free pages of the allocator's
+    // own arenas to the kernel; it is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
 
 /// The longest interface name the kernel takes, without the NUL (`IFNAMSIZ - 1`).
 pub const IFNAME_MAX: usize = libc::IFNAMSIZ - 1;
