@@ -520,14 +520,14 @@ impl Bridge {
                     before,
                 } => {
                     let k = (*table, *priority, **matching);
-                    if !rules.contains_key(&k) {
-                        rules.insert(k, before.as_ref());
+                    if let std::collections::hash_map::Entry::Vacant(e) = rules.entry(k) {
+                        e.insert(before.as_ref());
                         rule_order.push(k);
                     }
                 }
                 Undo::Group { id, before } => {
-                    if !groups.contains_key(id) {
-                        groups.insert(*id, before.as_ref());
+                    if let std::collections::hash_map::Entry::Vacant(e) = groups.entry(*id) {
+                        e.insert(before.as_ref());
                         group_order.push(*id);
                     }
                 }

@@ -692,18 +692,23 @@ fn an_unpublished_change_rolls_back_whole() {
     assert_eq!(b.pipeline_handle().load().generation(), g0);
 }
 
+/// A rule slot: table, priority, match.
+type SlotOf = (u8, u16, Match);
+/// What the tables hold in each slot: the owner (none for a user's rule), the actions.
+type Held = Map<SlotOf, (Option<u64>, Vec<Action>)>;
+
 /// What the owners and the user want, kept by the test as plain data.
 #[derive(Debug, Default, Clone)]
 struct Model {
     owners: BTreeMap<u64, Vec<OwnedRule>>,
-    user: BTreeMap<Vec<u64>, ((u8, u16, Match), Vec<Action>)>,
+    user: BTreeMap<Vec<u64>, (SlotOf, Vec<Action>)>,
 }
 
 impl Model {
     /// The rules the tables must hold: the user's where the user has one; elsewhere, one
     /// per slot the live owners want, with their conjunctions merged.
-    fn expected(&self) -> Map<(u8, u16, Match), (Option<u64>, Vec<Action>)> {
-        let mut wants: Map<(u8, u16, Match), BTreeMap<u64, Vec<Action>>> = Map::new();
+    fn expected(&self) -> Held {
+        let mut wants: Map<SlotOf, BTreeMap<u64, Vec<Action>>> = Map::new();
         for (owner, rules) in &self.owners {
             for r in rules {
                 wants
@@ -752,7 +757,7 @@ fn slot_order(table: u8, priority: u16, m: &Match) -> Vec<u64> {
     k
 }
 
-fn actual(b: &Bridge) -> Map<(u8, u16, Match), (Option<u64>, Vec<Action>)> {
+fn actual(b: &Bridge) -> Held {
     b.pipeline()
         .iter_rules()
         .map(|r| {
@@ -768,7 +773,7 @@ fn actual(b: &Bridge) -> Map<(u8, u16, Match), (Option<u64>, Vec<Action>)> {
 #[derive(Clone, Debug)]
 enum Step {
     Set(u64, Vec<OwnedRule>),
-    UserAdd(OwnedRule),
+    UserAdd(Box<OwnedRule>),
     UserDel(usize),
     /// The step after this one is undone instead of published.
     RollBackNext,
@@ -803,7 +808,7 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         4 => ((1u64..6), proptest::collection::vec(slot_rule(), 0..6))
             .prop_map(|(o, rules)| Step::Set(0x0300_0000_0000_0000 | o, rules)),
-        1 => slot_rule().prop_map(Step::UserAdd),
+        1 => slot_rule().prop_map(|r| Step::UserAdd(Box::new(r))),
         1 => (0usize..8).prop_map(Step::UserDel),
         1 => Just(Step::RollBackNext),
     ]
