@@ -402,10 +402,17 @@ impl Daemon {
     /// A daemon running inside `node` (a namespace standing for the node) with `extra`
     /// flags, e.g. `["--pod-cidr", "10.244.1.0/24"]`.
     pub fn start_in(node: &Netns, extra: &[&str]) -> Daemon {
+        let mut d = Daemon::new_in(node, extra);
+        d.launch();
+        d
+    }
+
+    /// Like [`Daemon::start_in`], without starting it yet (to prepare its state first;
+    /// [`Daemon::restart`] starts it).
+    pub fn new_in(node: &Netns, extra: &[&str]) -> Daemon {
         let mut d = Daemon::new();
         d.netns = Some(node.path());
         d.extra = extra.iter().map(|s| s.to_string()).collect();
-        d.launch();
         d
     }
 

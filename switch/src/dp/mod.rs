@@ -236,11 +236,13 @@ impl<C: Conntrack> FastPath<C> {
         &self.stats
     }
 
-    /// Drop both caches.
+    /// Drop both caches (counted when there was something to drop).
     pub fn flush(&mut self) {
+        if !self.mega.is_empty() {
+            self.stats.flushes += 1;
+        }
         self.emc.clear();
         self.mega.clear();
-        self.stats.flushes += 1;
     }
 
     /// Drop the cached flows that the changes published since this fast path's generation

@@ -37,9 +37,10 @@ use vswitch_proto::matching::Match;
 /// Number of tables (0..=254).
 pub const N_TABLES: usize = 255;
 
-/// How many recent [`Delta`]s a snapshot carries: a worker that fell further behind than
-/// this drops its caches instead of revalidating them.
-pub const DELTA_HISTORY: usize = 64;
+/// How many recent [`Delta`]s are kept: a worker that fell further behind than this (it
+/// was idle while the tables changed this many times) drops its caches instead of
+/// revalidating them.
+pub const DELTA_HISTORY: usize = 4096;
 /// A publish that changed more rule slots than this is kept as "everything changed" (a
 /// worker drops its caches): checking each cached flow against it would cost more than
 /// translating again, and the history would hold it in memory.
@@ -64,14 +65,18 @@ pub struct PortDesc {
 /// removed or modified, the groups changed, and whether the port list changed. A cached
 /// flow that no changed slot could match, and that used none of the changed groups, is
 /// still right (see `dp::revalidate`).
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Delta {
     pub generation: u64,
     pub rules: Vec<(u8, u16, Match)>,
     pub groups: Vec<u32>,
     pub ports: bool,
-    /// Everything may have changed (the tables were cleared).
+    /// Everything may have changed (the tables were cleared, or too much changed to
+    /// name it).
     pub all: bool,
+    /// The publish before this one, while it is kept (a chain, newest first, cut at the
+    /// oldest kept: a publish costs nothing however long the history is).
+    prev: arc_swap::ArcSwapOption<Delta>,
 }
 
 /// Groups by id, in shards that snapshots share: a change copies one shard.
@@ -150,8 +155,8 @@ pub struct Pipeline {
     groups: GroupTable,
     ports: Arc<[PortDesc]>,
     generation: u64,
-    /// The last [`DELTA_HISTORY`] publishes' changes, oldest first.
-    deltas: Arc<[Arc<Delta>]>,
+    /// What the publish that made this snapshot changed, linked to the ones before.
+    delta: Option<Arc<Delta>>,
 }
 
 impl Default for Pipeline {
@@ -161,7 +166,7 @@ impl Default for Pipeline {
             groups: GroupTable::default(),
             ports: Arc::from(Vec::new()),
             generation: 0,
-            deltas: Arc::from(Vec::new()),
+            delta: None,
         }
     }
 }
@@ -199,23 +204,25 @@ impl Pipeline {
     /// The changes of every publish after generation `since` up to this one, oldest
     /// first; `None` when they are no longer all known (too many publishes since, or a
     /// change of everything): the caller must assume anything changed.
-    pub fn changes_since(&self, since: u64) -> Option<Vec<&Delta>> {
-        if since >= self.generation {
-            return Some(Vec::new());
+    pub fn changes_since(&self, since: u64) -> Option<Vec<Arc<Delta>>> {
+        let mut out = Vec::new();
+        let mut cur = self.delta.clone();
+        while let Some(d) = cur {
+            if d.generation <= since {
+                break;
+            }
+            if d.all {
+                return None;
+            }
+            cur = d.prev.load_full();
+            out.push(d);
         }
-        let first = self.deltas.first()?;
-        if first.generation > since + 1 {
+        // The chain must reach back to `since`: otherwise a change is missing.
+        let oldest = out.last().map_or(self.generation, |d| d.generation);
+        if oldest > since + 1 {
             return None;
         }
-        let out: Vec<&Delta> = self
-            .deltas
-            .iter()
-            .filter(|d| d.generation > since)
-            .map(|d| &**d)
-            .collect();
-        if out.iter().any(|d| d.all) {
-            return None;
-        }
+        out.reverse();
         Some(out)
     }
 
@@ -365,6 +372,8 @@ pub struct Bridge {
     /// once a change is durable.
     auto_publish: bool,
     recent: std::collections::VecDeque<Arc<Delta>>,
+    /// Rules named by the kept history.
+    recent_rules: usize,
     owned: owned::Owned,
     /// The slots whose rule has a timeout (for [`Bridge::expire`]).
     timed: std::collections::HashSet<(u8, u16, Match)>,
@@ -383,6 +392,7 @@ impl Bridge {
             pending: Vec::new(),
             auto_publish: true,
             recent: std::collections::VecDeque::new(),
+            recent_rules: 0,
             owned: owned::Owned::default(),
             timed: std::collections::HashSet::new(),
         }
@@ -459,19 +469,26 @@ impl Bridge {
         delta.groups.dedup();
         self.generation += 1;
         delta.generation = self.generation;
-        self.recent.push_back(Arc::new(delta));
-        // The history is bounded in changes, not only in publishes.
-        while self.recent.len() > DELTA_HISTORY
-            || self.recent.iter().map(|d| d.rules.len()).sum::<usize>() > 2 * MAX_DELTA_RULES
-        {
-            self.recent.pop_front();
+        delta.prev = arc_swap::ArcSwapOption::new(self.recent.back().cloned());
+        self.recent_rules += delta.rules.len();
+        let delta = Arc::new(delta);
+        self.recent.push_back(delta.clone());
+        // The history is bounded in publishes and in rules; the oldest kept forgets the
+        // one before it.
+        while self.recent.len() > DELTA_HISTORY || self.recent_rules > 2 * MAX_DELTA_RULES {
+            if let Some(old) = self.recent.pop_front() {
+                self.recent_rules -= old.rules.len();
+            }
+            if let Some(first) = self.recent.front() {
+                first.prev.store(None);
+            }
         }
         // A large change's undo list is not kept allocated for the small ones after it.
         if self.pending.capacity() > 1024 {
             self.pending = Vec::new();
         }
         self.master.generation = self.generation;
-        self.master.deltas = self.recent.iter().cloned().collect();
+        self.master.delta = Some(delta);
         self.published.store(Arc::new(self.master.clone()));
     }
 
@@ -859,7 +876,7 @@ impl Bridge {
         self.master = Pipeline {
             ports,
             generation: self.master.generation,
-            deltas: self.master.deltas.clone(),
+            delta: self.master.delta.clone(),
             ..Pipeline::default()
         };
         self.owned = owned::Owned::default();
