@@ -196,6 +196,8 @@ pub struct Switch {
     pending_routes: Vec<(u64, Vec<crate::k8s::Route>)>,
     /// Why the last route could not be set, for the call that wanted it.
     last_route_error: Option<String>,
+    /// The gateway port's interface index in the switch's namespace, once looked up.
+    gateway_ifindex: Option<u32>,
 }
 
 impl std::fmt::Debug for Switch {
@@ -236,6 +238,7 @@ impl Switch {
             routes: objects::Routes::new(),
             pending_routes: Vec::new(),
             last_route_error: None,
+            gateway_ifindex: None,
         };
         sw.restore_flows(&image)?;
         let tunnel_rec = image

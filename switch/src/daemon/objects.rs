@@ -405,27 +405,24 @@ impl Switch {
     /// goes, what it needs is set (replaced). A route that cannot be set is logged, not
     /// recorded, and tried again when its object is applied again or at the next start.
     pub(super) fn sync_routes(&mut self, wanted: Vec<(u64, Vec<Route>)>) {
-        let gateway = self
+        let Some(gw) = self
             .podnet
             .net
             .as_ref()
             .and_then(|n| self.ports.get(n.gateway_port))
-            .map(|p| p.record.ifname.clone());
-        let mut nl: Option<(Rtnl, Option<u32>)> = None;
+            .map(|p| p.record.ifname.clone())
+        else {
+            return;
+        };
+        let mut sock: Option<Rtnl> = None;
         for (owner, want) in wanted {
             let have = self.routes.remove(&owner).unwrap_or_default();
             if want.is_empty() && have.is_empty() {
                 continue;
             }
-            let Some(gw) = &gateway else {
-                continue;
-            };
-            if nl.is_none() {
-                match Rtnl::open().and_then(|mut s| {
-                    let index = s.link_index(gw)?;
-                    Ok((s, index))
-                }) {
-                    Ok(x) => nl = Some(x),
+            if sock.is_none() {
+                match Rtnl::open() {
+                    Ok(s) => sock = Some(s),
                     Err(e) => {
                         tracing::error!(error = %e, "cannot set routes to remote nodes");
                         self.last_route_error = Some(e.to_string());
@@ -433,12 +430,25 @@ impl Switch {
                     }
                 }
             }
-            let Some((sock, Some(index))) = nl.as_mut() else {
-                continue;
+            let Some(nl) = sock.as_mut() else { return };
+            // The gateway's index, looked up once and kept until a route fails.
+            let index = match self.gateway_ifindex {
+                Some(i) => i,
+                None => match nl.link_index(&gw) {
+                    Ok(Some(i)) => {
+                        self.gateway_ifindex = Some(i);
+                        i
+                    }
+                    Ok(None) | Err(_) => {
+                        let msg = format!("the gateway {gw} is not in the switch's namespace");
+                        tracing::error!(error = %msg, "routes to remote nodes not set");
+                        self.last_route_error = Some(msg);
+                        return;
+                    }
+                },
             };
-            let index = *index;
             for r in have.iter().filter(|r| !want.contains(r)) {
-                let del = sock.del_route(
+                let del = nl.del_route(
                     IpAddr::V4(r.dst.network()),
                     r.dst.prefix(),
                     IpAddr::V4(r.via),
@@ -450,7 +460,7 @@ impl Switch {
             }
             let mut set = Vec::with_capacity(want.len());
             for r in want {
-                let done = sock.replace_route_onlink(
+                let done = nl.replace_route_onlink(
                     IpAddr::V4(r.dst.network()),
                     r.dst.prefix(),
                     IpAddr::V4(r.via),
@@ -462,6 +472,7 @@ impl Switch {
                         let msg = format!("route to {} via {gw}: {e}", r.dst);
                         tracing::error!(error = %msg, "route not installed");
                         self.last_route_error = Some(msg);
+                        self.gateway_ifindex = None;
                     }
                 }
             }
