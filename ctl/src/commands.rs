@@ -403,12 +403,22 @@ fn manifests(ctx: &Ctx, method: &str, files: &[String], out: &mut String) -> Res
             names.join(", ")
         )));
     }
-    check_request_size(&objects)?;
-    let value = call(ctx, method, ApplyParams { objects }).map_err(refused)?;
-    let result: ApplyResult = serde_json::from_value(value.clone())
-        .map_err(|e| Failure::Unreadable(format!("the result of `{method}` ({e})")))?;
+    // A manifest is one request (one change, saved and published once) as long as it
+    // fits one; a larger one goes in as few requests as fit.
+    let mut result = ApplyResult::default();
+    let mut values = Vec::new();
+    for chunk in request_chunks(objects)? {
+        let value = call(ctx, method, ApplyParams { objects: chunk }).map_err(refused)?;
+        let part: ApplyResult = serde_json::from_value(value.clone())
+            .map_err(|e| Failure::Unreadable(format!("the result of `{method}` ({e})")))?;
+        result.results.extend(part.results);
+        values.push(value);
+    }
     if ctx.json {
-        json(&value, out);
+        match values.len() {
+            1 => json(&values[0], out),
+            _ => json(&serde_json::to_value(&result).unwrap_or_default(), out),
+        }
     } else {
         output::outcomes(&result, out);
     }
@@ -420,21 +430,35 @@ fn manifests(ctx: &Ctx, method: &str, files: &[String], out: &mut String) -> Res
     }
 }
 
-/// The switch reads requests up to [`MAX_MESSAGE_BYTES`]; say so here rather than have it
-/// drop a bigger one.
-fn check_request_size(objects: &[ManifestObject]) -> Result<(), Failure> {
-    // The envelope (`jsonrpc`, `id`, `method`) adds well under a kilobyte.
+/// The objects in requests the switch reads (up to [`MAX_MESSAGE_BYTES`] each): all in
+/// one when they fit, else in order, as many in each as fit. One object too large for a
+/// request is an error.
+fn request_chunks(objects: Vec<ManifestObject>) -> Result<Vec<Vec<ManifestObject>>, Failure> {
+    // The envelope (`jsonrpc`, `id`, `method`, the list's brackets) adds well under a
+    // kilobyte; each object adds a comma.
     const ENVELOPE: usize = 1024;
-    let size = serde_json::to_vec(objects).map(|v| v.len()).unwrap_or(0);
-    if size + ENVELOPE > MAX_MESSAGE_BYTES {
-        return Err(Failure::Invalid(format!(
-            "the objects make a request of {} MiB, more than the {} MiB vswitchd reads: \
-             give fewer files at a time",
-            size.div_ceil(1 << 20),
-            MAX_MESSAGE_BYTES >> 20
-        )));
+    let limit = MAX_MESSAGE_BYTES - ENVELOPE;
+    let mut chunks = vec![Vec::new()];
+    let mut size = 0;
+    for o in objects {
+        let n = serde_json::to_vec(&o).map(|v| v.len()).unwrap_or(0) + 1;
+        if n > limit {
+            return Err(Failure::Invalid(format!(
+                "{}: document {}: one object of {} MiB, more than the {} MiB vswitchd reads",
+                source_label(&o.source),
+                o.doc,
+                n.div_ceil(1 << 20),
+                MAX_MESSAGE_BYTES >> 20
+            )));
+        }
+        if size + n > limit {
+            chunks.push(Vec::new());
+            size = 0;
+        }
+        size += n;
+        chunks.last_mut().expect("a chunk").push(o);
     }
-    Ok(())
+    Ok(chunks)
 }
 
 /// The text of each manifest named by `-f`, with its source name: a file, stdin (`-`,
@@ -542,5 +566,26 @@ mod tests {
             assert_eq!(g[0].group_id, 1);
         }
         assert!(list::<vswitch_proto::rpc::DumpedGroup>("groups")(serde_json::json!({})).is_err());
+    }
+
+    #[test]
+    fn a_manifest_too_large_for_one_request_goes_in_several() {
+        let object = |i: usize, len: usize| ManifestObject {
+            source: "big.yaml".into(),
+            doc: i,
+            object: serde_json::json!({"kind": "ConfigMap", "data": "x".repeat(len)}),
+        };
+        let small: Vec<ManifestObject> = (1..=3).map(|i| object(i, 10)).collect();
+        assert_eq!(request_chunks(small).unwrap().len(), 1);
+        let big: Vec<ManifestObject> = (1..=5).map(|i| object(i, 6 << 20)).collect();
+        let chunks = request_chunks(big).unwrap();
+        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+        let docs: Vec<usize> = chunks.iter().flatten().map(|o| o.doc).collect();
+        assert_eq!(docs, [1, 2, 3, 4, 5], "in order");
+        let e = request_chunks(vec![object(7, 17 << 20)]).unwrap_err();
+        assert!(
+            matches!(&e, Failure::Invalid(m) if m.contains("document 7")),
+            "{e:?}"
+        );
     }
 }

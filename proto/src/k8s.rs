@@ -28,9 +28,10 @@ pub use node::{
     parse_pod_cidr,
 };
 
-/// The largest manifest read, in bytes: well under the 16 MiB of a control request
-/// ([`crate::rpc::MAX_MESSAGE_BYTES`]), which carries the objects as JSON.
-pub const MAX_MANIFEST_BYTES: usize = 8 << 20;
+/// The largest manifest read, in bytes. `kubectl get nodes -o yaml` of a cluster at
+/// Kubernetes' limit (5,000 Nodes) is tens of megabytes, most of it fields the switch
+/// does not read: objects are trimmed to those ([`essentials`]) before they are sent.
+pub const MAX_MANIFEST_BYTES: usize = 256 << 20;
 
 /// How deeply collections may nest in one document (the root object is level 1).
 /// serde_json refuses more than 128, and the request wraps an object in 4 more levels.

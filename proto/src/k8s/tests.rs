@@ -271,7 +271,7 @@ fn load_errors_name_the_file_the_document_and_the_field() {
     assert_eq!(
         e.to_string(),
         format!(
-            "-: {} bytes is more than the 8 MiB a manifest may have",
+            "-: {} bytes is more than the 256 MiB a manifest may have",
             MAX_MANIFEST_BYTES + 1
         )
     );
