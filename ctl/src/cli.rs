@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
 use vswitch_proto::k8s;
+use vswitch_proto::net::{IfAddr, MacAddr};
 use vswitch_proto::rpc::PortType;
 
 /// Where vswitchd listens unless told otherwise.
@@ -316,16 +317,12 @@ fn parse_ifname(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// The switch's own parsers (`vswitch_proto::net`), so the client refuses what the
+/// switch would, with the same words.
 fn parse_mac(s: &str) -> Result<String, String> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let ok = parts.len() == 6
-        && parts
-            .iter()
-            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
-    if !ok {
-        return Err(format!("`{s}` is not a MAC address like 0a:00:00:00:00:01"));
-    }
-    Ok(s.to_ascii_lowercase())
+    s.parse::<MacAddr>()
+        .map(|m| m.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn parse_ip(s: &str) -> Result<String, String> {
@@ -335,15 +332,9 @@ fn parse_ip(s: &str) -> Result<String, String> {
 }
 
 fn parse_cidr(s: &str) -> Result<String, String> {
-    let bad = || format!("`{s}` is not an address with a prefix length like 10.244.1.2/24");
-    let (addr, len) = s.split_once('/').ok_or_else(bad)?;
-    let addr: IpAddr = addr.parse().map_err(|_| bad())?;
-    let len: u8 = len.parse().map_err(|_| bad())?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    if len > max {
-        return Err(bad());
-    }
-    Ok(s.to_string())
+    s.parse::<IfAddr>()
+        .map(|a| a.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn parse_node_name(s: &str) -> Result<String, String> {

@@ -310,12 +310,14 @@ pub fn negotiate(bin: &Path, wanted: &str) -> Result<Option<String>, CniError> {
 pub fn result_address(v: &Value) -> Result<(Ipv4Addr, u8, Option<Value>), String> {
     let r = CniResult::from_value(v)?;
     for ip in &r.ips {
-        if let Some((a, p)) = ip.address.split_once('/')
-            && let (Ok(a), Ok(p)) = (a.parse::<Ipv4Addr>(), p.parse::<u8>())
-            && p <= 32
+        if let Some(a) = ip
+            .address
+            .parse::<vswitch_proto::net::IfAddr>()
+            .ok()
+            .and_then(|a| Some((a.ipv4()?, a.prefix)))
         {
             let dns = (!r.dns.is_empty()).then(|| Value::Object(r.dns.clone()));
-            return Ok((a, p, dns));
+            return Ok((a.0, a.1, dns));
         }
     }
     Err(format!("its result holds no IPv4 address: {v}"))
