@@ -329,4 +329,40 @@ criterion_group!(
     interpreter,
     classifier
 );
-criterion_main!(benches);
+
+/// One edit to a table just published: the snapshot and the master copy share everything,
+/// as after `Bridge::publish`, and the master copy takes one insert or one remove into its
+/// largest subtable (a node's per-Pod or per-node table). What this costs is what one
+/// Kubernetes object's change costs at that scale. The copy is dropped outside the timing.
+fn cls_edit(c: &mut Criterion) {
+    let mut g = c.benchmark_group("cls_edit");
+    g.throughput(Throughput::Elements(1));
+    for n in [1_000u32, 100_000] {
+        let mut published: Classifier<u32> = Classifier::new();
+        for (i, (m, p)) in rules(n).into_iter().enumerate() {
+            published.insert(&m, p, None, i as u32);
+        }
+        let mut fresh = Match::CATCHALL;
+        fresh.set(FieldId::EthType, 0x0800);
+        fresh.set(FieldId::IpDst, (0x0a00_0000 + n) as u128);
+        g.bench_function(BenchmarkId::new("insert_after_clone", n), |b| {
+            b.iter_batched_ref(
+                || published.clone(),
+                |cls| black_box(cls.insert(&fresh, 200, None, u32::MAX)),
+                criterion::BatchSize::SmallInput,
+            )
+        });
+        let (old, p) = rules(n)[n as usize / 2];
+        g.bench_function(BenchmarkId::new("remove_after_clone", n), |b| {
+            b.iter_batched_ref(
+                || published.clone(),
+                |cls| black_box(cls.remove(&old, p)),
+                criterion::BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(edits, cls_edit);
+criterion_main!(benches, edits);

@@ -23,14 +23,22 @@
 //! of conjunction `id`, the classifier looks up the flow again with `conj_id=id` and
 //! returns that rule. If several conjunctions are complete at the same priority, the
 //! smallest id that leads to a rule wins (Open vSwitch: undefined).
+//!
+//! **Copy on write.** A published snapshot and the master copy being edited share
+//! subtables, and a subtable's buckets are cut into shards that they share too
+//! ([`shards`]), so the first edit after a publish copies one shard of the subtable it
+//! touches and that subtable's list of shard pointers, never all its rules.
 
-use hashbrown::HashTable;
+use smallvec::{SmallVec, smallvec};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use vswitch_proto::flow::{FLOW_U64S, Flow};
 use vswitch_proto::matching::Match;
 
 use crate::flow::{CompactKey, masked_hash};
+use shards::Shards;
+
+mod shards;
 
 /// One `conjunction(id, clause+1/n_clauses)` action of a soft rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -54,9 +62,10 @@ pub struct Entry<R> {
 struct Bucket<R> {
     /// The masked flow every rule here matches.
     key: CompactKey,
-    hash: u64,
-    /// Highest priority first; at most one entry per priority.
-    entries: Vec<Entry<R>>,
+    /// Highest priority first; at most one entry per priority. Nearly always one, kept
+    /// inline: a lookup reads the entry in the bucket's own allocation, not behind another
+    /// pointer.
+    entries: SmallVec<[Entry<R>; 1]>,
 }
 
 #[derive(Clone, Debug)]
@@ -65,7 +74,7 @@ struct Subtable<R> {
     /// Indices of the mask's non-zero words.
     words: Box<[u8]>,
     ones: u32,
-    buckets: HashTable<Bucket<R>>,
+    buckets: Shards<R>,
     /// How many rules have each priority (to know the highest after a removal).
     priorities: BTreeMap<u16, u32>,
     max_priority: u16,
@@ -82,7 +91,7 @@ impl<R> Subtable<R> {
             mask,
             words: words.into_boxed_slice(),
             ones: mask.count_ones(),
-            buckets: HashTable::new(),
+            buckets: Shards::new(),
             priorities: BTreeMap::new(),
             max_priority: 0,
             n_rules: 0,
@@ -92,9 +101,8 @@ impl<R> Subtable<R> {
     #[inline]
     fn find(&self, key: &Flow, seed: u64) -> Option<&Bucket<R>> {
         let h = masked_hash(key, &self.mask, &self.words, seed);
-        self.buckets.find(h, |b| {
-            b.hash == h && b.key.matches(key, &self.mask, &self.words)
-        })
+        self.buckets
+            .find(h, |b| b.key.matches(key, &self.mask, &self.words))
     }
 
     fn or_mask_into(&self, wc: &mut Flow) {
@@ -126,8 +134,12 @@ impl<R> Subtable<R> {
 
 /// A set of rules, each with a match and a priority, searchable by flow.
 ///
-/// Cloning is cheap: subtables are shared and copied on write, so a published snapshot and
-/// the copy being edited share every subtable the edit does not touch.
+/// Cloning costs one pointer per subtable: subtables, the shards of their buckets and the
+/// buckets are shared and copied on write, so a published snapshot and the copy being
+/// edited share every subtable the edit does not touch, and all but two or three shards
+/// of the one it does. One insert or remove after a clone copies the bucket it changes,
+/// the slots of a shard or two (a few hundred pointers) and one pointer per shard of that
+/// subtable (one per few hundred buckets): not the subtable's rules.
 #[derive(Clone, Debug)]
 pub struct Classifier<R> {
     /// In lookup order: highest `max_priority` first, then by mask rank.
@@ -233,10 +245,7 @@ impl<R: Clone> Classifier<R> {
             conj,
             rule,
         };
-        let replaced = match st
-            .buckets
-            .find_mut(hash, |b| b.hash == hash && b.key == key)
-        {
+        let replaced = match st.buckets.find_mut(hash, |b| b.key == key) {
             Some(b) => match b.entries.binary_search_by(|e| priority.cmp(&e.priority)) {
                 Ok(i) => Some(std::mem::replace(&mut b.entries[i], entry).rule),
                 Err(i) => {
@@ -249,10 +258,8 @@ impl<R: Clone> Classifier<R> {
                     hash,
                     Bucket {
                         key,
-                        hash,
-                        entries: vec![entry],
+                        entries: smallvec![entry],
                     },
-                    |b| b.hash,
                 );
                 None
             }
@@ -277,25 +284,20 @@ impl<R: Clone> Classifier<R> {
         let hash = masked_hash(&key, &st.mask, &st.words, seed);
         let key = CompactKey::new(&key, &st.mask, &st.words);
         // Check before copying a shared subtable.
-        st.buckets
-            .find(hash, |b| b.hash == hash && b.key == key)?
-            .entries
-            .iter()
-            .find(|e| e.priority == priority)?;
+        let b = st.buckets.find(hash, |b| b.key == key)?;
+        let i = b.entries.iter().position(|e| e.priority == priority)?;
+        let last = b.entries.len() == 1;
         let st = Arc::make_mut(&mut self.subtables[idx]);
         let old_max = st.max_priority;
-        let Ok(mut occupied) = st
-            .buckets
-            .find_entry(hash, |b| b.hash == hash && b.key == key)
-        else {
-            return None;
+        let removed = if last {
+            let mut b = st.buckets.remove(hash, |b| b.key == key)?;
+            b.entries.swap_remove(i)
+        } else {
+            st.buckets
+                .find_mut(hash, |b| b.key == key)?
+                .entries
+                .remove(i)
         };
-        let b = occupied.get_mut();
-        let i = b.entries.iter().position(|e| e.priority == priority)?;
-        let removed = b.entries.remove(i);
-        if b.entries.is_empty() {
-            occupied.remove();
-        }
         st.remove_priority(priority);
         st.n_rules -= 1;
         self.n_rules -= 1;
@@ -314,7 +316,7 @@ impl<R: Clone> Classifier<R> {
         let hash = masked_hash(&key, &st.mask, &st.words, self.seed);
         let key = CompactKey::new(&key, &st.mask, &st.words);
         st.buckets
-            .find(hash, |b| b.hash == hash && b.key == key)?
+            .find(hash, |b| b.key == key)?
             .entries
             .iter()
             .find(|e| e.priority == priority)
@@ -330,7 +332,7 @@ impl<R: Clone> Classifier<R> {
         let hash = masked_hash(&key, &st.mask, &st.words, seed);
         let key = CompactKey::new(&key, &st.mask, &st.words);
         st.buckets
-            .find_mut(hash, |b| b.hash == hash && b.key == key)?
+            .find_mut(hash, |b| b.key == key)?
             .entries
             .iter_mut()
             .find(|e| e.priority == priority)

@@ -1,3 +1,4 @@
+use super::shards::SHARD_BUCKETS;
 use super::*;
 use proptest::prelude::*;
 use vswitch_proto::field::FieldId;
@@ -145,6 +146,135 @@ fn snapshots_are_independent() {
         c.lookup(&key(&[(FieldId::InPort, 1)]), &mut Flow::default()),
         Some(&2)
     );
+}
+
+// ---- Shards: what an edit after a clone copies ------------------------------------
+
+/// One rule per address, all in one subtable, as a node's per-Pod tables are.
+fn host(i: u32) -> Match {
+    m(&[
+        (FieldId::EthType, 0x800, 0xffff),
+        (FieldId::IpDst, 0x0a00_0000 + i as u128, u32::MAX as u128),
+    ])
+}
+
+fn packet_to(i: u32) -> Flow {
+    key(&[
+        (FieldId::EthType, 0x800),
+        (FieldId::IpDst, 0x0a00_0000 + i as u128),
+    ])
+}
+
+/// Every bucket is where a lookup looks for it, and the counts are right.
+fn check_shards(c: &Classifier<u32>) {
+    for st in &c.subtables {
+        st.buckets.check();
+        let rules: usize = st.buckets.iter().map(|b| b.entries.len()).sum();
+        assert_eq!(rules, st.n_rules);
+    }
+}
+
+/// How many of `b`'s shards (of its only subtable) are not `a`'s.
+fn unshared(a: &Classifier<u32>, b: &Classifier<u32>) -> usize {
+    b.subtables[0].buckets.unshared(&a.subtables[0].buckets)
+}
+
+#[test]
+fn an_edit_after_a_clone_copies_a_shard_not_the_subtable() {
+    const N: u32 = 10_000;
+    let mut c: Classifier<u32> = Classifier::new();
+    for i in 0..N {
+        c.insert(&host(i), 200, None, i);
+    }
+    let n_shards = c.subtables[0].buckets.n_shards();
+    assert!(n_shards >= N as usize / SHARD_BUCKETS, "{n_shards} shards");
+    check_shards(&c);
+
+    let mut edited = c.clone();
+    assert_eq!(edited.insert(&host(N), 200, None, N), None);
+    // The shard the rule went into, and the two halves of the one split because the
+    // subtable grew: whatever the subtable's size (tests use shards of one bucket).
+    assert!(
+        unshared(&c, &edited) <= 3,
+        "{} copied",
+        unshared(&c, &edited)
+    );
+    assert_eq!(edited.remove(&host(17), 200), Some(17));
+    assert!(unshared(&c, &edited) <= 5);
+    *edited.find_exact_mut(&host(18), 200).unwrap() = 1_000_018;
+    assert!(unshared(&c, &edited) <= 7);
+    check_shards(&edited);
+
+    // The original still answers as before the edits.
+    assert_eq!(c.len(), N as usize);
+    for i in 0..N {
+        assert_eq!(c.lookup(&packet_to(i), &mut Flow::default()), Some(&i));
+    }
+    assert_eq!(c.lookup(&packet_to(N), &mut Flow::default()), None);
+    // And the copy as after them.
+    assert_eq!(edited.len(), N as usize);
+    assert_eq!(edited.lookup(&packet_to(N), &mut Flow::default()), Some(&N));
+    assert_eq!(edited.lookup(&packet_to(17), &mut Flow::default()), None);
+    assert_eq!(
+        edited.lookup(&packet_to(18), &mut Flow::default()),
+        Some(&1_000_018)
+    );
+}
+
+#[test]
+fn shards_split_and_merge_under_snapshots() {
+    const N: u32 = 20_000;
+    // Addresses in a scrambled order, and a second priority on every fifth (a bucket is
+    // not a rule).
+    let order: Vec<u32> = (0..N).map(|i| i * 7_919 % N).collect();
+    let lower = |i: u32| i.is_multiple_of(5).then_some(i + 100_000);
+    let mut c: Classifier<u32> = Classifier::new();
+    // Snapshots taken along the way, with which addresses each holds, so that splits and
+    // merges meet shared shards.
+    let mut snapshots: Vec<(Classifier<u32>, Vec<bool>)> = Vec::new();
+    let mut live = vec![false; N as usize];
+    for (n, &i) in order.iter().enumerate() {
+        c.insert(&host(i), 200, None, i);
+        if let Some(r) = lower(i) {
+            c.insert(&host(i), 100, None, r);
+        }
+        live[i as usize] = true;
+        if n % 3_001 == 0 {
+            snapshots.push((c.clone(), live.clone()));
+        }
+    }
+    check_shards(&c);
+    let most = c.subtables[0].buckets.n_shards();
+    for (n, &i) in order.iter().enumerate().take(N as usize - 100) {
+        assert_eq!(c.remove(&host(i), 200), Some(i));
+        if let Some(r) = lower(i) {
+            assert_eq!(c.remove(&host(i), 100), Some(r));
+        }
+        live[i as usize] = false;
+        if n % 2_999 == 0 {
+            snapshots.push((c.clone(), live.clone()));
+        }
+    }
+    let fewest = c.subtables[0].buckets.n_shards();
+    assert!(most * SHARD_BUCKETS >= N as usize, "{most} shards");
+    assert!(fewest * SHARD_BUCKETS <= 4 * 100, "{fewest} shards");
+
+    snapshots.push((c, live));
+    for (c, holds) in &snapshots {
+        check_shards(c);
+        let live = || (0..N).filter(|&i| holds[i as usize]);
+        let rules: usize = live().map(|i| 1 + lower(i).is_some() as usize).sum();
+        assert_eq!(c.len(), rules);
+        assert_eq!(c.iter().count(), rules);
+        for i in live() {
+            assert_eq!(c.lookup(&packet_to(i), &mut Flow::default()), Some(&i));
+            assert_eq!(c.find_exact(&host(i), 100).map(|e| e.rule), lower(i));
+        }
+        for i in (0..N).filter(|&i| !holds[i as usize]).step_by(97) {
+            assert_eq!(c.lookup(&packet_to(i), &mut Flow::default()), None);
+            assert!(c.find_exact(&host(i), 200).is_none());
+        }
+    }
 }
 
 // ---- Property test against a linear scan -------------------------------------------
