@@ -460,6 +460,12 @@ impl Switch {
             }
             let mut set = Vec::with_capacity(want.len());
             for r in want {
+                if have.contains(&r) {
+                    // Set already (the kernel's route replace walks its routes: a change
+                    // that keeps the route does not pay for it).
+                    set.push(r);
+                    continue;
+                }
                 let done = nl.replace_route_onlink(
                     IpAddr::V4(r.dst.network()),
                     r.dst.prefix(),
