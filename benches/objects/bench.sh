@@ -122,7 +122,7 @@ ctl() { "$VSWITCHCTL" --socket "$WORK/sock" "$@"; }
 
 printf 'size\tphase\tmicroseconds\n' > "$RESULTS_DIR/times.tsv"
 {
-  echo "| Nodes | apply -f NodeList (s) | RSS before / after (MiB) | one Node changed, vswitchctl apply -f: median / p90 / p99 / max (ms) | same over the socket, no new process (ms) | restart with N Nodes (s) | journal / snapshot (KiB) |"
+  echo "| Nodes | apply -f NodeList (s) | RSS before / after the NodeList / after a restart (MiB) | one Node changed, vswitchctl apply -f: median / p90 / p99 / max (ms) | same over the socket, no new process (ms) | restart with N Nodes (s) | journal / snapshot (KiB) |"
   echo "|---|---|---|---|---|---|---|"
 } > "$RESULTS_DIR/summary.md"
 
@@ -198,12 +198,14 @@ PY
   restart_us=$(( ${t1/./} - ${t0/./} ))
   listed=$(ctl get nodes | tail -n +2 | wc -l)
   [ "$listed" = "$(( n + 1 ))" ] || { echo "after a restart: $listed nodes" >&2; exit 1; }
+  rss2=$(rss_kib "$PID")
   stop_switch
   read -r med p90 p99 max <<< "$(stats "$WORK/change.us")"
   read -r rmed rp90 rp99 rmax <<< "$(stats "$WORK/change-rpc.us")"
-  printf '| %s | %.2f | %.1f / %.1f | %s / %s / %s / %s | %s / %s / %s / %s | %.2f | %s / %s |\n' \
+  printf '| %s | %.2f | %.1f / %.1f / %.1f | %s / %s / %s / %s | %s / %s / %s / %s | %.2f | %s / %s |\n' \
     "$n" "$(awk -v u="$apply_us" 'BEGIN {print u / 1e6}')" \
     "$(awk -v k="$rss0" 'BEGIN {print k / 1024}')" "$(awk -v k="$rss1" 'BEGIN {print k / 1024}')" \
+    "$(awk -v k="$rss2" 'BEGIN {print k / 1024}')" \
     "$med" "$p90" "$p99" "$max" "$rmed" "$rp90" "$rp99" "$rmax" \
     "$(awk -v u="$restart_us" 'BEGIN {print u / 1e6}')" "$journal_kib" "$snapshot_kib" \
     >> "$RESULTS_DIR/summary.md"

@@ -312,8 +312,8 @@ fn a_state_file_of_the_previous_release_starts_everything_again() {
     }
     let routes = node.exec_ok(&["ip", "route"]);
     for r in [
-        "10.244.2.0/24 via 10.244.2.1 dev vsw-gw0",
-        "10.244.3.0/24 via 10.244.3.1 dev vsw-gw0",
+        "10.244.2.0/24 via 169.254.0.254 dev vsw-gw0",
+        "10.244.3.0/24 via 169.254.0.254 dev vsw-gw0",
     ] {
         assert!(routes.contains(r), "no route {r} in:\n{routes}");
     }

@@ -10,7 +10,7 @@
 //! ARP for anything else is dropped. A Pod may send only untagged frames, from its own MAC
 //! and IP.
 
-use super::pipeline::{Source, Table, reg, rule};
+use super::pipeline::{NEXT_HOP, Source, Table, reg, rule};
 use crate::ofproto::OwnedRule;
 use std::net::Ipv4Addr;
 use vswitch_proto::field::FieldId;
@@ -107,6 +107,9 @@ pub fn node_rules(n: &LocalNet) -> Vec<OwnedRule> {
     if let Some(t) = n.tunnel {
         let tunnel = Source::Tunnel as u32;
         rules.extend([
+            // The next hop of the node's routes to other nodes' Pods: answered here,
+            // so its frames come to the switch, which routes them by address.
+            arp_responder(NEXT_HOP, MacAddr::for_ipv4(NEXT_HOP)),
             // What each known node may send comes in (its own rules); anything else from
             // the tunnel (another VNI, an unknown sender, a forged inner source) is
             // dropped and counted here.

@@ -5,14 +5,14 @@
 //! it), not this node's address, no overlap with this node's or another node's Pod CIDR.
 //! Compiled, when the node has a Pod network and a tunnel: what that node may send through
 //! the tunnel is taken in (its underlay address, the Pod network's VNI, IPv4 from its Pod
-//! CIDR or its own address), ARP for its gateway is answered (the node's own stack routes
-//! to its Pods via that gateway over the gateway port, with the route this kind asks for),
-//! and its Pod CIDR is routed into the tunnel with the MAC of its gateway as the inner
-//! destination (the MAC a kernel VXLAN device there also carries, so Flannel-like peers
-//! take the frame).
+//! CIDR or its own address), and its Pod CIDR is routed into the tunnel with the MAC of
+//! its gateway as the inner destination (the MAC a kernel VXLAN device there also carries,
+//! so Flannel-like peers take the frame). The node's own stack reaches those Pods by the
+//! route this kind asks for, over the gateway port via the switch's one next hop
+//! ([`super::pipeline::NEXT_HOP`]).
 
-use super::local::{LocalNet, TunnelNet, arp_responder};
-use super::pipeline::{CookieKind, Source, Table, reg, rule};
+use super::local::{LocalNet, TunnelNet};
+use super::pipeline::{CookieKind, NEXT_HOP, Source, Table, reg, rule};
 use super::{Checked, Compiled, Kind, KindInfo, NodeCtx, ObjectKey, Objects, Route, Spec, Stored};
 use crate::ofproto::OwnedRule;
 use serde_json::{Value, json};
@@ -74,7 +74,6 @@ pub fn remote_rules(n: &LocalNet, t: TunnelNet, r: &RemoteNode) -> Vec<OwnedRule
         // reached it over the underlay): nothing else that node sends is taken in.
         from_node(r.cidr),
         from_node(node_host),
-        arp_responder(rgw, rgw_mac),
         rule(Table::L3Forwarding, 185)
             .ip()
             .nw_dst_net(r.cidr)
@@ -183,7 +182,7 @@ impl Kind for NodeKind {
             groups: Vec::new(),
             routes: vec![Route {
                 dst: n.cidr,
-                via: n.cidr.gateway(),
+                via: NEXT_HOP,
             }],
         }
     }
@@ -275,19 +274,23 @@ mod tests {
             "{a}"
         );
         assert!(a.ends_with(",9"), "{a}");
-        // From the node (it routes via the remote gateway, whose ARP the switch answers).
-        let a = actions(
-            &b,
-            "in_port=1,icmp,dl_src=0a:58:0a:f4:01:01,dl_dst=0a:58:0a:f4:02:01,nw_src=10.244.1.1,nw_dst=10.244.2.7,nw_ttl=64",
-        );
-        assert!(a.ends_with(",9"), "{a}");
+        // From the node, which routes via the switch's one next hop, whose ARP the switch
+        // answers.
         let arp = actions(
             &b,
-            "in_port=1,arp,arp_op=1,dl_src=0a:58:0a:f4:01:01,dl_dst=ff:ff:ff:ff:ff:ff,arp_sha=0a:58:0a:f4:01:01,arp_spa=10.244.1.1,arp_tpa=10.244.2.1",
+            "in_port=1,arp,arp_op=1,dl_src=0a:58:0a:f4:01:01,dl_dst=ff:ff:ff:ff:ff:ff,arp_sha=0a:58:0a:f4:01:01,arp_spa=10.244.1.1,arp_tpa=169.254.0.254",
         );
         assert!(
-            arp.contains("sha=0a:58:0a:f4:02:01") && arp.ends_with(",1"),
+            arp.contains("sha=0a:58:a9:fe:00:fe") && arp.ends_with(",1"),
             "{arp}"
+        );
+        let a = actions(
+            &b,
+            "in_port=1,icmp,dl_src=0a:58:0a:f4:01:01,dl_dst=0a:58:a9:fe:00:fe,nw_src=10.244.1.1,nw_dst=10.244.2.7,nw_ttl=64",
+        );
+        assert!(
+            a.ends_with(",9") && a.contains("dst=0a:58:0a:f4:02:01"),
+            "{a}"
         );
     }
 
@@ -372,8 +375,8 @@ mod tests {
         assert_eq!(NODE.check(&ctx, &objects, &k, &spec), Ok(Checked::Ok));
         objects.put(k.clone(), Some(stored.clone()));
         let c = NODE.compile(&ctx, &k, &stored);
-        assert_eq!(c.rules.len(), 4);
-        assert_eq!(c.routes[0].via, Ipv4Addr::new(10, 244, 2, 1));
+        assert_eq!(c.rules.len(), 3);
+        assert_eq!(c.routes[0].via, NEXT_HOP);
         // No tunnel: nothing to install (the node stays known).
         let plain = net(None);
         let no_tunnel = NodeCtx {

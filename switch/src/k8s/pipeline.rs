@@ -140,6 +140,13 @@ pub fn reserved_cookie(cookie: u64) -> bool {
     CookieKind::of(cookie).is_some()
 }
 
+/// The next hop of the node's routes to other nodes' Pods (`CIDR via NEXT_HOP dev
+/// <gateway port> onlink`): one address for every remote node, answered by the switch's
+/// ARP, so the kernel shares one next hop among all those routes. (A next hop per node,
+/// each remote gateway, makes the kernel compare each new route with every one before:
+/// quadratic in the nodes, 90 s for 50,000.) Link-local, so it is never a Pod's.
+pub const NEXT_HOP: Ipv4Addr = Ipv4Addr::new(169, 254, 0, 254);
+
 /// Group ids the switch keeps for its own groups (Services' endpoints, later): users'
 /// groups take ids below.
 pub const SYSTEM_GROUPS: std::ops::RangeInclusive<u32> = 0xf000_0000..=0xffff_ff00;
