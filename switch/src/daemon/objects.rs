@@ -518,8 +518,15 @@ impl Switch {
             }
         };
         let mut items: Vec<GetItem> = Vec::new();
-        if info.kind == manifest::NODE_KIND {
-            items.extend(self.local_node_object().map(|(k, s)| item(&k, &s)));
+        if info.kind == manifest::NODE_KIND
+            && let Some((k, s)) = self.local_node_object()
+        {
+            let mut this = item(&k, &s);
+            if self.tunnel_local().is_none() {
+                // No tunnel: the node has no address the switch knows.
+                this.cells[2] = "<none>".into();
+            }
+            items.push(this);
         }
         items.extend(
             self.objects

@@ -317,7 +317,7 @@ impl Switch {
     }
 
     pub fn add_port(&mut self, p: rpc::AddPortParams) -> Result<rpc::PortInfo, Refusal> {
-        let no = self.transact(|sw, txn| sw.add_port_in(txn, p, false))?;
+        let no = self.transact(|sw, txn| sw.add_port_in(txn, p))?;
         Ok(self
             .ports
             .get(no)
@@ -325,15 +325,13 @@ impl Switch {
             .expect("the port just added"))
     }
 
-    /// `add-port` inside a change; with `adopt`, a TAP of that name already there is
-    /// taken over (the switch's own gateway, left by a run that stopped before saving
-    /// it). A TAP with an address in the Pod CIDR is a Pod, wired as one. Returns the
-    /// port's number; the port reaches the workers when the change is durable.
+    /// `add-port` inside a change. A TAP with an address in the Pod CIDR is a Pod, wired
+    /// as one. Returns the port's number; the port reaches the workers when the change is
+    /// durable.
     pub(super) fn add_port_in(
         &mut self,
         txn: &mut Txn,
         p: rpc::AddPortParams,
-        adopt: bool,
     ) -> Result<u32, Refusal> {
         if self.ports.by_name(&p.name).is_some() {
             return Err(Refusal::conflict(format!(
@@ -361,14 +359,7 @@ impl Switch {
         }
         // A Pod by hand: its address must be free (checked before its device is made).
         self.wire_hand_pod(txn, &rec)?;
-        let device = if adopt {
-            match Device::restore(&rec, self.ports.workers()) {
-                Device::Missing(why) => return Err(Refusal::refused(why)),
-                d => d,
-            }
-        } else {
-            Device::create(&rec, self.ports.workers())?
-        };
+        let device = Device::create(&rec, self.ports.workers())?;
         // The device exists until the change is durable; if it is not, it goes.
         let device = std::rc::Rc::new(std::cell::Cell::new(Some(device)));
         let undo = device.clone();

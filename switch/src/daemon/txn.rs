@@ -49,11 +49,6 @@ impl Txn {
     pub fn then(&mut self, f: impl FnOnce(&mut Switch) + 'static) {
         self.after.push(Box::new(f));
     }
-
-    /// Whether anything is to be written.
-    pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
-    }
 }
 
 impl Switch {
