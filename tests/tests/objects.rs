@@ -21,6 +21,15 @@ fn require_root() {
     vswitch_tests::e2e::require_root(TOOLS);
 }
 
+/// A Pod by hand: a TAP `eth0` in `netns` with `ip` (and a default route via `gateway`).
+fn add_pod_port(d: &Daemon, name: &str, netns: &str, ip: &str, gateway: Option<&str>) {
+    let mut args = vec![
+        "add-port", name, "--type", "tap", "--netns", netns, "--ifname", "eth0", "--ip", ip,
+    ];
+    args.extend(gateway.map(|g| ["--gateway", g]).into_iter().flatten());
+    d.ctl_ok(&args);
+}
+
 fn runtime(d: &Daemon) -> Runtime {
     let ours = bin("vswitch-cni")
         .parent()
@@ -69,33 +78,9 @@ fn pods_by_hand_and_addresses_asked_for() {
     let d = Daemon::start_in(&node, &["--pod-cidr", POD_CIDR, "--node-name", "n1"]);
     let (a, b) = (Netns::new(), Netns::new());
     let (pa, pb) = (a.path(), b.path());
-    d.ctl_ok(&[
-        "add-port",
-        "hand-a",
-        "--type",
-        "tap",
-        "--netns",
-        &pa,
-        "--ifname",
-        "eth0",
-        "--ip",
-        "10.244.1.50/24",
-        "--gateway",
-        GATEWAY,
-    ]);
+    add_pod_port(&d, "hand-a", &pa, "10.244.1.50/24", Some(GATEWAY));
     // Without a gateway: it still reaches its own subnet (the node's gateway address too).
-    d.ctl_ok(&[
-        "add-port",
-        "hand-b",
-        "--type",
-        "tap",
-        "--netns",
-        &pb,
-        "--ifname",
-        "eth0",
-        "--ip",
-        "10.244.1.51/24",
-    ]);
+    add_pod_port(&d, "hand-b", &pb, "10.244.1.51/24", None);
     let targets = [
         "10.244.1.50".to_string(),
         "10.244.1.51".into(),
@@ -417,36 +402,27 @@ fn unrelated_changes_keep_a_streams_cached_flows() {
     let _serial = serial();
     require_root();
     let node = Netns::new();
-    let d = Daemon::start_in(&node, &["--pod-cidr", POD_CIDR, "--node-name", "n1"]);
+    // A tunnel, so that Node objects compile to rules (and routes) of their own.
+    node.exec_ok(&[
+        "ip", "link", "add", "uplink", "type", "veth", "peer", "name", "uplink-p",
+    ]);
+    node.exec_ok(&["ip", "addr", "add", "192.168.0.1/16", "dev", "uplink"]);
+    node.exec_ok(&["ip", "link", "set", "uplink", "up"]);
+    node.exec_ok(&["ip", "link", "set", "uplink-p", "up"]);
+    let d = Daemon::start_in(
+        &node,
+        &[
+            "--pod-cidr",
+            POD_CIDR,
+            "--node-name",
+            "n1",
+            "--node-ip",
+            "192.168.0.1",
+        ],
+    );
     let (a, b) = (Netns::new(), Netns::new());
-    d.ctl_ok(&[
-        "add-port",
-        "pa",
-        "--type",
-        "tap",
-        "--netns",
-        &a.path(),
-        "--ifname",
-        "eth0",
-        "--ip",
-        "10.244.1.10/24",
-        "--gateway",
-        GATEWAY,
-    ]);
-    d.ctl_ok(&[
-        "add-port",
-        "pb",
-        "--type",
-        "tap",
-        "--netns",
-        &b.path(),
-        "--ifname",
-        "eth0",
-        "--ip",
-        "10.244.1.11/24",
-        "--gateway",
-        GATEWAY,
-    ]);
+    add_pod_port(&d, "pa", &a.path(), "10.244.1.10/24", Some(GATEWAY));
+    add_pod_port(&d, "pb", &b.path(), "10.244.1.11/24", Some(GATEWAY));
     assert!(ping_until(&a, "10.244.1.11", Duration::from_secs(5)));
     let server = iperf_server(&b, 5201, 30);
     let args = iperf_client_args("10.244.1.11", 5201, 8, &["-t", "6"]);

@@ -467,6 +467,11 @@ impl Bridge {
         }
         delta.groups.sort_unstable();
         delta.groups.dedup();
+        if delta.rules.is_empty() && delta.groups.is_empty() && !delta.ports && !delta.all {
+            // Only the owners' bookkeeping changed (an owner wanting what it had): the
+            // workers' tables are as they were, so there is nothing to publish.
+            return;
+        }
         self.generation += 1;
         delta.generation = self.generation;
         delta.prev = arc_swap::ArcSwapOption::new(self.recent.back().cloned());
