@@ -12,6 +12,7 @@
 //! Only the `sys` module may use `unsafe`.
 
 pub mod cls;
+pub mod ct;
 pub mod ctl;
 pub mod daemon;
 pub mod dp;

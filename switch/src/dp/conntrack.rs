@@ -17,6 +17,22 @@ pub struct CtResult {
     pub zone: u16,
     pub mark: u32,
     pub label: u128,
+    /// The connection's original direction (OVS's `ct_nw_src`, `ct_nw_dst`,
+    /// `ct_nw_proto`, `ct_tp_src`, `ct_tp_dst`): present for a tracked IPv4 packet that is
+    /// not `+inv` (for a `+new` packet, its own tuple).
+    pub orig: Option<OrigTuple>,
+}
+
+/// The original-direction tuple of a connection, as the `ct_*` match fields show it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OrigTuple {
+    pub src: u32,
+    pub dst: u32,
+    pub proto: u8,
+    /// TCP/UDP/SCTP source port; ICMP: the type (OVS puts type and code in the ports).
+    pub sport: u16,
+    /// TCP/UDP/SCTP destination port; ICMP: the code.
+    pub dport: u16,
 }
 
 pub trait Conntrack {
@@ -43,11 +59,19 @@ impl Conntrack for StatelessConntrack {
         &mut self,
         _pkt: &mut Packet,
         _layers: &Layers,
-        _key: &Flow,
+        key: &Flow,
         ct: &DpCt,
         _now_ms: u64,
     ) -> CtResult {
+        let orig = (key.dl_type() == vswitch_proto::field::ethertype::IPV4).then(|| OrigTuple {
+            src: key.nw_src(),
+            dst: key.nw_dst(),
+            proto: key.nw_proto(),
+            sport: key.tp_src(),
+            dport: key.tp_dst(),
+        });
         CtResult {
+            orig,
             state: ct_state::TRK | ct_state::NEW,
             zone: ct.zone,
             mark: ct.mark.map_or(0, |(v, m)| v & m),

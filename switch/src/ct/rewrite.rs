@@ -1,0 +1,1 @@
+//! NAT on packet bytes (filled in by the rewrite work).

@@ -1,0 +1,1 @@
+//! The TCP state machine (filled in by the TCP work).
