@@ -1,8 +1,1121 @@
-//! Connection tracking and NAT: the tracker behind the datapath's `ct(...)` action.
+//! Connection tracking and NAT: the tracker behind the datapath's `ct(...)` action, with
+//! the semantics of Linux's nf_conntrack and Open vSwitch's userspace conntrack.
 //!
+//! - [`tuple`]: a connection's tuple per direction, read from a packet.
+//! - [`table`]: the shared connection table (entries of words in memory that may be a
+//!   file, so the table outlives the process; a sharded index; no global lock).
 //! - [`tcp`]: the TCP state machine with window tracking (Linux's nf_conntrack_proto_tcp).
+//! - [`nat`]: choosing a NAT binding whose reply tuple is unique.
 //! - [`rewrite`]: NAT on a packet's bytes (addresses, ports, ICMP ids, the header quoted
 //!   inside an ICMP error), checksums kept right on full and partial-checksum frames.
+//!
+//! One [`Tracker`] per switch; each worker tracks through its own [`CtWorker`] (which
+//! implements the datapath's [`Conntrack`] hook) sharing the tracker's table.
+//!
+//! The table survives the process: with a run directory it lives in
+//! `conntrack.table` there, a file mapped shared, so what a worker stored is in the page
+//! cache the moment it is stored, and a `kill -9` loses nothing but the entry being
+//! written at that instant. A new process maps the file again, checks its header (magic,
+//! layout version, capacity, boot), drops entries that were being written (their lock bit
+//! is set), expired or inconsistent, and rebuilds the index from the rest. A file that
+//! does not fit is discarded with a message.
 
+pub mod nat;
 pub mod rewrite;
+pub mod table;
 pub mod tcp;
+pub mod tuple;
+
+use crate::dp::action::DpCt;
+use crate::dp::conntrack::{Conntrack, CtResult, OrigTuple};
+use crate::dp::packet::Packet;
+use crate::flow::Layers;
+use crate::sys::mapped::MappedWords;
+use parking_lot::{Mutex, RwLock};
+use rewrite::Endpoint;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use table::{
+    Dir, ENTRY_WORDS, F_ASSURED, F_DNAT, F_SEEN_REPLY, F_SNAT, HEADER_WORDS, Locked, Refused,
+    Table, W_EXPIRES, W_FLAGS, W_LABEL, W_ORIG, W_REPLY, W_TCP, read_tuple,
+};
+use tcp::{TcpConn, TcpTimeouts};
+use tuple::{Kind, Tuple};
+use vswitch_proto::action::NatKind;
+use vswitch_proto::field::ipproto;
+use vswitch_proto::flow::{Flow, ct_state};
+
+/// The file's first word.
+const MAGIC: u64 = u64::from_be_bytes(*b"VSWCTAB\0");
+/// Changes whenever the entry layout (or the TCP state's encoding) changes.
+const LAYOUT: u64 = 1 << 32 | (ENTRY_WORDS as u64) << 8 | TcpConn::WORDS as u64;
+/// The file's name in the run directory.
+pub const FILE_NAME: &str = "conntrack.table";
+/// Connections the table holds unless told otherwise (kube-proxy sets at least 131072).
+pub const DEFAULT_CAPACITY: u32 = 262_144;
+const ZONES: usize = 1 << 16;
+/// A zone limit entry that is not set (the default limit applies).
+const UNSET: u32 = u32::MAX;
+
+/// Timeouts, in seconds, with Linux's defaults (`nf_conntrack_*_timeout*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tcp: TcpTimeouts,
+    /// UDP before a reply was seen.
+    pub udp: u32,
+    /// UDP once both directions were seen.
+    pub udp_stream: u32,
+    pub icmp: u32,
+    /// Other IP protocols.
+    pub generic: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            tcp: TcpTimeouts::default(),
+            udp: 30,
+            udp_stream: 120,
+            icmp: 30,
+            generic: 600,
+        }
+    }
+}
+
+impl Timeouts {
+    /// Every name with its value: `tcp_<state>`, `udp`, `udp_stream`, `icmp`, `generic`.
+    pub fn list(&self) -> Vec<(String, u32)> {
+        let mut v: Vec<(String, u32)> = TcpTimeouts::names()
+            .iter()
+            .map(|n| (format!("tcp_{n}"), self.tcp.get(n).unwrap_or(0)))
+            .collect();
+        v.extend([
+            ("udp".to_string(), self.udp),
+            ("udp_stream".to_string(), self.udp_stream),
+            ("icmp".to_string(), self.icmp),
+            ("generic".to_string(), self.generic),
+        ]);
+        v
+    }
+
+    pub fn set(&mut self, name: &str, secs: u32) -> Result<(), String> {
+        if secs == 0 {
+            return Err(format!("timeout {name}: must be at least 1 second"));
+        }
+        match name {
+            "udp" => self.udp = secs,
+            "udp_stream" => self.udp_stream = secs,
+            "icmp" => self.icmp = secs,
+            "generic" => self.generic = secs,
+            _ => match name.strip_prefix("tcp_") {
+                Some(n) if TcpTimeouts::names().contains(&n) => self.tcp.set(n, secs)?,
+                _ => {
+                    return Err(format!(
+                        "no timeout named {name:?} (known: {})",
+                        self.list()
+                            .iter()
+                            .map(|(n, _)| n.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+/// How the tracker is made.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Entries the table has room for (its memory: `capacity * ENTRY_WORDS * 8` bytes,
+    /// resident only where used).
+    pub capacity: u32,
+    /// Where the table lives across restarts (`None`: anonymous memory, lost at exit).
+    pub run_dir: Option<PathBuf>,
+    /// Mid-stream pickup of TCP connections (Linux's `nf_conntrack_tcp_loose`, on).
+    pub tcp_loose: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            capacity: DEFAULT_CAPACITY,
+            run_dir: None,
+            tcp_loose: true,
+        }
+    }
+}
+
+/// Counters, as `show` prints them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stats {
+    pub connections: u32,
+    pub limit: u32,
+    pub capacity: u32,
+    pub created: u64,
+    pub expired: u64,
+    pub flushed: u64,
+    /// Unreplied connections evicted to make room (Linux's early drop).
+    pub early_drops: u64,
+    /// New connections refused because the table (or their zone) was full.
+    pub refused_full: u64,
+    pub refused_zone: u64,
+    /// New connections refused because NAT found no free reply tuple.
+    pub nat_exhausted: u64,
+    /// Packets marked `+inv`.
+    pub invalid: u64,
+    /// Two workers added the same connection at once; the second used the first's entry.
+    pub insert_races: u64,
+    /// Connections found in the table file at start and kept / dropped.
+    pub reused: u64,
+    pub reuse_dropped: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    created: AtomicU64,
+    expired: AtomicU64,
+    flushed: AtomicU64,
+    early_drops: AtomicU64,
+    refused_full: AtomicU64,
+    refused_zone: AtomicU64,
+    nat_exhausted: AtomicU64,
+    invalid: AtomicU64,
+    insert_races: AtomicU64,
+    reused: AtomicU64,
+    reuse_dropped: AtomicU64,
+}
+
+struct Inner {
+    table: Table,
+    loose: bool,
+    limit: AtomicU32,
+    /// 0: no limit per zone unless set.
+    zone_default: AtomicU32,
+    zone_limit: Box<[AtomicU32]>,
+    zone_count: Box<[AtomicU32]>,
+    timeouts: RwLock<Timeouts>,
+    timeouts_version: AtomicU64,
+    /// CLOCK_MONOTONIC ms minus the datapath's clock (`ofproto::now_ms`), so expiry times in
+    /// the table stay meaningful for the next process.
+    clock_offset: u64,
+    counters: Counters,
+    sweep_at: Mutex<u32>,
+}
+
+/// The connection tracker: cheap to clone, shared by the workers and the daemon.
+#[derive(Clone)]
+pub struct Tracker(Arc<Inner>);
+
+/// Milliseconds of CLOCK_MONOTONIC (shared by every process since boot).
+fn mono_ms() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000)
+        .unwrap_or(0)
+}
+
+/// A number that names this boot (a table file from another boot has meaningless times).
+fn boot_id() -> u64 {
+    let s = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    s.trim().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+impl fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracker")
+            .field("table", &self.0.table)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tracker {
+    /// A tracker; with a run directory, reusing the table a previous process left there
+    /// when it fits. Returns a line for the log about what was found.
+    pub fn open(config: &Config, now_ms: u64) -> std::io::Result<(Tracker, Option<String>)> {
+        let cap = config.capacity.max(1);
+        let words = HEADER_WORDS + cap as usize * ENTRY_WORDS;
+        let clock_offset = mono_ms().saturating_sub(now_ms);
+        let (mem, path, had) = match &config.run_dir {
+            Some(dir) => {
+                let path = dir.join(FILE_NAME);
+                let (mem, had) = open_checked(&path, words, cap)?;
+                (mem, Some(path), had)
+            }
+            None => (MappedWords::anonymous(words)?, None, None),
+        };
+        let t = Tracker(Arc::new(Inner {
+            table: Table::new(mem, cap),
+            loose: config.tcp_loose,
+            limit: AtomicU32::new(cap),
+            zone_default: AtomicU32::new(0),
+            zone_limit: (0..ZONES).map(|_| AtomicU32::new(UNSET)).collect(),
+            zone_count: (0..ZONES).map(|_| AtomicU32::new(0)).collect(),
+            timeouts: RwLock::new(Timeouts::default()),
+            timeouts_version: AtomicU64::new(1),
+            clock_offset,
+            counters: Counters::default(),
+            sweep_at: Mutex::new(0),
+        }));
+        let mut msg = had.flatten();
+        if let Some(path) = path {
+            let h = t.0.table.header();
+            let now = now_ms + clock_offset;
+            let (kept, dropped) = t.0.table.rebuild(|e| {
+                e.get(W_EXPIRES) > now
+                    && (read_tuple(e.w, W_ORIG).proto != ipproto::TCP
+                        || TcpConn::decode(&tcp_words(e)).is_some())
+            });
+            for slot in 0..t.0.table.high_water() {
+                if let Some(e) = t.0.table.lock(slot) {
+                    let z = read_tuple(e.w, W_ORIG).zone;
+                    t.0.zone_count[z as usize].fetch_add(1, Relaxed);
+                }
+            }
+            t.0.counters.reused.store(kept as u64, Relaxed);
+            t.0.counters.reuse_dropped.store(dropped as u64, Relaxed);
+            h[0].store(MAGIC, Relaxed);
+            h[1].store(LAYOUT, Relaxed);
+            h[2].store(cap as u64, Relaxed);
+            h[3].store(boot_id(), Relaxed);
+            if kept + dropped > 0 {
+                msg = Some(format!(
+                    "conntrack: reused {kept} connections from {} ({dropped} dropped: expired, half-written or inconsistent)",
+                    path.display()
+                ));
+            }
+        }
+        Ok((t, msg))
+    }
+
+    /// A handle for one worker.
+    pub fn worker(&self, seed: u64) -> CtWorker {
+        CtWorker {
+            t: self.clone(),
+            timeouts: *self.0.timeouts.read(),
+            version: self.0.timeouts_version.load(Relaxed),
+            rng: seed | 1,
+        }
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        *self.0.timeouts.read()
+    }
+
+    pub fn set_timeouts(&self, t: Timeouts) {
+        *self.0.timeouts.write() = t;
+        self.0.timeouts_version.fetch_add(1, Relaxed);
+    }
+
+    /// The table-wide limit (at most the capacity).
+    pub fn set_limit(&self, n: u32) -> Result<(), String> {
+        let cap = self.0.table.capacity();
+        if n > cap {
+            return Err(format!(
+                "conntrack limit {n} is above the table's capacity {cap} (restart vswitchd with --ct-capacity {n})"
+            ));
+        }
+        self.0.limit.store(n, Relaxed);
+        Ok(())
+    }
+
+    /// Limits per zone, as `ovs-appctl dpctl/ct-set-limits`: `zone` None sets the default
+    /// (0 = no limit); `limit` None removes a zone's own limit.
+    pub fn set_zone_limit(&self, zone: Option<u16>, limit: Option<u32>) {
+        match zone {
+            None => self.0.zone_default.store(limit.unwrap_or(0), Relaxed),
+            Some(z) => self.0.zone_limit[z as usize].store(limit.unwrap_or(UNSET), Relaxed),
+        }
+    }
+
+    /// (default limit, [(zone, limit, count)] for zones with their own limit or with
+    /// connections).
+    pub fn zone_limits(&self) -> (u32, Vec<(u16, Option<u32>, u32)>) {
+        let v = (0..ZONES)
+            .filter_map(|z| {
+                let l = self.0.zone_limit[z].load(Relaxed);
+                let c = self.0.zone_count[z].load(Relaxed);
+                (l != UNSET || c > 0).then_some((z as u16, (l != UNSET).then_some(l), c))
+            })
+            .collect();
+        (self.0.zone_default.load(Relaxed), v)
+    }
+
+    pub fn stats(&self) -> Stats {
+        let c = &self.0.counters;
+        Stats {
+            connections: self.0.table.len(),
+            limit: self.0.limit.load(Relaxed),
+            capacity: self.0.table.capacity(),
+            created: c.created.load(Relaxed),
+            expired: c.expired.load(Relaxed),
+            flushed: c.flushed.load(Relaxed),
+            early_drops: c.early_drops.load(Relaxed),
+            refused_full: c.refused_full.load(Relaxed),
+            refused_zone: c.refused_zone.load(Relaxed),
+            nat_exhausted: c.nat_exhausted.load(Relaxed),
+            invalid: c.invalid.load(Relaxed),
+            insert_races: c.insert_races.load(Relaxed),
+            reused: c.reused.load(Relaxed),
+            reuse_dropped: c.reuse_dropped.load(Relaxed),
+        }
+    }
+
+    /// Memory the table takes: (entry bytes in use, index bytes).
+    pub fn memory(&self) -> (usize, usize) {
+        (
+            self.0.table.high_water() as usize * ENTRY_WORDS * 8,
+            self.0.table.index_bytes(),
+        )
+    }
+
+    fn abs(&self, now_ms: u64) -> u64 {
+        now_ms + self.0.clock_offset
+    }
+
+    fn remove(&self, slot: u32, pred: impl FnOnce(&Locked<'_>) -> bool) -> bool {
+        match self.0.table.remove_if(slot, pred) {
+            Some(t) => {
+                self.0.zone_count[t.zone as usize].fetch_sub(1, Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Remove expired connections from the next part of the table: each call looks at a
+    /// twentieth of it (at least 4096 entries), so a call every 100 ms visits every entry
+    /// every two seconds and no call stops the datapath for long.
+    pub fn sweep(&self, now_ms: u64) -> usize {
+        let now = self.abs(now_ms);
+        let high = self.0.table.high_water();
+        if high == 0 {
+            return 0;
+        }
+        let n = (high / 20).max(4096).min(high);
+        let mut at = self.0.sweep_at.lock();
+        let mut removed = 0;
+        for i in 0..n {
+            let slot = (*at + i) % high;
+            if self.0.table.used(slot)
+                && self.0.table.entry(slot)[W_EXPIRES].load(Relaxed) <= now
+                && self.remove(slot, |e| e.get(W_EXPIRES) <= now)
+            {
+                removed += 1;
+            }
+        }
+        *at = (*at + n) % high;
+        self.0.counters.expired.fetch_add(removed as u64, Relaxed);
+        removed
+    }
+
+    /// Every live connection (in zone `zone`, if given), as `dump-conntrack` shows it.
+    pub fn dump(&self, zone: Option<u16>, now_ms: u64) -> Vec<ConnInfo> {
+        let now = self.abs(now_ms);
+        let mut v = Vec::new();
+        for slot in 0..self.0.table.high_water() {
+            let Some(e) = self.0.table.lock(slot) else {
+                continue;
+            };
+            let info = ConnInfo::read(&e, now);
+            drop(e);
+            if info.timeout_ms > 0 && zone.is_none_or(|z| z == info.orig.zone) {
+                v.push(info);
+            }
+        }
+        v
+    }
+
+    /// Remove the connections of `zone` (all zones if None) whose tuples match `filter`.
+    /// Returns how many went.
+    pub fn flush(&self, zone: Option<u16>, filter: &TupleFilter) -> usize {
+        let mut n = 0;
+        for slot in 0..self.0.table.high_water() {
+            if self.0.table.used(slot)
+                && self.remove(slot, |e| {
+                    let (o, r) = (read_tuple(e.w, W_ORIG), read_tuple(e.w, W_REPLY));
+                    zone.is_none_or(|z| z == o.zone) && filter.matches(&o, &r)
+                })
+            {
+                n += 1;
+            }
+        }
+        self.0.counters.flushed.fetch_add(n as u64, Relaxed);
+        n
+    }
+
+    /// Make room for one more connection in zone `zone`: Ok if there is, after evicting
+    /// an expired or unreplied connection when the table is at its limit.
+    fn reserve(&self, zone: u16, now: u64, rnd: u64) -> Result<(), Refused> {
+        let zl = self.0.zone_limit[zone as usize].load(Relaxed);
+        let zl = if zl == UNSET {
+            self.0.zone_default.load(Relaxed)
+        } else {
+            zl
+        };
+        if zl != 0 && self.0.zone_count[zone as usize].load(Relaxed) >= zl {
+            self.0.counters.refused_zone.fetch_add(1, Relaxed);
+            return Err(Refused::Full);
+        }
+        if self.0.table.len() >= self.0.limit.load(Relaxed) && !self.early_drop(now, rnd) {
+            self.0.counters.refused_full.fetch_add(1, Relaxed);
+            return Err(Refused::Full);
+        }
+        Ok(())
+    }
+
+    /// Evict one connection that is expired or never saw a reply, looking at up to 128
+    /// entries from a random place (Linux's early_drop looks at a few hash chains).
+    fn early_drop(&self, now: u64, rnd: u64) -> bool {
+        let high = self.0.table.high_water();
+        if high == 0 {
+            return false;
+        }
+        let start = (rnd % high as u64) as u32;
+        for i in 0..128.min(high) {
+            let slot = (start + i) % high;
+            if !self.0.table.used(slot) {
+                continue;
+            }
+            let w = self.0.table.entry(slot);
+            let expired = w[W_EXPIRES].load(Relaxed) <= now;
+            if (expired || w[W_FLAGS].load(Relaxed) & F_ASSURED == 0)
+                && self.remove(slot, |e| {
+                    e.get(W_EXPIRES) <= now || e.get(W_FLAGS) & F_ASSURED == 0
+                })
+            {
+                let c = if expired {
+                    &self.0.counters.expired
+                } else {
+                    &self.0.counters.early_drops
+                };
+                c.fetch_add(1, Relaxed);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Check an existing table file: its header must say this layout, this capacity and this
+/// boot, or it is discarded (renamed aside is not worth it: its times are meaningless or
+/// its layout unknown). Returns the mapping and, when a file was discarded, why.
+fn open_checked(
+    path: &Path,
+    words: usize,
+    cap: u32,
+) -> std::io::Result<(MappedWords, Option<Option<String>>)> {
+    if let Ok(md) = std::fs::metadata(path) {
+        let (mem, had) = MappedWords::open(path, words.max(HEADER_WORDS))?;
+        let h = &mem.words()[..HEADER_WORDS];
+        let r = |i: usize| h[i].load(Relaxed);
+        let why = if !had || md.len() != (words * 8) as u64 {
+            Some(format!("its size is {} bytes, not {}", md.len(), words * 8))
+        } else if r(0) != MAGIC {
+            Some("it is not a vswitch connection table".to_string())
+        } else if r(1) != LAYOUT {
+            Some(format!(
+                "its layout version is {:#x}, this vswitchd's is {LAYOUT:#x}",
+                r(1)
+            ))
+        } else if r(2) != cap as u64 {
+            Some(format!(
+                "it holds {} connections, --ct-capacity is {cap}",
+                r(2)
+            ))
+        } else if r(3) != boot_id() {
+            Some("it was written before the machine last booted".to_string())
+        } else {
+            None
+        };
+        match why {
+            None => return Ok((mem, Some(None))),
+            Some(why) => {
+                drop(mem);
+                std::fs::remove_file(path)?;
+                let (mem, _) = MappedWords::open(path, words)?;
+                return Ok((
+                    mem,
+                    Some(Some(format!(
+                        "conntrack: discarded the connection table in {}: {why}",
+                        path.display()
+                    ))),
+                ));
+            }
+        }
+    }
+    let (mem, _) = MappedWords::open(path, words)?;
+    Ok((mem, None))
+}
+
+fn tcp_words(e: &Locked<'_>) -> [u64; TcpConn::WORDS] {
+    std::array::from_fn(|i| e.get(W_TCP + i))
+}
+
+/// Which connections a flush removes: the fields given must equal the original tuple's
+/// (or, for `reply_*`, the reply tuple's); nothing given matches everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TupleFilter {
+    pub src: Option<u128>,
+    pub dst: Option<u128>,
+    pub proto: Option<u8>,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+    pub reply_src: Option<u128>,
+    pub reply_dst: Option<u128>,
+    pub reply_sport: Option<u16>,
+    pub reply_dport: Option<u16>,
+}
+
+impl TupleFilter {
+    pub fn matches(&self, o: &Tuple, r: &Tuple) -> bool {
+        fn m<T: PartialEq>(want: Option<T>, have: T) -> bool {
+            want.is_none_or(|w| w == have)
+        }
+        m(self.src, o.src)
+            && m(self.dst, o.dst)
+            && m(self.proto, o.proto)
+            && m(self.sport, o.sport)
+            && m(self.dport, o.dport)
+            && m(self.reply_src, r.src)
+            && m(self.reply_dst, r.dst)
+            && m(self.reply_sport, r.sport)
+            && m(self.reply_dport, r.dport)
+    }
+}
+
+/// One connection as `dump-conntrack` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub orig: Tuple,
+    pub reply: Tuple,
+    pub mark: u32,
+    pub label: u128,
+    /// TCP's state name as Open vSwitch prints it.
+    pub tcp_state: Option<&'static str>,
+    pub seen_reply: bool,
+    pub assured: bool,
+    pub timeout_ms: u64,
+}
+
+impl ConnInfo {
+    fn read(e: &Locked<'_>, now: u64) -> ConnInfo {
+        let orig = read_tuple(e.w, W_ORIG);
+        let flags = e.get(W_FLAGS);
+        ConnInfo {
+            orig,
+            reply: read_tuple(e.w, W_REPLY),
+            mark: (flags >> 32) as u32,
+            label: (e.get(W_LABEL) as u128) << 64 | e.get(W_LABEL + 1) as u128,
+            tcp_state: (orig.proto == ipproto::TCP)
+                .then(|| TcpConn::decode(&tcp_words(e)).map(|c| c.state().ovs_name()))
+                .flatten(),
+            seen_reply: flags & F_SEEN_REPLY != 0,
+            assured: flags & F_ASSURED != 0,
+            timeout_ms: e.get(W_EXPIRES).saturating_sub(now),
+        }
+    }
+}
+
+fn proto_name(t: &Tuple) -> String {
+    match (t.proto, t.v6) {
+        (ipproto::TCP, _) => "tcp".into(),
+        (ipproto::UDP, _) => "udp".into(),
+        (ipproto::SCTP, _) => "sctp".into(),
+        (ipproto::ICMP, false) => "icmp".into(),
+        (ipproto::ICMPV6, true) => "icmpv6".into(),
+        (p, _) => p.to_string(),
+    }
+}
+
+fn fmt_tuple(f: &mut fmt::Formatter<'_>, t: &Tuple) -> fmt::Result {
+    write!(f, "src={},dst={}", t.src_ip(), t.dst_ip())?;
+    if t.has_ports() {
+        write!(f, ",sport={},dport={}", t.sport, t.dport)?;
+    } else if t.is_icmp() {
+        write!(
+            f,
+            ",id={},type={},code={}",
+            t.sport,
+            t.dport >> 8,
+            t.dport & 0xff
+        )?;
+    }
+    Ok(())
+}
+
+/// Open vSwitch's `dpctl/dump-conntrack` line (`ct_dpif_format_entry`).
+impl fmt::Display for ConnInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&proto_name(&self.orig))?;
+        f.write_str(",orig=(")?;
+        fmt_tuple(f, &self.orig)?;
+        f.write_str("),reply=(")?;
+        fmt_tuple(f, &self.reply)?;
+        f.write_str(")")?;
+        if self.orig.zone != 0 {
+            write!(f, ",zone={}", self.orig.zone)?;
+        }
+        if self.mark != 0 {
+            write!(f, ",mark={}", self.mark)?;
+        }
+        if self.label != 0 {
+            write!(f, ",labels={:#x}", self.label)?;
+        }
+        if let Some(s) = self.tcp_state {
+            write!(f, ",protoinfo=(state={s})")?;
+        }
+        Ok(())
+    }
+}
+
+/// One worker's way into the tracker (the datapath's [`Conntrack`]).
+pub struct CtWorker {
+    t: Tracker,
+    timeouts: Timeouts,
+    version: u64,
+    rng: u64,
+}
+
+/// What a packet did to its connection, decided under the entry's lock.
+struct Seen {
+    state: u16,
+    mark: u32,
+    label: u128,
+    orig: Tuple,
+    reply: Tuple,
+    flags: u64,
+    dir: Dir,
+}
+
+fn endpoint(addr: u128, port: u16, t: &Tuple) -> Endpoint {
+    Endpoint {
+        addr: tuple::ip(addr, t.v6),
+        port: (t.has_ports() || t.is_icmp()).then_some(port),
+    }
+}
+
+/// The rewrite that gives a packet in direction `dir` the addresses its connection's NAT
+/// says: (new source, new destination).
+fn nat_targets(
+    orig: &Tuple,
+    reply: &Tuple,
+    flags: u64,
+    dir: Dir,
+) -> (Option<Endpoint>, Option<Endpoint>) {
+    let (snat, dnat) = (flags & F_SNAT != 0, flags & F_DNAT != 0);
+    // What the packet must look like: the reverse of the other direction's tuple.
+    let (want, changes_src, changes_dst) = match dir {
+        Dir::Orig => (reply.reverse(), snat, dnat),
+        Dir::Reply => (orig.reverse(), dnat, snat),
+    };
+    // ICMP echo: the identifier travels in `sport` both ways.
+    let (sp, dp) = if want.is_icmp() {
+        (want.sport, want.sport)
+    } else {
+        (want.sport, want.dport)
+    };
+    (
+        changes_src.then(|| endpoint(want.src, sp, &want)),
+        changes_dst.then(|| endpoint(want.dst, dp, &want)),
+    )
+}
+
+impl fmt::Debug for CtWorker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CtWorker").finish_non_exhaustive()
+    }
+}
+
+impl CtWorker {
+    fn rand(&mut self) -> u64 {
+        // xorshift64*
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn refresh_timeouts(&mut self) {
+        let v = self.t.0.timeouts_version.load(Relaxed);
+        if v != self.version {
+            self.timeouts = *self.t.0.timeouts.read();
+            self.version = v;
+        }
+    }
+
+    fn timeout_ms(&self, proto: u8, flags: u64, tcp: Option<&TcpConn>) -> u64 {
+        let t = &self.timeouts;
+        let s = match proto {
+            ipproto::TCP => {
+                return tcp.map_or(t.tcp.established as u64 * 1000, |c| c.timeout_ms(&t.tcp));
+            }
+            ipproto::UDP if flags & F_SEEN_REPLY != 0 => t.udp_stream,
+            ipproto::UDP => t.udp,
+            ipproto::ICMP | ipproto::ICMPV6 => t.icmp,
+            _ => t.generic,
+        };
+        s as u64 * 1000
+    }
+
+    fn invalid(&self, zone: u16) -> CtResult {
+        self.t.0.counters.invalid.fetch_add(1, Relaxed);
+        CtResult {
+            state: ct_state::TRK | ct_state::INV,
+            zone,
+            ..CtResult::default()
+        }
+    }
+
+    /// A packet of a known connection, in direction `dir`: advance its state.
+    /// Err(true): the connection must be removed and the packet seen as new (a SYN that
+    /// reopens it, `force` in the reply direction); Err(false): the packet is invalid.
+    fn update(
+        &self,
+        e: &Locked<'_>,
+        dir: Dir,
+        seg: Option<&tcp::Segment>,
+        ct: &DpCt,
+        now: u64,
+    ) -> Result<Seen, bool> {
+        let orig = read_tuple(e.w, W_ORIG);
+        if ct.force && ct.commit && dir == Dir::Reply {
+            return Err(true);
+        }
+        let mut flags = e.get(W_FLAGS);
+        let mut conn = None;
+        if let Some(seg) = seg {
+            let mut c = TcpConn::decode(&tcp_words(e)).ok_or(false)?;
+            let d = if dir == Dir::Orig {
+                tcp::Dir::Orig
+            } else {
+                tcp::Dir::Reply
+            };
+            match c.update(d, seg) {
+                tcp::Verdict::Accept => {}
+                tcp::Verdict::Invalid => return Err(false),
+                tcp::Verdict::Reopen => return Err(true),
+            }
+            for (i, w) in c.encode().iter().enumerate() {
+                e.set(W_TCP + i, *w);
+            }
+            if c.assured() {
+                flags |= F_ASSURED;
+            }
+            conn = Some(c);
+        }
+        if dir == Dir::Reply {
+            flags |= F_SEEN_REPLY;
+            if seg.is_none() && !orig.is_icmp() {
+                flags |= F_ASSURED;
+            }
+        }
+        if ct.commit {
+            let m = (flags >> 32) as u32;
+            if let Some((v, mask)) = ct.mark {
+                flags = (flags & 0xffff_ffff) | (((m & !mask) | (v & mask)) as u64) << 32;
+            }
+            if let Some((v, mask)) = ct.label {
+                let l = (e.get(W_LABEL) as u128) << 64 | e.get(W_LABEL + 1) as u128;
+                let l = (l & !mask) | (v & mask);
+                e.set(W_LABEL, (l >> 64) as u64);
+                e.set(W_LABEL + 1, l as u64);
+            }
+        }
+        e.set(W_FLAGS, flags);
+        e.set(
+            W_EXPIRES,
+            now + self.timeout_ms(orig.proto, flags, conn.as_ref()),
+        );
+        let mut state = ct_state::TRK;
+        state |= if flags & F_SEEN_REPLY != 0 {
+            ct_state::EST
+        } else {
+            ct_state::NEW
+        };
+        if dir == Dir::Reply {
+            state |= ct_state::RPL;
+        }
+        Ok(Seen {
+            state,
+            mark: (flags >> 32) as u32,
+            label: (e.get(W_LABEL) as u128) << 64 | e.get(W_LABEL + 1) as u128,
+            orig,
+            reply: read_tuple(e.w, W_REPLY),
+            flags,
+            dir,
+        })
+    }
+
+    /// The result for a packet of a connection, NAT applied to it when asked.
+    fn finish(
+        &self,
+        pkt: &mut Packet,
+        layers: &Layers,
+        key: &Flow,
+        ct: &DpCt,
+        s: Seen,
+    ) -> CtResult {
+        let mut state = s.state;
+        if ct.nat.is_some() && s.flags & (F_SNAT | F_DNAT) != 0 {
+            let (src, dst) = nat_targets(&s.orig, &s.reply, s.flags, s.dir);
+            rewrite::nat_packet(pkt, key, layers, src, dst);
+            if s.flags & F_SNAT != 0 {
+                state |= ct_state::SNAT;
+            }
+            if s.flags & F_DNAT != 0 {
+                state |= ct_state::DNAT;
+            }
+        }
+        CtResult {
+            state,
+            zone: ct.zone,
+            mark: s.mark,
+            label: s.label,
+            orig: orig_tuple(&s.orig),
+        }
+    }
+
+    fn icmp_error(&mut self, pkt: &mut Packet, layers: &Layers, key: &Flow, ct: &DpCt) -> CtResult {
+        let Some(q) = rewrite::icmp_error_quote(pkt, key, layers) else {
+            return self.invalid(ct.zone);
+        };
+        let (src, v6) = tuple::ip_bits(q.src);
+        let (dst, _) = tuple::ip_bits(q.dst);
+        let quoted = Tuple {
+            src,
+            dst,
+            sport: q.icmp_id.unwrap_or(q.sport),
+            dport: match q.icmp_id {
+                Some(_) => (q.icmp_type as u16) << 8,
+                None => q.dport,
+            },
+            proto: q.proto,
+            v6,
+            zone: ct.zone,
+        };
+        let Some((e, dir)) = self.t.0.table.lookup(&quoted.reverse()) else {
+            return self.invalid(ct.zone);
+        };
+        let (orig, reply, flags) = (
+            read_tuple(e.w, W_ORIG),
+            read_tuple(e.w, W_REPLY),
+            e.get(W_FLAGS),
+        );
+        let mark = (flags >> 32) as u32;
+        let label = (e.get(W_LABEL) as u128) << 64 | e.get(W_LABEL + 1) as u128;
+        drop(e);
+        let mut state = ct_state::TRK | ct_state::REL;
+        if dir == Dir::Reply {
+            state |= ct_state::RPL;
+        }
+        if ct.nat.is_some() && flags & (F_SNAT | F_DNAT) != 0 {
+            // The quote is a packet of the other direction: it gets that direction's
+            // tuple before NAT; the outer addresses change as this direction's packets'.
+            let (os, od) = nat_targets(&orig, &reply, flags, dir);
+            let other = match dir {
+                Dir::Orig => reply,
+                Dir::Reply => orig,
+            };
+            let (isp, idp) = if other.is_icmp() {
+                (other.sport, other.sport)
+            } else {
+                (other.sport, other.dport)
+            };
+            rewrite::nat_icmp_error(
+                pkt,
+                key,
+                layers,
+                os.map(|e| e.addr),
+                od.map(|e| e.addr),
+                Some(endpoint(other.src, isp, &other)),
+                Some(endpoint(other.dst, idp, &other)),
+            );
+            if flags & F_SNAT != 0 {
+                state |= ct_state::SNAT;
+            }
+            if flags & F_DNAT != 0 {
+                state |= ct_state::DNAT;
+            }
+        }
+        CtResult {
+            state,
+            zone: ct.zone,
+            mark,
+            label,
+            orig: orig_tuple(&orig),
+        }
+    }
+
+    fn track_conn(
+        &mut self,
+        pkt: &mut Packet,
+        layers: &Layers,
+        key: &Flow,
+        ct: &DpCt,
+        t: Tuple,
+        now: u64,
+    ) -> CtResult {
+        let seg = if t.proto == ipproto::TCP {
+            let Some((l4, len)) = tuple::tcp_payload(pkt, layers, t.v6) else {
+                return self.invalid(ct.zone);
+            };
+            match tcp::Segment::parse(&pkt.data()[l4..], len) {
+                Some(s) => Some(s),
+                None => return self.invalid(ct.zone),
+            }
+        } else {
+            None
+        };
+        // Two passes at most: a connection found and removed (reopened, forced) is then
+        // handled as new; a connection another worker added meanwhile is then found.
+        for _ in 0..3 {
+            if let Some((e, dir)) = self.t.0.table.lookup(&t) {
+                if e.get(W_EXPIRES) <= now {
+                    let slot = e.slot;
+                    drop(e);
+                    if self.t.remove(slot, |e| e.get(W_EXPIRES) <= now) {
+                        self.t.0.counters.expired.fetch_add(1, Relaxed);
+                    }
+                    continue;
+                }
+                match self.update(&e, dir, seg.as_ref(), ct, now) {
+                    Ok(s) => {
+                        drop(e);
+                        return self.finish(pkt, layers, key, ct, s);
+                    }
+                    Err(false) => {
+                        drop(e);
+                        return self.invalid(ct.zone);
+                    }
+                    Err(true) => {
+                        let slot = e.slot;
+                        drop(e);
+                        self.t.remove(slot, |_| true);
+                        continue;
+                    }
+                }
+            }
+            // A new connection.
+            let tcp_new = match &seg {
+                Some(s) => match TcpConn::new(s, self.t.0.loose) {
+                    Some(c) => Some(c),
+                    None => return self.invalid(ct.zone),
+                },
+                None => None,
+            };
+            if t.is_icmp() && !t.icmp_opens() {
+                return self.invalid(ct.zone);
+            }
+            let mut reply = t.reverse();
+            let mut flags = 0;
+            if let Some(nat) = ct.nat.as_ref().filter(|n| n.kind.is_some()) {
+                let rnd = self.rand();
+                let table = &self.t.0.table;
+                match nat::choose(&t, nat, rnd, |c| table.contains(c)) {
+                    nat::Choice::Reply(r) => {
+                        reply = r;
+                        flags |= if nat.kind == Some(NatKind::Src) {
+                            F_SNAT
+                        } else {
+                            F_DNAT
+                        };
+                    }
+                    nat::Choice::NotApplicable => {}
+                    nat::Choice::Exhausted => {
+                        self.t.0.counters.nat_exhausted.fetch_add(1, Relaxed);
+                        return self.invalid(ct.zone);
+                    }
+                }
+            }
+            let mut mark = 0;
+            let mut label = 0;
+            if ct.commit {
+                let rnd = self.rand();
+                if self.t.reserve(t.zone, now, rnd).is_err() {
+                    return self.invalid(ct.zone);
+                }
+                mark = ct.mark.map_or(0, |(v, m)| v & m);
+                label = ct.label.map_or(0, |(v, m)| v & m);
+                let expires = now + self.timeout_ms(t.proto, flags, tcp_new.as_ref());
+                let res = self.t.0.table.insert(&t, &reply, |e| {
+                    e.set(W_FLAGS, flags | (mark as u64) << 32);
+                    e.set(W_EXPIRES, expires);
+                    e.set(W_LABEL, (label >> 64) as u64);
+                    e.set(W_LABEL + 1, label as u64);
+                    if let Some(c) = &tcp_new {
+                        for (i, w) in c.encode().iter().enumerate() {
+                            e.set(W_TCP + i, *w);
+                        }
+                    }
+                });
+                match res {
+                    Ok(_) => {
+                        self.t.0.counters.created.fetch_add(1, Relaxed);
+                        self.t.0.zone_count[t.zone as usize].fetch_add(1, Relaxed);
+                    }
+                    // Another worker added it (or took the reply tuple NAT chose) first:
+                    // find it again.
+                    Err(Refused::Exists) | Err(Refused::ReplyTaken) => {
+                        self.t.0.counters.insert_races.fetch_add(1, Relaxed);
+                        continue;
+                    }
+                    Err(Refused::Full) => {
+                        self.t.0.counters.refused_full.fetch_add(1, Relaxed);
+                        return self.invalid(ct.zone);
+                    }
+                }
+            }
+            let s = Seen {
+                state: ct_state::TRK | ct_state::NEW,
+                mark,
+                label,
+                orig: t,
+                reply,
+                flags,
+                dir: Dir::Orig,
+            };
+            // Uncommitted NAT still translates this packet (Open vSwitch does too).
+            return self.finish(pkt, layers, key, ct, s);
+        }
+        self.invalid(ct.zone)
+    }
+}
+
+fn orig_tuple(t: &Tuple) -> Option<OrigTuple> {
+    (!t.v6).then(|| OrigTuple {
+        src: t.src as u32,
+        dst: t.dst as u32,
+        proto: t.proto,
+        sport: if t.is_icmp() { t.dport >> 8 } else { t.sport },
+        dport: if t.is_icmp() { t.dport & 0xff } else { t.dport },
+    })
+}
+
+impl Conntrack for CtWorker {
+    fn track(
+        &mut self,
+        pkt: &mut Packet,
+        layers: &Layers,
+        key: &Flow,
+        ct: &DpCt,
+        now_ms: u64,
+    ) -> CtResult {
+        self.refresh_timeouts();
+        let now = self.t.abs(now_ms);
+        match tuple::classify(pkt, layers, key, ct.zone) {
+            Kind::Conn(t) => self.track_conn(pkt, layers, key, ct, t, now),
+            Kind::IcmpError => self.icmp_error(pkt, layers, key, ct),
+            Kind::Invalid => self.invalid(ct.zone),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

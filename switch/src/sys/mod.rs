@@ -16,11 +16,13 @@
 //! - [`udp`]: the VXLAN tunnel's UDP sockets: batched receive, send with UDP GSO.
 //! - [`rps`]: receive packet steering of the TAPs, written through a detached sysfs
 //!   made inside the interface's namespace.
+//! - [`mapped`]: memory shared with a file, as atomic words (the connection table).
 //! - [`trim_heap`]: give the allocator's free memory back to the system after a large
 //!   change (a whole cluster's manifest read, compiled and saved).
 
 #![allow(unsafe_code)]
 
+pub mod mapped;
 pub mod netlink;
 pub mod netns;
 pub mod rps;

@@ -1,0 +1,213 @@
+//! Choosing a NAT binding: the address and port a new connection is translated to, such
+//! that its reply tuple is no other connection's (two clients that would collide after
+//! source NAT get different source ports).
+
+use super::tuple::{Tuple, ip_bits};
+use vswitch_proto::action::{Nat, NatKind};
+
+/// Ports tried per address before the next address (Linux tries up to 128 at random).
+const PORT_TRIES: u32 = 1024;
+/// Addresses tried before giving up.
+const ADDR_TRIES: u64 = 16;
+
+/// The original tuple as it looks after `nat` chose `addr` and `port` for its source (or
+/// destination). The reply tuple is its reverse.
+fn translated(t: &Tuple, kind: NatKind, addr: u128, port: u16) -> Tuple {
+    let mut n = *t;
+    match kind {
+        NatKind::Src => {
+            n.src = addr;
+            if t.has_ports() || t.is_icmp() {
+                n.sport = port;
+            }
+        }
+        NatKind::Dst => {
+            n.dst = addr;
+            if t.has_ports() {
+                n.dport = port;
+            } else if t.is_icmp() {
+                n.sport = port;
+            }
+        }
+    }
+    n
+}
+
+/// The port range to search when the action gave none: the original port first, then
+/// ports of its class, as Linux does for source NAT (below 512, below 1024, the rest).
+fn default_range(t: &Tuple, kind: NatKind) -> (u16, u16) {
+    if kind == NatKind::Dst && !t.is_icmp() {
+        return (t.dport, t.dport);
+    }
+    if t.is_icmp() {
+        return (0, u16::MAX);
+    }
+    match t.sport {
+        0..=511 => (1, 511),
+        512..=1023 => (600, 1023),
+        _ => (1024, u16::MAX),
+    }
+}
+
+fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
+/// What a search found.
+#[derive(Debug)]
+pub enum Choice {
+    /// The reply tuple (the reverse of the translated original).
+    Reply(Tuple),
+    /// The action does not apply to this tuple (another address family, no address).
+    NotApplicable,
+    /// Every candidate's reply tuple is taken.
+    Exhausted,
+}
+
+/// Choose the translation of `t` for `nat`; `taken` says whether a reply tuple is some
+/// connection's already. `rnd` is a random number (used with `random`).
+pub fn choose(t: &Tuple, nat: &Nat, rnd: u64, taken: impl Fn(&Tuple) -> bool) -> Choice {
+    let Some(kind) = nat.kind else {
+        return Choice::NotApplicable;
+    };
+    let (lo, hi) = match nat.addrs {
+        Some((a, b)) => {
+            let ((a, av6), (b, bv6)) = (ip_bits(a), ip_bits(b));
+            if av6 != t.v6 || bv6 != t.v6 || b < a {
+                return Choice::NotApplicable;
+            }
+            (a, b)
+        }
+        // Only ports given: the address stays.
+        None => {
+            let a = if kind == NatKind::Src { t.src } else { t.dst };
+            (a, a)
+        }
+    };
+    let n_addrs = (hi - lo).min(u64::MAX as u128 - 1) as u64 + 1;
+    let given_ports = nat.ports.filter(|_| t.has_ports() || t.is_icmp());
+    let (plo, phi) = given_ports.unwrap_or_else(|| default_range(t, kind));
+    let n_ports = (phi as u32).saturating_sub(plo as u32) + 1;
+    // Hash of the client (and, unless persistent, the server): one client keeps one
+    // address; `random` spreads them.
+    let addr_h = if nat.random {
+        rnd
+    } else {
+        let mut h = mix(t.src as u64 ^ (t.src >> 64) as u64);
+        if !nat.persistent {
+            h = mix(h ^ t.dst as u64 ^ (t.dst >> 64) as u64 ^ (t.proto as u64) << 40);
+        }
+        h
+    };
+    let port_h = if nat.random {
+        mix(rnd ^ 0x5a5a)
+    } else {
+        mix(addr_h ^ (t.sport as u64) << 16 ^ t.dport as u64)
+    };
+    let orig_port = match kind {
+        NatKind::Src => t.sport,
+        NatKind::Dst if t.is_icmp() => t.sport,
+        NatKind::Dst => t.dport,
+    };
+    for a in 0..n_addrs.min(ADDR_TRIES) {
+        let addr = lo + ((addr_h.wrapping_add(a)) % n_addrs) as u128;
+        // The original port first when it is allowed, as Linux keeps it when it can.
+        if given_ports.is_none() || (plo..=phi).contains(&orig_port) {
+            let c = translated(t, kind, addr, orig_port).reverse();
+            if !taken(&c) {
+                return Choice::Reply(c);
+            }
+        }
+        if !(t.has_ports() || t.is_icmp()) {
+            continue;
+        }
+        let start = (port_h % n_ports as u64) as u32;
+        for i in 0..n_ports.min(PORT_TRIES) {
+            let p = plo as u32 + (start + i) % n_ports;
+            let c = translated(t, kind, addr, p as u16).reverse();
+            if !taken(&c) {
+                return Choice::Reply(c);
+            }
+        }
+    }
+    Choice::Exhausted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::HashSet;
+    use std::net::IpAddr;
+    use vswitch_proto::field::ipproto;
+
+    fn nat(kind: NatKind, a: &str, b: &str, ports: Option<(u16, u16)>) -> Nat {
+        Nat {
+            kind: Some(kind),
+            addrs: Some((a.parse::<IpAddr>().unwrap(), b.parse::<IpAddr>().unwrap())),
+            ports,
+            random: false,
+            persistent: false,
+            hash: false,
+        }
+    }
+
+    fn udp(src: u32, sport: u16) -> Tuple {
+        Tuple {
+            src: src as u128,
+            dst: 0x0a00_0002,
+            sport,
+            dport: 53,
+            proto: ipproto::UDP,
+            v6: false,
+            zone: 0,
+        }
+    }
+
+    #[test]
+    fn colliding_clients_get_distinct_reply_tuples_until_exhausted() {
+        let n = nat(NatKind::Src, "192.0.2.1", "192.0.2.1", Some((1000, 1009)));
+        let used = RefCell::new(HashSet::new());
+        for c in 0..10 {
+            // Every client uses source port 1000: after NAT they must differ.
+            let Choice::Reply(r) = choose(&udp(0x0a00_0100 + c, 1000), &n, c as u64, |t| {
+                used.borrow().contains(t)
+            }) else {
+                panic!("client {c} got no port")
+            };
+            assert_eq!(r.dst, 0xc000_0201);
+            assert!((1000..=1009).contains(&r.dport));
+            assert!(used.borrow_mut().insert(r));
+        }
+        assert!(matches!(
+            choose(&udp(0x0a00_0200, 1000), &n, 0, |t| used
+                .borrow()
+                .contains(t)),
+            Choice::Exhausted
+        ));
+    }
+
+    #[test]
+    fn the_original_port_is_kept_when_free_and_dnat_keeps_the_client() {
+        let n = nat(NatKind::Src, "192.0.2.1", "192.0.2.9", None);
+        let Choice::Reply(r) = choose(&udp(0x0a00_0100, 40000), &n, 0, |_| false) else {
+            panic!()
+        };
+        assert_eq!(r.dport, 40000);
+        let d = nat(NatKind::Dst, "10.1.0.5", "10.1.0.5", Some((8080, 8080)));
+        let Choice::Reply(r) = choose(&udp(0x0a00_0100, 40000), &d, 0, |_| false) else {
+            panic!()
+        };
+        assert_eq!(
+            (r.src, r.sport, r.dst, r.dport),
+            (0x0a01_0005, 8080, 0x0a00_0100, 40000)
+        );
+        let v6 = nat(NatKind::Dst, "::1", "::1", None);
+        assert!(matches!(
+            choose(&udp(1, 1), &v6, 0, |_| false),
+            Choice::NotApplicable
+        ));
+    }
+}
