@@ -8,7 +8,7 @@
 use clap::{Parser, ValueEnum};
 use nix::sys::signal::{SigSet, Signal};
 use parking_lot::Mutex;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -47,6 +47,12 @@ struct Args {
     /// for request/response traffic at a small CPU cost; 0 to always sleep).
     #[arg(long, default_value_t = vswitch::daemon::worker::DEFAULT_BUSY_POLL.as_micros() as u64)]
     busy_poll_us: u64,
+    /// Connections the connection tracker's table holds (its file in the socket's
+    /// directory is this many times 168 bytes, resident only where used). The table
+    /// outlives vswitchd; a restart with another capacity starts with an empty one.
+    #[arg(long, default_value_t = vswitch::ct::DEFAULT_CAPACITY,
+          value_parser = clap::value_parser!(u32).range(1..=(1 << 30)))]
+    ct_capacity: u32,
     /// The node's Pod CIDR (its spec.podCIDR), e.g. 10.244.1.0/24: Pods attached through
     /// vswitch-cni get addresses from it, and the gateway port its first address.
     #[arg(long)]
@@ -147,6 +153,8 @@ fn main() {
         }),
         vni: args.vni,
         vxlan_port: args.vxlan_port,
+        ct_capacity: args.ct_capacity,
+        ct_dir: args.socket.parent().map(Path::to_path_buf),
     }) {
         Ok(s) => Arc::new(Mutex::new(s)),
         Err(e) => fail(error_line(&e)),

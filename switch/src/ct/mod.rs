@@ -210,6 +210,23 @@ struct Inner {
 #[derive(Clone)]
 pub struct Tracker(Arc<Inner>);
 
+/// The background sweep; stops when dropped.
+#[derive(Debug)]
+pub struct Sweeper {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    join: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        if let Some(j) = self.join.take() {
+            j.thread().unpark();
+            let _ = j.join();
+        }
+    }
+}
+
 /// Milliseconds of CLOCK_MONOTONIC (shared by every process since boot).
 fn mono_ms() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
@@ -290,6 +307,23 @@ impl Tracker {
             }
         }
         Ok((t, msg))
+    }
+
+    /// Start a thread that calls [`Tracker::sweep`] every `every` until the returned
+    /// handle is dropped.
+    pub fn spawn_sweeper(&self, every: std::time::Duration) -> Sweeper {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (t, s) = (self.clone(), stop.clone());
+        let join = std::thread::Builder::new()
+            .name("vswitch-ct-sweep".into())
+            .spawn(move || {
+                while !s.load(Relaxed) {
+                    std::thread::park_timeout(every);
+                    t.sweep(crate::ofproto::now_ms());
+                }
+            })
+            .ok();
+        Sweeper { stop, join }
     }
 
     /// A handle for one worker.

@@ -135,6 +135,11 @@ pub struct Config {
     /// Steer the receive work of the switch's TAPs to the CPUs the switch may run on
     /// (RPS; see [`crate::sys::rps`]); `--no-rps` leaves them as the kernel made them.
     pub rps: bool,
+    /// Connections the tracker's table holds (`--ct-capacity`).
+    pub ct_capacity: u32,
+    /// Where the connection table lives so that it outlives the process (the run
+    /// directory, beside the control socket); `None`: in memory only.
+    pub ct_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -154,6 +159,8 @@ impl Config {
             vni: overlay::DEFAULT_VNI,
             vxlan_port: crate::port::vxlan::DEFAULT_PORT,
             rps: true,
+            ct_capacity: crate::ct::DEFAULT_CAPACITY,
+            ct_dir: None,
         }
     }
 }
@@ -177,6 +184,8 @@ pub enum StartError {
     },
     #[error("cannot start worker threads")]
     Workers(#[source] std::io::Error),
+    #[error("cannot set up the connection table")]
+    Conntrack(#[source] std::io::Error),
     #[error("the Pod network cannot be set up: {0}")]
     Network(String),
 }
@@ -198,6 +207,10 @@ pub struct Switch {
     last_route_error: Option<String>,
     /// The gateway port's interface index in the switch's namespace, once looked up.
     gateway_ifindex: Option<u32>,
+    /// The connection tracker the workers share.
+    ct: crate::ct::Tracker,
+    /// Removes expired connections in the background.
+    _ct_sweeper: crate::ct::Sweeper,
 }
 
 impl std::fmt::Debug for Switch {
@@ -226,7 +239,20 @@ impl Switch {
             );
         }
         let bridge = Bridge::transactional(&config.bridge);
-        let ports = ports::Ports::start(&config, &bridge).map_err(StartError::Workers)?;
+        let (ct, found) = crate::ct::Tracker::open(
+            &crate::ct::Config {
+                capacity: config.ct_capacity,
+                run_dir: config.ct_dir.clone(),
+                tcp_loose: true,
+            },
+            now_ms(),
+        )
+        .map_err(StartError::Conntrack)?;
+        if let Some(found) = found {
+            tracing::info!("{found}");
+        }
+        let ports = ports::Ports::start(&config, &bridge, &ct).map_err(StartError::Workers)?;
+        let _ct_sweeper = ct.spawn_sweeper(std::time::Duration::from_millis(100));
         let mut sw = Switch {
             config,
             bridge,
@@ -239,6 +265,8 @@ impl Switch {
             pending_routes: Vec::new(),
             last_route_error: None,
             gateway_ifindex: None,
+            ct,
+            _ct_sweeper,
         };
         sw.restore_flows(&image)?;
         let tunnel_rec = image
@@ -423,6 +451,11 @@ impl Switch {
             n_groups: self.bridge.pipeline().n_groups() as u64,
             datapath: self.datapath_stats(),
         }
+    }
+
+    /// The connection tracker the workers share.
+    pub fn conntrack(&self) -> &crate::ct::Tracker {
+        &self.ct
     }
 
     // ---- upkeep -------------------------------------------------------------------

@@ -63,7 +63,11 @@ pub(super) struct Ports {
 
 impl Ports {
     /// Start the workers over the bridge's published pipeline.
-    pub(super) fn start(config: &Config, bridge: &Bridge) -> std::io::Result<Ports> {
+    pub(super) fn start(
+        config: &Config,
+        bridge: &Bridge,
+        ct: &crate::ct::Tracker,
+    ) -> std::io::Result<Ports> {
         let (learn_tx, learn_rx) = crossbeam_channel::unbounded();
         let workers = (0..config.workers.max(1))
             .map(|id| {
@@ -73,6 +77,7 @@ impl Ports {
                     bridge.mac_table(),
                     learn_tx.clone(),
                     config.busy_poll,
+                    ct.worker(id as u64 + 1),
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;

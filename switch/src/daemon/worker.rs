@@ -1,6 +1,7 @@
 //! A worker thread: polls its queue of every port, runs batches through its fast path,
 //! writes the outputs.
 
+use crate::ct::CtWorker;
 use crate::dp::action::ControllerReason;
 use crate::dp::packet::Packet;
 use crate::dp::{BATCH, CacheDump, DpStats, FastPath, FastPathConfig, Sink};
@@ -136,11 +137,12 @@ pub fn spawn(
     mac: Arc<MacTable>,
     learn: Sender<Arc<FlowSpec>>,
     busy_poll: Duration,
+    ct: CtWorker,
 ) -> io::Result<WorkerHandle> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
     let (tx, rx) = crossbeam_channel::unbounded();
-    let fp = FastPath::new(pipeline, mac, FastPathConfig::default());
+    let fp = FastPath::with_conntrack(pipeline, mac, FastPathConfig::default(), ct);
     let join = std::thread::Builder::new()
         .name(format!("vswitch-worker{id}"))
         .spawn(move || {
@@ -174,7 +176,7 @@ struct Worker {
     id: usize,
     poll: Poll,
     rx: Receiver<Msg>,
-    fp: FastPath,
+    fp: FastPath<CtWorker>,
     ports: PortTable,
     batch: Vec<Packet>,
     scratch: Vec<u8>,
