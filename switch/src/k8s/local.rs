@@ -11,6 +11,7 @@
 //! and IP.
 
 use super::pipeline::{NEXT_HOP, Source, Table, reg, rule};
+use vswitch_proto::flow::ct_state;
 use crate::ofproto::OwnedRule;
 use std::net::Ipv4Addr;
 use vswitch_proto::field::FieldId;
@@ -84,7 +85,31 @@ pub fn node_rules(n: &LocalNet) -> Vec<OwnedRule> {
         rule(Table::ArpResponder, 190).arp().drop(),
         rule(Table::ArpResponder, 0).goto(Table::Conntrack),
     ];
-    // Conntrack .. EgressPolicy: nothing to do yet.
+    // Every IPv4 packet is tracked (in the Pod network's zone, its connection's NAT
+    // applied); invalid ones are dropped, and those of connections already known
+    // (established, related, replies) go straight to forwarding: Services and policy
+    // decided when their connection began. New connections are committed last, once
+    // policy has let them through, so a refused connection leaves no entry behind.
+    let (trk, new, inv) = (ct_state::TRK, ct_state::NEW, ct_state::INV);
+    rules.extend([
+        rule(Table::Conntrack, 200).ip().ct_to(Table::ConntrackState),
+        rule(Table::ConntrackState, 200)
+            .ct_state(trk | inv, trk | inv)
+            .drop(),
+        rule(Table::ConntrackState, 190)
+            .ip()
+            .ct_state(trk, trk | new)
+            .goto(Table::L3Forwarding),
+        rule(Table::IngressPolicy, 200)
+            .ip()
+            .ct_state(trk, trk | new)
+            .goto(Table::Output),
+        rule(Table::ConntrackCommit, 200)
+            .ip()
+            .ct_state(trk | new, trk | new)
+            .ct(true, None)
+            .goto(Table::Output),
+    ]);
     for t in [
         Table::Conntrack,
         Table::ConntrackState,
@@ -221,9 +246,50 @@ pub(crate) mod tests {
         b
     }
 
+    /// The datapath actions for a packet of an established connection: the first pass
+    /// must send it to conntrack, the second (as conntrack returns it) decides.
     pub(crate) fn actions(b: &Bridge, packet: &str) -> String {
+        actions_in(b, packet, "+trk+est")
+    }
+
+    /// The datapath actions after conntrack says `state` (`-` for untracked packets:
+    /// the first pass alone).
+    pub(crate) fn actions_in(b: &Bridge, packet: &str, state: &str) -> String {
         let m = text::parse_match(packet, &NoPortNames).unwrap();
-        b.trace(&m.flow, 0).datapath_actions()
+        let first = b.trace(&m.flow, 0);
+        let Some(crate::dp::action::DpAction::Ct(c)) = first.actions.first() else {
+            return first.datapath_actions();
+        };
+        let r = c.recirc.as_ref().expect("the first pass recirculates");
+        let mut key = m.flow;
+        let md = r.metadata_for(&m.flow);
+        key.w[crate::dp::action::METADATA_WORDS]
+            .copy_from_slice(&md.w[crate::dp::action::METADATA_WORDS]);
+        let s = text::parse_match(&format!("ct_state={state}"), &NoPortNames).unwrap();
+        key.set_ct_state(s.flow.ct_state());
+        key.set_ct_zone(c.zone);
+        b.trace(&key, 0).datapath_actions()
+    }
+
+    #[test]
+    fn every_ip_packet_is_tracked_invalid_ones_dropped_new_ones_committed() {
+        let b = bridge(&net(None));
+        let p = format!("in_port=2,tcp,{POD2},dl_dst={POD3_MAC},nw_dst=10.244.1.3");
+        let m = text::parse_match(&p, &NoPortNames).unwrap();
+        assert_eq!(
+            b.trace(&m.flow, 0).datapath_actions(),
+            "ct(zone=65520,nat),recirc(0x5)"
+        );
+        assert_eq!(actions_in(&b, &p, "+trk+inv"), "drop");
+        assert_eq!(
+            actions_in(&b, &p, "+trk+new"),
+            "ct(commit,zone=65520,nat),3"
+        );
+        assert_eq!(actions_in(&b, &p, "+trk+est+rpl"), "3");
+        assert_eq!(actions_in(&b, &p, "+trk+rel"), "3");
+        // ARP is not tracked.
+        let arp = format!("in_port=2,arp,arp_op=1,{POD2},arp_spa=10.244.1.2,arp_tpa=10.244.1.1");
+        assert!(!actions(&b, &arp.replace("nw_src=10.244.1.2,", "")).contains("ct("));
     }
 
     const POD2: &str = "dl_src=0a:58:0a:f4:01:02,nw_src=10.244.1.2";

@@ -151,6 +151,10 @@ pub const NEXT_HOP: Ipv4Addr = Ipv4Addr::new(169, 254, 0, 254);
 /// groups take ids below.
 pub const SYSTEM_GROUPS: std::ops::RangeInclusive<u32> = 0xf000_0000..=0xffff_ff00;
 
+/// The conntrack zone of the Pod network's connections (Antrea's choice, 65520, too: far
+/// from the small numbers users pick for their own flows).
+pub const CT_ZONE: u16 = 0xfff0;
+
 /// A rule being built: its table and priority, then matches and actions, in the order a
 /// flow line would give them.
 #[derive(Clone, Debug)]
@@ -300,6 +304,29 @@ impl RuleBuilder {
 
     pub fn dec_ttl(self) -> RuleBuilder {
         self.act(Action::DecTtl)
+    }
+
+    /// Match `ct_state` on the bits of `mask` (`ct_state::*` flags).
+    pub fn ct_state(self, value: u16, mask: u16) -> RuleBuilder {
+        self.field_masked(FieldId::CtState, value as u128, mask as u128)
+    }
+
+    /// `ct(zone=CT_ZONE[,commit],nat[,table=T])`: track in the Pod network's zone,
+    /// applying a connection's NAT (none until Services) and, with `table`, continuing
+    /// there with the tracked copy.
+    pub fn ct(self, commit: bool, table: Option<Table>) -> RuleBuilder {
+        self.act(Action::Ct(Box::new(vswitch_proto::action::Ct {
+            commit,
+            zone: vswitch_proto::action::CtZone::Imm(CT_ZONE),
+            table: table.map(Table::number),
+            nat: Some(vswitch_proto::action::Nat::default()),
+            ..Default::default()
+        })))
+    }
+
+    /// `ct(zone=CT_ZONE,nat,table=T)`; ends the rule.
+    pub fn ct_to(self, t: Table) -> OwnedRule {
+        self.ct(false, Some(t)).rule
     }
 
     /// `goto_table:T`; ends the rule.
