@@ -399,6 +399,25 @@ impl Tracker {
         }
     }
 
+    /// Check the table's invariants (tests and fuzzing): see [`Table::check`]; also the
+    /// per-zone counts add up.
+    pub fn check(&self) -> Result<(), String> {
+        self.0.table.check()?;
+        let zones: u64 = self
+            .0
+            .zone_count
+            .iter()
+            .map(|c| c.load(Relaxed) as u64)
+            .sum();
+        if zones != self.0.table.len() as u64 {
+            return Err(format!(
+                "zone counts add up to {zones}, the table holds {}",
+                self.0.table.len()
+            ));
+        }
+        Ok(())
+    }
+
     /// Memory the table takes: (entry bytes in use, index bytes).
     pub fn memory(&self) -> (usize, usize) {
         (

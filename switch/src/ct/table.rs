@@ -444,6 +444,33 @@ impl Table {
         (kept, dropped)
     }
 
+    /// Check the table's invariants (for tests and fuzzing): every entry in use is found
+    /// under both its tuples and nothing else is indexed. Returns the first violation.
+    pub fn check(&self) -> Result<(), String> {
+        let mut used = 0u32;
+        for slot in 0..self.high_water() {
+            let Some(e) = self.lock(slot) else { continue };
+            used += 1;
+            for (at, d) in [(W_ORIG, Dir::Orig), (W_REPLY, Dir::Reply)] {
+                let t = read_tuple(e.w, at);
+                let h = self.hash(&t);
+                let s = self.shards[Self::shard_of(h)].read();
+                match s.find(h, |&it| self.item_is(it, &t)) {
+                    Some(&it) if it == item(slot, d) => {}
+                    other => return Err(format!("entry {slot} {d:?} {t:?} indexed as {other:?}")),
+                }
+            }
+        }
+        let indexed: usize = self.shards.iter().map(|s| s.read().len()).sum();
+        if indexed != 2 * used as usize || used != self.len() {
+            return Err(format!(
+                "{used} entries in use, {indexed} index items, count {}",
+                self.len()
+            ));
+        }
+        Ok(())
+    }
+
     /// Bytes of memory the index uses (the entries are `capacity * ENTRY_WORDS * 8`, of
     /// which only the pages touched are resident).
     pub fn index_bytes(&self) -> usize {

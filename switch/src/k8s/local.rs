@@ -11,10 +11,10 @@
 //! and IP.
 
 use super::pipeline::{NEXT_HOP, Source, Table, reg, rule};
-use vswitch_proto::flow::ct_state;
 use crate::ofproto::OwnedRule;
 use std::net::Ipv4Addr;
 use vswitch_proto::field::FieldId;
+use vswitch_proto::flow::ct_state;
 use vswitch_proto::net::{Ipv4Cidr, MacAddr};
 
 /// The node's side: the Pod CIDR and its gateway port.
@@ -92,7 +92,9 @@ pub fn node_rules(n: &LocalNet) -> Vec<OwnedRule> {
     // policy has let them through, so a refused connection leaves no entry behind.
     let (trk, new, inv) = (ct_state::TRK, ct_state::NEW, ct_state::INV);
     rules.extend([
-        rule(Table::Conntrack, 200).ip().ct_to(Table::ConntrackState),
+        rule(Table::Conntrack, 200)
+            .ip()
+            .ct_to(Table::ConntrackState),
         rule(Table::ConntrackState, 200)
             .ct_state(trk | inv, trk | inv)
             .drop(),
