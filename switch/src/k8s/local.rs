@@ -90,8 +90,16 @@ pub fn node_rules(n: &LocalNet) -> Vec<OwnedRule> {
     // (established, related, replies) go straight to forwarding: Services and policy
     // decided when their connection began. New connections are committed last, once
     // policy has let them through, so a refused connection leaves no entry behind.
+    // The node's own packets are the exception to "invalid is dropped": the node routes
+    // asymmetrically (a Pod reaching another node's address goes out by the underlay, and
+    // only that node's answer comes through its switch, an echo reply or a SYN/ACK
+    // conntrack has never seen start), and Kubernetes lets the node reach every Pod.
     let (trk, new, inv) = (ct_state::TRK, ct_state::NEW, ct_state::INV);
     rules.extend([
+        rule(Table::ConntrackState, 210)
+            .reg(reg::SOURCE, Source::Gateway as u32)
+            .ct_state(trk | inv, trk | inv)
+            .goto(Table::L3Forwarding),
         rule(Table::Conntrack, 200)
             .ip()
             .ct_to(Table::ConntrackState),
@@ -283,6 +291,12 @@ pub(crate) mod tests {
             "ct(zone=65520,nat),recirc(0x5)"
         );
         assert_eq!(actions_in(&b, &p, "+trk+inv"), "drop");
+        // From the node, an invalid packet (the half of an asymmetric exchange that comes
+        // through this switch) is forwarded.
+        let from_node = format!(
+            "in_port=1,icmp,dl_src={GW_MAC},nw_src=10.244.1.1,dl_dst={POD3_MAC},nw_dst=10.244.1.3"
+        );
+        assert_eq!(actions_in(&b, &from_node, "+trk+inv"), "3");
         assert_eq!(
             actions_in(&b, &p, "+trk+new"),
             "ct(commit,zone=65520,nat),3"
