@@ -8,8 +8,10 @@
 //! group group_id=1,type=all,bucket=actions=output:2
 //! flow table=0,in_port=gw0,actions=output:2
 //! trace in_port=1,tcp,nw_dst=10.0.0.1,tp_dst=80
-//! expect tables 0 7 10             # tables where a rule matched, in order
-//! expect actions set(ipv4(ttl=63)),2
+//! trace ct=+trk+est in_port=1,tcp   # after a ct(...,table=N), go on in table N as
+//!                                   # conntrack said (one ct=STATE per pass)
+//! expect tables 0 7 10             # tables where a rule matched, in order (every pass)
+//! expect actions set(ipv4(ttl=63)),2  # the last pass's
 //! expect megaflow recirc_id=0,...  # optional: the megaflow, as match text
 //! reset                            # drop every flow and group
 //! ```
@@ -89,9 +91,28 @@ pub fn run_with(script: &str, show: &mut dyn FnMut(String)) -> Result<usize, Str
             }
             "reset" => bridge.clear(),
             "trace" => {
+                let mut states = Vec::new();
+                let mut rest = rest;
+                while let Some(r) = rest.strip_prefix("ct=") {
+                    let (s, r) = r.split_once(' ').unwrap_or((r, ""));
+                    let m = text::parse_match(&format!("ct_state={s}"), &ports)
+                        .map_err(|e| fail(e.render(s)))?;
+                    states.push(m.flow.ct_state());
+                    rest = r.trim_start();
+                }
                 let m = text::parse_match(rest, &ports).map_err(|e| fail(e.render(rest)))?;
-                let t = bridge.trace(&m.flow, 0);
+                let mut t = bridge.trace(&m.flow, 0);
                 show(format!("$ trace {rest}\n{}\n", t.display(&ports)));
+                for s in states {
+                    let key = t
+                        .recirculated(s)
+                        .ok_or_else(|| fail("ct= given, but the pass does not recirculate".into()))?;
+                    let next = bridge.trace(&key, 0);
+                    show(format!("resume conntrack\n{}\n", next.display(&ports)));
+                    let mut steps = std::mem::take(&mut t.steps);
+                    steps.extend(next.steps.iter().cloned());
+                    t = Trace { steps, ..next };
+                }
                 last = Some(t);
                 checked += 1;
             }

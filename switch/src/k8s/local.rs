@@ -267,18 +267,11 @@ pub(crate) mod tests {
     pub(crate) fn actions_in(b: &Bridge, packet: &str, state: &str) -> String {
         let m = text::parse_match(packet, &NoPortNames).unwrap();
         let first = b.trace(&m.flow, 0);
-        let Some(crate::dp::action::DpAction::Ct(c)) = first.actions.first() else {
-            return first.datapath_actions();
-        };
-        let r = c.recirc.as_ref().expect("the first pass recirculates");
-        let mut key = m.flow;
-        let md = r.metadata_for(&m.flow);
-        key.w[crate::dp::action::METADATA_WORDS]
-            .copy_from_slice(&md.w[crate::dp::action::METADATA_WORDS]);
         let s = text::parse_match(&format!("ct_state={state}"), &NoPortNames).unwrap();
-        key.set_ct_state(s.flow.ct_state());
-        key.set_ct_zone(c.zone);
-        b.trace(&key, 0).datapath_actions()
+        match first.recirculated(s.flow.ct_state()) {
+            Some(key) => b.trace(&key, 0).datapath_actions(),
+            None => first.datapath_actions(),
+        }
     }
 
     #[test]

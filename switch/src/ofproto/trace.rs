@@ -60,6 +60,25 @@ pub struct Trace {
 }
 
 impl Trace {
+    /// The packet as it comes back from the first `ct(...,table=N)` of the datapath
+    /// actions, with conntrack having said `ct_state` (`ofproto/trace --ct-next`): the
+    /// metadata the pipeline wrote, recirc_id for table N, the zone of the action. None
+    /// when the actions do not recirculate.
+    pub fn recirculated(&self, ct_state: u16) -> Option<Flow> {
+        self.actions.iter().find_map(|a| match a {
+            DpAction::Ct(c) => c.recirc.as_ref().map(|r| {
+                let mut key = self.flow;
+                let md = r.metadata_for(&self.flow);
+                key.w[crate::dp::action::METADATA_WORDS]
+                    .copy_from_slice(&md.w[crate::dp::action::METADATA_WORDS]);
+                key.set_ct_state(ct_state);
+                key.set_ct_zone(c.zone);
+                key
+            }),
+            _ => None,
+        })
+    }
+
     /// Rules that matched, in order (the tables where nothing matched are left out).
     pub fn matched(&self) -> impl Iterator<Item = (u8, &TracedRule)> {
         self.steps.iter().filter_map(|s| match s {
