@@ -104,9 +104,9 @@ pub fn run_with(script: &str, show: &mut dyn FnMut(String)) -> Result<usize, Str
                 let mut t = bridge.trace(&m.flow, 0);
                 show(format!("$ trace {rest}\n{}\n", t.display(&ports)));
                 for s in states {
-                    let key = t
-                        .recirculated(s)
-                        .ok_or_else(|| fail("ct= given, but the pass does not recirculate".into()))?;
+                    let key = t.recirculated(s).ok_or_else(|| {
+                        fail("ct= given, but the pass does not recirculate".into())
+                    })?;
                     let next = bridge.trace(&key, 0);
                     show(format!("resume conntrack\n{}\n", next.display(&ports)));
                     let mut steps = std::mem::take(&mut t.steps);

@@ -734,6 +734,16 @@ pub struct CtWorker {
     rng: u64,
 }
 
+/// What looking a packet's connection up came to.
+enum Found {
+    Seen(Seen),
+    Invalid,
+    /// Expired: removed, then the packet is new.
+    Expired(u32),
+    /// To be removed (a reopening SYN, `force`), then the packet is new.
+    Remove(u32),
+}
+
 /// What a packet did to its connection, decided under the entry's lock.
 struct Seen {
     state: u16,
@@ -832,16 +842,24 @@ impl CtWorker {
     fn update(
         &self,
         e: &Locked<'_>,
+        t: &Tuple,
         dir: Dir,
         seg: Option<&tcp::Segment>,
         ct: &DpCt,
         now: u64,
     ) -> Result<Seen, bool> {
-        let orig = read_tuple(e.w, W_ORIG);
         if ct.force && ct.commit && dir == Dir::Reply {
             return Err(true);
         }
         let mut flags = e.get(W_FLAGS);
+        // Without NAT the tuples are the packet's and its reverse: no need to read them.
+        let (orig, reply) = if flags & (F_SNAT | F_DNAT) != 0 {
+            (read_tuple(e.w, W_ORIG), read_tuple(e.w, W_REPLY))
+        } else if dir == Dir::Orig {
+            (*t, t.reverse())
+        } else {
+            (t.reverse(), *t)
+        };
         let mut conn = None;
         if let Some(seg) = seg {
             let mut c = TcpConn::decode(&tcp_words(e)).ok_or(false)?;
@@ -900,7 +918,7 @@ impl CtWorker {
             mark: (flags >> 32) as u32,
             label: (e.get(W_LABEL) as u128) << 64 | e.get(W_LABEL + 1) as u128,
             orig,
-            reply: read_tuple(e.w, W_REPLY),
+            reply,
             flags,
             dir,
         })
@@ -1029,31 +1047,59 @@ impl CtWorker {
         // Two passes at most: a connection found and removed (reopened, forced) is then
         // handled as new; a connection another worker added meanwhile is then found.
         for _ in 0..3 {
-            if let Some((e, dir)) = self.t.0.table.lookup(&t) {
-                if e.get(W_EXPIRES) <= now {
-                    let slot = e.slot;
-                    drop(e);
+            let table = &self.t.0.table;
+            let found = table.find(&t, |w, slot, dir| {
+                let flags = w[W_FLAGS].load(Relaxed);
+                if w[W_EXPIRES].load(Relaxed) <= now {
+                    return Found::Expired(slot);
+                }
+                // A packet of a replied connection without TCP state or NAT, committing
+                // nothing: only its expiry changes, and that needs no lock (a lost race
+                // between two refreshes leaves one of two times that are both now).
+                if seg.is_none()
+                    && !ct.commit
+                    && flags & (F_SNAT | F_DNAT) == 0
+                    && flags & F_SEEN_REPLY != 0
+                {
+                    w[W_EXPIRES].store(now + self.timeout_ms(t.proto, flags, None), Relaxed);
+                    let (orig, reply) = if dir == Dir::Orig {
+                        (t, t.reverse())
+                    } else {
+                        (t.reverse(), t)
+                    };
+                    let rpl = if dir == Dir::Reply { ct_state::RPL } else { 0 };
+                    return Found::Seen(Seen {
+                        state: ct_state::TRK | ct_state::EST | rpl,
+                        mark: (flags >> 32) as u32,
+                        label: (w[W_LABEL].load(Relaxed) as u128) << 64
+                            | w[W_LABEL + 1].load(Relaxed) as u128,
+                        orig,
+                        reply,
+                        flags,
+                        dir,
+                    });
+                }
+                let e = table.lock_found(w, slot);
+                match self.update(&e, &t, dir, seg.as_ref(), ct, now) {
+                    Ok(s) => Found::Seen(s),
+                    Err(false) => Found::Invalid,
+                    Err(true) => Found::Remove(slot),
+                }
+            });
+            match found {
+                Some(Found::Seen(s)) => return self.finish(pkt, layers, key, ct, s),
+                Some(Found::Invalid) => return self.invalid(ct.zone),
+                Some(Found::Expired(slot)) => {
                     if self.t.remove(slot, |e| e.get(W_EXPIRES) <= now) {
                         self.t.0.counters.expired.fetch_add(1, Relaxed);
                     }
                     continue;
                 }
-                match self.update(&e, dir, seg.as_ref(), ct, now) {
-                    Ok(s) => {
-                        drop(e);
-                        return self.finish(pkt, layers, key, ct, s);
-                    }
-                    Err(false) => {
-                        drop(e);
-                        return self.invalid(ct.zone);
-                    }
-                    Err(true) => {
-                        let slot = e.slot;
-                        drop(e);
-                        self.t.remove(slot, |_| true);
-                        continue;
-                    }
+                Some(Found::Remove(slot)) => {
+                    self.t.remove(slot, |_| true);
+                    continue;
                 }
+                None => {}
             }
             // A new connection.
             let tcp_new = match &seg {

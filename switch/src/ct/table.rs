@@ -256,6 +256,25 @@ impl Table {
         Some((Locked { w, slot }, item_dir(it)))
     }
 
+    /// Find the connection `t` belongs to and run `f` on its words (not locked: `f` may
+    /// lock it with [`Table::lock_found`]) while it cannot be removed.
+    #[inline]
+    pub fn find<R>(&self, t: &Tuple, f: impl FnOnce(&[AtomicU64], u32, Dir) -> R) -> Option<R> {
+        let h = self.hash(t);
+        let shard = self.shards[Self::shard_of(h)].read();
+        let it = *shard.find(h, |&it| self.item_is(it, t))?;
+        let r = f(self.entry(item_slot(it)), item_slot(it), item_dir(it));
+        drop(shard);
+        Some(r)
+    }
+
+    /// Lock an entry [`Table::find`] gave.
+    #[inline]
+    pub fn lock_found<'a>(&self, w: &'a [AtomicU64], slot: u32) -> Locked<'a> {
+        lock_entry(w);
+        Locked { w, slot }
+    }
+
     /// Whether any connection has `t` as one of its tuples.
     pub fn contains(&self, t: &Tuple) -> bool {
         let h = self.hash(t);
