@@ -123,10 +123,16 @@ pub enum Verdict {
     /// Not part of the connection (out of window, impossible in this state, bad flags).
     /// The connection is unchanged.
     Invalid,
-    /// A SYN that reopens a closed connection (TIME_WAIT, or CLOSE after a RST from the same
-    /// side). The connection is unchanged: the caller deletes it and tracks this segment as
-    /// the first of a new connection, whose original direction is this segment's (a SYN in
-    /// the reply direction of TIME_WAIT reopens with the roles swapped, as in Linux).
+    /// A SYN that reopens a closed connection: one in TIME_WAIT or CLOSE whose close began
+    /// with a FIN, or whose last segment was a RST from the SYN's side (RFC 1122 4.2.2.13;
+    /// a client starting over after aborting). The connection is unchanged: the caller
+    /// deletes it and tracks this segment as the first of a new connection, whose original
+    /// direction is this segment's (a SYN in the reply direction of TIME_WAIT reopens with
+    /// the roles swapped, as in Linux).
+    ///
+    /// Any segment of a connection whose [`TcpConn::timeout_ms`] is 0 reopens too: Linux
+    /// has deleted it already, so the segment starts over (and may well not start a
+    /// connection, see [`TcpConn::new`]).
     Reopen,
 }
 
@@ -455,6 +461,9 @@ impl TcpConn {
 
     /// One segment, on a copy: the caller keeps it unless Invalid or Reopen.
     fn step(&mut self, dir: Dir, seg: &Segment) -> Verdict {
+        if self.dead {
+            return Verdict::Reopen;
+        }
         if !seg.valid_flags() {
             return Verdict::Invalid;
         }

@@ -286,6 +286,8 @@ fn refused_connection_dies_at_once() {
     );
     assert_eq!(c.timeout_ms(&t), 0);
     assert!(!c.replied());
+    // Gone, as far as Linux is concerned: the client's next try starts afresh.
+    assert_eq!(c.update(Dir::Orig, &syn(C)), Verdict::Reopen);
 }
 
 #[test]
