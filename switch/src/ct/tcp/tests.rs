@@ -815,17 +815,17 @@ struct Near {
 }
 
 fn near() -> impl Strategy<Value = Near> {
-    let flags = prop::sample::select(vec![
-        SYN,
-        SYN | ACK,
-        ACK,
-        ACK | PSH,
-        FIN | ACK,
-        RST,
-        RST | ACK,
-        ACK | URG,
-        SYN | FIN,
-    ]);
+    let flags = prop_oneof![
+        2 => Just(SYN),
+        2 => Just(SYN | ACK),
+        6 => Just(ACK),
+        6 => Just(ACK | PSH),
+        3 => Just(FIN | ACK),
+        1 => Just(RST),
+        1 => Just(RST | ACK),
+        1 => Just(ACK | URG),
+        1 => Just(SYN | FIN),
+    ];
     let delta = prop_oneof![3 => Just(0i32), 2 => -3..3i32, 1 => -70_000..70_000i32];
     (
         any::<bool>(),
