@@ -234,12 +234,14 @@ impl Peer {
     /// Takes the window scale and SACK-permitted options of its SYN (Linux's
     /// `tcp_options`, which also forgets the other flags).
     fn take_options(&mut self, seg: &Segment) {
-        self.scale = seg.wscale.map_or(0, |s| s.min(MAX_WSCALE));
-        self.flags = if seg.wscale.is_some() {
+        let ws = if seg.wscale.is_some() {
             pf::WINDOW_SCALE
         } else {
             0
-        } | if seg.sack_perm { pf::SACK_PERM } else { 0 };
+        };
+        let sack = if seg.sack_perm { pf::SACK_PERM } else { 0 };
+        self.scale = seg.wscale.map_or(0, |s| s.min(MAX_WSCALE));
+        self.flags = ws | sack;
     }
 }
 
@@ -258,6 +260,8 @@ impl Peer {
 ///   resynchronisation after an ignored SYN does not clear it for one side.
 /// - A SYN without options replaces the sender's window scale and SACK flags with none;
 ///   Linux keeps the old ones when there are no option bytes at all.
+/// - The cap of a picked-up connection's timeout until its first reply is decided after
+///   the segment, so the first reply itself already gets the full timeout.
 /// - No NAT sequence adjustment (the switch does not rewrite sequence numbers), no
 ///   SYN proxy, no `tcp_no_window_check` / `tcp_ignore_invalid_rst`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -400,6 +404,7 @@ impl TcpConn {
         v
     }
 
+    /// Where the connection is in Linux's state table.
     pub fn state(&self) -> TcpState {
         self.state
     }
