@@ -752,13 +752,13 @@ fn any_conn() -> impl Strategy<Value = TcpConn> {
     (
         any_state(),
         [any_peer(), any_peer()],
-        any::<[bool; 6]>(),
+        (any::<[bool; 5]>(), prop::bool::weighted(0.1)),
         0..Index::ALL.len(),
         any::<(u32, u32, u16)>(),
         (0..=MAX_WSCALE, 0..=lf::ALL, 0..=RETRANS_CAP),
     )
         .prop_map(
-            |(state, peer, b, index, (ack, end, win), (ws, lf, retrans))| TcpConn {
+            |(state, peer, (b, dead), index, (ack, end, win), (ws, lf, retrans))| TcpConn {
                 state,
                 peer,
                 be_liberal: b[0],
@@ -773,7 +773,7 @@ fn any_conn() -> impl Strategy<Value = TcpConn> {
                 retrans,
                 seen_reply: b[3],
                 assured: b[4],
-                dead: b[5],
+                dead,
             },
         )
 }
