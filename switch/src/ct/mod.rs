@@ -817,7 +817,10 @@ impl CtWorker {
         let t = &self.timeouts;
         let s = match proto {
             ipproto::TCP => {
-                return tcp.map_or(t.tcp.established as u64 * 1000, |c| c.timeout_ms(&t.tcp));
+                return tcp.map_or(
+                    t.tcp.get("established").unwrap_or(432_000) as u64 * 1000,
+                    |c| c.timeout_ms(&t.tcp),
+                );
             }
             ipproto::UDP if flags & F_SEEN_REPLY != 0 => t.udp_stream,
             ipproto::UDP => t.udp,
@@ -861,6 +864,8 @@ impl CtWorker {
             (t.reverse(), *t)
         };
         let mut conn = None;
+        // Linux lets some segments through without renewing the connection's timer.
+        let mut renew = true;
         if let Some(seg) = seg {
             let mut c = TcpConn::decode(&tcp_words(e)).ok_or(false)?;
             let d = if dir == Dir::Orig {
@@ -870,14 +875,18 @@ impl CtWorker {
             };
             match c.update(d, seg) {
                 tcp::Verdict::Accept => {}
+                tcp::Verdict::Ignore => renew = false,
                 tcp::Verdict::Invalid => return Err(false),
                 tcp::Verdict::Reopen => return Err(true),
             }
             for (i, w) in c.encode().iter().enumerate() {
                 e.set(W_TCP + i, *w);
             }
-            if c.assured() {
+            // Kept from early drop: assured, and not closing (Linux's can_early_drop).
+            if c.assured() && !c.can_early_drop() {
                 flags |= F_ASSURED;
+            } else {
+                flags &= !F_ASSURED;
             }
             conn = Some(c);
         }
@@ -900,10 +909,14 @@ impl CtWorker {
             }
         }
         e.set(W_FLAGS, flags);
-        e.set(
-            W_EXPIRES,
-            now + self.timeout_ms(orig.proto, flags, conn.as_ref()),
-        );
+        // A timeout of 0 (a refused TCP connection) leaves it expired: the next packet
+        // starts anew.
+        if renew {
+            e.set(
+                W_EXPIRES,
+                now + self.timeout_ms(orig.proto, flags, conn.as_ref()),
+            );
+        }
         let mut state = ct_state::TRK;
         state |= if flags & F_SEEN_REPLY != 0 {
             ct_state::EST
