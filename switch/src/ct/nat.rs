@@ -189,6 +189,38 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        /// Whatever the clients and the range, a binding is never one already handed out,
+        /// and each stays inside the range asked for.
+        #[test]
+        fn bindings_are_unique_and_in_range(
+            clients in proptest::collection::vec((0u32..8, 1000u16..1004), 1..200),
+            lo in 0u8..4, n_addrs in 1u8..3, plo in 2000u16..2005, n_ports in 1u16..6,
+            random in proptest::bool::ANY, persistent in proptest::bool::ANY,
+        ) {
+            let a = std::net::Ipv4Addr::new(192, 0, 2, lo);
+            let b = std::net::Ipv4Addr::new(192, 0, 2, lo + n_addrs - 1);
+            let mut n = nat(NatKind::Src, &a.to_string(), &b.to_string(), Some((plo, plo + n_ports - 1)));
+            n.random = random;
+            n.persistent = persistent;
+            let used = RefCell::new(HashSet::new());
+            for (i, (c, sport)) in clients.iter().enumerate() {
+                match choose(&udp(0x0a00_0100 + c, *sport), &n, i as u64 * 7919, |t| used.borrow().contains(t)) {
+                    Choice::Reply(r) => {
+                        proptest::prop_assert!((u32::from(a) as u128..=u32::from(b) as u128).contains(&r.dst));
+                        proptest::prop_assert!((plo..plo + n_ports).contains(&r.dport));
+                        proptest::prop_assert!(used.borrow_mut().insert(r), "{r:?} handed out twice");
+                    }
+                    Choice::Exhausted => {
+                        // Only when every binding to this server is taken.
+                        proptest::prop_assert_eq!(used.borrow().len(), n_addrs as usize * n_ports as usize);
+                    }
+                    Choice::NotApplicable => proptest::prop_assert!(false),
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_original_port_is_kept_when_free_and_dnat_keeps_the_client() {
         let n = nat(NatKind::Src, "192.0.2.1", "192.0.2.9", None);
