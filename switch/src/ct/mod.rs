@@ -259,6 +259,7 @@ impl Tracker {
         let clock_offset = mono_ms().saturating_sub(now_ms);
         let (mem, path, had) = match &config.run_dir {
             Some(dir) => {
+                std::fs::create_dir_all(dir)?;
                 let path = dir.join(FILE_NAME);
                 let (mem, had) = open_checked(&path, words, cap)?;
                 (mem, Some(path), had)
