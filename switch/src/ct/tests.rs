@@ -333,7 +333,7 @@ fn the_table_survives_the_process_and_a_half_written_entry_is_dropped() {
     assert_eq!(r.mark, 0x42);
     let r = track(&mut w, &mut udp(B, A, 53, 1001), &ct(3, false), 6);
     assert_eq!(r.state, TRK | NEW);
-    drop(t);
+    drop((w, t));
     // Another capacity: discarded with a message.
     let (t, msg) = Tracker::open(
         &Config {

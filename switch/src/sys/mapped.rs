@@ -16,7 +16,7 @@ use std::sync::atomic::AtomicU64;
 pub struct MappedWords {
     ptr: *mut AtomicU64,
     len: usize,
-    _file: Option<File>,
+    _file: Option<nix::fcntl::Flock<File>>,
 }
 
 // SAFETY: the mapping is only reached through `&[AtomicU64]`, whose accesses are atomic,
@@ -36,7 +36,8 @@ impl std::fmt::Debug for MappedWords {
 
 impl MappedWords {
     /// Map `len` words of the file at `path`, creating it (mode 0600) or growing it to
-    /// that size. Returns whether the file existed with at least that size before.
+    /// that size. Returns whether the file existed with at least that size before. The
+    /// file is locked (`flock`, exclusive) while mapped: a second process is refused.
     pub fn open(path: &Path, len: usize) -> io::Result<(MappedWords, bool)> {
         use std::os::unix::fs::OpenOptionsExt;
         let bytes = len
@@ -49,6 +50,13 @@ impl MappedWords {
             .truncate(false)
             .mode(0o600)
             .open(path)?;
+        let file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| {
+                io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!("{} is in use by another process ({e})", path.display()),
+                )
+            })?;
         let had = file.metadata()?.len() >= bytes as u64;
         if file.metadata()?.len() != bytes as u64 {
             file.set_len(bytes as u64)?;
