@@ -4,6 +4,7 @@
 //!   list: plugins run with bounded time, request configurations derived, results cached.
 //! - [`e2e`]: the end-to-end harness: Pods as network namespaces, a `vswitchd` of the
 //!   test's own, `vswitchctl`, bounded traffic generators (tests/tests/e2e.rs, as root).
+//! - [`ovs`]: Open vSwitch as a peer: private daemons in a namespace, the same flows.
 //! - [`k8s`]: the daemon's own Kubernetes pipeline (DESIGN §5), made by its compilers, as
 //!   a bridge or as flow text, for tests and benchmarks.
 //! - [`script`]: pipeline tests written in flow syntax: flows, groups, and packets to trace
@@ -13,4 +14,5 @@
 pub mod cni;
 pub mod e2e;
 pub mod k8s;
+pub mod ovs;
 pub mod script;
