@@ -347,3 +347,74 @@ fn the_table_survives_the_process_and_a_half_written_entry_is_dropped() {
     assert_eq!(t.stats().connections, 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn force_ends_a_connection_seen_in_the_reply_direction() {
+    let t = tracker(64);
+    let mut w = t.worker(1);
+    track(&mut w, &mut udp(A, B, 1000, 53), &ct(0, true), 0);
+    // Without force, B's packet is a reply.
+    assert_eq!(track(&mut w, &mut udp(B, A, 53, 1000), &ct(0, true), 0).state, TRK | EST | RPL);
+    // With force, the connection is ended and B's packet starts a new one, B first.
+    let mut f = ct(0, true);
+    f.force = true;
+    assert_eq!(track(&mut w, &mut udp(B, A, 53, 1000), &f, 0).state, TRK | NEW);
+    let d = t.dump(None, 0);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].orig.src, u32::from_be_bytes(B) as u128);
+    // In the original direction force changes nothing.
+    assert_eq!(track(&mut w, &mut udp(B, A, 53, 1000), &f, 0).state, TRK | NEW);
+    t.check().unwrap();
+}
+
+#[test]
+fn commit_sets_mark_and_label_bits_and_keeps_them() {
+    let t = tracker(64);
+    let mut w = t.worker(1);
+    let mut c = ct(0, true);
+    c.mark = Some((0x12, 0xff));
+    c.label = Some((1 << 100, 1 << 100));
+    let r = track(&mut w, &mut udp(A, B, 1000, 53), &c, 0);
+    assert_eq!((r.mark, r.label), (0x12, 1 << 100));
+    // A later commit changes only the bits it names.
+    c.mark = Some((0x300, 0xf00));
+    c.label = None;
+    let r = track(&mut w, &mut udp(A, B, 1000, 53), &c, 0);
+    assert_eq!((r.mark, r.label), (0x312, 1 << 100));
+    let r = track(&mut w, &mut udp(B, A, 53, 1000), &ct(0, false), 0);
+    assert_eq!((r.mark, r.label), (0x312, 1 << 100));
+    assert_eq!(
+        t.dump(None, 0)[0].to_string(),
+        format!(
+            "udp,orig=(src=10.0.0.1,dst=10.0.0.2,sport=1000,dport=53),reply=(src=10.0.0.2,dst=10.0.0.1,sport=53,dport=1000),mark=786,labels={:#x}",
+            1u128 << 100
+        )
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Random packets between a few hosts, committed or not, in two zones, with a small
+    /// table and a clock that jumps: the table's invariants hold after every packet.
+    #[test]
+    fn the_table_stays_consistent_under_random_traffic(
+        ops in proptest::collection::vec((0u8..4, 0u8..4, 0u16..4, 0u8..3, proptest::bool::ANY, 0u8..2, 0u64..3), 1..300)
+    ) {
+        let t = tracker(16);
+        let mut w = t.worker(3);
+        let mut now = 0;
+        for (s, d, p, kind, commit, zone, dt) in ops {
+            let (src, dst) = ([10, 0, 0, s + 1], [10, 0, 0, d + 1]);
+            let mut pkt = match kind {
+                0 => udp(src, dst, 1000 + p, 53),
+                1 => tcp(src, dst, 1000 + p, 80, 7, 0, "S"),
+                _ => ping(src, dst, p, s > d),
+            };
+            track(&mut w, &mut pkt, &ct(zone as u16, commit), now);
+            now += [0, 1_000, 100_000][dt as usize];
+        }
+        if let Err(e) = t.check() {
+            proptest::prop_assert!(false, "{e}");
+        }
+    }
+}
