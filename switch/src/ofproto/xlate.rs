@@ -33,6 +33,19 @@ pub const MAX_RESUBMITS: u32 = MAX_DEPTH * MAX_DEPTH;
 
 const VLAN_CFI: u16 = 0x1000;
 
+/// Every field conntrack fills in (what `ct_clear` resets).
+const CT_SLOTS: [Slot; 9] = [
+    slot::CT_STATE,
+    slot::CT_ZONE,
+    slot::CT_MARK,
+    slot::CT_LABEL,
+    slot::CT_NW_SRC,
+    slot::CT_NW_DST,
+    slot::CT_NW_PROTO,
+    slot::CT_TP_SRC,
+    slot::CT_TP_DST,
+];
+
 /// What translating one flow produced.
 #[derive(Debug, Default)]
 pub struct XlateOut {
@@ -405,13 +418,10 @@ impl<'a> Ctx<'a> {
                 Action::Learn(l) => self.learn(l),
                 Action::Ct(ct) => self.ct(ct),
                 Action::CtClear => {
-                    for s in [slot::CT_STATE, slot::CT_ZONE, slot::CT_MARK, slot::CT_LABEL] {
+                    for s in CT_SLOTS {
                         or_bits(&mut self.written, s, s.max());
+                        self.flow.set(s, 0);
                     }
-                    self.flow.set_ct_state(0);
-                    self.flow.set_ct_zone(0);
-                    self.flow.set_ct_mark(0);
-                    self.flow.set_ct_label(0);
                     self.out.push(DpAction::CtClear);
                 }
             }
