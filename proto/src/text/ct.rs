@@ -91,6 +91,7 @@ pub(crate) fn parse_ct(
                     check: ctx.check,
                     in_ct_exec: true,
                     in_group: ctx.in_group,
+                    in_action_set: false,
                 };
                 ct.exec = parse_action_list(t.value, t.value_at, &mut inner)?;
                 if let Some(a) = ct

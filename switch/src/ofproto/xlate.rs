@@ -156,6 +156,10 @@ struct Ctx<'a> {
     written: Flow,
     push_tpid: u16,
     trace: Option<&'a mut Vec<TraceStep>>,
+    /// OpenFlow 1.1+ action set (`write_actions`), run when the pipeline ends.
+    action_set: Vec<Action>,
+    /// Set by `exit`: stop every action list up to the top (group buckets excepted).
+    exit: bool,
 }
 
 /// Translate a packet's flow into datapath actions.
@@ -186,6 +190,47 @@ pub fn trace(pipe: &Pipeline, mac: &MacTable, key: &Flow, now: u64) -> Trace {
 fn or_bits(wc: &mut Flow, s: Slot, bits: u128) {
     let old = wc.get(s);
     wc.set(s, old | bits);
+}
+
+/// The action set as the list it runs as: the last pop_vlan, push_vlan and dec_ttl, every
+/// set_field and move in the order written, then the last group, or else the last output,
+/// or else the last resubmit, or else the last ct; with none of those, nothing (there is
+/// no point changing a packet that goes nowhere). Open vSwitch's
+/// `ofpacts_execute_action_set`; anything else (ct_clear) is ignored, as there.
+fn action_set_order(set: &[Action]) -> Vec<Action> {
+    let last = |f: &dyn Fn(&Action) -> bool| set.iter().rev().find(|a| f(a)).cloned();
+    let mut out = Vec::new();
+    out.extend(last(&|a| matches!(a, Action::PopVlan)));
+    out.extend(last(&|a| matches!(a, Action::PushVlan(_))));
+    out.extend(last(&|a| matches!(a, Action::DecTtl)));
+    out.extend(
+        set.iter()
+            .filter(|a| matches!(a, Action::SetField { .. } | Action::Move { .. }))
+            .cloned(),
+    );
+    let sends = last(&|a| matches!(a, Action::Group(_)))
+        .or_else(|| {
+            last(&|a| {
+                matches!(
+                    a,
+                    Action::Output { .. }
+                        | Action::InPort
+                        | Action::Normal
+                        | Action::Flood
+                        | Action::All
+                        | Action::Controller { .. }
+                )
+            })
+        })
+        .or_else(|| last(&|a| matches!(a, Action::Resubmit { .. })))
+        .or_else(|| last(&|a| matches!(a, Action::Ct(_))));
+    match sends {
+        Some(a) => {
+            out.push(a);
+            out
+        }
+        None => Vec::new(),
+    }
 }
 
 /// A stable hash of the 5-tuple (the same on every worker and after a restart), so a
@@ -273,6 +318,8 @@ impl<'a> Ctx<'a> {
             written: Flow::ZERO,
             push_tpid: ethertype::VLAN,
             trace,
+            action_set: Vec::new(),
+            exit: false,
         }
     }
 
@@ -318,6 +365,20 @@ impl<'a> Ctx<'a> {
             self.note(|| format!("resuming after recirculation in table {table}"));
         }
         self.run_table(table);
+        self.run_action_set();
+    }
+
+    /// The end of the pipeline: run the action set, in OpenFlow's order (Open vSwitch's
+    /// `ofpacts_execute_action_set`). An `exit` before does not stop it.
+    fn run_action_set(&mut self) {
+        if self.halted || self.action_set.is_empty() {
+            return;
+        }
+        let set = std::mem::take(&mut self.action_set);
+        let list = action_set_order(&set);
+        self.exit = false;
+        self.note(|| "executing the action set".into());
+        self.execute(&list);
     }
 
     /// A resource limit was hit (a loop in the tables): drop the packet, whatever was
@@ -373,7 +434,7 @@ impl<'a> Ctx<'a> {
 
     fn execute(&mut self, actions: &[Action]) {
         for a in actions {
-            if self.halted {
+            if self.halted || self.exit {
                 return;
             }
             if self.stop_list {
@@ -417,6 +478,12 @@ impl<'a> Ctx<'a> {
                 Action::Conjunction { .. } | Action::Note(_) => {}
                 Action::Learn(l) => self.learn(l),
                 Action::Ct(ct) => self.ct(ct),
+                Action::WriteActions(list) => self.action_set.extend(list.iter().cloned()),
+                Action::ClearActions => self.action_set.clear(),
+                Action::WriteMetadata { value, mask } => {
+                    self.set_field(FieldId::Metadata, *value as u128, *mask as u128)
+                }
+                Action::Exit => self.exit = true,
                 Action::CtClear => {
                     for s in CT_SLOTS {
                         or_bits(&mut self.written, s, s.max());
@@ -517,7 +584,15 @@ impl<'a> Ctx<'a> {
             p if p == self.flow.in_port() => {
                 self.note(|| format!("skipping output to input port {p}"));
             }
-            p => self.output_to(p),
+            p => {
+                // Open vSwitch skips a port that does not exist (no datapath action).
+                self.deps.ports = true;
+                if self.pipe.ports().iter().any(|d| d.no == p) {
+                    self.output_to(p)
+                } else {
+                    self.note(|| format!("skipping output to nonexistent port {p}"));
+                }
+            }
         }
     }
 
@@ -718,6 +793,8 @@ impl<'a> Ctx<'a> {
         f(self);
         self.depth -= 1;
         self.stop_list = false;
+        // `exit` in a bucket ends only the bucket.
+        self.exit = false;
         if !self.halted {
             self.flow = saved;
         }
@@ -767,7 +844,45 @@ impl<'a> Ctx<'a> {
             actions: Some(actions),
             ..FlowSpec::default()
         };
-        self.out.push(DpAction::Learn(Arc::new(spec)));
+        let ok = l.limit == 0 || self.learn_below_limit(l, &spec);
+        if let Some(sf) = &l.result_dst {
+            self.write(sf, ok as u128);
+        }
+        if ok {
+            self.out.push(DpAction::Learn(Arc::new(spec)));
+        } else {
+            let (limit, table, cookie) = (l.limit, l.table, l.cookie);
+            self.note(|| {
+                format!(
+                    "learn: table {table} has {limit} flows with cookie {cookie:#x}, not learned"
+                )
+            });
+        }
+    }
+
+    /// `limit=N`: the flow may be learned if it is already there (a refresh) or if its
+    /// table has fewer than N flows with its cookie (`ovs-actions(7)`). The answer depends
+    /// on the whole table, so any change to it retranslates.
+    fn learn_below_limit(&mut self, l: &vswitch_proto::action::Learn, spec: &FlowSpec) -> bool {
+        self.deps.visits.push(Visit {
+            table: l.table,
+            priority: -1,
+            written: u32::MAX,
+        });
+        if self
+            .pipe
+            .rule_at(l.table, spec.priority, &spec.matching)
+            .is_some()
+        {
+            return true;
+        }
+        let n = self.pipe.table(l.table).map_or(0, |c| {
+            c.iter()
+                .filter(|(_, e)| e.rule.cookie == l.cookie)
+                .take(l.limit as usize)
+                .count()
+        });
+        n < l.limit as usize
     }
 
     fn ct(&mut self, ct: &vswitch_proto::action::Ct) {
