@@ -75,7 +75,8 @@ impl SubField {
         *self == SubField::whole(self.field)
     }
 
-    /// The physical bits this subfield covers. Subfields of 128-bit fields must be whole.
+    /// The physical bits this subfield covers; for a 128-bit field, the whole slot (use
+    /// [`SubField::mask_in_field`] for the bits).
     pub fn slot(&self) -> Slot {
         let s = self.field.slot();
         if s.bits == 128 {

@@ -72,10 +72,11 @@ pub enum Prereq {
     /// A valid conntrack entry (Open vSwitch's `is_ct_valid`): ct_state matches one of
     /// +new, +est, +rel, +rpl, +snat, +dnat, or +trk-inv.
     CtValid,
-    /// [`Prereq::CtValid`] and IPv4 (`ct_nw_src`, `ct_nw_dst`).
+    /// [`Prereq::CtValid`] and IPv4: what a *match* on `ct_nw_src` or `ct_nw_dst` needs
+    /// (reading them in an action needs only [`Prereq::CtValid`], as in Open vSwitch).
     CtIpv4,
-    /// [`Prereq::CtValid`] and `ct_nw_proto` matched exactly (`ct_tp_src`, `ct_tp_dst`;
-    /// Open vSwitch silently drops them without it).
+    /// [`Prereq::CtValid`] and `ct_nw_proto` matched exactly: what a *match* on
+    /// `ct_tp_src` or `ct_tp_dst` needs (Open vSwitch silently drops them without it).
     CtL4,
 }
 
@@ -275,11 +276,11 @@ fields! {
     CtZone = "ct_zone" [] nxm Some("NXM_NX_CT_ZONE"), slot::CT_ZONE, Hex, None, maskable false, writable false;
     CtMark = "ct_mark" [] nxm Some("NXM_NX_CT_MARK"), slot::CT_MARK, Hex, None, maskable true, writable true;
     CtLabel = "ct_label" [] nxm Some("NXM_NX_CT_LABEL"), slot::CT_LABEL, Hex, None, maskable true, writable true;
-    CtNwSrc = "ct_nw_src" [] nxm Some("NXM_NX_CT_NW_SRC"), slot::CT_NW_SRC, Ipv4, CtIpv4, maskable true, writable false;
-    CtNwDst = "ct_nw_dst" [] nxm Some("NXM_NX_CT_NW_DST"), slot::CT_NW_DST, Ipv4, CtIpv4, maskable true, writable false;
+    CtNwSrc = "ct_nw_src" [] nxm Some("NXM_NX_CT_NW_SRC"), slot::CT_NW_SRC, Ipv4, CtValid, maskable true, writable false;
+    CtNwDst = "ct_nw_dst" [] nxm Some("NXM_NX_CT_NW_DST"), slot::CT_NW_DST, Ipv4, CtValid, maskable true, writable false;
     CtNwProto = "ct_nw_proto" [] nxm Some("NXM_NX_CT_NW_PROTO"), slot::CT_NW_PROTO, Decimal, CtValid, maskable false, writable false;
-    CtTpSrc = "ct_tp_src" [] nxm Some("NXM_NX_CT_TP_SRC"), slot::CT_TP_SRC, Decimal, CtL4, maskable true, writable false;
-    CtTpDst = "ct_tp_dst" [] nxm Some("NXM_NX_CT_TP_DST"), slot::CT_TP_DST, Decimal, CtL4, maskable true, writable false;
+    CtTpSrc = "ct_tp_src" [] nxm Some("NXM_NX_CT_TP_SRC"), slot::CT_TP_SRC, Decimal, CtValid, maskable true, writable false;
+    CtTpDst = "ct_tp_dst" [] nxm Some("NXM_NX_CT_TP_DST"), slot::CT_TP_DST, Decimal, CtValid, maskable true, writable false;
     Reg0 = "reg0" [] nxm Some("NXM_NX_REG0"), slot::reg(0), Hex, None, maskable true, writable true;
     Reg1 = "reg1" [] nxm Some("NXM_NX_REG1"), slot::reg(1), Hex, None, maskable true, writable true;
     Reg2 = "reg2" [] nxm Some("NXM_NX_REG2"), slot::reg(2), Hex, None, maskable true, writable true;

@@ -97,7 +97,7 @@ pub(crate) fn parse_ct(
                 if let Some(a) = ct
                     .exec
                     .iter()
-                    .find(|a| !matches!(a, Action::SetField { .. }))
+                    .find(|a| !matches!(a, Action::SetField { .. } | Action::Move { .. }))
                 {
                     return Err(ParseError::new(
                         t.value_at,

@@ -250,6 +250,14 @@ impl MatchBuilder {
                         || Prereq::Arp.satisfied_by(&m.flow, &m.mask),
                     "`ip`, `ipv6` or `arp`",
                 ),
+                FieldId::CtNwSrc | FieldId::CtNwDst => (
+                    Prereq::CtIpv4.satisfied_by(&m.flow, &m.mask),
+                    Prereq::CtIpv4.describe(),
+                ),
+                FieldId::CtTpSrc | FieldId::CtTpDst => (
+                    Prereq::CtL4.satisfied_by(&m.flow, &m.mask),
+                    Prereq::CtL4.describe(),
+                ),
                 _ => {
                     let p = f.info().prereq;
                     (p.satisfied_by(&m.flow, &m.mask), p.describe())

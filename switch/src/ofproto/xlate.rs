@@ -899,12 +899,20 @@ impl<'a> Ctx<'a> {
         let mut mark: Option<(u128, u128)> = None;
         let mut label: Option<(u128, u128)> = None;
         for a in &ct.exec {
-            if let Action::SetField { field, value, mask } = a {
-                match field {
-                    FieldId::CtMark => mark = merge(mark, *value, *mask),
-                    FieldId::CtLabel => label = merge(label, *value, *mask),
-                    _ => {}
+            let (field, value, mask) = match a {
+                Action::SetField { field, value, mask } => (*field, *value, *mask),
+                // `move` reads the packet's flow as it is here (Open vSwitch runs exec's
+                // actions on the flow at the ct action).
+                Action::Move { src, dst } => {
+                    let v = self.read(src);
+                    (dst.field, v << dst.ofs, dst.mask_in_field())
                 }
+                _ => continue,
+            };
+            match field {
+                FieldId::CtMark => mark = merge(mark, value, mask),
+                FieldId::CtLabel => label = merge(label, value, mask),
+                _ => {}
             }
         }
         let mark = mark.map(|(v, m)| (v as u32, m as u32));
