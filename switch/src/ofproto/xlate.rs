@@ -369,14 +369,19 @@ impl<'a> Ctx<'a> {
     }
 
     /// The end of the pipeline: run the action set, in OpenFlow's order (Open vSwitch's
-    /// `ofpacts_execute_action_set`). An `exit` before does not stop it.
+    /// `ofpacts_execute_action_set`). After an `exit` nothing of it runs: `ovs-actions(7)`
+    /// says it still does, but Open vSwitch 3.1 leaves its exit flag set while it runs the
+    /// set, so its translation (and `ofproto/trace`) executes none of it; we do as it does.
     fn run_action_set(&mut self) {
         if self.halted || self.action_set.is_empty() {
             return;
         }
         let set = std::mem::take(&mut self.action_set);
         let list = action_set_order(&set);
-        self.exit = false;
+        if self.exit {
+            self.note(|| "exit: the action set does not run".into());
+            return;
+        }
         self.note(|| "executing the action set".into());
         self.execute(&list);
     }
