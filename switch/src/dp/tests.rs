@@ -583,3 +583,22 @@ mod revalidation_props {
         }
     }
 }
+
+#[test]
+fn conntrack_fills_the_original_tuple() {
+    let (_b, mut fp) = setup(&[
+        "table=0,in_port=1,ip,actions=ct(zone=9,table=4)",
+        "table=4,ct_state=+new+trk,ip,ct_nw_src=10.244.1.2,ct_nw_dst=10.244.1.3,ct_nw_proto=6,ct_tp_src=7,ct_tp_dst=80,actions=output:2",
+        "table=4,priority=1,actions=output:3",
+        // ct_clear then a new ct: the tuple seen after it is the new one's.
+        "table=0,in_port=2,ip,actions=ct(table=5)",
+        "table=5,ct_state=+trk,ip,actions=ct_clear,ct(zone=1,table=6)",
+        "table=6,ct_state=+new+trk,ct_zone=1,ip,ct_nw_src=10.244.1.2,actions=output:1",
+    ]);
+    let rec = run(&mut fp, &[tcp(7, b"x"), tcp(8, b"y")], 1, 1);
+    let ports: Vec<u32> = rec.out.iter().map(|(p, _)| *p).collect();
+    assert_eq!(ports, [2, 3]);
+    let rec = run(&mut fp, &[tcp(7, b"x")], 2, 1);
+    let ports: Vec<u32> = rec.out.iter().map(|(p, _)| *p).collect();
+    assert_eq!(ports, [1]);
+}

@@ -590,11 +590,13 @@ impl<'a> Ctx<'a> {
                 self.note(|| format!("skipping output to input port {p}"));
             }
             p => {
-                // Open vSwitch skips a port that does not exist (no datapath action).
-                self.deps.ports = true;
+                // Open vSwitch skips a port that does not exist (no datapath action). Only
+                // the skip depends on the port list: a cached output to a port removed
+                // later sends nothing either, and Pod churn must not retranslate every flow.
                 if self.pipe.ports().iter().any(|d| d.no == p) {
                     self.output_to(p)
                 } else {
+                    self.deps.ports = true;
                     self.note(|| format!("skipping output to nonexistent port {p}"));
                 }
             }
