@@ -602,3 +602,61 @@ fn conntrack_fills_the_original_tuple() {
     let ports: Vec<u32> = rec.out.iter().map(|(p, _)| *p).collect();
     assert_eq!(ports, [1]);
 }
+
+/// A tracker that records the conntrack state of the key it is given.
+#[derive(Default)]
+struct SeenState(Vec<(u16, u32)>);
+
+impl conntrack::Conntrack for SeenState {
+    fn track(
+        &mut self,
+        _pkt: &mut Packet,
+        _layers: &Layers,
+        key: &Flow,
+        ct: &action::DpCt,
+        _now_ms: u64,
+    ) -> conntrack::CtResult {
+        self.0.push((key.ct_state(), key.ct_nw_src()));
+        conntrack::CtResult {
+            state: 0x21,
+            zone: ct.zone,
+            ..Default::default()
+        }
+    }
+}
+
+#[test]
+fn ct_clear_hides_the_old_state_from_the_next_ct() {
+    let frame = tcp(7, b"x");
+    let ct = || {
+        action::DpAction::Ct(Box::new(action::DpCt {
+            zone: 1,
+            commit: false,
+            force: false,
+            nat: None,
+            mark: None,
+            label: None,
+            alg: None,
+            recirc: None,
+        }))
+    };
+    let mut key = Flow::ZERO;
+    let mut layers = Layers::default();
+    crate::flow::extract(&frame, &mut key, &mut layers).unwrap();
+    key.set_ct_state(0x22);
+    key.set_ct_nw_src(0x0a00_0001);
+    let mut seen = SeenState::default();
+    let mut pkt = Packet::from_frame(&frame, 1);
+    let mut rec = Rec::default();
+    exec::execute(
+        &[ct(), action::DpAction::CtClear, ct()],
+        &mut pkt,
+        &key,
+        &mut layers,
+        &mut rec,
+        &mut seen,
+        0,
+        &mut Vec::new(),
+    );
+    assert_eq!(seen.0, [(0x22, 0x0a00_0001), (0, 0)]);
+}
