@@ -1084,3 +1084,34 @@ fn learn_limit_counts_flows_with_the_cookie() {
     );
     assert_eq!(t.datapath_actions().rsplit(',').next(), Some("2"));
 }
+
+#[test]
+fn reading_the_original_tuple_depends_on_ct_state() {
+    // In a group bucket (not checked against a match) a move from ct_nw_src happens only
+    // for a tracked connection: the megaflow must say which kind of packet it was made for.
+    let mut b = bridge(&[]);
+    b.add_group(
+        &parse_group(
+            "group_id=1,type=all,bucket=actions=move:ct_nw_src[]->reg0[],resubmit(,1)",
+            &NoPortNames,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    b.add_flows(
+        &[
+            spec("in_port=1,actions=group:1"),
+            spec("table=1,reg0=0x0a000001,actions=output:2"),
+        ],
+        0,
+    )
+    .unwrap();
+    let mut f = packet("in_port=1,ip");
+    f.set_ct_state(0x22);
+    f.set_ct_nw_src(0x0a00_0001);
+    let t = b.trace(&f, 0);
+    assert_eq!(t.datapath_actions(), "2");
+    assert_eq!(t.megaflow.mask.ct_state(), 0xffff);
+    f.set_ct_state(0);
+    assert_eq!(b.trace(&f, 0).datapath_actions(), "drop");
+}

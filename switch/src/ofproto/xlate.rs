@@ -532,6 +532,9 @@ impl<'a> Ctx<'a> {
                 &[slot::DL_TYPE, slot::NW_PROTO, slot::TP_SRC]
             }
             Prereq::Vlan => &[slot::VLAN_TCI],
+            Prereq::CtValid | Prereq::CtIpv4 | Prereq::CtL4 => {
+                &[slot::CT_STATE, slot::DL_TYPE, slot::CT_NW_PROTO]
+            }
             _ => &[slot::DL_TYPE, slot::NW_PROTO],
         };
         for &s in consulted {
