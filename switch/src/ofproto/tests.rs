@@ -1043,10 +1043,16 @@ fn ct_clear_clears_every_conntrack_field() {
     let mut f = packet("in_port=1,ip,ct_mark=0x5");
     f.set_ct_state(0x22);
     f.set_ct_nw_src(0x0a00_0001);
+    // OVS: "ct_clear,4".
     let t = b.trace(&f, 0);
     assert_eq!(t.datapath_actions(), "ct_clear,4");
     assert_eq!(t.final_flow.ct_nw_src(), 0);
     assert_eq!(t.final_flow.ct_state(), 0);
+    // OVS: "4": no ct_clear for a packet that was not tracked.
+    assert_eq!(actions(&b, "in_port=1,ip"), "4");
+    // OVS: "ct(commit),2": a ct without table= leaves the flow untracked.
+    let b = bridge(&["ip,actions=ct(commit),ct_clear,output:2"]);
+    assert_eq!(actions(&b, "in_port=1,ip"), "ct(commit),2");
 }
 
 /// Checked on Open vSwitch 3.1 with packets (`netdev-dummy/receive`): with limit=2, the

@@ -490,11 +490,18 @@ impl<'a> Ctx<'a> {
                 }
                 Action::Exit => self.exit = true,
                 Action::CtClear => {
+                    // As Open vSwitch: the datapath action only for a tracked packet (there
+                    // is nothing to clear otherwise).
+                    let trk = vswitch_proto::flow::ct_state::TRK;
+                    or_bits(&mut self.wc, slot::CT_STATE, trk as u128);
+                    let tracked = self.flow.ct_state() & trk != 0;
                     for s in CT_SLOTS {
                         or_bits(&mut self.written, s, s.max());
                         self.flow.set(s, 0);
                     }
-                    self.out.push(DpAction::CtClear);
+                    if tracked {
+                        self.out.push(DpAction::CtClear);
+                    }
                 }
             }
         }
