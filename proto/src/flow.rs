@@ -490,6 +490,11 @@ mod tests {
             slot::IPV6_SRC,
             slot::IPV6_DST,
             slot::ND_TARGET,
+            slot::CT_NW_SRC,
+            slot::CT_NW_DST,
+            slot::CT_NW_PROTO,
+            slot::CT_TP_SRC,
+            slot::CT_TP_DST,
         ];
         all.extend((0..16).map(slot::reg));
         let mut used = Flow::ZERO;
