@@ -75,7 +75,8 @@ impl SubField {
         *self == SubField::whole(self.field)
     }
 
-    /// The physical bits this subfield covers. Subfields of 128-bit fields must be whole.
+    /// The physical bits this subfield covers; for a 128-bit field, the whole slot (use
+    /// [`SubField::mask_in_field`] for the bits).
     pub fn slot(&self) -> Slot {
         let s = self.field.slot();
         if s.bits == 128 {
@@ -182,6 +183,10 @@ pub struct Learn {
     pub cookie: u64,
     /// `delete_learned`: remove the learned flows when this rule is removed.
     pub delete_learned: bool,
+    /// At most this many flows learned by this action at a time (0: no limit).
+    pub limit: u32,
+    /// A one-bit subfield set to 1 when the flow was learned, 0 when `limit` refused it.
+    pub result_dst: Option<SubField>,
     pub specs: Vec<LearnSpec>,
 }
 
@@ -196,6 +201,8 @@ impl Default for Learn {
             fin_hard_timeout: 0,
             cookie: 0,
             delete_learned: false,
+            limit: 0,
+            result_dst: None,
             specs: Vec::new(),
         }
     }
@@ -257,9 +264,51 @@ pub enum Action {
     Note(Vec<u8>),
     Ct(Box<Ct>),
     CtClear,
+    /// OpenFlow 1.1+ `write_actions(...)`: add these actions to the action set, which runs
+    /// when the pipeline ends (in the order OpenFlow gives, not the order written).
+    WriteActions(Vec<Action>),
+    /// OpenFlow 1.1+ `clear_actions`: empty the action set.
+    ClearActions,
+    /// OpenFlow 1.1+ `write_metadata:value/mask`: metadata = (metadata & !mask) | value.
+    WriteMetadata {
+        value: u64,
+        mask: u64,
+    },
+    /// Stop executing actions here and in every table that led here (the action set
+    /// still runs; in a group bucket only the bucket stops).
+    Exit,
 }
 
 impl Action {
+    /// Whether OpenFlow's action set may hold this action (Open vSwitch's
+    /// `ofpact_is_allowed_in_actions_set`).
+    pub fn allowed_in_action_set(&self) -> bool {
+        !matches!(
+            self,
+            Action::OutputReg(_)
+                | Action::GotoTable(_)
+                | Action::Conjunction { .. }
+                | Action::Learn(_)
+                | Action::Note(_)
+                | Action::WriteActions(_)
+                | Action::ClearActions
+                | Action::WriteMetadata { .. }
+                | Action::Exit
+        )
+    }
+
+    /// The instruction this action belongs to in OpenFlow 1.1+ (0 for apply-actions), in
+    /// the order instructions must be written.
+    pub fn instruction_rank(&self) -> u8 {
+        match self {
+            Action::ClearActions => 1,
+            Action::WriteActions(_) => 2,
+            Action::WriteMetadata { .. } => 3,
+            Action::GotoTable(_) => 4,
+            _ => 0,
+        }
+    }
+
     /// Whether this action may appear together with `conjunction` actions (only `note`).
     pub fn allowed_with_conjunction(&self) -> bool {
         matches!(self, Action::Conjunction { .. } | Action::Note(_))

@@ -6,7 +6,7 @@ use crate::flow::{FLOW_LAYOUT_VERSION, Flow, Slot, slot};
 use serde::{Deserialize, Serialize};
 
 const _: () = assert!(
-    FLOW_LAYOUT_VERSION == 1,
+    FLOW_LAYOUT_VERSION == 2,
     "the flow layout changed: update the field table"
 );
 
@@ -69,6 +69,15 @@ pub enum Prereq {
     NdAdvert,
     /// A VLAN tag present (CFI bit of vlan_tci matched as 1).
     Vlan,
+    /// A valid conntrack entry (Open vSwitch's `is_ct_valid`): ct_state matches one of
+    /// +new, +est, +rel, +rpl, +snat, +dnat, or +trk-inv.
+    CtValid,
+    /// [`Prereq::CtValid`] and IPv4: what a *match* on `ct_nw_src` or `ct_nw_dst` needs
+    /// (reading them in an action needs only [`Prereq::CtValid`], as in Open vSwitch).
+    CtIpv4,
+    /// [`Prereq::CtValid`] and `ct_nw_proto` matched exactly: what a *match* on
+    /// `ct_tp_src` or `ct_tp_dst` needs (Open vSwitch silently drops them without it).
+    CtL4,
 }
 
 pub mod ethertype {
@@ -127,6 +136,14 @@ impl Prereq {
             Prereq::NdSolicit => Prereq::Icmpv6.satisfied_by(flow, mask) && icmp_type(135),
             Prereq::NdAdvert => Prereq::Icmpv6.satisfied_by(flow, mask) && icmp_type(136),
             Prereq::Vlan => mask.vlan_tci() & 0x1000 != 0 && flow.vlan_tci() & 0x1000 != 0,
+            Prereq::CtValid => {
+                use crate::flow::ct_state as cs;
+                let (v, m) = (flow.ct_state() & mask.ct_state(), mask.ct_state());
+                let valid = cs::NEW | cs::EST | cs::REL | cs::RPL | cs::SNAT | cs::DNAT;
+                v & valid != 0 || (v & cs::TRK != 0 && m & cs::INV != 0 && v & cs::INV == 0)
+            }
+            Prereq::CtIpv4 => Prereq::CtValid.satisfied_by(flow, mask) && dl(ethertype::IPV4),
+            Prereq::CtL4 => Prereq::CtValid.satisfied_by(flow, mask) && mask.ct_nw_proto() == 0xff,
         }
     }
 
@@ -150,6 +167,13 @@ impl Prereq {
             Prereq::NdSolicit => "`icmp6,icmp_type=135`",
             Prereq::NdAdvert => "`icmp6,icmp_type=136`",
             Prereq::Vlan => "a VLAN match such as `dl_vlan=N`",
+            Prereq::CtValid => {
+                "a tracked connection, such as `ct_state=+est+trk` or `ct_state=+trk-inv`"
+            }
+            Prereq::CtIpv4 => "a tracked IPv4 connection, such as `ct_state=+est+trk,ip`",
+            Prereq::CtL4 => {
+                "a tracked connection and `ct_nw_proto`, such as `ct_state=+est+trk,ct_nw_proto=6`"
+            }
         }
     }
 }
@@ -252,6 +276,11 @@ fields! {
     CtZone = "ct_zone" [] nxm Some("NXM_NX_CT_ZONE"), slot::CT_ZONE, Hex, None, maskable false, writable false;
     CtMark = "ct_mark" [] nxm Some("NXM_NX_CT_MARK"), slot::CT_MARK, Hex, None, maskable true, writable true;
     CtLabel = "ct_label" [] nxm Some("NXM_NX_CT_LABEL"), slot::CT_LABEL, Hex, None, maskable true, writable true;
+    CtNwSrc = "ct_nw_src" [] nxm Some("NXM_NX_CT_NW_SRC"), slot::CT_NW_SRC, Ipv4, CtValid, maskable true, writable false;
+    CtNwDst = "ct_nw_dst" [] nxm Some("NXM_NX_CT_NW_DST"), slot::CT_NW_DST, Ipv4, CtValid, maskable true, writable false;
+    CtNwProto = "ct_nw_proto" [] nxm Some("NXM_NX_CT_NW_PROTO"), slot::CT_NW_PROTO, Decimal, CtValid, maskable false, writable false;
+    CtTpSrc = "ct_tp_src" [] nxm Some("NXM_NX_CT_TP_SRC"), slot::CT_TP_SRC, Decimal, CtValid, maskable true, writable false;
+    CtTpDst = "ct_tp_dst" [] nxm Some("NXM_NX_CT_TP_DST"), slot::CT_TP_DST, Decimal, CtValid, maskable true, writable false;
     Reg0 = "reg0" [] nxm Some("NXM_NX_REG0"), slot::reg(0), Hex, None, maskable true, writable true;
     Reg1 = "reg1" [] nxm Some("NXM_NX_REG1"), slot::reg(1), Hex, None, maskable true, writable true;
     Reg2 = "reg2" [] nxm Some("NXM_NX_REG2"), slot::reg(2), Hex, None, maskable true, writable true;
@@ -268,6 +297,14 @@ fields! {
     Reg13 = "reg13" [] nxm Some("NXM_NX_REG13"), slot::reg(13), Hex, None, maskable true, writable true;
     Reg14 = "reg14" [] nxm Some("NXM_NX_REG14"), slot::reg(14), Hex, None, maskable true, writable true;
     Reg15 = "reg15" [] nxm Some("NXM_NX_REG15"), slot::reg(15), Hex, None, maskable true, writable true;
+    Xreg0 = "xreg0" [] nxm Some("OXM_OF_PKT_REG0"), slot::xreg(0), Hex, None, maskable true, writable true;
+    Xreg1 = "xreg1" [] nxm Some("OXM_OF_PKT_REG1"), slot::xreg(1), Hex, None, maskable true, writable true;
+    Xreg2 = "xreg2" [] nxm Some("OXM_OF_PKT_REG2"), slot::xreg(2), Hex, None, maskable true, writable true;
+    Xreg3 = "xreg3" [] nxm Some("OXM_OF_PKT_REG3"), slot::xreg(3), Hex, None, maskable true, writable true;
+    Xreg4 = "xreg4" [] nxm Some("OXM_OF_PKT_REG4"), slot::xreg(4), Hex, None, maskable true, writable true;
+    Xreg5 = "xreg5" [] nxm Some("OXM_OF_PKT_REG5"), slot::xreg(5), Hex, None, maskable true, writable true;
+    Xreg6 = "xreg6" [] nxm Some("OXM_OF_PKT_REG6"), slot::xreg(6), Hex, None, maskable true, writable true;
+    Xreg7 = "xreg7" [] nxm Some("OXM_OF_PKT_REG7"), slot::xreg(7), Hex, None, maskable true, writable true;
     Metadata = "metadata" [] nxm Some("OXM_OF_METADATA"), slot::METADATA, Hex, None, maskable true, writable true;
     RecircId = "recirc_id" [] nxm None, slot::RECIRC_ID, Hex, None, maskable false, writable false;
     ConjId = "conj_id" [] nxm None, slot::CONJ_ID, Decimal, None, maskable false, writable false;

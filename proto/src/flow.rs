@@ -12,11 +12,11 @@
 use serde::{Deserialize, Serialize};
 
 /// Number of 64-bit words in a [`Flow`].
-pub const FLOW_U64S: usize = 29;
+pub const FLOW_U64S: usize = 31;
 
 /// Bumped whenever a slot is added, removed or moved. Code that handles every field
 /// asserts on it, so a change to the layout fails the build where something must be updated.
-pub const FLOW_LAYOUT_VERSION: u32 = 1;
+pub const FLOW_LAYOUT_VERSION: u32 = 2;
 
 /// Where a physical field lives inside a [`Flow`]: a run of `bits` bits starting `shift`
 /// bits above the least significant bit of word `word`. A 128-bit slot spans `word` (high
@@ -73,29 +73,41 @@ pub mod slot {
     pub const fn reg(i: u8) -> Slot {
         Slot::new(8 + i / 2, if i.is_multiple_of(2) { 32 } else { 0 }, 32)
     }
-    pub const DL_DST: Slot = Slot::new(16, 16, 48);
-    pub const DL_TYPE: Slot = Slot::new(16, 0, 16);
-    pub const DL_SRC: Slot = Slot::new(17, 16, 48);
+    /// The original direction's tuple of the connection the packet belongs to, as
+    /// conntrack reports it (`ct_nw_src` and friends): metadata, so it survives
+    /// recirculation.
+    pub const CT_NW_SRC: Slot = Slot::new(16, 32, 32);
+    pub const CT_NW_DST: Slot = Slot::new(16, 0, 32);
+    pub const CT_NW_PROTO: Slot = Slot::new(17, 56, 8);
+    pub const CT_TP_SRC: Slot = Slot::new(17, 32, 16);
+    pub const CT_TP_DST: Slot = Slot::new(17, 16, 16);
+    /// 64-bit registers xreg0..xreg7: xreg`i` is reg`2i` (high half) and reg`2i+1`.
+    pub const fn xreg(i: u8) -> Slot {
+        Slot::new(8 + i, 0, 64)
+    }
+    pub const DL_DST: Slot = Slot::new(18, 16, 48);
+    pub const DL_TYPE: Slot = Slot::new(18, 0, 16);
+    pub const DL_SRC: Slot = Slot::new(19, 16, 48);
     /// 802.1Q TCI of the outer tag, with the CFI bit (0x1000) set when a tag is present,
     /// as Open vSwitch does: 0 means "no VLAN tag".
-    pub const VLAN_TCI: Slot = Slot::new(17, 0, 16);
-    pub const NW_SRC: Slot = Slot::new(18, 32, 32);
-    pub const NW_DST: Slot = Slot::new(18, 0, 32);
-    pub const NW_PROTO: Slot = Slot::new(19, 56, 8);
-    pub const NW_TOS: Slot = Slot::new(19, 48, 8);
-    pub const NW_TTL: Slot = Slot::new(19, 40, 8);
-    pub const NW_FRAG: Slot = Slot::new(19, 32, 8);
-    pub const TCP_FLAGS: Slot = Slot::new(19, 16, 16);
+    pub const VLAN_TCI: Slot = Slot::new(19, 0, 16);
+    pub const NW_SRC: Slot = Slot::new(20, 32, 32);
+    pub const NW_DST: Slot = Slot::new(20, 0, 32);
+    pub const NW_PROTO: Slot = Slot::new(21, 56, 8);
+    pub const NW_TOS: Slot = Slot::new(21, 48, 8);
+    pub const NW_TTL: Slot = Slot::new(21, 40, 8);
+    pub const NW_FRAG: Slot = Slot::new(21, 32, 8);
+    pub const TCP_FLAGS: Slot = Slot::new(21, 16, 16);
     /// TCI of a second (inner) tag in a QinQ frame, same encoding as [`VLAN_TCI`]. Not
     /// matchable; it becomes the outer tag when the outer one is popped.
-    pub const VLAN_TCI_INNER: Slot = Slot::new(19, 0, 16);
-    pub const TP_SRC: Slot = Slot::new(20, 48, 16);
-    pub const TP_DST: Slot = Slot::new(20, 32, 16);
-    pub const ARP_SHA: Slot = Slot::new(21, 16, 48);
-    pub const ARP_THA: Slot = Slot::new(22, 16, 48);
-    pub const IPV6_SRC: Slot = Slot::new(23, 0, 128);
-    pub const IPV6_DST: Slot = Slot::new(25, 0, 128);
-    pub const ND_TARGET: Slot = Slot::new(27, 0, 128);
+    pub const VLAN_TCI_INNER: Slot = Slot::new(21, 0, 16);
+    pub const TP_SRC: Slot = Slot::new(22, 48, 16);
+    pub const TP_DST: Slot = Slot::new(22, 32, 16);
+    pub const ARP_SHA: Slot = Slot::new(23, 16, 48);
+    pub const ARP_THA: Slot = Slot::new(24, 16, 48);
+    pub const IPV6_SRC: Slot = Slot::new(25, 0, 128);
+    pub const IPV6_DST: Slot = Slot::new(27, 0, 128);
+    pub const ND_TARGET: Slot = Slot::new(29, 0, 128);
 }
 
 /// `nw_frag` bits, as Open vSwitch encodes them.
@@ -328,6 +340,11 @@ impl Flow {
         ct_mark, set_ct_mark, u32, slot::CT_MARK;
         ct_state, set_ct_state, u16, slot::CT_STATE;
         ct_zone, set_ct_zone, u16, slot::CT_ZONE;
+        ct_nw_src, set_ct_nw_src, u32, slot::CT_NW_SRC;
+        ct_nw_dst, set_ct_nw_dst, u32, slot::CT_NW_DST;
+        ct_nw_proto, set_ct_nw_proto, u8, slot::CT_NW_PROTO;
+        ct_tp_src, set_ct_tp_src, u16, slot::CT_TP_SRC;
+        ct_tp_dst, set_ct_tp_dst, u16, slot::CT_TP_DST;
         ipv6_label, set_ipv6_label, u32, slot::IPV6_LABEL;
         tun_src, set_tun_src, u32, slot::TUN_SRC;
         tun_dst, set_tun_dst, u32, slot::TUN_DST;
@@ -473,6 +490,11 @@ mod tests {
             slot::IPV6_SRC,
             slot::IPV6_DST,
             slot::ND_TARGET,
+            slot::CT_NW_SRC,
+            slot::CT_NW_DST,
+            slot::CT_NW_PROTO,
+            slot::CT_TP_SRC,
+            slot::CT_TP_DST,
         ];
         all.extend((0..16).map(slot::reg));
         let mut used = Flow::ZERO;

@@ -305,11 +305,11 @@ fn learn() -> impl Strategy<Value = Action> {
         any::<u16>(),
         (any::<u16>(), any::<u16>(), any::<u16>(), any::<u16>()),
         any::<u64>(),
-        any::<bool>(),
+        (any::<bool>(), any::<u32>(), prop::option::of(reg_sub(1))),
         prop::collection::vec(spec, 0..5),
     )
         .prop_map(
-            |(table, priority, (it, ht, fit, fht), cookie, del, specs)| {
+            |(table, priority, (it, ht, fit, fht), cookie, (del, limit, result), specs)| {
                 Action::Learn(Box::new(Learn {
                     table,
                     priority,
@@ -319,6 +319,8 @@ fn learn() -> impl Strategy<Value = Action> {
                     fin_hard_timeout: fht,
                     cookie,
                     delete_learned: del,
+                    limit,
+                    result_dst: result.map(|r| SubField { n_bits: 1, ..r }),
                     specs,
                 }))
             },
@@ -429,6 +431,7 @@ fn actions_for(l3: L3, table: u8, conjunctions: bool) -> BoxedStrategy<Vec<Actio
             Action::All,
             Action::CtClear,
             Action::PopVlan,
+            Action::Exit,
         ])
         .prop_map(|a| {
             if a == Action::PopVlan {
@@ -502,7 +505,30 @@ fn actions_for(l3: L3, table: u8, conjunctions: bool) -> BoxedStrategy<Vec<Actio
     } else {
         Just(None).boxed()
     };
-    let normal = (list, goto).prop_map(|(mut l, g)| {
+    let in_set = prop_oneof![
+        (0u32..=port::MAX).prop_map(|port| Action::Output {
+            port,
+            max_len: None
+        }),
+        set_field(FieldId::Reg3, 32),
+        (0u32..=0xffff_ff00).prop_map(Action::Group),
+        reg_pair().prop_map(|(src, dst)| Action::Move { src, dst }),
+    ];
+    let instructions = (
+        any::<bool>(),
+        prop::option::of(prop::collection::vec(in_set, 1..4)),
+        prop::option::of((any::<u64>(), any::<u64>())),
+    );
+    let normal = (list, instructions, goto).prop_map(|(mut l, (clear, write, md), g)| {
+        if clear {
+            l.push(Action::ClearActions);
+        }
+        if let Some(w) = write {
+            l.push(Action::WriteActions(w));
+        }
+        if let Some((value, mask)) = md {
+            l.push(Action::WriteMetadata { value, mask });
+        }
         if let Some(t) = g {
             l.push(Action::GotoTable(t));
         }
@@ -574,7 +600,12 @@ fn arb_group() -> impl Strategy<Value = GroupSpec> {
         let bucket = (
             any::<u16>(),
             0u32..=port::MAX,
-            actions_for(L3::None, 254, false),
+            // Group buckets hold no instructions.
+            actions_for(L3::None, 254, false).prop_map(|l| {
+                l.into_iter()
+                    .filter(|a| a.instruction_rank() == 0)
+                    .collect()
+            }),
         );
         let ids = Just((0u32..20).collect::<Vec<_>>()).prop_shuffle();
         (prop::collection::vec(bucket, 0..=max), ids).prop_map(move |(bs, ids)| GroupSpec {

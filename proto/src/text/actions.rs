@@ -32,6 +32,8 @@ pub(crate) struct Ctx<'a> {
     pub in_ct_exec: bool,
     /// In a group bucket: `goto_table` is not allowed.
     pub in_group: bool,
+    /// Parsing the actions of `write_actions(...)`: no instructions inside.
+    pub in_action_set: bool,
 }
 
 impl Ctx<'_> {
@@ -159,6 +161,7 @@ pub(crate) fn parse_action_list(
         }
         let new = parse_one(&key, &t, ctx)?;
         for a in &new {
+            check_instruction_order(&out, a, t.key_at)?;
             if matches!(a, Action::GotoTable(_)) {
                 goto_at = Some(t.key_at);
             }
@@ -192,6 +195,40 @@ pub(crate) fn parse_action_list(
     Ok(out)
 }
 
+/// Open vSwitch's OpenFlow 1.1+ instruction order: apply-actions, clear_actions,
+/// write_actions, write_metadata, goto_table, each at most once.
+fn check_instruction_order(before: &[Action], a: &Action, at: usize) -> Result<(), ParseError> {
+    let rank = a.instruction_rank();
+    let name = |r: u8, a: &Action| {
+        if r == 0 {
+            "apply_actions"
+        } else {
+            action_name(a)
+        }
+    };
+    if let Some(later) = before.iter().find(|b| b.instruction_rank() > rank) {
+        return Err(ParseError::new(
+            at,
+            format!(
+                "invalid instruction ordering: {} must appear before {}, for OpenFlow 1.1+ \
+                 compatibility",
+                name(rank, a),
+                action_name(later)
+            ),
+        ));
+    }
+    if rank != 0 && before.iter().any(|b| b.instruction_rank() == rank) {
+        return Err(ParseError::new(
+            at,
+            format!(
+                "duplicate {} instruction not allowed, for OpenFlow 1.1+ compatibility",
+                action_name(a)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Open vSwitch's name for the kind of an action, for error messages.
 pub(crate) fn action_name(a: &Action) -> &'static str {
     match a {
@@ -213,6 +250,10 @@ pub(crate) fn action_name(a: &Action) -> &'static str {
         Action::Note(_) => "note",
         Action::Ct(_) => "ct",
         Action::CtClear => "ct_clear",
+        Action::WriteActions(_) => "write_actions",
+        Action::ClearActions => "clear_actions",
+        Action::WriteMetadata { .. } => "write_metadata",
+        Action::Exit => "exit",
     }
 }
 
@@ -225,14 +266,10 @@ const UNSUPPORTED: &[&str] = &[
     "bundle_load",
     "multipath",
     "autopath",
-    "exit",
     "fin_timeout",
     "sample",
     "clone",
     "meter",
-    "write_metadata",
-    "write_actions",
-    "clear_actions",
     "apply_actions",
     "push_mpls",
     "pop_mpls",
@@ -293,6 +330,10 @@ const KEYWORDS: &[&str] = &[
     "note",
     "ct",
     "ct_clear",
+    "write_actions",
+    "clear_actions",
+    "write_metadata",
+    "exit",
 ];
 
 fn no_value(t: &Token, key: &str) -> Result<(), ParseError> {
@@ -331,6 +372,43 @@ fn output_to(p: u32, at: usize) -> Result<Action, ParseError> {
             max_len: None,
         },
     })
+}
+
+/// `write_actions(...)`: checked against the match like other actions, but what they do
+/// to the packet is not seen by the actions after them (they run at the end).
+fn parse_write_actions(t: &Token, ctx: &mut Ctx) -> Result<Vec<Action>, ParseError> {
+    if t.delim != Delim::Paren {
+        return Err(ParseError::new(
+            t.key_at,
+            "write_actions needs its actions in parentheses: write_actions(...)",
+        ));
+    }
+    if ctx.in_group || ctx.in_ct_exec || ctx.in_action_set {
+        return Err(ParseError::new(
+            t.key_at,
+            "write_actions instruction not allowed here",
+        ));
+    }
+    let saved = ctx.state;
+    ctx.in_action_set = true;
+    let list = parse_action_list(t.value, t.value_at, ctx);
+    ctx.in_action_set = false;
+    ctx.state = saved;
+    let list = list?;
+    if let Some(bad) = list.iter().find(|a| !a.allowed_in_action_set()) {
+        return Err(ParseError::new(
+            t.value_at,
+            format!(
+                "the {} action is not allowed in an action set",
+                action_name(bad)
+            ),
+        ));
+    }
+    if list.is_empty() {
+        // Open vSwitch drops an empty write_actions instruction.
+        return Ok(Vec::new());
+    }
+    Ok(vec![Action::WriteActions(list)])
 }
 
 /// Whether `s` names a field (`output:reg1` outputs to the port held in reg1).
@@ -383,6 +461,12 @@ fn parse_one(key: &str, t: &Token, ctx: &mut Ctx) -> Result<Vec<Action>, ParseEr
             }
         },
         "goto_table" => {
+            if ctx.in_action_set {
+                return Err(ParseError::new(
+                    t.key_at,
+                    "goto_table instruction not allowed here",
+                ));
+            }
             if ctx.in_group {
                 return Err(ParseError::new(
                     t.key_at,
@@ -495,6 +579,29 @@ fn parse_one(key: &str, t: &Token, ctx: &mut Ctx) -> Result<Vec<Action>, ParseEr
             no_value(t, key)?;
             one(Action::CtClear)
         }
+        "exit" => {
+            no_value(t, key)?;
+            one(Action::Exit)
+        }
+        "clear_actions" | "write_metadata" if ctx.in_group || ctx.in_ct_exec => Err(
+            ParseError::new(t.key_at, format!("{key} instruction not allowed here")),
+        ),
+        "clear_actions" => {
+            no_value(t, key)?;
+            one(Action::ClearActions)
+        }
+        "write_metadata" => {
+            let v = need_value(t, key, "write_metadata:VALUE[/MASK]")?;
+            let (value, mask) = match v.split_once('/') {
+                Some((v, m)) => (
+                    parse_u64(v, t.value_at, key)?,
+                    parse_u64(m, t.value_at + v.len() + 1, key)?,
+                ),
+                None => (parse_u64(v, t.value_at, key)?, u64::MAX),
+            };
+            one(Action::WriteMetadata { value, mask })
+        }
+        "write_actions" => parse_write_actions(t, ctx),
         "weight" | "watch_port" | "watch_group" | "bucket_id" if ctx.in_group => {
             Err(ParseError::new(
                 t.key_at,
@@ -722,6 +829,19 @@ pub(crate) fn write_action(s: &mut String, a: &Action, ports: &dyn PortNames) {
         Action::GotoTable(t) => {
             let _ = write!(s, "goto_table:{t}");
         }
+        Action::WriteActions(list) => {
+            s.push_str("write_actions(");
+            write_actions(s, list, ports);
+            s.push(')');
+        }
+        Action::ClearActions => s.push_str("clear_actions"),
+        Action::WriteMetadata { value, mask } => {
+            let _ = write!(s, "write_metadata:{}", super::format::hex0(*value as u128));
+            if *mask != u64::MAX {
+                let _ = write!(s, "/{}", super::format::hex0(*mask as u128));
+            }
+        }
+        Action::Exit => s.push_str("exit"),
         Action::Resubmit { in_port, table } => match (in_port, table) {
             (Some(p), None) => {
                 let _ = write!(s, "resubmit:{}", fmt_port(*p, ports));

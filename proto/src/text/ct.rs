@@ -91,12 +91,13 @@ pub(crate) fn parse_ct(
                     check: ctx.check,
                     in_ct_exec: true,
                     in_group: ctx.in_group,
+                    in_action_set: false,
                 };
                 ct.exec = parse_action_list(t.value, t.value_at, &mut inner)?;
                 if let Some(a) = ct
                     .exec
                     .iter()
-                    .find(|a| !matches!(a, Action::SetField { .. }))
+                    .find(|a| !matches!(a, Action::SetField { .. } | Action::Move { .. }))
                 {
                     return Err(ParseError::new(
                         t.value_at,

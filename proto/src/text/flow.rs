@@ -233,6 +233,7 @@ pub(crate) fn parse_flow(
                 check: true,
                 in_ct_exec: false,
                 in_group: false,
+                in_action_set: false,
             };
             let list = parse_action_list(text, at, &mut ctx)?;
             let table = spec.table.unwrap_or(0);

@@ -129,6 +129,7 @@ fn parse_bucket(
             check: false,
             in_ct_exec: false,
             in_group: true,
+            in_action_set: false,
         };
         b.actions = parse_action_list(&text[from - at..end - at], from, &mut ctx)?;
     }

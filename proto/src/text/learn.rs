@@ -151,7 +151,25 @@ pub(crate) fn parse_learn(args: &str, at: usize, ctx: &Ctx) -> Result<Learn, Par
             }
             ("cookie", Delim::Eq) => learn.cookie = parse_u64(v.0, v.1, &key("cookie"))?,
             ("delete_learned", Delim::None) => learn.delete_learned = true,
-            ("send_flow_rem" | "limit" | "result_dst", _) => {
+            ("limit", Delim::Eq) => learn.limit = super::value::parse_u32(v.0, v.1, &key("limit"))?,
+            ("result_dst", Delim::Eq) => {
+                let sf = parse_subfield_at(v.0, v.1)?;
+                if sf.n_bits != 1 {
+                    return Err(ParseError::new(
+                        v.1,
+                        "result_dst in 'learn' action must be a single bit",
+                    ));
+                }
+                if !sf.field.info().writable {
+                    return Err(ParseError::new(
+                        v.1,
+                        format!("learn: result_dst {} is read-only", sf.field.info().name),
+                    ));
+                }
+                ctx.check_src(&sf, v.1, "learn result_dst")?;
+                learn.result_dst = Some(sf);
+            }
+            ("send_flow_rem", _) => {
                 return Err(ParseError::new(
                     t.key_at,
                     format!("learn: {} is not supported by this switch", t.key),
@@ -244,6 +262,12 @@ pub(crate) fn write_learn(s: &mut String, l: &Learn, ports: &dyn PortNames) {
     }
     if l.cookie != 0 {
         let _ = write!(s, ",cookie={}", hex0(l.cookie as u128));
+    }
+    if l.limit != 0 {
+        let _ = write!(s, ",limit={}", l.limit);
+    }
+    if let Some(sf) = &l.result_dst {
+        let _ = write!(s, ",result_dst={}", fmt_subfield(sf));
     }
     for spec in &l.specs {
         s.push(',');

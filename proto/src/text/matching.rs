@@ -250,6 +250,14 @@ impl MatchBuilder {
                         || Prereq::Arp.satisfied_by(&m.flow, &m.mask),
                     "`ip`, `ipv6` or `arp`",
                 ),
+                FieldId::CtNwSrc | FieldId::CtNwDst => (
+                    Prereq::CtIpv4.satisfied_by(&m.flow, &m.mask),
+                    Prereq::CtIpv4.describe(),
+                ),
+                FieldId::CtTpSrc | FieldId::CtTpDst => (
+                    Prereq::CtL4.satisfied_by(&m.flow, &m.mask),
+                    Prereq::CtL4.describe(),
+                ),
                 _ => {
                     let p = f.info().prereq;
                     (p.satisfied_by(&m.flow, &m.mask), p.describe())
@@ -359,6 +367,13 @@ pub(crate) fn write_match(s: &mut String, m: &Match, priority: Option<u16>, port
         u32::MAX as u128,
     );
     o.hex_masked("ct_label", f.ct_label(), w.ct_label(), u128::MAX);
+    o.ip("ct_nw_src", f.ct_nw_src(), w.ct_nw_src());
+    o.ip("ct_nw_dst", f.ct_nw_dst(), w.ct_nw_dst());
+    if w.ct_nw_proto() != 0 {
+        o.kv("ct_nw_proto", f.ct_nw_proto());
+    }
+    o.u16_masked("ct_tp_src", f.ct_tp_src(), w.ct_tp_src(), u16::MAX);
+    o.u16_masked("ct_tp_dst", f.ct_tp_dst(), w.ct_tp_dst(), u16::MAX);
 
     let dl_type = f.dl_type();
     let proto = f.nw_proto();

@@ -117,6 +117,7 @@ pub fn parse_actions(
         check: true,
         in_ct_exec: false,
         in_group: false,
+        in_action_set: false,
     };
     actions::parse_action_list(s, 0, &mut ctx)
 }

@@ -472,7 +472,11 @@ fn subfields() {
     );
     assert_eq!(parse_subfield("NXM_OF_IN_PORT[]").unwrap().n_bits, 16);
     assert!(parse_subfield("reg1[16..15]").is_err());
-    assert!(parse_subfield("ipv6_src[0..63]").is_err());
+    // Open vSwitch accepts bits of 128-bit fields (`move:reg1[0..15]->ct_label[64..79]`).
+    let sf = parse_subfield("ct_label[64..79]").unwrap();
+    assert_eq!((sf.ofs, sf.n_bits), (64, 16));
+    assert_eq!(display_subfield(&sf).to_string(), "NXM_NX_CT_LABEL[64..79]");
+    assert!(parse_subfield("ipv6_src[0..128]").is_err());
     assert!(parse_subfield("nope[]").is_err());
 }
 

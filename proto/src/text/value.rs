@@ -561,12 +561,6 @@ pub(crate) fn parse_subfield_at(s: &str, at: usize) -> Result<SubField, ParseErr
         ));
     }
     let n_bits = last - first + 1;
-    if bits == 128 && n_bits != 128 {
-        return Err(ParseError::new(
-            ra,
-            format!("{name}: only the whole of a 128-bit field can be used: write {name}[]"),
-        ));
-    }
     Ok(SubField {
         field,
         ofs: first as u8,

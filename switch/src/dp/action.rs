@@ -79,7 +79,7 @@ impl Recirc {
 
 /// The words of a [`Flow`] that are metadata rather than packet headers (everything before
 /// the Ethernet addresses): they survive recirculation.
-pub const METADATA_WORDS: std::ops::Range<usize> = 0..16;
+pub const METADATA_WORDS: std::ops::Range<usize> = 0..18;
 
 impl Recirc {
     /// The recirc_id a packet carries when it re-enters at `table`.

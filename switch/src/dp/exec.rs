@@ -166,6 +166,9 @@ pub(crate) fn execute<C: Conntrack>(
     let mut sent = false;
     // Whether a header was rewritten (then conntrack must see the packet as it is now).
     let mut rewritten = false;
+    // The key with its conntrack fields zeroed, once a `ct_clear` ran: what a later
+    // `ct(...)` and the recirculated copy must see.
+    let mut cleared: Option<Flow> = None;
     for (i, a) in actions.iter().enumerate() {
         if !matches!(
             a,
@@ -242,6 +245,7 @@ pub(crate) fn execute<C: Conntrack>(
                 pkt.tun.dst = *dst;
             }
             DpAction::Ct(c) => {
+                let key = cleared.as_ref().unwrap_or(key);
                 let res = if rewritten {
                     let mut now_key = Flow::ZERO;
                     now_key.w[METADATA_WORDS].copy_from_slice(&key.w[METADATA_WORDS]);
@@ -261,6 +265,7 @@ pub(crate) fn execute<C: Conntrack>(
                     md.set_ct_zone(res.zone);
                     md.set_ct_mark(res.mark);
                     md.set_ct_label(res.label);
+                    set_ct_orig(&mut md, res.orig);
                     let last = i + 1 == actions.len();
                     let mut copy = if last {
                         std::mem::take(pkt)
@@ -275,7 +280,11 @@ pub(crate) fn execute<C: Conntrack>(
                     }
                 }
             }
-            DpAction::CtClear => {}
+            DpAction::CtClear => {
+                let mut k = *cleared.as_ref().unwrap_or(key);
+                clear_ct(&mut k);
+                cleared = Some(k);
+            }
             DpAction::Controller { reason, .. } => {
                 sink.controller(pkt, *reason);
                 sent = true;
@@ -289,6 +298,26 @@ pub(crate) fn execute<C: Conntrack>(
     } else {
         Outcome::NoOutput
     }
+}
+
+/// The original-direction tuple fields after tracking: zero when the tracker reports none
+/// (not IPv4, or `+inv`), as in Open vSwitch.
+fn set_ct_orig(md: &mut Flow, orig: Option<super::conntrack::OrigTuple>) {
+    let o = orig.unwrap_or_default();
+    md.set_ct_nw_src(o.src);
+    md.set_ct_nw_dst(o.dst);
+    md.set_ct_nw_proto(o.proto);
+    md.set_ct_tp_src(o.sport);
+    md.set_ct_tp_dst(o.dport);
+}
+
+/// What `ct_clear` resets: every field conntrack filled in.
+pub(crate) fn clear_ct(f: &mut Flow) {
+    f.set_ct_state(0);
+    f.set_ct_zone(0);
+    f.set_ct_mark(0);
+    f.set_ct_label(0);
+    set_ct_orig(f, None);
 }
 
 fn shift_layers(l: &mut Layers, by: i32) {

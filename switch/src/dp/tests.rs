@@ -583,3 +583,80 @@ mod revalidation_props {
         }
     }
 }
+
+#[test]
+fn conntrack_fills_the_original_tuple() {
+    let (_b, mut fp) = setup(&[
+        "table=0,in_port=1,ip,actions=ct(zone=9,table=4)",
+        "table=4,ct_state=+new+trk,ip,ct_nw_src=10.244.1.2,ct_nw_dst=10.244.1.3,ct_nw_proto=6,ct_tp_src=7,ct_tp_dst=80,actions=output:2",
+        "table=4,priority=1,actions=output:3",
+        // ct_clear then a new ct: the tuple seen after it is the new one's.
+        "table=0,in_port=2,ip,actions=ct(table=5)",
+        "table=5,ct_state=+trk,ip,actions=ct_clear,ct(zone=1,table=6)",
+        "table=6,ct_state=+new+trk,ct_zone=1,ip,ct_nw_src=10.244.1.2,actions=output:1",
+    ]);
+    let rec = run(&mut fp, &[tcp(7, b"x"), tcp(8, b"y")], 1, 1);
+    let ports: Vec<u32> = rec.out.iter().map(|(p, _)| *p).collect();
+    assert_eq!(ports, [2, 3]);
+    let rec = run(&mut fp, &[tcp(7, b"x")], 2, 1);
+    let ports: Vec<u32> = rec.out.iter().map(|(p, _)| *p).collect();
+    assert_eq!(ports, [1]);
+}
+
+/// A tracker that records the conntrack state of the key it is given.
+#[derive(Default)]
+struct SeenState(Vec<(u16, u32)>);
+
+impl conntrack::Conntrack for SeenState {
+    fn track(
+        &mut self,
+        _pkt: &mut Packet,
+        _layers: &Layers,
+        key: &Flow,
+        ct: &action::DpCt,
+        _now_ms: u64,
+    ) -> conntrack::CtResult {
+        self.0.push((key.ct_state(), key.ct_nw_src()));
+        conntrack::CtResult {
+            state: 0x21,
+            zone: ct.zone,
+            ..Default::default()
+        }
+    }
+}
+
+#[test]
+fn ct_clear_hides_the_old_state_from_the_next_ct() {
+    let frame = tcp(7, b"x");
+    let ct = || {
+        action::DpAction::Ct(Box::new(action::DpCt {
+            zone: 1,
+            commit: false,
+            force: false,
+            nat: None,
+            mark: None,
+            label: None,
+            alg: None,
+            recirc: None,
+        }))
+    };
+    let mut key = Flow::ZERO;
+    let mut layers = Layers::default();
+    crate::flow::extract(&frame, &mut key, &mut layers).unwrap();
+    key.set_ct_state(0x22);
+    key.set_ct_nw_src(0x0a00_0001);
+    let mut seen = SeenState::default();
+    let mut pkt = Packet::from_frame(&frame, 1);
+    let mut rec = Rec::default();
+    exec::execute(
+        &[ct(), action::DpAction::CtClear, ct()],
+        &mut pkt,
+        &key,
+        &mut layers,
+        &mut rec,
+        &mut seen,
+        0,
+        &mut Vec::new(),
+    );
+    assert_eq!(seen.0, [(0x22, 0x0a00_0001), (0, 0)]);
+}

@@ -6,7 +6,7 @@ use vswitch_proto::flow::Flow;
 const INLINE_WORDS: usize = 4;
 
 /// A masked flow stored as only the words its mask covers (listed in `words`), so a hash
-/// table entry fits in a cache line; a whole [`Flow`] is 232 bytes, spread over four.
+/// table entry fits in a cache line; a whole [`Flow`] is 248 bytes, spread over four.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CompactKey {
     Inline([u64; INLINE_WORDS]),

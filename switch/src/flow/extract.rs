@@ -19,7 +19,7 @@ pub struct Layers {
 const _: () = {
     use vswitch_proto::flow::FLOW_LAYOUT_VERSION;
     assert!(
-        FLOW_LAYOUT_VERSION == 1,
+        FLOW_LAYOUT_VERSION == 2,
         "the flow layout changed: update the extractor"
     );
     assert!(slot::DL_DST.word == slot::DL_TYPE.word && slot::DL_DST.shift == 16);

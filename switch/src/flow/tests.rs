@@ -112,6 +112,23 @@ fn ipv6_extension_headers_and_first_fragment() {
     assert_eq!(l.l4, 14 + 40 + 8 + 8);
 }
 
+/// Open vSwitch's `miniflow_extract` reads the L4 header of a first fragment (offset 0,
+/// MF set) as of an unfragmented packet; only later fragments have zero ports.
+#[test]
+fn first_ipv4_fragment_has_ports() {
+    let whole = ex(&hex(TCP4)).0;
+    let mut f = hex(TCP4);
+    f[14 + 6] |= 0x20; // MF, offset 0
+    let (k, l, r) = ex(&f);
+    r.unwrap();
+    assert_eq!(k.nw_frag(), frag::ANY);
+    assert_eq!(k.nw_proto(), ipproto::TCP);
+    assert_eq!((k.tp_src(), k.tp_dst()), (whole.tp_src(), whole.tp_dst()));
+    assert_ne!(k.tp_dst(), 0);
+    assert_eq!(k.tcp_flags(), whole.tcp_flags());
+    assert_eq!(l.l4, 34);
+}
+
 #[test]
 fn later_ipv4_fragment_has_no_ports() {
     let (k, l, r) = ex(&hex(V4LATER));

@@ -236,6 +236,19 @@ pub(crate) mod tests {
     /// The node (gateway port 1) and Pods .2 (port 2) and .3 (port 3).
     pub(crate) fn bridge(n: &LocalNet) -> Bridge {
         let mut b = Bridge::new("br0");
+        // The gateway, the Pods, the tunnel: outputs to ports that do not exist are skipped.
+        let mut ports = vec![1, 2, 3];
+        ports.extend(n.tunnel.as_ref().map(|t| t.port));
+        b.set_ports(
+            ports
+                .into_iter()
+                .map(|no| crate::ofproto::PortDesc {
+                    no,
+                    name: format!("p{no}"),
+                    no_flood: false,
+                })
+                .collect(),
+        );
         b.set_owned(CookieKind::Node.cookie(0), node_rules(n), vec![], 0)
             .unwrap();
         for port in [2, 3] {

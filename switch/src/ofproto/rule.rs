@@ -239,9 +239,11 @@ impl Rule {
     }
 
     pub fn uses_group(&self, g: u32) -> bool {
-        self.actions
-            .iter()
-            .any(|a| matches!(a, Action::Group(id) if *id == g))
+        let uses = |a: &Action| matches!(a, Action::Group(id) if *id == g);
+        self.actions.iter().any(|a| match a {
+            Action::WriteActions(list) => list.iter().any(uses),
+            a => uses(a),
+        })
     }
 }
 
@@ -255,6 +257,7 @@ fn actions_output_to(actions: &[Action], port: u32) -> bool {
         Action::All => port == reserved::ALL,
         Action::Controller { .. } => port == reserved::CONTROLLER,
         Action::Ct(ct) => actions_output_to(&ct.exec, port),
+        Action::WriteActions(list) => actions_output_to(list, port),
         _ => false,
     })
 }
@@ -345,6 +348,7 @@ pub fn validate_actions(
                 }
                 validate_actions(&ct.exec, table, group_exists)?;
             }
+            Action::WriteActions(list) => validate_actions(list, table, group_exists)?,
             Action::Learn(l) if l.table as usize >= super::N_TABLES => {
                 return Err(FlowModError::BadTable(l.table as u32));
             }

@@ -670,6 +670,7 @@ fn system_groups_are_not_the_users_and_count_their_buckets() {
 #[test]
 fn an_unpublished_change_rolls_back_whole() {
     let mut b = Bridge::transactional("br0");
+    b.set_ports(bridge(&[]).pipeline().ports().to_vec());
     b.add_flows(&[spec("in_port=1,actions=output:2")], 0)
         .unwrap();
     b.publish();
@@ -882,4 +883,244 @@ proptest! {
         model.owners.clear();
         prop_assert_eq!(actual(&b), model.expected());
     }
+}
+
+// ---- OpenFlow 1.1+ action set, exit, xreg, learn limit, ct fields ----------------------
+// Expected datapath actions are Open vSwitch 3.1's `ofproto/trace` output for the same
+// rules and packet (a private ovs-vswitchd with a dummy datapath, where OpenFlow port N is
+// datapath port N).
+
+#[test]
+fn action_set_runs_at_the_end_of_the_pipeline() {
+    // OVS: "Datapath actions: 2" (the later write_actions' output replaces the earlier).
+    let b = bridge(&[
+        "in_port=1,actions=write_actions(output:3,set_field:5->reg0),goto_table:1",
+        "table=1,actions=write_actions(output:2)",
+    ]);
+    assert_eq!(actions(&b, "in_port=1"), "2");
+}
+
+#[test]
+fn action_set_order_is_openflows_not_the_written_one() {
+    // OVS: "3,set(ipv4(dst=10.0.0.9,ttl=63)),2": dec_ttl and set_field before the output.
+    let b = bridge(&[
+        "in_port=1,ip,actions=output:3,write_actions(output:2,mod_nw_dst:10.0.0.9,dec_ttl)",
+    ]);
+    assert_eq!(
+        actions(&b, "in_port=1,tcp,nw_ttl=64"),
+        "3,set(ipv4(dst=10.0.0.9,ttl=63)),2"
+    );
+}
+
+#[test]
+fn action_set_group_wins_over_output() {
+    // OVS: "3" (a group in the set replaces every output).
+    let mut b = bridge(&[]);
+    b.add_group(&parse_group("group_id=1,type=all,bucket=output:3", &NoPortNames).unwrap())
+        .unwrap();
+    b.add_flows(
+        &[spec(
+            "in_port=1,ip,actions=write_actions(output:4,mod_nw_dst:10.0.0.9,group:1,output:2)",
+        )],
+        0,
+    )
+    .unwrap();
+    assert_eq!(
+        actions(&b, "in_port=1,tcp,nw_ttl=64"),
+        "set(ipv4(dst=10.0.0.9)),3"
+    );
+}
+
+#[test]
+fn clear_actions_empties_the_set() {
+    // OVS: "drop".
+    let b = bridge(&[
+        "in_port=1,actions=write_actions(output:2),goto_table:1",
+        "table=1,actions=clear_actions",
+    ]);
+    assert_eq!(actions(&b, "in_port=1"), "drop");
+}
+
+#[test]
+fn write_metadata_keeps_the_unmasked_bits() {
+    // OVS: "2" (0x1234 with the low byte written as 0x05 is 0x1205).
+    let b = bridge(&[
+        "in_port=1,actions=write_metadata:0x5/0xff,goto_table:1",
+        "table=1,metadata=0x1205,actions=output:2",
+        "table=1,priority=1,actions=output:3",
+    ]);
+    assert_eq!(actions(&b, "in_port=1,metadata=0x1234"), "2");
+}
+
+#[test]
+fn exit_stops_every_level_and_the_action_set() {
+    // OVS: "2": exit in a resubmitted table stops the caller too.
+    let b = bridge(&[
+        "in_port=1,actions=resubmit(,1),output:3,write_actions(output:4)",
+        "table=1,actions=output:2,exit",
+    ]);
+    assert_eq!(actions(&b, "in_port=1"), "2");
+    // OVS: "2": after exit the action set does not run either.
+    let b = bridge(&[
+        "in_port=1,actions=write_actions(output:4),goto_table:1",
+        "table=1,actions=output:2,exit,output:3",
+    ]);
+    assert_eq!(actions(&b, "in_port=1"), "2");
+    // OVS: "drop".
+    let b = bridge(&[
+        "in_port=1,actions=write_actions(output:4),goto_table:1",
+        "table=1,actions=resubmit(,2),output:3",
+        "table=2,actions=exit",
+    ]);
+    assert_eq!(actions(&b, "in_port=1"), "drop");
+}
+
+#[test]
+fn output_to_a_nonexistent_port_is_skipped() {
+    // OVS: "Datapath actions: 2" and ">> Nonexistent output port" in the trace.
+    let b = bridge(&["in_port=1,actions=output:99,output:2"]);
+    let t = b.trace(&packet("in_port=1"), 0);
+    assert_eq!(t.datapath_actions(), "2");
+    let text = t.display(&NoPortNames).to_string();
+    assert!(text.contains("nonexistent port 99"), "{text}");
+    // Nothing at all: the packet is dropped.
+    let b = bridge(&["in_port=1,actions=output:99"]);
+    assert_eq!(actions(&b, "in_port=1"), "drop");
+}
+
+#[test]
+fn xregs_are_register_pairs() {
+    // OVS: "3".
+    let b = bridge(&[
+        "in_port=1,xreg0=0x100000002,actions=set_field:0x300000004->xreg1,move:xreg1[]->xreg2[],resubmit(,1)",
+        "table=1,reg4=3,reg5=4,actions=output:3",
+    ]);
+    assert_eq!(actions(&b, "in_port=1,reg0=1,reg1=2"), "3");
+    assert_eq!(actions(&b, "in_port=1,reg0=1,reg1=3"), "drop");
+}
+
+#[test]
+fn ct_exec_moves_set_mark_and_label() {
+    // OVS: "ct(commit,mark=0x11/0xffffffff,label=0x220000000000000001/0xffff0000000000000001),2".
+    let b = bridge(&[
+        "ip,actions=ct(commit,exec(move:NXM_NX_REG0[]->NXM_NX_CT_MARK[],move:reg1[0..15]->ct_label[64..79],load:1->ct_label[0])),output:2",
+    ]);
+    let t = b.trace(&packet("in_port=1,ip,reg0=0x11,reg1=0x22"), 0);
+    let DpAction::Ct(ct) = &t.actions[0] else {
+        panic!("{:?}", t.actions)
+    };
+    assert_eq!(ct.mark, Some((0x11, 0xffff_ffff)));
+    assert_eq!(ct.label, Some((0x22 << 64 | 1, 0xffff << 64 | 1)));
+    // The moves' sources are part of the megaflow.
+    assert_eq!(t.megaflow.mask.reg(0), u32::MAX);
+    assert_eq!(t.megaflow.mask.reg(1), 0xffff);
+}
+
+#[test]
+fn ct_original_tuple_matches() {
+    let b = bridge(&[
+        "ct_state=+est+trk,ip,ct_nw_src=10.0.0.1,ct_nw_proto=6,ct_tp_dst=80,actions=output:2",
+        "priority=1,actions=output:3",
+    ]);
+    let mut f = packet("in_port=1,ip,nw_src=10.0.0.2,nw_dst=10.0.0.1");
+    f.set_ct_state(0x22);
+    f.set_ct_nw_src(0x0a00_0001);
+    f.set_ct_nw_proto(6);
+    f.set_ct_tp_dst(80);
+    assert_eq!(b.trace(&f, 0).datapath_actions(), "2");
+    f.set_ct_tp_dst(81);
+    assert_eq!(b.trace(&f, 0).datapath_actions(), "3");
+}
+
+#[test]
+fn ct_clear_clears_every_conntrack_field() {
+    let b = bridge(&[
+        "table=0,ip,actions=ct_clear,resubmit(,1)",
+        "table=1,ct_state=+est+trk,ip,ct_nw_src=10.0.0.1,actions=output:2",
+        "table=1,ct_mark=0x5,actions=output:3",
+        "table=1,priority=1,actions=output:4",
+    ]);
+    let mut f = packet("in_port=1,ip,ct_mark=0x5");
+    f.set_ct_state(0x22);
+    f.set_ct_nw_src(0x0a00_0001);
+    // OVS: "ct_clear,4".
+    let t = b.trace(&f, 0);
+    assert_eq!(t.datapath_actions(), "ct_clear,4");
+    assert_eq!(t.final_flow.ct_nw_src(), 0);
+    assert_eq!(t.final_flow.ct_state(), 0);
+    // OVS: "4": no ct_clear for a packet that was not tracked.
+    assert_eq!(actions(&b, "in_port=1,ip"), "4");
+    // OVS: "ct(commit),2": a ct without table= leaves the flow untracked.
+    let b = bridge(&["ip,actions=ct(commit),ct_clear,output:2"]);
+    assert_eq!(actions(&b, "in_port=1,ip"), "ct(commit),2");
+}
+
+/// Checked on Open vSwitch 3.1 with packets (`netdev-dummy/receive`): with limit=2, the
+/// third and fourth new sources learn nothing and get result 0, an already learned source
+/// gets 1, and table 5 holds 2 flows.
+#[test]
+fn learn_limit_counts_flows_with_the_cookie() {
+    let learn = "table=0,in_port=1,actions=learn(table=5,cookie=0x9,limit=2,result_dst=reg0[0],reg1[]),resubmit(,1)";
+    let mut b = bridge(&[
+        learn,
+        "table=1,reg0=1,actions=output:2",
+        "table=1,reg0=0,actions=output:3",
+    ]);
+    // Below the limit: learned, result 1.
+    let t = b.trace(&packet("in_port=1,reg1=7"), 0);
+    assert!(
+        matches!(t.actions[0], DpAction::Learn(_)),
+        "{:?}",
+        t.actions
+    );
+    assert_eq!(t.datapath_actions().rsplit(',').next(), Some("2"));
+    b.learn(&spec("table=5,cookie=0x9,reg1=1,actions=drop"), 0)
+        .unwrap();
+    b.learn(&spec("table=5,cookie=0x9,reg1=2,actions=drop"), 0)
+        .unwrap();
+    // Another cookie does not count.
+    b.learn(&spec("table=5,cookie=0x8,reg1=3,actions=drop"), 0)
+        .unwrap();
+    // At the limit: not learned, result 0.
+    let t = b.trace(&packet("in_port=1,reg1=7"), 0);
+    assert_eq!(t.datapath_actions(), "3");
+    // A flow already learned is a refresh, which succeeds.
+    let t = b.trace(&packet("in_port=1,reg1=2"), 0);
+    assert!(
+        matches!(t.actions[0], DpAction::Learn(_)),
+        "{:?}",
+        t.actions
+    );
+    assert_eq!(t.datapath_actions().rsplit(',').next(), Some("2"));
+}
+
+#[test]
+fn reading_the_original_tuple_depends_on_ct_state() {
+    // In a group bucket (not checked against a match) a move from ct_nw_src happens only
+    // for a tracked connection: the megaflow must say which kind of packet it was made for.
+    let mut b = bridge(&[]);
+    b.add_group(
+        &parse_group(
+            "group_id=1,type=all,bucket=actions=move:ct_nw_src[]->reg0[],resubmit(,1)",
+            &NoPortNames,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    b.add_flows(
+        &[
+            spec("in_port=1,actions=group:1"),
+            spec("table=1,reg0=0x0a000001,actions=output:2"),
+        ],
+        0,
+    )
+    .unwrap();
+    let mut f = packet("in_port=1,ip");
+    f.set_ct_state(0x22);
+    f.set_ct_nw_src(0x0a00_0001);
+    let t = b.trace(&f, 0);
+    assert_eq!(t.datapath_actions(), "2");
+    assert_eq!(t.megaflow.mask.ct_state(), 0xffff);
+    f.set_ct_state(0);
+    assert_eq!(b.trace(&f, 0).datapath_actions(), "drop");
 }

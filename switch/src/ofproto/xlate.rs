@@ -33,6 +33,19 @@ pub const MAX_RESUBMITS: u32 = MAX_DEPTH * MAX_DEPTH;
 
 const VLAN_CFI: u16 = 0x1000;
 
+/// Every field conntrack fills in (what `ct_clear` resets).
+const CT_SLOTS: [Slot; 9] = [
+    slot::CT_STATE,
+    slot::CT_ZONE,
+    slot::CT_MARK,
+    slot::CT_LABEL,
+    slot::CT_NW_SRC,
+    slot::CT_NW_DST,
+    slot::CT_NW_PROTO,
+    slot::CT_TP_SRC,
+    slot::CT_TP_DST,
+];
+
 /// What translating one flow produced.
 #[derive(Debug, Default)]
 pub struct XlateOut {
@@ -143,6 +156,10 @@ struct Ctx<'a> {
     written: Flow,
     push_tpid: u16,
     trace: Option<&'a mut Vec<TraceStep>>,
+    /// OpenFlow 1.1+ action set (`write_actions`), run when the pipeline ends.
+    action_set: Vec<Action>,
+    /// Set by `exit`: stop every action list up to the top (group buckets excepted).
+    exit: bool,
 }
 
 /// Translate a packet's flow into datapath actions.
@@ -173,6 +190,47 @@ pub fn trace(pipe: &Pipeline, mac: &MacTable, key: &Flow, now: u64) -> Trace {
 fn or_bits(wc: &mut Flow, s: Slot, bits: u128) {
     let old = wc.get(s);
     wc.set(s, old | bits);
+}
+
+/// The action set as the list it runs as: the last pop_vlan, push_vlan and dec_ttl, every
+/// set_field and move in the order written, then the last group, or else the last output,
+/// or else the last resubmit, or else the last ct; with none of those, nothing (there is
+/// no point changing a packet that goes nowhere). Open vSwitch's
+/// `ofpacts_execute_action_set`; anything else (ct_clear) is ignored, as there.
+fn action_set_order(set: &[Action]) -> Vec<Action> {
+    let last = |f: &dyn Fn(&Action) -> bool| set.iter().rev().find(|a| f(a)).cloned();
+    let mut out = Vec::new();
+    out.extend(last(&|a| matches!(a, Action::PopVlan)));
+    out.extend(last(&|a| matches!(a, Action::PushVlan(_))));
+    out.extend(last(&|a| matches!(a, Action::DecTtl)));
+    out.extend(
+        set.iter()
+            .filter(|a| matches!(a, Action::SetField { .. } | Action::Move { .. }))
+            .cloned(),
+    );
+    let sends = last(&|a| matches!(a, Action::Group(_)))
+        .or_else(|| {
+            last(&|a| {
+                matches!(
+                    a,
+                    Action::Output { .. }
+                        | Action::InPort
+                        | Action::Normal
+                        | Action::Flood
+                        | Action::All
+                        | Action::Controller { .. }
+                )
+            })
+        })
+        .or_else(|| last(&|a| matches!(a, Action::Resubmit { .. })))
+        .or_else(|| last(&|a| matches!(a, Action::Ct(_))));
+    match sends {
+        Some(a) => {
+            out.push(a);
+            out
+        }
+        None => Vec::new(),
+    }
 }
 
 /// A stable hash of the 5-tuple (the same on every worker and after a restart), so a
@@ -260,6 +318,8 @@ impl<'a> Ctx<'a> {
             written: Flow::ZERO,
             push_tpid: ethertype::VLAN,
             trace,
+            action_set: Vec::new(),
+            exit: false,
         }
     }
 
@@ -305,6 +365,25 @@ impl<'a> Ctx<'a> {
             self.note(|| format!("resuming after recirculation in table {table}"));
         }
         self.run_table(table);
+        self.run_action_set();
+    }
+
+    /// The end of the pipeline: run the action set, in OpenFlow's order (Open vSwitch's
+    /// `ofpacts_execute_action_set`). After an `exit` nothing of it runs: `ovs-actions(7)`
+    /// says it still does, but Open vSwitch 3.1 leaves its exit flag set while it runs the
+    /// set, so its translation (and `ofproto/trace`) executes none of it; we do as it does.
+    fn run_action_set(&mut self) {
+        if self.halted || self.action_set.is_empty() {
+            return;
+        }
+        let set = std::mem::take(&mut self.action_set);
+        let list = action_set_order(&set);
+        if self.exit {
+            self.note(|| "exit: the action set does not run".into());
+            return;
+        }
+        self.note(|| "executing the action set".into());
+        self.execute(&list);
     }
 
     /// A resource limit was hit (a loop in the tables): drop the packet, whatever was
@@ -360,7 +439,7 @@ impl<'a> Ctx<'a> {
 
     fn execute(&mut self, actions: &[Action]) {
         for a in actions {
-            if self.halted {
+            if self.halted || self.exit {
                 return;
             }
             if self.stop_list {
@@ -404,15 +483,25 @@ impl<'a> Ctx<'a> {
                 Action::Conjunction { .. } | Action::Note(_) => {}
                 Action::Learn(l) => self.learn(l),
                 Action::Ct(ct) => self.ct(ct),
+                Action::WriteActions(list) => self.action_set.extend(list.iter().cloned()),
+                Action::ClearActions => self.action_set.clear(),
+                Action::WriteMetadata { value, mask } => {
+                    self.set_field(FieldId::Metadata, *value as u128, *mask as u128)
+                }
+                Action::Exit => self.exit = true,
                 Action::CtClear => {
-                    for s in [slot::CT_STATE, slot::CT_ZONE, slot::CT_MARK, slot::CT_LABEL] {
+                    // As Open vSwitch: the datapath action only for a tracked packet (there
+                    // is nothing to clear otherwise).
+                    let trk = vswitch_proto::flow::ct_state::TRK;
+                    or_bits(&mut self.wc, slot::CT_STATE, trk as u128);
+                    let tracked = self.flow.ct_state() & trk != 0;
+                    for s in CT_SLOTS {
                         or_bits(&mut self.written, s, s.max());
+                        self.flow.set(s, 0);
                     }
-                    self.flow.set_ct_state(0);
-                    self.flow.set_ct_zone(0);
-                    self.flow.set_ct_mark(0);
-                    self.flow.set_ct_label(0);
-                    self.out.push(DpAction::CtClear);
+                    if tracked {
+                        self.out.push(DpAction::CtClear);
+                    }
                 }
             }
         }
@@ -450,6 +539,9 @@ impl<'a> Ctx<'a> {
                 &[slot::DL_TYPE, slot::NW_PROTO, slot::TP_SRC]
             }
             Prereq::Vlan => &[slot::VLAN_TCI],
+            Prereq::CtValid | Prereq::CtIpv4 | Prereq::CtL4 => {
+                &[slot::CT_STATE, slot::DL_TYPE, slot::CT_NW_PROTO]
+            }
             _ => &[slot::DL_TYPE, slot::NW_PROTO],
         };
         for &s in consulted {
@@ -507,7 +599,17 @@ impl<'a> Ctx<'a> {
             p if p == self.flow.in_port() => {
                 self.note(|| format!("skipping output to input port {p}"));
             }
-            p => self.output_to(p),
+            p => {
+                // Open vSwitch skips a port that does not exist (no datapath action). Only
+                // the skip depends on the port list: a cached output to a port removed
+                // later sends nothing either, and Pod churn must not retranslate every flow.
+                if self.pipe.ports().iter().any(|d| d.no == p) {
+                    self.output_to(p)
+                } else {
+                    self.deps.ports = true;
+                    self.note(|| format!("skipping output to nonexistent port {p}"));
+                }
+            }
         }
     }
 
@@ -708,6 +810,8 @@ impl<'a> Ctx<'a> {
         f(self);
         self.depth -= 1;
         self.stop_list = false;
+        // `exit` in a bucket ends only the bucket.
+        self.exit = false;
         if !self.halted {
             self.flow = saved;
         }
@@ -757,7 +861,45 @@ impl<'a> Ctx<'a> {
             actions: Some(actions),
             ..FlowSpec::default()
         };
-        self.out.push(DpAction::Learn(Arc::new(spec)));
+        let ok = l.limit == 0 || self.learn_below_limit(l, &spec);
+        if let Some(sf) = &l.result_dst {
+            self.write(sf, ok as u128);
+        }
+        if ok {
+            self.out.push(DpAction::Learn(Arc::new(spec)));
+        } else {
+            let (limit, table, cookie) = (l.limit, l.table, l.cookie);
+            self.note(|| {
+                format!(
+                    "learn: table {table} has {limit} flows with cookie {cookie:#x}, not learned"
+                )
+            });
+        }
+    }
+
+    /// `limit=N`: the flow may be learned if it is already there (a refresh) or if its
+    /// table has fewer than N flows with its cookie (`ovs-actions(7)`). The answer depends
+    /// on the whole table, so any change to it retranslates.
+    fn learn_below_limit(&mut self, l: &vswitch_proto::action::Learn, spec: &FlowSpec) -> bool {
+        self.deps.visits.push(Visit {
+            table: l.table,
+            priority: -1,
+            written: u32::MAX,
+        });
+        if self
+            .pipe
+            .rule_at(l.table, spec.priority, &spec.matching)
+            .is_some()
+        {
+            return true;
+        }
+        let n = self.pipe.table(l.table).map_or(0, |c| {
+            c.iter()
+                .filter(|(_, e)| e.rule.cookie == l.cookie)
+                .take(l.limit as usize)
+                .count()
+        });
+        n < l.limit as usize
     }
 
     fn ct(&mut self, ct: &vswitch_proto::action::Ct) {
@@ -774,12 +916,20 @@ impl<'a> Ctx<'a> {
         let mut mark: Option<(u128, u128)> = None;
         let mut label: Option<(u128, u128)> = None;
         for a in &ct.exec {
-            if let Action::SetField { field, value, mask } = a {
-                match field {
-                    FieldId::CtMark => mark = merge(mark, *value, *mask),
-                    FieldId::CtLabel => label = merge(label, *value, *mask),
-                    _ => {}
+            let (field, value, mask) = match a {
+                Action::SetField { field, value, mask } => (*field, *value, *mask),
+                // `move` reads the packet's flow as it is here (Open vSwitch runs exec's
+                // actions on the flow at the ct action).
+                Action::Move { src, dst } => {
+                    let v = self.read(src);
+                    (dst.field, v << dst.ofs, dst.mask_in_field())
                 }
+                _ => continue,
+            };
+            match field {
+                FieldId::CtMark => mark = merge(mark, value, mask),
+                FieldId::CtLabel => label = merge(label, value, mask),
+                _ => {}
             }
         }
         let mark = mark.map(|(v, m)| (v as u32, m as u32));
