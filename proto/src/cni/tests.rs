@@ -241,6 +241,8 @@ proptest! {
 
     #[test]
     fn cni_args_round_trip(pairs in proptest::collection::vec(("[A-Za-z_][A-Za-z0-9_]{0,10}", "[^;=]{0,12}"), 0..6)) {
+        // IP= is read as addresses (and refused when it is not): it has tests of its own.
+        let pairs: Vec<_> = pairs.into_iter().filter(|(k, _)| k != "IP").collect();
         let s: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let text = format!("IgnoreUnknown=1;{}", s.join(";"));
         let a = CniArgs::parse(&text).unwrap();
