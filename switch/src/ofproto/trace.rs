@@ -57,6 +57,89 @@ pub struct Trace {
     pub megaflow: Match,
     /// What the datapath would do.
     pub actions: Vec<DpAction>,
+    /// The recirculations after a `ct(...,table=N)`, for a trace that follows them.
+    pub forks: Vec<Fork>,
+}
+
+/// A packet sent back into the pipeline after conntrack: its flow as it re-enters (the
+/// recirc_id, the metadata the pipeline wrote, `ct_zone`, a committed `ct_mark`), less
+/// the `ct_state` conntrack would decide.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fork {
+    pub table: u8,
+    pub flow: Flow,
+}
+
+/// A pass of a trace after a recirculation, with the `ct_state` it was given.
+#[derive(Clone, Debug)]
+pub struct Resumed {
+    pub ct_state: u16,
+    /// No `--ct-next` state was left: Open vSwitch's default, `trk|new`.
+    pub default: bool,
+    pub trace: Trace,
+}
+
+/// The most passes one trace follows (a `ct(table=N)` loop would be endless).
+pub const MAX_PASSES: usize = 32;
+
+/// Follow a trace's recirculations as `ofproto/trace` does: each queued fork, in order,
+/// resumes with the next of `ct_next` (then `trk|new`) as its `ct_state`, and what it
+/// forks is queued after the rest.
+pub fn follow(first: &Trace, ct_next: &[u16], mut run: impl FnMut(&Flow) -> Trace) -> Vec<Resumed> {
+    use vswitch_proto::flow::ct_state::{NEW, TRK};
+    let mut queue: std::collections::VecDeque<Fork> = first.forks.iter().cloned().collect();
+    let mut next = ct_next.iter();
+    let mut out = Vec::new();
+    while let Some(fork) = queue.pop_front() {
+        if out.len() >= MAX_PASSES {
+            break;
+        }
+        let (ct_state, default) = match next.next() {
+            Some(s) => (*s, false),
+            None => (TRK | NEW, true),
+        };
+        let mut flow = fork.flow;
+        flow.set_ct_state(ct_state);
+        let trace = run(&flow);
+        queue.extend(trace.forks.iter().cloned());
+        out.push(Resumed {
+            ct_state,
+            default,
+            trace,
+        });
+    }
+    out
+}
+
+/// A trace and the passes after it, as `ofproto/trace` prints them: each pass under a
+/// `recirc(0x..) - resume conntrack with ct_state=...` banner.
+pub fn display_all<'a>(
+    first: &'a Trace,
+    resumed: &'a [Resumed],
+    ports: &'a dyn PortNames,
+) -> impl fmt::Display + 'a {
+    struct All<'a>(&'a Trace, &'a [Resumed], &'a dyn PortNames);
+    impl fmt::Display for All<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "{}", self.0.display(self.2))?;
+            let rule = "=".repeat(79);
+            for r in self.1 {
+                write!(f, "\n\n{rule}\nrecirc({:#x})", r.trace.flow.recirc_id())?;
+                if r.default {
+                    f.write_str(" - resume conntrack with default ct_state=trk|new (use --ct-next to customize)")?;
+                } else {
+                    write!(
+                        f,
+                        " - resume conntrack with ct_state={}",
+                        vswitch_proto::conntrack::format_ct_state(r.ct_state)
+                    )?;
+                }
+                write!(f, "\n{rule}\n\n{}", r.trace.display(self.2))?;
+            }
+            Ok(())
+        }
+    }
+    All(first, resumed, ports)
 }
 
 impl Trace {
