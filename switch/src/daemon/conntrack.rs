@@ -7,7 +7,7 @@ use super::{Refusal, Switch};
 use crate::ct::{Tracker, TupleFilter, tuple::ip_bits};
 use crate::ofproto::now_ms;
 use crate::store::{ConntrackRecord, Image, Op};
-use vswitch_proto::conntrack::{self as text, CtTuple, SetLimits};
+use vswitch_proto::conntrack::{self as text, CtTuple, SetLimits, ZoneLimit};
 use vswitch_proto::rpc;
 
 /// The tracker's settings as they can be put back: (limit, default zone limit, zones'
@@ -50,7 +50,7 @@ pub(super) fn record(t: &Tracker) -> Option<ConntrackRecord> {
         zone_default,
         zones: zones
             .into_iter()
-            .filter_map(|(z, l, _)| l.map(|l| (z, l)))
+            .filter_map(|(zone, l, _)| l.map(|limit| ZoneLimit { zone, limit }))
             .collect(),
         timeouts: t
             .timeouts()
@@ -74,8 +74,8 @@ pub(super) fn apply_record(t: &Tracker, image: &Image) {
         tracing::warn!(error = %e, "saved conntrack limit not applied; the table's capacity is the limit");
     }
     t.set_zone_limit(None, Some(r.zone_default));
-    for (z, l) in &r.zones {
-        t.set_zone_limit(Some(*z), Some(*l));
+    for z in &r.zones {
+        t.set_zone_limit(Some(z.zone), Some(z.limit));
     }
     let mut timeouts = t.timeouts();
     for (name, secs) in &r.timeouts {
@@ -335,7 +335,7 @@ mod tests {
         let r = record(&t).unwrap();
         assert_eq!(r.limit, Some(50));
         assert_eq!(r.zone_default, 7);
-        assert_eq!(r.zones.into_iter().collect::<Vec<_>>(), [(5, 3)]);
+        assert_eq!(r.zones, [ZoneLimit { zone: 5, limit: 3 }]);
         assert_eq!(
             r.timeouts.into_iter().collect::<Vec<_>>(),
             [("udp".into(), 99)]

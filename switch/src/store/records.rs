@@ -134,9 +134,9 @@ pub struct ConntrackRecord {
     /// The limit of zones without their own (0: none).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub zone_default: u32,
-    /// Zones' own limits.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub zones: std::collections::BTreeMap<u16, u32>,
+    /// Zones' own limits, by zone (a list: the journal's records cannot have number keys).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<vswitch_proto::conntrack::ZoneLimit>,
     /// Timeouts that differ from the defaults, in seconds, by name.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub timeouts: std::collections::BTreeMap<String, u32>,
