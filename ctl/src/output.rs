@@ -605,6 +605,7 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
+            conntrack: None,
         };
         let mut out = String::new();
         show(&s, &mut out);

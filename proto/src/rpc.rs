@@ -807,4 +807,87 @@ mod tests {
         );
         assert!(err.into_result().is_err());
     }
+
+    fn round_trip<T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
+        v: &T,
+        json: &str,
+    ) {
+        assert_eq!(serde_json::to_string(v).unwrap(), json);
+        assert_eq!(&serde_json::from_str::<T>(json).unwrap(), v);
+    }
+
+    #[test]
+    fn conntrack_messages_round_trip() {
+        round_trip(&CtDumpParams::default(), r#"{"stats":false}"#);
+        round_trip(
+            &CtDumpParams {
+                zone: Some(5),
+                stats: true,
+            },
+            r#"{"zone":5,"stats":true}"#,
+        );
+        round_trip(
+            &CtFlushParams {
+                zone: None,
+                tuple: Some("ct_nw_proto=17".into()),
+                reply_tuple: None,
+            },
+            r#"{"tuple":"ct_nw_proto=17"}"#,
+        );
+        round_trip(
+            &crate::conntrack::SetLimits {
+                default: Some(10),
+                zones: vec![crate::conntrack::ZoneLimit { zone: 5, limit: 3 }],
+            },
+            r#"{"default":10,"zones":[{"zone":5,"limit":3}]}"#,
+        );
+        round_trip(&CtZones { zones: vec![5, 7] }, r#"{"zones":[5,7]}"#);
+        round_trip(
+            &CtLimits {
+                default: 0,
+                zones: vec![CtZoneInfo {
+                    zone: 5,
+                    limit: 3,
+                    count: 1,
+                }],
+            },
+            r#"{"default":0,"zones":[{"zone":5,"limit":3,"count":1}]}"#,
+        );
+        round_trip(&CtMaxconns { maxconns: 9 }, r#"{"maxconns":9}"#);
+        round_trip(
+            &CtTimeouts {
+                timeouts: vec![CtTimeout {
+                    name: "udp".into(),
+                    secs: 30,
+                }],
+            },
+            r#"{"timeouts":[{"name":"udp","secs":30}]}"#,
+        );
+        // An older client's trace request, and an older daemon's result, still read.
+        let p: TraceParams = serde_json::from_str(r#"{"flow":"ip"}"#).unwrap();
+        assert!(p.ct_next.is_empty());
+        let r: TraceResult =
+            serde_json::from_str(r#"{"tables":[],"megaflow":"","actions":"drop","text":""}"#)
+                .unwrap();
+        assert!(r.recirculations.is_empty());
+        let s: ShowResult = serde_json::from_str(
+            r#"{"bridge":"br0","version":"0","workers":1,"ports":[],"n_flows":0,"n_groups":0,"datapath":{}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.conntrack, None);
+        for m in [
+            method::DUMP_CONNTRACK,
+            method::FLUSH_CONNTRACK,
+            method::CT_SET_LIMITS,
+            method::CT_GET_LIMITS,
+            method::CT_DEL_LIMITS,
+            method::CT_SET_MAXCONNS,
+            method::CT_GET_MAXCONNS,
+            method::CT_GET_NCONNS,
+            method::CT_GET_TIMEOUTS,
+            method::CT_SET_TIMEOUTS,
+        ] {
+            assert!(method::ALL.contains(&m), "{m}");
+        }
+    }
 }
