@@ -932,6 +932,10 @@ fn trace_follows_ct_into_the_next_table() {
         text.contains("recirc(0x2) - resume conntrack with ct_state=est|trk\n"),
         "{text}"
     );
+    assert!(
+        text.contains("Flow: recirc_id=0x2,ct_state=est|trk,ct_zone=5,"),
+        "{text}"
+    );
 }
 
 #[test]

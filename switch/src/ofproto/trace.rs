@@ -176,6 +176,11 @@ pub fn packet_match(flow: &Flow) -> Match {
             mask.or_assign(&Flow::mask_of(s));
         }
     }
+    // The flags as a packet has them (`est|trk`, as Open vSwitch prints a flow), not
+    // as a mask of every bit of the field.
+    if flow.ct_state() != 0 {
+        mask.set_ct_state(vswitch_proto::flow::ct_state::ALL);
+    }
     Match::new(*flow, mask)
 }
 
