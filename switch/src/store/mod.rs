@@ -1,5 +1,6 @@
 //! The desired state, persisted: ports, user flows and groups, the node's Pod network,
-//! the Pods attached through CNI (with their addresses), and Kubernetes objects.
+//! the Pods attached through CNI (with their addresses), Kubernetes objects, and the
+//! connection tracker's settings (limits, timeouts).
 //!
 //! Two files in the state directory:
 //! - `state.json`, a snapshot of everything, with the number of the last change it holds;
