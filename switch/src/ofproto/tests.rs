@@ -972,3 +972,25 @@ fn trace_follows_each_recirculation_with_the_next_state() {
     let (_, rest) = b.trace_ct(&pkt, 0, &[]);
     assert_eq!(rest.len(), trace::MAX_PASSES);
 }
+
+#[test]
+fn trace_simulates_nat_on_the_recirculated_pass() {
+    let b = bridge(&[
+        "table=0,ip,ct_state=-trk,actions=ct(commit,table=1,zone=5,nat(dst=10.0.0.9:80))",
+        "table=1,tcp,nw_dst=10.0.0.9,tp_dst=80,actions=output:2",
+    ]);
+    let pkt = packet("in_port=1,tcp,nw_src=10.0.0.1,nw_dst=10.0.0.2,tp_dst=8080");
+    let (first, rest) = b.trace_ct(&pkt, 0, &[]);
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].trace.datapath_actions(), "2");
+    let text = trace::display_all(&first, &rest, &NoPortNames).to_string();
+    assert!(
+        text.contains(
+            "recirc(0x2) - resume conntrack with default ct_state=trk|new (use --ct-next to customize)\n\
+             Replacing src/dst IP/ports to simulate NAT:\n \
+             Initial flow: nw_src=10.0.0.1,tp_src=0,nw_dst=10.0.0.2,tp_dst=8080\n \
+             Modified flow: nw_src=10.0.0.1,tp_src=0,nw_dst=10.0.0.9,tp_dst=80\n===="
+        ),
+        "{text}"
+    );
+}

@@ -4,7 +4,7 @@
 use super::{Rule, table_name};
 use crate::dp::action::{DisplayActions, DpAction};
 use std::fmt;
-use vswitch_proto::action::Action;
+use vswitch_proto::action::{Action, Nat, NatKind};
 use vswitch_proto::flow::Flow;
 use vswitch_proto::matching::Match;
 use vswitch_proto::text::{self, PortNames};
@@ -68,6 +68,56 @@ pub struct Trace {
 pub struct Fork {
     pub table: u8,
     pub flow: Flow,
+    /// The `nat(...)` of the `ct`, simulated on the addresses and ports as Open vSwitch's
+    /// trace does (the first address and port of the range).
+    pub nat: Option<Nat>,
+}
+
+/// The endpoints a NAT simulation shows, as Open vSwitch's trace writes them.
+fn endpoints(f: &Flow) -> String {
+    if f.dl_type() == vswitch_proto::field::ethertype::IPV6 {
+        format!(
+            "ipv6_src={},tp_src={},ipv6_dst={},tp_dst={}",
+            std::net::Ipv6Addr::from(f.ipv6_src()),
+            f.tp_src(),
+            std::net::Ipv6Addr::from(f.ipv6_dst()),
+            f.tp_dst()
+        )
+    } else {
+        format!(
+            "nw_src={},tp_src={},nw_dst={},tp_dst={}",
+            std::net::Ipv4Addr::from(f.nw_src()),
+            f.tp_src(),
+            std::net::Ipv4Addr::from(f.nw_dst()),
+            f.tp_dst()
+        )
+    }
+}
+
+/// Rewrite `flow` as `nat` would (its range's first address and port); the endpoints
+/// before and after, or `None` when it names no translation.
+fn simulate_nat(flow: &mut Flow, nat: &Nat) -> Option<(String, String)> {
+    let kind = nat.kind?;
+    if nat.addrs.is_none() && nat.ports.is_none() {
+        return None;
+    }
+    let before = endpoints(flow);
+    let src = kind == NatKind::Src;
+    match nat.addrs.map(|(a, _)| a) {
+        Some(std::net::IpAddr::V4(a)) if src => flow.set_nw_src(a.into()),
+        Some(std::net::IpAddr::V4(a)) => flow.set_nw_dst(a.into()),
+        Some(std::net::IpAddr::V6(a)) if src => flow.set_ipv6_src(a.into()),
+        Some(std::net::IpAddr::V6(a)) => flow.set_ipv6_dst(a.into()),
+        None => {}
+    }
+    if let Some((p, _)) = nat.ports {
+        if src {
+            flow.set_tp_src(p);
+        } else {
+            flow.set_tp_dst(p);
+        }
+    }
+    Some((before, endpoints(flow)))
 }
 
 /// A pass of a trace after a recirculation, with the `ct_state` it was given.
@@ -76,6 +126,8 @@ pub struct Resumed {
     pub ct_state: u16,
     /// No `--ct-next` state was left: Open vSwitch's default, `trk|new`.
     pub default: bool,
+    /// The endpoints before and after a simulated NAT.
+    pub nat: Option<(String, String)>,
     pub trace: Trace,
 }
 
@@ -100,11 +152,13 @@ pub fn follow(first: &Trace, ct_next: &[u16], mut run: impl FnMut(&Flow) -> Trac
         };
         let mut flow = fork.flow;
         flow.set_ct_state(ct_state);
+        let nat = fork.nat.as_ref().and_then(|n| simulate_nat(&mut flow, n));
         let trace = run(&flow);
         queue.extend(trace.forks.iter().cloned());
         out.push(Resumed {
             ct_state,
             default,
+            nat,
             trace,
         });
     }
@@ -132,6 +186,12 @@ pub fn display_all<'a>(
                         f,
                         " - resume conntrack with ct_state={}",
                         vswitch_proto::conntrack::format_ct_state(r.ct_state)
+                    )?;
+                }
+                if let Some((before, after)) = &r.nat {
+                    write!(
+                        f,
+                        "\nReplacing src/dst IP/ports to simulate NAT:\n Initial flow: {before}\n Modified flow: {after}"
                     )?;
                 }
                 write!(f, "\n{rule}\n\n{}", r.trace.display(self.2))?;

@@ -816,7 +816,11 @@ impl<'a> Ctx<'a> {
                 flow.set_ct_mark((flow.ct_mark() & !m) | (v & m));
             }
             let table = r.table;
-            self.forks.push(Fork { table, flow });
+            self.forks.push(Fork {
+                table,
+                flow,
+                nat: ct.nat.clone(),
+            });
             self.note(|| {
                 format!(
                     "A clone of the packet is forked to recirculate. The forked pipeline will be resumed at table {table}."
