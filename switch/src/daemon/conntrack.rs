@@ -316,6 +316,42 @@ mod tests {
     }
 
     #[test]
+    fn stats_lines_put_the_timeout_where_dpctl_does() {
+        use crate::ct::{ConnInfo, tuple::Tuple};
+        let orig = Tuple {
+            src: 0x0a00_0001,
+            dst: 0x0a00_0002,
+            sport: 1234,
+            dport: 80,
+            proto: 6,
+            v6: false,
+            zone: 5,
+        };
+        let c = ConnInfo {
+            orig,
+            reply: Tuple {
+                src: orig.dst,
+                dst: orig.src,
+                sport: 80,
+                dport: 1234,
+                ..orig
+            },
+            mark: 1,
+            label: 0,
+            tcp_state: Some("ESTABLISHED"),
+            seen_reply: true,
+            assured: true,
+            timeout_ms: 29_900,
+        };
+        let plain = "tcp,orig=(src=10.0.0.1,dst=10.0.0.2,sport=1234,dport=80),reply=(src=10.0.0.2,dst=10.0.0.1,sport=80,dport=1234),zone=5,mark=1,protoinfo=(state=ESTABLISHED)";
+        assert_eq!(c.to_string(), plain);
+        assert_eq!(
+            c.with_timeout().to_string(),
+            plain.replace(",zone=5,", ",zone=5,timeout=29,")
+        );
+    }
+
+    #[test]
     fn settings_round_trip_through_the_record() {
         let (t, _) = Tracker::open(
             &crate::ct::Config {
