@@ -18,7 +18,7 @@ pub const DEFAULT_SOCKET: &str = "/run/vswitch/vswitchd.sock";
     name = "vswitchctl",
     version,
     about = "Program and inspect a running vswitchd: ports, flows, groups, nodes, Kubernetes \
-             manifests, traces, caches",
+             manifests, traces, caches, connection tracking",
     after_help = "Exit status: 0 done, 1 the switch refused (or answered something unreadable, \
                   or refused an object of a manifest, or a manifest did not load), 2 usage \
                   error, 3 the switch is not reachable."
@@ -128,9 +128,16 @@ pub enum Command {
     /// Print each group's packet and byte counters, and each bucket's, one group a line.
     DumpGroupStats,
     /// Trace a packet, written as flow text, through the tables.
+    ///
+    /// After a `ct(...,table=N)` the trace goes on in table N, as the packet would come
+    /// back from conntrack, with the next --ct-next state (default trk,new).
     Trace {
         /// e.g. 'in_port=1,tcp,nw_src=10.244.1.2,nw_dst=10.244.1.3,tp_dst=80'.
         flow: String,
+        /// The ct_state of the next recirculation after conntrack, e.g. trk,est or
+        /// +trk+est; once per recirculation, in order.
+        #[arg(long = "ct-next", value_name = "STATE", action = clap::ArgAction::Append)]
+        ct_next: Vec<String>,
     },
     /// Each worker's exact-match cache and megaflows.
     DumpCache,
@@ -157,6 +164,63 @@ pub enum Command {
     /// passed to the switch as written (plural, singular, short name, `kind.group`); the
     /// switch knows which kinds it holds.
     Get(GetArgs),
+    /// Print the tracked connections, one a line, as `ovs-appctl dpctl/dump-conntrack`.
+    DumpConntrack {
+        /// Only the connections of this zone (also written zone=N, as dpctl does).
+        #[arg(long, value_name = "N")]
+        zone: Option<String>,
+        /// With each connection's timeout (seconds left), as dpctl's -s.
+        #[arg(short = 's', long)]
+        stats: bool,
+        #[arg(value_name = "zone=N")]
+        zone_arg: Option<String>,
+    },
+    /// Remove tracked connections: all, those of a zone, or those matching a tuple.
+    ///
+    /// TUPLE is Open vSwitch's: ct_nw_src=IP,ct_nw_dst=IP (or ct_ipv6_src/dst),
+    /// ct_nw_proto=N,ct_tp_src=N,ct_tp_dst=N (icmp_id, icmp_type, icmp_code for ICMP),
+    /// any subset; a second tuple matches the reply direction. Prints how many went.
+    FlushConntrack {
+        /// Only connections of this zone (also written zone=N before the tuple).
+        #[arg(long, value_name = "N")]
+        zone: Option<String>,
+        #[arg(value_name = "[zone=N] [TUPLE] [REPLY-TUPLE]")]
+        args: Vec<String>,
+    },
+    /// Set connection limits per zone: default=N for zones without their own (0: none),
+    /// zone=Z,limit=N for one zone.
+    CtSetLimits {
+        #[arg(value_name = "default=N|zone=Z,limit=N", required = true)]
+        limits: Vec<String>,
+    },
+    /// Print the default zone limit and the zones' limits and connection counts (these
+    /// zones, or every zone with its own limit).
+    CtGetLimits {
+        #[arg(value_name = "zone=Z1[,Z2]...")]
+        zones: Vec<String>,
+    },
+    /// Remove zones' own limits (they fall back to the default).
+    CtDelLimits {
+        #[arg(value_name = "zone=Z1[,Z2]...", required = true)]
+        zones: Vec<String>,
+    },
+    /// Set the limit on connections in the whole table (at most its capacity,
+    /// vswitchd --ct-capacity).
+    CtSetMaxconns {
+        #[arg(value_name = "N")]
+        maxconns: String,
+    },
+    /// Print the limit on connections in the whole table.
+    CtGetMaxconns,
+    /// Print how many connections are tracked.
+    CtGetNconns,
+    /// Print the connection-tracking timeouts, NAME=SECONDS, one a line.
+    CtGetTimeouts,
+    /// Change connection-tracking timeouts, e.g. tcp_established=3600 udp=60.
+    CtSetTimeouts {
+        #[arg(value_name = "NAME=SECONDS", required = true)]
+        timeouts: Vec<String>,
+    },
     /// Make vswitchd reopen its log files (after rotation).
     ReopenLogs,
     /// Print a shell completion script to stdout.

@@ -9,13 +9,17 @@ use clap::CommandFactory;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use vswitch_proto::k8s;
 use vswitch_proto::rpc::{
     AddPortParams, ApplyParams, ApplyResult, CacheResult, DelGroupsParams, FlowsParams, GetParams,
     GetResult, GroupsParams, MAX_MESSAGE_BYTES, ManifestObject, NodeName, NodeSpec,
     PROTOCOL_VERSION, PortName, RpcError, SelectFlowsParams, ShowResult, TraceParams, TraceResult,
     VersionResult, code, method,
 };
+use vswitch_proto::rpc::{
+    Count, CtDumpParams, CtDumpResult, CtFlushParams, CtLimits, CtMaxconns, CtTimeout, CtTimeouts,
+    CtZones,
+};
+use vswitch_proto::{conntrack, k8s};
 
 use crate::cli::{AddPortArgs, Cli, Command, GetArgs, GetFormat};
 use crate::client::{CallError, Client};
@@ -157,10 +161,10 @@ pub fn run(cli: Cli, out: &mut String) -> Result<(), Failure> {
             out,
             |g, out| output::dump_group_stats(g, out),
         ),
-        Command::Trace { flow } => read(
+        Command::Trace { flow, ct_next } => read(
             &ctx,
             method::TRACE,
-            TraceParams { flow },
+            TraceParams { flow, ct_next },
             one::<TraceResult>,
             out,
             |t, out| output::text(&t.text, out),
@@ -173,6 +177,87 @@ pub fn run(cli: Cli, out: &mut String) -> Result<(), Failure> {
             out,
             output::dump_cache,
         ),
+        Command::DumpConntrack {
+            zone,
+            stats,
+            zone_arg,
+        } => {
+            let zone = one_zone(zone, zone_arg)?;
+            read(
+                &ctx,
+                method::DUMP_CONNTRACK,
+                CtDumpParams { zone, stats },
+                one::<CtDumpResult>,
+                out,
+                |r, out| output::lines(&r.connections, out),
+            )
+        }
+        Command::FlushConntrack { zone, args } => flush_conntrack(&ctx, zone, args, out),
+        Command::CtSetLimits { limits } => {
+            let params = conntrack::parse_set_limits(&limits).map_err(Failure::Invalid)?;
+            change(&ctx, method::CT_SET_LIMITS, params, out).map_err(refused)
+        }
+        Command::CtGetLimits { zones } => {
+            let zones = conntrack::parse_zone_list(&zones).map_err(Failure::Invalid)?;
+            read(
+                &ctx,
+                method::CT_GET_LIMITS,
+                CtZones { zones },
+                one::<CtLimits>,
+                out,
+                output::ct_limits,
+            )
+        }
+        Command::CtDelLimits { zones } => {
+            let zones = conntrack::parse_zone_list(&zones).map_err(Failure::Invalid)?;
+            change(&ctx, method::CT_DEL_LIMITS, CtZones { zones }, out).map_err(refused)
+        }
+        Command::CtSetMaxconns { maxconns } => {
+            let maxconns = maxconns.parse().map_err(|_| {
+                Failure::Invalid(format!("`{maxconns}` is not a number of connections"))
+            })?;
+            change(&ctx, method::CT_SET_MAXCONNS, CtMaxconns { maxconns }, out).map_err(refused)?;
+            if !ctx.json {
+                out.push_str("setting maxconns successful\n");
+            }
+            Ok(())
+        }
+        Command::CtGetMaxconns => read(
+            &ctx,
+            method::CT_GET_MAXCONNS,
+            (),
+            one::<CtMaxconns>,
+            out,
+            |m, out| {
+                let _ = writeln!(out, "{}", m.maxconns);
+            },
+        ),
+        Command::CtGetNconns => read(
+            &ctx,
+            method::CT_GET_NCONNS,
+            (),
+            one::<Count>,
+            out,
+            |c, out| {
+                let _ = writeln!(out, "{}", c.count);
+            },
+        ),
+        Command::CtGetTimeouts => read(
+            &ctx,
+            method::CT_GET_TIMEOUTS,
+            (),
+            one::<CtTimeouts>,
+            out,
+            output::ct_timeouts,
+        ),
+        Command::CtSetTimeouts { timeouts } => {
+            let timeouts = timeouts
+                .iter()
+                .map(|t| conntrack::parse_timeout(t).map(|(name, secs)| CtTimeout { name, secs }))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(Failure::Invalid)?;
+            change(&ctx, method::CT_SET_TIMEOUTS, CtTimeouts { timeouts }, out).map_err(refused)
+        }
         Command::ReopenLogs => change(&ctx, method::REOPEN_LOGS, (), out).map_err(refused),
         Command::AddNode(a) => {
             let params = NodeSpec {
@@ -197,6 +282,65 @@ pub fn run(cli: Cli, out: &mut String) -> Result<(), Failure> {
         Command::Apply(a) => manifests(&ctx, method::APPLY, &a.files, out),
         Command::Delete(a) => manifests(&ctx, method::DELETE, &a.files, out),
     }
+}
+
+/// The zone of `dump-conntrack`/`flush-conntrack`: `--zone N` or dpctl's `zone=N`.
+fn one_zone(opt: Option<String>, arg: Option<String>) -> Result<Option<u16>, Failure> {
+    let zone = |s: &str| conntrack::parse_zone(s).map_err(Failure::Invalid);
+    match (opt, arg) {
+        (Some(_), Some(_)) => Err(Failure::Invalid(
+            "the zone is given twice (--zone and zone=)".into(),
+        )),
+        (Some(z), None) => zone(&z).map(Some),
+        (None, Some(a)) if a.starts_with("zone=") => zone(&a).map(Some),
+        (None, Some(a)) => Err(Failure::Invalid(format!(
+            "`{a}`: expected zone=N (or --zone N)"
+        ))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// `flush-conntrack [--zone N] [zone=N] [TUPLE] [REPLY-TUPLE]`: tuples are checked here,
+/// with the switch's words, before anything is sent.
+fn flush_conntrack(
+    ctx: &Ctx,
+    zone: Option<String>,
+    args: Vec<String>,
+    out: &mut String,
+) -> Result<(), Failure> {
+    let mut args = args.into_iter().peekable();
+    let zone_arg = args.next_if(|a| a.starts_with("zone="));
+    let zone = one_zone(zone, zone_arg)?;
+    let tuples: Vec<String> = args.collect();
+    if tuples.len() > 2 {
+        return Err(Failure::Invalid(
+            "at most two tuples: the original direction's and the reply's".into(),
+        ));
+    }
+    for t in &tuples {
+        conntrack::parse_tuple(t).map_err(Failure::Invalid)?;
+    }
+    let mut tuples = tuples.into_iter();
+    let params = CtFlushParams {
+        zone,
+        tuple: tuples.next(),
+        reply_tuple: tuples.next(),
+    };
+    read(
+        ctx,
+        method::FLUSH_CONNTRACK,
+        params,
+        one::<Count>,
+        out,
+        |c, out| {
+            let _ = writeln!(
+                out,
+                "{} connection{} flushed",
+                c.count,
+                if c.count == 1 { "" } else { "s" }
+            );
+        },
+    )
 }
 
 /// `get`: the switch resolves the resource and says which columns its table has; this

@@ -5,8 +5,8 @@ use std::fmt::Write;
 use serde_json::{Value, json};
 use vswitch_proto::k8s::object_ref;
 use vswitch_proto::rpc::{
-    ApplyOutcome, ApplyResult, CacheResult, DumpedFlow, DumpedGroup, GetResult, NodeInfo, PortInfo,
-    PortStats, ShowResult, VersionResult,
+    ApplyOutcome, ApplyResult, CacheResult, CtLimits, CtTimeouts, DumpedFlow, DumpedGroup,
+    GetResult, NodeInfo, PortInfo, PortStats, ShowResult, VersionResult,
 };
 
 use crate::commands::source_label;
@@ -157,6 +157,44 @@ pub fn show(s: &ShowResult, out: &mut String) {
             counters.join(", ")
         }
     );
+    if let Some(c) = &s.conntrack {
+        let _ = writeln!(
+            out,
+            "conntrack: {} connections, limit {}, capacity {}; refused: full {}, zone {}, \
+             nat exhausted {}; early drops {}, invalid {}",
+            c.connections,
+            c.limit,
+            c.capacity,
+            c.refused_full,
+            c.refused_zone,
+            c.nat_exhausted,
+            c.early_drops,
+            c.invalid
+        );
+    }
+}
+
+/// Lines as they are, one a line.
+pub fn lines(lines: &[String], out: &mut String) {
+    for l in lines {
+        out.push_str(l);
+        out.push('\n');
+    }
+}
+
+/// `ct-get-limits`, as `ovs-appctl dpctl/ct-get-limits` prints it.
+pub fn ct_limits(l: &CtLimits, out: &mut String) {
+    let _ = writeln!(out, "default limit={}", l.default);
+    for z in &l.zones {
+        let _ = writeln!(out, "zone={},limit={},count={}", z.zone, z.limit, z.count);
+    }
+}
+
+/// `ct-get-timeouts`: NAME=SECONDS, what `ct-set-timeouts` takes.
+pub fn ct_timeouts(t: &CtTimeouts, out: &mut String) {
+    for x in &t.timeouts {
+        let _ = writeln!(out, "{}={}", x.name, x.secs);
+    }
 }
 
 pub fn version(client: &str, protocol: u32, daemon: &VersionResult, out: &mut String) {
@@ -567,6 +605,7 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
+            conntrack: None,
         };
         let mut out = String::new();
         show(&s, &mut out);

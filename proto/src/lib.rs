@@ -6,6 +6,7 @@
 //! - [`text`]: the `ovs-ofctl` flow syntax (parse with `FromStr`-like functions, print with
 //!   `Display`), where parse, print, parse gives back the same value;
 //! - [`rpc`]: the JSON-RPC 2.0 messages of the control socket;
+//! - [`conntrack`]: the text of the connection-tracking commands (limits, tuples, states);
 //! - [`cni`]: the CNI contract shared by the `vswitch-cni` plugin and the switch;
 //! - [`k8s`]: Kubernetes manifests (YAML or JSON) read into objects, and the fields the
 //!   switch takes from a Node.
@@ -13,6 +14,7 @@
 
 pub mod action;
 pub mod cni;
+pub mod conntrack;
 pub mod field;
 pub mod flow;
 pub mod flowmod;

@@ -176,9 +176,29 @@ pub mod method {
     /// Kubernetes objects the switch holds, as `kubectl get` lists them ([`super::GetParams`]
     /// → [`super::GetResult`]).
     pub const GET: &str = "get";
+    /// The tracked connections ([`super::CtDumpParams`] → [`super::CtDumpResult`]).
+    pub const DUMP_CONNTRACK: &str = "dump-conntrack";
+    /// Remove tracked connections ([`super::CtFlushParams`] → [`super::Count`]).
+    pub const FLUSH_CONNTRACK: &str = "flush-conntrack";
+    /// Zone limits ([`crate::conntrack::SetLimits`]).
+    pub const CT_SET_LIMITS: &str = "ct-set-limits";
+    /// Zone limits and counts ([`super::CtZones`] → [`super::CtLimits`]).
+    pub const CT_GET_LIMITS: &str = "ct-get-limits";
+    /// Remove zones' own limits ([`super::CtZones`]).
+    pub const CT_DEL_LIMITS: &str = "ct-del-limits";
+    /// The table-wide limit ([`super::CtMaxconns`]).
+    pub const CT_SET_MAXCONNS: &str = "ct-set-maxconns";
+    /// → [`super::CtMaxconns`].
+    pub const CT_GET_MAXCONNS: &str = "ct-get-maxconns";
+    /// → [`super::Count`]: the connections tracked.
+    pub const CT_GET_NCONNS: &str = "ct-get-nconns";
+    /// → [`super::CtTimeouts`].
+    pub const CT_GET_TIMEOUTS: &str = "ct-get-timeouts";
+    /// [`super::CtTimeouts`]: the timeouts to change, by name.
+    pub const CT_SET_TIMEOUTS: &str = "ct-set-timeouts";
 
     /// Every method, for `METHOD_NOT_FOUND` messages and completions.
-    pub const ALL: [&str; 26] = [
+    pub const ALL: [&str; 36] = [
         VERSION,
         SHOW,
         ADD_PORT,
@@ -204,6 +224,16 @@ pub mod method {
         APPLY,
         DELETE,
         GET,
+        DUMP_CONNTRACK,
+        FLUSH_CONNTRACK,
+        CT_SET_LIMITS,
+        CT_GET_LIMITS,
+        CT_DEL_LIMITS,
+        CT_SET_MAXCONNS,
+        CT_GET_MAXCONNS,
+        CT_GET_NCONNS,
+        CT_GET_TIMEOUTS,
+        CT_SET_TIMEOUTS,
         SHUTDOWN,
     ];
     /// Stop the daemon cleanly (like SIGTERM).
@@ -328,6 +358,109 @@ pub struct ShowResult {
     /// Datapath counters summed over workers, by name (`packets`, `emc_hits`,
     /// `megaflow_hits`, `upcalls`, `malformed.<reason>`, `dropped.<reason>`, ...).
     pub datapath: std::collections::BTreeMap<String, u64>,
+    /// The connection tracker (absent from a daemon without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conntrack: Option<CtStats>,
+}
+
+/// The connection tracker's counters, as `show` prints them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtStats {
+    pub connections: u32,
+    /// The table-wide limit (`ct-set-maxconns`).
+    pub limit: u32,
+    /// What the table has room for (`vswitchd --ct-capacity`).
+    pub capacity: u32,
+    pub created: u64,
+    pub expired: u64,
+    pub flushed: u64,
+    /// New connections refused: the table was full.
+    pub refused_full: u64,
+    /// New connections refused: their zone was at its limit.
+    pub refused_zone: u64,
+    /// New connections refused: NAT found no free reply tuple.
+    pub nat_exhausted: u64,
+    /// Unreplied connections evicted to make room.
+    pub early_drops: u64,
+    /// Packets marked `+inv`.
+    pub invalid: u64,
+}
+
+/// `dump-conntrack`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtDumpParams {
+    /// Only this zone's connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<u16>,
+    /// With each connection's remaining `timeout=` seconds (`-s`).
+    #[serde(default)]
+    pub stats: bool,
+}
+
+/// `dump-conntrack`: one line per connection in Open vSwitch's `dpctl/dump-conntrack`
+/// format, sorted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtDumpResult {
+    pub connections: Vec<String>,
+}
+
+/// `flush-conntrack`: the connections of `zone` (every zone if absent) matching the
+/// tuples, written as Open vSwitch's `ct_nw_src=...,ct_tp_dst=...` (every field given
+/// must be equal; none given matches every connection).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtFlushParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<u16>,
+    /// Fields of the original direction's tuple.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuple: Option<String>,
+    /// Fields of the reply direction's tuple.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_tuple: Option<String>,
+}
+
+/// `ct-get-limits` (these zones; none: every zone with its own limit) and `ct-del-limits`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtZones {
+    #[serde(default)]
+    pub zones: Vec<u16>,
+}
+
+/// One zone of `ct-get-limits`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtZoneInfo {
+    pub zone: u16,
+    /// Its own limit, or the default one (0: none).
+    pub limit: u32,
+    /// Connections tracked in it.
+    pub count: u32,
+}
+
+/// `ct-get-limits`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtLimits {
+    /// The limit of zones without their own (0: none).
+    pub default: u32,
+    pub zones: Vec<CtZoneInfo>,
+}
+
+/// `ct-set-maxconns` and `ct-get-maxconns`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtMaxconns {
+    pub maxconns: u32,
+}
+
+/// One timeout, in seconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtTimeout {
+    pub name: String,
+    pub secs: u32,
+}
+
+/// `ct-get-timeouts` (every timeout) and `ct-set-timeouts` (those to change).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtTimeouts {
+    pub timeouts: Vec<CtTimeout>,
 }
 
 /// `add-flows` and `mod-flows`: flow lines in `ovs-ofctl` syntax, applied all or nothing.
@@ -423,6 +556,11 @@ pub struct BucketStats {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TraceParams {
     pub flow: String,
+    /// The `ct_state` each recirculation after a `ct(...,table=N)` resumes with, in
+    /// order (`trk,new`, `+trk+est`); when they run out, `trk,new` (as `ofproto/trace
+    /// --ct-next`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ct_next: Vec<String>,
 }
 
 /// One table visited by a trace.
@@ -446,8 +584,23 @@ pub struct TraceResult {
     pub megaflow: String,
     /// The datapath actions, in Open vSwitch's datapath syntax (`drop` when none).
     pub actions: String,
-    /// The whole trace as a person reads it (like `ovs-appctl ofproto/trace`).
+    /// The whole trace as a person reads it (like `ovs-appctl ofproto/trace`), the
+    /// recirculations included.
     pub text: String,
+    /// The passes after a `ct(...,table=N)`, in the order they ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recirculations: Vec<TracedRecirc>,
+}
+
+/// One pass of a trace after a recirculation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TracedRecirc {
+    pub recirc_id: u32,
+    /// The `ct_state` it resumed with, as `new|trk`.
+    pub ct_state: String,
+    pub tables: Vec<TracedTable>,
+    pub megaflow: String,
+    pub actions: String,
 }
 
 /// One exact-match cache entry of `dump-cache`.
@@ -653,5 +806,88 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"bad json"}}"#
         );
         assert!(err.into_result().is_err());
+    }
+
+    fn round_trip<T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
+        v: &T,
+        json: &str,
+    ) {
+        assert_eq!(serde_json::to_string(v).unwrap(), json);
+        assert_eq!(&serde_json::from_str::<T>(json).unwrap(), v);
+    }
+
+    #[test]
+    fn conntrack_messages_round_trip() {
+        round_trip(&CtDumpParams::default(), r#"{"stats":false}"#);
+        round_trip(
+            &CtDumpParams {
+                zone: Some(5),
+                stats: true,
+            },
+            r#"{"zone":5,"stats":true}"#,
+        );
+        round_trip(
+            &CtFlushParams {
+                zone: None,
+                tuple: Some("ct_nw_proto=17".into()),
+                reply_tuple: None,
+            },
+            r#"{"tuple":"ct_nw_proto=17"}"#,
+        );
+        round_trip(
+            &crate::conntrack::SetLimits {
+                default: Some(10),
+                zones: vec![crate::conntrack::ZoneLimit { zone: 5, limit: 3 }],
+            },
+            r#"{"default":10,"zones":[{"zone":5,"limit":3}]}"#,
+        );
+        round_trip(&CtZones { zones: vec![5, 7] }, r#"{"zones":[5,7]}"#);
+        round_trip(
+            &CtLimits {
+                default: 0,
+                zones: vec![CtZoneInfo {
+                    zone: 5,
+                    limit: 3,
+                    count: 1,
+                }],
+            },
+            r#"{"default":0,"zones":[{"zone":5,"limit":3,"count":1}]}"#,
+        );
+        round_trip(&CtMaxconns { maxconns: 9 }, r#"{"maxconns":9}"#);
+        round_trip(
+            &CtTimeouts {
+                timeouts: vec![CtTimeout {
+                    name: "udp".into(),
+                    secs: 30,
+                }],
+            },
+            r#"{"timeouts":[{"name":"udp","secs":30}]}"#,
+        );
+        // An older client's trace request, and an older daemon's result, still read.
+        let p: TraceParams = serde_json::from_str(r#"{"flow":"ip"}"#).unwrap();
+        assert!(p.ct_next.is_empty());
+        let r: TraceResult =
+            serde_json::from_str(r#"{"tables":[],"megaflow":"","actions":"drop","text":""}"#)
+                .unwrap();
+        assert!(r.recirculations.is_empty());
+        let s: ShowResult = serde_json::from_str(
+            r#"{"bridge":"br0","version":"0","workers":1,"ports":[],"n_flows":0,"n_groups":0,"datapath":{}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.conntrack, None);
+        for m in [
+            method::DUMP_CONNTRACK,
+            method::FLUSH_CONNTRACK,
+            method::CT_SET_LIMITS,
+            method::CT_GET_LIMITS,
+            method::CT_DEL_LIMITS,
+            method::CT_SET_MAXCONNS,
+            method::CT_GET_MAXCONNS,
+            method::CT_GET_NCONNS,
+            method::CT_GET_TIMEOUTS,
+            method::CT_SET_TIMEOUTS,
+        ] {
+            assert!(method::ALL.contains(&m), "{m}");
+        }
     }
 }

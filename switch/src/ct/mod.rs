@@ -705,6 +705,27 @@ fn fmt_tuple(f: &mut fmt::Formatter<'_>, t: &Tuple) -> fmt::Result {
 /// Open vSwitch's `dpctl/dump-conntrack` line (`ct_dpif_format_entry`).
 impl fmt::Display for ConnInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, false)
+    }
+}
+
+/// [`ConnInfo::with_timeout`].
+struct WithTimeout<'a>(&'a ConnInfo);
+
+impl fmt::Display for WithTimeout<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.write(f, true)
+    }
+}
+
+impl ConnInfo {
+    /// The line of `dpctl/dump-conntrack -s`: `timeout=` (whole seconds left) after the
+    /// zone, where Open vSwitch puts it.
+    pub fn with_timeout(&self) -> impl fmt::Display + '_ {
+        WithTimeout(self)
+    }
+
+    fn write(&self, f: &mut fmt::Formatter<'_>, timeout: bool) -> fmt::Result {
         f.write_str(&proto_name(&self.orig))?;
         f.write_str(",orig=(")?;
         fmt_tuple(f, &self.orig)?;
@@ -713,6 +734,9 @@ impl fmt::Display for ConnInfo {
         f.write_str(")")?;
         if self.orig.zone != 0 {
             write!(f, ",zone={}", self.orig.zone)?;
+        }
+        if timeout {
+            write!(f, ",timeout={}", self.timeout_ms / 1000)?;
         }
         if self.mark != 0 {
             write!(f, ",mark={}", self.mark)?;

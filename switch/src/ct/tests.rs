@@ -354,16 +354,25 @@ fn force_ends_a_connection_seen_in_the_reply_direction() {
     let mut w = t.worker(1);
     track(&mut w, &mut udp(A, B, 1000, 53), &ct(0, true), 0);
     // Without force, B's packet is a reply.
-    assert_eq!(track(&mut w, &mut udp(B, A, 53, 1000), &ct(0, true), 0).state, TRK | EST | RPL);
+    assert_eq!(
+        track(&mut w, &mut udp(B, A, 53, 1000), &ct(0, true), 0).state,
+        TRK | EST | RPL
+    );
     // With force, the connection is ended and B's packet starts a new one, B first.
     let mut f = ct(0, true);
     f.force = true;
-    assert_eq!(track(&mut w, &mut udp(B, A, 53, 1000), &f, 0).state, TRK | NEW);
+    assert_eq!(
+        track(&mut w, &mut udp(B, A, 53, 1000), &f, 0).state,
+        TRK | NEW
+    );
     let d = t.dump(None, 0);
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].orig.src, u32::from_be_bytes(B) as u128);
     // In the original direction force changes nothing.
-    assert_eq!(track(&mut w, &mut udp(B, A, 53, 1000), &f, 0).state, TRK | NEW);
+    assert_eq!(
+        track(&mut w, &mut udp(B, A, 53, 1000), &f, 0).state,
+        TRK | NEW
+    );
     t.check().unwrap();
 }
 

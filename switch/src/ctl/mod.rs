@@ -385,6 +385,37 @@ fn call(sw: &Mutex<Switch>, hooks: &Hooks, m: &str, p: &Value) -> Result<Value, 
             let p: rpc::GetParams = params(m, p)?;
             ok(sw.lock().get(&p))
         }
+        method::DUMP_CONNTRACK => {
+            let p: rpc::CtDumpParams = params(m, p)?;
+            ok(Ok(sw.lock().dump_conntrack(&p)))
+        }
+        method::FLUSH_CONNTRACK => {
+            let p: rpc::CtFlushParams = params(m, p)?;
+            ok(sw.lock().flush_conntrack(&p))
+        }
+        method::CT_SET_LIMITS => {
+            let p: vswitch_proto::conntrack::SetLimits = params(m, p)?;
+            ok(sw.lock().ct_set_limits(&p))
+        }
+        method::CT_GET_LIMITS => {
+            let p: rpc::CtZones = params(m, p)?;
+            ok(Ok(sw.lock().ct_get_limits(&p)))
+        }
+        method::CT_DEL_LIMITS => {
+            let p: rpc::CtZones = params(m, p)?;
+            ok(sw.lock().ct_del_limits(&p))
+        }
+        method::CT_SET_MAXCONNS => {
+            let p: rpc::CtMaxconns = params(m, p)?;
+            ok(sw.lock().ct_set_maxconns(&p))
+        }
+        method::CT_GET_MAXCONNS => ok(Ok(sw.lock().ct_get_maxconns())),
+        method::CT_GET_NCONNS => ok(Ok(sw.lock().ct_get_nconns())),
+        method::CT_GET_TIMEOUTS => ok(Ok(sw.lock().ct_get_timeouts())),
+        method::CT_SET_TIMEOUTS => {
+            let p: rpc::CtTimeouts = params(m, p)?;
+            ok(sw.lock().ct_set_timeouts(&p))
+        }
         method::REOPEN_LOGS => {
             ok((hooks.reopen_logs)()
                 .map_err(|e| Refusal::refused(format!("cannot reopen logs: {e}"))))

@@ -6,12 +6,14 @@
 //!   `cni`, the CNI calls on it;
 //! - `overlay`: the tunnel and the remote nodes;
 //! - `objects`: Kubernetes objects through the `k8s` registry (`apply`, `delete`, `get`);
+//! - `conntrack`: the connection tracker's dump, flush, limits and timeouts;
 //! - `txn`: the one way a change is made: done in memory, made durable, then published to
 //!   the workers; undone if it cannot be made durable.
 //!
 //! Every public method here implements one control-protocol call.
 
 pub mod cni;
+mod conntrack;
 mod devices;
 mod flows;
 pub mod ipam;
@@ -251,6 +253,7 @@ impl Switch {
         if let Some(found) = found {
             tracing::info!("{found}");
         }
+        conntrack::apply_record(&ct, &image);
         let ports = ports::Ports::start(&config, &bridge, &ct).map_err(StartError::Workers)?;
         let _ct_sweeper = ct.spawn_sweeper(std::time::Duration::from_millis(100));
         let mut sw = Switch {
@@ -318,37 +321,54 @@ impl Switch {
         let names = self.names();
         let m =
             text::parse_match(&p.flow, &names).map_err(|e| Refusal::refused(e.render(&p.flow)))?;
-        let t = self.bridge.trace(&m.flow, now_ms());
-        let tables = t
-            .steps
+        let ct_next = p
+            .ct_next
             .iter()
-            .filter_map(|s| match s {
-                crate::ofproto::trace::TraceStep::Table { depth, table, rule } => {
-                    Some(rpc::TracedTable {
-                        table: *table,
-                        name: table_name(*table).map(str::to_string),
-                        rule: rule.as_ref().map(|r| {
-                            let spec = FlowSpec {
-                                table: (*table != 0).then_some(*table),
-                                priority: r.priority,
-                                cookie: r.cookie,
-                                matching: r.matching,
-                                actions: Some(r.actions.clone()),
-                                ..FlowSpec::default()
-                            };
-                            text::display_flow(&spec, &names, None).to_string()
-                        }),
-                        depth: *depth,
-                    })
-                }
-                _ => None,
-            })
-            .collect();
+            .map(|s| vswitch_proto::conntrack::parse_ct_state(s))
+            .collect::<Result<Vec<u16>, String>>()
+            .map_err(|e| Refusal::refused(format!("--ct-next: {e}")))?;
+        let (t, resumed) = self.bridge.trace_ct(&m.flow, now_ms(), &ct_next);
+        let tables = |t: &crate::ofproto::trace::Trace| -> Vec<rpc::TracedTable> {
+            t.steps
+                .iter()
+                .filter_map(|s| match s {
+                    crate::ofproto::trace::TraceStep::Table { depth, table, rule } => {
+                        Some(rpc::TracedTable {
+                            table: *table,
+                            name: table_name(*table).map(str::to_string),
+                            rule: rule.as_ref().map(|r| {
+                                let spec = FlowSpec {
+                                    table: (*table != 0).then_some(*table),
+                                    priority: r.priority,
+                                    cookie: r.cookie,
+                                    matching: r.matching,
+                                    actions: Some(r.actions.clone()),
+                                    ..FlowSpec::default()
+                                };
+                                text::display_flow(&spec, &names, None).to_string()
+                            }),
+                            depth: *depth,
+                        })
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
         Ok(rpc::TraceResult {
-            tables,
+            tables: tables(&t),
             megaflow: text::display_match(&t.megaflow, None, &names).to_string(),
             actions: t.datapath_actions(),
-            text: t.display(&names).to_string(),
+            text: crate::ofproto::trace::display_all(&t, &resumed, &names).to_string(),
+            recirculations: resumed
+                .iter()
+                .map(|r| rpc::TracedRecirc {
+                    recirc_id: r.trace.flow.recirc_id(),
+                    ct_state: vswitch_proto::conntrack::format_ct_state(r.ct_state),
+                    tables: tables(&r.trace),
+                    megaflow: text::display_match(&r.trace.megaflow, None, &names).to_string(),
+                    actions: r.trace.datapath_actions(),
+                })
+                .collect(),
         })
     }
 
@@ -450,6 +470,7 @@ impl Switch {
             n_flows: self.bridge.pipeline().n_rules() as u64,
             n_groups: self.bridge.pipeline().n_groups() as u64,
             datapath: self.datapath_stats(),
+            conntrack: Some(self.ct_stats()),
         }
     }
 

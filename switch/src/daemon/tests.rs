@@ -116,6 +116,7 @@ fn memory_ports_forward_and_count() {
     let t = sw
         .trace(rpc::TraceParams {
             flow: "in_port=a,udp".into(),
+            ct_next: vec![],
         })
         .unwrap();
     assert_eq!(t.actions, "2");
@@ -651,4 +652,107 @@ fn a_saved_tunnel_whose_address_is_gone_is_kept_missing_and_no_tunnel_removes_it
     drop(sw);
     let saved = Store::open(&dir.0).unwrap().load().unwrap();
     assert!(saved.ports.values().all(|p| p.port_type != PortType::Vxlan));
+}
+
+#[test]
+fn conntrack_settings_survive_restarts() {
+    let dir = TempDir::new("ct-settings");
+    let start_ct = |dir: &TempDir| {
+        Switch::start(Config {
+            workers: 1,
+            busy_poll: Duration::ZERO,
+            ct_capacity: 1000,
+            ..Config::new(&dir.0)
+        })
+        .unwrap()
+    };
+    let settings = |sw: &Switch| {
+        (
+            sw.ct_get_maxconns(),
+            sw.ct_get_limits(&rpc::CtZones::default()),
+            sw.ct_get_timeouts(),
+        )
+    };
+    let before = {
+        let mut sw = start_ct(&dir);
+        let defaults = settings(&sw);
+        sw.ct_set_maxconns(&rpc::CtMaxconns { maxconns: 500 })
+            .unwrap();
+        sw.ct_set_limits(
+            &vswitch_proto::conntrack::parse_set_limits(&[
+                "default=10".into(),
+                "zone=5,limit=3".into(),
+                "zone=7,limit=4".into(),
+            ])
+            .unwrap(),
+        )
+        .unwrap();
+        sw.ct_del_limits(&rpc::CtZones { zones: vec![7] }).unwrap();
+        sw.ct_set_timeouts(&rpc::CtTimeouts {
+            timeouts: vec![rpc::CtTimeout {
+                name: "udp".into(),
+                secs: 45,
+            }],
+        })
+        .unwrap();
+
+        // Refusals change nothing.
+        let e = sw
+            .ct_set_maxconns(&rpc::CtMaxconns { maxconns: 5000 })
+            .unwrap_err();
+        assert!(
+            e.message.contains("above the table's capacity 1000"),
+            "{}",
+            e.message
+        );
+        let e = sw
+            .ct_set_timeouts(&rpc::CtTimeouts {
+                timeouts: vec![
+                    rpc::CtTimeout {
+                        name: "icmp".into(),
+                        secs: 5,
+                    },
+                    rpc::CtTimeout {
+                        name: "bogus".into(),
+                        secs: 5,
+                    },
+                ],
+            })
+            .unwrap_err();
+        assert!(
+            e.message.contains("no timeout named \"bogus\""),
+            "{}",
+            e.message
+        );
+
+        let now = settings(&sw);
+        assert_ne!(now, defaults);
+        assert_eq!(now.0.maxconns, 500);
+        assert_eq!(
+            now.1,
+            rpc::CtLimits {
+                default: 10,
+                zones: vec![rpc::CtZoneInfo {
+                    zone: 5,
+                    limit: 3,
+                    count: 0
+                }],
+            }
+        );
+        let udp = now.2.timeouts.iter().find(|t| t.name == "udp").unwrap();
+        assert_eq!(udp.secs, 45);
+        let icmp = now.2.timeouts.iter().find(|t| t.name == "icmp").unwrap();
+        assert_eq!(icmp.secs, 30);
+        now
+    };
+    // Dropped without a shutdown: the journal holds the changes.
+    let sw = start_ct(&dir);
+    assert_eq!(settings(&sw), before);
+    drop(sw);
+    // Started again: now from the snapshot the last start wrote.
+    let sw = start_ct(&dir);
+    assert_eq!(settings(&sw), before);
+    let show = sw.show();
+    let ct = show.conntrack.unwrap();
+    assert_eq!((ct.connections, ct.limit, ct.capacity), (0, 500, 1000));
 }

@@ -137,6 +137,7 @@ impl Switch {
                 .iter()
                 .map(|(k, p)| (k.clone(), p.clone()))
                 .collect(),
+            conntrack: super::conntrack::record(&self.ct),
             ..Image::default()
         };
         for r in pipe.iter_rules().filter(|r| r.origin == Origin::User) {

@@ -874,6 +874,20 @@ impl Bridge {
         xlate::trace(&self.master, &self.mac, packet, now)
     }
 
+    /// Trace a packet and follow each `ct(...,table=N)` into the table it resumes in,
+    /// with `ct_next` as the successive `ct_state`s (then `trk|new`), as
+    /// `ofproto/trace --ct-next` does.
+    pub fn trace_ct(
+        &self,
+        packet: &Flow,
+        now: u64,
+        ct_next: &[u16],
+    ) -> (trace::Trace, Vec<trace::Resumed>) {
+        let first = self.trace(packet, now);
+        let rest = trace::follow(&first, ct_next, |f| self.trace(f, now));
+        (first, rest)
+    }
+
     /// Drop every rule and group, the switch's own included (the tables are empty
     /// afterwards).
     pub fn clear(&mut self) {

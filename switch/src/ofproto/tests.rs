@@ -1124,3 +1124,114 @@ fn reading_the_original_tuple_depends_on_ct_state() {
     f.set_ct_state(0);
     assert_eq!(b.trace(&f, 0).datapath_actions(), "drop");
 }
+
+#[test]
+fn trace_follows_ct_into_the_next_table() {
+    use vswitch_proto::flow::ct_state::{EST, NEW, TRK};
+    let b = bridge(&[
+        "table=0,ip,ct_state=-trk,actions=set_field:0x7->reg0,ct(table=1,zone=5)",
+        "table=1,ct_state=+trk+new,reg0=0x7,ip,actions=ct(commit,zone=5,exec(set_field:0x1->ct_mark)),output:2",
+        "table=1,ct_state=+trk+est,ip,actions=output:3",
+    ]);
+    let pkt = packet("in_port=1,icmp,nw_src=10.0.0.1,nw_dst=10.0.0.2");
+
+    // Without --ct-next: Open vSwitch's default, trk|new.
+    let (first, rest) = b.trace_ct(&pkt, 0, &[]);
+    assert_eq!(first.datapath_actions(), "ct(zone=5),recirc(0x2)");
+    assert_eq!(rest.len(), 1);
+    let r = &rest[0];
+    assert!(r.default);
+    assert_eq!(r.ct_state, TRK | NEW);
+    assert_eq!(r.trace.flow.recirc_id(), 2);
+    assert_eq!(r.trace.flow.ct_zone(), 5);
+    // What the pipeline wrote before the ct survives the recirculation.
+    assert_eq!(r.trace.flow.reg(0), 7);
+    assert_eq!(
+        r.trace.datapath_actions(),
+        "ct(commit,zone=5,mark=0x1/0xffffffff),2"
+    );
+    let text = trace::display_all(&first, &rest, &NoPortNames).to_string();
+    assert!(text.contains(
+        "-> A clone of the packet is forked to recirculate. The forked pipeline will be resumed at table 1."
+    ), "{text}");
+    assert!(text.contains(&format!(
+        "\n\n{0}\nrecirc(0x2) - resume conntrack with default ct_state=trk|new (use --ct-next to customize)\n{0}\n\nFlow: ",
+        "=".repeat(79)
+    )), "{text}");
+    assert!(
+        text.ends_with("Datapath actions: ct(commit,zone=5,mark=0x1/0xffffffff),2"),
+        "{text}"
+    );
+
+    // --ct-next trk,est: the established rule.
+    let (_, rest) = b.trace_ct(&pkt, 0, &[TRK | EST]);
+    assert_eq!(rest.len(), 1);
+    assert!(!rest[0].default);
+    assert_eq!(rest[0].trace.datapath_actions(), "3");
+    let text = trace::display_all(&b.trace(&pkt, 0), &rest, &NoPortNames).to_string();
+    assert!(
+        text.contains("recirc(0x2) - resume conntrack with ct_state=est|trk\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Flow: recirc_id=0x2,ct_state=est|trk,ct_zone=5,"),
+        "{text}"
+    );
+}
+
+#[test]
+fn trace_follows_each_recirculation_with_the_next_state() {
+    use vswitch_proto::flow::ct_state::{EST, NEW, TRK};
+    let b = bridge(&[
+        "table=0,ip,actions=ct(table=1,zone=1)",
+        "table=1,ct_state=+trk+new,ip,actions=ct(table=2,zone=2)",
+        "table=1,ct_state=+trk+est,ip,actions=output:4",
+        "table=2,ct_state=+trk+est,ip,actions=output:2",
+        "table=2,ct_state=+trk+new,ip,actions=output:3",
+    ]);
+    let pkt = packet("in_port=1,ip");
+    let (_, rest) = b.trace_ct(&pkt, 0, &[TRK | NEW, TRK | EST]);
+    let got: Vec<_> = rest
+        .iter()
+        .map(|r| {
+            (
+                r.trace.flow.ct_zone(),
+                r.ct_state,
+                r.trace.datapath_actions(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, TRK | NEW, "ct(zone=2),recirc(0x3)".to_string()),
+            (2, TRK | EST, "2".to_string())
+        ]
+    );
+    // A loop through conntrack stops after a bounded number of passes.
+    let b = bridge(&["table=0,ip,actions=ct(table=0)"]);
+    let (_, rest) = b.trace_ct(&pkt, 0, &[]);
+    assert_eq!(rest.len(), trace::MAX_PASSES);
+}
+
+#[test]
+fn trace_simulates_nat_on_the_recirculated_pass() {
+    let b = bridge(&[
+        "table=0,ip,ct_state=-trk,actions=ct(commit,table=1,zone=5,nat(dst=10.0.0.9:80))",
+        "table=1,tcp,nw_dst=10.0.0.9,tp_dst=80,actions=output:2",
+    ]);
+    let pkt = packet("in_port=1,tcp,nw_src=10.0.0.1,nw_dst=10.0.0.2,tp_dst=8080");
+    let (first, rest) = b.trace_ct(&pkt, 0, &[]);
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].trace.datapath_actions(), "2");
+    let text = trace::display_all(&first, &rest, &NoPortNames).to_string();
+    assert!(
+        text.contains(
+            "recirc(0x2) - resume conntrack with default ct_state=trk|new (use --ct-next to customize)\n\
+             Replacing src/dst IP/ports to simulate NAT:\n \
+             Initial flow: nw_src=10.0.0.1,tp_src=0,nw_dst=10.0.0.2,tp_dst=8080\n \
+             Modified flow: nw_src=10.0.0.1,tp_src=0,nw_dst=10.0.0.9,tp_dst=80\n===="
+        ),
+        "{text}"
+    );
+}

@@ -4,7 +4,7 @@
 use super::{Rule, table_name};
 use crate::dp::action::{DisplayActions, DpAction};
 use std::fmt;
-use vswitch_proto::action::Action;
+use vswitch_proto::action::{Action, Nat, NatKind};
 use vswitch_proto::flow::Flow;
 use vswitch_proto::matching::Match;
 use vswitch_proto::text::{self, PortNames};
@@ -57,6 +57,149 @@ pub struct Trace {
     pub megaflow: Match,
     /// What the datapath would do.
     pub actions: Vec<DpAction>,
+    /// The recirculations after a `ct(...,table=N)`, for a trace that follows them.
+    pub forks: Vec<Fork>,
+}
+
+/// A packet sent back into the pipeline after conntrack: its flow as it re-enters (the
+/// recirc_id, the metadata the pipeline wrote, `ct_zone`, a committed `ct_mark`), less
+/// the `ct_state` conntrack would decide.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fork {
+    pub table: u8,
+    pub flow: Flow,
+    /// The `nat(...)` of the `ct`, simulated on the addresses and ports as Open vSwitch's
+    /// trace does (the first address and port of the range).
+    pub nat: Option<Nat>,
+}
+
+/// The endpoints a NAT simulation shows, as Open vSwitch's trace writes them.
+fn endpoints(f: &Flow) -> String {
+    if f.dl_type() == vswitch_proto::field::ethertype::IPV6 {
+        format!(
+            "ipv6_src={},tp_src={},ipv6_dst={},tp_dst={}",
+            std::net::Ipv6Addr::from(f.ipv6_src()),
+            f.tp_src(),
+            std::net::Ipv6Addr::from(f.ipv6_dst()),
+            f.tp_dst()
+        )
+    } else {
+        format!(
+            "nw_src={},tp_src={},nw_dst={},tp_dst={}",
+            std::net::Ipv4Addr::from(f.nw_src()),
+            f.tp_src(),
+            std::net::Ipv4Addr::from(f.nw_dst()),
+            f.tp_dst()
+        )
+    }
+}
+
+/// Rewrite `flow` as `nat` would (its range's first address and port); the endpoints
+/// before and after, or `None` when it names no translation.
+fn simulate_nat(flow: &mut Flow, nat: &Nat) -> Option<(String, String)> {
+    let kind = nat.kind?;
+    if nat.addrs.is_none() && nat.ports.is_none() {
+        return None;
+    }
+    let before = endpoints(flow);
+    let src = kind == NatKind::Src;
+    match nat.addrs.map(|(a, _)| a) {
+        Some(std::net::IpAddr::V4(a)) if src => flow.set_nw_src(a.into()),
+        Some(std::net::IpAddr::V4(a)) => flow.set_nw_dst(a.into()),
+        Some(std::net::IpAddr::V6(a)) if src => flow.set_ipv6_src(a.into()),
+        Some(std::net::IpAddr::V6(a)) => flow.set_ipv6_dst(a.into()),
+        None => {}
+    }
+    if let Some((p, _)) = nat.ports {
+        if src {
+            flow.set_tp_src(p);
+        } else {
+            flow.set_tp_dst(p);
+        }
+    }
+    Some((before, endpoints(flow)))
+}
+
+/// A pass of a trace after a recirculation, with the `ct_state` it was given.
+#[derive(Clone, Debug)]
+pub struct Resumed {
+    pub ct_state: u16,
+    /// No `--ct-next` state was left: Open vSwitch's default, `trk|new`.
+    pub default: bool,
+    /// The endpoints before and after a simulated NAT.
+    pub nat: Option<(String, String)>,
+    pub trace: Trace,
+}
+
+/// The most passes one trace follows (a `ct(table=N)` loop would be endless).
+pub const MAX_PASSES: usize = 32;
+
+/// Follow a trace's recirculations as `ofproto/trace` does: each queued fork, in order,
+/// resumes with the next of `ct_next` (then `trk|new`) as its `ct_state`, and what it
+/// forks is queued after the rest.
+pub fn follow(first: &Trace, ct_next: &[u16], mut run: impl FnMut(&Flow) -> Trace) -> Vec<Resumed> {
+    use vswitch_proto::flow::ct_state::{NEW, TRK};
+    let mut queue: std::collections::VecDeque<Fork> = first.forks.iter().cloned().collect();
+    let mut next = ct_next.iter();
+    let mut out = Vec::new();
+    while let Some(fork) = queue.pop_front() {
+        if out.len() >= MAX_PASSES {
+            break;
+        }
+        let (ct_state, default) = match next.next() {
+            Some(s) => (*s, false),
+            None => (TRK | NEW, true),
+        };
+        let mut flow = fork.flow;
+        flow.set_ct_state(ct_state);
+        let nat = fork.nat.as_ref().and_then(|n| simulate_nat(&mut flow, n));
+        let trace = run(&flow);
+        queue.extend(trace.forks.iter().cloned());
+        out.push(Resumed {
+            ct_state,
+            default,
+            nat,
+            trace,
+        });
+    }
+    out
+}
+
+/// A trace and the passes after it, as `ofproto/trace` prints them: each pass under a
+/// `recirc(0x..) - resume conntrack with ct_state=...` banner.
+pub fn display_all<'a>(
+    first: &'a Trace,
+    resumed: &'a [Resumed],
+    ports: &'a dyn PortNames,
+) -> impl fmt::Display + 'a {
+    struct All<'a>(&'a Trace, &'a [Resumed], &'a dyn PortNames);
+    impl fmt::Display for All<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "{}", self.0.display(self.2))?;
+            let rule = "=".repeat(79);
+            for r in self.1 {
+                write!(f, "\n\n{rule}\nrecirc({:#x})", r.trace.flow.recirc_id())?;
+                if r.default {
+                    f.write_str(" - resume conntrack with default ct_state=trk|new (use --ct-next to customize)")?;
+                } else {
+                    write!(
+                        f,
+                        " - resume conntrack with ct_state={}",
+                        vswitch_proto::conntrack::format_ct_state(r.ct_state)
+                    )?;
+                }
+                if let Some((before, after)) = &r.nat {
+                    write!(
+                        f,
+                        "\nReplacing src/dst IP/ports to simulate NAT:\n Initial flow: {before}\n Modified flow: {after}"
+                    )?;
+                }
+                write!(f, "\n{rule}\n\n{}", r.trace.display(self.2))?;
+            }
+            Ok(())
+        }
+    }
+    All(first, resumed, ports)
 }
 
 impl Trace {
@@ -111,6 +254,11 @@ pub fn packet_match(flow: &Flow) -> Match {
         if flow.get(s) != 0 {
             mask.or_assign(&Flow::mask_of(s));
         }
+    }
+    // The flags as a packet has them (`est|trk`, as Open vSwitch prints a flow), not
+    // as a mask of every bit of the field.
+    if flow.ct_state() != 0 {
+        mask.set_ct_state(vswitch_proto::flow::ct_state::ALL);
     }
     Match::new(*flow, mask)
 }

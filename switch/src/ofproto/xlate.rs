@@ -15,7 +15,7 @@
 //! - in_port and recirc_id are always exact.
 
 use super::mac::{MacEntry, MacTable};
-use super::trace::{Trace, TraceStep, TracedRule};
+use super::trace::{Fork, Trace, TraceStep, TracedRule};
 use super::{Pipeline, RuleStats};
 use crate::dp::action::{DpAction, DpCt, DropReason, METADATA_WORDS, Recirc};
 use std::sync::Arc;
@@ -160,6 +160,8 @@ struct Ctx<'a> {
     action_set: Vec<Action>,
     /// Set by `exit`: stop every action list up to the top (group buckets excepted).
     exit: bool,
+    /// Recirculations a trace follows next (only when tracing).
+    forks: Vec<Fork>,
 }
 
 /// Translate a packet's flow into datapath actions.
@@ -172,11 +174,12 @@ pub fn xlate(pipe: &Pipeline, mac: &MacTable, key: &Flow, now: u64) -> XlateOut 
 /// Translate without side effects and record every step.
 pub fn trace(pipe: &Pipeline, mac: &MacTable, key: &Flow, now: u64) -> Trace {
     let mut steps = Vec::new();
-    let (out, final_flow) = {
+    let (out, final_flow, forks) = {
         let mut ctx = Ctx::new(pipe, mac, key, now, false, Some(&mut steps));
         ctx.run();
         let f = ctx.flow;
-        (ctx.finish(), f)
+        let forks = std::mem::take(&mut ctx.forks);
+        (ctx.finish(), f, forks)
     };
     Trace {
         flow: *key,
@@ -184,6 +187,7 @@ pub fn trace(pipe: &Pipeline, mac: &MacTable, key: &Flow, now: u64) -> Trace {
         final_flow,
         megaflow: Match::new(*key, out.mask),
         actions: out.actions,
+        forks,
     }
 }
 
@@ -320,6 +324,7 @@ impl<'a> Ctx<'a> {
             trace,
             action_set: Vec::new(),
             exit: false,
+            forks: Vec::new(),
         }
     }
 
@@ -951,6 +956,27 @@ impl<'a> Ctx<'a> {
                 written,
             })
         });
+        if let (Some(r), true) = (&recirc, self.trace.is_some()) {
+            // The packet as conntrack sends it back, less the state conntrack decides.
+            let mut flow = self.flow;
+            let md = r.metadata_for(&self.flow);
+            flow.w[METADATA_WORDS].copy_from_slice(&md.w[METADATA_WORDS]);
+            flow.set_ct_zone(zone);
+            if let (true, Some((v, m))) = (ct.commit, mark) {
+                flow.set_ct_mark((flow.ct_mark() & !m) | (v & m));
+            }
+            let table = r.table;
+            self.forks.push(Fork {
+                table,
+                flow,
+                nat: ct.nat.clone(),
+            });
+            self.note(|| {
+                format!(
+                    "A clone of the packet is forked to recirculate. The forked pipeline will be resumed at table {table}."
+                )
+            });
+        }
         self.out.push(DpAction::Ct(Box::new(DpCt {
             zone,
             commit: ct.commit,

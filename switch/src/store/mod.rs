@@ -1,5 +1,6 @@
 //! The desired state, persisted: ports, user flows and groups, the node's Pod network,
-//! the Pods attached through CNI (with their addresses), and Kubernetes objects.
+//! the Pods attached through CNI (with their addresses), Kubernetes objects, and the
+//! connection tracker's settings (limits, timeouts).
 //!
 //! Two files in the state directory:
 //! - `state.json`, a snapshot of everything, with the number of the last change it holds;
@@ -23,7 +24,8 @@
 mod records;
 
 pub use records::{
-    IpamRecord, NetworkRecord, NodeRecordV1, ObjectRecord, PodRecord, PortRecord, TunnelRecord,
+    ConntrackRecord, IpamRecord, NetworkRecord, NodeRecordV1, ObjectRecord, PodRecord, PortRecord,
+    TunnelRecord,
 };
 
 use serde::{Deserialize, Serialize};
@@ -74,6 +76,10 @@ pub enum Op {
         name: String,
         v: Option<ObjectRecord>,
     },
+    /// The connection tracker's settings, whole (`None`: all defaults).
+    Conntrack {
+        v: Option<ConntrackRecord>,
+    },
 }
 
 /// The key of a user flow in the journal: its table, priority and match (one flow per
@@ -93,6 +99,7 @@ pub struct Image {
     /// User groups by id as `add-group` lines.
     pub groups: BTreeMap<u32, String>,
     pub objects: BTreeMap<(String, String, String), ObjectRecord>,
+    pub conntrack: Option<ConntrackRecord>,
     /// Remote nodes of a version-1 state, for the caller to turn into Node objects.
     pub v1_nodes: Vec<NodeRecordV1>,
     /// The layout version the snapshot had (to say an upgrade happened).
@@ -130,6 +137,7 @@ impl Image {
                 (kind.clone(), ns.clone(), name.clone()),
                 v,
             ),
+            Op::Conntrack { v } => self.conntrack = v.clone(),
         }
     }
 }
@@ -155,6 +163,8 @@ struct Snapshot {
     pods: Vec<PodRecord>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     objects: Vec<ObjectRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    conntrack: Option<ConntrackRecord>,
     /// Version 1 only.
     #[serde(default, skip_serializing)]
     nodes: Vec<NodeRecordV1>,
@@ -328,6 +338,7 @@ impl Store {
                     .into_iter()
                     .map(|o| ((o.kind.clone(), o.namespace.clone(), o.name.clone()), o))
                     .collect();
+                image.conntrack = snap.conntrack;
                 image.v1_nodes = snap.nodes;
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -488,6 +499,7 @@ impl Store {
             network: image.network.clone(),
             pods: image.pods.values().cloned().collect(),
             objects: image.objects.values().cloned().collect(),
+            conntrack: image.conntrack.clone(),
             nodes: Vec::new(),
         };
         let mut body = serde_json::to_vec_pretty(&snap).map_err(|e| werr(io::Error::other(e)))?;

@@ -124,6 +124,28 @@ pub struct ObjectRecord {
     pub object: Value,
 }
 
+/// Connection-tracking settings changed at run time (`ct-set-maxconns`, `ct-set-limits`,
+/// `ct-set-timeouts`); what is absent keeps its default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConntrackRecord {
+    /// The table-wide limit, when below the capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// The limit of zones without their own (0: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub zone_default: u32,
+    /// Zones' own limits, by zone (a list: the journal's records cannot have number keys).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<vswitch_proto::conntrack::ZoneLimit>,
+    /// Timeouts that differ from the defaults, in seconds, by name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub timeouts: std::collections::BTreeMap<String, u32>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// A remote node as the previous layout (version 1) kept it; read only to upgrade.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct NodeRecordV1 {
