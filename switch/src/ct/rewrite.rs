@@ -605,3 +605,6 @@ pub fn ipv4_header_ok(frame: &[u8], l3: usize) -> Option<bool> {
     let hdr = frame.get(l3..l3.checked_add(ihl)?)?;
     Some(checksum(hdr) == 0)
 }
+
+#[cfg(test)]
+mod tests;
