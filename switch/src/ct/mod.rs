@@ -974,7 +974,11 @@ impl CtWorker {
         let mut state = s.state;
         if ct.nat.is_some() && s.flags & (F_SNAT | F_DNAT) != 0 {
             let (src, dst) = nat_targets(&s.orig, &s.reply, s.flags, s.dir);
-            rewrite::nat_packet(pkt, key, layers, src, dst);
+            // A packet too short for what NAT must write is left as it was: it must not
+            // go on untranslated.
+            if !rewrite::nat_packet(pkt, key, layers, src, dst) {
+                return self.invalid(ct.zone);
+            }
             if s.flags & F_SNAT != 0 {
                 state |= ct_state::SNAT;
             }
@@ -1037,7 +1041,8 @@ impl CtWorker {
             } else {
                 (other.sport, other.dport)
             };
-            rewrite::nat_icmp_error(
+            // Refused (a wrong checksum, a redirect, a short quote): Linux drops it.
+            if !rewrite::nat_icmp_error(
                 pkt,
                 key,
                 layers,
@@ -1045,7 +1050,9 @@ impl CtWorker {
                 od.map(|e| e.addr),
                 Some(endpoint(other.src, isp, &other)),
                 Some(endpoint(other.dst, idp, &other)),
-            );
+            ) {
+                return self.invalid(ct.zone);
+            }
             if flags & F_SNAT != 0 {
                 state |= ct_state::SNAT;
             }

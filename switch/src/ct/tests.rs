@@ -427,3 +427,161 @@ proptest::proptest! {
         }
     }
 }
+
+fn nat(kind: vswitch_proto::action::NatKind, a: &str, ports: Option<(u16, u16)>) -> DpCt {
+    let mut c = ct(0, true);
+    let ip: std::net::IpAddr = a.parse().unwrap();
+    c.nat = Some(vswitch_proto::action::Nat {
+        kind: Some(kind),
+        addrs: Some((ip, ip)),
+        ports,
+        ..Default::default()
+    });
+    c
+}
+
+/// The bare `nat` of later packets: apply the connection's NAT.
+fn nat_again(commit: bool) -> DpCt {
+    let mut c = ct(0, commit);
+    c.nat = Some(vswitch_proto::action::Nat::default());
+    c
+}
+
+fn fields(p: &Packet) -> (Flow, bool) {
+    let mut key = Flow::ZERO;
+    let mut layers = Layers::default();
+    extract(p.data(), &mut key, &mut layers).unwrap();
+    let d = p.data();
+    let ok = etherparse::SlicedPacket::from_ethernet(d).is_ok_and(|s| match s.transport {
+        Some(etherparse::TransportSlice::Udp(u)) => {
+            let ip = etherparse::Ipv4HeaderSlice::from_slice(&d[14..]).unwrap();
+            u.to_header()
+                .calc_checksum_ipv4(&ip.to_header(), u.payload())
+                .is_ok_and(|c| c == u.checksum())
+        }
+        _ => true,
+    });
+    (key, ok)
+}
+
+#[test]
+fn snat_gives_colliding_clients_distinct_ports_and_reverses_replies() {
+    use vswitch_proto::action::NatKind;
+    let t = tracker(64);
+    let mut w = t.worker(1);
+    let c = nat(NatKind::Src, "192.0.2.1", Some((5000, 5001)));
+    // Two clients, one source port: after SNAT, one address and two ports.
+    let mut p1 = udp(A, B, 1000, 53);
+    let r1 = track(&mut w, &mut p1, &c, 0);
+    let mut p2 = udp([10, 0, 0, 3], B, 1000, 53);
+    let r2 = track(&mut w, &mut p2, &c, 0);
+    assert_eq!(r1.state, TRK | NEW | ct_state::SNAT);
+    assert_eq!(r2.state, TRK | NEW | ct_state::SNAT);
+    let ((k1, ok1), (k2, ok2)) = (fields(&p1), fields(&p2));
+    assert!(ok1 && ok2, "checksums after SNAT");
+    assert_eq!((k1.nw_src(), k2.nw_src()), (0xc000_0201, 0xc000_0201));
+    assert_ne!(k1.tp_src(), k2.tp_src());
+    assert!([5000, 5001].contains(&k1.tp_src()) && [5000, 5001].contains(&k2.tp_src()));
+    // A third client: no port left.
+    let r3 = track(&mut w, &mut udp([10, 0, 0, 4], B, 1000, 53), &c, 0);
+    assert_eq!(r3.state, TRK | INV);
+    assert_eq!(t.stats().nat_exhausted, 1);
+    // B answers the second client's translated address: it goes back to that client.
+    let mut reply = udp(B, [192, 0, 2, 1], 53, k2.tp_src());
+    let r = track(&mut w, &mut reply, &nat_again(false), 0);
+    assert_eq!(r.state, TRK | EST | RPL | ct_state::SNAT);
+    let (k, ok) = fields(&reply);
+    assert!(ok);
+    assert_eq!((k.nw_dst(), k.tp_dst()), (0x0a00_0003, 1000));
+    // The original tuple is the client's, before NAT.
+    assert_eq!(r.orig.unwrap().src, 0x0a00_0003);
+    // Without `nat` in the action, a packet is not translated.
+    let mut plain = udp(B, [192, 0, 2, 1], 53, k2.tp_src());
+    track(&mut w, &mut plain, &ct(0, false), 0);
+    assert_eq!(fields(&plain).0.nw_dst(), 0xc000_0201);
+}
+
+#[test]
+fn dnat_translates_both_ways_and_related_icmp_errors_are_reversed() {
+    use vswitch_proto::action::NatKind;
+    let t = tracker(64);
+    let mut w = t.worker(1);
+    // A -> the virtual address V:80, DNATed to B:8080.
+    const V: [u8; 4] = [10, 96, 0, 10];
+    let mut p = udp(A, V, 40000, 80);
+    let r = track(
+        &mut w,
+        &mut p,
+        &nat(NatKind::Dst, "10.0.0.2", Some((8080, 8080))),
+        0,
+    );
+    assert_eq!(r.state, TRK | NEW | ct_state::DNAT);
+    let (k, ok) = fields(&p);
+    assert!(ok);
+    assert_eq!((k.nw_dst(), k.tp_dst()), (0x0a00_0002, 8080));
+    // A later packet of A's, with a bare `nat`.
+    let mut p = udp(A, V, 40000, 80);
+    track(&mut w, &mut p, &nat_again(false), 0);
+    assert_eq!(fields(&p).0.tp_dst(), 8080);
+    // B's reply comes back from V:80.
+    let mut rp = udp(B, A, 8080, 40000);
+    let r = track(&mut w, &mut rp, &nat_again(false), 0);
+    assert_eq!(r.state, TRK | EST | RPL | ct_state::DNAT);
+    let (k, ok) = fields(&rp);
+    assert!(ok);
+    assert_eq!((k.nw_src(), k.tp_src()), (0x0a60_000a, 80));
+    // B says port unreachable about A's translated packet (A:40000 -> B:8080): related,
+    // and A sees it come from V about its own packet to V:80.
+    let quoted = {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4(A, B, 64)
+            .udp(40000, 8080)
+            .write(&mut v, b"hello")
+            .unwrap();
+        v[14..].to_vec()
+    };
+    let mut err = {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4(B, A, 64)
+            .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::Port,
+            ))
+            .write(&mut v, &quoted)
+            .unwrap();
+        Packet::from_frame(&v, 1)
+    };
+    let r = track(&mut w, &mut err, &nat_again(false), 0);
+    assert_eq!(r.state, TRK | REL | RPL | ct_state::DNAT);
+    let d = err.data().to_vec();
+    let outer = etherparse::Ipv4HeaderSlice::from_slice(&d[14..]).unwrap();
+    assert_eq!(outer.source(), V);
+    let inner = etherparse::Ipv4HeaderSlice::from_slice(&d[14 + 20 + 8..]).unwrap();
+    assert_eq!((inner.source(), inner.destination()), (A, V));
+    let inner_dport = u16::from_be_bytes([d[14 + 20 + 8 + 20 + 2], d[14 + 20 + 8 + 20 + 3]]);
+    assert_eq!(inner_dport, 80);
+    // Its ICMP checksum verifies.
+    let icmp = &d[14 + 20..];
+    let mut sum = 0u32;
+    for c in icmp.chunks(2) {
+        sum += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    assert_eq!(sum, 0xffff, "ICMP checksum");
+    // An error about a connection nobody has is invalid.
+    let mut stray = {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4(B, A, 64)
+            .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::Port,
+            ))
+            .write(&mut v, &quoted[..20])
+            .unwrap();
+        Packet::from_frame(&v, 1)
+    };
+    assert_eq!(track(&mut w, &mut stray, &ct(0, false), 0).state, TRK | INV);
+}

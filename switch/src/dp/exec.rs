@@ -17,45 +17,49 @@ use vswitch_proto::field::{ethertype, ipproto};
 use vswitch_proto::flow::Flow;
 
 #[inline(always)]
-fn rd16(d: &[u8], at: usize) -> u16 {
+pub(crate) fn rd16(d: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([d[at], d[at + 1]])
 }
 #[inline(always)]
-fn wr16(d: &mut [u8], at: usize, v: u16) {
+pub(crate) fn wr16(d: &mut [u8], at: usize, v: u16) {
     d[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 #[inline(always)]
-fn rd32(d: &[u8], at: usize) -> u32 {
+pub(crate) fn rd32(d: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([d[at], d[at + 1], d[at + 2], d[at + 3]])
 }
 #[inline(always)]
-fn wr32(d: &mut [u8], at: usize, v: u32) {
+pub(crate) fn wr32(d: &mut [u8], at: usize, v: u32) {
     d[at..at + 4].copy_from_slice(&v.to_be_bytes());
 }
-fn rd128(d: &[u8], at: usize) -> u128 {
+pub(crate) fn rd128(d: &[u8], at: usize) -> u128 {
     let mut a = [0u8; 16];
     a.copy_from_slice(&d[at..at + 16]);
     u128::from_be_bytes(a)
 }
-fn wr128(d: &mut [u8], at: usize, v: u128) {
+pub(crate) fn wr128(d: &mut [u8], at: usize, v: u128) {
     d[at..at + 16].copy_from_slice(&v.to_be_bytes());
 }
 
 /// Where a packet's transport checksum lives and how to update it.
+///
+/// Shared with [`crate::ct::rewrite`] (NAT), which also builds one for the transport
+/// header quoted inside an ICMP error.
 #[derive(Clone, Copy)]
-struct L4Csum {
-    at: usize,
+pub(crate) struct L4Csum {
+    /// The checksum field's offset in the frame.
+    pub(crate) at: usize,
     /// The field holds a partial (pseudo-header) sum.
-    partial: bool,
+    pub(crate) partial: bool,
     /// UDP over IPv4: a zero checksum means "none" and must stay zero.
-    udp4: bool,
+    pub(crate) udp4: bool,
     /// UDP (either version): a computed zero is sent as 0xffff (RFC 768, RFC 8200).
-    udp: bool,
+    pub(crate) udp: bool,
     /// The pseudo-header is part of the sum (TCP, UDP, ICMPv6; not ICMPv4).
-    pseudo: bool,
+    pub(crate) pseudo: bool,
 }
 
-fn l4_csum(pkt: &Packet, key: &Flow, layers: &Layers) -> Option<L4Csum> {
+pub(crate) fn l4_csum(pkt: &Packet, key: &Flow, layers: &Layers) -> Option<L4Csum> {
     if layers.l4 == 0 {
         return None;
     }
@@ -100,7 +104,7 @@ impl L4Csum {
     }
 
     /// A 32-bit pseudo-header field (an IPv4 address) changed.
-    fn pseudo32(&self, d: &mut [u8], old: u32, new: u32) {
+    pub(crate) fn pseudo32(&self, d: &mut [u8], old: u32, new: u32) {
         if !self.pseudo || self.skip(d) {
             return;
         }
@@ -114,7 +118,7 @@ impl L4Csum {
     }
 
     /// A 128-bit pseudo-header field (an IPv6 address) changed.
-    fn pseudo128(&self, d: &mut [u8], old: u128, new: u128) {
+    pub(crate) fn pseudo128(&self, d: &mut [u8], old: u128, new: u128) {
         if !self.pseudo || self.skip(d) {
             return;
         }
@@ -128,7 +132,7 @@ impl L4Csum {
     }
 
     /// Summed bytes changed: 16-bit words at even offsets from the transport header.
-    fn data(&self, d: &mut [u8], old: &[u8], new: &[u8]) {
+    pub(crate) fn data(&self, d: &mut [u8], old: &[u8], new: &[u8]) {
         if self.partial || self.skip(d) {
             return;
         }
@@ -452,7 +456,7 @@ fn set_ports(pkt: &mut Packet, key: &Flow, layers: &Layers, src: Option<u16>, ds
 /// SCTP's checksum is a CRC-32C over the whole packet: recompute it, keeping any error
 /// the packet already had (the stored value differs from the right one by the same bits
 /// afterwards), as Open vSwitch does.
-fn set_sctp_ports(
+pub(crate) fn set_sctp_ports(
     pkt: &mut Packet,
     key: &Flow,
     layers: &Layers,

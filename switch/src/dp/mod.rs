@@ -26,7 +26,7 @@
 pub mod action;
 pub mod conntrack;
 pub mod emc;
-mod exec;
+pub(crate) mod exec;
 pub mod megaflow;
 pub mod packet;
 
