@@ -175,7 +175,25 @@ pub enum DpAction {
     Learn(Arc<FlowSpec>),
     /// Stop here and count the packet as dropped for this reason.
     Drop(DropReason),
+    /// A TCP FIN or RST met `fin_timeout`: shorten the rule's timeouts.
+    FinTimeout {
+        stats: RuleRef,
+        idle_timeout: u16,
+        hard_timeout: u16,
+    },
 }
+
+/// A rule's counters in a datapath action; equal when they are the same rule's.
+#[derive(Clone, Debug)]
+pub struct RuleRef(pub Arc<crate::ofproto::RuleStats>);
+
+impl PartialEq for RuleRef {
+    fn eq(&self, other: &RuleRef) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for RuleRef {}
 
 fn mac(m: [u8; 6]) -> String {
     format!(
@@ -352,6 +370,14 @@ impl fmt::Display for DpAction {
                 write!(f, "userspace(learn,table={})", spec.table.unwrap_or(0))
             }
             DpAction::Drop(r) => write!(f, "drop({})", r.as_str()),
+            DpAction::FinTimeout {
+                idle_timeout,
+                hard_timeout,
+                ..
+            } => write!(
+                f,
+                "userspace(fin_timeout,idle_timeout={idle_timeout},hard_timeout={hard_timeout})"
+            ),
         }
     }
 }

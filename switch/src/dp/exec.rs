@@ -174,6 +174,7 @@ pub(crate) fn execute<C: Conntrack>(
                 | DpAction::CtClear
                 | DpAction::Controller { .. }
                 | DpAction::Learn(_)
+                | DpAction::FinTimeout { .. }
                 | DpAction::Drop(_)
                 | DpAction::SetTunnel { .. }
         ) {
@@ -281,6 +282,11 @@ pub(crate) fn execute<C: Conntrack>(
                 sent = true;
             }
             DpAction::Learn(spec) => sink.learn(spec),
+            DpAction::FinTimeout {
+                stats,
+                idle_timeout,
+                hard_timeout,
+            } => stats.0.reduce_timeouts(*idle_timeout, *hard_timeout),
             DpAction::Drop(r) => return Outcome::Dropped(*r),
         }
     }
