@@ -594,6 +594,7 @@ fn arb_group() -> impl Strategy<Value = GroupSpec> {
                     actions,
                 })
                 .collect(),
+            selection: None,
         })
     })
 }

@@ -23,7 +23,7 @@ use vswitch_proto::action::{Action, CtZone, LearnSpec, SubField, port};
 use vswitch_proto::field::{FieldId, ethertype};
 use vswitch_proto::flow::{Flow, Slot, slot};
 use vswitch_proto::flowmod::FlowSpec;
-use vswitch_proto::group::GroupType;
+use vswitch_proto::group::{GroupType, SelectionMethod};
 use vswitch_proto::matching::Match;
 
 /// Resubmits may nest this deep (Open vSwitch's MAX_DEPTH).
@@ -750,19 +750,31 @@ impl<'a> Ctx<'a> {
                 }
             }
             GroupType::Select => {
-                for s in [
-                    slot::DL_TYPE,
-                    slot::NW_SRC,
-                    slot::NW_DST,
-                    slot::NW_PROTO,
-                    slot::TP_SRC,
-                    slot::TP_DST,
-                    slot::IPV6_SRC,
-                    slot::IPV6_DST,
-                ] {
-                    or_bits(&mut self.wc, s, s.max());
-                }
-                let hash = five_tuple_hash(&self.flow);
+                let hash = match &g.spec.selection {
+                    Some(sel) if sel.method == SelectionMethod::Hash => {
+                        self.hash_group_fields(&sel.fields, sel.param)
+                    }
+                    sel => {
+                        for s in [
+                            slot::DL_TYPE,
+                            slot::NW_SRC,
+                            slot::NW_DST,
+                            slot::NW_PROTO,
+                            slot::TP_SRC,
+                            slot::TP_DST,
+                            slot::IPV6_SRC,
+                            slot::IPV6_DST,
+                        ] {
+                            or_bits(&mut self.wc, s, s.max());
+                        }
+                        let basis = sel.as_ref().map_or(0, |s| s.param);
+                        if basis == 0 {
+                            five_tuple_hash(&self.flow)
+                        } else {
+                            words_hash(&[five_tuple_hash(&self.flow), basis], 0)
+                        }
+                    }
+                };
                 let pick = choose_bucket(buckets.iter().map(|b| (b.bucket_id, b.weight)), hash);
                 match pick {
                     Some(i) => {
@@ -894,6 +906,24 @@ impl<'a> Ctx<'a> {
             }
         }
         fold32(words_hash(&words, basis))
+    }
+
+    /// `selection_method=hash`: a hash of exactly `fields` (each under its mask), with
+    /// `param` as basis; a field the packet does not have is left out (Open vSwitch's
+    /// `xlate_hash_fields_select_group`). The hashed bits go into the megaflow.
+    fn hash_group_fields(&mut self, fields: &[(FieldId, u128)], param: u64) -> u64 {
+        let mut words = vec![param];
+        for &(f, m) in fields {
+            if !self.prereq_ok(f) {
+                continue;
+            }
+            let s = f.slot();
+            let m = m & s.max();
+            or_bits(&mut self.wc, s, m);
+            let v = self.flow.get(s) & m;
+            words.extend([f as u64, v as u64, (v >> 64) as u64]);
+        }
+        words_hash(&words, 0)
     }
 
     /// `fin_timeout`: the megaflow matches the FIN and RST bits, so that the datapath
