@@ -948,6 +948,9 @@ fn multipath_writes_the_link_and_masks_the_hashed_fields() {
         "table=1,reg0=0,actions=output:1",
         "table=1,reg0=1,actions=output:2",
     ]);
+    // Open vSwitch 3.1's megaflow for this packet and rule:
+    // recirc_id=0,eth,tcp,in_port=2,nw_src=10.0.0.1,nw_dst=10.0.0.2,nw_frag=no,tp_src=1000,
+    // tp_dst=80, the same for the reply direction and the same link for both.
     let pkt = "in_port=3,tcp,nw_src=10.0.0.1,nw_dst=10.0.0.2,tp_src=1000,tp_dst=80";
     let t = b.trace(&packet(pkt), 0);
     let m = t.megaflow.mask;
@@ -1000,8 +1003,10 @@ fn fin_timeout_shortens_the_rules_timeouts_on_fin_or_rst() {
     let mut b = bridge(&[
         "idle_timeout=60,hard_timeout=600,tcp,actions=fin_timeout(idle_timeout=2,hard_timeout=30),output:2",
     ]);
-    // Open vSwitch 3.1 traces a FIN as megaflow recirc_id=0,eth,tcp,in_port=1,nw_frag=no,
-    // tcp_flags=+fin: the megaflow matches FIN and RST, so the datapath reports them.
+    // Deliberately unlike Open vSwitch 3.1, whose trace gives the megaflow
+    // recirc_id=0,eth,tcp,in_port=1,nw_frag=no for FIN and ACK alike (it reads the TCP flags
+    // its datapath accumulates in a megaflow's statistics): this datapath keeps no such
+    // flags, so the megaflow matches FIN and RST and only those packets run the action.
     let fin = b.trace(&packet("in_port=1,tcp,tcp_flags=0x001"), 0);
     assert_eq!(fin.megaflow.mask.tcp_flags(), 0x005);
     assert_eq!(
