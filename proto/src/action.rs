@@ -419,6 +419,8 @@ pub enum Action {
         idle_timeout: u16,
         hard_timeout: u16,
     },
+    /// `meter:N` (OpenFlow 1.3's meter instruction): through meter N, which may drop.
+    Meter(u32),
 }
 
 impl Action {

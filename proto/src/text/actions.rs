@@ -160,6 +160,26 @@ pub(crate) fn parse_action_list(
             continue;
         }
         let new = parse_one(&key, &t, ctx)?;
+        if matches!(new.first(), Some(Action::Meter(_))) {
+            if ctx.in_group || ctx.in_ct_exec {
+                return Err(ParseError::new(
+                    t.key_at,
+                    "meter is an instruction of a flow: not allowed here",
+                ));
+            }
+            if out.iter().any(|a| matches!(a, Action::Meter(_))) {
+                return Err(ParseError::new(
+                    t.key_at,
+                    "duplicate meter instruction not allowed",
+                ));
+            }
+            if !out.is_empty() {
+                return Err(ParseError::new(
+                    t.key_at,
+                    "invalid instruction ordering: meter must appear before the other actions",
+                ));
+            }
+        }
         for a in &new {
             if matches!(a, Action::GotoTable(_)) {
                 goto_at = Some(t.key_at);
@@ -220,6 +240,7 @@ pub(crate) fn action_name(a: &Action) -> &'static str {
         Action::Enqueue { .. } => "enqueue",
         Action::Multipath(_) => "multipath",
         Action::FinTimeout { .. } => "fin_timeout",
+        Action::Meter(_) => "meter",
     }
 }
 
@@ -233,7 +254,6 @@ const UNSUPPORTED: &[&str] = &[
     "exit",
     "sample",
     "clone",
-    "meter",
     "write_metadata",
     "write_actions",
     "clear_actions",
@@ -300,6 +320,7 @@ const KEYWORDS: &[&str] = &[
     "enqueue",
     "multipath",
     "fin_timeout",
+    "meter",
 ];
 
 fn no_value(t: &Token, key: &str) -> Result<(), ParseError> {
@@ -425,6 +446,11 @@ fn parse_one(key: &str, t: &Token, ctx: &mut Ctx) -> Result<Vec<Action>, ParseEr
         "enqueue" => one(parse_enqueue(t, ctx.ports)?),
         "multipath" => one(parse_multipath(t, ctx)?),
         "fin_timeout" => one(parse_fin_timeout(t)?),
+        "meter" => {
+            let v = need_value(t, key, "meter:METER")?;
+            let id = super::meter::parse_meter_id(v, t.value_at, false)?.unwrap_or(0);
+            one(Action::Meter(id))
+        }
         "set_tunnel" | "set_tunnel64" => {
             let v = need_value(t, key, &format!("{key}:ID"))?;
             let id = parse_u64(v, t.value_at, key)?;
@@ -1074,6 +1100,9 @@ pub(crate) fn write_action(s: &mut String, a: &Action, ports: &dyn PortNames) {
                 s.pop();
             }
             s.push(')');
+        }
+        Action::Meter(id) => {
+            let _ = write!(s, "meter:{id}");
         }
     }
 }

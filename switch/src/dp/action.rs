@@ -23,16 +23,19 @@ pub enum DropReason {
     RecircLimit,
     /// A group referenced by a rule does not exist (any more).
     NoSuchGroup,
+    /// A meter's drop band dropped it (or the meter does not exist any more).
+    Meter,
 }
 
 impl DropReason {
-    pub const COUNT: usize = DropReason::NoSuchGroup as usize + 1;
+    pub const COUNT: usize = DropReason::Meter as usize + 1;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::NoOutput,
         DropReason::TtlExceeded,
         DropReason::ResubmitLimit,
         DropReason::RecircLimit,
         DropReason::NoSuchGroup,
+        DropReason::Meter,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +45,7 @@ impl DropReason {
             DropReason::ResubmitLimit => "resubmit_limit",
             DropReason::RecircLimit => "recirc_limit",
             DropReason::NoSuchGroup => "no_such_group",
+            DropReason::Meter => "meter",
         }
     }
 }
@@ -181,7 +185,21 @@ pub enum DpAction {
         idle_timeout: u16,
         hard_timeout: u16,
     },
+    /// Through meter `id`: the packet goes on only if its bands let it.
+    Meter(u32, MeterRef),
 }
+
+/// A meter in a datapath action; equal when it is the same meter.
+#[derive(Clone, Debug)]
+pub struct MeterRef(pub Arc<crate::ofproto::meter::Meter>);
+
+impl PartialEq for MeterRef {
+    fn eq(&self, other: &MeterRef) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for MeterRef {}
 
 /// A rule's counters in a datapath action; equal when they are the same rule's.
 #[derive(Clone, Debug)]
@@ -378,6 +396,7 @@ impl fmt::Display for DpAction {
                 f,
                 "userspace(fin_timeout,idle_timeout={idle_timeout},hard_timeout={hard_timeout})"
             ),
+            DpAction::Meter(id, _) => write!(f, "meter({id})"),
         }
     }
 }

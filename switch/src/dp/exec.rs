@@ -175,6 +175,7 @@ pub(crate) fn execute<C: Conntrack>(
                 | DpAction::Controller { .. }
                 | DpAction::Learn(_)
                 | DpAction::FinTimeout { .. }
+                | DpAction::Meter(..)
                 | DpAction::Drop(_)
                 | DpAction::SetTunnel { .. }
         ) {
@@ -287,6 +288,11 @@ pub(crate) fn execute<C: Conntrack>(
                 idle_timeout,
                 hard_timeout,
             } => stats.0.reduce_timeouts(*idle_timeout, *hard_timeout),
+            DpAction::Meter(_, m) => {
+                if !m.0.admit(pkt.len(), now) {
+                    return Outcome::Dropped(DropReason::Meter);
+                }
+            }
             DpAction::Drop(r) => return Outcome::Dropped(*r),
         }
     }

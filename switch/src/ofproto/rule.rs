@@ -24,6 +24,10 @@ pub enum FlowModError {
     IndirectBuckets(usize),
     #[error("ct zone from {bits}-bit subfield: a zone is at most 16 bits")]
     ZoneTooWide { bits: u8 },
+    #[error("meter {0} does not exist; add it with add-meter first (OFPMMFC_INVALID_METER)")]
+    NoSuchMeter(u32),
+    #[error("meter {0} already exists; delete it first (del-meters meter={0})")]
+    MeterExists(u32),
     #[error("group {0} belongs to the switch (it goes with the object it was made for)")]
     SystemGroup(u32),
 }

@@ -1062,3 +1062,28 @@ fn enqueue_outputs_and_controller_options_reach_the_controller() {
     );
     assert_eq!(actions(&b, "in_port=4,ip,nw_ttl=1"), "drop(ttl_exceeded)");
 }
+
+#[test]
+fn meters_are_kept_referred_to_and_deleted_with_their_rules() {
+    use vswitch_proto::text::parse_meter;
+    let mut b = bridge(&[]);
+    let m = parse_meter("meter=1,pktps,bands=type=drop,rate=10").unwrap();
+    b.add_meter(&m, 0).unwrap();
+    assert_eq!(b.add_meter(&m, 0), Err(FlowModError::MeterExists(1)));
+    // Like Open vSwitch (OFPMMFC_INVALID_METER), a flow may only use an existing meter.
+    assert_eq!(
+        b.add_flows(&[spec("in_port=2,actions=meter:9,output:3")], 0),
+        Err(FlowModError::NoSuchMeter(9))
+    );
+    b.add_flows(&[spec("in_port=1,actions=meter:1,output:2")], 0)
+        .unwrap();
+    // Open vSwitch 3.1 traces in_port=1 as "Datapath actions: meter(0),2" (its datapath
+    // numbers meters itself); here the datapath meter is the OpenFlow one.
+    assert_eq!(actions(&b, "in_port=1,tcp"), "meter(1),2");
+    let dumped = b.dump_meters(None, 5);
+    assert_eq!(dumped.len(), 1);
+    assert_eq!((dumped[0].0.meter_id, dumped[0].2), (1, 1));
+    assert_eq!(b.delete_meters(Some(1)), vec![1]);
+    assert_eq!(b.pipeline().n_rules(), 0);
+    assert!(b.dump_meters(None, 5).is_empty());
+}

@@ -232,7 +232,7 @@ pub(crate) fn multipath_link(
             if n_links == 1 {
                 0
             } else {
-                (hash as u64 * n_links as u64 >> 32) as u32
+                ((hash as u64 * n_links as u64) >> 32) as u32
             }
         }
         A::Hrw => {
@@ -493,6 +493,12 @@ impl<'a> Ctx<'a> {
                     idle_timeout,
                     hard_timeout,
                 } => self.fin_timeout(*idle_timeout, *hard_timeout),
+                Action::Meter(id) => match self.pipe.meter(*id) {
+                    Some(m) => self
+                        .out
+                        .push(DpAction::Meter(*id, crate::dp::action::MeterRef(m))),
+                    None => self.stop_here(DropReason::Meter),
+                },
             }
         }
         self.stop_list = false;
