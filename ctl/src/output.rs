@@ -317,6 +317,43 @@ pub fn dump_group_stats(groups: &[DumpedGroup], out: &mut String) {
     }
 }
 
+/// `dump-meters`, as `ovs-ofctl dump-meters` prints it less its header: each meter's bands
+/// on the lines after it, a blank line between meters.
+pub fn dump_meters(meters: &[vswitch_proto::rpc::DumpedMeter], out: &mut String) {
+    for (i, m) in meters.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        text(&m.line, out);
+    }
+}
+
+/// `meter-stats`, as `ovs-ofctl meter-stats` prints it less its header.
+pub fn meter_stats(meters: &[vswitch_proto::rpc::DumpedMeter], out: &mut String) {
+    for (i, m) in meters.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let _ = writeln!(
+            out,
+            "meter:{} flow_count:{} packet_in_count:{} byte_in_count:{} duration:{}.{:03}s bands:",
+            m.meter_id,
+            m.flow_count,
+            m.packets_in,
+            m.bytes_in,
+            m.duration_ms / 1000,
+            m.duration_ms % 1000
+        );
+        for (j, b) in m.bands.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{j}: packet_count:{} byte_count:{}",
+                b.packets, b.bytes
+            );
+        }
+    }
+}
+
 /// Text as the daemon wrote it, ending in exactly one newline.
 pub fn text(t: &str, out: &mut String) {
     out.push_str(t.trim_end_matches('\n'));

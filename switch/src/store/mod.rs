@@ -74,6 +74,11 @@ pub enum Op {
         name: String,
         v: Option<ObjectRecord>,
     },
+    /// A meter, as an `add-meter` line.
+    Meter {
+        id: u32,
+        v: Option<String>,
+    },
 }
 
 /// The key of a user flow in the journal: its table, priority and match (one flow per
@@ -92,6 +97,8 @@ pub struct Image {
     pub flows: BTreeMap<String, String>,
     /// User groups by id as `add-group` lines.
     pub groups: BTreeMap<u32, String>,
+    /// Meters by id as `add-meter` lines.
+    pub meters: BTreeMap<u32, String>,
     pub objects: BTreeMap<(String, String, String), ObjectRecord>,
     /// Remote nodes of a version-1 state, for the caller to turn into Node objects.
     pub v1_nodes: Vec<NodeRecordV1>,
@@ -125,6 +132,7 @@ impl Image {
             ),
             Op::Flow { k, v } => put(&mut self.flows, k.clone(), v),
             Op::Group { id, v } => put(&mut self.groups, *id, v),
+            Op::Meter { id, v } => put(&mut self.meters, *id, v),
             Op::Object { kind, ns, name, v } => put(
                 &mut self.objects,
                 (kind.clone(), ns.clone(), name.clone()),
@@ -144,6 +152,9 @@ struct Snapshot {
     ports: Vec<PortRecord>,
     /// Groups as `add-group` lines.
     groups: Vec<String>,
+    /// Meters by id, as `add-meter` lines.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    meters: BTreeMap<u32, String>,
     /// User flows as `add-flow` lines (with their table and cookie).
     flows: Vec<String>,
     /// Keys of `flows`, in the same order (absent in version 1).
@@ -306,6 +317,7 @@ impl Store {
                     .into_iter()
                     .map(|p| ((p.container_id.clone(), p.ifname.clone()), p))
                     .collect();
+                image.meters = snap.meters;
                 image.groups = snap
                     .groups
                     .into_iter()
@@ -483,6 +495,7 @@ impl Store {
             seq: self.seq,
             ports: image.ports.values().cloned().collect(),
             groups: image.groups.values().cloned().collect(),
+            meters: image.meters.clone(),
             flows,
             flow_keys,
             network: image.network.clone(),
