@@ -179,3 +179,61 @@ pub fn display_meter(m: &MeterSpec) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What Open vSwitch 3.1's `dump-meters` printed for the same `add-meter` lines.
+    #[test]
+    fn meters_print_as_open_vswitch_and_read_back() {
+        for (line, ovs) in [
+            (
+                "meter=1,kbps,burst,bands=type=drop,rate=1000,burst_size=100",
+                "meter=1 kbps burst bands=\ntype=drop rate=1000 burst_size=100",
+            ),
+            (
+                "meter=2,pktps,bands=type=drop,rate=10",
+                "meter=2 pktps bands=\ntype=drop rate=10",
+            ),
+            (
+                "meter=3,kbps,stats,bands=type=drop,rate=500,type=drop,rate=1000",
+                "meter=3 kbps stats bands=\ntype=drop rate=500\ntype=drop rate=1000",
+            ),
+        ] {
+            let m = parse_meter(line).unwrap();
+            assert_eq!(display_meter(&m), ovs);
+            assert_eq!(parse_meter(ovs).unwrap(), m, "{ovs:?} reads back");
+        }
+    }
+
+    /// Open vSwitch's own messages for the same mistakes, where it has one.
+    #[test]
+    fn bad_meters_are_refused() {
+        for (line, err) in [
+            ("meter=4,kbps", "must specify bands"),
+            (
+                "meter=5,bands=type=drop,rate=10",
+                "meter must specify either 'kbps' or 'pktps'",
+            ),
+            (
+                "meter=6,kbps,burst,bands=type=drop,rate=1000",
+                "band must have 'burst_size' when 'burst' flag is set",
+            ),
+            ("meter=0,kbps,bands=type=drop,rate=10", "out of range"),
+            (
+                "meter=1,kbps,bands=type=dscp_remark,rate=10,prec_level=1",
+                "only type=drop",
+            ),
+            ("meter=1,kbps,bands=rate=10", "band must start with type="),
+            ("meter=1,kbps,bands=type=drop", "rate above 0"),
+            (
+                "meter=1,kbps,bogus,bands=type=drop,rate=1",
+                "unknown meter keyword",
+            ),
+        ] {
+            let e = parse_meter(line).unwrap_err().to_string();
+            assert!(e.contains(err), "{line}: {e}");
+        }
+    }
+}
