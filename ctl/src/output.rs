@@ -799,7 +799,10 @@ worker-22  10.244.1.0/24  192.168.56.11  10.244.1.1  no     manifest
             }],
         };
         let ms = [
-            m(1, "meter=1 kbps burst bands=\ntype=drop rate=1000 burst_size=100"),
+            m(
+                1,
+                "meter=1 kbps burst bands=\ntype=drop rate=1000 burst_size=100",
+            ),
             m(2, "meter=2 pktps bands=\ntype=drop rate=10"),
         ];
         let mut out = String::new();
