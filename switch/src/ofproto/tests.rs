@@ -1054,13 +1054,19 @@ fn enqueue_outputs_and_controller_options_reach_the_controller() {
         "in_port=3,actions=controller(reason=no_match,id=3,userdata=01.02)",
         "in_port=4,ip,actions=dec_ttl(1,2),output:1",
     ]);
+    // Open vSwitch 3.1: set(skb_priority(0x5)),2 and set(skb_priority(0x1)),2; without
+    // queues only the output is left.
     assert_eq!(actions(&b, "in_port=1"), "2");
     assert_eq!(actions(&b, "in_port=2"), "2");
     assert_eq!(
         actions(&b, "in_port=3"),
         "userspace(controller,max_len=65535)"
     );
+    // Open vSwitch 3.1 sends an invalid_ttl packet-in to controllers 1 and 2 (none is
+    // connected, so nothing leaves); here it is dropped, as after plain dec_ttl. Above 1
+    // both give the output.
     assert_eq!(actions(&b, "in_port=4,ip,nw_ttl=1"), "drop(ttl_exceeded)");
+    assert_eq!(actions(&b, "in_port=4,ip,nw_ttl=5"), "set(ipv4(ttl=4)),1");
 }
 
 #[test]
