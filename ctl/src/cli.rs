@@ -127,6 +127,23 @@ pub enum Command {
     },
     /// Print each group's packet and byte counters, and each bucket's, one group a line.
     DumpGroupStats,
+    /// Add one meter, e.g. 'meter=1,kbps,burst,bands=type=drop,rate=1000,burst_size=100'.
+    AddMeter { meter: String },
+    /// Delete one meter (and the flows that use it), or every meter when none is given.
+    DelMeters {
+        #[arg(value_name = "METER_ID|meter=N", value_parser = parse_meter_id)]
+        meter_id: Option<u32>,
+    },
+    /// Print the meters as ovs-ofctl dump-meters does (bands on the lines after).
+    DumpMeters {
+        #[arg(value_name = "METER_ID|meter=N", value_parser = parse_meter_id)]
+        meter_id: Option<u32>,
+    },
+    /// Print each meter's counters and what each band dropped, as ovs-ofctl meter-stats.
+    MeterStats {
+        #[arg(value_name = "METER_ID|meter=N", value_parser = parse_meter_id)]
+        meter_id: Option<u32>,
+    },
     /// Trace a packet, written as flow text, through the tables.
     ///
     /// After a `ct(...,table=N)` the trace goes on in table N, as the packet would come
@@ -411,6 +428,16 @@ fn parse_pod_cidr(s: &str) -> Result<String, String> {
 
 fn parse_node_ip(s: &str) -> Result<String, String> {
     k8s::parse_node_ip(s).map(|ip| ip.to_string())
+}
+
+/// `5` or `meter=5`, as ovs-ofctl del-meters takes it.
+fn parse_meter_id(s: &str) -> Result<u32, String> {
+    let n = s.strip_prefix("meter=").unwrap_or(s);
+    let parsed = match n.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => n.parse(),
+    };
+    parsed.map_err(|_| format!("`{s}` is not a meter id (N or meter=N)"))
 }
 
 /// `5` or `group_id=5`, as ovs-ofctl del-groups takes it.

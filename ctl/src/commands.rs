@@ -11,9 +11,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use vswitch_proto::rpc::{
     AddPortParams, ApplyParams, ApplyResult, CacheResult, DelGroupsParams, FlowsParams, GetParams,
-    GetResult, GroupsParams, MAX_MESSAGE_BYTES, ManifestObject, NodeName, NodeSpec,
-    PROTOCOL_VERSION, PortName, RpcError, SelectFlowsParams, ShowResult, TraceParams, TraceResult,
-    VersionResult, code, method,
+    GetResult, GroupsParams, MAX_MESSAGE_BYTES, ManifestObject, MeterIdParams, MetersParams,
+    NodeName, NodeSpec, PROTOCOL_VERSION, PortName, RpcError, SelectFlowsParams, ShowResult,
+    TraceParams, TraceResult, VersionResult, code, method,
 };
 use vswitch_proto::rpc::{
     Count, CtDumpParams, CtDumpResult, CtFlushParams, CtLimits, CtMaxconns, CtTimeout, CtTimeouts,
@@ -160,6 +160,31 @@ pub fn run(cli: Cli, out: &mut String) -> Result<(), Failure> {
             list("groups"),
             out,
             |g, out| output::dump_group_stats(g, out),
+        ),
+        Command::AddMeter { meter } => {
+            let params = MetersParams {
+                meters: vec![meter],
+            };
+            change(&ctx, method::ADD_METERS, params, out).map_err(refused)
+        }
+        Command::DelMeters { meter_id } => {
+            change(&ctx, method::DEL_METERS, MeterIdParams { meter_id }, out).map_err(refused)
+        }
+        Command::DumpMeters { meter_id } => read(
+            &ctx,
+            method::DUMP_METERS,
+            MeterIdParams { meter_id },
+            list("meters"),
+            out,
+            |m, out| output::dump_meters(m, out),
+        ),
+        Command::MeterStats { meter_id } => read(
+            &ctx,
+            method::DUMP_METERS,
+            MeterIdParams { meter_id },
+            list("meters"),
+            out,
+            |m, out| output::meter_stats(m, out),
         ),
         Command::Trace { flow, ct_next } => read(
             &ctx,

@@ -208,6 +208,151 @@ impl Default for Learn {
     }
 }
 
+/// Why a packet goes to the controller (`controller(reason=...)`), as Open vSwitch names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ControllerReason {
+    NoMatch,
+    Action,
+    InvalidTtl,
+    ActionSet,
+    Group,
+    PacketOut,
+}
+
+impl ControllerReason {
+    pub const NAMES: [(ControllerReason, &'static str); 6] = [
+        (ControllerReason::NoMatch, "no_match"),
+        (ControllerReason::Action, "action"),
+        (ControllerReason::InvalidTtl, "invalid_ttl"),
+        (ControllerReason::ActionSet, "action_set"),
+        (ControllerReason::Group, "group"),
+        (ControllerReason::PacketOut, "packet_out"),
+    ];
+
+    pub fn name(self) -> &'static str {
+        ControllerReason::NAMES
+            .iter()
+            .find(|(r, _)| *r == self)
+            .map_or("action", |(_, n)| n)
+    }
+
+    pub fn from_name(s: &str) -> Option<ControllerReason> {
+        ControllerReason::NAMES
+            .iter()
+            .find(|(_, n)| *n == s)
+            .map(|(r, _)| *r)
+    }
+}
+
+/// `controller(...)` with options beyond `max_len` (Open vSwitch's NXAST_CONTROLLER2).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ControllerOpts {
+    pub max_len: u16,
+    pub reason: ControllerReason,
+    /// The controller connection id the packet is for.
+    pub id: u16,
+    pub userdata: Option<Vec<u8>>,
+    /// Pause the pipeline until the controller resumes it (not implemented: see README).
+    pub pause: bool,
+    pub meter_id: Option<u32>,
+}
+
+impl Default for ControllerOpts {
+    fn default() -> ControllerOpts {
+        ControllerOpts {
+            max_len: u16::MAX,
+            reason: ControllerReason::Action,
+            id: 0,
+            userdata: None,
+            pause: false,
+            meter_id: None,
+        }
+    }
+}
+
+/// The fields `multipath` hashes (Open vSwitch's `enum nx_hash_fields`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum HashFields {
+    EthSrc,
+    SymmetricL4,
+    SymmetricL3L4,
+    SymmetricL3L4Udp,
+    NwSrc,
+    NwDst,
+    SymmetricL3,
+}
+
+impl HashFields {
+    pub const NAMES: [(HashFields, &'static str); 7] = [
+        (HashFields::EthSrc, "eth_src"),
+        (HashFields::SymmetricL4, "symmetric_l4"),
+        (HashFields::SymmetricL3L4, "symmetric_l3l4"),
+        (HashFields::SymmetricL3L4Udp, "symmetric_l3l4+udp"),
+        (HashFields::NwSrc, "nw_src"),
+        (HashFields::NwDst, "nw_dst"),
+        (HashFields::SymmetricL3, "symmetric_l3"),
+    ];
+
+    pub fn name(self) -> &'static str {
+        HashFields::NAMES
+            .iter()
+            .find(|(f, _)| *f == self)
+            .map_or("eth_src", |(_, n)| n)
+    }
+
+    pub fn from_name(s: &str) -> Option<HashFields> {
+        HashFields::NAMES
+            .iter()
+            .find(|(_, n)| *n == s)
+            .map(|(f, _)| *f)
+    }
+}
+
+/// How `multipath` turns a hash into a link number (Open vSwitch's `enum nx_mp_algorithm`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MpAlgorithm {
+    ModuloN,
+    HashThreshold,
+    Hrw,
+    IterHash,
+}
+
+impl MpAlgorithm {
+    pub const NAMES: [(MpAlgorithm, &'static str); 4] = [
+        (MpAlgorithm::ModuloN, "modulo_n"),
+        (MpAlgorithm::HashThreshold, "hash_threshold"),
+        (MpAlgorithm::Hrw, "hrw"),
+        (MpAlgorithm::IterHash, "iter_hash"),
+    ];
+
+    pub fn name(self) -> &'static str {
+        MpAlgorithm::NAMES
+            .iter()
+            .find(|(a, _)| *a == self)
+            .map_or("modulo_n", |(_, n)| n)
+    }
+
+    pub fn from_name(s: &str) -> Option<MpAlgorithm> {
+        MpAlgorithm::NAMES
+            .iter()
+            .find(|(_, n)| *n == s)
+            .map(|(a, _)| *a)
+    }
+}
+
+/// `multipath(fields, basis, algorithm, n_links, arg, dst)`: pick a link in
+/// `0..n_links` from a hash of `fields` and write it into `dst`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Multipath {
+    pub fields: HashFields,
+    pub basis: u16,
+    pub algorithm: MpAlgorithm,
+    /// 1 to 65536.
+    pub n_links: u32,
+    pub arg: u32,
+    pub dst: SubField,
+}
+
 /// One action.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Action {
@@ -277,6 +422,25 @@ pub enum Action {
     /// Stop executing actions here and in every table that led here (the action set
     /// still runs; in a group bucket only the bucket stops).
     Exit,
+    /// `controller(...)` with a reason, id, userdata, pause or meter_id.
+    ControllerEx(Box<ControllerOpts>),
+    /// `dec_ttl(id,...)`: like `dec_ttl`, naming the controllers told of an expired TTL.
+    DecTtlIds(Vec<u16>),
+    /// `enqueue(port,queue)`: output to `port` through `queue` (queues are not
+    /// implemented; it outputs to the port).
+    Enqueue {
+        port: u32,
+        queue: u32,
+    },
+    Multipath(Box<Multipath>),
+    /// `fin_timeout(...)`: on a TCP FIN or RST, shorten this rule's timeouts to these (0:
+    /// leave that timeout alone).
+    FinTimeout {
+        idle_timeout: u16,
+        hard_timeout: u16,
+    },
+    /// `meter:N` (OpenFlow 1.3's meter instruction): through meter N, which may drop.
+    Meter(u32),
 }
 
 impl Action {

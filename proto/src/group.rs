@@ -2,6 +2,7 @@
 //! of the packet's 5-tuple (`select`).
 
 use crate::action::Action;
+use crate::field::FieldId;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -32,4 +33,27 @@ pub struct GroupSpec {
     pub group_id: u32,
     pub group_type: GroupType,
     pub buckets: Vec<Bucket>,
+    /// How a select group picks its bucket (`selection_method=`); `None`: the default,
+    /// which Open vSwitch implements as `dp_hash`.
+    #[serde(default)]
+    pub selection: Option<Selection>,
+}
+
+/// `selection_method=hash|dp_hash`, `selection_method_param=` and `fields(...)`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Selection {
+    pub method: SelectionMethod,
+    /// The hash basis (Open vSwitch's `selection_method_param`).
+    pub param: u64,
+    /// The fields hashed by `hash`, each under a mask (the field's maximum for a whole field),
+    /// in Open vSwitch's field order.
+    pub fields: Vec<(FieldId, u128)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SelectionMethod {
+    /// A hash of exactly the `fields`.
+    Hash,
+    /// A hash of the 5-tuple (Open vSwitch's datapath hash).
+    DpHash,
 }

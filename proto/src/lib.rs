@@ -21,6 +21,7 @@ pub mod flowmod;
 pub mod group;
 pub mod k8s;
 pub mod matching;
+pub mod meter;
 pub mod net;
 pub mod rpc;
 pub mod text;

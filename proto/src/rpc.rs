@@ -155,6 +155,11 @@ pub mod method {
     pub const MOD_GROUPS: &str = "mod-groups";
     pub const DEL_GROUPS: &str = "del-groups";
     pub const DUMP_GROUPS: &str = "dump-groups";
+    pub const ADD_METERS: &str = "add-meters";
+    pub const DEL_METERS: &str = "del-meters";
+    /// Meters with their counters ([`super::DumpedMeter`] each); serves `dump-meters` and
+    /// `meter-stats`.
+    pub const DUMP_METERS: &str = "dump-meters";
     pub const TRACE: &str = "trace";
     pub const DUMP_CACHE: &str = "dump-cache";
     pub const REOPEN_LOGS: &str = "reopen-logs";
@@ -198,7 +203,7 @@ pub mod method {
     pub const CT_SET_TIMEOUTS: &str = "ct-set-timeouts";
 
     /// Every method, for `METHOD_NOT_FOUND` messages and completions.
-    pub const ALL: [&str; 36] = [
+    pub const ALL: [&str; 39] = [
         VERSION,
         SHOW,
         ADD_PORT,
@@ -213,6 +218,9 @@ pub mod method {
         MOD_GROUPS,
         DEL_GROUPS,
         DUMP_GROUPS,
+        ADD_METERS,
+        DEL_METERS,
+        DUMP_METERS,
         TRACE,
         DUMP_CACHE,
         REOPEN_LOGS,
@@ -526,6 +534,41 @@ pub struct GroupsParams {
 pub struct DelGroupsParams {
     #[serde(default)]
     pub group_id: Option<u32>,
+}
+
+/// `add-meters`: meter lines (`meter=1,kbps,bands=type=drop,rate=1000`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetersParams {
+    pub meters: Vec<String>,
+}
+
+/// `del-meters` and `dump-meters`: one meter, or all of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeterIdParams {
+    #[serde(default)]
+    pub meter_id: Option<u32>,
+}
+
+/// One meter in a `dump-meters` result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DumpedMeter {
+    pub meter_id: u32,
+    /// The meter as `dump-meters` prints it (its bands on the next line).
+    pub line: String,
+    /// How many rules send packets through it.
+    pub flow_count: u64,
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    pub duration_ms: u64,
+    /// Packets and bytes each band dropped, in band order.
+    pub bands: Vec<BandStats>,
+}
+
+/// What one meter band dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BandStats {
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 /// One group in a `dump-groups` result.

@@ -7,7 +7,10 @@ mod common;
 use common::TestPorts;
 use proptest::prelude::*;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use vswitch_proto::action::{Ct, CtZone, Learn, LearnSpec, Nat, NatKind, port};
+use vswitch_proto::action::{
+    ControllerOpts, ControllerReason, Ct, CtZone, HashFields, Learn, LearnSpec, MpAlgorithm,
+    Multipath, Nat, NatKind, port,
+};
 use vswitch_proto::field::{FieldId, ethertype, ipproto};
 use vswitch_proto::flowmod::FlowFlags;
 use vswitch_proto::text::{
@@ -473,10 +476,65 @@ fn actions_for(l3: L3, table: u8, conjunctions: bool) -> BoxedStrategy<Vec<Actio
             .boxed(),
         note().prop_map(|a| vec![a]).boxed(),
         learn().prop_map(|a| vec![a]).boxed(),
+        (1u32..=port::MAX, any::<u32>())
+            .prop_map(|(port, queue)| vec![Action::Enqueue { port, queue }])
+            .boxed(),
+        (
+            prop::sample::select(HashFields::NAMES.to_vec()),
+            any::<u16>(),
+            prop::sample::select(MpAlgorithm::NAMES.to_vec()),
+            1u32..=16,
+            any::<u32>(),
+            reg_sub(1),
+        )
+            .prop_map(|((fields, _), basis, (algorithm, _), n_links, arg, dst)| {
+                vec![Action::Multipath(Box::new(Multipath {
+                    fields,
+                    basis,
+                    algorithm,
+                    n_links: n_links.min(1 << dst.n_bits.min(16)),
+                    arg,
+                    dst,
+                }))]
+            })
+            .boxed(),
+        (
+            prop::sample::select(ControllerReason::NAMES.to_vec()),
+            any::<u16>(),
+            any::<u16>(),
+            prop::option::of(prop::collection::vec(any::<u8>(), 1..6)),
+            any::<bool>(),
+            prop::option::of(any::<u32>()),
+        )
+            .prop_map(|((reason, _), max_len, id, userdata, pause, meter_id)| {
+                let o = ControllerOpts {
+                    max_len,
+                    reason,
+                    id,
+                    userdata,
+                    pause,
+                    meter_id,
+                };
+                let plain = ControllerOpts {
+                    max_len,
+                    ..ControllerOpts::default()
+                };
+                vec![if o == plain {
+                    Action::Controller { max_len }
+                } else {
+                    Action::ControllerEx(Box::new(o))
+                }]
+            })
+            .boxed(),
     ];
     if let L3::Ip4(l4) | L3::Ip6(l4) = l3 {
         let v6 = matches!(l3, L3::Ip6(_));
         simple.push(Just(vec![Action::DecTtl]).boxed());
+        simple.push(
+            prop::collection::vec(any::<u16>(), 1..4)
+                .prop_map(|ids| vec![Action::DecTtlIds(ids)])
+                .boxed(),
+        );
         simple.push(ct(v6, l4).prop_map(|a| vec![a]).boxed());
         simple.push(
             prop_oneof![
@@ -625,6 +683,7 @@ fn arb_group() -> impl Strategy<Value = GroupSpec> {
                     actions,
                 })
                 .collect(),
+            selection: None,
         })
     })
 }

@@ -12,7 +12,9 @@ use super::value::{
     parse_u32, parse_u64, suggest,
 };
 use super::{ParseError, PortNames};
-use crate::action::{Action, SubField, port};
+use crate::action::{
+    Action, ControllerOpts, ControllerReason, HashFields, MpAlgorithm, Multipath, SubField, port,
+};
 use crate::field::{FieldId, Prereq, ethertype};
 use crate::matching::Match;
 use std::fmt::Write;
@@ -160,6 +162,26 @@ pub(crate) fn parse_action_list(
             continue;
         }
         let new = parse_one(&key, &t, ctx)?;
+        if matches!(new.first(), Some(Action::Meter(_))) {
+            if ctx.in_group || ctx.in_ct_exec {
+                return Err(ParseError::new(
+                    t.key_at,
+                    "meter is an instruction of a flow: not allowed here",
+                ));
+            }
+            if out.iter().any(|a| matches!(a, Action::Meter(_))) {
+                return Err(ParseError::new(
+                    t.key_at,
+                    "duplicate meter instruction not allowed",
+                ));
+            }
+            if !out.is_empty() {
+                return Err(ParseError::new(
+                    t.key_at,
+                    "invalid instruction ordering: meter must appear before the other actions",
+                ));
+            }
+        }
         for a in &new {
             check_instruction_order(&out, a, t.key_at)?;
             if matches!(a, Action::GotoTable(_)) {
@@ -254,22 +276,24 @@ pub(crate) fn action_name(a: &Action) -> &'static str {
         Action::ClearActions => "clear_actions",
         Action::WriteMetadata { .. } => "write_metadata",
         Action::Exit => "exit",
+        Action::ControllerEx(_) => "controller",
+        Action::DecTtlIds(_) => "dec_ttl",
+        Action::Enqueue { .. } => "enqueue",
+        Action::Multipath(_) => "multipath",
+        Action::FinTimeout { .. } => "fin_timeout",
+        Action::Meter(_) => "meter",
     }
 }
 
 /// Actions Open vSwitch has that this switch does not.
 const UNSUPPORTED: &[&str] = &[
-    "enqueue",
     "set_queue",
     "pop_queue",
     "bundle",
     "bundle_load",
-    "multipath",
     "autopath",
-    "fin_timeout",
     "sample",
     "clone",
-    "meter",
     "apply_actions",
     "push_mpls",
     "pop_mpls",
@@ -334,6 +358,10 @@ const KEYWORDS: &[&str] = &[
     "clear_actions",
     "write_metadata",
     "exit",
+    "enqueue",
+    "multipath",
+    "fin_timeout",
+    "meter",
 ];
 
 fn no_value(t: &Token, key: &str) -> Result<(), ParseError> {
@@ -440,25 +468,7 @@ fn parse_one(key: &str, t: &Token, ctx: &mut Ctx) -> Result<Vec<Action>, ParseEr
             Delim::Colon => one(Action::Controller {
                 max_len: parse_u16(t.value, t.value_at, "controller")?,
             }),
-            Delim::Paren | Delim::Eq => {
-                let mut max_len = u16::MAX;
-                let mut l = Lexer::new(t.value, t.value_at);
-                while let Some(kv) = l.next_token() {
-                    let kv = kv?;
-                    if kv.key == "max_len" && kv.delim == Delim::Eq {
-                        max_len = parse_u16(kv.value, kv.value_at, "controller max_len")?;
-                    } else {
-                        return Err(ParseError::new(
-                            kv.key_at,
-                            format!(
-                                "controller: \"{}\" is not supported (only max_len=N)",
-                                kv.key
-                            ),
-                        ));
-                    }
-                }
-                one(Action::Controller { max_len })
-            }
+            Delim::Paren | Delim::Eq => one(parse_controller(t)?),
         },
         "goto_table" => {
             if ctx.in_action_set {
@@ -507,14 +517,23 @@ fn parse_one(key: &str, t: &Token, ctx: &mut Ctx) -> Result<Vec<Action>, ParseEr
             Ok(vlan_push(ctx, tpid))
         }
         "dec_ttl" => {
-            if t.has_value() {
-                return Err(ParseError::new(
-                    t.key_at,
-                    "dec_ttl takes no argument (controller ids are not supported)",
-                ));
-            }
             ctx.require(Prereq::Ip, t.key_at, "dec_ttl")?;
-            one(Action::DecTtl)
+            match t.delim {
+                Delim::None => one(Action::DecTtl),
+                Delim::Paren | Delim::Colon => one(parse_dec_ttl_ids(t)?),
+                _ => Err(ParseError::new(
+                    t.key_at,
+                    "dec_ttl takes controller ids in parentheses: dec_ttl(ID,...)",
+                )),
+            }
+        }
+        "enqueue" => one(parse_enqueue(t, ctx.ports)?),
+        "multipath" => one(parse_multipath(t, ctx)?),
+        "fin_timeout" => one(parse_fin_timeout(t)?),
+        "meter" => {
+            let v = need_value(t, key, "meter:METER")?;
+            let id = super::meter::parse_meter_id(v, t.value_at, false)?.unwrap_or(0);
+            one(Action::Meter(id))
         }
         "set_tunnel" | "set_tunnel64" => {
             let v = need_value(t, key, &format!("{key}:ID"))?;
@@ -633,6 +652,254 @@ fn parse_one(key: &str, t: &Token, ctx: &mut Ctx) -> Result<Vec<Action>, ParseEr
             ))
         }
     }
+}
+
+/// `controller(key=value,...)`: every option Open vSwitch accepts. Only `max_len` given:
+/// the plain `controller` action, as Open vSwitch keeps it.
+fn parse_controller(t: &Token) -> Result<Action, ParseError> {
+    let mut o = ControllerOpts::default();
+    let mut l = Lexer::new(t.value, t.value_at);
+    while let Some(kv) = l.next_token() {
+        let kv = kv?;
+        let eq = kv.delim == Delim::Eq;
+        match kv.key {
+            "max_len" if eq => o.max_len = parse_u16(kv.value, kv.value_at, "controller max_len")?,
+            "reason" if eq => {
+                o.reason = ControllerReason::from_name(kv.value).ok_or_else(|| {
+                    ParseError::new(
+                        kv.value_at,
+                        format!(
+                            "unknown reason \"{}\"{}",
+                            kv.value,
+                            suggest(kv.value, ControllerReason::NAMES.iter().map(|(_, n)| *n))
+                        ),
+                    )
+                })?
+            }
+            "id" if eq => o.id = parse_u16(kv.value, kv.value_at, "controller id")?,
+            "userdata" if eq => {
+                o.userdata = Some(parse_hex_bytes(
+                    kv.value,
+                    kv.value_at,
+                    "controller userdata",
+                )?)
+            }
+            "pause" if !kv.has_value() => o.pause = true,
+            "meter_id" if eq => {
+                o.meter_id = Some(parse_u32(kv.value, kv.value_at, "controller meter_id")?)
+            }
+            _ => {
+                return Err(ParseError::new(
+                    kv.key_at,
+                    format!(
+                        "unknown key \"{}\" parsing controller action (expected max_len=, \
+                         reason=, id=, userdata=, pause, meter_id=)",
+                        kv.key
+                    ),
+                ));
+            }
+        }
+    }
+    let plain = ControllerOpts {
+        max_len: o.max_len,
+        ..ControllerOpts::default()
+    };
+    Ok(if o == plain {
+        Action::Controller { max_len: o.max_len }
+    } else {
+        Action::ControllerEx(Box::new(o))
+    })
+}
+
+/// Hex byte pairs, optionally separated by dots (`01.02.ff`), without padding.
+fn parse_hex_bytes(s: &str, at: usize, what: &str) -> Result<Vec<u8>, ParseError> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'.' {
+            i += 1;
+            continue;
+        }
+        let pair = s
+            .get(i..i + 2)
+            .filter(|p| p.chars().all(|c| c.is_ascii_hexdigit()));
+        let Some(pair) = pair else {
+            return Err(ParseError::new(
+                at + i,
+                format!("{what}: expected pairs of hex digits, like 01.ab"),
+            ));
+        };
+        out.push(u8::from_str_radix(pair, 16).unwrap_or(0));
+        i += 2;
+    }
+    Ok(out)
+}
+
+/// `dec_ttl(ID,...)`. Ids are 16 bits; Open vSwitch truncates larger ones, we refuse them.
+fn parse_dec_ttl_ids(t: &Token) -> Result<Action, ParseError> {
+    let mut ids = Vec::new();
+    let mut at = t.value_at;
+    for part in t.value.split(',') {
+        let v = part.trim();
+        if !v.is_empty() {
+            let lead = part.len() - part.trim_start().len();
+            ids.push(parse_u16(v, at + lead, "dec_ttl controller id")?);
+        }
+        at += part.len() + 1;
+    }
+    // `dec_ttl()` is plain dec_ttl in Open vSwitch.
+    Ok(if ids.is_empty() {
+        Action::DecTtl
+    } else {
+        Action::DecTtlIds(ids)
+    })
+}
+
+/// `enqueue:PORT:QUEUE` or `enqueue(PORT,QUEUE)`.
+fn parse_enqueue(t: &Token, ports: &dyn PortNames) -> Result<Action, ParseError> {
+    let sep = match t.delim {
+        Delim::Colon => ':',
+        Delim::Paren => ',',
+        _ => '\0',
+    };
+    let syntax = || {
+        ParseError::new(
+            t.key_at,
+            "\"enqueue\" syntax is \"enqueue:PORT:QUEUE\" or \"enqueue(PORT,QUEUE)\"",
+        )
+    };
+    let (p, q) = t.value.rsplit_once(sep).ok_or_else(syntax)?;
+    let (p, q) = (p.trim(), q.trim());
+    if p.is_empty() || q.is_empty() {
+        return Err(syntax());
+    }
+    let q_at = t.value_at + t.value.len() - q.len();
+    let port_no = parse_port(p, t.value_at, "enqueue", ports)?;
+    if port_no > port::MAX && port_no != port::IN_PORT && port_no != port::LOCAL {
+        return Err(ParseError::new(
+            t.value_at,
+            format!("enqueue: cannot enqueue to {p} (a port number, IN_PORT or LOCAL)"),
+        ));
+    }
+    let queue = parse_u32(q, q_at, "enqueue queue")?;
+    Ok(Action::Enqueue {
+        port: port_no,
+        queue,
+    })
+}
+
+/// `multipath(fields, basis, algorithm, n_links, arg, dst)` (Open vSwitch's multipath.c).
+fn parse_multipath(t: &Token, ctx: &Ctx) -> Result<Action, ParseError> {
+    if t.delim != Delim::Paren {
+        return Err(ParseError::new(
+            t.key_at,
+            "multipath needs arguments: multipath(fields,basis,algorithm,n_links,arg,dst)",
+        ));
+    }
+    let mut parts = Vec::new();
+    let mut at = t.value_at;
+    for part in t.value.splitn(6, ',') {
+        let lead = part.len() - part.trim_start().len();
+        parts.push((part.trim(), at + lead));
+        at += part.len() + 1;
+    }
+    if parts.len() < 6 {
+        return Err(ParseError::new(
+            t.key_at,
+            "not enough arguments to multipath action \
+             (multipath(fields,basis,algorithm,n_links,arg,dst))",
+        ));
+    }
+    let (f, f_at) = parts[0];
+    let fields = HashFields::from_name(f).ok_or_else(|| {
+        ParseError::new(
+            f_at,
+            format!(
+                "multipath: unknown fields `{f}'{}",
+                suggest(f, HashFields::NAMES.iter().map(|(_, n)| *n))
+            ),
+        )
+    })?;
+    let basis = parse_u16(parts[1].0, parts[1].1, "multipath basis")?;
+    let (a, a_at) = parts[2];
+    let algorithm = MpAlgorithm::from_name(a).ok_or_else(|| {
+        ParseError::new(
+            a_at,
+            format!(
+                "multipath: unknown algorithm `{a}'{}",
+                suggest(a, MpAlgorithm::NAMES.iter().map(|(_, n)| *n))
+            ),
+        )
+    })?;
+    let n_links = parse_int(parts[3].0, parts[3].1, "multipath n_links")?;
+    if !(1..=65536).contains(&n_links) {
+        return Err(ParseError::new(
+            parts[3].1,
+            format!("multipath: n_links {n_links} is not in valid range 1 to 65536"),
+        ));
+    }
+    let n_links = n_links as u32;
+    let arg = parse_u32(parts[4].0, parts[4].1, "multipath arg")?;
+    let (d, d_at) = parts[5];
+    let dst = parse_subfield_at(d, d_at)?;
+    ctx.check_dst(dst.field, d_at, "multipath")?;
+    if dst.n_bits < 32 && (1u64 << dst.n_bits) < n_links as u64 {
+        return Err(ParseError::new(
+            d_at,
+            format!(
+                "multipath: {}-bit destination field has {} possible values, less than \
+                 specified n_links {n_links}",
+                dst.n_bits,
+                1u64 << dst.n_bits
+            ),
+        ));
+    }
+    Ok(Action::Multipath(Box::new(Multipath {
+        fields,
+        basis,
+        algorithm,
+        n_links,
+        arg,
+        dst,
+    })))
+}
+
+/// `fin_timeout(idle_timeout=N,hard_timeout=M)`.
+fn parse_fin_timeout(t: &Token) -> Result<Action, ParseError> {
+    if t.delim != Delim::Paren {
+        return Err(ParseError::new(
+            t.key_at,
+            "fin_timeout needs arguments: fin_timeout(idle_timeout=N,hard_timeout=M)",
+        ));
+    }
+    let (mut idle_timeout, mut hard_timeout) = (0, 0);
+    let mut l = Lexer::new(t.value, t.value_at);
+    while let Some(kv) = l.next_token() {
+        let kv = kv?;
+        match (kv.key, kv.delim) {
+            ("idle_timeout", Delim::Eq) => {
+                idle_timeout = parse_u16(kv.value, kv.value_at, "fin_timeout idle_timeout")?
+            }
+            ("hard_timeout", Delim::Eq) => {
+                hard_timeout = parse_u16(kv.value, kv.value_at, "fin_timeout hard_timeout")?
+            }
+            _ => {
+                return Err(ParseError::new(
+                    kv.key_at,
+                    format!(
+                        "invalid key '{}' in 'fin_timeout' argument (expected idle_timeout= \
+                         and hard_timeout=)",
+                        kv.key
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(Action::FinTimeout {
+        idle_timeout,
+        hard_timeout,
+    })
 }
 
 fn parse_output_trunc(t: &Token, ports: &dyn PortNames) -> Result<Vec<Action>, ParseError> {
@@ -912,7 +1179,86 @@ pub(crate) fn write_action(s: &mut String, a: &Action, ports: &dyn PortNames) {
         }
         Action::Ct(ct) => write_ct(s, ct, ports),
         Action::CtClear => s.push_str("ct_clear"),
+        Action::ControllerEx(o) => write_controller(s, o),
+        Action::DecTtlIds(ids) => {
+            s.push_str("dec_ttl(");
+            for (i, id) in ids.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                let _ = write!(s, "{id}");
+            }
+            s.push(')');
+        }
+        Action::Enqueue { port: p, queue } => {
+            let _ = write!(s, "enqueue:{}:{queue}", fmt_port(*p, ports));
+        }
+        Action::Multipath(m) => {
+            let _ = write!(
+                s,
+                "multipath({},{},{},{},{},{})",
+                m.fields.name(),
+                m.basis,
+                m.algorithm.name(),
+                m.n_links,
+                m.arg,
+                fmt_subfield(&m.dst)
+            );
+        }
+        Action::FinTimeout {
+            idle_timeout,
+            hard_timeout,
+        } => {
+            s.push_str("fin_timeout(");
+            if *idle_timeout != 0 {
+                let _ = write!(s, "idle_timeout={idle_timeout},");
+            }
+            if *hard_timeout != 0 {
+                let _ = write!(s, "hard_timeout={hard_timeout},");
+            }
+            if s.ends_with(',') {
+                s.pop();
+            }
+            s.push(')');
+        }
+        Action::Meter(id) => {
+            let _ = write!(s, "meter:{id}");
+        }
     }
+}
+
+/// `controller(...)` as Open vSwitch's `format_CONTROLLER` prints it.
+fn write_controller(s: &mut String, o: &ControllerOpts) {
+    s.push_str("controller(");
+    if o.reason != ControllerReason::Action {
+        let _ = write!(s, "reason={},", o.reason.name());
+    }
+    if o.max_len != u16::MAX {
+        let _ = write!(s, "max_len={},", o.max_len);
+    }
+    if o.id != 0 {
+        let _ = write!(s, "id={},", o.id);
+    }
+    if let Some(u) = &o.userdata {
+        s.push_str("userdata=");
+        for (i, b) in u.iter().enumerate() {
+            if i > 0 {
+                s.push('.');
+            }
+            let _ = write!(s, "{b:02x}");
+        }
+        s.push(',');
+    }
+    if o.pause {
+        s.push_str("pause,");
+    }
+    if let Some(m) = o.meter_id {
+        let _ = write!(s, "meter_id={m},");
+    }
+    if s.ends_with(',') {
+        s.pop();
+    }
+    s.push(')');
 }
 
 /// Append an action list; an empty one is `drop`.

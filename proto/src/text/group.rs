@@ -4,10 +4,13 @@
 use super::actions::{Ctx, GROUP_MAX, parse_action_list, write_actions};
 use super::format::fmt_port;
 use super::lexer::{Delim, Lexer, Token, trim_end_seps};
-use super::value::{parse_port, parse_u16, parse_u32, suggest};
+use super::value::{
+    field_max, parse_field_value, parse_port, parse_u16, parse_u32, parse_u64, suggest,
+};
 use super::{ParseError, PortNames};
 use crate::action::port;
-use crate::group::{Bucket, GroupSpec, GroupType};
+use crate::field::FieldId;
+use crate::group::{Bucket, GroupSpec, GroupType, Selection, SelectionMethod};
 use crate::matching::Match;
 use std::fmt::Write;
 
@@ -142,6 +145,9 @@ pub(crate) fn parse_group(s: &str, ports: &dyn PortNames) -> Result<GroupSpec, P
     let mut group_type = None;
     // (offset of the `bucket` key, offset of its value)
     let mut buckets_at: Vec<(usize, usize)> = Vec::new();
+    let mut method: Option<(SelectionMethod, usize)> = None;
+    let mut param: Option<(u64, usize)> = None;
+    let mut fields: Option<(Vec<(FieldId, u128)>, usize)> = None;
     while let Some(t) = lexer.next_token() {
         let t = t?;
         let starts_bucket = t.key == "bucket" && t.delim == Delim::Eq;
@@ -179,11 +185,39 @@ pub(crate) fn parse_group(s: &str, ports: &dyn PortNames) -> Result<GroupSpec, P
                 })?;
                 group_type = Some(ty.1);
             }
-            ("selection_method" | "selection_method_param" | "fields", _) => {
-                return Err(ParseError::new(
+            ("selection_method", Delim::Eq) => {
+                if method.is_some() {
+                    return Err(ParseError::new(t.key_at, "selection_method is given twice"));
+                }
+                let m = match t.value {
+                    "hash" => SelectionMethod::Hash,
+                    "dp_hash" => SelectionMethod::DpHash,
+                    v => {
+                        return Err(ParseError::new(
+                            t.value_at,
+                            format!("unknown selection_method \"{v}\" (expected hash or dp_hash)"),
+                        ));
+                    }
+                };
+                method = Some((m, t.key_at));
+            }
+            ("selection_method_param", Delim::Eq) => {
+                if param.is_some() {
+                    return Err(ParseError::new(
+                        t.key_at,
+                        "selection_method_param is given twice",
+                    ));
+                }
+                param = Some((
+                    parse_u64(t.value, t.value_at, "selection_method_param")?,
                     t.key_at,
-                    format!("{} is not supported by this switch", t.key),
                 ));
+            }
+            ("fields", Delim::Eq | Delim::Paren) => {
+                if fields.is_some() {
+                    return Err(ParseError::new(t.key_at, "fields is given twice"));
+                }
+                fields = Some((parse_hash_fields(t.value, t.value_at, ports)?, t.key_at));
             }
             _ => {
                 return Err(ParseError::new(
@@ -199,6 +233,34 @@ pub(crate) fn parse_group(s: &str, ports: &dyn PortNames) -> Result<GroupSpec, P
     }
     let group_id = group_id.ok_or_else(|| ParseError::new(0, "must specify a group_id"))?;
     let group_type = group_type.ok_or_else(|| ParseError::new(0, "must specify a type"))?;
+    let selection = match (method, param, fields) {
+        (None, Some((_, at)), _) => {
+            return Err(ParseError::new(
+                at,
+                "selection_method_param is only allowed with \"selection_method\"",
+            ));
+        }
+        (None, None, Some((_, at))) | (Some((SelectionMethod::DpHash, _)), _, Some((_, at))) => {
+            return Err(ParseError::new(
+                at,
+                "fields may only be specified with \"selection_method=hash\"",
+            ));
+        }
+        (None, None, None) => None,
+        (Some((method, at)), param, fields) => {
+            if group_type != GroupType::Select {
+                return Err(ParseError::new(
+                    at,
+                    "selection_method is only allowed in select groups",
+                ));
+            }
+            Some(Selection {
+                method,
+                param: param.map_or(0, |p| p.0),
+                fields: fields.map(|f| f.0).unwrap_or_default(),
+            })
+        }
+    };
     let mut raw = Vec::new();
     for (i, &(key_at, value_at)) in buckets_at.iter().enumerate() {
         let end = buckets_at.get(i + 1).map_or(s.len(), |b| b.0);
@@ -265,7 +327,131 @@ pub(crate) fn parse_group(s: &str, ports: &dyn PortNames) -> Result<GroupSpec, P
         group_id,
         group_type,
         buckets,
+        selection,
     })
+}
+
+/// Open vSwitch's order of fields (its `enum mf_field_id`), in which it prints `fields(...)`.
+fn ovs_field_rank(f: FieldId) -> usize {
+    const ORDER: &[&str] = &[
+        "recirc_id",
+        "conj_id",
+        "tun_id",
+        "tun_src",
+        "tun_dst",
+        "metadata",
+        "in_port",
+        "ct_state",
+        "ct_zone",
+        "ct_mark",
+        "ct_label",
+        "reg0",
+        "reg1",
+        "reg2",
+        "reg3",
+        "reg4",
+        "reg5",
+        "reg6",
+        "reg7",
+        "reg8",
+        "reg9",
+        "reg10",
+        "reg11",
+        "reg12",
+        "reg13",
+        "reg14",
+        "reg15",
+        "eth_src",
+        "eth_dst",
+        "eth_type",
+        "vlan_tci",
+        "dl_vlan",
+        "vlan_vid",
+        "vlan_pcp",
+        "ip_src",
+        "ip_dst",
+        "ipv6_src",
+        "ipv6_dst",
+        "ipv6_label",
+        "nw_proto",
+        "nw_tos",
+        "ip_dscp",
+        "nw_ecn",
+        "nw_ttl",
+        "ip_frag",
+        "arp_op",
+        "arp_spa",
+        "arp_tpa",
+        "arp_sha",
+        "arp_tha",
+        "tcp_src",
+        "tcp_dst",
+        "tcp_flags",
+        "udp_src",
+        "udp_dst",
+        "sctp_src",
+        "sctp_dst",
+        "icmp_type",
+        "icmp_code",
+        "icmpv6_type",
+        "icmpv6_code",
+        "nd_target",
+        "nd_sll",
+        "nd_tll",
+    ];
+    ORDER
+        .iter()
+        .position(|n| *n == f.info().name)
+        .unwrap_or(ORDER.len())
+}
+
+/// `fields(ip_src,tcp_dst,eth_dst=ff:ff:ff:00:00:00)` or `fields=ip_src`: the fields a
+/// `selection_method=hash` group hashes, each optionally under a mask.
+fn parse_hash_fields(
+    s: &str,
+    at: usize,
+    ports: &dyn PortNames,
+) -> Result<Vec<(FieldId, u128)>, ParseError> {
+    let mut out: Vec<(FieldId, u128)> = Vec::new();
+    let mut l = Lexer::new(s, at);
+    while let Some(t) = l.next_token() {
+        let t = t?;
+        let field = FieldId::from_name(t.key)
+            .ok_or_else(|| ParseError::new(t.key_at, format!("fields: unknown field {}", t.key)))?;
+        // tp_src/tp_dst are Open vSwitch's names for tcp_src/tcp_dst.
+        let field = match field {
+            FieldId::TpSrc => FieldId::TcpSrc,
+            FieldId::TpDst => FieldId::TcpDst,
+            f => f,
+        };
+        let mask = match t.delim {
+            Delim::None => field_max(field),
+            Delim::Eq => {
+                if !field.info().maskable {
+                    return Err(ParseError::new(
+                        t.key_at,
+                        format!("fields: {} cannot be masked", t.key),
+                    ));
+                }
+                parse_field_value(field, t.value, t.value_at, ports)?.0
+            }
+            _ => {
+                return Err(ParseError::new(
+                    t.key_at,
+                    format!("fields: expected FIELD or FIELD=MASK, got {}", t.key),
+                ));
+            }
+        };
+        if out.iter().any(|(f, _)| *f == field) {
+            return Err(ParseError::new(
+                t.key_at,
+                format!("{}: duplicate field", t.key),
+            ));
+        }
+        out.push((field, mask));
+    }
+    out.sort_by_key(|(f, _)| ovs_field_rank(*f));
+    Ok(out)
 }
 
 /// Append a group as `ovs-ofctl -O OpenFlow15 dump-groups` prints it.
@@ -276,6 +462,44 @@ pub(crate) fn write_group(s: &mut String, g: &GroupSpec, ports: &dyn PortNames) 
         g.group_id,
         type_name(g.group_type)
     );
+    if let Some(sel) = &g.selection {
+        s.push_str(match sel.method {
+            SelectionMethod::Hash => ",selection_method=hash",
+            SelectionMethod::DpHash => ",selection_method=dp_hash",
+        });
+        if sel.param != 0 {
+            let _ = write!(s, ",selection_method_param={}", sel.param);
+        }
+        let one = |s: &mut String, (f, m): &(FieldId, u128)| {
+            s.push_str(f.info().name);
+            if *m != field_max(*f) {
+                s.push('=');
+                s.push_str(&super::format::fmt_field_value(
+                    *f,
+                    *m,
+                    field_max(*f),
+                    ports,
+                ));
+            }
+        };
+        match sel.fields.as_slice() {
+            [] => {}
+            [f] => {
+                s.push_str(",fields=");
+                one(s, f);
+            }
+            fs => {
+                s.push_str(",fields(");
+                for (i, f) in fs.iter().enumerate() {
+                    if i > 0 {
+                        s.push(',');
+                    }
+                    one(s, f);
+                }
+                s.push(')');
+            }
+        }
+    }
     for b in &g.buckets {
         let _ = write!(s, ",bucket=bucket_id:{},", b.bucket_id);
         if b.weight != 1 {

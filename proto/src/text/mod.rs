@@ -21,6 +21,7 @@ mod group;
 mod learn;
 mod lexer;
 mod matching;
+mod meter;
 mod setfield;
 mod value;
 
@@ -221,6 +222,8 @@ impl fmt::Display for GroupSpec {
         write!(f, "{}", display_group(self, &NoPortNames))
     }
 }
+
+pub use meter::{display_meter, parse_meter};
 
 #[cfg(test)]
 mod tests;

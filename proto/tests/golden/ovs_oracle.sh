@@ -48,6 +48,10 @@ ofctl() { ovs-ofctl -O OpenFlow15 "$@"; }
 for g in 1 2 3 4 5 6 7 8 9 10; do
     ofctl add-group br0 "group_id=$g,type=all"
 done
+# Meters that golden flows send through.
+for m in 1 2 3; do
+    ofctl add-meter br0 "meter=$m,pktps,bands=type=drop,rate=10"
+done
 
 # A one-line error message: the last line of ovs-ofctl's stderr, without log prefixes.
 errline() { sed -e 's/^[0-9T:-]*Z|[0-9]*|[a-z_]*|[A-Z]*|//' | grep -v '^[0-9a-f]\{8\} ' | tail -n1; }

@@ -349,6 +349,18 @@ fn call(sw: &Mutex<Switch>, hooks: &Hooks, m: &str, p: &Value) -> Result<Value, 
             ok(sw.lock().del_groups(p))
         }
         method::DUMP_GROUPS => ok(Ok(sw.lock().dump_groups())),
+        method::ADD_METERS => {
+            let p = params(m, p)?;
+            ok(sw.lock().add_meters(p))
+        }
+        method::DEL_METERS => {
+            let p = params(m, p)?;
+            ok(sw.lock().del_meters(p))
+        }
+        method::DUMP_METERS => {
+            let p = params(m, p)?;
+            ok(Ok(sw.lock().dump_meters(p)))
+        }
         method::TRACE => {
             let p = params(m, p)?;
             ok(sw.lock().trace(p))

@@ -4,6 +4,7 @@
 use super::{Refusal, Switch};
 use crate::k8s::pipeline::{CookieKind, SYSTEM_GROUPS, reserved_cookie};
 use crate::ofproto::{FlowModError, Origin, now_ms};
+use crate::store::Op;
 use std::collections::HashSet;
 use vswitch_proto::flowmod::{FlowSpec, Usage};
 use vswitch_proto::group::GroupSpec;
@@ -23,6 +24,12 @@ impl Switch {
             index,
             message,
         };
+        for (i, line) in image.meters.values().enumerate() {
+            let m = text::parse_meter(line).map_err(|e| bad("meter", i + 1, e.to_string()))?;
+            self.bridge
+                .add_meter(&m, now_ms())
+                .map_err(|e| bad("meter", i + 1, e.to_string()))?;
+        }
         // A group's buckets may name another group: add them until none is left whose
         // every reference is there.
         let mut groups: Vec<(usize, GroupSpec)> = Vec::new();
@@ -259,6 +266,99 @@ impl Switch {
         Ok(rpc::Count {
             count: gone.len() as u64,
         })
+    }
+
+    /// `add-meter`: new meters (all or none), kept in the state.
+    pub fn add_meters(&mut self, p: rpc::MetersParams) -> Result<rpc::Count, Refusal> {
+        let meters: Vec<vswitch_proto::meter::MeterSpec> = p
+            .meters
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                text::parse_meter(l).map_err(|e| {
+                    Refusal::refused(format!("meter {}, {}", i + 1, e.render(l))).with_index(i)
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let mut ids = HashSet::new();
+        for m in &meters {
+            if !ids.insert(m.meter_id) {
+                return Err(Refusal::conflict(format!(
+                    "meter {} appears twice in this request",
+                    m.meter_id
+                )));
+            }
+        }
+        let n = meters.len() as u64;
+        self.transact(|sw, txn| {
+            let now = now_ms();
+            for m in &meters {
+                sw.bridge
+                    .add_meter(m, now)
+                    .map_err(|e| Refusal::conflict(e.to_string()))?;
+                let id = m.meter_id;
+                // Meters change in place, outside the bridge's undo log.
+                txn.on_undo(move |sw| {
+                    sw.bridge.delete_meters(Some(id));
+                });
+                txn.op(Op::Meter {
+                    id,
+                    v: Some(text::display_meter(m).replace('\n', " ")),
+                });
+            }
+            Ok(())
+        })?;
+        Ok(rpc::Count { count: n })
+    }
+
+    /// `del-meters [meter=N]`: remove meters and the flows that use them.
+    pub fn del_meters(&mut self, p: rpc::MeterIdParams) -> Result<rpc::Count, Refusal> {
+        if let Some(id) = p.meter_id
+            && self.bridge.pipeline().meter(id).is_none()
+        {
+            return Err(Refusal::not_found(format!("meter {id} does not exist")));
+        }
+        let gone = self.transact(|sw, txn| {
+            let kept: Vec<vswitch_proto::meter::MeterSpec> = sw
+                .bridge
+                .dump_meters(p.meter_id, 0)
+                .into_iter()
+                .map(|(m, _, _)| m)
+                .collect();
+            let gone = sw.bridge.delete_meters(p.meter_id);
+            txn.on_undo(move |sw| {
+                for m in &kept {
+                    let _ = sw.bridge.add_meter(m, now_ms());
+                }
+            });
+            for id in &gone {
+                txn.op(Op::Meter { id: *id, v: None });
+            }
+            Ok(gone)
+        })?;
+        Ok(rpc::Count {
+            count: gone.len() as u64,
+        })
+    }
+
+    pub fn dump_meters(&self, p: rpc::MeterIdParams) -> Vec<rpc::DumpedMeter> {
+        self.bridge
+            .dump_meters(p.meter_id, now_ms())
+            .into_iter()
+            .map(|(m, s, n)| rpc::DumpedMeter {
+                meter_id: m.meter_id,
+                line: text::display_meter(&m),
+                flow_count: n as u64,
+                packets_in: s.packets_in,
+                bytes_in: s.bytes_in,
+                duration_ms: s.duration_ms,
+                bands: s
+                    .bands
+                    .iter()
+                    .map(|&(packets, bytes)| rpc::BandStats { packets, bytes })
+                    .collect(),
+            })
+            .collect()
     }
 
     fn group_owner_names(&self, id: u32) -> Vec<String> {

@@ -756,3 +756,65 @@ fn conntrack_settings_survive_restarts() {
     let ct = show.conntrack.unwrap();
     assert_eq!((ct.connections, ct.limit, ct.capacity), (0, 500, 1000));
 }
+
+#[test]
+fn meters_survive_a_restart_and_go_with_their_flows() {
+    let dir = TempDir::new("meters");
+    let before = {
+        let mut sw = start(&dir);
+        sw.add_port(mem("a")).unwrap();
+        sw.add_meters(rpc::MetersParams {
+            meters: vec![
+                "meter=1,kbps,burst,bands=type=drop,rate=1000,burst_size=100".into(),
+                "meter=2,pktps,bands=type=drop,rate=10".into(),
+            ],
+        })
+        .unwrap();
+        // Like Open vSwitch: an existing meter cannot be added again.
+        let err = sw
+            .add_meters(rpc::MetersParams {
+                meters: vec!["meter=2,pktps,bands=type=drop,rate=5".into()],
+            })
+            .unwrap_err();
+        assert!(err.message.contains("already exists"), "{err:?}");
+        sw.add_flows(flows(&["in_port=a,actions=meter:1,output:a"]))
+            .unwrap();
+        assert!(sw.add_flows(flows(&["actions=meter:9"])).is_err());
+        let all = rpc::MeterIdParams::default();
+        let dumped = sw.dump_meters(all.clone());
+        assert_eq!(
+            dumped[0].line,
+            "meter=1 kbps burst bands=\ntype=drop rate=1000 burst_size=100"
+        );
+        assert_eq!(dumped[0].flow_count, 1);
+        sw.dump_meters(all)
+            .into_iter()
+            .map(|m| m.line)
+            .collect::<Vec<_>>()
+    };
+    let mut sw = start(&dir);
+    let after: Vec<String> = sw
+        .dump_meters(rpc::MeterIdParams::default())
+        .into_iter()
+        .map(|m| m.line)
+        .collect();
+    assert_eq!(after, before);
+    // Deleting a meter deletes the flows that use it, and that is saved too.
+    let n = sw
+        .del_meters(rpc::MeterIdParams { meter_id: Some(1) })
+        .unwrap();
+    assert_eq!(n.count, 1);
+    assert!(
+        sw.dump_flows(rpc::SelectFlowsParams::default())
+            .unwrap()
+            .is_empty()
+    );
+    drop(sw);
+    let sw = start(&dir);
+    assert_eq!(sw.dump_meters(rpc::MeterIdParams::default()).len(), 1);
+    assert!(
+        sw.dump_flows(rpc::SelectFlowsParams::default())
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -153,6 +153,11 @@ impl Switch {
                 text::display_group(&g.spec, &NoPortNames).to_string(),
             );
         }
+        for (m, _, _) in self.bridge.dump_meters(None, 0) {
+            image
+                .meters
+                .insert(m.meter_id, text::display_meter(&m).replace('\n', " "));
+        }
         for (key, stored) in self.objects.iter() {
             let rec = self.object_record(key, stored);
             image.objects.insert(

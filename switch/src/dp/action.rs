@@ -23,16 +23,19 @@ pub enum DropReason {
     RecircLimit,
     /// A group referenced by a rule does not exist (any more).
     NoSuchGroup,
+    /// A meter's drop band dropped it (or the meter does not exist any more).
+    Meter,
 }
 
 impl DropReason {
-    pub const COUNT: usize = DropReason::NoSuchGroup as usize + 1;
+    pub const COUNT: usize = DropReason::Meter as usize + 1;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::NoOutput,
         DropReason::TtlExceeded,
         DropReason::ResubmitLimit,
         DropReason::RecircLimit,
         DropReason::NoSuchGroup,
+        DropReason::Meter,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +45,7 @@ impl DropReason {
             DropReason::ResubmitLimit => "resubmit_limit",
             DropReason::RecircLimit => "recirc_limit",
             DropReason::NoSuchGroup => "no_such_group",
+            DropReason::Meter => "meter",
         }
     }
 }
@@ -175,7 +179,39 @@ pub enum DpAction {
     Learn(Arc<FlowSpec>),
     /// Stop here and count the packet as dropped for this reason.
     Drop(DropReason),
+    /// A TCP FIN or RST met `fin_timeout`: shorten the rule's timeouts.
+    FinTimeout {
+        stats: RuleRef,
+        idle_timeout: u16,
+        hard_timeout: u16,
+    },
+    /// Through meter `id`: the packet goes on only if its bands let it.
+    Meter(u32, MeterRef),
 }
+
+/// A meter in a datapath action; equal when it is the same meter.
+#[derive(Clone, Debug)]
+pub struct MeterRef(pub Arc<crate::ofproto::meter::Meter>);
+
+impl PartialEq for MeterRef {
+    fn eq(&self, other: &MeterRef) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for MeterRef {}
+
+/// A rule's counters in a datapath action; equal when they are the same rule's.
+#[derive(Clone, Debug)]
+pub struct RuleRef(pub Arc<crate::ofproto::RuleStats>);
+
+impl PartialEq for RuleRef {
+    fn eq(&self, other: &RuleRef) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for RuleRef {}
 
 fn mac(m: [u8; 6]) -> String {
     format!(
@@ -352,6 +388,15 @@ impl fmt::Display for DpAction {
                 write!(f, "userspace(learn,table={})", spec.table.unwrap_or(0))
             }
             DpAction::Drop(r) => write!(f, "drop({})", r.as_str()),
+            DpAction::FinTimeout {
+                idle_timeout,
+                hard_timeout,
+                ..
+            } => write!(
+                f,
+                "userspace(fin_timeout,idle_timeout={idle_timeout},hard_timeout={hard_timeout})"
+            ),
+            DpAction::Meter(id, _) => write!(f, "meter({id})"),
         }
     }
 }

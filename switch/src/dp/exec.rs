@@ -181,6 +181,8 @@ pub(crate) fn execute<C: Conntrack>(
                 | DpAction::CtClear
                 | DpAction::Controller { .. }
                 | DpAction::Learn(_)
+                | DpAction::FinTimeout { .. }
+                | DpAction::Meter(..)
                 | DpAction::Drop(_)
                 | DpAction::SetTunnel { .. }
         ) {
@@ -294,6 +296,16 @@ pub(crate) fn execute<C: Conntrack>(
                 sent = true;
             }
             DpAction::Learn(spec) => sink.learn(spec),
+            DpAction::FinTimeout {
+                stats,
+                idle_timeout,
+                hard_timeout,
+            } => stats.0.reduce_timeouts(*idle_timeout, *hard_timeout),
+            DpAction::Meter(_, m) => {
+                if !m.0.admit(pkt.len(), now) {
+                    return Outcome::Dropped(DropReason::Meter);
+                }
+            }
             DpAction::Drop(r) => return Outcome::Dropped(*r),
         }
     }

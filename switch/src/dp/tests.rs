@@ -660,3 +660,32 @@ fn ct_clear_hides_the_old_state_from_the_next_ct() {
     );
     assert_eq!(seen.0, [(0x22, 0x0a00_0001), (0, 0)]);
 }
+
+#[test]
+fn a_meter_drops_above_its_rate_even_from_cached_megaflows() {
+    use vswitch_proto::text::parse_meter;
+    let (mut b, mut fp) = setup(&[]);
+    b.add_meter(
+        &parse_meter("meter=1,pktps,bands=type=drop,rate=5").unwrap(),
+        0,
+    )
+    .unwrap();
+    b.add_flows(&[flow("in_port=1,actions=meter:1,output:2")], 0)
+        .unwrap();
+    // One flow, so all but the first packet hit the cached megaflow.
+    let frames: Vec<Vec<u8>> = (0..8).map(|_| tcp(1000, b"x")).collect();
+    let rec = run(&mut fp, &frames, 1, 0);
+    assert_eq!(
+        rec.out.len(),
+        5,
+        "a full bucket holds one second: 5 packets"
+    );
+    // 200 ms later the bucket has one packet's worth again.
+    let rec = run(&mut fp, &frames[..3], 1, 200);
+    assert_eq!(rec.out.len(), 1);
+    let d = b.dump_meters(Some(1), 200);
+    let stats = &d[0].1;
+    assert_eq!(stats.packets_in, 11);
+    assert_eq!(stats.bands[0].0, 5);
+    assert_eq!(stats.bands[0].1, 5 * frames[0].len() as u64);
+}

@@ -15,6 +15,7 @@
 //! the node's pipeline): see [`owned`].
 
 pub mod mac;
+pub mod meter;
 pub mod owned;
 mod rule;
 pub mod trace;
@@ -33,6 +34,7 @@ use vswitch_proto::flow::Flow;
 use vswitch_proto::flowmod::{FlowSpec, FlowStats};
 use vswitch_proto::group::{GroupSpec, GroupType};
 use vswitch_proto::matching::Match;
+use vswitch_proto::meter::MeterSpec;
 
 /// Number of tables (0..=254).
 pub const N_TABLES: usize = 255;
@@ -153,6 +155,8 @@ impl GroupTable {
 pub struct Pipeline {
     tables: Vec<Arc<Classifier<Arc<Rule>>>>,
     groups: GroupTable,
+    /// Shared by every snapshot: meters change in place.
+    meters: Arc<meter::MeterTable>,
     ports: Arc<[PortDesc]>,
     generation: u64,
     /// What the publish that made this snapshot changed, linked to the ones before.
@@ -164,6 +168,7 @@ impl Default for Pipeline {
         Pipeline {
             tables: (0..N_TABLES).map(|_| Arc::new(Classifier::new())).collect(),
             groups: GroupTable::default(),
+            meters: Arc::default(),
             ports: Arc::from(Vec::new()),
             generation: 0,
             delta: None,
@@ -178,6 +183,10 @@ impl Pipeline {
 
     pub fn table(&self, t: u8) -> Option<&Classifier<Arc<Rule>>> {
         self.tables.get(t as usize).map(|c| &**c)
+    }
+
+    pub fn meter(&self, id: u32) -> Option<Arc<meter::Meter>> {
+        self.meters.get(id)
     }
 
     pub fn group(&self, id: u32) -> Option<&Arc<Group>> {
@@ -668,9 +677,90 @@ impl Bridge {
     }
 
     fn check(&self, spec: &FlowSpec, table: u8) -> Result<(), FlowModError> {
-        rule::validate_actions(spec.actions.as_deref().unwrap_or(&[]), table, &|g| {
-            self.master.groups.contains(g)
-        })
+        let actions = spec.actions.as_deref().unwrap_or(&[]);
+        for a in actions {
+            if let Action::Meter(m) = a
+                && !self.master.meters.contains(*m)
+            {
+                return Err(FlowModError::NoSuchMeter(*m));
+            }
+        }
+        rule::validate_actions(actions, table, &|g| self.master.groups.contains(g))
+    }
+
+    /// `add-meter`: a new meter, with full buckets.
+    pub fn add_meter(&mut self, m: &MeterSpec, now: u64) -> Result<(), FlowModError> {
+        if self.master.meters.contains(m.meter_id) {
+            return Err(FlowModError::MeterExists(m.meter_id));
+        }
+        self.master.meters.insert(meter::Meter::new(m.clone(), now));
+        Ok(())
+    }
+
+    /// `del-meters [meter=N]`: remove meters and, as OpenFlow requires, the rules that use
+    /// them. Returns the removed meter ids.
+    pub fn delete_meters(&mut self, id: Option<u32>) -> Vec<u32> {
+        let ids: Vec<u32> = match id {
+            Some(id) => self
+                .master
+                .meters
+                .contains(id)
+                .then_some(id)
+                .into_iter()
+                .collect(),
+            None => self
+                .master
+                .meters
+                .all()
+                .iter()
+                .map(|m| m.spec.meter_id)
+                .collect(),
+        };
+        if ids.is_empty() {
+            return ids;
+        }
+        let users: Vec<Arc<Rule>> = self
+            .master
+            .iter_rules()
+            .filter(|r| {
+                r.actions
+                    .iter()
+                    .any(|a| matches!(a, Action::Meter(m) if ids.contains(m)))
+            })
+            .cloned()
+            .collect();
+        if !users.is_empty() {
+            self.remove_rules(&users);
+            self.changed();
+        }
+        for id in &ids {
+            self.master.meters.remove(*id);
+        }
+        ids
+    }
+
+    /// `dump-meters` / `meter-stats`: every meter (or one), with its counters and how
+    /// many rules use it.
+    pub fn dump_meters(
+        &self,
+        id: Option<u32>,
+        now: u64,
+    ) -> Vec<(MeterSpec, meter::MeterStats, usize)> {
+        self.master
+            .meters
+            .all()
+            .iter()
+            .filter(|m| id.is_none_or(|id| m.spec.meter_id == id))
+            .map(|m| {
+                let id = m.spec.meter_id;
+                let n = self
+                    .master
+                    .iter_rules()
+                    .filter(|r| r.actions.first() == Some(&Action::Meter(id)))
+                    .count();
+                (m.spec.clone(), m.stats(now), n)
+            })
+            .collect()
     }
 
     /// `add-flow`/`add-flows`: all or nothing. A flow with the same table, match and

@@ -1,7 +1,7 @@
 //! Rules and groups as the bridge stores them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use vswitch_proto::action::{Action, CtZone};
 use vswitch_proto::flowmod::{FlowFlags, FlowSpec, FlowStats};
 use vswitch_proto::group::{Bucket, GroupSpec, GroupType};
@@ -24,6 +24,10 @@ pub enum FlowModError {
     IndirectBuckets(usize),
     #[error("ct zone from {bits}-bit subfield: a zone is at most 16 bits")]
     ZoneTooWide { bits: u8 },
+    #[error("meter {0} does not exist; add it with add-meter first (OFPMMFC_INVALID_METER)")]
+    NoSuchMeter(u32),
+    #[error("meter {0} already exists; delete it first (del-meters meter={0})")]
+    MeterExists(u32),
     #[error("group {0} belongs to the switch (it goes with the object it was made for)")]
     SystemGroup(u32),
 }
@@ -36,9 +40,41 @@ pub struct RuleStats {
     n_packets: AtomicU64,
     n_bytes: AtomicU64,
     used_ms: AtomicU64,
+    /// Timeouts a `fin_timeout` action shortened the rule's to (0: not shortened).
+    fin_idle: AtomicU16,
+    fin_hard: AtomicU16,
 }
 
 impl RuleStats {
+    /// A packet with FIN or RST met `fin_timeout(idle_timeout=idle,hard_timeout=hard)`:
+    /// the rule's timeouts become at most these (0 leaves that timeout alone).
+    pub fn reduce_timeouts(&self, idle: u16, hard: u16) {
+        for (a, v) in [(&self.fin_idle, idle), (&self.fin_hard, hard)] {
+            if v != 0 {
+                let _ = a.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                    (old == 0 || v < old).then_some(v)
+                });
+            }
+        }
+    }
+
+    /// `timeout` as a `fin_timeout` left it (`reduced` is the shortened value, 0: none).
+    fn effective(timeout: u16, reduced: u16) -> u16 {
+        match (timeout, reduced) {
+            (t, 0) => t,
+            (0, r) => r,
+            (t, r) => t.min(r),
+        }
+    }
+
+    pub fn idle_timeout(&self, configured: u16) -> u16 {
+        RuleStats::effective(configured, self.fin_idle.load(Ordering::Relaxed))
+    }
+
+    pub fn hard_timeout(&self, configured: u16) -> u16 {
+        RuleStats::effective(configured, self.fin_hard.load(Ordering::Relaxed))
+    }
+
     #[inline]
     pub fn credit(&self, packets: u64, bytes: u64, now_ms: u64) {
         self.n_packets.fetch_add(packets, Ordering::Relaxed);
@@ -183,8 +219,8 @@ impl Rule {
             priority: self.priority,
             cookie: self.cookie,
             cookie_mask: 0,
-            idle_timeout: self.idle_timeout,
-            hard_timeout: self.hard_timeout,
+            idle_timeout: self.stats.idle_timeout(self.idle_timeout),
+            hard_timeout: self.stats.hard_timeout(self.hard_timeout),
             importance: self.importance,
             flags: self.flags,
             out_port: None,
@@ -226,12 +262,13 @@ impl Rule {
     /// Whether an idle or hard timeout has passed.
     pub fn expired(&self, now: u64) -> bool {
         let modified = self.modified_ms();
-        if self.hard_timeout != 0 && now.saturating_sub(modified) >= self.hard_timeout as u64 * 1000
-        {
+        let hard = self.stats.hard_timeout(self.hard_timeout);
+        if hard != 0 && now.saturating_sub(modified) >= hard as u64 * 1000 {
             return true;
         }
         let last_used = self.stats.used_ms().max(modified);
-        self.idle_timeout != 0 && now.saturating_sub(last_used) >= self.idle_timeout as u64 * 1000
+        let idle = self.stats.idle_timeout(self.idle_timeout);
+        idle != 0 && now.saturating_sub(last_used) >= idle as u64 * 1000
     }
 
     pub fn outputs_to(&self, port: u32) -> bool {

@@ -1235,3 +1235,213 @@ fn trace_simulates_nat_on_the_recirculated_pass() {
         "{text}"
     );
 }
+
+// ---- select groups by hash, multipath, fin_timeout, enqueue, controller options ----
+
+/// A bridge with group `line` and a rule sending what comes in on port 3 to it.
+fn bridge_with_group(line: &str) -> Bridge {
+    let mut b = bridge(&[]);
+    b.add_group(&parse_group(line, &NoPortNames).unwrap())
+        .unwrap();
+    b.add_flows(&[spec("in_port=3,actions=group:1")], 0)
+        .unwrap();
+    b
+}
+
+#[test]
+fn select_hash_group_hashes_exactly_its_fields() {
+    let b = bridge_with_group(
+        "group_id=1,type=select,selection_method=hash,fields(ip_src,tcp_dst),\
+         bucket=output:1,bucket=output:2",
+    );
+    // Open vSwitch 3.1's ofproto/trace of the same group and packet gives the megaflow
+    // recirc_id=0,eth,tcp,in_port=3,nw_src=10.0.0.1,nw_frag=no,tp_dst=80: the hashed fields
+    // and nothing else of the 5-tuple.
+    let pkt = "in_port=3,tcp,nw_src=10.0.0.1,nw_dst=10.0.0.2,tp_src=1000,tp_dst=80";
+    let t = b.trace(&packet(pkt), 0);
+    let mask = t.megaflow.mask;
+    assert_eq!(mask.nw_src(), u32::MAX);
+    assert_eq!(mask.tp_dst(), u16::MAX);
+    assert_eq!(mask.nw_dst(), 0);
+    assert_eq!(mask.tp_src(), 0);
+    let first = t.datapath_actions();
+    // Fields not hashed do not move the connection...
+    for sport in 1000..1050 {
+        let p = format!("in_port=3,tcp,nw_src=10.0.0.1,nw_dst=10.0.0.9,tp_src={sport},tp_dst=80");
+        assert_eq!(actions(&b, &p), first);
+    }
+    // ...hashed ones spread connections over the buckets.
+    let seen: std::collections::HashSet<String> = (1..60)
+        .map(|i| actions(&b, &format!("in_port=3,tcp,nw_src=10.0.1.{i},tp_dst=80")))
+        .collect();
+    assert!(seen.contains("1") && seen.contains("2"), "{seen:?}");
+    // A field the packet does not have is left out: UDP packets hash ip_src only.
+    let udp = b.trace(&packet("in_port=3,udp,nw_src=10.0.0.1,tp_dst=80"), 0);
+    assert_eq!(udp.megaflow.mask.tp_dst(), 0);
+}
+
+#[test]
+fn select_default_and_dp_hash_hash_the_five_tuple() {
+    let b = bridge_with_group(
+        "group_id=1,type=select,selection_method=dp_hash,bucket=output:1,bucket=output:2",
+    );
+    let t = b.trace(
+        &packet("in_port=3,tcp,nw_src=10.0.0.1,tp_src=5,tp_dst=80"),
+        0,
+    );
+    assert_eq!(t.megaflow.mask.tp_src(), u16::MAX);
+    assert_eq!(t.megaflow.mask.nw_dst(), u32::MAX);
+}
+
+#[test]
+fn multipath_writes_the_link_and_masks_the_hashed_fields() {
+    let b = bridge(&[
+        "in_port=3,tcp,actions=multipath(symmetric_l3l4,0,modulo_n,2,0,reg0[0..1]),resubmit(,1)",
+        "table=1,reg0=0,actions=output:1",
+        "table=1,reg0=1,actions=output:2",
+    ]);
+    // Open vSwitch 3.1's megaflow for this packet and rule:
+    // recirc_id=0,eth,tcp,in_port=2,nw_src=10.0.0.1,nw_dst=10.0.0.2,nw_frag=no,tp_src=1000,
+    // tp_dst=80, the same for the reply direction and the same link for both.
+    let pkt = "in_port=3,tcp,nw_src=10.0.0.1,nw_dst=10.0.0.2,tp_src=1000,tp_dst=80";
+    let t = b.trace(&packet(pkt), 0);
+    let m = t.megaflow.mask;
+    assert_eq!(
+        (m.nw_src(), m.nw_dst(), m.tp_src(), m.tp_dst()),
+        (u32::MAX, u32::MAX, u16::MAX, u16::MAX)
+    );
+    assert_eq!(m.dl_src(), [0; 6], "symmetric_l3l4 does not hash Ethernet");
+    // Symmetric: both directions of a connection take the same link.
+    let rev = "in_port=3,tcp,nw_src=10.0.0.2,nw_dst=10.0.0.1,tp_src=80,tp_dst=1000";
+    assert_eq!(actions(&b, pkt), actions(&b, rev));
+    let seen: std::collections::HashSet<String> = (1000..1060)
+        .map(|p| {
+            actions(
+                &b,
+                &format!("in_port=3,tcp,nw_src=10.0.0.1,tp_src={p},tp_dst=80"),
+            )
+        })
+        .collect();
+    assert!(seen.contains("1") && seen.contains("2"), "{seen:?}");
+}
+
+#[test]
+fn multipath_algorithms_stay_in_range() {
+    use super::xlate::multipath_link;
+    use vswitch_proto::action::MpAlgorithm as A;
+    for alg in [A::ModuloN, A::HashThreshold, A::Hrw, A::IterHash] {
+        for n in [1u32, 2, 3, 5, 16, 65536] {
+            let mut seen = std::collections::HashSet::new();
+            for i in 0..200u32 {
+                let h = i.wrapping_mul(0x9e37_79b9);
+                let l = multipath_link(h, alg, n.min(300), 10);
+                assert!(l < n.min(300), "{alg:?} {n}: {l}");
+                seen.insert(l);
+            }
+            if n > 1 {
+                assert!(seen.len() > 1, "{alg:?} {n} always picks one link");
+            }
+        }
+    }
+    // hash_threshold splits the hash space into equal ranges.
+    assert_eq!(multipath_link(0, A::HashThreshold, 4, 0), 0);
+    assert_eq!(multipath_link(u32::MAX, A::HashThreshold, 4, 0), 3);
+    // iter_hash with no retries allowed falls back to modulo_n.
+    assert_eq!(multipath_link(7, A::IterHash, 5, 0), 7 % 5);
+}
+
+#[test]
+fn fin_timeout_shortens_the_rules_timeouts_on_fin_or_rst() {
+    let mut b = bridge(&[
+        "idle_timeout=60,hard_timeout=600,tcp,actions=fin_timeout(idle_timeout=2,hard_timeout=30),output:2",
+    ]);
+    // Deliberately unlike Open vSwitch 3.1, whose trace gives the megaflow
+    // recirc_id=0,eth,tcp,in_port=1,nw_frag=no for FIN and ACK alike (it reads the TCP flags
+    // its datapath accumulates in a megaflow's statistics): this datapath keeps no such
+    // flags, so the megaflow matches FIN and RST and only those packets run the action.
+    let fin = b.trace(&packet("in_port=1,tcp,tcp_flags=0x001"), 0);
+    assert_eq!(fin.megaflow.mask.tcp_flags(), 0x005);
+    assert_eq!(
+        fin.datapath_actions(),
+        "userspace(fin_timeout,idle_timeout=2,hard_timeout=30),2"
+    );
+    let plain = b.trace(&packet("in_port=1,tcp,tcp_flags=0x010"), 0);
+    assert_eq!(plain.datapath_actions(), "2");
+    assert!(
+        !plain
+            .megaflow
+            .matches(&packet("in_port=1,tcp,tcp_flags=0x011"))
+    );
+    assert!(
+        !plain
+            .megaflow
+            .matches(&packet("in_port=1,tcp,tcp_flags=0x014"))
+    );
+    // Executing the action (as the datapath does for each packet of the megaflow).
+    for a in &fin.actions {
+        if let DpAction::FinTimeout {
+            stats,
+            idle_timeout,
+            hard_timeout,
+        } = a
+        {
+            stats.0.reduce_timeouts(*idle_timeout, *hard_timeout);
+        }
+    }
+    let r = b.pipeline().rules()[0].clone();
+    assert_eq!(r.to_spec().idle_timeout, 2);
+    assert_eq!(r.to_spec().hard_timeout, 30);
+    // A second FIN asking for longer timeouts does not lengthen them.
+    r.stats.reduce_timeouts(10, 100);
+    assert_eq!(r.to_spec().idle_timeout, 2);
+    assert!(b.expire(1999).is_empty());
+    assert_eq!(b.expire(2000).len(), 1);
+}
+
+#[test]
+fn enqueue_outputs_and_controller_options_reach_the_controller() {
+    let b = bridge(&[
+        "in_port=1,actions=enqueue:2:5",
+        "in_port=2,actions=enqueue(IN_PORT,1)",
+        "in_port=3,actions=controller(reason=no_match,id=3,userdata=01.02)",
+        "in_port=4,ip,actions=dec_ttl(1,2),output:1",
+    ]);
+    // Open vSwitch 3.1: set(skb_priority(0x5)),2 and set(skb_priority(0x1)),2; without
+    // queues only the output is left.
+    assert_eq!(actions(&b, "in_port=1"), "2");
+    assert_eq!(actions(&b, "in_port=2"), "2");
+    assert_eq!(
+        actions(&b, "in_port=3"),
+        "userspace(controller,max_len=65535)"
+    );
+    // Open vSwitch 3.1 sends an invalid_ttl packet-in to controllers 1 and 2 (none is
+    // connected, so nothing leaves); here it is dropped, as after plain dec_ttl. Above 1
+    // both give the output.
+    assert_eq!(actions(&b, "in_port=4,ip,nw_ttl=1"), "drop(ttl_exceeded)");
+    assert_eq!(actions(&b, "in_port=4,ip,nw_ttl=5"), "set(ipv4(ttl=4)),1");
+}
+
+#[test]
+fn meters_are_kept_referred_to_and_deleted_with_their_rules() {
+    use vswitch_proto::text::parse_meter;
+    let mut b = bridge(&[]);
+    let m = parse_meter("meter=1,pktps,bands=type=drop,rate=10").unwrap();
+    b.add_meter(&m, 0).unwrap();
+    assert_eq!(b.add_meter(&m, 0), Err(FlowModError::MeterExists(1)));
+    // Like Open vSwitch (OFPMMFC_INVALID_METER), a flow may only use an existing meter.
+    assert_eq!(
+        b.add_flows(&[spec("in_port=2,actions=meter:9,output:3")], 0),
+        Err(FlowModError::NoSuchMeter(9))
+    );
+    b.add_flows(&[spec("in_port=1,actions=meter:1,output:2")], 0)
+        .unwrap();
+    // Open vSwitch 3.1 traces in_port=1 as "Datapath actions: meter(0),2" (its datapath
+    // numbers meters itself); here the datapath meter is the OpenFlow one.
+    assert_eq!(actions(&b, "in_port=1,tcp"), "meter(1),2");
+    let dumped = b.dump_meters(None, 5);
+    assert_eq!(dumped.len(), 1);
+    assert_eq!((dumped[0].0.meter_id, dumped[0].2), (1, 1));
+    assert_eq!(b.delete_meters(Some(1)), vec![1]);
+    assert_eq!(b.pipeline().n_rules(), 0);
+    assert!(b.dump_meters(None, 5).is_empty());
+}

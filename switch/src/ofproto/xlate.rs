@@ -23,7 +23,7 @@ use vswitch_proto::action::{Action, CtZone, LearnSpec, SubField, port};
 use vswitch_proto::field::{FieldId, ethertype};
 use vswitch_proto::flow::{Flow, Slot, slot};
 use vswitch_proto::flowmod::FlowSpec;
-use vswitch_proto::group::GroupType;
+use vswitch_proto::group::{GroupType, SelectionMethod};
 use vswitch_proto::matching::Match;
 
 /// Resubmits may nest this deep (Open vSwitch's MAX_DEPTH).
@@ -162,6 +162,8 @@ struct Ctx<'a> {
     exit: bool,
     /// Recirculations a trace follows next (only when tracing).
     forks: Vec<Fork>,
+    /// Counters of the rule whose actions are running (what `fin_timeout` shortens).
+    rule_stats: Option<Arc<RuleStats>>,
 }
 
 /// Translate a packet's flow into datapath actions.
@@ -258,6 +260,71 @@ fn five_tuple_hash(f: &Flow) -> u64 {
     h
 }
 
+/// A stable 64-bit hash of `words` seeded with `basis`.
+fn words_hash(words: &[u64], basis: u16) -> u64 {
+    let mut h: u64 = 0x9e37_79b9_7f4a_7c15 ^ basis as u64;
+    for &v in words {
+        let m = (h ^ v) as u128 * 0xff51_afd7_ed55_8ccd_u128;
+        h = (m as u64) ^ ((m >> 64) as u64);
+    }
+    h
+}
+
+fn fold32(h: u64) -> u32 {
+    (h ^ (h >> 32)) as u32
+}
+
+/// Open vSwitch's `hash_2words` stand-in: mixes two words into a 32-bit hash.
+fn hash2(a: u32, b: u32) -> u32 {
+    fold32(words_hash(&[((a as u64) << 32) | b as u64], 0))
+}
+
+/// Pick a link in `0..n_links` from `hash` with `multipath`'s algorithms (Open vSwitch's
+/// `multipath_algorithm`).
+pub(crate) fn multipath_link(
+    hash: u32,
+    alg: vswitch_proto::action::MpAlgorithm,
+    n_links: u32,
+    arg: u32,
+) -> u32 {
+    use vswitch_proto::action::MpAlgorithm as A;
+    match alg {
+        A::ModuloN => hash % n_links,
+        A::HashThreshold => {
+            if n_links == 1 {
+                0
+            } else {
+                ((hash as u64 * n_links as u64) >> 32) as u32
+            }
+        }
+        A::Hrw => {
+            let (mut best, mut best_w) = (0, hash2(hash, 0));
+            for link in 1..n_links {
+                let w = hash2(hash, link);
+                if w > best_w {
+                    (best, best_w) = (link, w);
+                }
+            }
+            best
+        }
+        A::IterHash => {
+            // Draw from the next power of two and retry out-of-range draws, at most `arg`
+            // times, then fall back to modulo_n.
+            let mask = n_links.next_power_of_two().wrapping_sub(1);
+            let mut link = hash & mask;
+            let mut i = 0;
+            while link >= n_links {
+                if i >= arg {
+                    return hash % n_links;
+                }
+                i += 1;
+                link = hash2(hash, i) & mask;
+            }
+            link
+        }
+    }
+}
+
 /// Weighted rendezvous hashing: each bucket draws a number from hash(flow, bucket_id),
 /// scaled by its weight, and the best draw wins. A bucket's share of flows is its share of
 /// the total weight, and adding or removing a bucket only moves the flows that go to (or
@@ -325,6 +392,7 @@ impl<'a> Ctx<'a> {
             action_set: Vec::new(),
             exit: false,
             forks: Vec::new(),
+            rule_stats: None,
         }
     }
 
@@ -431,7 +499,9 @@ impl<'a> Ctx<'a> {
                     rule: Some(Box::new(TracedRule::from(&*rule))),
                 });
                 self.stats.push(rule.stats.clone());
+                let saved_rule = self.rule_stats.replace(rule.stats.clone());
                 self.execute(&rule.actions);
+                self.rule_stats = saved_rule;
             }
             None => self.step(|| TraceStep::Table {
                 depth,
@@ -508,6 +578,21 @@ impl<'a> Ctx<'a> {
                         self.out.push(DpAction::CtClear);
                     }
                 }
+                Action::ControllerEx(o) => self.controller(o.max_len),
+                Action::DecTtlIds(_) => self.dec_ttl(),
+                // Queues are not implemented: the packet goes out of the port.
+                Action::Enqueue { port, .. } => self.output(*port, None),
+                Action::Multipath(m) => self.multipath(m),
+                Action::FinTimeout {
+                    idle_timeout,
+                    hard_timeout,
+                } => self.fin_timeout(*idle_timeout, *hard_timeout),
+                Action::Meter(id) => match self.pipe.meter(*id) {
+                    Some(m) => self
+                        .out
+                        .push(DpAction::Meter(*id, crate::dp::action::MeterRef(m))),
+                    None => self.stop_here(DropReason::Meter),
+                },
             }
         }
         self.stop_list = false;
@@ -778,19 +863,31 @@ impl<'a> Ctx<'a> {
                 }
             }
             GroupType::Select => {
-                for s in [
-                    slot::DL_TYPE,
-                    slot::NW_SRC,
-                    slot::NW_DST,
-                    slot::NW_PROTO,
-                    slot::TP_SRC,
-                    slot::TP_DST,
-                    slot::IPV6_SRC,
-                    slot::IPV6_DST,
-                ] {
-                    or_bits(&mut self.wc, s, s.max());
-                }
-                let hash = five_tuple_hash(&self.flow);
+                let hash = match &g.spec.selection {
+                    Some(sel) if sel.method == SelectionMethod::Hash => {
+                        self.hash_group_fields(&sel.fields, sel.param)
+                    }
+                    sel => {
+                        for s in [
+                            slot::DL_TYPE,
+                            slot::NW_SRC,
+                            slot::NW_DST,
+                            slot::NW_PROTO,
+                            slot::TP_SRC,
+                            slot::TP_DST,
+                            slot::IPV6_SRC,
+                            slot::IPV6_DST,
+                        ] {
+                            or_bits(&mut self.wc, s, s.max());
+                        }
+                        let basis = sel.as_ref().map_or(0, |s| s.param);
+                        if basis == 0 {
+                            five_tuple_hash(&self.flow)
+                        } else {
+                            words_hash(&[five_tuple_hash(&self.flow), basis], 0)
+                        }
+                    }
+                };
                 let pick = choose_bucket(buckets.iter().map(|b| (b.bucket_id, b.weight)), hash);
                 match pick {
                     Some(i) => {
@@ -820,6 +917,154 @@ impl<'a> Ctx<'a> {
         if !self.halted {
             self.flow = saved;
         }
+    }
+
+    /// `multipath`: hash the fields, pick a link with the algorithm, write it into `dst`
+    /// (Open vSwitch's `multipath_execute`).
+    fn multipath(&mut self, m: &vswitch_proto::action::Multipath) {
+        let hash = self.hash_fields(m.fields, m.basis);
+        let link = multipath_link(hash, m.algorithm, m.n_links, m.arg);
+        let l = link;
+        self.note(|| format!("multipath: hash {hash:#010x}, link {l}"));
+        self.write(&m.dst, link as u128);
+    }
+
+    /// A 32-bit hash of the fields `fields` names, with their bits added to the megaflow
+    /// (the fields Open vSwitch's `flow_mask_hash_fields` unwildcards).
+    fn hash_fields(&mut self, fields: vswitch_proto::action::HashFields, basis: u16) -> u32 {
+        use vswitch_proto::action::HashFields as H;
+        use vswitch_proto::field::ipproto;
+        let mut words: Vec<u64> = vec![fields as u64];
+        let ty = self.flow.dl_type();
+        let (v4, v6) = (ty == ethertype::IPV4, ty == ethertype::IPV6);
+        let unwild = |ctx: &mut Self, s: Slot| or_bits(&mut ctx.wc, s, s.max());
+        let mac = |m: [u8; 6]| m.iter().fold(0u64, |a, b| (a << 8) | *b as u64);
+        match fields {
+            H::EthSrc => {
+                unwild(self, slot::DL_SRC);
+                words.push(mac(self.flow.dl_src()));
+            }
+            H::NwSrc | H::NwDst | H::SymmetricL3 => {
+                unwild(self, slot::DL_TYPE);
+                let (src, dst) = if v4 {
+                    (self.flow.nw_src() as u128, self.flow.nw_dst() as u128)
+                } else if v6 {
+                    (self.flow.ipv6_src(), self.flow.ipv6_dst())
+                } else {
+                    (0, 0)
+                };
+                let (ss, ds) = if v6 {
+                    (slot::IPV6_SRC, slot::IPV6_DST)
+                } else {
+                    (slot::NW_SRC, slot::NW_DST)
+                };
+                let v = match fields {
+                    H::NwSrc if v4 || v6 => {
+                        unwild(self, ss);
+                        src
+                    }
+                    H::NwDst if v4 || v6 => {
+                        unwild(self, ds);
+                        dst
+                    }
+                    H::SymmetricL3 if v4 || v6 => {
+                        unwild(self, ss);
+                        unwild(self, ds);
+                        src ^ dst
+                    }
+                    _ => 0,
+                };
+                words.extend([v as u64, (v >> 64) as u64]);
+            }
+            H::SymmetricL4 | H::SymmetricL3L4 | H::SymmetricL3L4Udp => {
+                unwild(self, slot::DL_TYPE);
+                if fields == H::SymmetricL4 {
+                    unwild(self, slot::DL_SRC);
+                    unwild(self, slot::DL_DST);
+                    or_bits(&mut self.wc, slot::VLAN_TCI, 0x1fff);
+                    words.push(mac(self.flow.dl_src()) ^ mac(self.flow.dl_dst()));
+                    words.push(ty as u64);
+                    words.push((self.flow.vlan_tci() & 0x1fff) as u64);
+                } else if !v4 && !v6 {
+                    return fold32(words_hash(&words, basis));
+                }
+                if v4 || v6 {
+                    let (ss, ds, a) = if v6 {
+                        (
+                            slot::IPV6_SRC,
+                            slot::IPV6_DST,
+                            self.flow.ipv6_src() ^ self.flow.ipv6_dst(),
+                        )
+                    } else {
+                        (
+                            slot::NW_SRC,
+                            slot::NW_DST,
+                            (self.flow.nw_src() ^ self.flow.nw_dst()) as u128,
+                        )
+                    };
+                    unwild(self, ss);
+                    unwild(self, ds);
+                    unwild(self, slot::NW_PROTO);
+                    let proto = self.flow.nw_proto();
+                    words.extend([a as u64, (a >> 64) as u64, proto as u64]);
+                    let ports = match fields {
+                        H::SymmetricL4 => true,
+                        H::SymmetricL3L4 => matches!(proto, ipproto::TCP | ipproto::SCTP),
+                        _ => matches!(proto, ipproto::TCP | ipproto::SCTP | ipproto::UDP),
+                    };
+                    if ports {
+                        unwild(self, slot::TP_SRC);
+                        unwild(self, slot::TP_DST);
+                        words.push((self.flow.tp_src() ^ self.flow.tp_dst()) as u64);
+                    }
+                }
+            }
+        }
+        fold32(words_hash(&words, basis))
+    }
+
+    /// `selection_method=hash`: a hash of exactly `fields` (each under its mask), with
+    /// `param` as basis; a field the packet does not have is left out (Open vSwitch's
+    /// `xlate_hash_fields_select_group`). The hashed bits go into the megaflow.
+    fn hash_group_fields(&mut self, fields: &[(FieldId, u128)], param: u64) -> u64 {
+        let mut words = vec![param];
+        for &(f, m) in fields {
+            if !self.prereq_ok(f) {
+                continue;
+            }
+            let s = f.slot();
+            let m = m & s.max();
+            or_bits(&mut self.wc, s, m);
+            let v = self.flow.get(s) & m;
+            words.extend([f as u64, v as u64, (v >> 64) as u64]);
+        }
+        words_hash(&words, 0)
+    }
+
+    /// `fin_timeout`: the megaflow matches the FIN and RST bits, so that the datapath
+    /// action that shortens the rule's timeouts runs only for the packets that have them.
+    fn fin_timeout(&mut self, idle: u16, hard: u16) {
+        use vswitch_proto::field::ipproto;
+        if !matches!(self.flow.dl_type(), ethertype::IPV4 | ethertype::IPV6)
+            || self.flow.nw_proto() != ipproto::TCP
+        {
+            return;
+        }
+        const FIN: u16 = 0x001;
+        const RST: u16 = 0x004;
+        or_bits(&mut self.wc, slot::TCP_FLAGS, (FIN | RST) as u128);
+        if self.flow.tcp_flags() & (FIN | RST) == 0 {
+            return;
+        }
+        let Some(stats) = self.rule_stats.clone() else {
+            return;
+        };
+        self.note(|| "fin_timeout: FIN or RST, shortening this rule's timeouts".into());
+        self.out.push(DpAction::FinTimeout {
+            stats: crate::dp::action::RuleRef(stats),
+            idle_timeout: idle,
+            hard_timeout: hard,
+        });
     }
 
     fn learn(&mut self, l: &vswitch_proto::action::Learn) {

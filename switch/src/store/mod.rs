@@ -80,6 +80,11 @@ pub enum Op {
     Conntrack {
         v: Option<ConntrackRecord>,
     },
+    /// A meter, as an `add-meter` line.
+    Meter {
+        id: u32,
+        v: Option<String>,
+    },
 }
 
 /// The key of a user flow in the journal: its table, priority and match (one flow per
@@ -98,6 +103,8 @@ pub struct Image {
     pub flows: BTreeMap<String, String>,
     /// User groups by id as `add-group` lines.
     pub groups: BTreeMap<u32, String>,
+    /// Meters by id as `add-meter` lines.
+    pub meters: BTreeMap<u32, String>,
     pub objects: BTreeMap<(String, String, String), ObjectRecord>,
     pub conntrack: Option<ConntrackRecord>,
     /// Remote nodes of a version-1 state, for the caller to turn into Node objects.
@@ -132,6 +139,7 @@ impl Image {
             ),
             Op::Flow { k, v } => put(&mut self.flows, k.clone(), v),
             Op::Group { id, v } => put(&mut self.groups, *id, v),
+            Op::Meter { id, v } => put(&mut self.meters, *id, v),
             Op::Object { kind, ns, name, v } => put(
                 &mut self.objects,
                 (kind.clone(), ns.clone(), name.clone()),
@@ -152,6 +160,9 @@ struct Snapshot {
     ports: Vec<PortRecord>,
     /// Groups as `add-group` lines.
     groups: Vec<String>,
+    /// Meters by id, as `add-meter` lines.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    meters: BTreeMap<u32, String>,
     /// User flows as `add-flow` lines (with their table and cookie).
     flows: Vec<String>,
     /// Keys of `flows`, in the same order (absent in version 1).
@@ -316,6 +327,7 @@ impl Store {
                     .into_iter()
                     .map(|p| ((p.container_id.clone(), p.ifname.clone()), p))
                     .collect();
+                image.meters = snap.meters;
                 image.groups = snap
                     .groups
                     .into_iter()
@@ -494,6 +506,7 @@ impl Store {
             seq: self.seq,
             ports: image.ports.values().cloned().collect(),
             groups: image.groups.values().cloned().collect(),
+            meters: image.meters.clone(),
             flows,
             flow_keys,
             network: image.network.clone(),
