@@ -392,6 +392,14 @@ pub struct CtStats {
     pub early_drops: u64,
     /// Packets marked `+inv`.
     pub invalid: u64,
+    /// Two workers added the same connection at once; the second used the first's entry.
+    #[serde(default)]
+    pub insert_races: u64,
+    /// Connections found in the table file at start and kept / dropped.
+    #[serde(default)]
+    pub reused: u64,
+    #[serde(default)]
+    pub reuse_dropped: u64,
 }
 
 /// `dump-conntrack`.

@@ -1039,3 +1039,43 @@ pub fn tcp_transfer(client: &Netns, server: &Netns, dst: &str, bytes: &str) -> I
     drop(srv);
     report
 }
+
+/// Pod A (port `pa`) and Pod B (port `pb`): a TAP made by `add-port --netns`, `eth0` in
+/// the Pod, with its address (`a_ip`, `b_ip` in a /24).
+pub fn attach_two_pods(d: &Daemon, a: &Netns, b: &Netns, a_ip: &str, b_ip: &str) {
+    for (name, ns, ip) in [("pa", a, a_ip), ("pb", b, b_ip)] {
+        let cidr = format!("{ip}/24");
+        d.ctl_ok(&[
+            "add-port",
+            name,
+            "--type",
+            "tap",
+            "--netns",
+            &ns.path(),
+            "--ifname",
+            "eth0",
+            "--ip",
+            &cidr,
+        ]);
+        let eth0 = ns
+            .link("eth0")
+            .unwrap_or_else(|| panic!("no eth0 in {} after add-port {name}", ns.name()));
+        assert!(eth0.up, "eth0 of {name} is not up: {eth0:?}");
+    }
+}
+
+/// A permanent neighbour entry in `ns`: `ip` is at `mac` on `dev` (so that no ARP runs).
+pub fn permanent_neighbour(ns: &Netns, dev: &str, ip: &str, mac: &str) {
+    ns.exec_ok(&[
+        "ip",
+        "neigh",
+        "replace",
+        ip,
+        "lladdr",
+        mac,
+        "dev",
+        dev,
+        "nud",
+        "permanent",
+    ]);
+}

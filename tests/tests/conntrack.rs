@@ -16,37 +16,11 @@ fn require_root() {
 /// Pod A (port `pa`) and Pod B (port `pb`), with permanent neighbour entries both ways so
 /// the only packets are the test's.
 fn attach_pods(d: &Daemon, a: &Netns, b: &Netns) {
-    for (name, ns, ip) in [("pa", a, A_IP), ("pb", b, B_IP)] {
-        let cidr = format!("{ip}/24");
-        d.ctl_ok(&[
-            "add-port",
-            name,
-            "--type",
-            "tap",
-            "--netns",
-            &ns.path(),
-            "--ifname",
-            "eth0",
-            "--ip",
-            &cidr,
-        ]);
-    }
+    vswitch_tests::e2e::attach_two_pods(d, a, b, A_IP, B_IP);
     let mac = |ns: &Netns| ns.link("eth0").expect("eth0").mac;
     let (mac_a, mac_b) = (mac(a), mac(b));
-    for (ns, ip, mac) in [(a, B_IP, &mac_b), (b, A_IP, &mac_a)] {
-        ns.exec_ok(&[
-            "ip",
-            "neigh",
-            "replace",
-            ip,
-            "lladdr",
-            mac,
-            "dev",
-            "eth0",
-            "nud",
-            "permanent",
-        ]);
-    }
+    vswitch_tests::e2e::permanent_neighbour(a, "eth0", B_IP, &mac_b);
+    vswitch_tests::e2e::permanent_neighbour(b, "eth0", A_IP, &mac_a);
 }
 
 /// The conntrack pipeline of the task: every IP packet goes through zone 5; a new

@@ -28,28 +28,8 @@ fn require_root() {
     vswitch_tests::e2e::require_root(TOOLS);
 }
 
-/// Pod A (port `pa`) and Pod B (port `pb`): a TAP made by `add-port --netns`, `eth0` in
-/// the Pod, with its address.
 fn attach_pods(d: &Daemon, a: &Netns, b: &Netns) {
-    for (name, ns, ip) in [("pa", a, A_IP), ("pb", b, B_IP)] {
-        let cidr = format!("{ip}/24");
-        d.ctl_ok(&[
-            "add-port",
-            name,
-            "--type",
-            "tap",
-            "--netns",
-            &ns.path(),
-            "--ifname",
-            "eth0",
-            "--ip",
-            &cidr,
-        ]);
-        let eth0 = ns
-            .link("eth0")
-            .unwrap_or_else(|| panic!("no eth0 in {} after add-port {name}", ns.name()));
-        assert!(eth0.up, "eth0 of {name} is not up: {eth0:?}");
-    }
+    vswitch_tests::e2e::attach_two_pods(d, a, b, A_IP, B_IP);
 }
 
 /// Permanent neighbour entries both ways, so that no ARP runs and the only packets are
@@ -57,20 +37,8 @@ fn attach_pods(d: &Daemon, a: &Netns, b: &Netns) {
 fn static_neighbours(a: &Netns, b: &Netns) {
     let mac = |ns: &Netns| ns.link("eth0").expect("eth0").mac;
     let (mac_a, mac_b) = (mac(a), mac(b));
-    for (ns, ip, mac) in [(a, B_IP, &mac_b), (b, A_IP, &mac_a)] {
-        ns.exec_ok(&[
-            "ip",
-            "neigh",
-            "replace",
-            ip,
-            "lladdr",
-            mac,
-            "dev",
-            "eth0",
-            "nud",
-            "permanent",
-        ]);
-    }
+    vswitch_tests::e2e::permanent_neighbour(a, "eth0", B_IP, &mac_b);
+    vswitch_tests::e2e::permanent_neighbour(b, "eth0", A_IP, &mac_a);
 }
 
 /// Offloads are on by default: a Pod's TCP goes out as 64 KiB segments with partial

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 use vswitch_tests::e2e::{
-    Daemon, Netns, counter, iperf_client_args, iperf_report, iperf_server, ping, serial, stdout,
-    tcp_transfer, wait_until,
+    Daemon, Netns, attach_two_pods, counter, iperf_client_args, iperf_report, iperf_server,
+    permanent_neighbour, ping, serial, stdout, tcp_transfer, wait_until,
 };
 
 const A_IP: &str = "10.244.1.2";
@@ -14,49 +14,22 @@ const VIP: &str = "10.244.1.100";
 const TOOLS: &[&str] = &["ip", "ping", "iperf3", "timeout", "python3", "kill"];
 
 /// Permanent neighbour entries: A knows B (and the virtual address) at B's MAC, B knows A.
+/// `ifname` is the Pods' interface (empty: OVS's, named as its ports).
 fn neighbours(a: &Netns, b: &Netns, ifname: &str) {
-    let mac = |ns: &Netns, ifname: &str| ns.link(ifname).expect("pod interface").mac;
     let (ia, ib) = if ifname.is_empty() {
         ("pa", "pb")
     } else {
         (ifname, ifname)
     };
+    let mac = |ns: &Netns, dev: &str| ns.link(dev).expect("pod interface").mac;
     let (mac_a, mac_b) = (mac(a, ia), mac(b, ib));
-    for (ns, dev, ip, mac) in [
-        (a, ia, B_IP, &mac_b),
-        (b, ib, A_IP, &mac_a),
-        (a, ia, VIP, &mac_b),
-    ] {
-        ns.exec_ok(&[
-            "ip",
-            "neigh",
-            "replace",
-            ip,
-            "lladdr",
-            mac,
-            "dev",
-            dev,
-            "nud",
-            "permanent",
-        ]);
-    }
+    permanent_neighbour(a, ia, B_IP, &mac_b);
+    permanent_neighbour(a, ia, VIP, &mac_b);
+    permanent_neighbour(b, ib, A_IP, &mac_a);
 }
 
 fn attach(d: &Daemon, a: &Netns, b: &Netns) {
-    for (name, ns, ip) in [("pa", a, A_IP), ("pb", b, B_IP)] {
-        d.ctl_ok(&[
-            "add-port",
-            name,
-            "--type",
-            "tap",
-            "--netns",
-            &ns.path(),
-            "--ifname",
-            "eth0",
-            "--ip",
-            &format!("{ip}/24"),
-        ]);
-    }
+    attach_two_pods(d, a, b, A_IP, B_IP);
     neighbours(a, b, "eth0");
 }
 

@@ -150,29 +150,7 @@ impl Default for Config {
 }
 
 /// Counters, as `show` prints them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Stats {
-    pub connections: u32,
-    pub limit: u32,
-    pub capacity: u32,
-    pub created: u64,
-    pub expired: u64,
-    pub flushed: u64,
-    /// Unreplied connections evicted to make room (Linux's early drop).
-    pub early_drops: u64,
-    /// New connections refused because the table (or their zone) was full.
-    pub refused_full: u64,
-    pub refused_zone: u64,
-    /// New connections refused because NAT found no free reply tuple.
-    pub nat_exhausted: u64,
-    /// Packets marked `+inv`.
-    pub invalid: u64,
-    /// Two workers added the same connection at once; the second used the first's entry.
-    pub insert_races: u64,
-    /// Connections found in the table file at start and kept / dropped.
-    pub reused: u64,
-    pub reuse_dropped: u64,
-}
+pub use vswitch_proto::rpc::CtStats as Stats;
 
 #[derive(Default)]
 struct Counters {

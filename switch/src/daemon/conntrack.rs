@@ -273,20 +273,7 @@ impl Switch {
 
     /// The tracker's counters for `show`.
     pub(super) fn ct_stats(&self) -> rpc::CtStats {
-        let s = self.ct.stats();
-        rpc::CtStats {
-            connections: s.connections,
-            limit: s.limit,
-            capacity: s.capacity,
-            created: s.created,
-            expired: s.expired,
-            flushed: s.flushed,
-            refused_full: s.refused_full,
-            refused_zone: s.refused_zone,
-            nat_exhausted: s.nat_exhausted,
-            early_drops: s.early_drops,
-            invalid: s.invalid,
-        }
+        self.ct.stats()
     }
 }
 
