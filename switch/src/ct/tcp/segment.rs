@@ -1,28 +1,9 @@
 //! What the tracker needs from one TCP segment, read from the header and its options.
 
 /// TCP flag bits as they sit in [`Segment::flags`] (the low 12 bits of header bytes 12-13).
-pub mod flag {
-    pub const FIN: u16 = 0x001;
-    pub const SYN: u16 = 0x002;
-    pub const RST: u16 = 0x004;
-    pub const PSH: u16 = 0x008;
-    pub const ACK: u16 = 0x010;
-    pub const URG: u16 = 0x020;
-    pub const ECE: u16 = 0x040;
-    pub const CWR: u16 = 0x080;
-    /// Accurate ECN (once NS); like the reserved bits above it, the tracker ignores it.
-    pub const AE: u16 = 0x100;
-}
+pub use vswitch_proto::flow::tcp_flags as flag;
 
-/// Where fields start in the TCP header.
-mod field {
-    pub const SEQ: usize = 4;
-    pub const ACK: usize = 8;
-    /// Data offset (high 4 bits) and the 12 flag bits.
-    pub const OFF_FLAGS: usize = 12;
-    pub const WINDOW: usize = 14;
-    pub const OPTIONS: usize = 20;
-}
+use crate::wire::tcp::TcpPacket;
 
 /// TCP option kinds the tracker reads.
 mod opt {
@@ -66,23 +47,16 @@ impl Segment {
     /// past the end of `tcp`, or an option whose length is below 2 or runs past the
     /// header. Options with an unexpected length for their kind are skipped, as Linux does.
     pub fn parse(tcp: &[u8], payload_len: u32) -> Option<Segment> {
-        if tcp.len() < field::OPTIONS {
-            return None;
-        }
-        let off_flags = be16(tcp, field::OFF_FLAGS);
-        let header_len = usize::from(off_flags >> 12) * 4;
-        if header_len < field::OPTIONS || header_len > tcp.len() {
-            return None;
-        }
+        let h = TcpPacket::new_checked(tcp).ok()?;
         let mut seg = Segment {
-            seq: be32(tcp, field::SEQ),
-            ack: be32(tcp, field::ACK),
-            win: be16(tcp, field::WINDOW),
-            flags: off_flags & 0x0fff,
+            seq: h.seq_number(),
+            ack: h.ack_number(),
+            win: h.window_len(),
+            flags: h.flags(),
             payload_len,
             ..Segment::default()
         };
-        parse_options(&tcp[field::OPTIONS..header_len], &mut seg)?;
+        parse_options(h.options(), &mut seg)?;
         Some(seg)
     }
 
@@ -118,10 +92,6 @@ impl Segment {
         let f = self.flags & (FIN | SYN | RST | ACK | URG);
         VALID.contains(&f)
     }
-}
-
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
 }
 
 fn be32(b: &[u8], at: usize) -> u32 {
@@ -283,7 +253,7 @@ mod tests {
             FIN | ACK,
             RST,
             RST | ACK,
-            ACK | ECE | CWR | AE,
+            ACK | ECE | CWR | NS,
         ] {
             assert!(v(ok), "{ok:#x}");
         }
