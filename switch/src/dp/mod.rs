@@ -180,6 +180,9 @@ pub struct FastPath<C: Conntrack = StatelessConntrack> {
     /// Per-batch counts to credit: (megaflow, packets, bytes).
     credits: Vec<(Arc<Megaflow>, u64, u64)>,
     recirc: Vec<Packet>,
+    /// Spare vectors for the recirculation rounds (kept for their capacity).
+    recirc_next: Vec<Packet>,
+    recirc_done: Vec<Packet>,
     scratch: Box<Scratch>,
     last_maintenance_ms: u64,
 }
@@ -227,6 +230,8 @@ impl<C: Conntrack> FastPath<C> {
             stats: DpStats::default(),
             credits: Vec::with_capacity(BATCH),
             recirc: Vec::new(),
+            recirc_next: Vec::new(),
+            recirc_done: Vec::new(),
             scratch: Box::default(),
             last_maintenance_ms: 0,
         }
@@ -315,7 +320,9 @@ impl<C: Conntrack> FastPath<C> {
 
     /// Run a batch of packets (at most [`BATCH`]; more works, in one go) through the
     /// switch. Packets that conntrack recirculates are run again before this returns.
-    /// A packet may be left empty (moved into recirculation); callers refill buffers.
+    /// A packet moved into recirculation leaves its slot with the buffer of an earlier
+    /// recirculated packet (so a port refills it without allocating), or empty when there
+    /// is none; callers refill buffers.
     pub fn process(&mut self, batch: &mut [Packet], now: u64, sink: &mut dyn Sink) {
         let pipe = self.pipeline.load_full();
         let generation = (pipe.generation(), self.mac.generation());
@@ -328,13 +335,31 @@ impl<C: Conntrack> FastPath<C> {
         for chunk in batch.chunks_mut(BATCH) {
             self.chunk(chunk, &pipe, now, sink);
         }
+        // Recirculated packets are run until none is left; then their buffers go back to
+        // the slots they were taken from (a TAP reads a full-size frame into each, and a
+        // fresh buffer for every tracked packet would cost an allocation and a 64 KiB
+        // clear each time).
+        let mut done = std::mem::take(&mut self.recirc_done);
         while !self.recirc.is_empty() {
-            let mut again = std::mem::take(&mut self.recirc);
+            let mut again = std::mem::take(&mut self.recirc_next);
+            std::mem::swap(&mut again, &mut self.recirc);
             self.stats.recirculations += again.len() as u64;
             for chunk in again.chunks_mut(BATCH) {
                 self.chunk(chunk, &pipe, now, sink);
             }
+            done.append(&mut again);
+            self.recirc_next = again;
         }
+        if !done.is_empty() {
+            let mut bufs = done.drain(..).filter(|p| p.capacity() > 0);
+            for slot in batch.iter_mut().filter(|p| p.capacity() == 0) {
+                match bufs.next() {
+                    Some(p) => *slot = p,
+                    None => break,
+                }
+            }
+        }
+        self.recirc_done = done;
         for (mf, packets, bytes) in self.credits.drain(..) {
             mf.credit(packets, bytes, now);
         }

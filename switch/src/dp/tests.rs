@@ -248,6 +248,26 @@ fn conntrack_recirculates() {
 }
 
 #[test]
+fn recirculated_buffers_go_back_to_the_batch() {
+    let (_b, mut fp) = setup(&[
+        "table=0,in_port=1,ip,actions=ct(table=4)",
+        "table=4,ip,actions=output:2",
+    ]);
+    let mut batch: Vec<Packet> = (1..=3)
+        .map(|s| Packet::from_frame(&tcp(s, b"x"), 1))
+        .collect();
+    let caps: Vec<usize> = batch.iter().map(Packet::capacity).collect();
+    let mut rec = Rec::default();
+    fp.process(&mut batch, 1, &mut rec);
+    assert_eq!(rec.out.len(), 3);
+    let mut after: Vec<usize> = batch.iter().map(Packet::capacity).collect();
+    after.sort_unstable();
+    let mut before = caps;
+    before.sort_unstable();
+    assert_eq!(after, before, "every slot has a full-size buffer again");
+}
+
+#[test]
 fn learn_reaches_the_sink() {
     let (_b, mut fp) =
         setup(&["tcp,actions=learn(table=9,priority=7,eth_type=0x800,NXM_OF_IP_SRC[]),output:2"]);
