@@ -1124,89 +1124,109 @@ impl CtWorker {
                 }
                 None => {}
             }
-            // A new connection.
-            let tcp_new = match &seg {
-                Some(s) => match TcpConn::new(s, self.t.0.loose) {
-                    Some(c) => Some(c),
-                    None => return self.invalid(ct.zone),
-                },
-                None => None,
-            };
-            if t.is_icmp() && !t.icmp_opens() {
-                return self.invalid(ct.zone);
+            if let Some(r) = self.new_conn(pkt, layers, key, ct, &t, seg.as_ref(), now) {
+                return r;
             }
-            let mut reply = t.reverse();
-            let mut flags = 0;
-            if let Some(nat) = ct.nat.as_ref().filter(|n| n.kind.is_some()) {
-                let rnd = self.rand();
-                let table = &self.t.0.table;
-                match nat::choose(&t, nat, rnd, |c| table.contains(c)) {
-                    nat::Choice::Reply(r) => {
-                        reply = r;
-                        flags |= if nat.kind == Some(NatKind::Src) {
-                            F_SNAT
-                        } else {
-                            F_DNAT
-                        };
-                    }
-                    nat::Choice::NotApplicable => {}
-                    nat::Choice::Exhausted => {
-                        self.t.0.counters.nat_exhausted.fetch_add(1, Relaxed);
-                        return self.invalid(ct.zone);
-                    }
-                }
-            }
-            let mut mark = 0;
-            let mut label = 0;
-            if ct.commit {
-                let rnd = self.rand();
-                if self.t.reserve(t.zone, now, rnd).is_err() {
-                    return self.invalid(ct.zone);
-                }
-                mark = ct.mark.map_or(0, |(v, m)| v & m);
-                label = ct.label.map_or(0, |(v, m)| v & m);
-                let expires = now + self.timeout_ms(t.proto, flags, tcp_new.as_ref());
-                let res = self.t.0.table.insert(&t, &reply, |e| {
-                    e.set(W_FLAGS, flags | (mark as u64) << 32);
-                    e.set(W_EXPIRES, expires);
-                    e.set(W_LABEL, (label >> 64) as u64);
-                    e.set(W_LABEL + 1, label as u64);
-                    if let Some(c) = &tcp_new {
-                        for (i, w) in c.encode().iter().enumerate() {
-                            e.set(W_TCP + i, *w);
-                        }
-                    }
-                });
-                match res {
-                    Ok(_) => {
-                        self.t.0.counters.created.fetch_add(1, Relaxed);
-                        self.t.0.zone_count[t.zone as usize].fetch_add(1, Relaxed);
-                    }
-                    // Another worker added it (or took the reply tuple NAT chose) first:
-                    // find it again.
-                    Err(Refused::Exists) | Err(Refused::ReplyTaken) => {
-                        self.t.0.counters.insert_races.fetch_add(1, Relaxed);
-                        continue;
-                    }
-                    Err(Refused::Full) => {
-                        self.t.0.counters.refused_full.fetch_add(1, Relaxed);
-                        return self.invalid(ct.zone);
-                    }
-                }
-            }
-            let s = Seen {
-                state: ct_state::TRK | ct_state::NEW,
-                mark,
-                label,
-                orig: t,
-                reply,
-                flags,
-                dir: Dir::Orig,
-            };
-            // Uncommitted NAT still translates this packet (Open vSwitch does too).
-            return self.finish(pkt, layers, key, ct, s);
         }
         self.invalid(ct.zone)
+    }
+
+    /// The first packet of a connection (`t` is in no connection): committed when `ct`
+    /// commits. `None`: another worker added it meanwhile, look again. Out of line, so the
+    /// path of known connections stays small.
+    #[inline(never)]
+    fn new_conn(
+        &mut self,
+        pkt: &mut Packet,
+        layers: &Layers,
+        key: &Flow,
+        ct: &DpCt,
+        t: &Tuple,
+        seg: Option<&tcp::Segment>,
+        now: u64,
+    ) -> Option<CtResult> {
+        let t = *t;
+        // A new connection.
+        let tcp_new = match seg {
+            Some(s) => match TcpConn::new(s, self.t.0.loose) {
+                Some(c) => Some(c),
+                None => return Some(self.invalid(ct.zone)),
+            },
+            None => None,
+        };
+        if t.is_icmp() && !t.icmp_opens() {
+            return Some(self.invalid(ct.zone));
+        }
+        let mut reply = t.reverse();
+        let mut flags = 0;
+        if let Some(nat) = ct.nat.as_ref().filter(|n| n.kind.is_some()) {
+            let rnd = self.rand();
+            let table = &self.t.0.table;
+            match nat::choose(&t, nat, rnd, |c| table.contains(c)) {
+                nat::Choice::Reply(r) => {
+                    reply = r;
+                    flags |= if nat.kind == Some(NatKind::Src) {
+                        F_SNAT
+                    } else {
+                        F_DNAT
+                    };
+                }
+                nat::Choice::NotApplicable => {}
+                nat::Choice::Exhausted => {
+                    self.t.0.counters.nat_exhausted.fetch_add(1, Relaxed);
+                    return Some(self.invalid(ct.zone));
+                }
+            }
+        }
+        let mut mark = 0;
+        let mut label = 0;
+        if ct.commit {
+            let rnd = self.rand();
+            if self.t.reserve(t.zone, now, rnd).is_err() {
+                return Some(self.invalid(ct.zone));
+            }
+            mark = ct.mark.map_or(0, |(v, m)| v & m);
+            label = ct.label.map_or(0, |(v, m)| v & m);
+            let expires = now + self.timeout_ms(t.proto, flags, tcp_new.as_ref());
+            let res = self.t.0.table.insert(&t, &reply, |e| {
+                e.set(W_FLAGS, flags | (mark as u64) << 32);
+                e.set(W_EXPIRES, expires);
+                e.set(W_LABEL, (label >> 64) as u64);
+                e.set(W_LABEL + 1, label as u64);
+                if let Some(c) = &tcp_new {
+                    for (i, w) in c.encode().iter().enumerate() {
+                        e.set(W_TCP + i, *w);
+                    }
+                }
+            });
+            match res {
+                Ok(_) => {
+                    self.t.0.counters.created.fetch_add(1, Relaxed);
+                    self.t.0.zone_count[t.zone as usize].fetch_add(1, Relaxed);
+                }
+                // Another worker added it (or took the reply tuple NAT chose) first:
+                // find it again.
+                Err(Refused::Exists) | Err(Refused::ReplyTaken) => {
+                    self.t.0.counters.insert_races.fetch_add(1, Relaxed);
+                    return None;
+                }
+                Err(Refused::Full) => {
+                    self.t.0.counters.refused_full.fetch_add(1, Relaxed);
+                    return Some(self.invalid(ct.zone));
+                }
+            }
+        }
+        let s = Seen {
+            state: ct_state::TRK | ct_state::NEW,
+            mark,
+            label,
+            orig: t,
+            reply,
+            flags,
+            dir: Dir::Orig,
+        };
+        // Uncommitted NAT still translates this packet (Open vSwitch does too).
+        Some(self.finish(pkt, layers, key, ct, s))
     }
 }
 
