@@ -1124,16 +1124,16 @@ impl CtWorker {
                 }
                 None => {}
             }
-            if let Some(r) = self.new_conn(pkt, layers, key, ct, &t, seg.as_ref(), now) {
+            if let Some(r) = self.new_conn(pkt, layers, key, ct, (&t, seg.as_ref()), now) {
                 return r;
             }
         }
         self.invalid(ct.zone)
     }
 
-    /// The first packet of a connection (`t` is in no connection): committed when `ct`
-    /// commits. `None`: another worker added it meanwhile, look again. Out of line, so the
-    /// path of known connections stays small.
+    /// The first packet of a connection (`t` is in no connection; `seg` its TCP segment):
+    /// committed when `ct` commits. `None`: another worker added it meanwhile, look again.
+    /// Out of line, so the path of known connections stays small.
     #[inline(never)]
     fn new_conn(
         &mut self,
@@ -1141,8 +1141,7 @@ impl CtWorker {
         layers: &Layers,
         key: &Flow,
         ct: &DpCt,
-        t: &Tuple,
-        seg: Option<&tcp::Segment>,
+        (t, seg): (&Tuple, Option<&tcp::Segment>),
         now: u64,
     ) -> Option<CtResult> {
         let t = *t;
