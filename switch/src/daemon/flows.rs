@@ -178,7 +178,7 @@ impl Switch {
 
     /// What `dump-flows --names` calls the owner of the switch's rules with this
     /// cookie: `node/NAME` (this node's own pipeline, or a remote node), `pod/NS/NAME`,
-    /// `port/NAME` (a Pod added by hand).
+    /// `port/NAME` (a Pod added by hand), `service/NS/NAME`.
     pub(super) fn owner_name(&self, cookie: u64) -> String {
         match CookieKind::of(cookie) {
             Some((CookieKind::Node, _)) => format!("node/{}", self.config.node_name),
@@ -187,6 +187,10 @@ impl Switch {
                 .objects
                 .by_id(vswitch_proto::k8s::NODE_KIND, id as u32)
                 .map_or_else(|| format!("node/#{id}"), |k| k.to_string()),
+            Some((CookieKind::Service, id)) => self
+                .objects
+                .by_id("Service", id as u32)
+                .map_or_else(|| format!("service/#{id}"), |k| k.to_string()),
             None => format!("{cookie:#x}"),
         }
     }

@@ -216,7 +216,9 @@ impl Switch {
         {
             // The same again: a route that could not be set before is tried again.
             let owner = kind.owner(o);
-            let want = kind.compile(&self.node_ctx(), &key, o).routes;
+            let want = kind
+                .compile(&self.node_ctx(), &self.objects, &key, o)
+                .routes;
             if self.routes.get(&owner).is_none_or(|r| *r != want) && !want.is_empty() {
                 routes.push((owner, want));
             }
@@ -260,13 +262,27 @@ impl Switch {
             .or(old.as_ref())
             .map(|s| kind.owner(s))
             .expect("an object to put or remove");
+        // The objects compiled from this one too (a slice's Service, before and after).
+        let mut related: Vec<ObjectKey> = old
+            .iter()
+            .chain(&stored)
+            .flat_map(|s| kind.related(&key, &s.spec))
+            .collect();
+        related.sort();
+        related.dedup();
+        // Stored first, so that the compilers see it; put back if its rules are refused.
+        let before = self.objects.put(key.clone(), stored.clone());
         let compiled = stored
             .as_ref()
-            .map(|s| kind.compile(&self.node_ctx(), &key, s))
+            .map(|s| kind.compile(&self.node_ctx(), &self.objects, &key, s))
             .unwrap_or_default();
-        self.bridge
+        if let Err(e) = self
+            .bridge
             .set_owned(owner, compiled.rules, compiled.groups, now_ms())
-            .map_err(|e| Refusal::refused(format!("its flows were refused: {e}")))?;
+        {
+            self.objects.put(key, before);
+            return Err(Refusal::refused(format!("its flows were refused: {e}")));
+        }
         let record = stored.as_ref().map(|s| self.object_record(&key, s));
         txn.op(Op::Object {
             kind: key.kind.to_string(),
@@ -274,12 +290,31 @@ impl Switch {
             name: key.name.clone(),
             v: record,
         });
-        let before = self.objects.put(key.clone(), stored);
         txn.on_undo(move |sw| {
             sw.objects.put(key, before);
         });
         routes.push((owner, compiled.routes));
+        for r in related {
+            self.recompile(&r, routes);
+        }
         Ok(())
+    }
+
+    /// Compile a stored object again (another object it is joined to changed) and
+    /// install what it now needs; nothing when it is not stored.
+    fn recompile(&mut self, key: &ObjectKey, routes: &mut Vec<(u64, Vec<Route>)>) {
+        let Some(stored) = self.objects.get(key) else {
+            return;
+        };
+        let kind = k8s::kind_named(key.kind).expect("a stored object's kind is registered");
+        let owner = kind.owner(stored);
+        let c = kind.compile(&self.node_ctx(), &self.objects, key, stored);
+        match self.bridge.set_owned(owner, c.rules, c.groups, now_ms()) {
+            Ok(_) => routes.push((owner, c.routes)),
+            Err(e) => {
+                tracing::error!(object = %key, error = %e, "flows refused when compiled again")
+            }
+        }
     }
 
     /// One object from a call other than `apply` (`add-node`), as its own change.
@@ -368,6 +403,9 @@ impl Switch {
             }
         }
         let n = restored.len();
+        // Checked and stored first, then compiled: an object's rules may need others (a
+        // Service its slices).
+        let mut install = Vec::with_capacity(n);
         for (key, stored) in restored {
             let kind = k8s::kind_named(key.kind).expect("registered");
             let ok = match kind.check(&self.node_ctx(), &self.objects, &key, &stored.spec) {
@@ -379,14 +417,19 @@ impl Switch {
                 }
             };
             if ok {
-                let c = kind.compile(&self.node_ctx(), &key, &stored);
-                let owner = kind.owner(&stored);
-                if let Err(e) = self.bridge.set_owned(owner, c.rules, c.groups, now_ms()) {
-                    tracing::error!(object = %key, error = %e, "saved object's flows refused");
-                }
-                self.pending_routes.push((owner, c.routes));
+                install.push(key.clone());
             }
             self.objects.put(key, Some(stored));
+        }
+        for key in install {
+            let kind = k8s::kind_named(key.kind).expect("registered");
+            let stored = self.objects.get(&key).expect("just stored");
+            let c = kind.compile(&self.node_ctx(), &self.objects, &key, stored);
+            let owner = kind.owner(stored);
+            if let Err(e) = self.bridge.set_owned(owner, c.rules, c.groups, now_ms()) {
+                tracing::error!(object = %key, error = %e, "saved object's flows refused");
+            }
+            self.pending_routes.push((owner, c.routes));
         }
         if n > 0 {
             tracing::info!(objects = n, "Kubernetes objects restored");

@@ -224,16 +224,18 @@ impl Switch {
         let remote = self
             .objects
             .of_kind(vswitch_proto::k8s::NODE_KIND, None)
-            .map(|(k, s)| {
-                let Spec::Node(n) = &s.spec;
-                rpc::NodeInfo {
+            .filter_map(|(k, s)| {
+                let Spec::Node(n) = &s.spec else {
+                    return None;
+                };
+                Some(rpc::NodeInfo {
                     name: k.name.clone(),
                     pod_cidr: n.cidr.to_string(),
                     node_ip: n.node_ip.to_string(),
                     gateway: n.cidr.gateway().to_string(),
                     local: false,
                     source: s.source.clone(),
-                }
+                })
             });
         self.local_node().into_iter().chain(remote).collect()
     }
@@ -242,14 +244,14 @@ impl Switch {
     /// others, it is refused (`del-node` first). The node is a Node object like one
     /// applied from a manifest, from `vswitchctl`.
     pub fn add_node(&mut self, spec: &rpc::NodeSpec) -> Result<(), Refusal> {
-        if let Some(old) = self.objects.get(&node::key(&spec.name)) {
-            let Spec::Node(n) = &old.spec;
-            if n.cidr.to_string() != spec.pod_cidr || n.node_ip.to_string() != spec.node_ip {
-                return Err(Refusal::conflict(format!(
-                    "node {} is already known with Pod CIDR {} at {}; del-node {} first",
-                    spec.name, n.cidr, n.node_ip, spec.name
-                )));
-            }
+        if let Some(old) = self.objects.get(&node::key(&spec.name))
+            && let Spec::Node(n) = &old.spec
+            && (n.cidr.to_string() != spec.pod_cidr || n.node_ip.to_string() != spec.node_ip)
+        {
+            return Err(Refusal::conflict(format!(
+                "node {} is already known with Pod CIDR {} at {}; del-node {} first",
+                spec.name, n.cidr, n.node_ip, spec.name
+            )));
         }
         let object = json!({
             "apiVersion": "v1",

@@ -454,7 +454,7 @@ fn apply_reports_each_object_and_skips_unknown_kinds() {
         manifest(1, node_object("b", "10.244.2.0/24", "192.168.1.2")),
         manifest(
             2,
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web"}}),
         ),
         manifest(3, node_object("c", "10.244.2.0/25", "192.168.1.3")),
         manifest(4, node_object("d", "10.244.4.0/24", "192.168.1.4")),
@@ -817,4 +817,112 @@ fn meters_survive_a_restart_and_go_with_their_flows() {
             .unwrap()
             .is_empty()
     );
+}
+
+fn service_object(ip: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": "web", "namespace": "shop" },
+        "spec": { "clusterIP": ip, "ports": [{ "name": "http", "port": 80, "targetPort": 8080 }] }
+    })
+}
+
+fn slice_object(name: &str, ips: &[&str]) -> Value {
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": { "name": name, "namespace": "shop",
+                      "labels": { "kubernetes.io/service-name": "web" } },
+        "addressType": "IPv4",
+        "ports": [{ "name": "http", "port": 8080, "protocol": "TCP" }],
+        "endpoints": ips.iter().map(|i| json!({ "addresses": [i] })).collect::<Vec<_>>()
+    })
+}
+
+/// The ServiceLB rules' actions and the buckets of the Services' groups.
+fn service_state(sw: &Switch) -> (Vec<String>, Vec<String>) {
+    let rules = sw
+        .dump_flows(rpc::SelectFlowsParams::default())
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.table == 5 && f.priority == 200)
+        .map(|f| f.line)
+        .collect();
+    let groups = sw.dump_groups().into_iter().map(|g| g.line).collect();
+    (rules, groups)
+}
+
+#[test]
+fn services_join_their_slices_in_any_order_and_survive_a_restart() {
+    let dir = TempDir::new("services");
+    let mut sw = start(&dir);
+    // A slice before its Service: stored, nothing installed yet.
+    let r = sw
+        .apply(&[manifest(1, slice_object("web-a", &["10.244.1.5"]))])
+        .results;
+    assert_eq!(r[0].outcome, "created", "{:?}", r[0].message);
+    assert_eq!(service_state(&sw), (vec![], vec![]));
+    let r = sw
+        .apply(&[manifest(1, service_object("10.96.0.10"))])
+        .results;
+    assert_eq!(r[0].outcome, "created", "{:?}", r[0].message);
+    let (rules, groups) = service_state(&sw);
+    assert_eq!(rules.len(), 1);
+    assert!(
+        rules[0].contains("nw_dst=10.96.0.10") && rules[0].contains("actions=group:"),
+        "{rules:?}"
+    );
+    assert_eq!(groups.len(), 1);
+    assert!(groups[0].contains("nat(dst=10.244.1.5:8080)"), "{groups:?}");
+    // A second slice adds its endpoint to the same group.
+    sw.apply(&[manifest(1, slice_object("web-b", &["10.244.2.6"]))]);
+    let (_, groups) = service_state(&sw);
+    assert!(
+        groups[0].contains("10.244.1.5:8080") && groups[0].contains("10.244.2.6:8080"),
+        "{groups:?}"
+    );
+    // `get svc` and `get endpointslices`.
+    let g = sw
+        .get(&rpc::GetParams {
+            resource: "svc".into(),
+            name: None,
+            namespace: Some("shop".into()),
+            all_namespaces: false,
+        })
+        .unwrap();
+    assert_eq!(g.items.len(), 1);
+    assert_eq!(
+        g.items[0].cells,
+        ["web", "ClusterIP", "10.96.0.10", "<none>", "80/TCP"]
+    );
+    let g = sw
+        .get(&rpc::GetParams {
+            resource: "endpointslices.discovery.k8s.io".into(),
+            name: None,
+            namespace: None,
+            all_namespaces: true,
+        })
+        .unwrap();
+    assert_eq!(g.items.len(), 2);
+    sw.shutdown();
+    // Restarted: the same flows and groups.
+    let mut sw = start(&dir);
+    let (rules, groups) = service_state(&sw);
+    assert_eq!(rules.len(), 1);
+    assert!(
+        groups[0].contains("10.244.1.5:8080") && groups[0].contains("10.244.2.6:8080"),
+        "{groups:?}"
+    );
+    // Both slices removed: the group goes, the rule refuses.
+    sw.delete(&[
+        manifest(1, slice_object("web-a", &[])),
+        manifest(2, slice_object("web-b", &[])),
+    ]);
+    let (rules, groups) = service_state(&sw);
+    assert!(groups.is_empty(), "{groups:?}");
+    assert_eq!(rules.len(), 1);
+    assert!(!rules[0].contains("group:"), "{rules:?}");
+    // The Service removed: nothing left.
+    sw.delete(&[manifest(1, service_object("10.96.0.10"))]);
+    assert_eq!(service_state(&sw), (vec![], vec![]));
+    sw.shutdown();
 }

@@ -10,7 +10,7 @@
 //! ARP for anything else is dropped. A Pod may send only untagged frames, from its own MAC
 //! and IP.
 
-use super::pipeline::{NEXT_HOP, Source, Table, reg, rule};
+use super::pipeline::{NEXT_HOP, Source, Table, ct_mark, reg, rule};
 use crate::ofproto::OwnedRule;
 use std::net::Ipv4Addr;
 use vswitch_proto::field::FieldId;
@@ -118,6 +118,13 @@ pub fn node_rules(n: &LocalNet) -> Vec<OwnedRule> {
             .ip()
             .ct_state(trk | new, trk | new)
             .ct(true, None)
+            .goto(Table::Output),
+        // A Service's connection was committed when its endpoint was chosen (its packet
+        // now carries the endpoint's address: committing it again would start another).
+        rule(Table::ConntrackCommit, 210)
+            .ip()
+            .ct_state(trk | new, trk | new)
+            .ct_mark(ct_mark::SERVICE, ct_mark::SERVICE)
             .goto(Table::Output),
     ]);
     for t in [

@@ -16,15 +16,17 @@
 //!
 //! - [`pipeline`]: the pipeline's tables, registers, cookie kinds and a rule builder;
 //! - [`local`]: the node's own rules and each local Pod's;
-//! - [`node`]: the Node kind (remote nodes behind the tunnel).
+//! - [`node`]: the Node kind (remote nodes behind the tunnel);
+//! - [`service`]: the Service and EndpointSlice kinds (virtual IPs over endpoints).
 
 pub mod local;
 pub mod node;
 pub mod pipeline;
+pub mod service;
 
 use crate::ofproto::OwnedRule;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 use vswitch_proto::group::GroupSpec;
@@ -119,6 +121,8 @@ impl fmt::Display for ObjectKey {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Spec {
     Node(node::RemoteNode),
+    Service(service::Service),
+    Slice(service::Slice),
 }
 
 /// An object in the store.
@@ -186,8 +190,21 @@ pub trait Kind: Sync + fmt::Debug {
     ) -> Result<Checked, FieldError>;
 
     /// The rules, groups and routes the object needs (empty when the node cannot use it
-    /// yet, e.g. a remote node without a tunnel).
-    fn compile(&self, node: &NodeCtx, key: &ObjectKey, stored: &Stored) -> Compiled;
+    /// yet, e.g. a remote node without a tunnel), given the other objects it is joined
+    /// to (a Service's slices).
+    fn compile(
+        &self,
+        node: &NodeCtx,
+        objects: &Objects,
+        key: &ObjectKey,
+        stored: &Stored,
+    ) -> Compiled;
+
+    /// The objects whose rules are compiled from this one too (a slice's Service): they
+    /// are compiled again when it changes.
+    fn related(&self, _key: &ObjectKey, _spec: &Spec) -> Vec<ObjectKey> {
+        Vec::new()
+    }
 
     /// The object as `get -o yaml` shows it (and as it is saved): the fields read.
     fn to_object(&self, key: &ObjectKey, stored: &Stored) -> Value;
@@ -201,7 +218,7 @@ pub trait Kind: Sync + fmt::Debug {
 }
 
 /// Every kind the switch reads.
-pub static KINDS: &[&dyn Kind] = &[&node::NODE];
+pub static KINDS: &[&dyn Kind] = &[&node::NODE, &service::SERVICE, &service::ENDPOINT_SLICE];
 
 /// The kind of a manifest object, by its `kind` and the group of its `apiVersion`.
 pub fn kind_of(kind: &str, api_version: &str) -> Option<&'static dyn Kind> {
@@ -231,6 +248,8 @@ pub struct Objects {
     ids: BTreeMap<&'static str, BTreeMap<u32, ObjectKey>>,
     /// Remote nodes by the first address of their Pod CIDR (they do not overlap).
     pub(crate) node_cidrs: BTreeMap<u32, (Ipv4Cidr, ObjectKey)>,
+    /// EndpointSlices by (namespace, Service name, slice name).
+    slices: BTreeSet<(String, String, String)>,
 }
 
 impl Objects {
@@ -260,6 +279,23 @@ impl Objects {
         self.map.range(start..).take_while(move |(k, _)| {
             k.kind == kind && namespace.is_none_or(|ns| k.namespace == ns)
         })
+    }
+
+    /// The keys of the EndpointSlices of Service `name` in `namespace`.
+    pub fn slices_of<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> impl Iterator<Item = ObjectKey> + 'a {
+        let start = (namespace.to_string(), name.to_string(), String::new());
+        self.slices
+            .range(start..)
+            .take_while(move |(ns, svc, _)| ns == namespace && svc == name)
+            .map(|(ns, _, slice)| ObjectKey {
+                kind: service::ENDPOINT_SLICE_KIND,
+                namespace: ns.clone(),
+                name: slice.clone(),
+            })
     }
 
     /// Every object, by key.
@@ -313,6 +349,13 @@ impl Objects {
                 self.node_cidrs
                     .insert(u32::from(n.cidr.first()), (n.cidr, key.clone()));
             }
+            Spec::Slice(sl) => {
+                if let Some(svc) = &sl.service {
+                    self.slices
+                        .insert((key.namespace.clone(), svc.clone(), key.name.clone()));
+                }
+            }
+            Spec::Service(_) => {}
         }
     }
 
@@ -324,6 +367,13 @@ impl Objects {
                     self.node_cidrs.remove(&at);
                 }
             }
+            Spec::Slice(sl) => {
+                if let Some(svc) = &sl.service {
+                    self.slices
+                        .remove(&(key.namespace.clone(), svc.clone(), key.name.clone()));
+                }
+            }
+            Spec::Service(_) => {}
         }
     }
 }
@@ -340,7 +390,10 @@ mod tests {
         }
         assert!(!n.named_by("pods"));
         assert!(resource("no").is_some());
-        assert!(resource("services").is_none());
+        assert!(resource("services").is_some());
+        assert!(resource("svc").is_some());
+        assert!(resource("endpointslices.discovery.k8s.io").is_some());
+        assert!(resource("pods").is_none());
         assert_eq!(n.object_ref("n1"), "node/n1");
         assert!(kind_of("Node", "v1").is_some());
         assert!(kind_of("Node", "apps/v1").is_none());

@@ -90,6 +90,7 @@ pub fn remote_rules(n: &LocalNet, t: TunnelNet, r: &RemoteNode) -> Vec<OwnedRule
 fn node_of(spec: &Spec) -> &RemoteNode {
     match spec {
         Spec::Node(n) => n,
+        _ => unreachable!("the Node kind is given Node specs only"),
     }
 }
 
@@ -172,7 +173,13 @@ impl Kind for NodeKind {
         Ok(Checked::Ok)
     }
 
-    fn compile(&self, node: &NodeCtx, _key: &ObjectKey, stored: &Stored) -> Compiled {
+    fn compile(
+        &self,
+        node: &NodeCtx,
+        _objects: &Objects,
+        _key: &ObjectKey,
+        stored: &Stored,
+    ) -> Compiled {
         let n = node_of(&stored.spec);
         let Some((local, tunnel)) = node.local.and_then(|l| Some((l, l.tunnel?))) else {
             return Compiled::default();
@@ -374,7 +381,7 @@ mod tests {
         let mut objects = Objects::default();
         assert_eq!(NODE.check(&ctx, &objects, &k, &spec), Ok(Checked::Ok));
         objects.put(k.clone(), Some(stored.clone()));
-        let c = NODE.compile(&ctx, &k, &stored);
+        let c = NODE.compile(&ctx, &Objects::default(), &k, &stored);
         assert_eq!(c.rules.len(), 3);
         assert_eq!(c.routes[0].via, NEXT_HOP);
         // No tunnel: nothing to install (the node stays known).
@@ -383,7 +390,10 @@ mod tests {
             local: Some(&plain),
             ..ctx
         };
-        assert_eq!(NODE.compile(&no_tunnel, &k, &stored), Compiled::default());
+        assert_eq!(
+            NODE.compile(&no_tunnel, &Objects::default(), &k, &stored),
+            Compiled::default()
+        );
         // Overlaps, this node, its address.
         let bad = |name: &str, spec: RemoteNode| {
             NODE.check(&ctx, &objects, &key(name), &Spec::Node(spec))

@@ -115,10 +115,18 @@ pub enum CookieKind {
     Pod = 0x02,
     /// A remote node (a Node object); its number is the object's.
     RemoteNode = 0x03,
+    /// A Service (its virtual IPs, joined to its EndpointSlices); its number is the
+    /// object's.
+    Service = 0x04,
 }
 
 impl CookieKind {
-    pub const ALL: [CookieKind; 3] = [CookieKind::Node, CookieKind::Pod, CookieKind::RemoteNode];
+    pub const ALL: [CookieKind; 4] = [
+        CookieKind::Node,
+        CookieKind::Pod,
+        CookieKind::RemoteNode,
+        CookieKind::Service,
+    ];
 
     /// The cookie of owner `n` of this kind.
     pub fn cookie(self, n: u64) -> u64 {
@@ -151,9 +159,40 @@ pub const NEXT_HOP: Ipv4Addr = Ipv4Addr::new(169, 254, 0, 254);
 /// groups take ids below.
 pub const SYSTEM_GROUPS: std::ops::RangeInclusive<u32> = 0xf000_0000..=0xffff_ff00;
 
+/// Bits of a connection's `ct_mark` the pipeline sets.
+pub mod ct_mark {
+    /// Committed by a Service's endpoint choice (DNATed in ServiceLB): ConntrackCommit
+    /// has nothing left to commit (Antrea's `ServiceCTMark`).
+    pub const SERVICE: u32 = 0x10;
+}
+
 /// The conntrack zone of the Pod network's connections (Antrea's choice, 65520, too: far
 /// from the small numbers users pick for their own flows).
 pub const CT_ZONE: u16 = 0xfff0;
+
+/// `ct(commit,zone=CT_ZONE,nat(dst=IP:PORT),exec(set_field:MARK/MARK->ct_mark),table=T)`:
+/// a new connection committed with its destination translated (a Service's endpoint
+/// chosen), `mark` set on it, and the translated packet continuing in `table`.
+pub fn ct_dnat(ip: Ipv4Addr, port: u16, mark: u32, table: Table) -> Action {
+    use vswitch_proto::action::{Ct, CtZone, Nat, NatKind};
+    Action::Ct(Box::new(Ct {
+        commit: true,
+        zone: CtZone::Imm(CT_ZONE),
+        table: Some(table.number()),
+        nat: Some(Nat {
+            kind: Some(NatKind::Dst),
+            addrs: Some((ip.into(), ip.into())),
+            ports: Some((port, port)),
+            ..Nat::default()
+        }),
+        exec: vec![Action::SetField {
+            field: FieldId::CtMark,
+            value: mark as u128,
+            mask: mark as u128,
+        }],
+        ..Ct::default()
+    }))
+}
 
 /// A rule being built: its table and priority, then matches and actions, in the order a
 /// flow line would give them.
@@ -263,6 +302,19 @@ impl RuleBuilder {
         self.field(FieldId::TunId, vni as u128)
     }
 
+    pub fn nw_proto(self, proto: u8) -> RuleBuilder {
+        self.field(FieldId::IpProto, proto as u128)
+    }
+
+    pub fn tp_dst(self, port: u16) -> RuleBuilder {
+        self.field(FieldId::TpDst, port as u128)
+    }
+
+    /// Match `ct_mark` on the bits of `mask`.
+    pub fn ct_mark(self, value: u32, mask: u32) -> RuleBuilder {
+        self.field_masked(FieldId::CtMark, value as u128, mask as u128)
+    }
+
     pub fn tun_src(self, ip: Ipv4Addr) -> RuleBuilder {
         self.field(FieldId::TunSrc, u32::from(ip) as u128)
     }
@@ -327,6 +379,11 @@ impl RuleBuilder {
     /// `ct(zone=CT_ZONE,nat,table=T)`; ends the rule.
     pub fn ct_to(self, t: Table) -> OwnedRule {
         self.ct(false, Some(t)).rule
+    }
+
+    /// `group:G`; ends the rule.
+    pub fn group(self, g: u32) -> OwnedRule {
+        self.act(Action::Group(g)).rule
     }
 
     /// `goto_table:T`; ends the rule.
@@ -450,6 +507,6 @@ mod tests {
         assert_eq!(CookieKind::of(c), Some((CookieKind::RemoteNode, 7)));
         assert!(reserved_cookie(CookieKind::Node.cookie(0)));
         assert!(!reserved_cookie(0x42));
-        assert!(!reserved_cookie(0x0400_0000_0000_0000));
+        assert!(!reserved_cookie(0x0500_0000_0000_0000));
     }
 }

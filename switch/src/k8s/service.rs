@@ -1,0 +1,935 @@
+//! The Service and EndpointSlice kinds: a Service's virtual addresses, load-balanced over
+//! the endpoints its slices list, as kube-proxy does it (the "Virtual IPs and Service
+//! Proxies" page, `pkg/proxy` where the page is silent).
+//!
+//! - Read: the fields that change forwarding (type, clusterIP(s), ports with their
+//!   targetPort by number or name, sessionAffinity, externalIPs, load-balancer ingress,
+//!   traffic policies, healthCheckNodePort) and, of a slice, its Service (the
+//!   `kubernetes.io/service-name` label), its ports by name, its endpoints with their
+//!   conditions, node and zone hints.
+//! - Joined: a slice belongs to the Service of its label in its namespace; a Service
+//!   port takes the slice port of the same name and protocol (so a named targetPort may
+//!   be a different number on each endpoint's slice); an address and port listed twice
+//!   (in two slices) is one endpoint.
+//! - Eligible endpoints (kube-proxy's `CategorizeEndpoints`): the ready ones; when none is
+//!   ready, the serving-and-terminating ones.
+//! - Compiled, owned by the Service: per Service port and virtual address (cluster IPs,
+//!   external IPs, load-balancer ingress IPs), a ServiceLB rule that sends a new
+//!   connection to the port's `select` group; each bucket is one endpoint, whose
+//!   `ct(commit, nat(dst=...))` translates and commits the connection (marked
+//!   [`ct_mark::SERVICE`], so ConntrackCommit leaves it) and continues in EgressPolicy
+//!   with the endpoint as destination. Replies are reversed in the Conntrack table by
+//!   the connection's NAT. Headless and ExternalName Services install nothing.
+
+use super::pipeline::{CookieKind, SYSTEM_GROUPS, Table, ct_dnat, ct_mark, rule};
+use super::{Checked, Compiled, Kind, KindInfo, NodeCtx, ObjectKey, Objects, Spec, Stored};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use vswitch_proto::field::ipproto;
+use vswitch_proto::group::{Bucket, GroupSpec, GroupType};
+use vswitch_proto::k8s::FieldError;
+use vswitch_proto::rpc::GetColumn;
+
+/// The EndpointSlice kind's name.
+pub const ENDPOINT_SLICE_KIND: &str = "EndpointSlice";
+
+/// The label that joins a slice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Service types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServiceType {
+    ClusterIp,
+    NodePort,
+    LoadBalancer,
+    ExternalName,
+}
+
+impl ServiceType {
+    fn as_str(self) -> &'static str {
+        match self {
+            ServiceType::ClusterIp => "ClusterIP",
+            ServiceType::NodePort => "NodePort",
+            ServiceType::LoadBalancer => "LoadBalancer",
+            ServiceType::ExternalName => "ExternalName",
+        }
+    }
+}
+
+/// A Service or slice port's protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => ipproto::TCP,
+            Protocol::Udp => ipproto::UDP,
+            Protocol::Sctp => ipproto::SCTP,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+        }
+    }
+
+    fn read(v: Option<&Value>, path: &str) -> Result<Protocol, FieldError> {
+        match v {
+            None | Some(Value::Null) => Ok(Protocol::Tcp),
+            Some(Value::String(s)) if s == "TCP" => Ok(Protocol::Tcp),
+            Some(Value::String(s)) if s == "UDP" => Ok(Protocol::Udp),
+            Some(Value::String(s)) if s == "SCTP" => Ok(Protocol::Sctp),
+            Some(other) => Err(err(
+                path,
+                format!("Unsupported value: {other}: supported values: \"SCTP\", \"TCP\", \"UDP\""),
+            )),
+        }
+    }
+}
+
+/// A Service port's targetPort.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetPort {
+    Number(u16),
+    /// A container port's name, resolved per endpoint (the slices carry the numbers).
+    Name(String),
+}
+
+/// One of a Service's ports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServicePort {
+    pub name: String,
+    pub protocol: Protocol,
+    pub port: u16,
+    pub target_port: TargetPort,
+    pub node_port: Option<u16>,
+}
+
+/// A Service, as the switch keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    pub service_type: ServiceType,
+    /// IPv4 cluster IPs; empty for a headless Service (`clusterIP: None`).
+    pub cluster_ips: Vec<Ipv4Addr>,
+    pub headless: bool,
+    pub ports: Vec<ServicePort>,
+    /// `sessionAffinity: ClientIP`: its timeout in seconds.
+    pub affinity_timeout: Option<u32>,
+    pub external_ips: Vec<Ipv4Addr>,
+    /// `status.loadBalancer.ingress[].ip` whose `ipMode` is not `Proxy`.
+    pub lb_ips: Vec<Ipv4Addr>,
+    pub external_local: bool,
+    pub internal_local: bool,
+    pub health_check_node_port: Option<u16>,
+}
+
+/// A slice's port: the number its endpoints listen on for a Service port of that name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlicePort {
+    pub name: String,
+    pub protocol: Protocol,
+    pub port: Option<u16>,
+}
+
+/// One endpoint of a slice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub addresses: Vec<Ipv4Addr>,
+    pub ready: bool,
+    pub serving: bool,
+    pub terminating: bool,
+    pub node_name: Option<String>,
+    pub zone: Option<String>,
+    pub hints: Vec<String>,
+}
+
+/// An EndpointSlice, as the switch keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Slice {
+    /// The Service it belongs to (its `kubernetes.io/service-name` label), if any.
+    pub service: Option<String>,
+    /// `IPv4`, `IPv6` or `FQDN`; only IPv4 slices are used (IPv6 is not routed yet).
+    pub address_type: String,
+    pub ports: Vec<SlicePort>,
+    pub endpoints: Vec<Endpoint>,
+}
+
+fn err(path: &str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// `metadata.name` and `metadata.namespace` (default `default`).
+fn meta(obj: &Value, kind: &'static str) -> Result<ObjectKey, FieldError> {
+    let m = obj.get("metadata");
+    let name = m
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| err("metadata.name", "Required value"))?;
+    let namespace = m
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .unwrap_or("default");
+    Ok(ObjectKey {
+        kind,
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    })
+}
+
+fn port_number(v: &Value, path: &str) -> Result<u16, FieldError> {
+    v.as_u64()
+        .filter(|p| (1..=65535).contains(p))
+        .map(|p| p as u16)
+        .ok_or_else(|| {
+            err(
+                path,
+                format!("Invalid value: {v}: must be between 1 and 65535, inclusive"),
+            )
+        })
+}
+
+fn opt_port(o: &Value, field: &str, path: &str) -> Result<Option<u16>, FieldError> {
+    match o.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) if n.as_u64() == Some(0) => Ok(None),
+        Some(v) => port_number(v, path).map(Some),
+    }
+}
+
+fn str_list<'a>(v: Option<&'a Value>, path: &str) -> Result<Vec<&'a str>, FieldError> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                x.as_str()
+                    .ok_or_else(|| err(&format!("{path}[{i}]"), "must be a string"))
+            })
+            .collect(),
+        Some(_) => Err(err(path, "must be a list")),
+    }
+}
+
+/// An address of a family this switch routes: IPv4 (`Ok(Some)`), IPv6 (`Ok(None)`:
+/// skipped), else an error naming the field.
+fn ip(s: &str, path: &str) -> Result<Option<Ipv4Addr>, FieldError> {
+    match s.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(a)) => Ok(Some(a)),
+        Ok(std::net::IpAddr::V6(_)) => Ok(None),
+        Err(_) => Err(err(
+            path,
+            format!("Invalid value: {s:?}: must be a valid IP address"),
+        )),
+    }
+}
+
+fn read_service(obj: &Value) -> Result<(ObjectKey, Service), FieldError> {
+    let key = meta(obj, SERVICE_INFO.kind)?;
+    let empty = Value::Object(Map::new());
+    let spec = obj.get("spec").unwrap_or(&empty);
+    let service_type = match spec.get("type").and_then(Value::as_str) {
+        None | Some("ClusterIP") => ServiceType::ClusterIp,
+        Some("NodePort") => ServiceType::NodePort,
+        Some("LoadBalancer") => ServiceType::LoadBalancer,
+        Some("ExternalName") => ServiceType::ExternalName,
+        Some(t) => {
+            return Err(err(
+                "spec.type",
+                format!(
+                    "Unsupported value: {t:?}: supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""
+                ),
+            ));
+        }
+    };
+    let mut ips = str_list(spec.get("clusterIPs"), "spec.clusterIPs")?;
+    let ips_path = if ips.is_empty() {
+        ips.extend(spec.get("clusterIP").and_then(Value::as_str));
+        "spec.clusterIP"
+    } else {
+        "spec.clusterIPs"
+    };
+    let headless = ips.first().is_some_and(|s| *s == "None");
+    let mut cluster_ips = Vec::new();
+    if !headless && service_type != ServiceType::ExternalName {
+        if ips.iter().all(|s| s.is_empty()) {
+            return Err(err(
+                ips_path,
+                "Required value: the API server allocates it; apply the Service as `kubectl get -o yaml` prints it",
+            ));
+        }
+        for (i, s) in ips.iter().enumerate() {
+            cluster_ips.extend(ip(s, &format!("{ips_path}[{i}]"))?);
+        }
+    }
+    let mut ports = Vec::new();
+    let mut seen = BTreeSet::new();
+    if let Some(list) = spec.get("ports").and_then(Value::as_array) {
+        for (i, p) in list.iter().enumerate() {
+            let path = |f: &str| format!("spec.ports[{i}].{f}");
+            let port = port_number(p.get("port").unwrap_or(&Value::Null), &path("port"))?;
+            let protocol = Protocol::read(p.get("protocol"), &path("protocol"))?;
+            let name = p
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if !seen.insert((port, protocol)) {
+                return Err(err(
+                    &path("port"),
+                    format!(
+                        "Duplicate value: {port}/{}: a Service lists each port and protocol once",
+                        protocol.as_str()
+                    ),
+                ));
+            }
+            let target_port = match p.get("targetPort") {
+                None | Some(Value::Null) => TargetPort::Number(port),
+                Some(Value::String(s)) if s.is_empty() => TargetPort::Number(port),
+                Some(Value::String(s)) => match s.parse::<u16>() {
+                    Ok(n) if n > 0 => TargetPort::Number(n),
+                    _ => TargetPort::Name(s.clone()),
+                },
+                Some(v) => TargetPort::Number(port_number(v, &path("targetPort"))?),
+            };
+            ports.push(ServicePort {
+                name,
+                protocol,
+                port,
+                target_port,
+                node_port: opt_port(p, "nodePort", &path("nodePort"))?,
+            });
+        }
+    }
+    let affinity_timeout = match spec.get("sessionAffinity").and_then(Value::as_str) {
+        None | Some("None") => None,
+        Some("ClientIP") => {
+            let t = spec
+                .pointer("/sessionAffinityConfig/clientIP/timeoutSeconds")
+                .filter(|v| !v.is_null());
+            Some(match t {
+                None => 10800,
+                Some(v) => v
+                    .as_u64()
+                    .filter(|t| (1..=86400).contains(t))
+                    .ok_or_else(|| {
+                        err(
+                            "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                            format!(
+                                "Invalid value: {v}: must be greater than 0 and less than 86400"
+                            ),
+                        )
+                    })? as u32,
+            })
+        }
+        Some(a) => {
+            return Err(err(
+                "spec.sessionAffinity",
+                format!("Unsupported value: {a:?}: supported values: \"ClientIP\", \"None\""),
+            ));
+        }
+    };
+    let mut external_ips = Vec::new();
+    for (i, s) in str_list(spec.get("externalIPs"), "spec.externalIPs")?
+        .into_iter()
+        .enumerate()
+    {
+        external_ips.extend(ip(s, &format!("spec.externalIPs[{i}]"))?);
+    }
+    let mut lb_ips = Vec::new();
+    if let Some(list) = obj
+        .pointer("/status/loadBalancer/ingress")
+        .and_then(Value::as_array)
+    {
+        for (i, ing) in list.iter().enumerate() {
+            let proxy = ing.get("ipMode").and_then(Value::as_str) == Some("Proxy");
+            if let Some(s) = ing.get("ip").and_then(Value::as_str)
+                && !proxy
+            {
+                lb_ips.extend(ip(s, &format!("status.loadBalancer.ingress[{i}].ip"))?);
+            }
+        }
+    }
+    let policy = |field: &str| -> Result<bool, FieldError> {
+        match spec.get(field).and_then(Value::as_str) {
+            None | Some("Cluster") => Ok(false),
+            Some("Local") => Ok(true),
+            Some(p) => Err(err(
+                &format!("spec.{field}"),
+                format!("Unsupported value: {p:?}: supported values: \"Cluster\", \"Local\""),
+            )),
+        }
+    };
+    Ok((
+        key,
+        Service {
+            service_type,
+            cluster_ips,
+            headless,
+            ports,
+            affinity_timeout,
+            external_ips,
+            lb_ips,
+            external_local: policy("externalTrafficPolicy")?,
+            internal_local: policy("internalTrafficPolicy")?,
+            health_check_node_port: opt_port(
+                spec,
+                "healthCheckNodePort",
+                "spec.healthCheckNodePort",
+            )?,
+        },
+    ))
+}
+
+fn read_slice(obj: &Value) -> Result<(ObjectKey, Slice), FieldError> {
+    let key = meta(obj, SLICE_INFO.kind)?;
+    let service = obj
+        .pointer("/metadata/labels")
+        .and_then(|l| l.get(SERVICE_NAME_LABEL))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let address_type = obj
+        .get("addressType")
+        .and_then(Value::as_str)
+        .ok_or_else(|| err("addressType", "Required value"))?;
+    if !matches!(address_type, "IPv4" | "IPv6" | "FQDN") {
+        return Err(err(
+            "addressType",
+            format!(
+                "Unsupported value: {address_type:?}: supported values: \"FQDN\", \"IPv4\", \"IPv6\""
+            ),
+        ));
+    }
+    let mut ports = Vec::new();
+    if let Some(list) = obj.get("ports").and_then(Value::as_array) {
+        for (i, p) in list.iter().enumerate() {
+            ports.push(SlicePort {
+                name: p
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                protocol: Protocol::read(p.get("protocol"), &format!("ports[{i}].protocol"))?,
+                port: opt_port(p, "port", &format!("ports[{i}].port"))?,
+            });
+        }
+    }
+    let mut endpoints = Vec::new();
+    if let Some(list) = obj.get("endpoints").and_then(Value::as_array) {
+        for (i, e) in list.iter().enumerate() {
+            let path = format!("endpoints[{i}].addresses");
+            let raw = str_list(e.get("addresses"), &path)?;
+            if raw.is_empty() {
+                return Err(err(&path, "Required value"));
+            }
+            let mut addresses = Vec::new();
+            if address_type == "IPv4" {
+                for (j, s) in raw.iter().enumerate() {
+                    match ip(s, &format!("{path}[{j}]"))? {
+                        Some(a) => addresses.push(a),
+                        None => {
+                            return Err(err(
+                                &format!("{path}[{j}]"),
+                                format!("Invalid value: {s:?}: must be an IPv4 address"),
+                            ));
+                        }
+                    }
+                }
+            }
+            // Conditions: a missing `ready` means ready, a missing `serving` means what
+            // `ready` says, a missing `terminating` means not (the API's definitions).
+            let cond = |c: &str| {
+                e.pointer(&format!("/conditions/{c}"))
+                    .and_then(Value::as_bool)
+            };
+            let ready = cond("ready").unwrap_or(true);
+            let text = |f: &str| e.get(f).and_then(Value::as_str).map(str::to_string);
+            endpoints.push(Endpoint {
+                addresses,
+                ready,
+                serving: cond("serving").unwrap_or(ready),
+                terminating: cond("terminating").unwrap_or(false),
+                node_name: text("nodeName"),
+                zone: text("zone"),
+                hints: e
+                    .pointer("/hints/forZones")
+                    .and_then(Value::as_array)
+                    .map(|z| {
+                        z.iter()
+                            .filter_map(|z| z.get("name")?.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    Ok((
+        key,
+        Slice {
+            service,
+            address_type: address_type.to_string(),
+            ports,
+            endpoints,
+        },
+    ))
+}
+
+/// One endpoint chosen for a Service port: its address, the port it listens on, and
+/// where it runs.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Backend {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    pub node: Option<String>,
+}
+
+/// The endpoints of Service port `sp` that new connections may go to, in a stable order
+/// (kube-proxy's rules): the ready ones of every IPv4 slice of the Service; when none is
+/// ready, the serving and terminating ones. Each address and port once.
+pub fn backends<'a>(sp: &ServicePort, slices: impl Iterator<Item = &'a Slice>) -> Vec<Backend> {
+    let mut ready = BTreeSet::new();
+    let mut terminating = BTreeSet::new();
+    for s in slices.filter(|s| s.address_type == "IPv4") {
+        let Some(port) = s
+            .ports
+            .iter()
+            .find(|p| p.name == sp.name && p.protocol == sp.protocol)
+            .and_then(|p| p.port)
+        else {
+            continue;
+        };
+        for e in &s.endpoints {
+            let set = if e.ready {
+                &mut ready
+            } else if e.serving && e.terminating {
+                &mut terminating
+            } else {
+                continue;
+            };
+            for &ip in &e.addresses {
+                set.insert(Backend {
+                    ip,
+                    port,
+                    node: e.node_name.clone(),
+                });
+            }
+        }
+    }
+    let chosen = if ready.is_empty() { terminating } else { ready };
+    // One address and port once even when two slices disagree on its node.
+    let mut out: Vec<Backend> = Vec::with_capacity(chosen.len());
+    for b in chosen {
+        if out.last().is_none_or(|l| (l.ip, l.port) != (b.ip, b.port)) {
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// The key of slice-owning Service `name` in `namespace`.
+pub fn service_key(namespace: &str, name: &str) -> ObjectKey {
+    ObjectKey {
+        kind: SERVICE_INFO.kind,
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    }
+}
+
+/// Service ids above this have no group ids left (far above Kubernetes' 10,000 Services
+/// per cluster).
+const MAX_SERVICE_ID: u32 = (*SYSTEM_GROUPS.end() - *SYSTEM_GROUPS.start()) >> PORT_BITS;
+/// Group ids per Service: its ports, each one group.
+const PORT_BITS: u32 = 6;
+
+/// The group of the `i`th port of the Service with id `id`.
+pub fn group_id(id: u32, i: usize) -> u32 {
+    SYSTEM_GROUPS.start() + (id << PORT_BITS | i as u32)
+}
+
+fn service_of(spec: &Spec) -> Option<&Service> {
+    match spec {
+        Spec::Service(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn slice_of(spec: &Spec) -> Option<&Slice> {
+    match spec {
+        Spec::Slice(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The slices of Service `key`.
+fn slices_of<'a>(objects: &'a Objects, key: &'a ObjectKey) -> impl Iterator<Item = &'a Slice> {
+    objects
+        .slices_of(&key.namespace, &key.name)
+        .filter_map(|k| slice_of(&objects.get(&k)?.spec))
+}
+
+/// A Service's rules and groups.
+pub fn compile_service(id: u32, svc: &Service, objects: &Objects, key: &ObjectKey) -> Compiled {
+    let mut c = Compiled::default();
+    if svc.service_type == ServiceType::ExternalName || svc.headless || id > MAX_SERVICE_ID {
+        return c;
+    }
+    let frontends: Vec<Ipv4Addr> = svc
+        .cluster_ips
+        .iter()
+        .chain(&svc.external_ips)
+        .chain(&svc.lb_ips)
+        .copied()
+        .collect();
+    for (i, sp) in svc.ports.iter().enumerate().take(1 << PORT_BITS) {
+        let backends = backends(sp, slices_of(objects, key));
+        let group = group_id(id, i);
+        if !backends.is_empty() {
+            c.groups.push(GroupSpec {
+                group_id: group,
+                group_type: GroupType::Select,
+                buckets: backends
+                    .iter()
+                    .enumerate()
+                    .map(|(b, e)| Bucket {
+                        bucket_id: b as u32,
+                        weight: 1,
+                        watch_port: None,
+                        actions: vec![ct_dnat(e.ip, e.port, ct_mark::SERVICE, Table::EgressPolicy)],
+                    })
+                    .collect(),
+                selection: None,
+            });
+        }
+        for &vip in &frontends {
+            let r = rule(Table::ServiceLb, 200)
+                .ip()
+                .nw_dst(vip)
+                .nw_proto(sp.protocol.number())
+                .tp_dst(sp.port);
+            c.rules.push(if backends.is_empty() {
+                // No endpoint: refused at once (until the datapath can answer with a
+                // reset or a port unreachable, dropped and counted here).
+                r.drop()
+            } else {
+                r.group(group)
+            });
+        }
+    }
+    c
+}
+
+/// The Service kind.
+#[derive(Debug)]
+pub struct ServiceKind;
+
+pub static SERVICE: ServiceKind = ServiceKind;
+
+static SERVICE_INFO: KindInfo = KindInfo {
+    kind: "Service",
+    group: "",
+    version: "v1",
+    plural: "services",
+    singular: "service",
+    short: &["svc"],
+    namespaced: true,
+};
+
+fn port_text(p: &ServicePort) -> String {
+    match p.node_port {
+        Some(n) => format!("{}:{n}/{}", p.port, p.protocol.as_str()),
+        None => format!("{}/{}", p.port, p.protocol.as_str()),
+    }
+}
+
+fn ips_text(ips: &[Ipv4Addr], none: &str) -> String {
+    if ips.is_empty() {
+        none.to_string()
+    } else {
+        ips.iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl Kind for ServiceKind {
+    fn info(&self) -> &'static KindInfo {
+        &SERVICE_INFO
+    }
+
+    fn read(&self, obj: &Value) -> Result<(ObjectKey, Spec), FieldError> {
+        let (k, s) = read_service(obj)?;
+        Ok((k, Spec::Service(s)))
+    }
+
+    fn check(
+        &self,
+        _node: &NodeCtx,
+        _objects: &Objects,
+        _key: &ObjectKey,
+        _spec: &Spec,
+    ) -> Result<Checked, FieldError> {
+        Ok(Checked::Ok)
+    }
+
+    fn compile(
+        &self,
+        _node: &NodeCtx,
+        objects: &Objects,
+        key: &ObjectKey,
+        stored: &Stored,
+    ) -> Compiled {
+        service_of(&stored.spec)
+            .map(|s| compile_service(stored.id, s, objects, key))
+            .unwrap_or_default()
+    }
+
+    fn to_object(&self, key: &ObjectKey, stored: &Stored) -> Value {
+        let Some(s) = service_of(&stored.spec) else {
+            return Value::Null;
+        };
+        let ips: Vec<String> = if s.headless {
+            vec!["None".into()]
+        } else {
+            s.cluster_ips.iter().map(|i| i.to_string()).collect()
+        };
+        let ports: Vec<Value> = s
+            .ports
+            .iter()
+            .map(|p| {
+                let mut o = json!({
+                    "name": p.name, "protocol": p.protocol.as_str(), "port": p.port,
+                    "targetPort": match &p.target_port {
+                        TargetPort::Number(n) => json!(n),
+                        TargetPort::Name(n) => json!(n),
+                    },
+                });
+                if let Some(n) = p.node_port {
+                    o["nodePort"] = json!(n);
+                }
+                o
+            })
+            .collect();
+        let mut spec = json!({
+            "type": s.service_type.as_str(),
+            "ports": ports,
+            "sessionAffinity": if s.affinity_timeout.is_some() { "ClientIP" } else { "None" },
+            "externalTrafficPolicy": if s.external_local { "Local" } else { "Cluster" },
+            "internalTrafficPolicy": if s.internal_local { "Local" } else { "Cluster" },
+        });
+        if let Some(first) = ips.first() {
+            spec["clusterIP"] = json!(first);
+            spec["clusterIPs"] = json!(ips);
+        }
+        if let Some(t) = s.affinity_timeout {
+            spec["sessionAffinityConfig"] = json!({ "clientIP": { "timeoutSeconds": t } });
+        }
+        if !s.external_ips.is_empty() {
+            spec["externalIPs"] = json!(
+                s.external_ips
+                    .iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+            );
+        }
+        if let Some(p) = s.health_check_node_port {
+            spec["healthCheckNodePort"] = json!(p);
+        }
+        let mut o = json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": { "name": key.name, "namespace": key.namespace },
+            "spec": spec,
+        });
+        if !s.lb_ips.is_empty() {
+            o["status"] = json!({ "loadBalancer": { "ingress":
+                s.lb_ips.iter().map(|i| json!({ "ip": i.to_string() })).collect::<Vec<_>>() } });
+        }
+        o
+    }
+
+    fn columns(&self) -> Vec<GetColumn> {
+        ["TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)"]
+            .into_iter()
+            .map(|n| GetColumn {
+                name: n.into(),
+                wide: false,
+            })
+            .collect()
+    }
+
+    fn cells(&self, _key: &ObjectKey, stored: &Stored) -> Vec<String> {
+        let Some(s) = service_of(&stored.spec) else {
+            return Vec::new();
+        };
+        let external: Vec<Ipv4Addr> = s.lb_ips.iter().chain(&s.external_ips).copied().collect();
+        let external = if external.is_empty() && s.service_type == ServiceType::LoadBalancer {
+            "<pending>".to_string()
+        } else {
+            ips_text(&external, "<none>")
+        };
+        vec![
+            s.service_type.as_str().into(),
+            if s.headless {
+                "None".into()
+            } else {
+                ips_text(&s.cluster_ips, "<none>")
+            },
+            external,
+            if s.ports.is_empty() {
+                "<none>".into()
+            } else {
+                s.ports.iter().map(port_text).collect::<Vec<_>>().join(",")
+            },
+        ]
+    }
+
+    fn owner(&self, stored: &Stored) -> u64 {
+        CookieKind::Service.cookie(stored.id as u64)
+    }
+}
+
+/// The EndpointSlice kind.
+#[derive(Debug)]
+pub struct SliceKind;
+
+pub static ENDPOINT_SLICE: SliceKind = SliceKind;
+
+static SLICE_INFO: KindInfo = KindInfo {
+    kind: ENDPOINT_SLICE_KIND,
+    group: "discovery.k8s.io",
+    version: "v1",
+    plural: "endpointslices",
+    singular: "endpointslice",
+    short: &[],
+    namespaced: true,
+};
+
+impl Kind for SliceKind {
+    fn info(&self) -> &'static KindInfo {
+        &SLICE_INFO
+    }
+
+    fn read(&self, obj: &Value) -> Result<(ObjectKey, Spec), FieldError> {
+        let (k, s) = read_slice(obj)?;
+        Ok((k, Spec::Slice(s)))
+    }
+
+    fn check(
+        &self,
+        _node: &NodeCtx,
+        _objects: &Objects,
+        _key: &ObjectKey,
+        _spec: &Spec,
+    ) -> Result<Checked, FieldError> {
+        Ok(Checked::Ok)
+    }
+
+    /// A slice owns nothing: its Service's rules change with it.
+    fn compile(&self, _: &NodeCtx, _: &Objects, _: &ObjectKey, _: &Stored) -> Compiled {
+        Compiled::default()
+    }
+
+    fn related(&self, key: &ObjectKey, spec: &Spec) -> Vec<ObjectKey> {
+        slice_of(spec)
+            .and_then(|s| s.service.as_deref())
+            .map(|svc| vec![service_key(&key.namespace, svc)])
+            .unwrap_or_default()
+    }
+
+    fn to_object(&self, key: &ObjectKey, stored: &Stored) -> Value {
+        let Some(s) = slice_of(&stored.spec) else {
+            return Value::Null;
+        };
+        let mut labels = Map::new();
+        if let Some(svc) = &s.service {
+            labels.insert(SERVICE_NAME_LABEL.into(), json!(svc));
+        }
+        json!({
+            "apiVersion": SLICE_INFO.api_version(),
+            "kind": SLICE_INFO.kind,
+            "metadata": { "name": key.name, "namespace": key.namespace, "labels": labels },
+            "addressType": s.address_type,
+            "ports": s.ports.iter().map(|p| json!({
+                "name": p.name, "protocol": p.protocol.as_str(), "port": p.port,
+            })).collect::<Vec<_>>(),
+            "endpoints": s.endpoints.iter().map(|e| {
+                let mut o = json!({
+                    "addresses": e.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                    "conditions": { "ready": e.ready, "serving": e.serving, "terminating": e.terminating },
+                });
+                if let Some(n) = &e.node_name { o["nodeName"] = json!(n); }
+                if let Some(z) = &e.zone { o["zone"] = json!(z); }
+                if !e.hints.is_empty() {
+                    o["hints"] = json!({ "forZones": e.hints.iter().map(|h| json!({ "name": h })).collect::<Vec<_>>() });
+                }
+                o
+            }).collect::<Vec<_>>(),
+        })
+    }
+
+    fn columns(&self) -> Vec<GetColumn> {
+        ["ADDRESSTYPE", "PORTS", "ENDPOINTS"]
+            .into_iter()
+            .map(|n| GetColumn {
+                name: n.into(),
+                wide: false,
+            })
+            .collect()
+    }
+
+    fn cells(&self, _key: &ObjectKey, stored: &Stored) -> Vec<String> {
+        let Some(s) = slice_of(&stored.spec) else {
+            return Vec::new();
+        };
+        let ports: Vec<String> = s
+            .ports
+            .iter()
+            .filter_map(|p| p.port.map(|n| n.to_string()))
+            .collect();
+        let eps: Vec<String> = s
+            .endpoints
+            .iter()
+            .flat_map(|e| e.addresses.iter().map(|a| a.to_string()))
+            .collect();
+        let eps = if eps.len() > 3 {
+            format!("{} + {} more...", eps[..3].join(","), eps.len() - 3)
+        } else if eps.is_empty() {
+            "<unset>".into()
+        } else {
+            eps.join(",")
+        };
+        vec![
+            s.address_type.clone(),
+            if ports.is_empty() {
+                "<unset>".into()
+            } else {
+                ports.join(",")
+            },
+            eps,
+        ]
+    }
+
+    fn owner(&self, stored: &Stored) -> u64 {
+        // Slices own no rules; an owner id of their own keeps them apart from Services'.
+        CookieKind::Service.cookie(1 << 40 | stored.id as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,348 @@
+use super::*;
+use crate::k8s::local::tests::{bridge, net};
+use crate::k8s::pipeline::CookieKind;
+use vswitch_proto::field::FieldId;
+use vswitch_proto::flow::ct_state;
+use vswitch_proto::text::{self, NoPortNames};
+
+fn svc_manifest() -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": "web", "namespace": "shop", "uid": "x", "resourceVersion": "9" },
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
+            "ports": [
+                { "name": "http", "port": 80, "protocol": "TCP", "targetPort": "web" },
+                { "name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353 }
+            ],
+            "selector": { "app": "web" },
+            "sessionAffinity": "None",
+            "internalTrafficPolicy": "Cluster"
+        },
+        "status": { "loadBalancer": {} }
+    })
+}
+
+fn slice_manifest(name: &str, port: u16, eps: Value) -> Value {
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": { "name": name, "namespace": "shop",
+                      "labels": { "kubernetes.io/service-name": "web" } },
+        "addressType": "IPv4",
+        "ports": [ { "name": "http", "port": port, "protocol": "TCP" },
+                   { "name": "dns", "port": 5353, "protocol": "UDP" } ],
+        "endpoints": eps
+    })
+}
+
+fn ep(ip: &str, ready: Option<bool>, serving: Option<bool>, terminating: Option<bool>) -> Value {
+    let mut c = serde_json::Map::new();
+    for (k, v) in [
+        ("ready", ready),
+        ("serving", serving),
+        ("terminating", terminating),
+    ] {
+        if let Some(v) = v {
+            c.insert(k.into(), json!(v));
+        }
+    }
+    json!({ "addresses": [ip], "conditions": c, "nodeName": "n1" })
+}
+
+#[test]
+fn a_service_reads_as_kubectl_prints_it() {
+    let (key, s) = read_service(&svc_manifest()).unwrap();
+    assert_eq!(key.to_string(), "service/shop/web");
+    assert_eq!(s.service_type, ServiceType::ClusterIp);
+    assert_eq!(s.cluster_ips, vec![Ipv4Addr::new(10, 96, 0, 10)]);
+    assert_eq!(s.ports.len(), 2);
+    assert_eq!(s.ports[0].target_port, TargetPort::Name("web".into()));
+    assert_eq!(s.ports[1].protocol, Protocol::Udp);
+    assert_eq!(s.ports[1].target_port, TargetPort::Number(5353));
+    assert_eq!(s.affinity_timeout, None);
+    // Written back and read again: the same.
+    let stored = Stored {
+        spec: Spec::Service(s.clone()),
+        source: "manifest".into(),
+        id: 1,
+    };
+    let again = read_service(&SERVICE.to_object(&key, &stored)).unwrap().1;
+    assert_eq!(again, s);
+}
+
+#[test]
+fn service_fields_are_checked_by_name() {
+    let bad = |path: &str, v: Value| {
+        let mut m = svc_manifest();
+        *m.pointer_mut(path).unwrap() = v;
+        read_service(&m).unwrap_err().path
+    };
+    assert_eq!(bad("/spec/type", json!("Magic")), "spec.type");
+    assert_eq!(bad("/spec/ports/0/port", json!(0)), "spec.ports[0].port");
+    assert_eq!(
+        bad("/spec/ports/1/protocol", json!("ICMP")),
+        "spec.ports[1].protocol"
+    );
+    assert_eq!(
+        bad("/spec/clusterIPs", json!(["nope"])),
+        "spec.clusterIPs[0]"
+    );
+    assert_eq!(
+        bad("/spec/sessionAffinity", json!("Sticky")),
+        "spec.sessionAffinity"
+    );
+    let mut m = svc_manifest();
+    m["spec"]["sessionAffinity"] = json!("ClientIP");
+    assert_eq!(read_service(&m).unwrap().1.affinity_timeout, Some(10800));
+    m["spec"]["sessionAffinityConfig"] = json!({ "clientIP": { "timeoutSeconds": 86401 } });
+    assert_eq!(
+        read_service(&m).unwrap_err().path,
+        "spec.sessionAffinityConfig.clientIP.timeoutSeconds"
+    );
+    let mut m = svc_manifest();
+    m["spec"]["ports"][1]["port"] = json!(80);
+    m["spec"]["ports"][1]["protocol"] = json!("TCP");
+    assert_eq!(read_service(&m).unwrap_err().path, "spec.ports[1].port");
+    // No cluster IP: the API server would have given one.
+    let mut m = svc_manifest();
+    m["spec"].as_object_mut().unwrap().remove("clusterIP");
+    m["spec"].as_object_mut().unwrap().remove("clusterIPs");
+    assert_eq!(read_service(&m).unwrap_err().path, "spec.clusterIP");
+    // Headless and ExternalName need none.
+    m["spec"]["clusterIP"] = json!("None");
+    assert!(read_service(&m).unwrap().1.headless);
+    let m = json!({ "apiVersion": "v1", "kind": "Service", "metadata": { "name": "x" },
+                    "spec": { "type": "ExternalName", "externalName": "example.com" } });
+    let (k, s) = read_service(&m).unwrap();
+    assert_eq!(k.namespace, "default");
+    assert_eq!(s.service_type, ServiceType::ExternalName);
+}
+
+#[test]
+fn slice_conditions_default_as_the_api_says() {
+    let m = slice_manifest(
+        "web-a",
+        8080,
+        json!([
+            ep("10.244.1.2", None, None, None),
+            ep("10.244.1.3", Some(false), None, Some(true))
+        ]),
+    );
+    let (key, s) = read_slice(&m).unwrap();
+    assert_eq!(key.to_string(), "endpointslice/shop/web-a");
+    assert_eq!(s.service.as_deref(), Some("web"));
+    let e = &s.endpoints;
+    assert!(e[0].ready && e[0].serving && !e[0].terminating);
+    assert!(!e[1].ready && !e[1].serving && e[1].terminating);
+    let mut bad = m.clone();
+    bad["endpoints"][0]["addresses"] = json!(["fd00::1"]);
+    assert_eq!(
+        read_slice(&bad).unwrap_err().path,
+        "endpoints[0].addresses[0]"
+    );
+    let mut bad = m.clone();
+    bad.as_object_mut().unwrap().remove("addressType");
+    assert_eq!(read_slice(&bad).unwrap_err().path, "addressType");
+    let mut bad = m;
+    bad["ports"][0]["protocol"] = json!("tcp");
+    assert_eq!(read_slice(&bad).unwrap_err().path, "ports[0].protocol");
+}
+
+fn sp(name: &str, proto: Protocol) -> ServicePort {
+    ServicePort {
+        name: name.into(),
+        protocol: proto,
+        port: 80,
+        target_port: TargetPort::Name("web".into()),
+        node_port: None,
+    }
+}
+
+fn slice(port: u16, eps: Value) -> Slice {
+    read_slice(&slice_manifest("s", port, eps)).unwrap().1
+}
+
+fn ips(b: &[Backend]) -> Vec<String> {
+    b.iter().map(|b| format!("{}:{}", b.ip, b.port)).collect()
+}
+
+#[test]
+fn ready_endpoints_first_then_serving_terminating_ones() {
+    let http = sp("http", Protocol::Tcp);
+    let a = slice(
+        8080,
+        json!([
+            ep("10.244.1.2", Some(true), None, None),
+            ep("10.244.1.3", Some(false), Some(true), Some(true)),
+            ep("10.244.1.4", Some(false), Some(false), Some(false)),
+        ]),
+    );
+    assert_eq!(ips(&backends(&http, [&a].into_iter())), ["10.244.1.2:8080"]);
+    let b = slice(
+        8080,
+        json!([
+            ep("10.244.1.3", Some(false), Some(true), Some(true)),
+            ep("10.244.1.5", Some(false), Some(false), Some(true)),
+        ]),
+    );
+    // None ready: the serving, terminating ones (not a not-serving one).
+    assert_eq!(ips(&backends(&http, [&b].into_iter())), ["10.244.1.3:8080"]);
+    // Listed in two slices: once.
+    assert_eq!(
+        ips(&backends(&http, [&a, &a].into_iter())),
+        ["10.244.1.2:8080"]
+    );
+    // Matched by name and protocol: no UDP "http" port, no endpoints.
+    assert!(backends(&sp("http", Protocol::Udp), [&a].into_iter()).is_empty());
+    // A named targetPort: each slice says its endpoints' number.
+    let c = slice(9090, json!([ep("10.244.2.7", None, None, None)]));
+    assert_eq!(
+        ips(&backends(&http, [&a, &c].into_iter())),
+        ["10.244.1.2:8080", "10.244.2.7:9090"]
+    );
+}
+
+fn store(objects: &mut Objects, v: Value, id: u32) -> ObjectKey {
+    let kind = crate::k8s::kind_of(
+        v["kind"].as_str().unwrap(),
+        v["apiVersion"].as_str().unwrap(),
+    )
+    .unwrap();
+    let (key, spec) = kind.read(&v).unwrap();
+    objects.put(
+        key.clone(),
+        Some(Stored {
+            spec,
+            source: "manifest".into(),
+            id,
+        }),
+    );
+    key
+}
+
+#[test]
+fn a_service_compiles_to_a_rule_per_address_and_port_and_a_group_per_port() {
+    let mut objects = Objects::default();
+    let key = store(&mut objects, svc_manifest(), 3);
+    let stored = objects.get(&key).unwrap().clone();
+    // No slices yet: both ports refuse.
+    let c = compile_service(3, service_of(&stored.spec).unwrap(), &objects, &key);
+    assert_eq!(c.rules.len(), 2);
+    assert!(c.groups.is_empty());
+    assert!(c.rules.iter().all(|r| r.actions.is_empty()));
+    store(
+        &mut objects,
+        slice_manifest(
+            "web-a",
+            8080,
+            json!([
+                ep("10.244.1.3", None, None, None),
+                ep("10.244.2.9", None, None, None)
+            ]),
+        ),
+        1,
+    );
+    assert_eq!(objects.slices_of("shop", "web").count(), 1);
+    let c = compile_service(3, service_of(&stored.spec).unwrap(), &objects, &key);
+    assert_eq!(c.groups.len(), 2);
+    assert_eq!(c.groups[0].group_id, group_id(3, 0));
+    assert_eq!(c.groups[0].buckets.len(), 2);
+    let lines: Vec<String> = c
+        .rules
+        .iter()
+        .map(|r| text::display_flow(&r.to_spec(0), &NoPortNames, None).to_string())
+        .collect();
+    assert!(lines[0].contains("nw_dst=10.96.0.10"), "{lines:?}");
+    assert!(
+        lines[0].contains(&format!("group:{}", group_id(3, 0))),
+        "{lines:?}"
+    );
+    // Headless: nothing.
+    let mut h = service_of(&stored.spec).unwrap().clone();
+    h.headless = true;
+    h.cluster_ips.clear();
+    assert_eq!(compile_service(3, &h, &objects, &key), Compiled::default());
+}
+
+#[test]
+fn a_new_connection_to_the_service_is_dnated_to_an_endpoint_and_committed_once() {
+    let n = net(None);
+    let mut b = bridge(&n);
+    let mut objects = Objects::default();
+    let key = store(&mut objects, svc_manifest(), 3);
+    store(
+        &mut objects,
+        slice_manifest("web-a", 8080, json!([ep("10.244.1.3", None, None, None)])),
+        1,
+    );
+    let stored = objects.get(&key).unwrap().clone();
+    let c = SERVICE.compile(
+        &NodeCtx {
+            name: "n1",
+            local: Some(&n),
+            node_ip: None,
+        },
+        &objects,
+        &key,
+        &stored,
+    );
+    b.set_owned(CookieKind::Service.cookie(3), c.rules, c.groups, 0)
+        .unwrap();
+    let gw = n.gateway_mac();
+    let pkt = format!(
+        "in_port=2,tcp,dl_src={},dl_dst={gw},nw_src=10.244.1.2,nw_dst=10.96.0.10,nw_ttl=64,tp_src=40000,tp_dst=80",
+        MacAddrOf(Ipv4Addr::new(10, 244, 1, 2))
+    );
+    let m = text::parse_match(&pkt, &NoPortNames).unwrap();
+    let first = b.trace(&m.flow, 0);
+    let new = text::parse_match("ct_state=+trk+new", &NoPortNames).unwrap();
+    let second = b.trace(&first.recirculated(new.flow.ct_state()).unwrap(), 0);
+    let acts = second.datapath_actions();
+    assert!(
+        acts.contains("nat(dst=10.244.1.3:8080)") && acts.contains("commit"),
+        "{acts}"
+    );
+    // UDP to the other port goes to its own endpoint port; TCP to a port the Service does
+    // not have is not touched by it.
+    let udp = pkt
+        .replace("tcp,", "udp,")
+        .replace("tp_dst=80", "tp_dst=53");
+    let m = text::parse_match(&udp, &NoPortNames).unwrap();
+    let first = b.trace(&m.flow, 0);
+    let acts = b
+        .trace(&first.recirculated(new.flow.ct_state()).unwrap(), 0)
+        .datapath_actions();
+    assert!(acts.contains("nat(dst=10.244.1.3:5353)"), "{acts}");
+    let other = pkt.replace("tp_dst=80", "tp_dst=81");
+    let m = text::parse_match(&other, &NoPortNames).unwrap();
+    let first = b.trace(&m.flow, 0);
+    let acts = b
+        .trace(&first.recirculated(new.flow.ct_state()).unwrap(), 0)
+        .datapath_actions();
+    assert!(!acts.contains("nat(dst="), "{acts}");
+    // After the translation (the packet now to the endpoint, its connection marked): not
+    // committed again, delivered to the endpoint's port.
+    let m = text::parse_match(&pkt, &NoPortNames).unwrap();
+    let first = b.trace(&m.flow, 0);
+    let second = b.trace(&first.recirculated(new.flow.ct_state()).unwrap(), 0);
+    let mut third = second
+        .recirculated(new.flow.ct_state() | ct_state::DNAT)
+        .expect("the endpoint's ct continues in EgressPolicy");
+    third.set(
+        FieldId::IpDst.slot(),
+        u32::from(Ipv4Addr::new(10, 244, 1, 3)) as u128,
+    );
+    third.set(FieldId::TpDst.slot(), 8080);
+    third.set(FieldId::CtMark.slot(), ct_mark::SERVICE as u128);
+    let acts = b.trace(&third, 0).datapath_actions();
+    assert!(!acts.contains("ct("), "{acts}");
+    assert!(acts.ends_with(":3") || acts.ends_with(",3"), "{acts}");
+}
+
+struct MacAddrOf(Ipv4Addr);
+impl std::fmt::Display for MacAddrOf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        vswitch_proto::net::MacAddr::for_ipv4(self.0).fmt(f)
+    }
+}
