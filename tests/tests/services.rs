@@ -1,0 +1,202 @@
+//! End-to-end tests of Services (issue 12): Pods in namespaces reach a ClusterIP, their
+//! new connections spread over the ready endpoints, replies come from the Service address,
+//! endpoint changes apply to new connections. They need root (namespaces, TAPs): plain
+//! `cargo test` reports them ignored.
+
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use vswitch_tests::e2e::{Bg, Daemon, Netns, serial, show, unique};
+
+const POD_CIDR: &str = "10.244.1.0/24";
+const GATEWAY: &str = "10.244.1.1";
+const VIP: &str = "10.96.0.10";
+const CLIENT: &str = "10.244.1.50";
+const ENDPOINTS: [&str; 3] = ["10.244.1.60", "10.244.1.61", "10.244.1.62"];
+/// Listed, not ready, and no server behind it: never chosen while a ready one exists.
+const NOT_READY: &str = "10.244.1.63";
+
+fn require_root() {
+    vswitch_tests::e2e::require_root(&["ip", "nsenter", "timeout", "python3"]);
+}
+
+fn add_pod(d: &Daemon, name: &str, ns: &Netns, ip: &str) {
+    d.ctl_ok(&[
+        "add-port",
+        name,
+        "--type",
+        "tap",
+        "--netns",
+        &ns.path(),
+        "--ifname",
+        "eth0",
+        "--ip",
+        &format!("{ip}/24"),
+        "--gateway",
+        GATEWAY,
+    ]);
+}
+
+/// A server answering every TCP connection on 8080 and every UDP datagram on 5353 with
+/// its own address, for `secs` seconds.
+fn server(ns: &Netns, ip: &str, secs: u32) -> Bg {
+    let code = format!(
+        r#"
+import socket, threading
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind(("0.0.0.0", 8080)); t.listen(512)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 5353))
+def udp():
+    while True:
+        _, peer = u.recvfrom(100); u.sendto(b"{ip}", peer)
+threading.Thread(target=udp, daemon=True).start()
+while True:
+    c, _ = t.accept(); c.sendall(b"{ip}"); c.close()
+"#
+    );
+    ns.spawn(&["timeout", &secs.to_string(), "python3", "-c", &code])
+}
+
+/// `n` new connections (TCP to port 80, or UDP datagrams to 53 from a new socket each)
+/// to the Service from `ns`: how many each endpoint answered, keyed by the answer, and
+/// "peer=..." entries for any answer that came from another address than the Service's.
+fn spread(ns: &Netns, proto: &str, n: u32) -> BTreeMap<String, u32> {
+    let code = format!(
+        r#"
+import socket, collections, sys
+got = collections.Counter()
+for i in range({n}):
+    try:
+        if "{proto}" == "tcp":
+            s = socket.create_connection(("{VIP}", 80), timeout=2)
+            peer = s.getpeername(); data = s.recv(100)
+        else:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
+            s.sendto(b"?", ("{VIP}", 53)); data, peer = s.recvfrom(100)
+        s.close()
+        got[data.decode()] += 1
+        if peer[0] != "{VIP}": got["peer=" + peer[0]] += 1
+    except Exception as e:
+        got["error=" + type(e).__name__] += 1
+for k, v in sorted(got.items()): print(k, v)
+"#
+    );
+    let out = ns.exec(&["timeout", "120", "python3", "-c", &code]);
+    assert!(out.status.success(), "client: {}", show(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Pearson's chi-square of `counts` against an even spread over `k` endpoints.
+fn chi_square(counts: &BTreeMap<String, u32>, k: usize) -> f64 {
+    let total: u32 = counts.values().sum();
+    let expect = total as f64 / k as f64;
+    let mut seen: Vec<f64> = counts.values().map(|&c| c as f64).collect();
+    seen.resize(k, 0.0);
+    seen.iter().map(|o| (o - expect).powi(2) / expect).sum()
+}
+
+fn apply(d: &Daemon, objects: &[Value]) {
+    let f = d.dir().join(format!("{}.json", unique("m")));
+    let list = json!({ "apiVersion": "v1", "kind": "List", "items": objects });
+    std::fs::write(&f, list.to_string()).unwrap();
+    d.ctl_ok(&["apply", "-f", f.to_str().unwrap()]);
+}
+
+fn service() -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": "web", "namespace": "default" },
+        "spec": { "type": "ClusterIP", "clusterIP": VIP, "clusterIPs": [VIP],
+                  "selector": { "app": "web" },
+                  "ports": [ { "name": "http", "port": 80, "protocol": "TCP", "targetPort": "http" },
+                             { "name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353 } ] }
+    })
+}
+
+fn slice(ready: &[&str], not_ready: &[&str]) -> Value {
+    let ep = |ip: &&str, ready: bool| json!({ "addresses": [ip], "conditions": { "ready": ready }, "nodeName": "n1" });
+    let endpoints: Vec<Value> = ready
+        .iter()
+        .map(|i| ep(i, true))
+        .chain(not_ready.iter().map(|i| ep(i, false)))
+        .collect();
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": { "name": "web-abcde", "namespace": "default",
+                      "labels": { "kubernetes.io/service-name": "web" } },
+        "addressType": "IPv4",
+        "ports": [ { "name": "http", "port": 8080, "protocol": "TCP" },
+                   { "name": "dns", "port": 5353, "protocol": "UDP" } ],
+        "endpoints": endpoints
+    })
+}
+
+/// A ClusterIP Service with three ready endpoints and a not-ready one: 300 TCP
+/// connections and 300 UDP exchanges from a client Pod spread over the ready three (a
+/// chi-square test), every answer from the Service's address; an endpoint taken out of
+/// the slice leaves the rotation for new connections.
+#[test]
+#[ignore = "needs root"]
+fn cluster_ip_spreads_new_connections_over_ready_endpoints() {
+    let _serial = serial();
+    require_root();
+    let node = Netns::new();
+    let d = Daemon::start_in(&node, &["--pod-cidr", POD_CIDR, "--node-name", "n1"]);
+    let client = Netns::new();
+    add_pod(&d, "client", &client, CLIENT);
+    let eps: Vec<Netns> = ENDPOINTS.iter().map(|_| Netns::new()).collect();
+    let mut servers = Vec::new();
+    for (i, (ns, ip)) in eps.iter().zip(ENDPOINTS).enumerate() {
+        add_pod(&d, &format!("ep{i}"), ns, ip);
+        servers.push(server(ns, ip, 100));
+    }
+    let idle = Netns::new();
+    add_pod(&d, "ep-not-ready", &idle, NOT_READY);
+    apply(&d, &[service(), slice(&ENDPOINTS, &[NOT_READY])]);
+    std::thread::sleep(Duration::from_millis(500)); // the servers bind
+
+    for proto in ["tcp", "udp"] {
+        let got = spread(&client, proto, 300);
+        let answers: BTreeMap<String, u32> = got
+            .iter()
+            .filter(|(k, _)| ENDPOINTS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        assert_eq!(
+            answers.values().sum::<u32>(),
+            300,
+            "{proto}: every exchange answered by a ready endpoint, from {VIP}: {got:?}\n{}",
+            d.log_tail(20)
+        );
+        assert_eq!(got.len(), answers.len(), "{proto}: {got:?}");
+        // Two degrees of freedom: 13.8 is the 0.1% point.
+        let chi = chi_square(&answers, ENDPOINTS.len());
+        assert!(
+            chi < 13.8,
+            "{proto}: uneven spread {answers:?} (chi2 {chi:.1})"
+        );
+    }
+    let svc = d.ctl_ok(&["get", "svc"]);
+    assert!(svc.contains(VIP) && svc.contains("80/TCP,53/UDP"), "{svc}");
+
+    // One endpoint leaves the slice: new connections go to the other two only.
+    apply(&d, &[slice(&ENDPOINTS[..2], &[NOT_READY])]);
+    for proto in ["tcp", "udp"] {
+        let got = spread(&client, proto, 60);
+        assert_eq!(
+            got.iter()
+                .filter(|(k, _)| ENDPOINTS[..2].contains(&k.as_str()))
+                .map(|(_, v)| v)
+                .sum::<u32>(),
+            60,
+            "{proto} after the endpoint left: {got:?}"
+        );
+    }
+    drop(servers);
+}
