@@ -200,3 +200,82 @@ fn cluster_ip_spreads_new_connections_over_ready_endpoints() {
     }
     drop(servers);
 }
+
+/// kube-proxy's stale-UDP bug (kubernetes#48370 and successors) must not exist: UDP flows
+/// (client sockets) answered by an endpoint that then leaves the Service are answered by
+/// the others at once, not pinned to the gone endpoint for the connection's lifetime;
+/// flows on endpoints that stay keep their endpoint.
+#[test]
+#[ignore = "needs root"]
+fn udp_flows_leave_an_endpoint_that_leaves_and_stay_on_those_that_stay() {
+    let _serial = serial();
+    require_root();
+    let node = Netns::new();
+    let d = Daemon::start_in(&node, &["--pod-cidr", POD_CIDR, "--node-name", "n1"]);
+    let client = Netns::new();
+    add_pod(&d, "client", &client, CLIENT);
+    let eps: Vec<Netns> = ENDPOINTS.iter().map(|_| Netns::new()).collect();
+    let mut servers = Vec::new();
+    for (i, (ns, ip)) in eps.iter().zip(ENDPOINTS).enumerate() {
+        add_pod(&d, &format!("ep{i}"), ns, ip);
+        servers.push(server(ns, ip, 100));
+    }
+    apply(&d, &[service(), slice(&ENDPOINTS, &[])]);
+    std::thread::sleep(Duration::from_millis(500));
+    // 30 client sockets ask once each, then (once the file `go` exists) each asks again;
+    // every socket prints its two answers.
+    let go = d.dir().join(unique("go"));
+    let code = format!(
+        r#"
+import socket, os, time
+def ask(s):
+    s.sendto(b"?", ("{VIP}", 53)); return s.recvfrom(100)[0].decode()
+socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(30)]
+for s in socks: s.settimeout(2)
+first = [ask(s) for s in socks]
+print("asked", flush=True)
+while not os.path.exists("{go}"): time.sleep(0.05)
+for s, a in zip(socks, first): print(a, ask(s))
+"#,
+        go = go.display()
+    );
+    let mut c = client.spawn(&["timeout", "60", "python3", "-c", &code]);
+    // The first round is done when the table holds all 30 flows.
+    let all_asked = vswitch_tests::e2e::wait_until(Duration::from_secs(20), || {
+        d.ctl_ok(&["dump-conntrack"])
+            .lines()
+            .filter(|l| l.starts_with("udp,") && l.contains(&format!("dst={VIP},")))
+            .count()
+            >= 30
+            || !c.is_running()
+    });
+    assert!(all_asked, "{}", d.ctl_ok(&["dump-conntrack"]));
+    let gone = ENDPOINTS[2];
+    apply(&d, &[slice(&ENDPOINTS[..2], &[])]);
+    std::fs::write(&go, "").unwrap();
+    let out = c.finish(Duration::from_secs(30));
+    let pairs: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (a, b) = l.split_once(' ')?;
+            Some((a.to_string(), b.to_string()))
+        })
+        .collect();
+    assert_eq!(pairs.len(), 30, "{}", show(&out));
+    let moved = pairs.iter().filter(|(a, _)| a == gone).count();
+    assert!(moved > 0, "no flow was on {gone}: {pairs:?}");
+    for (before, after) in &pairs {
+        if before == gone {
+            assert_ne!(
+                after, gone,
+                "a flow stayed pinned to {gone}, which left: {pairs:?}"
+            );
+        } else {
+            assert_eq!(
+                after, before,
+                "a flow on a staying endpoint moved: {pairs:?}"
+            );
+        }
+    }
+    drop(servers);
+}

@@ -465,12 +465,21 @@ impl Tracker {
     /// Remove the connections of `zone` (all zones if None) whose tuples match `filter`.
     /// Returns how many went.
     pub fn flush(&self, zone: Option<u16>, filter: &TupleFilter) -> usize {
+        self.flush_any(zone, std::slice::from_ref(filter))
+    }
+
+    /// Remove the connections of `zone` (all zones if None) that match any of `filters`,
+    /// in one pass over the table. Returns how many went.
+    pub fn flush_any(&self, zone: Option<u16>, filters: &[TupleFilter]) -> usize {
         let mut n = 0;
+        if filters.is_empty() {
+            return 0;
+        }
         for slot in 0..self.0.table.high_water() {
             if self.0.table.used(slot)
                 && self.remove(slot, |e| {
                     let (o, r) = (read_tuple(e.w, W_ORIG), read_tuple(e.w, W_REPLY));
-                    zone.is_none_or(|z| z == o.zone) && filter.matches(&o, &r)
+                    zone.is_none_or(|z| z == o.zone) && filters.iter().any(|f| f.matches(&o, &r))
                 })
             {
                 n += 1;

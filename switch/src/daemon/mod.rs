@@ -203,6 +203,8 @@ pub struct Switch {
     objects: Objects,
     /// The routes each owner's objects asked for, as installed.
     routes: objects::Routes,
+    /// Per owner (a Service), the translations its new connections may get, sorted.
+    dnats: BTreeMap<u64, Vec<crate::k8s::Dnat>>,
     /// Routes of objects restored at start, set once the start is published.
     pending_routes: Vec<(u64, Vec<crate::k8s::Route>)>,
     /// Why the last route could not be set, for the call that wanted it.
@@ -265,6 +267,7 @@ impl Switch {
             overlay: overlay::Overlay::default(),
             objects: Objects::default(),
             routes: objects::Routes::new(),
+            dnats: BTreeMap::new(),
             pending_routes: Vec::new(),
             last_route_error: None,
             gateway_ifindex: None,

@@ -294,15 +294,73 @@ impl Switch {
             sw.objects.put(key, before);
         });
         routes.push((owner, compiled.routes));
+        self.set_dnats(txn, owner, compiled.backends);
         for r in related {
-            self.recompile(&r, routes);
+            self.recompile(txn, &r, routes);
         }
         Ok(())
     }
 
+    /// Record what an owner's new connections may be translated to; once the change is
+    /// in, the connections of translations that went are removed from the connection
+    /// table (their endpoint left: a UDP flow must not stay pinned to it, a TCP one fails
+    /// fast instead of hanging), as kube-proxy clears them. Connections to endpoints that
+    /// stay are kept.
+    fn set_dnats(&mut self, txn: &mut Txn, owner: u64, mut now: Vec<k8s::Dnat>) {
+        now.sort_unstable();
+        now.dedup();
+        let old = if now.is_empty() {
+            self.dnats.remove(&owner)
+        } else {
+            self.dnats.insert(owner, now.clone())
+        }
+        .unwrap_or_default();
+        let gone: Vec<k8s::Dnat> = old
+            .iter()
+            .filter(|d| now.binary_search(d).is_err())
+            .copied()
+            .collect();
+        txn.on_undo(move |sw| {
+            if old.is_empty() {
+                sw.dnats.remove(&owner);
+            } else {
+                sw.dnats.insert(owner, old);
+            }
+        });
+        if !gone.is_empty() {
+            txn.then(move |sw| sw.flush_dnats(&gone));
+        }
+    }
+
+    /// Remove the Pod network's connections translated by any of `gone`.
+    fn flush_dnats(&self, gone: &[k8s::Dnat]) {
+        let bits = |a: std::net::Ipv4Addr| Some(u32::from(a) as u128);
+        let filters: Vec<crate::ct::TupleFilter> = gone
+            .iter()
+            .map(|d| crate::ct::TupleFilter {
+                proto: Some(d.proto),
+                dst: bits(d.vip),
+                dport: Some(d.vport),
+                reply_src: bits(d.ep),
+                reply_sport: Some(d.eport),
+                ..Default::default()
+            })
+            .collect();
+        let n = self
+            .conntrack()
+            .flush_any(Some(k8s::pipeline::CT_ZONE), &filters);
+        if n > 0 {
+            tracing::info!(
+                connections = n,
+                endpoints = gone.len(),
+                "connections to endpoints that left their Service removed"
+            );
+        }
+    }
+
     /// Compile a stored object again (another object it is joined to changed) and
     /// install what it now needs; nothing when it is not stored.
-    fn recompile(&mut self, key: &ObjectKey, routes: &mut Vec<(u64, Vec<Route>)>) {
+    fn recompile(&mut self, txn: &mut Txn, key: &ObjectKey, routes: &mut Vec<(u64, Vec<Route>)>) {
         let Some(stored) = self.objects.get(key) else {
             return;
         };
@@ -310,7 +368,10 @@ impl Switch {
         let owner = kind.owner(stored);
         let c = kind.compile(&self.node_ctx(), &self.objects, key, stored);
         match self.bridge.set_owned(owner, c.rules, c.groups, now_ms()) {
-            Ok(_) => routes.push((owner, c.routes)),
+            Ok(_) => {
+                routes.push((owner, c.routes));
+                self.set_dnats(txn, owner, c.backends);
+            }
             Err(e) => {
                 tracing::error!(object = %key, error = %e, "flows refused when compiled again")
             }
@@ -430,6 +491,12 @@ impl Switch {
                 tracing::error!(object = %key, error = %e, "saved object's flows refused");
             }
             self.pending_routes.push((owner, c.routes));
+            if !c.backends.is_empty() {
+                let mut b = c.backends;
+                b.sort_unstable();
+                b.dedup();
+                self.dnats.insert(owner, b);
+            }
         }
         if n > 0 {
             tracing::info!(objects = n, "Kubernetes objects restored");

@@ -160,6 +160,20 @@ pub struct Compiled {
     pub rules: Vec<OwnedRule>,
     pub groups: Vec<GroupSpec>,
     pub routes: Vec<Route>,
+    /// The (virtual address and port, endpoint) pairs new connections are translated
+    /// to: a pair that goes loses its connections (a Service's endpoint removed).
+    pub backends: Vec<Dnat>,
+}
+
+/// One translation a Service's new connections may get: to `vip:vport` over `proto`,
+/// translated to `ep:eport`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Dnat {
+    pub proto: u8,
+    pub vip: Ipv4Addr,
+    pub vport: u16,
+    pub ep: Ipv4Addr,
+    pub eport: u16,
 }
 
 /// What checking an object against the node and the store says.

@@ -191,6 +191,7 @@ impl Kind for NodeKind {
                 dst: n.cidr,
                 via: NEXT_HOP,
             }],
+            ..Compiled::default()
         }
     }
 

@@ -22,7 +22,7 @@
 //!   the connection's NAT. Headless and ExternalName Services install nothing.
 
 use super::pipeline::{CookieKind, SYSTEM_GROUPS, Table, ct_dnat, ct_mark, rule};
-use super::{Checked, Compiled, Kind, KindInfo, NodeCtx, ObjectKey, Objects, Spec, Stored};
+use super::{Checked, Compiled, Dnat, Kind, KindInfo, NodeCtx, ObjectKey, Objects, Spec, Stored};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -616,6 +616,13 @@ pub fn compile_service(id: u32, svc: &Service, objects: &Objects, key: &ObjectKe
             });
         }
         for &vip in &frontends {
+            c.backends.extend(backends.iter().map(|b| Dnat {
+                proto: sp.protocol.number(),
+                vip,
+                vport: sp.port,
+                ep: b.ip,
+                eport: b.port,
+            }));
             let r = rule(Table::ServiceLb, 200)
                 .ip()
                 .nw_dst(vip)
