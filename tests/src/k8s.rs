@@ -39,6 +39,7 @@ fn net() -> LocalNet {
             port: TUN_PORT,
             vni: VNI,
         }),
+        service_cidr: Some("10.96.0.0/12".parse().expect("CIDR")),
     }
 }
 

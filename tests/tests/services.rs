@@ -139,8 +139,8 @@ fn slice(ready: &[&str], not_ready: &[&str]) -> Value {
 
 /// A ClusterIP Service with three ready endpoints and a not-ready one: 300 TCP
 /// connections and 300 UDP exchanges from a client Pod spread over the ready three (a
-/// chi-square test), every answer from the Service's address; an endpoint taken out of
-/// the slice leaves the rotation for new connections.
+/// chi-square test), every answer from the Service's address; the node itself reaches it
+/// too; an endpoint taken out of the slice leaves the rotation for new connections.
 #[test]
 #[ignore = "needs root"]
 fn cluster_ip_spreads_new_connections_over_ready_endpoints() {
@@ -182,6 +182,20 @@ fn cluster_ip_spreads_new_connections_over_ready_endpoints() {
             "{proto}: uneven spread {answers:?} (chi2 {chi:.1})"
         );
     }
+    // The node itself reaches the ClusterIP (its route to the Service CIDR goes to the
+    // switch), answered from the Service address.
+    let from_node = spread(&node, "tcp", 30);
+    assert_eq!(
+        from_node
+            .iter()
+            .filter(|(k, _)| ENDPOINTS.contains(&k.as_str()))
+            .map(|(_, v)| v)
+            .sum::<u32>(),
+        30,
+        "from the node: {from_node:?}\n{}",
+        node.exec_ok(&["ip", "route"])
+    );
+    assert_eq!(from_node.len(), 3, "from the node: {from_node:?}");
     let svc = d.ctl_ok(&["get", "svc"]);
     assert!(svc.contains(VIP) && svc.contains("80/TCP,53/UDP"), "{svc}");
 

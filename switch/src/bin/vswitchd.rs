@@ -57,6 +57,10 @@ struct Args {
     /// vswitch-cni get addresses from it, and the gateway port its first address.
     #[arg(long)]
     pod_cidr: Option<String>,
+    /// The cluster's Service CIDR (the API server's --service-cluster-ip-range): routed
+    /// from the node to the switch, so the node's own processes reach ClusterIPs.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cidr: vswitch_proto::net::Ipv4Cidr,
     /// MTU of the Pods' interfaces and of the gateway (default: the underlay interface's
     /// MTU less 50, the VXLAN overhead, with --node-ip; else 1500).
     #[arg(long, value_parser = clap::value_parser!(u32).range(576..=65535))]
@@ -140,6 +144,7 @@ fn main() {
         bridge: "br0".into(),
         busy_poll: Duration::from_micros(args.busy_poll_us),
         pod_cidr: args.pod_cidr.clone(),
+        service_cidr: Some(args.service_cidr),
         pod_mtu: args.pod_mtu,
         gateway: args.gateway_name.clone(),
         node_ip: args.node_ip,

@@ -118,6 +118,8 @@ pub struct Config {
     /// The node's Pod CIDR (`--pod-cidr`); without it (and none persisted) the switch
     /// attaches no Pods and installs no pipeline.
     pub pod_cidr: Option<String>,
+    /// The cluster's Service CIDR (`--service-cidr`), routed from the node to the switch.
+    pub service_cidr: Option<vswitch_proto::net::Ipv4Cidr>,
     /// The MTU of the gateway and of every Pod's interface (`--pod-mtu`); by default the
     /// underlay's less the VXLAN overhead when there is a tunnel, else 1500.
     pub pod_mtu: Option<u32>,
@@ -153,6 +155,7 @@ impl Config {
             bridge: "br0".into(),
             busy_poll: worker::DEFAULT_BUSY_POLL,
             pod_cidr: None,
+            service_cidr: None,
             pod_mtu: None,
             gateway: DEFAULT_GATEWAY.into(),
             node_ip: None,

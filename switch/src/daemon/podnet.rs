@@ -304,6 +304,7 @@ impl Switch {
             gateway_port,
             mtu: self.podnet.pod_mtu,
             tunnel: self.overlay.tunnel,
+            service_cidr: self.config.service_cidr,
         };
         let mut alloc = Allocator::new(cidr);
         self.podnet.net = Some(net.clone());
@@ -344,6 +345,16 @@ impl Switch {
             return Ok(());
         };
         let rules = local::node_rules(net);
+        // The node's route to Services, set once the ports are published.
+        let routes = net
+            .service_cidr
+            .map(|dst| crate::k8s::Route {
+                dst,
+                via: crate::k8s::pipeline::NEXT_HOP,
+            })
+            .into_iter()
+            .collect();
+        self.pending_routes.push((NODE_OWNER, routes));
         self.bridge
             .set_owned(NODE_OWNER, rules, vec![], now_ms())
             .map_err(|e| StartError::Network(e.to_string()))

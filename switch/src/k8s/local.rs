@@ -25,6 +25,8 @@ pub struct LocalNet {
     pub mtu: u32,
     /// The tunnel to the other nodes, when the node has one (`--node-ip`).
     pub tunnel: Option<TunnelNet>,
+    /// The cluster's Service CIDR, routed from the node to the switch.
+    pub service_cidr: Option<Ipv4Cidr>,
 }
 
 /// The VXLAN port and the Pod network's VNI.
@@ -146,12 +148,29 @@ pub fn node_rules(n: &LocalNet) -> Vec<OwnedRule> {
         rule(Table::ConntrackCommit, 0).goto(Table::Output),
         rule(Table::Output, 0).output_reg(reg::OUT_PORT),
     ]);
+    if n.tunnel.is_some() || n.service_cidr.is_some() {
+        // The next hop of the node's routes to other nodes' Pods and to Services:
+        // answered here, so its frames come to the switch, which routes them by address.
+        rules.push(arp_responder(NEXT_HOP, MacAddr::for_ipv4(NEXT_HOP)));
+    }
+    if let Some(s) = n.service_cidr {
+        // The node's own connections to Services: addressed to the next hop's MAC; from
+        // here on as if sent to the gateway, so that once an endpoint is chosen they are
+        // routed like a Pod's.
+        rules.push(
+            rule(Table::Classifier, 205)
+                .in_port(gw)
+                .ip()
+                .dl_dst(MacAddr::for_ipv4(NEXT_HOP))
+                .nw_dst_net(s)
+                .set_reg(reg::SOURCE, Source::Gateway as u32)
+                .set_dl_dst(gw_mac)
+                .goto(Table::ArpResponder),
+        );
+    }
     if let Some(t) = n.tunnel {
         let tunnel = Source::Tunnel as u32;
         rules.extend([
-            // The next hop of the node's routes to other nodes' Pods: answered here,
-            // so its frames come to the switch, which routes them by address.
-            arp_responder(NEXT_HOP, MacAddr::for_ipv4(NEXT_HOP)),
             // What each known node may send comes in (its own rules); anything else from
             // the tunnel (another VNI, an unknown sender, a forged inner source) is
             // dropped and counted here.
@@ -237,6 +256,7 @@ pub(crate) mod tests {
             gateway_port: 1,
             mtu: 1500,
             tunnel,
+            service_cidr: Some("10.96.0.0/12".parse().unwrap()),
         }
     }
 
