@@ -293,3 +293,35 @@ for s, a in zip(socks, first): print(a, ask(s))
     }
     drop(servers);
 }
+
+/// Hairpin: a Pod that is its Service's only endpoint reaches itself through the Service
+/// (TCP and UDP), seeing the connection come from the switch's hairpin address.
+#[test]
+#[ignore = "needs root"]
+fn a_pod_reaches_itself_through_its_service() {
+    let _serial = serial();
+    require_root();
+    let node = Netns::new();
+    let d = Daemon::start_in(&node, &["--pod-cidr", POD_CIDR, "--node-name", "n1"]);
+    let pod = Netns::new();
+    let ip = ENDPOINTS[0];
+    add_pod(&d, "self", &pod, ip);
+    let _server = server(&pod, ip, 60);
+    apply(&d, &[service(), slice(&[ip], &[])]);
+    std::thread::sleep(Duration::from_millis(500));
+    for proto in ["tcp", "udp"] {
+        let got = spread(&pod, proto, 10);
+        assert_eq!(
+            got.get(ip),
+            Some(&10),
+            "{proto}: {got:?}\n{}",
+            d.ctl_ok(&["dump-conntrack"])
+        );
+        assert_eq!(got.len(), 1, "{proto}: {got:?}");
+    }
+    let dump = d.ctl_ok(&["dump-conntrack"]);
+    assert!(
+        dump.contains("src=169.254.0.253") || dump.contains("dst=169.254.0.253"),
+        "the hairpin translation: {dump}"
+    );
+}

@@ -10,7 +10,10 @@
 //! ARP for anything else is dropped. A Pod may send only untagged frames, from its own MAC
 //! and IP.
 
-use super::pipeline::{NEXT_HOP, Source, Table, ct_mark, reg, rule};
+use super::pipeline::{
+    CT_ZONE, HAIRPIN_IP, HAIRPIN_ZONE, NEXT_HOP, Source, Table, ct_hairpin_snat, ct_mark,
+    ct_nat_in, reg, rule,
+};
 use crate::ofproto::OwnedRule;
 use std::net::Ipv4Addr;
 use vswitch_proto::field::FieldId;
@@ -105,6 +108,14 @@ pub fn node_rules(n: &LocalNet) -> Vec<OwnedRule> {
         rule(Table::Conntrack, 200)
             .ip()
             .ct_to(Table::ConntrackState),
+        // Replies of hairpin connections: their source translation reversed first (zone
+        // HAIRPIN_ZONE), then tracked as every packet is (a packet to HAIRPIN_IP of no
+        // such connection is tracked once more as it is, and goes nowhere).
+        rule(Table::Conntrack, 210)
+            .ip()
+            .nw_dst(HAIRPIN_IP)
+            .ct_state(0, trk)
+            .then(ct_nat_in(HAIRPIN_ZONE, Table::Conntrack)),
         rule(Table::ConntrackState, 200)
             .ct_state(trk | inv, trk | inv)
             .drop(),
@@ -195,11 +206,28 @@ pub fn node_rules(n: &LocalNet) -> Vec<OwnedRule> {
 /// A local Pod's rules.
 pub fn pod_rules(n: &LocalNet, p: &LocalPod) -> Vec<OwnedRule> {
     let (port, ip, mac, gw_mac) = (p.port, p.ip, p.mac, n.gateway_mac());
+    let (trk, rpl) = (ct_state::TRK, ct_state::RPL);
     vec![
         rule(Table::Classifier, 190)
             .in_port(port)
             .set_reg(reg::SOURCE, Source::Pod as u32)
             .goto(Table::SpoofGuard),
+        // Hairpin: a packet going back to the Pod it came from (the Pod reached itself
+        // through a Service) leaves by the port it came in on; in the connection's
+        // original direction its source becomes HAIRPIN_IP first, so that the Pod's reply
+        // is addressed to the switch and not answered inside the Pod.
+        rule(Table::Output, 210)
+            .ip()
+            .in_port(port)
+            .reg(reg::OUT_PORT, port)
+            .ct_zone(CT_ZONE)
+            .ct_state(trk, trk | rpl)
+            .ct_mark(ct_mark::SERVICE, ct_mark::SERVICE)
+            .then(ct_hairpin_snat(Table::Output)),
+        rule(Table::Output, 200)
+            .in_port(port)
+            .reg(reg::OUT_PORT, port)
+            .in_port_out(),
         rule(Table::SpoofGuard, 200)
             .ip()
             .in_port(port)

@@ -194,6 +194,43 @@ pub fn ct_dnat(ip: Ipv4Addr, port: u16, mark: u32, table: Table) -> Action {
     }))
 }
 
+/// The conntrack zone of hairpin connections' second translation (a Pod that reaches
+/// itself through a Service: its source is rewritten to [`HAIRPIN_IP`] so that the reply
+/// comes back through the switch). Antrea keeps its SNAT connections in 65521 too.
+pub const HAIRPIN_ZONE: u16 = 0xfff1;
+
+/// The source a Pod sees on a connection it made to itself through a Service (link-local:
+/// never a Pod's or a node's).
+pub const HAIRPIN_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 0, 253);
+
+/// `ct(commit,zone=HAIRPIN_ZONE,nat(src=HAIRPIN_IP),table=T)`.
+pub fn ct_hairpin_snat(table: Table) -> Action {
+    use vswitch_proto::action::{Ct, CtZone, Nat, NatKind};
+    let ip = HAIRPIN_IP.into();
+    Action::Ct(Box::new(Ct {
+        commit: true,
+        zone: CtZone::Imm(HAIRPIN_ZONE),
+        table: Some(table.number()),
+        nat: Some(Nat {
+            kind: Some(NatKind::Src),
+            addrs: Some((ip, ip)),
+            ..Nat::default()
+        }),
+        ..Ct::default()
+    }))
+}
+
+/// `ct(zone=Z,nat,table=T)`: a connection's translation reversed (or applied) in zone `z`.
+pub fn ct_nat_in(zone: u16, table: Table) -> Action {
+    use vswitch_proto::action::{Ct, CtZone, Nat};
+    Action::Ct(Box::new(Ct {
+        zone: CtZone::Imm(zone),
+        table: Some(table.number()),
+        nat: Some(Nat::default()),
+        ..Ct::default()
+    }))
+}
+
 /// A rule being built: its table and priority, then matches and actions, in the order a
 /// flow line would give them.
 #[derive(Clone, Debug)]
@@ -379,6 +416,16 @@ impl RuleBuilder {
     /// `ct(zone=CT_ZONE,nat,table=T)`; ends the rule.
     pub fn ct_to(self, t: Table) -> OwnedRule {
         self.ct(false, Some(t)).rule
+    }
+
+    /// Match `ct_zone`.
+    pub fn ct_zone(self, zone: u16) -> RuleBuilder {
+        self.field(FieldId::CtZone, zone as u128)
+    }
+
+    /// Any action; ends the rule.
+    pub fn then(self, a: Action) -> OwnedRule {
+        self.act(a).rule
     }
 
     /// `group:G`; ends the rule.
