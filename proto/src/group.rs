@@ -37,6 +37,12 @@ pub struct GroupSpec {
     /// which Open vSwitch implements as `dp_hash`.
     #[serde(default)]
     pub selection: Option<Selection>,
+    /// `affinity=SECONDS` (a vswitch extension, not in Open vSwitch): a select group
+    /// sends a new connection from a source address to the bucket that address's last
+    /// one went to, unless that was more than SECONDS ago or the bucket is gone
+    /// (Kubernetes' `sessionAffinity: ClientIP`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<u32>,
 }
 
 /// `selection_method=hash|dp_hash`, `selection_method_param=` and `fields(...)`.

@@ -684,6 +684,8 @@ fn arb_group() -> impl Strategy<Value = GroupSpec> {
                 })
                 .collect(),
             selection: None,
+            // The vswitch extension, on a select group now and then.
+            affinity: (group_type == GroupType::Select && ids[0] % 3 == 0).then_some(1 + ids[1]),
         })
     })
 }

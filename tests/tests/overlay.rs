@@ -658,13 +658,13 @@ fn nodes_come_from_kubernetes_manifests() {
     let a = c.add_pod(1);
     let b = c.add_pod(2);
     // What `kubectl get nodes -o yaml` gives, less most of it: a List of both nodes (each
-    // switch finds itself in it), then a Service, then a Node with a broken CIDR.
+    // switch finds itself in it), then a kind the switch does not handle, then a Node with a broken CIDR.
     let manifest = format!(
         "apiVersion: v1\nkind: List\nitems:\n\
          - apiVersion: v1\n  kind: Node\n  metadata:\n    name: node-1\n    labels: {{kubernetes.io/os: linux}}\n  spec:\n    podCIDR: {c1}\n    podCIDRs: [{c1}]\n  status:\n    addresses:\n    - {{type: InternalIP, address: {ip1}}}\n    - {{type: Hostname, address: node-1}}\n\
          - apiVersion: v1\n  kind: Node\n  metadata:\n    name: node-2\n  spec:\n    podCIDR: {c2}\n  status:\n    addresses:\n    - {{type: InternalIP, address: {ip2}}}\n\
          ---\n\
-         apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports: [{{port: 80}}]\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata: {{a: b}}\n\
          ---\n\
          apiVersion: v1\nkind: Node\nmetadata:\n  name: node-9\nspec:\n  podCIDR: 10.244.9.0/33\nstatus:\n  addresses: [{{type: InternalIP, address: 192.168.200.9}}]\n",
         c1 = pod_cidr(1),
@@ -686,7 +686,7 @@ fn nodes_come_from_kubernetes_manifests() {
             "{text}"
         );
         assert!(text.contains(&format!("node/{other} created")), "{text}");
-        assert!(text.contains("service/web skipped"), "{text}");
+        assert!(text.contains("configmap/web skipped"), "{text}");
         assert!(
             err.contains("document 3")
                 && err.contains("node/node-9")

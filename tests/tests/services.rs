@@ -325,3 +325,47 @@ fn a_pod_reaches_itself_through_its_service() {
         "the hairpin translation: {dump}"
     );
 }
+
+/// sessionAffinity ClientIP: a client's new connections all go to one endpoint; with the
+/// timeout shortened to a second, connections more than a second apart are spread again.
+#[test]
+#[ignore = "needs root"]
+fn session_affinity_keeps_a_client_on_one_endpoint_until_the_timeout() {
+    let _serial = serial();
+    require_root();
+    let node = Netns::new();
+    let d = Daemon::start_in(&node, &["--pod-cidr", POD_CIDR, "--node-name", "n1"]);
+    let client = Netns::new();
+    add_pod(&d, "client", &client, CLIENT);
+    let eps: Vec<Netns> = ENDPOINTS.iter().map(|_| Netns::new()).collect();
+    let mut servers = Vec::new();
+    for (i, (ns, ip)) in eps.iter().zip(ENDPOINTS).enumerate() {
+        add_pod(&d, &format!("ep{i}"), ns, ip);
+        servers.push(server(ns, ip, 100));
+    }
+    let mut svc = service();
+    svc["spec"]["sessionAffinity"] = json!("ClientIP");
+    apply(&d, &[svc.clone(), slice(&ENDPOINTS, &[])]);
+    std::thread::sleep(Duration::from_millis(500));
+    for proto in ["tcp", "udp"] {
+        let got = spread(&client, proto, 60);
+        assert_eq!(
+            got.len(),
+            1,
+            "{proto}: one endpoint for the client: {got:?}"
+        );
+        assert_eq!(got.values().sum::<u32>(), 60, "{proto}: {got:?}");
+    }
+    svc["spec"]["sessionAffinityConfig"] = json!({ "clientIP": { "timeoutSeconds": 1 } });
+    apply(&d, &[svc]);
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(1300));
+        seen.extend(spread(&client, "tcp", 1).into_keys());
+        if seen.len() > 1 {
+            break;
+        }
+    }
+    assert!(seen.len() > 1, "never moved after the timeout: {seen:?}");
+    drop(servers);
+}

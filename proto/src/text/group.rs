@@ -148,6 +148,7 @@ pub(crate) fn parse_group(s: &str, ports: &dyn PortNames) -> Result<GroupSpec, P
     let mut method: Option<(SelectionMethod, usize)> = None;
     let mut param: Option<(u64, usize)> = None;
     let mut fields: Option<(Vec<(FieldId, u128)>, usize)> = None;
+    let mut affinity: Option<(u32, usize)> = None;
     while let Some(t) = lexer.next_token() {
         let t = t?;
         let starts_bucket = t.key == "bucket" && t.delim == Delim::Eq;
@@ -213,6 +214,19 @@ pub(crate) fn parse_group(s: &str, ports: &dyn PortNames) -> Result<GroupSpec, P
                     t.key_at,
                 ));
             }
+            ("affinity", Delim::Eq) => {
+                if affinity.is_some() {
+                    return Err(ParseError::new(t.key_at, "affinity is given twice"));
+                }
+                let secs = parse_u32(t.value, t.value_at, "affinity")?;
+                if secs == 0 {
+                    return Err(ParseError::new(
+                        t.value_at,
+                        "affinity: 0 seconds is no affinity (leave it out)",
+                    ));
+                }
+                affinity = Some((secs, t.key_at));
+            }
             ("fields", Delim::Eq | Delim::Paren) => {
                 if fields.is_some() {
                     return Err(ParseError::new(t.key_at, "fields is given twice"));
@@ -225,7 +239,7 @@ pub(crate) fn parse_group(s: &str, ports: &dyn PortNames) -> Result<GroupSpec, P
                     format!(
                         "unknown group keyword \"{}\"{}",
                         t.key,
-                        suggest(t.key, ["group_id", "type", "bucket"])
+                        suggest(t.key, ["group_id", "type", "bucket", "affinity"])
                     ),
                 ));
             }
@@ -261,6 +275,14 @@ pub(crate) fn parse_group(s: &str, ports: &dyn PortNames) -> Result<GroupSpec, P
             })
         }
     };
+    if let Some((_, at)) = affinity
+        && group_type != GroupType::Select
+    {
+        return Err(ParseError::new(
+            at,
+            "affinity is only allowed in select groups",
+        ));
+    }
     let mut raw = Vec::new();
     for (i, &(key_at, value_at)) in buckets_at.iter().enumerate() {
         let end = buckets_at.get(i + 1).map_or(s.len(), |b| b.0);
@@ -328,6 +350,7 @@ pub(crate) fn parse_group(s: &str, ports: &dyn PortNames) -> Result<GroupSpec, P
         group_type,
         buckets,
         selection,
+        affinity: affinity.map(|a| a.0),
     })
 }
 
@@ -499,6 +522,9 @@ pub(crate) fn write_group(s: &mut String, g: &GroupSpec, ports: &dyn PortNames) 
                 s.push(')');
             }
         }
+    }
+    if let Some(a) = g.affinity {
+        let _ = write!(s, ",affinity={a}");
     }
     for b in &g.buckets {
         let _ = write!(s, ",bucket=bucket_id:{},", b.bucket_id);

@@ -613,6 +613,7 @@ pub fn compile_service(id: u32, svc: &Service, objects: &Objects, key: &ObjectKe
                     })
                     .collect(),
                 selection: None,
+                affinity: svc.affinity_timeout,
             });
         }
         for &vip in &frontends {

@@ -311,6 +311,48 @@ pub struct Group {
     pub stats: Arc<RuleStats>,
     /// Packets that went through each bucket, in bucket order.
     pub bucket_stats: Box<[Arc<RuleStats>]>,
+    /// Each bucket's identity for [`Affinity`]: a hash of its actions (a bucket that
+    /// stays through a change of the group keeps its clients even if its id changes).
+    pub bucket_keys: Box<[u64]>,
+    /// Where a select group with `affinity` sent each source last (kept through changes
+    /// of the group).
+    pub affinity: Option<Arc<Affinity>>,
+}
+
+/// A select group's memory of sources: source address -> (bucket key, last new
+/// connection, ms). Bounded: expired entries go when it has grown.
+#[derive(Debug, Default)]
+pub struct Affinity {
+    map: parking_lot::Mutex<std::collections::HashMap<u128, (u64, u64)>>,
+}
+
+impl Affinity {
+    /// Entries before a sweep of expired ones.
+    const SWEEP_AT: usize = 4096;
+
+    /// The bucket key `src` last went to, if within `timeout_ms` of `now`.
+    pub fn get(&self, src: u128, now: u64, timeout_ms: u64) -> Option<u64> {
+        let m = self.map.lock();
+        let &(key, at) = m.get(&src)?;
+        (now.saturating_sub(at) <= timeout_ms).then_some(key)
+    }
+
+    /// `src` went to bucket `key` at `now`.
+    pub fn set(&self, src: u128, key: u64, now: u64, timeout_ms: u64) {
+        let mut m = self.map.lock();
+        if m.len() >= Self::SWEEP_AT.max(m.capacity() / 2) && !m.contains_key(&src) {
+            m.retain(|_, (_, at)| now.saturating_sub(*at) <= timeout_ms);
+        }
+        m.insert(src, (key, now));
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl Group {
@@ -331,12 +373,27 @@ impl Group {
                 .unwrap_or_default()
             })
             .collect();
+        let bucket_keys = spec
+            .buckets
+            .iter()
+            .map(|b| {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                b.actions.hash(&mut h);
+                h.finish()
+            })
+            .collect();
+        let affinity = spec
+            .affinity
+            .map(|_| old.and_then(|o| o.affinity.clone()).unwrap_or_default());
         Group {
             spec: spec.clone(),
             origin,
             total_weight: spec.buckets.iter().map(|b| b.weight as u32).sum(),
             stats: old.map_or_else(Default::default, |o| o.stats.clone()),
             bucket_stats,
+            bucket_keys,
+            affinity,
         }
     }
 

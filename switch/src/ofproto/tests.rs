@@ -1445,3 +1445,73 @@ fn meters_are_kept_referred_to_and_deleted_with_their_rules() {
     assert_eq!(b.pipeline().n_rules(), 0);
     assert!(b.dump_meters(None, 5).is_empty());
 }
+
+/// `affinity=SECONDS` (the vswitch extension behind Kubernetes' sessionAffinity
+/// ClientIP): a source's new connections go where its last one went while it is within
+/// the timeout and the bucket is still there; otherwise they are spread by hash again.
+#[test]
+fn select_groups_with_affinity_keep_a_source_on_its_bucket() {
+    let mut b = bridge(&["table=1,actions=drop"]);
+    let group = |buckets: &[u32]| {
+        let mut line = "group_id=4026531841,type=select,affinity=10".to_string();
+        for o in buckets {
+            line.push_str(&format!(",bucket=actions=output:{o}"));
+        }
+        parse_group(&line, &NoPortNames).unwrap()
+    };
+    let rule = || vec![owned("in_port=3,actions=group:4026531841")];
+    b.set_owned(0x10, rule(), vec![group(&[1, 2, 4])], 0)
+        .unwrap();
+    let out = |b: &Bridge, src: &str, sport: u32, now: u64| {
+        let x = xlate::xlate(
+            b.pipeline(),
+            &b.mac_table(),
+            &packet(&format!(
+                "in_port=3,tcp,nw_src={src},nw_dst=2.2.2.2,tp_src={sport},tp_dst=80"
+            )),
+            now,
+        );
+        crate::dp::action::DisplayActions(&x.actions).to_string()
+    };
+    // Without affinity these 40 connections would spread; with it they all follow the
+    // first, and another source is free to go elsewhere.
+    let first = out(&b, "10.0.0.1", 1000, 0);
+    for sport in 1001..1040 {
+        assert_eq!(out(&b, "10.0.0.1", sport, 1000 + sport as u64), first);
+    }
+    let others: std::collections::BTreeSet<String> = (0..40)
+        .map(|i| out(&b, &format!("10.0.1.{i}"), 5000, 2000))
+        .collect();
+    assert!(others.len() > 1, "other sources spread: {others:?}");
+    // Idle for longer than the timeout: spread by hash again (some sport lands elsewhere).
+    let later: std::collections::BTreeSet<String> = (0..40)
+        .map(|i| out(&b, "10.0.0.1", 2000 + i, 100_000 + 20_000 * i as u64))
+        .collect();
+    assert!(later.len() > 1, "after the timeout: {later:?}");
+    // Its bucket gone: elsewhere at once, and kept there.
+    let now = 10_000_000;
+    let on = out(&b, "10.0.0.9", 1, now);
+    let rest: Vec<u32> = [1, 2, 4]
+        .into_iter()
+        .filter(|o| on != o.to_string())
+        .collect();
+    b.set_owned(0x10, rule(), vec![group(&rest)], now).unwrap();
+    let moved = out(&b, "10.0.0.9", 2, now + 1);
+    assert_ne!(moved, on);
+    assert_eq!(out(&b, "10.0.0.9", 3, now + 2), moved);
+    // Every source is remembered once; a trace remembers nothing.
+    b.trace(
+        &packet("in_port=3,tcp,nw_src=10.0.0.77,nw_dst=2.2.2.2,tp_src=1,tp_dst=80"),
+        now,
+    );
+    assert_eq!(
+        b.pipeline()
+            .group(4026531841)
+            .unwrap()
+            .affinity
+            .as_ref()
+            .unwrap()
+            .len(),
+        40 + 2
+    );
+}

@@ -888,7 +888,10 @@ impl<'a> Ctx<'a> {
                         }
                     }
                 };
-                let pick = choose_bucket(buckets.iter().map(|b| (b.bucket_id, b.weight)), hash);
+                let mut pick = choose_bucket(buckets.iter().map(|b| (b.bucket_id, b.weight)), hash);
+                if let (Some(secs), Some(aff)) = (g.spec.affinity, &g.affinity) {
+                    pick = self.affine(&g, aff, secs, pick);
+                }
                 match pick {
                     Some(i) => {
                         let b = &buckets[i];
@@ -901,6 +904,35 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
+    }
+
+    /// A select group with affinity: the bucket this packet's source went to last, if
+    /// within `secs` and still there, else `hashed`; remembered as the source's (not by
+    /// traces). The source is in the megaflow's mask already (the 5-tuple is).
+    fn affine(
+        &mut self,
+        g: &super::rule::Group,
+        aff: &super::rule::Affinity,
+        secs: u32,
+        hashed: Option<usize>,
+    ) -> Option<usize> {
+        let src = if self.flow.dl_type() == vswitch_proto::field::ethertype::IPV6 {
+            self.flow.get(slot::IPV6_SRC)
+        } else {
+            self.flow.get(slot::NW_SRC)
+        };
+        let timeout = secs as u64 * 1000;
+        let kept = aff
+            .get(src, self.now, timeout)
+            .and_then(|k| g.bucket_keys.iter().position(|&b| b == k));
+        let pick = kept.or(hashed)?;
+        if self.side_effects {
+            aff.set(src, g.bucket_keys[pick], self.now, timeout);
+        }
+        if kept.is_some() {
+            self.note(|| format!("affinity: source kept on bucket {pick}"));
+        }
+        Some(pick)
     }
 
     /// Run `f` on a copy of the flow: what it changes does not leak out (bucket
