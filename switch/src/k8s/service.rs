@@ -552,13 +552,16 @@ pub fn service_key(namespace: &str, name: &str) -> ObjectKey {
 
 /// Service ids above this have no group ids left (far above Kubernetes' 10,000 Services
 /// per cluster).
-const MAX_SERVICE_ID: u32 = (*SYSTEM_GROUPS.end() - *SYSTEM_GROUPS.start()) >> PORT_BITS;
-/// Group ids per Service: its ports, each one group.
-const PORT_BITS: u32 = 6;
+const MAX_SERVICE_ID: u32 = (*SYSTEM_GROUPS.end() - *SYSTEM_GROUPS.start()) >> GROUP_BITS;
+/// Group ids per Service: for each of its first 32 ports, one group of every endpoint and
+/// one of the node's own (internalTrafficPolicy Local).
+const GROUP_BITS: u32 = 6;
+const MAX_PORTS: usize = 32;
 
-/// The group of the `i`th port of the Service with id `id`.
-pub fn group_id(id: u32, i: usize) -> u32 {
-    SYSTEM_GROUPS.start() + (id << PORT_BITS | i as u32)
+/// The group of the `i`th port of the Service with id `id`: of its node-local endpoints
+/// when `local`.
+pub fn group_id(id: u32, i: usize, local: bool) -> u32 {
+    SYSTEM_GROUPS.start() + (id << GROUP_BITS | (local as u32) << 5 | i as u32)
 }
 
 fn service_of(spec: &Spec) -> Option<&Service> {
@@ -582,42 +585,73 @@ fn slices_of<'a>(objects: &'a Objects, key: &'a ObjectKey) -> impl Iterator<Item
         .filter_map(|k| slice_of(&objects.get(&k)?.spec))
 }
 
-/// A Service's rules and groups.
-pub fn compile_service(id: u32, svc: &Service, objects: &Objects, key: &ObjectKey) -> Compiled {
+/// A select group over `backends`, one bucket each: the connection translated to it and
+/// committed, continuing in EgressPolicy.
+fn endpoint_group(group_id: u32, backends: &[Backend], affinity: Option<u32>) -> GroupSpec {
+    GroupSpec {
+        group_id,
+        group_type: GroupType::Select,
+        buckets: backends
+            .iter()
+            .enumerate()
+            .map(|(b, e)| Bucket {
+                bucket_id: b as u32,
+                weight: 1,
+                watch_port: None,
+                actions: vec![ct_dnat(e.ip, e.port, ct_mark::SERVICE, Table::EgressPolicy)],
+            })
+            .collect(),
+        selection: None,
+        affinity,
+    }
+}
+
+/// A Service's rules and groups, on node `node` (its name says which endpoints are
+/// local).
+pub fn compile_service(
+    id: u32,
+    svc: &Service,
+    objects: &Objects,
+    key: &ObjectKey,
+    node: &str,
+) -> Compiled {
     let mut c = Compiled::default();
     if svc.service_type == ServiceType::ExternalName || svc.headless || id > MAX_SERVICE_ID {
         return c;
     }
-    let frontends: Vec<Ipv4Addr> = svc
+    // Cluster IPs follow internalTrafficPolicy; external and load-balancer IPs reached
+    // from inside the cluster go to any endpoint (kube-proxy's short cut).
+    let frontends = svc
         .cluster_ips
         .iter()
-        .chain(&svc.external_ips)
-        .chain(&svc.lb_ips)
-        .copied()
-        .collect();
-    for (i, sp) in svc.ports.iter().enumerate().take(1 << PORT_BITS) {
-        let backends = backends(sp, slices_of(objects, key));
-        let group = group_id(id, i);
-        if !backends.is_empty() {
-            c.groups.push(GroupSpec {
-                group_id: group,
-                group_type: GroupType::Select,
-                buckets: backends
-                    .iter()
-                    .enumerate()
-                    .map(|(b, e)| Bucket {
-                        bucket_id: b as u32,
-                        weight: 1,
-                        watch_port: None,
-                        actions: vec![ct_dnat(e.ip, e.port, ct_mark::SERVICE, Table::EgressPolicy)],
-                    })
-                    .collect(),
-                selection: None,
-                affinity: svc.affinity_timeout,
-            });
+        .map(|&ip| (ip, svc.internal_local))
+        .chain(
+            svc.external_ips
+                .iter()
+                .chain(&svc.lb_ips)
+                .map(|&ip| (ip, false)),
+        );
+    let frontends: Vec<(Ipv4Addr, bool)> = frontends.collect();
+    for (i, sp) in svc.ports.iter().enumerate().take(MAX_PORTS) {
+        let all = backends(sp, slices_of(objects, key));
+        let local: Vec<Backend> = all
+            .iter()
+            .filter(|b| b.node.as_deref() == Some(node))
+            .cloned()
+            .collect();
+        for is_local in [false, true] {
+            let set = if is_local { &local } else { &all };
+            if !set.is_empty() && frontends.iter().any(|f| f.1 == is_local) {
+                c.groups.push(endpoint_group(
+                    group_id(id, i, is_local),
+                    set,
+                    svc.affinity_timeout,
+                ));
+            }
         }
-        for &vip in &frontends {
-            c.backends.extend(backends.iter().map(|b| Dnat {
+        for &(vip, is_local) in &frontends {
+            let set = if is_local { &local } else { &all };
+            c.backends.extend(set.iter().map(|b| Dnat {
                 proto: sp.protocol.number(),
                 vip,
                 vport: sp.port,
@@ -629,12 +663,13 @@ pub fn compile_service(id: u32, svc: &Service, objects: &Objects, key: &ObjectKe
                 .nw_dst(vip)
                 .nw_proto(sp.protocol.number())
                 .tp_dst(sp.port);
-            c.rules.push(if backends.is_empty() {
+            c.rules.push(if set.is_empty() {
                 // No endpoint: refused at once (until the datapath can answer with a
-                // reset or a port unreachable, dropped and counted here).
+                // reset or a port unreachable, dropped and counted here); with
+                // internalTrafficPolicy Local and no local endpoint Kubernetes drops.
                 r.drop()
             } else {
-                r.group(group)
+                r.group(group_id(id, i, is_local))
             });
         }
     }
@@ -697,13 +732,13 @@ impl Kind for ServiceKind {
 
     fn compile(
         &self,
-        _node: &NodeCtx,
+        node: &NodeCtx,
         objects: &Objects,
         key: &ObjectKey,
         stored: &Stored,
     ) -> Compiled {
         service_of(&stored.spec)
-            .map(|s| compile_service(stored.id, s, objects, key))
+            .map(|s| compile_service(stored.id, s, objects, key, node.name))
             .unwrap_or_default()
     }
 

@@ -227,7 +227,7 @@ fn a_service_compiles_to_a_rule_per_address_and_port_and_a_group_per_port() {
     let key = store(&mut objects, svc_manifest(), 3);
     let stored = objects.get(&key).unwrap().clone();
     // No slices yet: both ports refuse.
-    let c = compile_service(3, service_of(&stored.spec).unwrap(), &objects, &key);
+    let c = compile_service(3, service_of(&stored.spec).unwrap(), &objects, &key, "n1");
     assert_eq!(c.rules.len(), 2);
     assert!(c.groups.is_empty());
     assert!(c.rules.iter().all(|r| r.actions.is_empty()));
@@ -244,9 +244,9 @@ fn a_service_compiles_to_a_rule_per_address_and_port_and_a_group_per_port() {
         1,
     );
     assert_eq!(objects.slices_of("shop", "web").count(), 1);
-    let c = compile_service(3, service_of(&stored.spec).unwrap(), &objects, &key);
+    let c = compile_service(3, service_of(&stored.spec).unwrap(), &objects, &key, "n1");
     assert_eq!(c.groups.len(), 2);
-    assert_eq!(c.groups[0].group_id, group_id(3, 0));
+    assert_eq!(c.groups[0].group_id, group_id(3, 0, false));
     assert_eq!(c.groups[0].buckets.len(), 2);
     let lines: Vec<String> = c
         .rules
@@ -255,14 +255,17 @@ fn a_service_compiles_to_a_rule_per_address_and_port_and_a_group_per_port() {
         .collect();
     assert!(lines[0].contains("nw_dst=10.96.0.10"), "{lines:?}");
     assert!(
-        lines[0].contains(&format!("group:{}", group_id(3, 0))),
+        lines[0].contains(&format!("group:{}", group_id(3, 0, false))),
         "{lines:?}"
     );
     // Headless: nothing.
     let mut h = service_of(&stored.spec).unwrap().clone();
     h.headless = true;
     h.cluster_ips.clear();
-    assert_eq!(compile_service(3, &h, &objects, &key), Compiled::default());
+    assert_eq!(
+        compile_service(3, &h, &objects, &key, "n1"),
+        Compiled::default()
+    );
 }
 
 #[test]
@@ -345,4 +348,53 @@ impl std::fmt::Display for MacAddrOf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         vswitch_proto::net::MacAddr::for_ipv4(self.0).fmt(f)
     }
+}
+
+#[test]
+fn internal_traffic_policy_local_uses_this_nodes_endpoints_only() {
+    let mut objects = Objects::default();
+    let mut svc = svc_manifest();
+    svc["spec"]["internalTrafficPolicy"] = json!("Local");
+    svc["spec"]["externalIPs"] = json!(["192.0.2.7"]);
+    let key = store(&mut objects, svc, 3);
+    let mut s = slice_manifest(
+        "web-a",
+        8080,
+        json!([
+            ep("10.244.1.3", None, None, None),
+            ep("10.244.2.9", None, None, None)
+        ]),
+    );
+    s["endpoints"][1]["nodeName"] = json!("n2");
+    store(&mut objects, s, 1);
+    let stored = objects.get(&key).unwrap().clone();
+    let svc = service_of(&stored.spec).unwrap();
+    let group_of = |c: &Compiled, id: u32| {
+        c.groups
+            .iter()
+            .find(|g| g.group_id == id)
+            .map(|g| g.buckets.len())
+    };
+    let on_n1 = compile_service(3, svc, &objects, &key, "n1");
+    // The cluster IP: n1's one endpoint; the external IP: both.
+    assert_eq!(group_of(&on_n1, group_id(3, 0, true)), Some(1));
+    assert_eq!(group_of(&on_n1, group_id(3, 0, false)), Some(2));
+    let rule_for = |c: &Compiled, vip: &str| {
+        c.rules
+            .iter()
+            .find(|r| {
+                text::display_flow(&r.to_spec(0), &NoPortNames, None)
+                    .to_string()
+                    .contains(&format!("nw_dst={vip},"))
+            })
+            .map(|r| text::display_flow(&r.to_spec(0), &NoPortNames, None).to_string())
+            .unwrap()
+    };
+    assert!(rule_for(&on_n1, "10.96.0.10").contains(&format!("group:{}", group_id(3, 0, true))));
+    assert!(rule_for(&on_n1, "192.0.2.7").contains(&format!("group:{}", group_id(3, 0, false))));
+    // A node without a local endpoint drops what its Pods send to the cluster IP.
+    let on_n3 = compile_service(3, svc, &objects, &key, "n3");
+    assert_eq!(group_of(&on_n3, group_id(3, 0, true)), None);
+    assert!(rule_for(&on_n3, "10.96.0.10").contains("actions=drop"));
+    assert!(rule_for(&on_n3, "192.0.2.7").contains("group:"));
 }
