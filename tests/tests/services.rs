@@ -369,3 +369,45 @@ fn session_affinity_keeps_a_client_on_one_endpoint_until_the_timeout() {
     assert!(seen.len() > 1, "never moved after the timeout: {seen:?}");
     drop(servers);
 }
+
+/// internalTrafficPolicy Local: a Pod's connections to the cluster IP go only to the
+/// endpoints on its node; with none there, they are dropped (not sent elsewhere).
+#[test]
+#[ignore = "needs root"]
+fn internal_traffic_policy_local_keeps_pods_on_their_node() {
+    let _serial = serial();
+    require_root();
+    let node = Netns::new();
+    let d = Daemon::start_in(&node, &["--pod-cidr", POD_CIDR, "--node-name", "n1"]);
+    let client = Netns::new();
+    add_pod(&d, "client", &client, CLIENT);
+    let eps: Vec<Netns> = ENDPOINTS.iter().map(|_| Netns::new()).collect();
+    let mut servers = Vec::new();
+    for (i, (ns, ip)) in eps.iter().zip(ENDPOINTS).enumerate() {
+        add_pod(&d, &format!("ep{i}"), ns, ip);
+        servers.push(server(ns, ip, 100));
+    }
+    let mut svc = service();
+    svc["spec"]["internalTrafficPolicy"] = json!("Local");
+    // The slice says only the first endpoint is on this node.
+    let on = |nodes: [&str; 3]| {
+        let mut s = slice(&ENDPOINTS, &[]);
+        for (i, n) in nodes.iter().enumerate() {
+            s["endpoints"][i]["nodeName"] = json!(n);
+        }
+        s
+    };
+    apply(&d, &[svc, on(["n1", "n2", "n2"])]);
+    std::thread::sleep(Duration::from_millis(500));
+    let got = spread(&client, "tcp", 30);
+    assert_eq!(got.get(ENDPOINTS[0]), Some(&30), "{got:?}");
+    assert_eq!(got.len(), 1, "{got:?}");
+    apply(&d, &[on(["n2", "n2", "n3"])]);
+    let got = spread(&client, "udp", 2);
+    assert_eq!(
+        got.get("error=TimeoutError"),
+        Some(&2),
+        "no local endpoint: dropped: {got:?}"
+    );
+    drop(servers);
+}
