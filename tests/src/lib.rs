@@ -7,6 +7,7 @@
 //! - [`ovs`]: Open vSwitch as a peer: private daemons in a namespace, the same flows.
 //! - [`k8s`]: the daemon's own Kubernetes pipeline (DESIGN §5), made by its compilers, as
 //!   a bridge or as flow text, for tests and benchmarks.
+//! - [`svc`]: Services end to end: endpoint servers and a client that counts who answered.
 //! - [`script`]: pipeline tests written in flow syntax: flows, groups, and packets to trace
 //!   with the tables and datapath actions expected.
 #![forbid(unsafe_code)]
@@ -16,3 +17,4 @@ pub mod e2e;
 pub mod k8s;
 pub mod ovs;
 pub mod script;
+pub mod svc;

@@ -820,3 +820,46 @@ fn a_tunnel_that_cannot_open_leaves_the_node_its_pods() {
     let tunnel = tunnel_port(&d);
     assert_eq!(tunnel["state"], "up", "{tunnel}");
 }
+
+/// A Service whose endpoints are on two nodes: a Pod's new connections to its cluster IP
+/// are translated at the Pod's node and spread over both endpoints (the remote one through
+/// the tunnel), every answer from the Service's address; the node with the endpoint
+/// needs no Service of its own.
+#[test]
+#[ignore = "needs root"]
+fn a_service_spreads_over_endpoints_on_two_nodes() {
+    let _serial = serial();
+    let (mut c, client, remote) = Cluster::joined_with_a_pod_each(&[]);
+    let local = c.add_pod(1);
+    let vip = "10.96.0.20";
+    let servers: Vec<_> = [local, remote]
+        .iter()
+        .map(|&p| vswitch_tests::svc::server(&c.pods[p].ns, &c.pods[p].ip, 60))
+        .collect();
+    let eps = [c.pods[local].ip.clone(), c.pods[remote].ip.clone()];
+    let objects = json!({ "apiVersion": "v1", "kind": "List", "items": [
+        { "apiVersion": "v1", "kind": "Service",
+          "metadata": { "name": "web", "namespace": "default" },
+          "spec": { "clusterIP": vip, "ports": [
+              { "name": "http", "port": 80, "targetPort": 8080 },
+              { "name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353 } ] } },
+        { "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+          "metadata": { "name": "web-1", "namespace": "default",
+                        "labels": { "kubernetes.io/service-name": "web" } },
+          "addressType": "IPv4",
+          "ports": [ { "name": "http", "port": 8080 }, { "name": "dns", "port": 5353, "protocol": "UDP" } ],
+          "endpoints": [
+              { "addresses": [eps[0]], "nodeName": "node-1" },
+              { "addresses": [eps[1]], "nodeName": "node-2" } ] } ] });
+    let file = c.node(1).daemon().dir().join("web.json");
+    std::fs::write(&file, objects.to_string()).unwrap();
+    c.node(1).ctl(&["apply", "-f", file.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(500));
+    for proto in ["tcp", "udp"] {
+        let got = vswitch_tests::svc::exchanges(&c.pods[client].ns, vip, proto, 60);
+        let answered: u32 = eps.iter().filter_map(|e| got.get(e.as_str())).sum();
+        assert_eq!(answered, 60, "{proto}: {got:?}");
+        assert_eq!(got.len(), 2, "{proto}: both endpoints, from {vip}: {got:?}");
+    }
+    drop(servers);
+}

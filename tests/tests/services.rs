@@ -6,7 +6,8 @@
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use vswitch_tests::e2e::{Bg, Daemon, Netns, serial, show, unique};
+use vswitch_tests::e2e::{Daemon, Netns, serial, show, unique};
+use vswitch_tests::svc::{exchanges, server};
 
 const POD_CIDR: &str = "10.244.1.0/24";
 const GATEWAY: &str = "10.244.1.1";
@@ -37,59 +38,8 @@ fn add_pod(d: &Daemon, name: &str, ns: &Netns, ip: &str) {
     ]);
 }
 
-/// A server answering every TCP connection on 8080 and every UDP datagram on 5353 with
-/// its own address, for `secs` seconds.
-fn server(ns: &Netns, ip: &str, secs: u32) -> Bg {
-    let code = format!(
-        r#"
-import socket, threading
-t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-t.bind(("0.0.0.0", 8080)); t.listen(512)
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 5353))
-def udp():
-    while True:
-        _, peer = u.recvfrom(100); u.sendto(b"{ip}", peer)
-threading.Thread(target=udp, daemon=True).start()
-while True:
-    c, _ = t.accept(); c.sendall(b"{ip}"); c.close()
-"#
-    );
-    ns.spawn(&["timeout", &secs.to_string(), "python3", "-c", &code])
-}
-
-/// `n` new connections (TCP to port 80, or UDP datagrams to 53 from a new socket each)
-/// to the Service from `ns`: how many each endpoint answered, keyed by the answer, and
-/// "peer=..." entries for any answer that came from another address than the Service's.
 fn spread(ns: &Netns, proto: &str, n: u32) -> BTreeMap<String, u32> {
-    let code = format!(
-        r#"
-import socket, collections, sys
-got = collections.Counter()
-for i in range({n}):
-    try:
-        if "{proto}" == "tcp":
-            s = socket.create_connection(("{VIP}", 80), timeout=2)
-            peer = s.getpeername(); data = s.recv(100)
-        else:
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
-            s.sendto(b"?", ("{VIP}", 53)); data, peer = s.recvfrom(100)
-        s.close()
-        got[data.decode()] += 1
-        if peer[0] != "{VIP}": got["peer=" + peer[0]] += 1
-    except Exception as e:
-        got["error=" + type(e).__name__] += 1
-for k, v in sorted(got.items()): print(k, v)
-"#
-    );
-    let out = ns.exec(&["timeout", "120", "python3", "-c", &code]);
-    assert!(out.status.success(), "client: {}", show(&out));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            Some((k.to_string(), v.parse().ok()?))
-        })
-        .collect()
+    exchanges(ns, VIP, proto, n)
 }
 
 /// Pearson's chi-square of `counts` against an even spread over `k` endpoints.
