@@ -1,5 +1,6 @@
 //! The established-UDP case of the conntrack criterion bench, in a plain loop, for
-//! profilers: `valgrind --tool=callgrind target/release/examples/ct_profile`.
+//! profilers: `valgrind --tool=callgrind target/release/examples/ct_profile [ROUNDS]`;
+//! with `new` after ROUNDS, ROUNDS new UDP connections committed instead.
 use vswitch::ct::{Config, Tracker};
 use vswitch::dp::action::DpCt;
 use vswitch::dp::conntrack::Conntrack;
@@ -26,6 +27,7 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
+    let new = std::env::args().nth(2).as_deref() == Some("new");
     let (t, _) = Tracker::open(
         &Config {
             capacity: 1 << 18,
@@ -57,9 +59,34 @@ fn main() {
     let (mut pkt, key, layers, st) = go([10, 244, 1, 0x20], [10, 244, 9, 9], 1024 + 7, 53, false);
     assert_eq!(st & 2, 2);
     let mut acc = 0u64;
-    let c = ct(false);
-    for _ in 0..rounds {
-        acc += w.track(&mut pkt, &layers, &key, &c, 1).state as u64;
+    if new {
+        // Fresh tuples: one source address per connection, packets made beforehand.
+        let c = ct(true);
+        let mut pkts: Vec<_> = (0..rounds as u32)
+            .map(|i| {
+                let f = frame(
+                    false,
+                    64,
+                    [11, (i >> 16) as u8, (i >> 8) as u8, i as u8],
+                    [10, 244, 9, 9],
+                    1024,
+                    53,
+                );
+                let pkt = Packet::from_frame(&f, 1);
+                let mut key = Flow::ZERO;
+                let mut layers = Layers::default();
+                extract(pkt.data(), &mut key, &mut layers).unwrap();
+                (pkt, key, layers)
+            })
+            .collect();
+        for (pkt, key, layers) in &mut pkts {
+            acc += w.track(pkt, layers, key, &c, 1).state as u64;
+        }
+    } else {
+        let c = ct(false);
+        for _ in 0..rounds {
+            acc += w.track(&mut pkt, &layers, &key, &c, 1).state as u64;
+        }
     }
     println!("{acc}");
 }

@@ -218,9 +218,13 @@ impl Table {
         t.hash(self.seed)
     }
 
+    /// The index shard of a hash: bits 32 to 39, apart from those the shard's hash table
+    /// uses (its bucket from the low bits, its 7-bit tag from the top ones: were the shard
+    /// chosen by the top bits, every item of a shard would carry the same tag, and each
+    /// probe would compare the tuples of a whole group).
     #[inline]
     fn shard_of(h: u64) -> usize {
-        (h >> 56) as usize % SHARDS
+        (h >> 32) as usize % SHARDS
     }
 
     fn item_hash(&self, it: u32) -> u64 {
