@@ -748,6 +748,8 @@ pub struct CtWorker {
 
 /// What looking a packet's connection up came to.
 enum Found {
+    /// A known connection's packet whose answer is complete (nothing to translate).
+    Done(CtResult),
     Seen(Seen),
     Invalid,
     /// Expired: removed, then the packet is new.
@@ -1093,22 +1095,20 @@ impl CtWorker {
                     && flags & (F_SNAT | F_DNAT) == 0
                     && flags & F_SEEN_REPLY != 0
                 {
+                    // Nothing to translate either: the answer is made here.
                     w[W_EXPIRES].store(now + self.timeout_ms(t.proto, flags, None), Relaxed);
-                    let (orig, reply) = if dir == Dir::Orig {
-                        (t, t.reverse())
+                    let (orig, rpl) = if dir == Dir::Orig {
+                        (t, 0)
                     } else {
-                        (t.reverse(), t)
+                        (t.reverse(), ct_state::RPL)
                     };
-                    let rpl = if dir == Dir::Reply { ct_state::RPL } else { 0 };
-                    return Found::Seen(Seen {
+                    return Found::Done(CtResult {
                         state: ct_state::TRK | ct_state::EST | rpl,
+                        zone: ct.zone,
                         mark: (flags >> 32) as u32,
                         label: (w[W_LABEL].load(Relaxed) as u128) << 64
                             | w[W_LABEL + 1].load(Relaxed) as u128,
-                        orig,
-                        reply,
-                        flags,
-                        dir,
+                        orig: orig_tuple(&orig),
                     });
                 }
                 let e = table.lock_found(w, slot);
@@ -1119,6 +1119,7 @@ impl CtWorker {
                 }
             });
             match found {
+                Some(Found::Done(r)) => return r,
                 Some(Found::Seen(s)) => return self.finish(pkt, layers, key, ct, s),
                 Some(Found::Invalid) => return self.invalid(ct.zone),
                 Some(Found::Expired(slot)) => {
