@@ -607,21 +607,22 @@ fn endpoint_group(group_id: u32, backends: &[Backend], affinity: Option<u32>) ->
 }
 
 /// A Service's rules and groups, on node `node` (its name says which endpoints are
-/// local).
+/// local; its address carries NodePorts).
 pub fn compile_service(
     id: u32,
     svc: &Service,
     objects: &Objects,
     key: &ObjectKey,
-    node: &str,
+    node: &NodeCtx,
 ) -> Compiled {
     let mut c = Compiled::default();
     if svc.service_type == ServiceType::ExternalName || svc.headless || id > MAX_SERVICE_ID {
         return c;
     }
     // Cluster IPs follow internalTrafficPolicy; external and load-balancer IPs reached
-    // from inside the cluster go to any endpoint (kube-proxy's short cut).
-    let frontends = svc
+    // from inside the cluster go to any endpoint (kube-proxy's short cut), and so do this
+    // node's Pods reaching a NodePort on the node's address.
+    let frontends: Vec<(Ipv4Addr, bool)> = svc
         .cluster_ips
         .iter()
         .map(|&ip| (ip, svc.internal_local))
@@ -630,18 +631,27 @@ pub fn compile_service(
                 .iter()
                 .chain(&svc.lb_ips)
                 .map(|&ip| (ip, false)),
-        );
-    let frontends: Vec<(Ipv4Addr, bool)> = frontends.collect();
+        )
+        .collect();
+    let node_port = matches!(
+        svc.service_type,
+        ServiceType::NodePort | ServiceType::LoadBalancer
+    );
     for (i, sp) in svc.ports.iter().enumerate().take(MAX_PORTS) {
         let all = backends(sp, slices_of(objects, key));
         let local: Vec<Backend> = all
             .iter()
-            .filter(|b| b.node.as_deref() == Some(node))
+            .filter(|b| b.node.as_deref() == Some(node.name))
             .cloned()
             .collect();
+        let mut targets: Vec<(Ipv4Addr, u16, bool)> =
+            frontends.iter().map(|&(ip, l)| (ip, sp.port, l)).collect();
+        if let (true, Some(np), Some(ip)) = (node_port, sp.node_port, node.node_ip) {
+            targets.push((ip, np, false));
+        }
         for is_local in [false, true] {
             let set = if is_local { &local } else { &all };
-            if !set.is_empty() && frontends.iter().any(|f| f.1 == is_local) {
+            if !set.is_empty() && targets.iter().any(|f| f.2 == is_local) {
                 c.groups.push(endpoint_group(
                     group_id(id, i, is_local),
                     set,
@@ -649,12 +659,12 @@ pub fn compile_service(
                 ));
             }
         }
-        for &(vip, is_local) in &frontends {
+        for &(vip, vport, is_local) in &targets {
             let set = if is_local { &local } else { &all };
             c.backends.extend(set.iter().map(|b| Dnat {
                 proto: sp.protocol.number(),
                 vip,
-                vport: sp.port,
+                vport,
                 ep: b.ip,
                 eport: b.port,
             }));
@@ -662,7 +672,7 @@ pub fn compile_service(
                 .ip()
                 .nw_dst(vip)
                 .nw_proto(sp.protocol.number())
-                .tp_dst(sp.port);
+                .tp_dst(vport);
             c.rules.push(if set.is_empty() {
                 // No endpoint: refused at once (until the datapath can answer with a
                 // reset or a port unreachable, dropped and counted here); with
@@ -738,7 +748,7 @@ impl Kind for ServiceKind {
         stored: &Stored,
     ) -> Compiled {
         service_of(&stored.spec)
-            .map(|s| compile_service(stored.id, s, objects, key, node.name))
+            .map(|s| compile_service(stored.id, s, objects, key, node))
             .unwrap_or_default()
     }
 

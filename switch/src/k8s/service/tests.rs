@@ -227,7 +227,13 @@ fn a_service_compiles_to_a_rule_per_address_and_port_and_a_group_per_port() {
     let key = store(&mut objects, svc_manifest(), 3);
     let stored = objects.get(&key).unwrap().clone();
     // No slices yet: both ports refuse.
-    let c = compile_service(3, service_of(&stored.spec).unwrap(), &objects, &key, "n1");
+    let c = compile_service(
+        3,
+        service_of(&stored.spec).unwrap(),
+        &objects,
+        &key,
+        &node("n1"),
+    );
     assert_eq!(c.rules.len(), 2);
     assert!(c.groups.is_empty());
     assert!(c.rules.iter().all(|r| r.actions.is_empty()));
@@ -244,7 +250,13 @@ fn a_service_compiles_to_a_rule_per_address_and_port_and_a_group_per_port() {
         1,
     );
     assert_eq!(objects.slices_of("shop", "web").count(), 1);
-    let c = compile_service(3, service_of(&stored.spec).unwrap(), &objects, &key, "n1");
+    let c = compile_service(
+        3,
+        service_of(&stored.spec).unwrap(),
+        &objects,
+        &key,
+        &node("n1"),
+    );
     assert_eq!(c.groups.len(), 2);
     assert_eq!(c.groups[0].group_id, group_id(3, 0, false));
     assert_eq!(c.groups[0].buckets.len(), 2);
@@ -263,7 +275,7 @@ fn a_service_compiles_to_a_rule_per_address_and_port_and_a_group_per_port() {
     h.headless = true;
     h.cluster_ips.clear();
     assert_eq!(
-        compile_service(3, &h, &objects, &key, "n1"),
+        compile_service(3, &h, &objects, &key, &node("n1")),
         Compiled::default()
     );
 }
@@ -375,7 +387,7 @@ fn internal_traffic_policy_local_uses_this_nodes_endpoints_only() {
             .find(|g| g.group_id == id)
             .map(|g| g.buckets.len())
     };
-    let on_n1 = compile_service(3, svc, &objects, &key, "n1");
+    let on_n1 = compile_service(3, svc, &objects, &key, &node("n1"));
     // The cluster IP: n1's one endpoint; the external IP: both.
     assert_eq!(group_of(&on_n1, group_id(3, 0, true)), Some(1));
     assert_eq!(group_of(&on_n1, group_id(3, 0, false)), Some(2));
@@ -393,8 +405,54 @@ fn internal_traffic_policy_local_uses_this_nodes_endpoints_only() {
     assert!(rule_for(&on_n1, "10.96.0.10").contains(&format!("group:{}", group_id(3, 0, true))));
     assert!(rule_for(&on_n1, "192.0.2.7").contains(&format!("group:{}", group_id(3, 0, false))));
     // A node without a local endpoint drops what its Pods send to the cluster IP.
-    let on_n3 = compile_service(3, svc, &objects, &key, "n3");
+    let on_n3 = compile_service(3, svc, &objects, &key, &node("n3"));
     assert_eq!(group_of(&on_n3, group_id(3, 0, true)), None);
     assert!(rule_for(&on_n3, "10.96.0.10").contains("actions=drop"));
     assert!(rule_for(&on_n3, "192.0.2.7").contains("group:"));
+}
+
+fn node(name: &str) -> NodeCtx<'_> {
+    NodeCtx {
+        name,
+        local: None,
+        node_ip: Some(Ipv4Addr::new(192, 168, 1, 1)),
+    }
+}
+
+#[test]
+fn a_nodeport_is_reached_on_the_nodes_address_by_its_pods() {
+    let mut objects = Objects::default();
+    let mut m = svc_manifest();
+    m["spec"]["type"] = json!("NodePort");
+    m["spec"]["ports"][0]["nodePort"] = json!(30080);
+    let key = store(&mut objects, m, 3);
+    store(
+        &mut objects,
+        slice_manifest("web-a", 8080, json!([ep("10.244.1.3", None, None, None)])),
+        1,
+    );
+    let stored = objects.get(&key).unwrap().clone();
+    let c = compile_service(
+        3,
+        service_of(&stored.spec).unwrap(),
+        &objects,
+        &key,
+        &node("n1"),
+    );
+    let lines: Vec<String> = c
+        .rules
+        .iter()
+        .map(|r| text::display_flow(&r.to_spec(0), &NoPortNames, None).to_string())
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains("nw_dst=192.168.1.1,")
+            && l.contains("tp_dst=30080")
+            && l.contains("group:")),
+        "{lines:?}"
+    );
+    assert!(
+        c.backends
+            .iter()
+            .any(|d| d.vport == 30080 && d.eport == 8080)
+    );
 }
