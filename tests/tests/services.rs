@@ -148,6 +148,16 @@ fn cluster_ip_spreads_new_connections_over_ready_endpoints() {
     assert_eq!(from_node.len(), 3, "from the node: {from_node:?}");
     let svc = d.ctl_ok(&["get", "svc"]);
     assert!(svc.contains(VIP) && svc.contains("80/TCP,53/UDP"), "{svc}");
+    // `-o wide`: each endpoint with the new connections it was given (per port).
+    let wide = d.ctl_ok(&["get", "svc", "-o", "wide"]);
+    for ep in ENDPOINTS {
+        assert!(wide.contains(&format!("{ep}:8080 (")), "{wide}");
+    }
+    assert!(!wide.contains(&format!("{NOT_READY}:")), "{wide}");
+    assert!(
+        !wide.contains(":8080 (0)"),
+        "every endpoint got connections: {wide}"
+    );
 
     // One endpoint leaves the slice: new connections go to the other two only.
     apply(&d, &[slice(&ENDPOINTS[..2], &[NOT_READY])]);

@@ -620,6 +620,21 @@ impl Switch {
         let item = |key: &ObjectKey, stored: &Stored| {
             let mut cells = vec![key.name.clone()];
             cells.extend(kind.cells(key, stored));
+            if let (k8s::Spec::Service(svc), Some(last)) = (&stored.spec, cells.last_mut()) {
+                let pipe = self.bridge.pipeline();
+                *last = k8s::service::endpoints_cell(stored.id, svc, |gid| {
+                    let g = pipe.group(gid)?;
+                    Some(
+                        g.buckets()
+                            .iter()
+                            .zip(g.bucket_stats.iter())
+                            .filter_map(|(b, st)| {
+                                Some((k8s::service::bucket_endpoint(b)?, st.packets()))
+                            })
+                            .collect(),
+                    )
+                });
+            }
             GetItem {
                 namespace: info.namespaced.then(|| key.namespace.clone()),
                 name: key.name.clone(),

@@ -892,7 +892,14 @@ fn services_join_their_slices_in_any_order_and_survive_a_restart() {
     assert_eq!(g.items.len(), 1);
     assert_eq!(
         g.items[0].cells,
-        ["web", "ClusterIP", "10.96.0.10", "<none>", "80/TCP"]
+        [
+            "web",
+            "ClusterIP",
+            "10.96.0.10",
+            "<none>",
+            "80/TCP",
+            "10.244.1.5:8080 (0),10.244.2.6:8080 (0)"
+        ]
     );
     let g = sw
         .get(&rpc::GetParams {

@@ -702,6 +702,40 @@ static SERVICE_INFO: KindInfo = KindInfo {
     namespaced: true,
 };
 
+/// The endpoints of a Service's groups, each with the new connections sent to it (its
+/// bucket's packets), as `get svc -o wide` shows them: `10.244.1.5:8080 (12)`, by port,
+/// `<none>` without any.
+/// The endpoint a Service group's bucket translates to, `IP:PORT`.
+pub fn bucket_endpoint(b: &Bucket) -> Option<String> {
+    b.actions.iter().find_map(|a| match a {
+        vswitch_proto::action::Action::Ct(ct) => {
+            let nat = ct.nat.as_ref()?;
+            Some(format!("{}:{}", nat.addrs?.0, nat.ports?.0))
+        }
+        _ => None,
+    })
+}
+
+pub fn endpoints_cell(
+    id: u32,
+    svc: &Service,
+    group: impl Fn(u32) -> Option<Vec<(String, u64)>>,
+) -> String {
+    let mut out = Vec::new();
+    for i in 0..svc.ports.len().min(MAX_PORTS) {
+        for local in [false, true] {
+            for (ep, n) in group(group_id(id, i, local)).unwrap_or_default() {
+                out.push(format!("{ep} ({n})"));
+            }
+        }
+    }
+    if out.is_empty() {
+        "<none>".into()
+    } else {
+        out.join(",")
+    }
+}
+
 fn port_text(p: &ServicePort) -> String {
     match p.node_port {
         Some(n) => format!("{}:{n}/{}", p.port, p.protocol.as_str()),
@@ -823,6 +857,10 @@ impl Kind for ServiceKind {
                 name: n.into(),
                 wide: false,
             })
+            .chain([GetColumn {
+                name: "ENDPOINTS".into(),
+                wide: true,
+            }])
             .collect()
     }
 
@@ -849,6 +887,8 @@ impl Kind for ServiceKind {
             } else {
                 s.ports.iter().map(port_text).collect::<Vec<_>>().join(",")
             },
+            // The daemon fills this from the groups' counters (`endpoints_cell`).
+            String::new(),
         ]
     }
 
