@@ -8,7 +8,7 @@
 use clap::{Parser, ValueEnum};
 use nix::sys::signal::{SigSet, Signal};
 use parking_lot::Mutex;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -159,7 +159,7 @@ fn main() {
         vni: args.vni,
         vxlan_port: args.vxlan_port,
         ct_capacity: args.ct_capacity,
-        ct_dir: args.socket.parent().map(Path::to_path_buf),
+        ct_file: vswitch::ct::file_for(&args.socket),
     }) {
         Ok(s) => Arc::new(Mutex::new(s)),
         Err(e) => fail(error_line(&e)),

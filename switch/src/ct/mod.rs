@@ -12,8 +12,8 @@
 //! One [`Tracker`] per switch; each worker tracks through its own [`CtWorker`] (which
 //! implements the datapath's [`Conntrack`] hook) sharing the tracker's table.
 //!
-//! The table survives the process: with a run directory it lives in
-//! `conntrack.table` there, a file mapped shared, so what a worker stored is in the page
+//! The table survives the process: it lives in a file beside the control socket
+//! ([`file_for`]: `conntrack.table` for the default `vswitchd.sock`), mapped shared, so what a worker stored is in the page
 //! cache the moment it is stored, and a `kill -9` loses nothing but the entry being
 //! written at that instant. A new process maps the file again, checks its header (magic,
 //! layout version, capacity, boot), drops entries that were being written (their lock bit
@@ -53,6 +53,20 @@ const MAGIC: u64 = u64::from_be_bytes(*b"VSWCTAB\0");
 const LAYOUT: u64 = 1 << 32 | (ENTRY_WORDS as u64) << 8 | TcpConn::WORDS as u64;
 /// The file's name in the run directory.
 pub const FILE_NAME: &str = "conntrack.table";
+
+/// The table's file for a switch whose control socket is `socket`: `conntrack.table` in
+/// its directory for the usual `vswitchd.sock`, else `NAME.conntrack.table` after the
+/// socket's name, so that two switches sharing a directory (with their own sockets) never
+/// share a table.
+pub fn file_for(socket: &std::path::Path) -> Option<PathBuf> {
+    let dir = socket.parent()?;
+    let name = socket.file_name()?.to_string_lossy();
+    Some(match name.strip_suffix(".sock") {
+        Some("vswitchd") => dir.join(FILE_NAME),
+        Some(stem) => dir.join(format!("{stem}.{FILE_NAME}")),
+        None => dir.join(format!("{name}.{FILE_NAME}")),
+    })
+}
 /// Connections the table holds unless told otherwise (kube-proxy sets at least 131072).
 pub const DEFAULT_CAPACITY: u32 = 262_144;
 const ZONES: usize = 1 << 16;
@@ -133,8 +147,9 @@ pub struct Config {
     /// Entries the table has room for (its memory: `capacity * ENTRY_WORDS * 8` bytes,
     /// resident only where used).
     pub capacity: u32,
-    /// Where the table lives across restarts (`None`: anonymous memory, lost at exit).
-    pub run_dir: Option<PathBuf>,
+    /// The file the table lives in across restarts (`None`: anonymous memory, lost at
+    /// exit).
+    pub file: Option<PathBuf>,
     /// Mid-stream pickup of TCP connections (Linux's `nf_conntrack_tcp_loose`, on).
     pub tcp_loose: bool,
 }
@@ -143,7 +158,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             capacity: DEFAULT_CAPACITY,
-            run_dir: None,
+            file: None,
             tcp_loose: true,
         }
     }
@@ -235,12 +250,13 @@ impl Tracker {
         let cap = config.capacity.max(1);
         let words = HEADER_WORDS + cap as usize * ENTRY_WORDS;
         let clock_offset = mono_ms().saturating_sub(now_ms);
-        let (mem, path, had) = match &config.run_dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir)?;
-                let path = dir.join(FILE_NAME);
-                let (mem, had) = open_checked(&path, words, cap)?;
-                (mem, Some(path), had)
+        let (mem, path, had) = match &config.file {
+            Some(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let (mem, had) = open_checked(path, words, cap)?;
+                (mem, Some(path.clone()), had)
             }
             None => (MappedWords::anonymous(words)?, None, None),
         };

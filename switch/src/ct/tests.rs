@@ -310,7 +310,7 @@ fn the_table_survives_the_process_and_a_half_written_entry_is_dropped() {
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = Config {
         capacity: 128,
-        run_dir: Some(dir.clone()),
+        file: Some(dir.join(FILE_NAME)),
         tcp_loose: true,
     };
     {
@@ -584,4 +584,19 @@ fn dnat_translates_both_ways_and_related_icmp_errors_are_reversed() {
         Packet::from_frame(&v, 1)
     };
     assert_eq!(track(&mut w, &mut stray, &ct(0, false), 0).state, TRK | INV);
+}
+
+#[test]
+fn each_socket_has_its_own_table_file() {
+    use std::path::Path;
+    let f = |s: &str| file_for(Path::new(s)).unwrap();
+    assert_eq!(
+        f("/run/vswitch/vswitchd.sock"),
+        Path::new("/run/vswitch/conntrack.table")
+    );
+    assert_eq!(
+        f("/tmp/d/node1.sock"),
+        Path::new("/tmp/d/node1.conntrack.table")
+    );
+    assert_eq!(f("/tmp/d/ctl"), Path::new("/tmp/d/ctl.conntrack.table"));
 }

@@ -141,9 +141,9 @@ pub struct Config {
     pub rps: bool,
     /// Connections the tracker's table holds (`--ct-capacity`).
     pub ct_capacity: u32,
-    /// Where the connection table lives so that it outlives the process (the run
-    /// directory, beside the control socket); `None`: in memory only.
-    pub ct_dir: Option<PathBuf>,
+    /// The file the connection table lives in so that it outlives the process (beside
+    /// the control socket: `ct::file_for`); `None`: in memory only.
+    pub ct_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -165,7 +165,7 @@ impl Config {
             vxlan_port: crate::port::vxlan::DEFAULT_PORT,
             rps: true,
             ct_capacity: crate::ct::DEFAULT_CAPACITY,
-            ct_dir: None,
+            ct_file: None,
         }
     }
 }
@@ -249,7 +249,7 @@ impl Switch {
         let (ct, found) = crate::ct::Tracker::open(
             &crate::ct::Config {
                 capacity: config.ct_capacity,
-                run_dir: config.ct_dir.clone(),
+                file: config.ct_file.clone(),
                 tcp_loose: true,
             },
             now_ms(),
