@@ -48,27 +48,8 @@ WORK=$(mktemp -d "/tmp/$TAG.XXXXXX")
 NS="$TAG-node"
 PID=""
 
-cleanup() {
-  set +e
-  [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
-  ip netns del "$NS" 2>/dev/null
-  rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
-if [ "$BUILD" = 1 ]; then
-  cargo build --release -q -p vswitch -p vswitchctl
-fi
-VSWITCHD=$(realpath "$BIN_DIR/vswitchd")
-VSWITCHCTL=$(realpath "$BIN_DIR/vswitchctl")
-
-{
-  echo "date: $(date -u +%FT%TZ)"
-  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
-  echo "kernel: $(uname -r)"
-  echo "cpus: $(nproc) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
-  echo "disk: $(df -h "$WORK" | awk 'NR==2 {print $1, $6}')"
-} > "$RESULTS_DIR/env.txt"
+# shellcheck source=benches/objects/lib.sh
+. benches/objects/lib.sh
 
 # nodes.yaml with N Nodes, as kubectl prints a NodeList.
 node_cidr() { echo "10.$(( $1 / 256 )).$(( $1 % 256 )).0/24"; }
@@ -93,12 +74,6 @@ make_list() { # N file
   } > "$2"
 }
 
-stats() { # a file of microseconds -> "median p90 p99 max" in ms
-  sort -n "$1" | awk '{ v[NR] = $1 } END {
-    if (NR == 0) { print "- - - -"; exit }
-    printf "%.2f %.2f %.2f %.2f\n", v[int((NR + 1) / 2)] / 1000, v[int(NR * 0.9 + 0.5)] / 1000,
-      v[int(NR * 0.99 + 0.5)] / 1000, v[NR] / 1000 }'
-}
 
 start_switch() { # state dir, log
   ip netns exec "$NS" "$VSWITCHD" --socket "$WORK/sock" --state-dir "$1" --workers "$WORKERS" \
@@ -113,11 +88,6 @@ start_switch() { # state dir, log
   exit 1
 }
 
-stop_switch() {
-  kill "$PID"; wait "$PID" || true; PID=""
-}
-
-rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 ctl() { "$VSWITCHCTL" --socket "$WORK/sock" "$@"; }
 
 printf 'size\tphase\tmicroseconds\n' > "$RESULTS_DIR/times.tsv"

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use vswitch_tests::e2e::{Daemon, Netns, serial, show, unique};
+use vswitch_tests::e2e::{Bg, Daemon, Netns, serial, show, unique};
 use vswitch_tests::svc::{exchanges, server};
 
 const POD_CIDR: &str = "10.244.1.0/24";
@@ -87,6 +87,38 @@ fn slice(ready: &[&str], not_ready: &[&str]) -> Value {
     })
 }
 
+/// A node with a switch, a client Pod and the three endpoint Pods, each running
+/// [`server`]; dropped in order (servers, Pods, switch, node).
+struct Bed {
+    _servers: Vec<Bg>,
+    _eps: Vec<Netns>,
+    client: Netns,
+    d: Daemon,
+    node: Netns,
+}
+
+impl Bed {
+    fn new() -> Bed {
+        let node = Netns::new();
+        let d = Daemon::start_in(&node, &["--pod-cidr", POD_CIDR, "--node-name", "n1"]);
+        let client = Netns::new();
+        add_pod(&d, "client", &client, CLIENT);
+        let eps: Vec<Netns> = ENDPOINTS.iter().map(|_| Netns::new()).collect();
+        let mut servers = Vec::new();
+        for (i, (ns, ip)) in eps.iter().zip(ENDPOINTS).enumerate() {
+            add_pod(&d, &format!("ep{i}"), ns, ip);
+            servers.push(server(ns, ip, 100));
+        }
+        Bed {
+            _servers: servers,
+            _eps: eps,
+            client,
+            d,
+            node,
+        }
+    }
+}
+
 /// A ClusterIP Service with three ready endpoints and a not-ready one: 300 TCP
 /// connections and 300 UDP exchanges from a client Pod spread over the ready three (a
 /// chi-square test), every answer from the Service's address; the node itself reaches it
@@ -96,23 +128,15 @@ fn slice(ready: &[&str], not_ready: &[&str]) -> Value {
 fn cluster_ip_spreads_new_connections_over_ready_endpoints() {
     let _serial = serial();
     require_root();
-    let node = Netns::new();
-    let d = Daemon::start_in(&node, &["--pod-cidr", POD_CIDR, "--node-name", "n1"]);
-    let client = Netns::new();
-    add_pod(&d, "client", &client, CLIENT);
-    let eps: Vec<Netns> = ENDPOINTS.iter().map(|_| Netns::new()).collect();
-    let mut servers = Vec::new();
-    for (i, (ns, ip)) in eps.iter().zip(ENDPOINTS).enumerate() {
-        add_pod(&d, &format!("ep{i}"), ns, ip);
-        servers.push(server(ns, ip, 100));
-    }
+    let bed = Bed::new();
+    let (node, d, client) = (&bed.node, &bed.d, &bed.client);
     let idle = Netns::new();
-    add_pod(&d, "ep-not-ready", &idle, NOT_READY);
-    apply(&d, &[service(), slice(&ENDPOINTS, &[NOT_READY])]);
+    add_pod(d, "ep-not-ready", &idle, NOT_READY);
+    apply(d, &[service(), slice(&ENDPOINTS, &[NOT_READY])]);
     std::thread::sleep(Duration::from_millis(500)); // the servers bind
 
     for proto in ["tcp", "udp"] {
-        let got = spread(&client, proto, 300);
+        let got = spread(client, proto, 300);
         let answers: BTreeMap<String, u32> = got
             .iter()
             .filter(|(k, _)| ENDPOINTS.contains(&k.as_str()))
@@ -134,7 +158,7 @@ fn cluster_ip_spreads_new_connections_over_ready_endpoints() {
     }
     // The node itself reaches the ClusterIP (its route to the Service CIDR goes to the
     // switch), answered from the Service address.
-    let from_node = spread(&node, "tcp", 30);
+    let from_node = spread(node, "tcp", 30);
     assert_eq!(
         from_node
             .iter()
@@ -160,9 +184,9 @@ fn cluster_ip_spreads_new_connections_over_ready_endpoints() {
     );
 
     // One endpoint leaves the slice: new connections go to the other two only.
-    apply(&d, &[slice(&ENDPOINTS[..2], &[NOT_READY])]);
+    apply(d, &[slice(&ENDPOINTS[..2], &[NOT_READY])]);
     for proto in ["tcp", "udp"] {
-        let got = spread(&client, proto, 60);
+        let got = spread(client, proto, 60);
         assert_eq!(
             got.iter()
                 .filter(|(k, _)| ENDPOINTS[..2].contains(&k.as_str()))
@@ -172,7 +196,6 @@ fn cluster_ip_spreads_new_connections_over_ready_endpoints() {
             "{proto} after the endpoint left: {got:?}"
         );
     }
-    drop(servers);
 }
 
 /// kube-proxy's stale-UDP bug (kubernetes#48370 and successors) must not exist: UDP flows
@@ -184,17 +207,9 @@ fn cluster_ip_spreads_new_connections_over_ready_endpoints() {
 fn udp_flows_leave_an_endpoint_that_leaves_and_stay_on_those_that_stay() {
     let _serial = serial();
     require_root();
-    let node = Netns::new();
-    let d = Daemon::start_in(&node, &["--pod-cidr", POD_CIDR, "--node-name", "n1"]);
-    let client = Netns::new();
-    add_pod(&d, "client", &client, CLIENT);
-    let eps: Vec<Netns> = ENDPOINTS.iter().map(|_| Netns::new()).collect();
-    let mut servers = Vec::new();
-    for (i, (ns, ip)) in eps.iter().zip(ENDPOINTS).enumerate() {
-        add_pod(&d, &format!("ep{i}"), ns, ip);
-        servers.push(server(ns, ip, 100));
-    }
-    apply(&d, &[service(), slice(&ENDPOINTS, &[])]);
+    let bed = Bed::new();
+    let (d, client) = (&bed.d, &bed.client);
+    apply(d, &[service(), slice(&ENDPOINTS, &[])]);
     std::thread::sleep(Duration::from_millis(500));
     // 30 client sockets ask once each, then (once the file `go` exists) each asks again;
     // every socket prints its two answers.
@@ -225,7 +240,7 @@ for s, a in zip(socks, first): print(a, ask(s))
     });
     assert!(all_asked, "{}", d.ctl_ok(&["dump-conntrack"]));
     let gone = ENDPOINTS[2];
-    apply(&d, &[slice(&ENDPOINTS[..2], &[])]);
+    apply(d, &[slice(&ENDPOINTS[..2], &[])]);
     std::fs::write(&go, "").unwrap();
     let out = c.finish(Duration::from_secs(30));
     let pairs: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
@@ -251,7 +266,6 @@ for s, a in zip(socks, first): print(a, ask(s))
             );
         }
     }
-    drop(servers);
 }
 
 /// Hairpin: a Pod that is its Service's only endpoint reaches itself through the Service
@@ -293,22 +307,14 @@ fn a_pod_reaches_itself_through_its_service() {
 fn session_affinity_keeps_a_client_on_one_endpoint_until_the_timeout() {
     let _serial = serial();
     require_root();
-    let node = Netns::new();
-    let d = Daemon::start_in(&node, &["--pod-cidr", POD_CIDR, "--node-name", "n1"]);
-    let client = Netns::new();
-    add_pod(&d, "client", &client, CLIENT);
-    let eps: Vec<Netns> = ENDPOINTS.iter().map(|_| Netns::new()).collect();
-    let mut servers = Vec::new();
-    for (i, (ns, ip)) in eps.iter().zip(ENDPOINTS).enumerate() {
-        add_pod(&d, &format!("ep{i}"), ns, ip);
-        servers.push(server(ns, ip, 100));
-    }
+    let bed = Bed::new();
+    let (d, client) = (&bed.d, &bed.client);
     let mut svc = service();
     svc["spec"]["sessionAffinity"] = json!("ClientIP");
-    apply(&d, &[svc.clone(), slice(&ENDPOINTS, &[])]);
+    apply(d, &[svc.clone(), slice(&ENDPOINTS, &[])]);
     std::thread::sleep(Duration::from_millis(500));
     for proto in ["tcp", "udp"] {
-        let got = spread(&client, proto, 60);
+        let got = spread(client, proto, 60);
         assert_eq!(
             got.len(),
             1,
@@ -317,17 +323,16 @@ fn session_affinity_keeps_a_client_on_one_endpoint_until_the_timeout() {
         assert_eq!(got.values().sum::<u32>(), 60, "{proto}: {got:?}");
     }
     svc["spec"]["sessionAffinityConfig"] = json!({ "clientIP": { "timeoutSeconds": 1 } });
-    apply(&d, &[svc]);
+    apply(d, &[svc]);
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..10 {
         std::thread::sleep(Duration::from_millis(1300));
-        seen.extend(spread(&client, "tcp", 1).into_keys());
+        seen.extend(spread(client, "tcp", 1).into_keys());
         if seen.len() > 1 {
             break;
         }
     }
     assert!(seen.len() > 1, "never moved after the timeout: {seen:?}");
-    drop(servers);
 }
 
 /// internalTrafficPolicy Local: a Pod's connections to the cluster IP go only to the
@@ -337,16 +342,8 @@ fn session_affinity_keeps_a_client_on_one_endpoint_until_the_timeout() {
 fn internal_traffic_policy_local_keeps_pods_on_their_node() {
     let _serial = serial();
     require_root();
-    let node = Netns::new();
-    let d = Daemon::start_in(&node, &["--pod-cidr", POD_CIDR, "--node-name", "n1"]);
-    let client = Netns::new();
-    add_pod(&d, "client", &client, CLIENT);
-    let eps: Vec<Netns> = ENDPOINTS.iter().map(|_| Netns::new()).collect();
-    let mut servers = Vec::new();
-    for (i, (ns, ip)) in eps.iter().zip(ENDPOINTS).enumerate() {
-        add_pod(&d, &format!("ep{i}"), ns, ip);
-        servers.push(server(ns, ip, 100));
-    }
+    let bed = Bed::new();
+    let (d, client) = (&bed.d, &bed.client);
     let mut svc = service();
     svc["spec"]["internalTrafficPolicy"] = json!("Local");
     // The slice says only the first endpoint is on this node.
@@ -357,17 +354,16 @@ fn internal_traffic_policy_local_keeps_pods_on_their_node() {
         }
         s
     };
-    apply(&d, &[svc, on(["n1", "n2", "n2"])]);
+    apply(d, &[svc, on(["n1", "n2", "n2"])]);
     std::thread::sleep(Duration::from_millis(500));
-    let got = spread(&client, "tcp", 30);
+    let got = spread(client, "tcp", 30);
     assert_eq!(got.get(ENDPOINTS[0]), Some(&30), "{got:?}");
     assert_eq!(got.len(), 1, "{got:?}");
-    apply(&d, &[on(["n2", "n2", "n3"])]);
-    let got = spread(&client, "udp", 2);
+    apply(d, &[on(["n2", "n2", "n3"])]);
+    let got = spread(client, "udp", 2);
     assert_eq!(
         got.get("error=TimeoutError"),
         Some(&2),
         "no local endpoint: dropped: {got:?}"
     );
-    drop(servers);
 }

@@ -736,6 +736,21 @@ pub fn endpoints_cell(
     }
 }
 
+/// `get`'s columns: `shown` always, `wide` with `-o wide`.
+fn columns(shown: &[&str], wide: &[&str]) -> Vec<GetColumn> {
+    let col = |wide| {
+        move |n: &&str| GetColumn {
+            name: n.to_string(),
+            wide,
+        }
+    };
+    shown
+        .iter()
+        .map(col(false))
+        .chain(wide.iter().map(col(true)))
+        .collect()
+}
+
 fn port_text(p: &ServicePort) -> String {
     match p.node_port {
         Some(n) => format!("{}:{n}/{}", p.port, p.protocol.as_str()),
@@ -851,17 +866,10 @@ impl Kind for ServiceKind {
     }
 
     fn columns(&self) -> Vec<GetColumn> {
-        ["TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)"]
-            .into_iter()
-            .map(|n| GetColumn {
-                name: n.into(),
-                wide: false,
-            })
-            .chain([GetColumn {
-                name: "ENDPOINTS".into(),
-                wide: true,
-            }])
-            .collect()
+        columns(
+            &["TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)"],
+            &["ENDPOINTS"],
+        )
     }
 
     fn cells(&self, _key: &ObjectKey, stored: &Stored) -> Vec<String> {
@@ -977,13 +985,7 @@ impl Kind for SliceKind {
     }
 
     fn columns(&self) -> Vec<GetColumn> {
-        ["ADDRESSTYPE", "PORTS", "ENDPOINTS"]
-            .into_iter()
-            .map(|n| GetColumn {
-                name: n.into(),
-                wide: false,
-            })
-            .collect()
+        columns(&["ADDRESSTYPE", "PORTS", "ENDPOINTS"], &[])
     }
 
     fn cells(&self, _key: &ObjectKey, stored: &Stored) -> Vec<String> {
