@@ -33,6 +33,7 @@ sysctl                        procps                       root-test
 timeout                       coreutils                    root-test
 ethtool                       ethtool                      root-test
 tcpdump                       tcpdump                      root-test
+iptables                      iptables                     demo root-test
 /usr/lib/cni/host-local       containernetworking-plugins  root-test
 /usr/lib/cni/tuning           containernetworking-plugins  root-test
 /usr/lib/cni/bandwidth        containernetworking-plugins  root-test

@@ -91,7 +91,7 @@ fn slice(ready: &[&str], not_ready: &[&str]) -> Value {
 /// [`server`]; dropped in order (servers, Pods, switch, node).
 struct Bed {
     _servers: Vec<Bg>,
-    _eps: Vec<Netns>,
+    eps: Vec<Netns>,
     client: Netns,
     d: Daemon,
     node: Netns,
@@ -111,7 +111,7 @@ impl Bed {
         }
         Bed {
             _servers: servers,
-            _eps: eps,
+            eps,
             client,
             d,
             node,
@@ -365,5 +365,82 @@ fn internal_traffic_policy_local_keeps_pods_on_their_node() {
         got.get("error=TimeoutError"),
         Some(&2),
         "no local endpoint: dropped: {got:?}"
+    );
+}
+
+/// Egress masquerade: a Pod reaching an address outside the cluster is seen there with
+/// the node's address (the outside network has no route to Pods); a Pod reaching another
+/// Pod keeps its own.
+#[test]
+#[ignore = "needs root"]
+fn pods_reach_outside_the_cluster_with_the_nodes_address() {
+    let _serial = serial();
+    vswitch_tests::e2e::require_root(&["ip", "nsenter", "timeout", "python3", "iptables"]);
+    let bed = Bed::new();
+    let outside = Netns::new();
+    let (host_if, out_if) = (unique("vo"), unique("vi"));
+    let (host_if, out_if) = (
+        &host_if[..15.min(host_if.len())],
+        &out_if[..15.min(out_if.len())],
+    );
+    vswitch_tests::e2e::run_ok(
+        "ip",
+        &[
+            "link",
+            "add",
+            host_if,
+            "netns",
+            bed.node.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            out_if,
+            "netns",
+            outside.name(),
+        ],
+    );
+    bed.node
+        .exec_ok(&["ip", "addr", "add", "198.51.100.1/24", "dev", host_if]);
+    bed.node.exec_ok(&["ip", "link", "set", host_if, "up"]);
+    outside.exec_ok(&["ip", "addr", "add", "198.51.100.2/24", "dev", out_if]);
+    outside.exec_ok(&["ip", "link", "set", out_if, "up"]);
+    let seen_from = |from: &Netns, to: &Netns, to_ip: &str| -> String {
+        let listener = to.spawn(&[
+            "timeout",
+            "10",
+            "python3",
+            "-c",
+            "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+             s.bind(('0.0.0.0', 7777)); d, a = s.recvfrom(100); print(a[0])",
+        ]);
+        std::thread::sleep(Duration::from_millis(300));
+        from.exec_ok(&[
+            "python3",
+            "-c",
+            &format!(
+                "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                 for _ in range(20): s.sendto(b'x', ('{to_ip}', 7777)); time.sleep(0.1)"
+            ),
+        ]);
+        String::from_utf8_lossy(&listener.finish(Duration::from_secs(15)).stdout)
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        seen_from(&bed.client, &outside, "198.51.100.2"),
+        "198.51.100.1",
+        "outside the cluster: the node's address\n{}",
+        bed.node.exec_ok(&["iptables", "-t", "nat", "-S"])
+    );
+    assert_eq!(
+        seen_from(&bed.client, &bed.eps[0], ENDPOINTS[0]),
+        CLIENT,
+        "Pod to Pod: the Pod's own address"
+    );
+    let rules = bed.node.exec_ok(&["iptables", "-t", "nat", "-S"]);
+    assert!(
+        rules.contains("VSWITCH-MASQ") && rules.contains("10.244.0.0/16"),
+        "{rules}"
     );
 }

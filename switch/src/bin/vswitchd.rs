@@ -61,6 +61,18 @@ struct Args {
     /// from the node to the switch, so the node's own processes reach ClusterIPs.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cidr: vswitch_proto::net::Ipv4Cidr,
+    /// The cluster's Pod network (the controller manager's --cluster-cidr): traffic from
+    /// this node's Pods to anywhere outside it, the Service CIDR and --masquerade-exclude
+    /// leaves with the node's address (iptables MASQUERADE in the switch's namespace).
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: vswitch_proto::net::Ipv4Cidr,
+    /// More destinations Pods reach with their own address (repeat for more).
+    #[arg(long, value_name = "CIDR")]
+    masquerade_exclude: Vec<vswitch_proto::net::Ipv4Cidr>,
+    /// No egress masquerade: the switch's rules are removed (Pods keep their addresses
+    /// everywhere; the network must route back to them).
+    #[arg(long)]
+    no_masquerade: bool,
     /// MTU of the Pods' interfaces and of the gateway (default: the underlay interface's
     /// MTU less 50, the VXLAN overhead, with --node-ip; else 1500).
     #[arg(long, value_parser = clap::value_parser!(u32).range(576..=65535))]
@@ -145,6 +157,11 @@ fn main() {
         busy_poll: Duration::from_micros(args.busy_poll_us),
         pod_cidr: args.pod_cidr.clone(),
         service_cidr: Some(args.service_cidr),
+        masquerade: (!args.no_masquerade).then(|| vswitch::daemon::masq::Masquerade {
+            cluster_cidr: args.cluster_cidr,
+            exclude: args.masquerade_exclude.clone(),
+        }),
+        masquerade_off: args.no_masquerade,
         pod_mtu: args.pod_mtu,
         gateway: args.gateway_name.clone(),
         node_ip: args.node_ip,

@@ -18,6 +18,7 @@ mod devices;
 mod flows;
 pub mod ipam;
 pub mod logging;
+pub mod masq;
 mod objects;
 pub mod overlay;
 mod podnet;
@@ -120,6 +121,12 @@ pub struct Config {
     pub pod_cidr: Option<String>,
     /// The cluster's Service CIDR (`--service-cidr`), routed from the node to the switch.
     pub service_cidr: Option<vswitch_proto::net::Ipv4Cidr>,
+    /// Egress masquerade of the Pods' traffic leaving the cluster (`--cluster-cidr`,
+    /// `--masquerade-exclude`); `None`: the node's NAT is left alone (`Config::new`), or
+    /// the switch's rules are removed (`--no-masquerade`: `masquerade_off`).
+    pub masquerade: Option<masq::Masquerade>,
+    /// `--no-masquerade`: remove the switch's masquerade rules.
+    pub masquerade_off: bool,
     /// The MTU of the gateway and of every Pod's interface (`--pod-mtu`); by default the
     /// underlay's less the VXLAN overhead when there is a tunnel, else 1500.
     pub pod_mtu: Option<u32>,
@@ -156,6 +163,8 @@ impl Config {
             busy_poll: worker::DEFAULT_BUSY_POLL,
             pod_cidr: None,
             service_cidr: None,
+            masquerade: None,
+            masquerade_off: false,
             pod_mtu: None,
             gateway: DEFAULT_GATEWAY.into(),
             node_ip: None,

@@ -405,6 +405,18 @@ impl Switch {
         if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
             tracing::warn!(error = %e, "cannot turn IPv4 forwarding on: Pods reach only this node and other Pods");
         }
+        if let Some(m) = &self.config.masquerade {
+            match super::masq::install(net.cidr, self.config.service_cidr, m) {
+                Ok(()) => {
+                    tracing::info!(cluster_cidr = %m.cluster_cidr, "Pods' traffic leaving the cluster is masqueraded")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot set up egress masquerade: Pods reach outside the cluster only where routes lead back to them")
+                }
+            }
+        } else if self.config.masquerade_off {
+            super::masq::remove();
+        }
         tracing::info!(pod_cidr = %net.cidr, gateway = %net.gateway_ip(), pods = self.podnet.pods.len() + self.podnet.hand.len(), "Pod network ready");
     }
 
