@@ -441,6 +441,12 @@ pub enum Action {
     },
     /// `meter:N` (OpenFlow 1.3's meter instruction): through meter N, which may drop.
     Meter(u32),
+    /// `reject` (a vswitch extension; Open vSwitch has no such action): drop the packet and
+    /// answer its sender at once, out of the port it came in on, as Linux's iptables
+    /// `REJECT` would: a TCP segment (not itself a RST) gets a RST, anything else an ICMP
+    /// (ICMPv6) port unreachable. ICMP errors, broadcast and multicast destinations and
+    /// non-first fragments are dropped without an answer. Ends the packet's processing.
+    Reject,
 }
 
 impl Action {
@@ -458,6 +464,7 @@ impl Action {
                 | Action::ClearActions
                 | Action::WriteMetadata { .. }
                 | Action::Exit
+                | Action::Reject
         )
     }
 

@@ -577,21 +577,27 @@ fn actions_for(l3: L3, table: u8, conjunctions: bool) -> BoxedStrategy<Vec<Actio
         prop::option::of(prop::collection::vec(in_set, 1..4)),
         prop::option::of((any::<u64>(), any::<u64>())),
     );
-    let normal = (list, instructions, goto).prop_map(|(mut l, (clear, write, md), g)| {
-        if clear {
-            l.push(Action::ClearActions);
-        }
-        if let Some(w) = write {
-            l.push(Action::WriteActions(w));
-        }
-        if let Some((value, mask)) = md {
-            l.push(Action::WriteMetadata { value, mask });
-        }
-        if let Some(t) = g {
-            l.push(Action::GotoTable(t));
-        }
-        l
-    });
+    let normal =
+        (list, instructions, goto, 0u8..8).prop_map(|(mut l, (clear, write, md), g, r)| {
+            // `reject` ends the packet's processing: nothing may follow it.
+            if r == 0 {
+                l.push(Action::Reject);
+                return l;
+            }
+            if clear {
+                l.push(Action::ClearActions);
+            }
+            if let Some(w) = write {
+                l.push(Action::WriteActions(w));
+            }
+            if let Some((value, mask)) = md {
+                l.push(Action::WriteMetadata { value, mask });
+            }
+            if let Some(t) = g {
+                l.push(Action::GotoTable(t));
+            }
+            l
+        });
     let conj = prop::collection::vec(
         prop_oneof![
             3 => (any::<u32>(), 2u8..=64, any::<u8>()).prop_map(|(id, n, k)| Action::Conjunction {
@@ -661,7 +667,7 @@ fn arb_group() -> impl Strategy<Value = GroupSpec> {
             // Group buckets hold no instructions.
             actions_for(L3::None, 254, false).prop_map(|l| {
                 l.into_iter()
-                    .filter(|a| a.instruction_rank() == 0)
+                    .filter(|a| a.instruction_rank() == 0 && *a != Action::Reject)
                     .collect()
             }),
         );

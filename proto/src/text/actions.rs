@@ -144,8 +144,19 @@ pub(crate) fn parse_action_list(
     let mut goto_at: Option<usize> = None;
     let mut first_other: Option<(usize, &'static str)> = None;
     let mut conj_at = None;
+    let mut reject_at: Option<usize> = None;
     while let Some(t) = lexer.next_token() {
         let t = t?;
+        if let Some(r) = reject_at {
+            return Err(ParseError::new(
+                t.key_at,
+                format!(
+                    "reject (column {}) must be the last action: it ends the packet's \
+                     processing",
+                    r + 1
+                ),
+            ));
+        }
         if let Some(g) = goto_at {
             return Err(ParseError::new(
                 t.key_at,
@@ -186,6 +197,9 @@ pub(crate) fn parse_action_list(
             check_instruction_order(&out, a, t.key_at)?;
             if matches!(a, Action::GotoTable(_)) {
                 goto_at = Some(t.key_at);
+            }
+            if matches!(a, Action::Reject) {
+                reject_at = Some(t.key_at);
             }
             if matches!(a, Action::Conjunction { .. }) {
                 conj_at.get_or_insert(t.key_at);
@@ -282,6 +296,7 @@ pub(crate) fn action_name(a: &Action) -> &'static str {
         Action::Multipath(_) => "multipath",
         Action::FinTimeout { .. } => "fin_timeout",
         Action::Meter(_) => "meter",
+        Action::Reject => "reject",
     }
 }
 
@@ -362,6 +377,7 @@ const KEYWORDS: &[&str] = &[
     "multipath",
     "fin_timeout",
     "meter",
+    "reject",
 ];
 
 fn no_value(t: &Token, key: &str) -> Result<(), ParseError> {
@@ -601,6 +617,23 @@ fn parse_one(key: &str, t: &Token, ctx: &mut Ctx) -> Result<Vec<Action>, ParseEr
         "exit" => {
             no_value(t, key)?;
             one(Action::Exit)
+        }
+        "reject" => {
+            if t.has_value() {
+                return Err(ParseError::new(
+                    t.key_at,
+                    "reject takes no argument: it answers TCP with a RST and anything else \
+                     with ICMP port unreachable",
+                ));
+            }
+            if ctx.in_group || ctx.in_ct_exec || ctx.in_action_set {
+                return Err(ParseError::new(
+                    t.key_at,
+                    "reject is not allowed here (only in a flow's own actions, not in a \
+                     group bucket, ct(exec(...)) or write_actions(...))",
+                ));
+            }
+            one(Action::Reject)
         }
         "clear_actions" | "write_metadata" if ctx.in_group || ctx.in_ct_exec => Err(
             ParseError::new(t.key_at, format!("{key} instruction not allowed here")),
@@ -1224,6 +1257,7 @@ pub(crate) fn write_action(s: &mut String, a: &Action, ports: &dyn PortNames) {
         Action::Meter(id) => {
             let _ = write!(s, "meter:{id}");
         }
+        Action::Reject => s.push_str("reject"),
     }
 }
 

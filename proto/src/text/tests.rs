@@ -551,3 +551,40 @@ fn goto_table_rules() {
             .contains("last")
     );
 }
+
+#[test]
+fn reject_parses_prints_and_refuses_what_it_must() {
+    let f = add("tcp,nw_dst=10.96.0.10,tp_dst=81,actions=reject");
+    assert_eq!(f.actions.as_deref(), Some(&[Action::Reject][..]));
+    assert_eq!(show(&f), "tcp,nw_dst=10.96.0.10,tp_dst=81 actions=reject");
+    assert_eq!(show(&add(&show(&f))), show(&f));
+    // Any packet may be rejected (what cannot be answered is dropped).
+    assert!(parse_actions("reject", &Match::CATCHALL, &PORTS).is_ok());
+    assert!(parse_actions("set_field:1->reg0,reject", &Match::CATCHALL, &PORTS).is_ok());
+    let e = err("actions=reject,output:1", Usage::Add);
+    assert!(
+        e.message.contains("must be the last action"),
+        "{}",
+        e.message
+    );
+    let e = err("actions=reject(tcp_reset)", Usage::Add);
+    assert!(
+        e.message.contains("reject takes no argument"),
+        "{}",
+        e.message
+    );
+    let e = err("actions=reject:1", Usage::Add);
+    assert!(
+        e.message.contains("reject takes no argument"),
+        "{}",
+        e.message
+    );
+    let e = err("actions=write_actions(reject)", Usage::Add);
+    assert!(e.message.contains("not allowed here"), "{}", e.message);
+    let e = err("actions=drop,reject", Usage::Add);
+    assert!(e.message.contains("drop"), "{}", e.message);
+    let e = err("ip,actions=ct(commit,exec(reject))", Usage::Add);
+    assert!(e.message.contains("not allowed here"), "{}", e.message);
+    let e = err("actions=rejct", Usage::Add);
+    assert!(e.message.contains("reject"), "{}", e.message);
+}

@@ -445,6 +445,9 @@ impl Switch {
             sum.revalidations += s.revalidations;
             sum.megaflows_invalidated += s.megaflows_invalidated;
             sum.megaflows_kept += s.megaflows_kept;
+            sum.rejects.sent += s.rejects.sent;
+            sum.rejects.rate_limited += s.rejects.rate_limited;
+            sum.rejects.unanswered += s.rejects.unanswered;
             for (a, b) in sum.malformed.iter_mut().zip(s.malformed) {
                 *a += b;
             }
@@ -464,6 +467,9 @@ impl Switch {
         m.insert("megaflows_invalidated".into(), sum.megaflows_invalidated);
         m.insert("megaflows_kept".into(), sum.megaflows_kept);
         m.insert("owner_conflicts".into(), self.bridge.owner_conflicts());
+        m.insert("reject.sent".into(), sum.rejects.sent);
+        m.insert("reject.rate_limited".into(), sum.rejects.rate_limited);
+        m.insert("reject.unanswered".into(), sum.rejects.unanswered);
         for r in Malformed::ALL {
             m.insert(
                 format!("malformed.{}", r.as_str()),

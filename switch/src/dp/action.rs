@@ -25,10 +25,12 @@ pub enum DropReason {
     NoSuchGroup,
     /// A meter's drop band dropped it (or the meter does not exist any more).
     Meter,
+    /// A `reject` action ended it (answered or not: see the reject counters).
+    Reject,
 }
 
 impl DropReason {
-    pub const COUNT: usize = DropReason::Meter as usize + 1;
+    pub const COUNT: usize = DropReason::Reject as usize + 1;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::NoOutput,
         DropReason::TtlExceeded,
@@ -36,6 +38,7 @@ impl DropReason {
         DropReason::RecircLimit,
         DropReason::NoSuchGroup,
         DropReason::Meter,
+        DropReason::Reject,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +49,7 @@ impl DropReason {
             DropReason::RecircLimit => "recirc_limit",
             DropReason::NoSuchGroup => "no_such_group",
             DropReason::Meter => "meter",
+            DropReason::Reject => "reject",
         }
     }
 }
@@ -187,6 +191,9 @@ pub enum DpAction {
     },
     /// Through meter `id`: the packet goes on only if its bands let it.
     Meter(u32, MeterRef),
+    /// Answer the packet (TCP RST or ICMP port unreachable) out of the port it came in
+    /// on, then drop it: see [`super::reject`].
+    Reject,
 }
 
 /// A meter in a datapath action; equal when it is the same meter.
@@ -397,6 +404,7 @@ impl fmt::Display for DpAction {
                 "userspace(fin_timeout,idle_timeout={idle_timeout},hard_timeout={hard_timeout})"
             ),
             DpAction::Meter(id, _) => write!(f, "meter({id})"),
+            DpAction::Reject => f.write_str("userspace(reject)"),
         }
     }
 }

@@ -11,6 +11,7 @@ use super::Sink;
 use super::action::{DpAction, DropReason, METADATA_WORDS};
 use super::conntrack::Conntrack;
 use super::packet::Packet;
+use super::reject::Rejecter;
 use crate::flow::{Layers, extract};
 use crate::wire::checksum::{update_partial32, update_partial128, update16, update32, update128};
 use vswitch_proto::field::{ethertype, ipproto};
@@ -166,6 +167,7 @@ pub(crate) fn execute<C: Conntrack>(
     ct: &mut C,
     now: u64,
     recirc: &mut Vec<Packet>,
+    rejecter: &mut Rejecter,
 ) -> Outcome {
     let mut sent = false;
     // Whether a header was rewritten (then conntrack must see the packet as it is now).
@@ -185,6 +187,7 @@ pub(crate) fn execute<C: Conntrack>(
                 | DpAction::Meter(..)
                 | DpAction::Drop(_)
                 | DpAction::SetTunnel { .. }
+                | DpAction::Reject
         ) {
             rewritten = true;
         }
@@ -307,6 +310,15 @@ pub(crate) fn execute<C: Conntrack>(
                 }
             }
             DpAction::Drop(r) => return Outcome::Dropped(*r),
+            DpAction::Reject => {
+                rejecter.reject(pkt, now, sink);
+                // A copy sent before (`output:1,reject`) went; the packet ends here.
+                return if sent {
+                    Outcome::Sent
+                } else {
+                    Outcome::Dropped(DropReason::Reject)
+                };
+            }
         }
     }
     if sent {

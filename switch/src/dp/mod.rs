@@ -29,6 +29,7 @@ pub mod emc;
 pub(crate) mod exec;
 pub mod megaflow;
 pub mod packet;
+pub mod reject;
 
 use crate::flow::{Layers, Malformed, extract, flow_hash};
 use crate::ofproto::mac::MacTable;
@@ -40,6 +41,7 @@ use emc::{Emc, EmcRow};
 use exec::Outcome;
 use megaflow::{Megaflow, MegaflowCache};
 use packet::Packet;
+use reject::{RejectStats, Rejecter};
 use std::sync::Arc;
 use vswitch_proto::flow::Flow;
 use vswitch_proto::flowmod::FlowSpec;
@@ -95,6 +97,7 @@ pub fn execute_actions(
         &mut StatelessConntrack,
         now,
         &mut recirculated,
+        &mut Rejecter::default(),
     );
     Executed {
         sent: matches!(outcome, Outcome::Sent),
@@ -128,6 +131,8 @@ pub struct DpStats {
     pub megaflows_kept: u64,
     pub malformed: [u64; Malformed::COUNT],
     pub dropped: [u64; DropReason::COUNT],
+    /// What the `reject` action did.
+    pub rejects: RejectStats,
 }
 
 impl DpStats {
@@ -185,6 +190,7 @@ pub struct FastPath<C: Conntrack = StatelessConntrack> {
     recirc_done: Vec<Packet>,
     scratch: Box<Scratch>,
     last_maintenance_ms: u64,
+    rejecter: Rejecter,
 }
 
 impl FastPath<StatelessConntrack> {
@@ -234,6 +240,7 @@ impl<C: Conntrack> FastPath<C> {
             recirc_done: Vec::new(),
             scratch: Box::default(),
             last_maintenance_ms: 0,
+            rejecter: Rejecter::default(),
         }
     }
 
@@ -363,6 +370,7 @@ impl<C: Conntrack> FastPath<C> {
         for (mf, packets, bytes) in self.credits.drain(..) {
             mf.credit(packets, bytes, now);
         }
+        self.stats.rejects = self.rejecter.stats();
         self.maintain(now);
     }
 
@@ -380,6 +388,7 @@ impl<C: Conntrack> FastPath<C> {
             mac,
             scratch,
             seed,
+            rejecter,
             ..
         } = self;
         for (i, pkt) in pkts.iter_mut().enumerate() {
@@ -418,13 +427,33 @@ impl<C: Conntrack> FastPath<C> {
             let outcome = if let Some(mf) = emc.lookup(key, hash) {
                 stats.emc_hits += 1;
                 note_credit(credits, mf, len);
-                exec::execute(&mf.actions, pkt, key, layers, sink, ct, now, recirc)
+                exec::execute(
+                    &mf.actions,
+                    pkt,
+                    key,
+                    layers,
+                    sink,
+                    ct,
+                    now,
+                    recirc,
+                    rejecter,
+                )
             } else if let Some(mf) = mega.lookup(key) {
                 stats.megaflow_hits += 1;
                 let mf = mf.clone();
                 emc.insert(key, hash, mf.clone());
                 note_credit(credits, &mf, len);
-                exec::execute(&mf.actions, pkt, key, layers, sink, ct, now, recirc)
+                exec::execute(
+                    &mf.actions,
+                    pkt,
+                    key,
+                    layers,
+                    sink,
+                    ct,
+                    now,
+                    recirc,
+                    rejecter,
+                )
             } else {
                 stats.upcalls += 1;
                 let out = xlate::xlate(pipe, mac, key, now);
@@ -434,13 +463,33 @@ impl<C: Conntrack> FastPath<C> {
                     Ok(mf) => {
                         emc.insert(key, hash, mf.clone());
                         note_credit(credits, &mf, len);
-                        exec::execute(&mf.actions, pkt, key, layers, sink, ct, now, recirc)
+                        exec::execute(
+                            &mf.actions,
+                            pkt,
+                            key,
+                            layers,
+                            sink,
+                            ct,
+                            now,
+                            recirc,
+                            rejecter,
+                        )
                     }
                     Err(mf) => {
                         // Cache full: serve this packet from the translation alone.
                         stats.cache_full += 1;
                         mf.credit(1, len as u64, now);
-                        exec::execute(&mf.actions, pkt, key, layers, sink, ct, now, recirc)
+                        exec::execute(
+                            &mf.actions,
+                            pkt,
+                            key,
+                            layers,
+                            sink,
+                            ct,
+                            now,
+                            recirc,
+                            rejecter,
+                        )
                     }
                 }
             };

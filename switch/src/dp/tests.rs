@@ -677,6 +677,7 @@ fn ct_clear_hides_the_old_state_from_the_next_ct() {
         &mut seen,
         0,
         &mut Vec::new(),
+        &mut super::reject::Rejecter::default(),
     );
     assert_eq!(seen.0, [(0x22, 0x0a00_0001), (0, 0)]);
 }
@@ -708,4 +709,36 @@ fn a_meter_drops_above_its_rate_even_from_cached_megaflows() {
     assert_eq!(stats.packets_in, 11);
     assert_eq!(stats.bands[0].0, 5);
     assert_eq!(stats.bands[0].1, 5 * frames[0].len() as u64);
+}
+
+#[test]
+fn reject_answers_out_of_in_port_and_counts() {
+    let (_b, mut fp) = setup(&["tcp,tp_dst=80,actions=reject", "udp,actions=reject"]);
+    let rec = run(&mut fp, &[tcp(1000, b""), udp(true), udp(false)], 2, 1);
+    assert_eq!(rec.out.len(), 3);
+    for (port, frame) in &rec.out {
+        assert_eq!(*port, 2, "back out of the port it came in on");
+        assert_eq!(&frame[0..6], &[2, 0, 0, 0, 0, 1]);
+        assert_eq!(
+            &frame[26..30],
+            &[10, 244, 1, 3],
+            "from the address it was sent to"
+        );
+        assert_checksums_valid(frame);
+    }
+    assert_eq!(rec.out[0].1[23], 6, "a TCP RST");
+    assert_eq!(
+        (rec.out[1].1[23], rec.out[1].1[34]),
+        (1, 3),
+        "ICMP unreachable"
+    );
+    // Again from the caches; then something that must not be answered.
+    let mut bcast = udp(true);
+    bcast[0..6].fill(0xff);
+    let rec = run(&mut fp, &[tcp(1000, b""), bcast], 2, 2);
+    assert_eq!(rec.out.len(), 1);
+    let s = fp.stats();
+    assert_eq!(s.rejects.sent, 4);
+    assert_eq!(s.rejects.unanswered, 1);
+    assert_eq!(s.dropped[DropReason::Reject as usize], 5);
 }

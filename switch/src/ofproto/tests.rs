@@ -1515,3 +1515,50 @@ fn select_groups_with_affinity_keep_a_source_on_its_bucket() {
         40 + 2
     );
 }
+
+#[test]
+fn reject_commits_then_ends_everything_and_trace_says_what_it_sends() {
+    let b = bridge(&[
+        "table=0,in_port=1,tcp,actions=set_field:0x1->reg0,resubmit(,5),output:2,write_actions(output:3)",
+        "table=5,tcp,tp_dst=81,actions=set_field:10.0.0.9->ip_src,reject",
+    ]);
+    let t = b.trace(
+        &packet(
+            "in_port=1,tcp,nw_src=10.0.0.1,nw_dst=10.96.0.10,tp_src=40000,tp_dst=81,tcp_flags=+syn",
+        ),
+        0,
+    );
+    // Built from the packet as the pipeline left it; nothing runs after it: not the
+    // `output:2` of the table that resubmitted, not the action set.
+    assert_eq!(
+        t.datapath_actions(),
+        "set(ipv4(src=10.0.0.9)),userspace(reject)"
+    );
+    let text = t.display(&NoPortNames).to_string();
+    assert!(text.contains("    reject\n"), "{text}");
+    assert!(
+        text.contains(
+            "-> reject: TCP RST|ACK with seq 0, ack = the segment's seq + its length, from \
+             10.96.0.10 port 81 to 10.0.0.9 port 40000, back out of in_port 1"
+        ),
+        "{text}"
+    );
+    // Other ports: forwarded as usual.
+    assert_eq!(
+        actions(&b, "in_port=1,tcp,nw_dst=10.96.0.10,tp_dst=80"),
+        "2,3"
+    );
+    let t = b.trace(
+        &packet("in_port=1,tcp,nw_src=10.0.0.1,nw_dst=255.255.255.255,tp_dst=81"),
+        0,
+    );
+    assert_eq!(
+        t.datapath_actions(),
+        "set(ipv4(src=10.0.0.9)),userspace(reject)"
+    );
+    let text = t.display(&NoPortNames).to_string();
+    assert!(
+        text.contains("-> reject: not answered (broadcast or multicast address)"),
+        "{text}"
+    );
+}

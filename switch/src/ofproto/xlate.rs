@@ -404,6 +404,7 @@ impl<'a> Ctx<'a> {
                     | DpAction::Controller { .. }
                     | DpAction::Ct(_)
                     | DpAction::Drop(_)
+                    | DpAction::Reject
             )
         });
         if let (Some(r), false) = (self.drop_reason, sends) {
@@ -587,6 +588,7 @@ impl<'a> Ctx<'a> {
                     idle_timeout,
                     hard_timeout,
                 } => self.fin_timeout(*idle_timeout, *hard_timeout),
+                Action::Reject => self.reject(),
                 Action::Meter(id) => match self.pipe.meter(*id) {
                     Some(m) => self
                         .out
@@ -706,6 +708,17 @@ impl<'a> Ctx<'a> {
     fn output_to(&mut self, p: u32) {
         self.commit();
         self.out.push(DpAction::Output(p));
+    }
+
+    /// Answer the packet as it is now, then stop: nothing after it runs, not even the
+    /// action set. What the answer is depends on the packet's bytes, decided by the
+    /// datapath: the megaflow does not depend on any more bits for it.
+    fn reject(&mut self) {
+        self.commit();
+        self.out.push(DpAction::Reject);
+        let f = self.flow;
+        self.note(|| crate::dp::reject::describe(&f));
+        self.halted = true;
     }
 
     fn controller(&mut self, max_len: u16) {

@@ -533,6 +533,18 @@ pub fn ndp_neighbor_advert(
 /// a source that is not unicast or a destination that is broadcast or
 /// multicast, and malformed frames.
 pub fn tcp_rst(original_frame: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    tcp_rst_inner(original_frame, true, out)
+}
+
+/// Like [`tcp_rst`], but without checking the segment's TCP checksum: for a frame whose
+/// checksum is left partial (virtio-net `NEEDS_CSUM`, or a TSO super-frame), which holds
+/// only the pseudo-header sum until whoever sends it on fills it in. The reset itself
+/// has its checksum computed in full.
+pub fn tcp_rst_partial_csum(original_frame: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    tcp_rst_inner(original_frame, false, out)
+}
+
+fn tcp_rst_inner(original_frame: &[u8], verify_l4: bool, out: &mut Vec<u8>) -> Result<()> {
     out.clear();
     let l2 = l2_layout(original_frame)?;
     let eth = EthernetFrame::new_unchecked(original_frame);
@@ -573,7 +585,7 @@ pub fn tcp_rst(original_frame: &[u8], out: &mut Vec<u8>) -> Result<()> {
         _ => return Err(Error),
     };
     let seg = TcpPacket::new_checked(segment)?;
-    if seg.rst() || !seg.verify_checksum(&ip_pair) {
+    if seg.rst() || (verify_l4 && !seg.verify_checksum(&ip_pair)) {
         return Err(Error);
     }
     let rst = if seg.ack() {
