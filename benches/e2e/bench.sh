@@ -286,8 +286,9 @@ wait_link() { # <ns> <ifname>
   die "interface $2 did not appear in $1"
 }
 
-# The daemon's directory: the single-node config's, or node N's in vswitchd-2node.
-vsw_dir() { if [ -n "${1:-}" ]; then echo "$STATE/vswitchd-node$1"; else echo "$STATE/vswitchd"; fi; }
+# The daemon's directory: the single-node config's (one per config: the state dir keeps
+# ports and flows, which the next config must not inherit), or node N's in vswitchd-2node.
+vsw_dir() { if [ -n "${1:-}" ]; then echo "$STATE/vswitchd-node$1"; else echo "$STATE/$CONFIG"; fi; }
 ctl() { timeout 30 "$BIN/vswitchctl" --socket "$(vsw_dir)/vswitchd.sock" "$@"; }
 ctl_n() { local n=$1; shift; timeout 30 "$BIN/vswitchctl" --socket "$(vsw_dir "$n")/vswitchd.sock" "$@"; }
 
@@ -1010,7 +1011,7 @@ run_config() { # <index>
 
   case "$CONFIG" in
     vswitchd|vswitchd-ct) { ctl show; ctl dump-ports; ctl dump-flows; } > "$RUN/vswitchd-final.txt" 2>&1 || true
-              cp "$STATE/vswitchd/vswitchd.log" "$RUN/" 2>/dev/null || true ;;
+              cp "$(vsw_dir)/vswitchd.log" "$RUN/" 2>/dev/null || true ;;
     vswitchd-2node)
               for n in 1 2; do
                 { ctl_n "$n" show; ctl_n "$n" dump-ports; ctl_n "$n" dump-flows; ctl_n "$n" list-pods; } > "$RUN/vswitchd-node$n-final.txt" 2>&1 || true
