@@ -4,6 +4,7 @@
 #
 # Run as root from anywhere:   sudo bash benches/e2e/bench.sh
 # Only the cross-node part:    sudo CONFIGS="vswitchd-2node kernel-vxlan-2node ovs-vxlan-2node" bash benches/e2e/bench.sh
+# Connection tracking:         sudo CONFIGS="vswitchd vswitchd-ct kernel-bridge kernel-bridge-ct ovs-tap-tso ovs-tap-tso-ct" ZL_CONFIGS="" bash benches/e2e/bench.sh
 #
 # Same node: pod A 10.244.1.2/24, pod B 10.244.1.3/24, pod MTU 1500, every Pod and the node
 # a network namespace of its own, through:
@@ -14,6 +15,20 @@
 #   ovs-tap-tso     Open vSwitch userspace datapath (datapath_type=netdev), type=tap
 #                   ports moved into the Pods, other_config:userspace-tso-enable=true
 #   ovs-tap         the same without userspace TSO
+# and, with connection tracking (not in the default list), the same three with the Open
+# vSwitch conntrack tutorial's stateful pass-through instead of a plain `normal`:
+#   vswitchd-ct     as vswitchd, flows (CT_FLOWS): priority=0 normal; priority=10 arp
+#                   normal; priority=10,ip,ct_state=-trk -> ct(table=1); table 1:
+#                   +trk+new -> ct(commit),normal, +trk+est -> normal, priority 0 drop.
+#                   The entry count (`vswitchctl dump-conntrack`) goes to the raw results.
+#   ovs-tap-tso-ct  as ovs-tap-tso with the same flows (userspace conntrack); entry count
+#                   from `ovs-appctl dpctl/dump-conntrack`
+#   kernel-bridge-ct  as kernel-bridge, with br_netfilter (net.bridge.bridge-nf-call-iptables=1
+#                   set in the node namespace: the sysctl is per namespace since Linux 5.3;
+#                   when it is not, the global value is restored on exit) and in the node
+#                   namespace's FORWARD chain `-m conntrack --ctstate ESTABLISHED,RELATED -j
+#                   ACCEPT`, `--ctstate NEW -j ACCEPT`, `-j DROP`; entry count from the node
+#                   namespace's /proc/net/nf_conntrack
 # Across nodes: two node namespaces joined by a veth underlay `ul0` (192.168.100.1/24 and
 # .2/24, MTU 1500), pod A 10.244.1.2 on node 1, pod B 10.244.2.2 on node 2, pod MTU 1450
 # (XNODE_POD_MTU), VXLAN VNI 1 on UDP 4789, through:
@@ -31,6 +46,11 @@
 #   TCP      iperf3 -t DUR, REPS reps: Gbit/s (receiver) and retransmits
 #   UDP      iperf3 -u -l 64 -b 0 -t DUR, REPS reps: sender and receiver kpps, loss %
 #   ping     ping -c 200 -i 0.01: RTT avg / p50 / p99 (nearest rank)
+#   conn     after those reps, REPS reps of connrate (this repo's benches/src/bin/connrate.rs;
+#            server in pod B, client in pod A, CONN_THREADS threads, CONN_SECS s): new TCP
+#            connections a second (connect, 1 byte, close, each one complete) and failures;
+#            pod A gets net.ipv4.tcp_tw_reuse=1 and ip_local_port_range 1024-65535 (its
+#            own namespace) so TIME_WAIT does not cap the rate
 #   CPU      the switch processes' CPU over each window (all threads, both nodes' summed;
 #            per node and per thread in the raw files), the whole box's busy CPU, and
 #            other workloads' CPU
@@ -65,11 +85,13 @@
 #   ZL_STEPS [8] (bisection steps)  ZL_THREADS ["1 4"] (sender threads = flows; one search each)
 #   ZL_RECV_THREADS [1]  ZL_LOSS [0.1] (% loss allowed)  ZL_CONFIRM [2] (re-runs at the limit)
 #   ZL_BACKOFF [3] (times the rate steps down 10 % when a confirmation run fails)
+#   CONN_SECS [5] (per connrate rep; 0: skip the connection-rate test)  CONN_THREADS [4]
 set -Eeuo pipefail
 trap 'log "failed (status $?) at line $LINENO: $BASH_COMMAND"' ERR
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SN_CONFIGS="vswitchd kernel-bridge ovs-tap-tso ovs-tap"
+CT_CONFIGS="vswitchd-ct kernel-bridge-ct ovs-tap-tso-ct"
 XN_CONFIGS="vswitchd-2node kernel-vxlan-2node ovs-vxlan-2node"
 CONFIGS=${CONFIGS:-"$SN_CONFIGS $XN_CONFIGS"}
 REPS=${REPS:-3}
@@ -91,6 +113,18 @@ ZL_RECV_THREADS=${ZL_RECV_THREADS:-1}
 ZL_LOSS=${ZL_LOSS:-0.1}
 ZL_CONFIRM=${ZL_CONFIRM:-2}
 ZL_BACKOFF=${ZL_BACKOFF:-3}
+CONN_SECS=${CONN_SECS:-5}
+CONN_THREADS=${CONN_THREADS:-4}
+CONN_PORT=9100
+# The conntrack tutorial's stateful pass-through (vswitchd-ct, ovs-tap-tso-ct).
+CT_FLOWS=(
+  "priority=0,actions=normal"
+  "priority=10,arp,actions=normal"
+  "priority=10,ip,ct_state=-trk,actions=ct(table=1)"
+  "table=1,priority=10,ip,ct_state=+trk+new,actions=ct(commit),normal"
+  "table=1,priority=10,ip,ct_state=+trk+est,actions=normal"
+  "table=1,priority=0,actions=drop"
+)
 UDP_SIZE=64
 PORT=5201
 ZL_PORT=9000
@@ -120,7 +154,7 @@ case " $CONFIGS " in *" ovs-"*)
   done;;
 esac
 for c in $CONFIGS; do
-  case " $SN_CONFIGS $XN_CONFIGS " in *" $c "*) ;; *) die "unknown config '$c' (one of: $SN_CONFIGS $XN_CONFIGS)";; esac
+  case " $SN_CONFIGS $CT_CONFIGS $XN_CONFIGS " in *" $c "*) ;; *) die "unknown config '$c' (one of: $SN_CONFIGS $CT_CONFIGS $XN_CONFIGS)";; esac
 done
 
 STATE=$(mktemp -d "/tmp/$P-state.XXXXXX")
@@ -140,6 +174,8 @@ PIDS_FILE=$STATE/pids   # "<comm> <pid>" of background processes we started
 SWITCH_PIDS=""     # vswitchd or ovs-vswitchd (one per node), for CPU accounting
 CONFIG=""
 RUN=""
+BRNF_RESTORE=""    # global net.bridge.bridge-nf-call-iptables to put back (kernels where it is not per netns)
+BRNF_MODULE_LOADED=0   # 1: this script loaded br_netfilter (unloaded on exit)
 
 pid_record() { echo "$1 $2" >> "$PIDS_FILE"; }
 
@@ -211,6 +247,10 @@ cleanup() {
   set +e
   [ ${#CREATED_NS[@]} -gt 0 ] || [ -s "$PIDS_FILE" ] && log "cleaning up"
   teardown_config
+  if [ -n "$BRNF_RESTORE" ]; then
+    echo "$BRNF_RESTORE" > /proc/sys/net/bridge/bridge-nf-call-iptables && log "restored the global bridge-nf-call-iptables=$BRNF_RESTORE"
+  fi
+  if [ "$BRNF_MODULE_LOADED" = 1 ]; then modprobe -r br_netfilter 2>/dev/null && log "unloaded br_netfilter"; fi
   rm -rf "${STATE:?}"
   log "raw results: $RESULTS_DIR"
   exit "$rc"
@@ -225,7 +265,7 @@ if [ "$BUILD" = 1 ]; then
   log "building (cargo build --release --workspace --bins)"
   (cd "$REPO" && cargo build --release --workspace --bins) >&2 || die "build failed"
 fi
-for b in vswitchd vswitchctl vswitch-cni udpflood; do
+for b in vswitchd vswitchctl vswitch-cni udpflood connrate; do
   [ -x "$BIN/$b" ] || die "$BIN/$b is missing (run with BUILD=1)"
 done
 
@@ -246,8 +286,9 @@ wait_link() { # <ns> <ifname>
   die "interface $2 did not appear in $1"
 }
 
-# The daemon's directory: the single-node config's, or node N's in vswitchd-2node.
-vsw_dir() { if [ -n "${1:-}" ]; then echo "$STATE/vswitchd-node$1"; else echo "$STATE/vswitchd"; fi; }
+# The daemon's directory: the single-node config's (one per config: the state dir keeps
+# ports and flows, which the next config must not inherit), or node N's in vswitchd-2node.
+vsw_dir() { if [ -n "${1:-}" ]; then echo "$STATE/vswitchd-node$1"; else echo "$STATE/$CONFIG"; fi; }
 ctl() { timeout 30 "$BIN/vswitchctl" --socket "$(vsw_dir)/vswitchd.sock" "$@"; }
 ctl_n() { local n=$1; shift; timeout 30 "$BIN/vswitchctl" --socket "$(vsw_dir "$n")/vswitchd.sock" "$@"; }
 
@@ -267,11 +308,16 @@ start_vswitchd() { # <ns> <dir> <extra vswitchd args...>: start it, wait for its
   die "vswitchd ($d) does not answer on its socket: $(cat "$d/vswitchd.stderr" "$d/vswitchd.log" 2>/dev/null)"
 }
 
-setup_vswitchd() {
+setup_vswitchd() { # [ct: the stateful pass-through CT_FLOWS instead of `actions=normal`]
+  local f
   start_vswitchd "$NS_N" "$(vsw_dir)"
   ctl add-port pod-a --type tap --netns "/var/run/netns/$NS_A" --ifname eth0 --ip "$IP_A/24" --mtu "$POD_MTU" >&2
   ctl add-port pod-b --type tap --netns "/var/run/netns/$NS_B" --ifname eth0 --ip "$IP_B/24" --mtu "$POD_MTU" >&2
-  ctl add-flow 'actions=normal' >&2
+  if [ "${1:-}" = ct ]; then
+    for f in "${CT_FLOWS[@]}"; do ctl add-flow "$f" >&2; done
+  else
+    ctl add-flow 'actions=normal' >&2
+  fi
   ip -n "$NS_A" link set eth0 up; ip -n "$NS_B" link set eth0 up
 }
 
@@ -284,6 +330,29 @@ setup_kernel_bridge() {
   ip -n "$NS_N" link set veth-b master br0 up
   pod_ip_cfg "$NS_A" eth0 "$IP_A/24"
   pod_ip_cfg "$NS_B" eth0 "$IP_B/24"
+}
+
+# kernel-bridge-ct: bridged IPv4 through iptables (br_netfilter) with a stateful FORWARD
+# chain in the node namespace.
+setup_bridge_ct() {
+  local g0 g1 v
+  if [ ! -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then
+    modprobe br_netfilter || die "kernel-bridge-ct: br_netfilter is not available (modprobe br_netfilter failed)"
+    BRNF_MODULE_LOADED=1
+  fi
+  g0=$(cat /proc/sys/net/bridge/bridge-nf-call-iptables)
+  ip netns exec "$NS_N" sysctl -qw net.bridge.bridge-nf-call-iptables=1
+  g1=$(cat /proc/sys/net/bridge/bridge-nf-call-iptables)
+  if [ "$g1" != "$g0" ]; then
+    # the sysctl is global on this kernel: put the old value back on exit
+    [ -n "$BRNF_RESTORE" ] || BRNF_RESTORE=$g0
+    log "  bridge-nf-call-iptables is not per namespace here: global value $g0 -> $g1, restored on exit"
+  fi
+  v=$(ip netns exec "$NS_N" cat /proc/sys/net/bridge/bridge-nf-call-iptables)
+  [ "$v" = 1 ] || die "kernel-bridge-ct: bridge-nf-call-iptables is $v in $NS_N"
+  ip netns exec "$NS_N" iptables -w 5 -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+  ip netns exec "$NS_N" iptables -w 5 -A FORWARD -m conntrack --ctstate NEW -j ACCEPT
+  ip netns exec "$NS_N" iptables -w 5 -A FORWARD -j DROP
 }
 
 vsctl_d() { local d=$1; shift; timeout 30 ovs-vsctl --db="unix:$d/db.sock" --timeout=20 "$@"; }
@@ -312,14 +381,19 @@ ovs_start() { # <ns> <dir> <1: userspace TSO>: a private ovsdb-server + ovs-vswi
   for i in $(seq 1 50); do [ -S "$d/ovs-vswitchd.ctl" ] && break; sleep 0.1; done
 }
 
-setup_ovs() { # <1: userspace TSO>
+setup_ovs() { # <1: userspace TSO> [ct: the stateful pass-through CT_FLOWS instead of NORMAL]
+  local f
   OVS_DIR=$STATE/ovs-$CONFIG
   ovs_start "$NS_N" "$OVS_DIR" "$1"
   vsctl add-br br0 -- set bridge br0 datapath_type=netdev
   vsctl add-port br0 tap-a -- set Interface tap-a type=tap
   vsctl add-port br0 tap-b -- set Interface tap-b type=tap
   ofctl del-flows
-  ofctl add-flow "priority=0,actions=NORMAL"
+  if [ "${2:-}" = ct ]; then
+    for f in "${CT_FLOWS[@]}"; do ofctl add-flow "$f"; done
+  else
+    ofctl add-flow "priority=0,actions=NORMAL"
+  fi
   wait_link "$NS_N" tap-a; wait_link "$NS_N" tap-b
   # vswitchd holds the taps' fds; the netdevs move into the Pods (OVS then cannot see
   # them by name and keeps sending anyway; address, MTU and up are set in the Pods)
@@ -433,8 +507,11 @@ setup_config() {
   ns_add "$NS_A"; ns_add "$NS_B"
   case "$CONFIG" in
     vswitchd)           setup_vswitchd ;;
+    vswitchd-ct)        setup_vswitchd ct ;;
     kernel-bridge)      setup_kernel_bridge ;;
+    kernel-bridge-ct)   setup_kernel_bridge; setup_bridge_ct ;;
     ovs-tap-tso)        SRC_IF=tap-a DST_IF=tap-b; setup_ovs 1 ;;
+    ovs-tap-tso-ct)     SRC_IF=tap-a DST_IF=tap-b; setup_ovs 1 ct ;;
     ovs-tap)            SRC_IF=tap-a DST_IF=tap-b; setup_ovs 0 ;;
     vswitchd-2node)     setup_vswitchd_2node ;;
     kernel-vxlan-2node) setup_kernel_vxlan_2node ;;
@@ -485,7 +562,7 @@ foreign_snap() {
     i=index($0,"("); j=match($0, /\) [A-Za-z] /); if (!i || !j) next
     pid=$1; comm=substr($0,i+1,j-i-1); n=split(substr($0,j+2),a," ")
     if (pid==2 || a[2]==2) next
-    if (comm ~ /^(iperf3|vswitchd|vswitchctl|ovs-vswitchd|ovsdb-server|ovs-vsctl|ovs-appctl|ovs-ofctl|udpflood|ping|timeout|bench.sh|bash|awk|cat|sleep|ip|jq|tr|tac|ss|seq|date|grep|sed|sort|ethtool)$/) next
+    if (comm ~ /^(iperf3|vswitchd|vswitchctl|ovs-vswitchd|ovsdb-server|ovs-vsctl|ovs-appctl|ovs-ofctl|udpflood|connrate|iptables|ping|timeout|bench.sh|bash|awk|cat|sleep|ip|jq|tr|tac|ss|seq|date|grep|sed|sort|ethtool)$/) next
     print pid, a[12]+a[13] }'
 }
 foreign_delta() { awk 'NR==FNR{b[$1]=$2; next} {d=$2-(($1 in b)?b[$1]:0); if (d>0) s+=d} END{print s+0}' "$1" "$2"; }
@@ -524,7 +601,7 @@ softnet_dropped() { # all CPUs' backlog drops (the 2nd column, hex)
 switch_ports() { # the switch's port counters (vswitchd configs only)
   local n
   case "$CONFIG" in
-    vswitchd) ctl dump-ports ;;
+    vswitchd|vswitchd-ct) ctl dump-ports ;;
     vswitchd-2node) for n in 1 2; do echo "--- node $n"; ctl_n "$n" dump-ports; done ;;
   esac
 }
@@ -670,6 +747,49 @@ attempt() { # <rep> <tag> <fn>
   emit "$r" "${tag}_attempts" "$n"
 }
 
+# ---------------------------------------------------------------- connection tracking, connection rate
+# The tracked connections of the config's datapath (the -ct configs): their dump goes to
+# <file>, their count to stdout.
+ct_dump() { # <file>
+  case "$CONFIG" in
+    vswitchd-ct)      ctl dump-conntrack -s ;;
+    ovs-tap-tso-ct)   appctl_d "$OVS_DIR" dpctl/dump-conntrack -s ;;
+    kernel-bridge-ct) ip netns exec "$NS_N" cat /proc/net/nf_conntrack ;;
+  esac > "$1" 2>&1 || true
+  grep -c . "$1" || true
+}
+ct_record() { # <when>: emit ct_entries_<when>, keep the dump
+  local n
+  case "$CONFIG" in *-ct) ;; *) return 0;; esac
+  n=$(ct_dump "$RUN/conntrack-$1.txt")
+  emit 0 "ct_entries_$1" "${n:-0}"
+  log "  $CONFIG: ${n:-0} tracked connections ($1)"
+}
+
+conn_client() { # <out file>
+  bounded "$1" timeout $((CONN_SECS + 15)) ip netns exec "$NS_A" "$BIN/connrate" client "$IP_B:$CONN_PORT" \
+      --secs "$CONN_SECS" --threads "$CONN_THREADS" || log "  connrate client exited non-zero, see $1"
+}
+test_conn() { # <rep> <base>: a connrate server in pod B for this window only
+  local r=$1 base=$2 spid i v
+  timeout $((CONN_SECS + 60)) ip netns exec "$NS_B" "$BIN/connrate" server "$IP_B:$CONN_PORT" \
+      --secs $((CONN_SECS + 45)) --threads "$CONN_THREADS" > "$base.server.txt" 2>&1 &
+  spid=$!
+  pid_record timeout "$spid"
+  for i in $(seq 1 50); do
+    ip netns exec "$NS_B" ss -Hltn "sport = :$CONN_PORT" 2>/dev/null | grep -q . && break
+    sleep 0.1
+  done
+  measure_window "$r" conn "$base" conn_client "$base.txt"
+  kill_pid_checked "$spid" timeout
+  wait "$spid" 2>/dev/null || true
+  sed -i "/^timeout $spid\$/d" "$PIDS_FILE"
+  v=$(sed -n 's/.*connections_per_sec=\([0-9]*\).*/\1/p' "$base.txt")
+  emit "$r" conn_per_sec "${v:-NA}"
+  v=$(sed -n 's/.* failures=\([0-9]*\).*/\1/p' "$base.txt")
+  emit "$r" conn_failures "${v:-NA}"
+}
+
 record_env() {
   local ns ifn n d
   {
@@ -692,7 +812,10 @@ record_env() {
     done
     if [ -n "$NS_N1" ]; then echo "--- pod A routes"; ip -n "$NS_A" route; fi
     case "$CONFIG" in
-      vswitchd) echo "--- vswitchctl show"; ctl show;;
+      vswitchd|vswitchd-ct) echo "--- vswitchctl show"; ctl show; echo "--- flows"; ctl dump-flows;;
+      kernel-bridge-ct)
+        echo "--- node: bridge-nf-call-iptables=$(ip netns exec "$NS_N" cat /proc/sys/net/bridge/bridge-nf-call-iptables) (global $(cat /proc/sys/net/bridge/bridge-nf-call-iptables))"
+        ip netns exec "$NS_N" iptables -w 5 -S FORWARD;;
       vswitchd-2node)
         for n in 1 2; do
           echo "--- node $n: vswitchctl show / list-ports / list-pods"
@@ -869,12 +992,26 @@ run_config() { # <index>
     attempt "$r" ping test_ping
   done
   kill_pid_checked "$spid" iperf3
+  ct_record after_reps
+
+  # New TCP connections a second, after the throughput reps (its TIME_WAIT entries would
+  # otherwise fill the conntrack tables under them). Pod A's own namespace gets port
+  # reuse and a wide port range so TIME_WAIT does not cap the rate.
+  if [ "$CONN_SECS" != 0 ]; then
+    ip netns exec "$NS_A" sysctl -qw net.ipv4.tcp_tw_reuse=1 "net.ipv4.ip_local_port_range=1024 65535"
+    echo "--- pod A: tcp_tw_reuse=$(ip netns exec "$NS_A" cat /proc/sys/net/ipv4/tcp_tw_reuse) ip_local_port_range=$(ip netns exec "$NS_A" cat /proc/sys/net/ipv4/ip_local_port_range | tr '\t' ' ')" >> "$RUN/env.txt"
+    for r in $(seq 1 "$REPS"); do
+      sleep 1
+      attempt "$r" conn test_conn
+    done
+    ct_record after_conn
+  fi
 
   case " $ZL_CONFIGS " in *" $CONFIG "*) zero_loss_search ;; esac
 
   case "$CONFIG" in
-    vswitchd) { ctl show; ctl dump-ports; ctl dump-flows; } > "$RUN/vswitchd-final.txt" 2>&1 || true
-              cp "$STATE/vswitchd/vswitchd.log" "$RUN/" 2>/dev/null || true ;;
+    vswitchd|vswitchd-ct) { ctl show; ctl dump-ports; ctl dump-flows; } > "$RUN/vswitchd-final.txt" 2>&1 || true
+              cp "$(vsw_dir)/vswitchd.log" "$RUN/" 2>/dev/null || true ;;
     vswitchd-2node)
               for n in 1 2; do
                 { ctl_n "$n" show; ctl_n "$n" dump-ports; ctl_n "$n" dump-flows; ctl_n "$n" list-pods; } > "$RUN/vswitchd-node$n-final.txt" 2>&1 || true
@@ -889,7 +1026,9 @@ run_config() { # <index>
                 { ofctl_d "$d" br-int dump-ports; ofctl_d "$d" br-int dump-flows; ofctl_d "$d" br-phy dump-ports; appctl_d "$d" dpctl/show -s; } > "$RUN/ovs-node$n-final.txt" 2>&1 || true
                 cp "$d/ovs-vswitchd.log" "$RUN/ovs-vswitchd-node$n.log" 2>/dev/null || true
               done ;;
-    ovs-*)    { ofctl dump-ports; ofctl dump-flows; ovs-appctl -t "$OVS_DIR/ovs-vswitchd.ctl" dpctl/show -s; } > "$RUN/ovs-final.txt" 2>&1 || true
+    kernel-bridge-ct)
+              { ip netns exec "$NS_N" iptables -w 5 -L FORWARD -v -n -x; } > "$RUN/iptables-final.txt" 2>&1 || true ;;
+    ovs-*)    { ofctl dump-ports; ofctl dump-flows; appctl_d "$OVS_DIR" dpctl/show -s; appctl_d "$OVS_DIR" dpctl/ct-stats-show; } > "$RUN/ovs-final.txt" 2>&1 || true
               cp "$OVS_DIR/ovs-vswitchd.log" "$RUN/" 2>/dev/null || true ;;
   esac
   log_problems
@@ -1029,6 +1168,42 @@ summary() {
             printf "| 64 B UDP rx ≥ the kernel overlay'"'"'s, loss < 1 %% | %s kpps, %s %% loss | %s kpps, %s %% loss | %.2f× | %s |\n", u, l, uk, g(k,"udp_loss_pct"), q, yn(q >= 1 && l != "" && l+0 < 1)
             p=g(a,"ping_avg_ms")
             printf "| RTT avg ≤ 0.25 ms | %s ms (p99 %s) | %s ms (p99 %s) | | %s |\n", p, g(a,"ping_p99_ms"), g(k,"ping_avg_ms"), g(k,"ping_p99_ms"), yn(p != "" && p+0 <= 0.25)
+          }' "$M"
+      fi
+    fi
+    if awk -F'\t' '$2=="conn_per_sec" || $2 ~ /^ct_entries_/ {f=1} END{exit !f}' "$M"; then
+      echo
+      echo "#### Connection tracking and new TCP connections a second"
+      echo
+      echo "Medians of $REPS with [min–max] of the raw runs. connrate: $CONN_THREADS client threads, ${CONN_SECS} s per rep, each connection connect + 1 byte + close, complete; failures = connect/read errors and timeouts (1 s) per rep. Tracked connections: the datapath's conntrack entries after the TCP/UDP/ping reps and after the connrate reps (-ct configs only)."
+      echo
+      echo "| config | TCP Gbit/s | new TCP connections/s | connrate failures | tracked after reps | tracked after connrate |"
+      echo "|---|---|---|---|---|---|"
+      awk -F'\t' -v cfgs="$CONFIGS" "$AWK_CELL"'
+        function rng(c, m,   n, a, i, lo, hi) {
+          if (!((c,m) in v)) return "–"
+          n=split(r[c,m], a, "/"); lo=a[1]; hi=a[1]
+          for (i=2;i<=n;i++) { if (a[i]+0 < lo+0) lo=a[i]; if (a[i]+0 > hi+0) hi=a[i] }
+          return "**" v[c,m] "** [" lo "–" hi "]"
+        }
+        function one(c, m) { return ((c,m) in v) ? v[c,m] : "–" }
+        END {
+          n=split(cfgs, C, " ")
+          for (i=1;i<=n;i++) { c=C[i]; if (!((c,"tcp_gbps") in v) && !((c,"conn_per_sec") in v)) continue
+            printf "| %s | %s | %s | %s | %s | %s |\n", c, rng(c,"tcp_gbps"), rng(c,"conn_per_sec"),
+              ((c,"conn_failures") in v) ? r[c,"conn_failures"] : "–", one(c,"ct_entries_after_reps"), one(c,"ct_entries_after_conn") }
+        }' "$M"
+      if awk -F'\t' '$1 ~ /-ct$/ && $2=="tcp_gbps"{f=1} END{exit !f}' "$M"; then
+        echo
+        echo "Ratios of medians, tracked against untracked and between datapaths (issue 11 targets: vswitchd-ct within 10 % of vswitchd, i.e. ≥ 0.90; vswitchd-ct ≥ 1.0× kernel-bridge-ct):"
+        echo
+        echo "| ratio | TCP | new connections/s |"
+        echo "|---|---|---|"
+        awk -F'\t' "$AWK_CELL"'
+          function row(a, b) { if (((a,"tcp_gbps") in v) && ((b,"tcp_gbps") in v)) printf "| %s / %s | %s | %s |\n", a, b, ratio(a,b,"tcp_gbps"), ratio(a,b,"conn_per_sec") }
+          END {
+            row("vswitchd-ct", "vswitchd"); row("kernel-bridge-ct", "kernel-bridge"); row("ovs-tap-tso-ct", "ovs-tap-tso")
+            row("vswitchd-ct", "kernel-bridge-ct"); row("vswitchd-ct", "ovs-tap-tso-ct")
           }' "$M"
       fi
     fi
