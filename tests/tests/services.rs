@@ -198,6 +198,61 @@ fn cluster_ip_spreads_new_connections_over_ready_endpoints() {
     }
 }
 
+/// A Service without endpoints refuses at once, as kube-proxy's REJECT rule does: a TCP
+/// connect fails with ECONNREFUSED (a reset) and a connected UDP socket gets
+/// ECONNREFUSED (an ICMP port unreachable), well before any timeout; the switch counts
+/// what it sent. Once endpoints appear the same Service answers.
+#[test]
+#[ignore = "needs root"]
+fn a_service_without_endpoints_refuses_at_once() {
+    let _serial = serial();
+    require_root();
+    let bed = Bed::new();
+    let (d, client) = (&bed.d, &bed.client);
+    apply(d, &[service()]);
+    std::thread::sleep(Duration::from_millis(500));
+    let code = format!(
+        r#"
+import socket, time
+for proto in ("tcp", "udp"):
+    t = time.monotonic()
+    try:
+        if proto == "tcp":
+            socket.create_connection(("{VIP}", 80), timeout=5)
+        else:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+            s.connect(("{VIP}", 53)); s.send(b"?"); s.recv(100)
+        got = "answered"
+    except Exception as e:
+        got = type(e).__name__
+    print(proto, got, round(time.monotonic() - t, 3))
+"#
+    );
+    let out = client.exec(&["timeout", "30", "python3", "-c", &code]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    for proto in ["tcp", "udp"] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(proto))
+            .unwrap_or_else(|| panic!("no {proto} line: {text}"));
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(f[1], "ConnectionRefusedError", "{proto}: {text}");
+        let secs: f64 = f[2].parse().unwrap();
+        assert!(secs < 1.0, "{proto} refused only after {secs} s: {text}");
+    }
+    let shown = d.ctl_json(&["show"]);
+    let sent = vswitch_tests::e2e::counter(&shown["datapath"], "reject.sent");
+    assert!(sent >= 2, "reject.sent {sent}: {shown}");
+    apply(d, &[slice(&ENDPOINTS, &[])]);
+    let got = spread(client, "tcp", 6);
+    assert_eq!(got.values().sum::<u32>(), 6, "{got:?}");
+    assert!(
+        got.keys().all(|k| ENDPOINTS.contains(&k.as_str())),
+        "{got:?}"
+    );
+}
+
 /// kube-proxy's stale-UDP bug (kubernetes#48370 and successors) must not exist: UDP flows
 /// (client sockets) answered by an endpoint that then leaves the Service are answered by
 /// the others at once, not pinned to the gone endpoint for the connection's lifetime;

@@ -673,10 +673,13 @@ pub fn compile_service(
                 .nw_dst(vip)
                 .nw_proto(sp.protocol.number())
                 .tp_dst(vport);
-            c.rules.push(if set.is_empty() {
-                // No endpoint: refused at once (until the datapath can answer with a
-                // reset or a port unreachable, dropped and counted here); with
-                // internalTrafficPolicy Local and no local endpoint Kubernetes drops.
+            c.rules.push(if set.is_empty() && !is_local {
+                // No endpoint: refused at once, as kube-proxy does (a TCP reset, an ICMP
+                // port unreachable otherwise), so clients fail fast instead of timing out.
+                r.then(vswitch_proto::action::Action::Reject)
+            } else if set.is_empty() {
+                // internalTrafficPolicy Local and no endpoint on this node: Kubernetes
+                // drops.
                 r.drop()
             } else {
                 r.group(group_id(id, i, is_local))

@@ -236,7 +236,11 @@ fn a_service_compiles_to_a_rule_per_address_and_port_and_a_group_per_port() {
     );
     assert_eq!(c.rules.len(), 2);
     assert!(c.groups.is_empty());
-    assert!(c.rules.iter().all(|r| r.actions.is_empty()));
+    assert!(
+        c.rules
+            .iter()
+            .all(|r| r.actions == [vswitch_proto::action::Action::Reject])
+    );
     store(
         &mut objects,
         slice_manifest(
