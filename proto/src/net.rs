@@ -92,6 +92,14 @@ impl Ipv4Cidr {
         (prefix <= 32 && u32::from(net) & !c.netmask() == 0).then_some(c)
     }
 
+    /// The network of one address: `ip/32`.
+    pub fn host(ip: Ipv4Addr) -> Ipv4Cidr {
+        Ipv4Cidr {
+            net: ip,
+            prefix: 32,
+        }
+    }
+
     pub fn network(&self) -> Ipv4Addr {
         self.net
     }

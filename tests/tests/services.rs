@@ -432,34 +432,7 @@ fn pods_reach_outside_the_cluster_with_the_nodes_address() {
     let _serial = serial();
     vswitch_tests::e2e::require_root(&["ip", "nsenter", "timeout", "python3", "iptables"]);
     let bed = Bed::new();
-    let outside = Netns::new();
-    let (host_if, out_if) = (unique("vo"), unique("vi"));
-    let (host_if, out_if) = (
-        &host_if[..15.min(host_if.len())],
-        &out_if[..15.min(out_if.len())],
-    );
-    vswitch_tests::e2e::run_ok(
-        "ip",
-        &[
-            "link",
-            "add",
-            host_if,
-            "netns",
-            bed.node.name(),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            out_if,
-            "netns",
-            outside.name(),
-        ],
-    );
-    bed.node
-        .exec_ok(&["ip", "addr", "add", "198.51.100.1/24", "dev", host_if]);
-    bed.node.exec_ok(&["ip", "link", "set", host_if, "up"]);
-    outside.exec_ok(&["ip", "addr", "add", "198.51.100.2/24", "dev", out_if]);
-    outside.exec_ok(&["ip", "link", "set", out_if, "up"]);
+    let outside = outside(&bed);
     let seen_from = |from: &Netns, to: &Netns, to_ip: &str| -> String {
         let listener = to.spawn(&[
             "timeout",
@@ -498,4 +471,283 @@ fn pods_reach_outside_the_cluster_with_the_nodes_address() {
         rules.contains("VSWITCH-MASQ") && rules.contains("10.244.0.0/16"),
         "{rules}"
     );
+}
+
+/// A namespace outside the cluster, linked to the node by a veth pair: the node is
+/// `NODE_IP` on it, the outside `OUTSIDE_IP`; dropped with the node.
+fn outside(bed: &Bed) -> Netns {
+    let outside = Netns::new();
+    let (host_if, out_if) = (unique("vo"), unique("vi"));
+    let (host_if, out_if) = (
+        &host_if[..15.min(host_if.len())],
+        &out_if[..15.min(out_if.len())],
+    );
+    vswitch_tests::e2e::run_ok(
+        "ip",
+        &[
+            "link",
+            "add",
+            host_if,
+            "netns",
+            bed.node.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            out_if,
+            "netns",
+            outside.name(),
+        ],
+    );
+    bed.node.exec_ok(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{NODE_IP}/24"),
+        "dev",
+        host_if,
+    ]);
+    bed.node.exec_ok(&["ip", "link", "set", host_if, "up"]);
+    outside.exec_ok(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{OUTSIDE_IP}/24"),
+        "dev",
+        out_if,
+    ]);
+    outside.exec_ok(&["ip", "link", "set", out_if, "up"]);
+    outside
+}
+
+const NODE_IP: &str = "198.51.100.1";
+const OUTSIDE_IP: &str = "198.51.100.2";
+const NODE_PORT: u16 = 30090;
+const LB_IP: &str = "192.0.2.50";
+const HEALTH_PORT: u16 = 32100;
+
+/// A server on 9090 answering every TCP connection with its own address and the
+/// address the connection came from, for 60 s.
+fn peer_server(ns: &Netns, ip: &str) -> Bg {
+    let code = format!(
+        r#"
+import socket
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind(("0.0.0.0", 9090)); t.listen(64)
+while True:
+    c, peer = t.accept(); c.sendall(("{ip} " + peer[0]).encode()); c.close()
+"#
+    );
+    ns.spawn(&["timeout", "60", "python3", "-c", &code])
+}
+
+/// `n` TCP connections from `ns` to `ip:port`: each answer (`ENDPOINT PEER`), or
+/// `error=NAME` (each waits at most 2 s).
+fn ask(ns: &Netns, ip: &str, port: u16, n: u32) -> Vec<String> {
+    let code = format!(
+        r#"
+import socket
+for i in range({n}):
+    try:
+        s = socket.create_connection(("{ip}", {port}), timeout=2)
+        print(s.recv(100).decode()); s.close()
+    except Exception as e:
+        print("error=" + type(e).__name__)
+"#
+    );
+    let out = ns.exec(&["timeout", "60", "python3", "-c", &code]);
+    assert!(out.status.success(), "client: {}", show(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A NodePort Service over the first two endpoints (`peer_server`s), the first on this
+/// node (n1), the second on another (n2).
+fn node_port_service(service_type: &str, policy: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": "peer", "namespace": "default" },
+        "spec": { "type": service_type, "clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20"],
+                  "externalTrafficPolicy": policy,
+                  "ports": [ { "name": "peer", "port": 90, "protocol": "TCP", "targetPort": "peer",
+                               "nodePort": NODE_PORT } ] }
+    })
+}
+
+fn peer_slice(nodes: [&str; 2]) -> Value {
+    let ep = |ip: &str, node: &str| json!({ "addresses": [ip], "conditions": { "ready": true }, "nodeName": node });
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": { "name": "peer-abcde", "namespace": "default",
+                      "labels": { "kubernetes.io/service-name": "peer" } },
+        "addressType": "IPv4",
+        "ports": [ { "name": "peer", "port": 9090, "protocol": "TCP" } ],
+        "endpoints": [ ep(ENDPOINTS[0], nodes[0]), ep(ENDPOINTS[1], nodes[1]) ]
+    })
+}
+
+/// The answers' endpoints and peers, counted.
+fn tally(answers: &[String]) -> (BTreeMap<String, u32>, BTreeMap<String, u32>) {
+    let (mut eps, mut peers) = (BTreeMap::new(), BTreeMap::new());
+    for a in answers {
+        let (ep, peer) = a.split_once(' ').unwrap_or((a, ""));
+        *eps.entry(ep.to_string()).or_insert(0) += 1;
+        *peers.entry(peer.to_string()).or_insert(0) += 1;
+    }
+    (eps, peers)
+}
+
+/// NodePort from a client outside the node, both traffic policies: Cluster spreads over
+/// every endpoint and the endpoint sees the node's gateway address (masqueraded, so the
+/// reply comes back through the node); Local keeps the client's address and goes only to
+/// this node's endpoint, and drops when there is none. The node itself reaches the
+/// NodePort on its own address too.
+#[test]
+#[ignore = "needs root"]
+fn node_ports_from_outside_the_node_follow_the_external_traffic_policy() {
+    let _serial = serial();
+    vswitch_tests::e2e::require_root(&["ip", "nsenter", "timeout", "python3", "iptables"]);
+    let bed = Bed::new();
+    let outside = outside(&bed);
+    let _servers: Vec<Bg> = (0..2)
+        .map(|i| peer_server(&bed.eps[i], ENDPOINTS[i]))
+        .collect();
+    let d = &bed.d;
+    apply(
+        d,
+        &[
+            node_port_service("NodePort", "Cluster"),
+            peer_slice(["n1", "n2"]),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let rules = || bed.node.exec_ok(&["iptables", "-t", "nat", "-S"]);
+    let answers = ask(&outside, NODE_IP, NODE_PORT, 20);
+    let (eps, peers) = tally(&answers);
+    assert_eq!(
+        eps.len(),
+        2,
+        "Cluster: both endpoints: {answers:?}\n{}",
+        rules()
+    );
+    assert_eq!(
+        peers.keys().collect::<Vec<_>>(),
+        [GATEWAY],
+        "Cluster: the endpoint sees the node's gateway: {answers:?}"
+    );
+    let from_node = ask(&bed.node, NODE_IP, NODE_PORT, 4);
+    assert_eq!(
+        tally(&from_node).0.values().sum::<u32>(),
+        4,
+        "{from_node:?}"
+    );
+    assert!(
+        from_node.iter().all(|a| !a.starts_with("error")),
+        "{from_node:?}"
+    );
+
+    apply(d, &[node_port_service("NodePort", "Local")]);
+    let answers = ask(&outside, NODE_IP, NODE_PORT, 10);
+    let (eps, peers) = tally(&answers);
+    assert_eq!(
+        eps.get(ENDPOINTS[0]),
+        Some(&10),
+        "Local: this node's endpoint: {answers:?}"
+    );
+    assert_eq!(
+        peers.get(OUTSIDE_IP),
+        Some(&10),
+        "Local: the client's address: {answers:?}"
+    );
+    apply(d, &[peer_slice(["n2", "n2"])]);
+    let answers = ask(&outside, NODE_IP, NODE_PORT, 2);
+    assert_eq!(
+        answers, ["error=TimeoutError"; 2],
+        "Local, no endpoint here: dropped"
+    );
+    d.ctl_ok(&[
+        "delete",
+        "-f",
+        &write(d, &node_port_service("NodePort", "Local")),
+    ]);
+    let left = rules();
+    assert!(!left.contains(&format!("--dport {NODE_PORT}")), "{left}");
+}
+
+/// A LoadBalancer Service from outside: its ingress IP (routed by the client to the
+/// node) reaches the endpoints like the NodePort, by the traffic policy; with Local the
+/// health-check node port answers 200 while this node has an endpoint, 503 once it has
+/// none, and stops with the policy.
+#[test]
+#[ignore = "needs root"]
+fn load_balancer_ips_and_health_checks_from_outside_the_node() {
+    let _serial = serial();
+    vswitch_tests::e2e::require_root(&["ip", "nsenter", "timeout", "python3", "iptables"]);
+    let bed = Bed::new();
+    let outside = outside(&bed);
+    outside.exec_ok(&["ip", "route", "add", &format!("{LB_IP}/32"), "via", NODE_IP]);
+    let _servers: Vec<Bg> = (0..2)
+        .map(|i| peer_server(&bed.eps[i], ENDPOINTS[i]))
+        .collect();
+    let d = &bed.d;
+    let lb = |policy: &str| {
+        let mut s = node_port_service("LoadBalancer", policy);
+        s["spec"]["healthCheckNodePort"] = json!(HEALTH_PORT);
+        s["status"] = json!({ "loadBalancer": { "ingress": [ { "ip": LB_IP } ] } });
+        s
+    };
+    let health = || {
+        let code = format!(
+            "import urllib.request, urllib.error\n\
+             try:\n r = urllib.request.urlopen('http://{NODE_IP}:{HEALTH_PORT}/healthz', timeout=3); print(r.status, r.read().decode())\n\
+             except urllib.error.HTTPError as e: print(e.code, e.read().decode())\n\
+             except urllib.error.URLError as e: print('error=' + type(e.reason).__name__)\n\
+             except Exception as e: print('error=' + type(e).__name__)"
+        );
+        outside
+            .exec_ok(&["timeout", "20", "python3", "-c", &code])
+            .trim()
+            .to_string()
+    };
+    apply(d, &[lb("Local"), peer_slice(["n1", "n2"])]);
+    std::thread::sleep(Duration::from_millis(500));
+    let answers = ask(&outside, LB_IP, 90, 10);
+    let (eps, peers) = tally(&answers);
+    assert_eq!(eps.get(ENDPOINTS[0]), Some(&10), "Local: {answers:?}");
+    assert_eq!(peers.get(OUTSIDE_IP), Some(&10), "Local: {answers:?}");
+    let h = health();
+    assert!(
+        h.starts_with("200 ") && h.contains("\"localEndpoints\":1"),
+        "{h}"
+    );
+    apply(d, &[peer_slice(["n2", "n2"])]);
+    let h = health();
+    assert!(
+        h.starts_with("503 ") && h.contains("\"localEndpoints\":0"),
+        "{h}"
+    );
+
+    apply(d, &[lb("Cluster"), peer_slice(["n1", "n2"])]);
+    let answers = ask(&outside, LB_IP, 90, 20);
+    let (eps, peers) = tally(&answers);
+    assert_eq!(eps.len(), 2, "Cluster: {answers:?}");
+    assert_eq!(
+        peers.keys().collect::<Vec<_>>(),
+        [GATEWAY],
+        "Cluster: {answers:?}"
+    );
+    assert_eq!(
+        health(),
+        "error=ConnectionRefusedError",
+        "no health check with Cluster"
+    );
+}
+
+/// `manifest` in a file of `d`'s directory, for `apply -f` or `delete -f`.
+fn write(d: &Daemon, manifest: &Value) -> String {
+    let f = d.dir().join(format!("{}.json", unique("m")));
+    std::fs::write(&f, manifest.to_string()).unwrap();
+    f.to_string_lossy().into_owned()
 }

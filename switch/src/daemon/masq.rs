@@ -26,7 +26,7 @@ pub struct Masquerade {
     pub exclude: Vec<Ipv4Cidr>,
 }
 
-fn iptables(args: &[&str]) -> Result<String, String> {
+pub(super) fn iptables(args: &[&str]) -> Result<String, String> {
     let out = Command::new("iptables")
         .arg("-w")
         .args(["-t", "nat"])
@@ -97,7 +97,7 @@ pub fn install(
     Ok(())
 }
 
-fn remove_jump(rule: &str) {
+pub(super) fn remove_jump(rule: &str) {
     // `-A POSTROUTING ...` as printed; deleted with the same words after `-D`. The comment
     // is quoted in the listing.
     let Some(rest) = rule.strip_prefix("-A ") else {

@@ -16,6 +16,8 @@ pub mod cni;
 mod conntrack;
 mod devices;
 mod flows;
+mod health;
+mod hostnat;
 pub mod ipam;
 pub mod logging;
 pub mod masq;
@@ -217,6 +219,9 @@ pub struct Switch {
     routes: objects::Routes,
     /// Per owner (a Service), the translations its new connections may get, sorted.
     dnats: BTreeMap<u64, Vec<crate::k8s::Dnat>>,
+    /// What the node's own stack does for Services, per owner: as wanted, and as
+    /// installed (once the Pod network is up; `hostnat`).
+    host: hostnat::HostState,
     /// Routes of objects restored at start, set once the start is published.
     pending_routes: Vec<(u64, Vec<crate::k8s::Route>)>,
     /// Why the last route could not be set, for the call that wanted it.
@@ -280,6 +285,7 @@ impl Switch {
             objects: Objects::default(),
             routes: objects::Routes::new(),
             dnats: BTreeMap::new(),
+            host: hostnat::HostState::default(),
             pending_routes: Vec::new(),
             last_route_error: None,
             gateway_ifindex: None,

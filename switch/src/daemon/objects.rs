@@ -295,6 +295,7 @@ impl Switch {
         });
         routes.push((owner, compiled.routes));
         self.set_dnats(txn, owner, compiled.backends);
+        self.set_host(txn, owner, compiled.host);
         for r in related {
             self.recompile(txn, &r, routes);
         }
@@ -330,6 +331,16 @@ impl Switch {
         if !gone.is_empty() {
             txn.then(move |sw| sw.flush_dnats(&gone));
         }
+    }
+
+    /// Record what the node's stack must do for an owner (its NodePorts, external
+    /// addresses and health check), installed once the change is in.
+    fn set_host(&mut self, txn: &mut Txn, owner: u64, now: Vec<k8s::HostRule>) {
+        let old = self.host.want(owner, now);
+        txn.on_undo(move |sw| {
+            sw.host.want(owner, old);
+        });
+        txn.then(move |sw| sw.host.sync(owner));
     }
 
     /// Remove the Pod network's connections translated by any of `gone`.
@@ -371,6 +382,7 @@ impl Switch {
             Ok(_) => {
                 routes.push((owner, c.routes));
                 self.set_dnats(txn, owner, c.backends);
+                self.set_host(txn, owner, c.host);
             }
             Err(e) => {
                 tracing::error!(object = %key, error = %e, "flows refused when compiled again")
@@ -491,6 +503,7 @@ impl Switch {
                 tracing::error!(object = %key, error = %e, "saved object's flows refused");
             }
             self.pending_routes.push((owner, c.routes));
+            self.host.want(owner, c.host);
             if !c.backends.is_empty() {
                 let mut b = c.backends;
                 b.sort_unstable();

@@ -345,14 +345,14 @@ impl Switch {
             return Ok(());
         };
         let rules = local::node_rules(net);
-        // The node's route to Services, set once the ports are published.
+        // The node's routes to Services (and to where it translates NodePort
+        // connections), set once the ports are published.
+        use crate::k8s::pipeline::{NEXT_HOP, NODEPORT_IP, NODEPORT_LOCAL_IP};
         let routes = net
             .service_cidr
-            .map(|dst| crate::k8s::Route {
-                dst,
-                via: crate::k8s::pipeline::NEXT_HOP,
-            })
             .into_iter()
+            .chain([NODEPORT_IP, NODEPORT_LOCAL_IP].map(Ipv4Cidr::host))
+            .map(|dst| crate::k8s::Route { dst, via: NEXT_HOP })
             .collect();
         self.pending_routes.push((NODE_OWNER, routes));
         self.bridge
@@ -398,8 +398,8 @@ impl Switch {
 
     /// The node is its Pods' router (to other nodes' addresses, and beyond): IPv4
     /// forwarding on, as the reference bridge plugin does for a gateway.
-    pub(super) fn turn_forwarding_on(&self) {
-        let Some(net) = &self.podnet.net else {
+    pub(super) fn turn_forwarding_on(&mut self) {
+        let Some(net) = self.podnet.net.clone() else {
             return;
         };
         if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
@@ -416,6 +416,14 @@ impl Switch {
             }
         } else if self.config.masquerade_off {
             super::masq::remove();
+        }
+        // NodePorts and external addresses reached from outside the node.
+        if let Some(gw) = self
+            .ports
+            .get(net.gateway_port)
+            .map(|p| p.record.ifname.clone())
+        {
+            self.host.start(&gw);
         }
         tracing::info!(pod_cidr = %net.cidr, gateway = %net.gateway_ip(), pods = self.podnet.pods.len() + self.podnet.hand.len(), "Pod network ready");
     }

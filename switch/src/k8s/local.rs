@@ -11,8 +11,8 @@
 //! and IP.
 
 use super::pipeline::{
-    CT_ZONE, HAIRPIN_IP, HAIRPIN_ZONE, NEXT_HOP, Source, Table, ct_hairpin_snat, ct_mark,
-    ct_nat_in, reg, rule,
+    CT_ZONE, HAIRPIN_IP, HAIRPIN_ZONE, NEXT_HOP, NODEPORT_IP, NODEPORT_LOCAL_IP, Source, Table,
+    ct_hairpin_snat, ct_mark, ct_nat_in, reg, rule,
 };
 use crate::ofproto::OwnedRule;
 use std::net::Ipv4Addr;
@@ -71,6 +71,19 @@ pub fn arp_responder(ip: Ipv4Addr, mac: MacAddr) -> OwnedRule {
         .move_field(FieldId::ArpSpa, FieldId::ArpTpa)
         .set_field(FieldId::ArpSpa, u32::from(ip) as u128)
         .in_port_out()
+}
+
+/// Packets the node routes to the switch for `dst` (a Service address) through the next
+/// hop: taken in as if sent to the gateway.
+pub fn from_node_to_service(n: &LocalNet, dst: Ipv4Cidr) -> OwnedRule {
+    rule(Table::Classifier, 205)
+        .in_port(n.gateway_port)
+        .ip()
+        .dl_dst(MacAddr::for_ipv4(NEXT_HOP))
+        .nw_dst_net(dst)
+        .set_reg(reg::SOURCE, Source::Gateway as u32)
+        .set_dl_dst(n.gateway_mac())
+        .goto(Table::ArpResponder)
 }
 
 /// The node's rules: the gateway, table misses, the tunnel's catch-alls, and the tables
@@ -159,26 +172,18 @@ pub fn node_rules(n: &LocalNet) -> Vec<OwnedRule> {
         rule(Table::ConntrackCommit, 0).goto(Table::Output),
         rule(Table::Output, 0).output_reg(reg::OUT_PORT),
     ]);
-    if n.tunnel.is_some() || n.service_cidr.is_some() {
-        // The next hop of the node's routes to other nodes' Pods and to Services:
-        // answered here, so its frames come to the switch, which routes them by address.
-        rules.push(arp_responder(NEXT_HOP, MacAddr::for_ipv4(NEXT_HOP)));
-    }
-    if let Some(s) = n.service_cidr {
-        // The node's own connections to Services: addressed to the next hop's MAC; from
-        // here on as if sent to the gateway, so that once an endpoint is chosen they are
-        // routed like a Pod's.
-        rules.push(
-            rule(Table::Classifier, 205)
-                .in_port(gw)
-                .ip()
-                .dl_dst(MacAddr::for_ipv4(NEXT_HOP))
-                .nw_dst_net(s)
-                .set_reg(reg::SOURCE, Source::Gateway as u32)
-                .set_dl_dst(gw_mac)
-                .goto(Table::ArpResponder),
-        );
-    }
+    // The next hop of the node's routes to other nodes' Pods and to Services: answered
+    // here, so its frames come to the switch, which routes them by address.
+    rules.push(arp_responder(NEXT_HOP, MacAddr::for_ipv4(NEXT_HOP)));
+    // What the node routes to Services (its own connections to the Service CIDR, and
+    // NodePort connections from outside it translates to NODEPORT_IP or
+    // NODEPORT_LOCAL_IP) is addressed to the next hop's MAC; from here on as if sent to
+    // the gateway, so that once an endpoint is chosen it is routed like a Pod's.
+    let to_services = n
+        .service_cidr
+        .into_iter()
+        .chain([NODEPORT_IP, NODEPORT_LOCAL_IP].map(Ipv4Cidr::host));
+    rules.extend(to_services.map(|dst| from_node_to_service(n, dst)));
     if let Some(t) = n.tunnel {
         let tunnel = Source::Tunnel as u32;
         rules.extend([

@@ -163,6 +163,32 @@ pub struct Compiled {
     /// The (virtual address and port, endpoint) pairs new connections are translated
     /// to: a pair that goes loses its connections (a Service's endpoint removed).
     pub backends: Vec<Dnat>,
+    /// What the node's own network stack must do for the object (a Service's NodePorts
+    /// and external addresses reached from outside the node, its health-check port).
+    pub host: Vec<HostRule>,
+}
+
+/// Something the node's network stack does for a Service, outside the switch
+/// (`daemon/hostnat.rs` installs it).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HostRule {
+    /// Connections to one of the node's addresses and `port` over `proto` go to the
+    /// switch: translated to [`pipeline::NODEPORT_LOCAL_IP`] with the client's address
+    /// kept when `local` (externalTrafficPolicy Local), else to [`pipeline::NODEPORT_IP`]
+    /// from the gateway's address.
+    NodePort { proto: u8, port: u16, local: bool },
+    /// Connections from outside the node to external or load-balancer address `ip` and
+    /// `port` (routed to the switch) leave the node for the switch from the gateway's
+    /// address (externalTrafficPolicy Cluster), so replies come back through the node.
+    Masquerade { ip: Ipv4Addr, proto: u8, port: u16 },
+    /// kube-proxy's health check for load balancers: HTTP on `port`, 200 while the
+    /// Service `namespace/name` has local endpoints (`local_endpoints` of them), else 503.
+    HealthCheck {
+        port: u16,
+        namespace: String,
+        name: String,
+        local_endpoints: usize,
+    },
 }
 
 /// One translation a Service's new connections may get: to `vip:vport` over `proto`,

@@ -155,6 +155,16 @@ pub fn reserved_cookie(cookie: u64) -> bool {
 /// quadratic in the nodes, 90 s for 50,000.) Link-local, so it is never a Pod's.
 pub const NEXT_HOP: Ipv4Addr = Ipv4Addr::new(169, 254, 0, 254);
 
+/// Where the node hands NodePort connections from outside to the switch, for
+/// `externalTrafficPolicy: Cluster`: the node's `nat` table translates a connection to
+/// one of its own addresses and a NodePort to this address (same port) and masquerades
+/// its source to the gateway's address, so the reply comes back through the node
+/// (`daemon/hostnat.rs`). Link-local, routed to the switch like [`NEXT_HOP`].
+pub const NODEPORT_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 0, 252);
+
+/// As [`NODEPORT_IP`], for `externalTrafficPolicy: Local`: the client's address is kept.
+pub const NODEPORT_LOCAL_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 0, 251);
+
 /// Group ids the switch keeps for its own groups (Services' endpoints, later): users'
 /// groups take ids below.
 pub const SYSTEM_GROUPS: std::ops::RangeInclusive<u32> = 0xf000_0000..=0xffff_ff00;

@@ -21,14 +21,22 @@
 //!   with the endpoint as destination. Replies are reversed in the Conntrack table by
 //!   the connection's NAT. Headless and ExternalName Services install nothing.
 
-use super::pipeline::{CookieKind, SYSTEM_GROUPS, Table, ct_dnat, ct_mark, rule};
-use super::{Checked, Compiled, Dnat, Kind, KindInfo, NodeCtx, ObjectKey, Objects, Spec, Stored};
+use super::local::from_node_to_service;
+use super::pipeline::{
+    CookieKind, NEXT_HOP, NODEPORT_IP, NODEPORT_LOCAL_IP, SYSTEM_GROUPS, Source, Table, ct_dnat,
+    ct_mark, reg, rule,
+};
+use super::{
+    Checked, Compiled, Dnat, HostRule, Kind, KindInfo, NodeCtx, ObjectKey, Objects, Route, Spec,
+    Stored,
+};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use vswitch_proto::field::ipproto;
 use vswitch_proto::group::{Bucket, GroupSpec, GroupType};
 use vswitch_proto::k8s::FieldError;
+use vswitch_proto::net::Ipv4Cidr;
 use vswitch_proto::rpc::GetColumn;
 
 /// The EndpointSlice kind's name.
@@ -622,36 +630,81 @@ pub fn compile_service(
     // Cluster IPs follow internalTrafficPolicy; external and load-balancer IPs reached
     // from inside the cluster go to any endpoint (kube-proxy's short cut), and so do this
     // node's Pods reaching a NodePort on the node's address.
+    let external: Vec<Ipv4Addr> = svc
+        .external_ips
+        .iter()
+        .chain(&svc.lb_ips)
+        .copied()
+        .collect();
     let frontends: Vec<(Ipv4Addr, bool)> = svc
         .cluster_ips
         .iter()
         .map(|&ip| (ip, svc.internal_local))
-        .chain(
-            svc.external_ips
-                .iter()
-                .chain(&svc.lb_ips)
-                .map(|&ip| (ip, false)),
-        )
+        .chain(external.iter().map(|&ip| (ip, false)))
         .collect();
     let node_port = matches!(
         svc.service_type,
         ServiceType::NodePort | ServiceType::LoadBalancer
     );
+    // From outside the node (through the node's stack, `HostRule`s below): a NodePort
+    // arrives at NODEPORT_IP (externalTrafficPolicy Cluster, from the gateway's address)
+    // or NODEPORT_LOCAL_IP (Local, the client's address kept).
+    let from_outside = node.local.is_some();
+    let (np_ip, etp_local) = if svc.external_local {
+        (NODEPORT_LOCAL_IP, true)
+    } else {
+        (NODEPORT_IP, false)
+    };
+    let mut local_count = 0;
     for (i, sp) in svc.ports.iter().enumerate().take(MAX_PORTS) {
+        let proto = sp.protocol.number();
         let all = backends(sp, slices_of(objects, key));
         let local: Vec<Backend> = all
             .iter()
             .filter(|b| b.node.as_deref() == Some(node.name))
             .cloned()
             .collect();
-        let mut targets: Vec<(Ipv4Addr, u16, bool)> =
-            frontends.iter().map(|&(ip, l)| (ip, sp.port, l)).collect();
-        if let (true, Some(np), Some(ip)) = (node_port, sp.node_port, node.node_ip) {
-            targets.push((ip, np, false));
+        local_count = local_count.max(local.len());
+        let mut targets: Vec<Target> = frontends
+            .iter()
+            .map(|&(ip, l)| Target::new(ip, sp.port, l))
+            .collect();
+        if let (true, Some(np)) = (node_port, sp.node_port) {
+            targets.extend(node.node_ip.map(|ip| Target::new(ip, np, false)));
+            if from_outside {
+                targets.push(Target::new(np_ip, np, etp_local));
+                c.host.push(HostRule::NodePort {
+                    proto,
+                    port: np,
+                    local: etp_local,
+                });
+            }
+        }
+        if from_outside {
+            for &ip in &external {
+                if let (true, Some(n)) = (etp_local, node.local) {
+                    // From outside, with the client's own address: local endpoints only;
+                    // the node's own connections (from the gateway's address) anywhere.
+                    targets.push(Target {
+                        from_node: Some((Source::Gateway, None)),
+                        ..Target::new(ip, sp.port, true)
+                    });
+                    targets.push(Target {
+                        from_node: Some((Source::Gateway, Some(n.gateway_ip()))),
+                        ..Target::new(ip, sp.port, false)
+                    });
+                } else {
+                    c.host.push(HostRule::Masquerade {
+                        ip,
+                        proto,
+                        port: sp.port,
+                    });
+                }
+            }
         }
         for is_local in [false, true] {
             let set = if is_local { &local } else { &all };
-            if !set.is_empty() && targets.iter().any(|f| f.2 == is_local) {
+            if !set.is_empty() && targets.iter().any(|f| f.local == is_local) {
                 c.groups.push(endpoint_group(
                     group_id(id, i, is_local),
                     set,
@@ -659,34 +712,79 @@ pub fn compile_service(
                 ));
             }
         }
-        for &(vip, vport, is_local) in &targets {
-            let set = if is_local { &local } else { &all };
+        for t in &targets {
+            let set = if t.local { &local } else { &all };
             c.backends.extend(set.iter().map(|b| Dnat {
-                proto: sp.protocol.number(),
-                vip,
-                vport,
+                proto,
+                vip: t.ip,
+                vport: t.port,
                 ep: b.ip,
                 eport: b.port,
             }));
-            let r = rule(Table::ServiceLb, 200)
-                .ip()
-                .nw_dst(vip)
-                .nw_proto(sp.protocol.number())
-                .tp_dst(vport);
-            c.rules.push(if set.is_empty() && !is_local {
+            let mut r = match t.from_node {
+                None => rule(Table::ServiceLb, 200),
+                Some((from, None)) => rule(Table::ServiceLb, 201).reg(reg::SOURCE, from as u32),
+                Some((from, Some(src))) => rule(Table::ServiceLb, 202)
+                    .reg(reg::SOURCE, from as u32)
+                    .nw_src(src),
+            };
+            r = r.ip().nw_dst(t.ip).nw_proto(proto).tp_dst(t.port);
+            c.rules.push(if set.is_empty() && !t.local {
                 // No endpoint: refused at once, as kube-proxy does (a TCP reset, an ICMP
                 // port unreachable otherwise), so clients fail fast instead of timing out.
                 r.then(vswitch_proto::action::Action::Reject)
             } else if set.is_empty() {
-                // internalTrafficPolicy Local and no endpoint on this node: Kubernetes
-                // drops.
+                // A Local traffic policy and no endpoint on this node: Kubernetes drops.
                 r.drop()
             } else {
-                r.group(group_id(id, i, is_local))
+                r.group(group_id(id, i, t.local))
             });
         }
     }
+    if let Some(n) = node.local.filter(|_| !external.is_empty()) {
+        // The node routes external and load-balancer addresses to the switch.
+        for &ip in &external {
+            let dst = Ipv4Cidr::host(ip);
+            c.routes.push(Route { dst, via: NEXT_HOP });
+            c.rules.push(from_node_to_service(n, dst));
+        }
+    }
+    if let (true, true, Some(port)) = (
+        from_outside && svc.service_type == ServiceType::LoadBalancer,
+        etp_local,
+        svc.health_check_node_port,
+    ) {
+        c.host.push(HostRule::HealthCheck {
+            port,
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            local_endpoints: local_count,
+        });
+    }
     c
+}
+
+/// A Service address and port a rule of ServiceLB matches.
+struct Target {
+    ip: Ipv4Addr,
+    port: u16,
+    /// To the node's own endpoints only.
+    local: bool,
+    /// Only what comes in from there (and from that address): an externalTrafficPolicy
+    /// Local external address reached through the node, which tells clients outside
+    /// from the node itself by the gateway's address.
+    from_node: Option<(Source, Option<Ipv4Addr>)>,
+}
+
+impl Target {
+    fn new(ip: Ipv4Addr, port: u16, local: bool) -> Target {
+        Target {
+            ip,
+            port,
+            local,
+            from_node: None,
+        }
+    }
 }
 
 /// The Service kind.

@@ -460,3 +460,122 @@ fn a_nodeport_is_reached_on_the_nodes_address_by_its_pods() {
             .any(|d| d.vport == 30080 && d.eport == 8080)
     );
 }
+
+#[test]
+fn from_outside_the_node_a_service_follows_its_external_traffic_policy() {
+    let mut objects = Objects::default();
+    let mut m = svc_manifest();
+    m["spec"]["type"] = json!("LoadBalancer");
+    m["spec"]["ports"][0]["nodePort"] = json!(30080);
+    m["spec"]["externalTrafficPolicy"] = json!("Local");
+    m["spec"]["healthCheckNodePort"] = json!(32000);
+    m["status"] = json!({ "loadBalancer": { "ingress": [ { "ip": "192.0.2.9" } ] } });
+    let key = store(&mut objects, m.clone(), 3);
+    let mut s = slice_manifest(
+        "web-a",
+        8080,
+        json!([
+            ep("10.244.1.3", None, None, None),
+            ep("10.244.2.9", None, None, None)
+        ]),
+    );
+    s["endpoints"][1]["nodeName"] = json!("n2");
+    store(&mut objects, s, 1);
+    let local = net(None);
+    let on = |objects: &Objects| {
+        let stored = objects.get(&key).unwrap().clone();
+        let ctx = NodeCtx {
+            local: Some(&local),
+            ..node("n1")
+        };
+        compile_service(3, service_of(&stored.spec).unwrap(), objects, &key, &ctx)
+    };
+    let lines = |c: &Compiled| -> Vec<String> {
+        c.rules
+            .iter()
+            .map(|r| text::display_flow(&r.to_spec(0), &NoPortNames, None).to_string())
+            .collect()
+    };
+    let c = on(&objects);
+    let l = lines(&c);
+    let has = |l: &[String], parts: &[&str]| l.iter().any(|x| parts.iter().all(|p| x.contains(p)));
+    // Local: the NodePort arrives at NODEPORT_LOCAL_IP, to this node's endpoint only.
+    assert!(c.host.contains(&HostRule::NodePort {
+        proto: 6,
+        port: 30080,
+        local: true
+    }));
+    let local_group = format!("group:{}", group_id(3, 0, true));
+    assert!(
+        has(&l, &["nw_dst=169.254.0.251,", "tp_dst=30080", &local_group]),
+        "{l:?}"
+    );
+    // The load-balancer IP from outside (the client's address): local; from the node
+    // itself (the gateway's address) or a Pod: anywhere.
+    assert!(
+        has(
+            &l,
+            &[
+                "priority=201",
+                "reg0=0x1",
+                "nw_dst=192.0.2.9,",
+                &local_group
+            ]
+        ),
+        "{l:?}"
+    );
+    assert!(
+        has(
+            &l,
+            &[
+                "priority=202",
+                "nw_src=10.244.1.1",
+                "nw_dst=192.0.2.9,",
+                "group:"
+            ]
+        ),
+        "{l:?}"
+    );
+    assert!(c.routes.iter().any(|r| r.dst.to_string() == "192.0.2.9/32"));
+    assert!(
+        has(&l, &["priority=205", "nw_dst=192.0.2.9 ", "in_port="]),
+        "{l:?}"
+    );
+    assert!(c.host.contains(&HostRule::HealthCheck {
+        port: 32000,
+        namespace: "shop".into(),
+        name: "web".into(),
+        local_endpoints: 1
+    }));
+    assert!(
+        !c.host
+            .iter()
+            .any(|h| matches!(h, HostRule::Masquerade { .. }))
+    );
+    // Cluster: NODEPORT_IP, masqueraded by the node, any endpoint; no health check.
+    m["spec"]["externalTrafficPolicy"] = json!("Cluster");
+    store(&mut objects, m, 3);
+    let c = on(&objects);
+    let l = lines(&c);
+    assert!(c.host.contains(&HostRule::NodePort {
+        proto: 6,
+        port: 30080,
+        local: false
+    }));
+    assert!(c.host.contains(&HostRule::Masquerade {
+        ip: Ipv4Addr::new(192, 0, 2, 9),
+        proto: 6,
+        port: 80
+    }));
+    assert!(
+        !c.host
+            .iter()
+            .any(|h| matches!(h, HostRule::HealthCheck { .. }))
+    );
+    let any_group = format!("group:{}", group_id(3, 0, false));
+    assert!(
+        has(&l, &["nw_dst=169.254.0.252,", "tp_dst=30080", &any_group]),
+        "{l:?}"
+    );
+    assert!(!l.iter().any(|x| x.contains("priority=201")), "{l:?}");
+}
