@@ -566,13 +566,18 @@ for i in range({n}):
 /// A NodePort Service over the first two endpoints (`peer_server`s), the first on this
 /// node (n1), the second on another (n2).
 fn node_port_service(service_type: &str, policy: &str) -> Value {
+    let node_port = if service_type == "ClusterIP" {
+        Value::Null
+    } else {
+        json!(NODE_PORT)
+    };
     json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": { "name": "peer", "namespace": "default" },
         "spec": { "type": service_type, "clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20"],
                   "externalTrafficPolicy": policy,
                   "ports": [ { "name": "peer", "port": 90, "protocol": "TCP", "targetPort": "peer",
-                               "nodePort": NODE_PORT } ] }
+                               "nodePort": node_port } ] }
     })
 }
 
@@ -750,4 +755,32 @@ fn write(d: &Daemon, manifest: &Value) -> String {
     let f = d.dir().join(format!("{}.json", unique("m")));
     std::fs::write(&f, manifest.to_string()).unwrap();
     f.to_string_lossy().into_owned()
+}
+
+/// Kubernetes keeps the client's address through a ClusterIP (no masquerade between
+/// Pods): the endpoint sees the client Pod's own address, and the node's connections
+/// come from the node's gateway address.
+#[test]
+#[ignore = "needs root"]
+fn an_endpoint_sees_the_client_pods_own_address_through_a_cluster_ip() {
+    let _serial = serial();
+    require_root();
+    let bed = Bed::new();
+    let _servers: Vec<Bg> = (0..2)
+        .map(|i| peer_server(&bed.eps[i], ENDPOINTS[i]))
+        .collect();
+    apply(
+        &bed.d,
+        &[
+            node_port_service("ClusterIP", "Cluster"),
+            peer_slice(["n1", "n2"]),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let answers = ask(&bed.client, "10.96.0.20", 90, 10);
+    let (eps, peers) = tally(&answers);
+    assert_eq!(eps.values().sum::<u32>(), 10, "{answers:?}");
+    assert_eq!(peers.get(CLIENT), Some(&10), "{answers:?}");
+    let answers = ask(&bed.node, "10.96.0.20", 90, 4);
+    assert_eq!(tally(&answers).1.get(GATEWAY), Some(&4), "{answers:?}");
 }

@@ -93,6 +93,11 @@ struct Args {
     /// This node's name, as in its Node object (default: the host name).
     #[arg(long)]
     node_name: Option<String>,
+    /// This node's zone, as its `topology.kubernetes.io/zone` label says: Services whose
+    /// endpoints all carry topology hints send this node's connections to the endpoints
+    /// hinted for its zone (default: none, hints are not used).
+    #[arg(long)]
+    node_zone: Option<String>,
     /// The VXLAN network identifier of the Pod network (the same on every node).
     #[arg(long, default_value_t = vswitch::daemon::overlay::DEFAULT_VNI, value_parser = clap::value_parser!(u32).range(0..=0xff_ffff))]
     vni: u32,
@@ -173,6 +178,7 @@ fn main() {
                 .trim()
                 .to_lowercase()
         }),
+        node_zone: args.node_zone.clone().filter(|z| !z.is_empty()),
         vni: args.vni,
         vxlan_port: args.vxlan_port,
         ct_capacity: args.ct_capacity,

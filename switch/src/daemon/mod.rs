@@ -141,6 +141,8 @@ pub struct Config {
     pub no_tunnel: bool,
     /// This node's name (`--node-name`, default the host name): its own Node object.
     pub node_name: String,
+    /// This node's zone (`--node-zone`), for Services' topology hints.
+    pub node_zone: Option<String>,
     /// The Pod network's VXLAN network identifier.
     pub vni: u32,
     /// The VXLAN UDP port.
@@ -172,6 +174,7 @@ impl Config {
             node_ip: None,
             no_tunnel: false,
             node_name: String::new(),
+            node_zone: None,
             vni: overlay::DEFAULT_VNI,
             vxlan_port: crate::port::vxlan::DEFAULT_PORT,
             rps: true,

@@ -44,6 +44,7 @@ impl Switch {
             name: &self.config.node_name,
             local: self.podnet.net.as_ref(),
             node_ip: self.tunnel_local(),
+            zone: self.config.node_zone.as_deref(),
         }
     }
 

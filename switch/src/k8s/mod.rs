@@ -144,6 +144,9 @@ pub struct NodeCtx<'a> {
     pub local: Option<&'a local::LocalNet>,
     /// The tunnel's local address, when there is a tunnel.
     pub node_ip: Option<Ipv4Addr>,
+    /// This node's zone (its `topology.kubernetes.io/zone` label, `--node-zone`), for
+    /// Services' topology hints.
+    pub zone: Option<&'a str>,
 }
 
 /// A route the switch's namespace needs for an object: `dst via gateway dev <gateway

@@ -378,6 +378,7 @@ mod tests {
             name: "n1",
             local: Some(&l),
             node_ip: Some(Ipv4Addr::new(192, 168, 1, 1)),
+            zone: None,
         };
         let mut objects = Objects::default();
         assert_eq!(NODE.check(&ctx, &objects, &k, &spec), Ok(Checked::Ok));

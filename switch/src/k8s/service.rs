@@ -138,7 +138,17 @@ pub struct Service {
     pub external_local: bool,
     pub internal_local: bool,
     pub health_check_node_port: Option<u16>,
+    /// The labels that make kube-proxy leave a Service alone, with their values:
+    /// `service.kubernetes.io/service-proxy-name` (another proxy serves it) and
+    /// `service.kubernetes.io/headless`. A Service with either installs nothing.
+    pub proxy_labels: Vec<(String, String)>,
 }
+
+/// Labels whose presence makes kube-proxy (and this switch) ignore a Service.
+pub const PROXY_LABELS: [&str; 2] = [
+    "service.kubernetes.io/service-proxy-name",
+    "service.kubernetes.io/headless",
+];
 
 /// A slice's port: the number its endpoints listen on for a Service port of that name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -382,9 +392,18 @@ fn read_service(obj: &Value) -> Result<(ObjectKey, Service), FieldError> {
             )),
         }
     };
+    let labels = obj.pointer("/metadata/labels");
+    let proxy_labels = PROXY_LABELS
+        .iter()
+        .filter_map(|l| {
+            let v = labels?.get(*l)?;
+            Some((l.to_string(), v.as_str().unwrap_or_default().to_string()))
+        })
+        .collect();
     Ok((
         key,
         Service {
+            proxy_labels,
             service_type,
             cluster_ips,
             headless,
@@ -504,6 +523,8 @@ pub struct Backend {
     pub ip: Ipv4Addr,
     pub port: u16,
     pub node: Option<String>,
+    /// The zones its topology hints name (`hints.forZones`).
+    pub zones: Vec<String>,
 }
 
 /// The endpoints of Service port `sp` that new connections may go to, in a stable order
@@ -534,6 +555,7 @@ pub fn backends<'a>(sp: &ServicePort, slices: impl Iterator<Item = &'a Slice>) -
                     ip,
                     port,
                     node: e.node_name.clone(),
+                    zones: e.hints.clone(),
                 });
             }
         }
@@ -547,6 +569,18 @@ pub fn backends<'a>(sp: &ServicePort, slices: impl Iterator<Item = &'a Slice>) -
         }
     }
     out
+}
+
+/// Topology hints, as kube-proxy uses them (`CategorizeEndpoints`, `canUseTopology`):
+/// when the node's zone is known, every endpoint has hints and one is hinted for the
+/// zone, the endpoints hinted for it; otherwise all of them.
+pub fn by_topology(all: Vec<Backend>, zone: Option<&str>) -> Vec<Backend> {
+    let Some(zone) = zone else { return all };
+    let hinted = |b: &Backend| b.zones.iter().any(|z| z == zone);
+    if all.iter().any(|b| b.zones.is_empty()) || !all.iter().any(hinted) {
+        return all;
+    }
+    all.into_iter().filter(hinted).collect()
 }
 
 /// The key of slice-owning Service `name` in `namespace`.
@@ -624,7 +658,11 @@ pub fn compile_service(
     node: &NodeCtx,
 ) -> Compiled {
     let mut c = Compiled::default();
-    if svc.service_type == ServiceType::ExternalName || svc.headless || id > MAX_SERVICE_ID {
+    if svc.service_type == ServiceType::ExternalName
+        || svc.headless
+        || !svc.proxy_labels.is_empty()
+        || id > MAX_SERVICE_ID
+    {
         return c;
     }
     // Cluster IPs follow internalTrafficPolicy; external and load-balancer IPs reached
@@ -658,12 +696,15 @@ pub fn compile_service(
     let mut local_count = 0;
     for (i, sp) in svc.ports.iter().enumerate().take(MAX_PORTS) {
         let proto = sp.protocol.number();
-        let all = backends(sp, slices_of(objects, key));
-        let local: Vec<Backend> = all
+        let every = backends(sp, slices_of(objects, key));
+        // Local policies use this node's endpoints, whatever their hints; the others
+        // follow the hints.
+        let local: Vec<Backend> = every
             .iter()
             .filter(|b| b.node.as_deref() == Some(node.name))
             .cloned()
             .collect();
+        let all = by_topology(every, node.zone);
         local_count = local_count.max(local.len());
         let mut targets: Vec<Target> = frontends
             .iter()
@@ -959,6 +1000,14 @@ impl Kind for ServiceKind {
             "metadata": { "name": key.name, "namespace": key.namespace },
             "spec": spec,
         });
+        if !s.proxy_labels.is_empty() {
+            o["metadata"]["labels"] = s
+                .proxy_labels
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect::<Map<String, Value>>()
+                .into();
+        }
         if !s.lb_ips.is_empty() {
             o["status"] = json!({ "loadBalancer": { "ingress":
                 s.lb_ips.iter().map(|i| json!({ "ip": i.to_string() })).collect::<Vec<_>>() } });

@@ -301,6 +301,7 @@ fn a_new_connection_to_the_service_is_dnated_to_an_endpoint_and_committed_once()
             name: "n1",
             local: Some(&n),
             node_ip: None,
+            zone: None,
         },
         &objects,
         &key,
@@ -420,6 +421,7 @@ fn node(name: &str) -> NodeCtx<'_> {
         name,
         local: None,
         node_ip: Some(Ipv4Addr::new(192, 168, 1, 1)),
+        zone: None,
     }
 }
 
@@ -578,4 +580,51 @@ fn from_outside_the_node_a_service_follows_its_external_traffic_policy() {
         "{l:?}"
     );
     assert!(!l.iter().any(|x| x.contains("priority=201")), "{l:?}");
+}
+
+#[test]
+fn topology_hints_are_used_only_when_every_endpoint_has_them_and_one_fits() {
+    let b = |ip: [u8; 4], zones: &[&str]| Backend {
+        ip: Ipv4Addr::from(ip),
+        port: 80,
+        node: None,
+        zones: zones.iter().map(|z| z.to_string()).collect(),
+    };
+    let all = vec![
+        b([10, 0, 0, 1], &["a"]),
+        b([10, 0, 0, 2], &["b"]),
+        b([10, 0, 0, 3], &["a", "c"]),
+    ];
+    let ips = |v: Vec<Backend>| v.iter().map(|b| b.ip.octets()[3]).collect::<Vec<_>>();
+    assert_eq!(ips(by_topology(all.clone(), Some("a"))), [1, 3]);
+    assert_eq!(ips(by_topology(all.clone(), Some("c"))), [3]);
+    // No endpoint for the zone, no zone known, or one endpoint without hints: all.
+    assert_eq!(ips(by_topology(all.clone(), Some("d"))), [1, 2, 3]);
+    assert_eq!(ips(by_topology(all.clone(), None)), [1, 2, 3]);
+    let mut partial = all;
+    partial.push(b([10, 0, 0, 4], &[]));
+    assert_eq!(ips(by_topology(partial, Some("a"))), [1, 2, 3, 4]);
+}
+
+#[test]
+fn a_service_another_proxy_serves_installs_nothing_and_keeps_its_label() {
+    let mut objects = Objects::default();
+    let mut m = svc_manifest();
+    m["metadata"]["labels"] =
+        json!({ "service.kubernetes.io/service-proxy-name": "other", "app": "x" });
+    let key = store(&mut objects, m.clone(), 3);
+    store(
+        &mut objects,
+        slice_manifest("web-a", 8080, json!([ep("10.244.1.3", None, None, None)])),
+        1,
+    );
+    let stored = objects.get(&key).unwrap().clone();
+    let c = SERVICE.compile(&node("n1"), &objects, &key, &stored);
+    assert_eq!(c, Compiled::default());
+    let back = SERVICE.to_object(&key, &stored);
+    assert_eq!(
+        back["metadata"]["labels"],
+        json!({ "service.kubernetes.io/service-proxy-name": "other" })
+    );
+    assert_eq!(SERVICE.read(&back).unwrap().1, stored.spec);
 }
