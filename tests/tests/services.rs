@@ -784,3 +784,90 @@ fn an_endpoint_sees_the_client_pods_own_address_through_a_cluster_ip() {
     let answers = ask(&bed.node, "10.96.0.20", 90, 4);
     assert_eq!(tally(&answers).1.get(GATEWAY), Some(&4), "{answers:?}");
 }
+
+/// Services are configuration the switch must never lose: after a `kill -9` and a start,
+/// a TCP connection made through a cluster IP before goes on (the connection table and
+/// its translation outlive the process), new connections spread again, and the NodePort
+/// reached from outside the node works with its node rules made once (not twice).
+#[test]
+#[ignore = "needs root"]
+fn services_and_their_connections_survive_kill_9_of_the_switch() {
+    let _serial = serial();
+    vswitch_tests::e2e::require_root(&["ip", "nsenter", "timeout", "python3", "iptables"]);
+    let mut bed = Bed::new();
+    let outside = outside(&bed);
+    let _servers: Vec<Bg> = (0..2)
+        .map(|i| peer_server(&bed.eps[i], ENDPOINTS[i]))
+        .collect();
+    let _echo = bed.eps[0].spawn(&[
+        "timeout",
+        "60",
+        "python3",
+        "-c",
+        "import socket\nt = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         t.bind(('0.0.0.0', 7070)); t.listen(8)\nc, _ = t.accept()\n\
+         while True:\n    d = c.recv(100)\n    if not d: break\n    c.sendall(d)",
+    ]);
+    let mut echo = node_port_service("ClusterIP", "Cluster");
+    echo["metadata"]["name"] = json!("echo");
+    echo["spec"]["clusterIP"] = json!("10.96.0.30");
+    echo["spec"]["clusterIPs"] = json!(["10.96.0.30"]);
+    let mut echo_slice = peer_slice(["n1", "n1"]);
+    echo_slice["metadata"]["name"] = json!("echo-abcde");
+    echo_slice["metadata"]["labels"]["kubernetes.io/service-name"] = json!("echo");
+    echo_slice["ports"][0]["port"] = json!(7070);
+    echo_slice["endpoints"] = json!([echo_slice["endpoints"][0].clone()]);
+    apply(
+        &bed.d,
+        &[
+            node_port_service("NodePort", "Cluster"),
+            peer_slice(["n1", "n2"]),
+            echo,
+            echo_slice,
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let go = bed.d.dir().join(unique("go"));
+    let code = format!(
+        "import socket, os, time\ns = socket.create_connection(('10.96.0.30', 90), timeout=5)\n\
+         s.sendall(b'before'); print(s.recv(100).decode(), flush=True)\n\
+         while not os.path.exists('{}'): time.sleep(0.05)\n\
+         s.sendall(b'after'); print(s.recv(100).decode(), flush=True)",
+        go.display()
+    );
+    let mut client = bed.client.spawn(&["timeout", "40", "python3", "-c", &code]);
+    let made = vswitch_tests::e2e::wait_until(Duration::from_secs(10), || {
+        bed.d.ctl_ok(&["dump-conntrack"]).lines().any(|l| {
+            l.starts_with("tcp,") && l.contains("dst=10.96.0.30,") && l.contains("ESTABLISHED")
+        }) || !client.is_running()
+    });
+    assert!(made, "{}", bed.d.ctl_ok(&["dump-conntrack"]));
+    bed.d.kill9();
+    bed.d.restart();
+    std::fs::write(&go, "").unwrap();
+    let out = client.finish(Duration::from_secs(20));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "before\nafter\n",
+        "the stream through the cluster IP: {}",
+        show(&out)
+    );
+    let answers = ask(&bed.client, "10.96.0.20", 90, 10);
+    assert_eq!(tally(&answers).0.len(), 2, "{answers:?}");
+    let answers = ask(&outside, NODE_IP, NODE_PORT, 10);
+    assert!(
+        answers.iter().all(|a| !a.starts_with("error")),
+        "{answers:?}"
+    );
+    let rules = bed.node.exec_ok(&["iptables", "-t", "nat", "-S"]);
+    assert_eq!(
+        rules.matches(&format!("--dport {NODE_PORT} ")).count(),
+        1,
+        "{rules}"
+    );
+    // PREROUTING and OUTPUT jump to the NodePorts, POSTROUTING to the masquerade: once.
+    for (jump, n) in [("-j VSWITCH-NODEPORTS", 2), ("-j VSWITCH-SVC-MASQ", 1)] {
+        let got = rules.lines().filter(|l| l.ends_with(jump)).count();
+        assert_eq!(got, n, "{jump}\n{rules}");
+    }
+}
