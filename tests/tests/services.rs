@@ -871,3 +871,140 @@ fn services_and_their_connections_survive_kill_9_of_the_switch() {
         assert_eq!(got, n, "{jump}\n{rules}");
     }
 }
+
+/// kubernetes' "should be able to preserve UDP traffic when initial unready endpoints get
+/// ready": a UDP client sending from one port to a Service whose only endpoint is not
+/// ready gets refused, and is answered within a second once the endpoint is ready (no
+/// entry left behind by the refusals pins the flow).
+#[test]
+#[ignore = "needs root"]
+fn a_udp_flow_refused_without_endpoints_is_answered_once_one_is_ready() {
+    let _serial = serial();
+    require_root();
+    let bed = Bed::new();
+    let (d, client) = (&bed.d, &bed.client);
+    apply(d, &[service(), slice(&[], &[ENDPOINTS[0]])]);
+    std::thread::sleep(Duration::from_millis(500));
+    let code = format!(
+        r#"
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 40053))
+s.settimeout(0.2)
+start = time.monotonic()
+while time.monotonic() - start < 15:
+    s.sendto(b"?", ("{VIP}", 53))
+    try:
+        d, a = s.recvfrom(100)
+        print(d.decode(), round(time.monotonic() - start, 2), flush=True); break
+    except OSError:
+        pass
+"#
+    );
+    let c = client.spawn(&["timeout", "30", "python3", "-c", &code]);
+    std::thread::sleep(Duration::from_secs(2));
+    let ready_at = std::time::Instant::now();
+    apply(d, &[slice(&[ENDPOINTS[0]], &[])]);
+    let out = c.finish(Duration::from_secs(20));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (who, _) = text.trim().split_once(' ').unwrap_or(("", ""));
+    assert_eq!(who, ENDPOINTS[0], "{}", show(&out));
+    assert!(
+        ready_at.elapsed() < Duration::from_secs(3),
+        "answered only {:?} after the endpoint was ready: {text}",
+        ready_at.elapsed()
+    );
+}
+
+/// A Service's life: ports added and removed (the same number over TCP and UDP, each
+/// protocol removed in turn), deleted and made again; a Service whose endpoints and ports
+/// come in two slices (kubernetes' multi-slice conformance tests) reaches each.
+#[test]
+#[ignore = "needs root"]
+fn services_change_ports_come_and_go_and_join_several_slices() {
+    let _serial = serial();
+    require_root();
+    let bed = Bed::new();
+    let (d, client) = (&bed.d, &bed.client);
+    // Port 80 over TCP (8080) and UDP (5353).
+    let svc = |protos: &[&str]| {
+        let ports: Vec<Value> = protos
+            .iter()
+            .map(|p| {
+                let (name, target) = if *p == "TCP" {
+                    ("t", 8080)
+                } else {
+                    ("u", 5353)
+                };
+                json!({ "name": name, "port": 80, "protocol": p, "targetPort": target })
+            })
+            .collect();
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": { "name": "both", "namespace": "default" },
+            "spec": { "clusterIP": "10.96.0.40", "clusterIPs": ["10.96.0.40"], "ports": ports }
+        })
+    };
+    // Two slices: the first endpoint's TCP port in one, the second's UDP port in the other.
+    let slices = [
+        ("both-a", 0, "t", 8080, "TCP"),
+        ("both-b", 1, "u", 5353, "UDP"),
+    ]
+    .map(|(name, i, port, number, proto)| {
+        json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": { "name": name, "namespace": "default",
+                          "labels": { "kubernetes.io/service-name": "both" } },
+            "addressType": "IPv4",
+            "ports": [ { "name": port, "port": number, "protocol": proto } ],
+            "endpoints": [ { "addresses": [ENDPOINTS[i]], "conditions": { "ready": true } } ]
+        })
+    });
+    let reach = |proto: &str| -> BTreeMap<String, u32> {
+        let code = format!(
+            r#"
+import socket
+try:
+    if "{proto}" == "tcp":
+        s = socket.create_connection(("10.96.0.40", 80), timeout=2); print(s.recv(100).decode())
+    else:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2); s.connect(("10.96.0.40", 80))
+        s.send(b"?"); print(s.recv(100).decode())
+except Exception as e:
+    print("error=" + type(e).__name__)
+"#
+        );
+        let out = client.exec_ok(&["timeout", "20", "python3", "-c", &code]);
+        [(out.trim().to_string(), 1)].into_iter().collect()
+    };
+    let one = |k: &str| -> BTreeMap<String, u32> { [(k.to_string(), 1)].into_iter().collect() };
+    apply(
+        d,
+        &[svc(&["TCP", "UDP"]), slices[0].clone(), slices[1].clone()],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(reach("tcp"), one(ENDPOINTS[0]), "TCP from slice a");
+    assert_eq!(reach("udp"), one(ENDPOINTS[1]), "UDP from slice b");
+    apply(d, &[svc(&["TCP"])]);
+    assert_eq!(reach("tcp"), one(ENDPOINTS[0]));
+    assert_eq!(
+        reach("udp"),
+        one("error=ConnectionRefusedError"),
+        "UDP removed"
+    );
+    apply(d, &[svc(&["UDP"])]);
+    assert_eq!(reach("udp"), one(ENDPOINTS[1]));
+    assert_eq!(
+        reach("tcp"),
+        one("error=ConnectionRefusedError"),
+        "TCP removed"
+    );
+    d.ctl_ok(&["delete", "-f", &write(d, &svc(&["UDP"]))]);
+    let gone = reach("tcp");
+    assert!(
+        gone.keys().all(|k| k.starts_with("error=")),
+        "deleted: {gone:?}"
+    );
+    apply(d, &[svc(&["TCP", "UDP"])]);
+    assert_eq!(reach("tcp"), one(ENDPOINTS[0]), "made again");
+    assert_eq!(reach("udp"), one(ENDPOINTS[1]), "made again");
+}

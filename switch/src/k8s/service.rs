@@ -782,6 +782,16 @@ pub fn compile_service(
             });
         }
     }
+    // A cluster IP answers only on its ports: anything else sent to it is refused, as
+    // kube-proxy's nftables mode does (instead of wandering to the node and back).
+    for &ip in &svc.cluster_ips {
+        c.rules.push(
+            rule(Table::ServiceLb, 100)
+                .ip()
+                .nw_dst(ip)
+                .then(vswitch_proto::action::Action::Reject),
+        );
+    }
     if let Some(n) = node.local.filter(|_| !external.is_empty()) {
         // The node routes external and load-balancer addresses to the switch.
         for &ip in &external {

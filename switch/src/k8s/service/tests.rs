@@ -226,7 +226,7 @@ fn a_service_compiles_to_a_rule_per_address_and_port_and_a_group_per_port() {
     let mut objects = Objects::default();
     let key = store(&mut objects, svc_manifest(), 3);
     let stored = objects.get(&key).unwrap().clone();
-    // No slices yet: both ports refuse.
+    // No slices yet: both ports refuse, and so does the cluster IP on any other port.
     let c = compile_service(
         3,
         service_of(&stored.spec).unwrap(),
@@ -234,7 +234,12 @@ fn a_service_compiles_to_a_rule_per_address_and_port_and_a_group_per_port() {
         &key,
         &node("n1"),
     );
-    assert_eq!(c.rules.len(), 2);
+    assert_eq!(c.rules.len(), 3);
+    let last = text::display_flow(&c.rules[2].to_spec(0), &NoPortNames, None).to_string();
+    assert!(
+        last.contains("priority=100,ip,nw_dst=10.96.0.10 "),
+        "{last}"
+    );
     assert!(c.groups.is_empty());
     assert!(
         c.rules
