@@ -1008,3 +1008,49 @@ except Exception as e:
     assert_eq!(reach("tcp"), one(ENDPOINTS[0]), "made again");
     assert_eq!(reach("udp"), one(ENDPOINTS[1]), "made again");
 }
+
+/// `loadBalancerSourceRanges`: a load-balancer IP is reached only from the listed
+/// ranges, by clients outside the node (checked on their own address, before the node
+/// masquerades them) and by Pods alike; other clients' packets are dropped.
+#[test]
+#[ignore = "needs root"]
+fn load_balancer_source_ranges_admit_only_their_clients() {
+    let _serial = serial();
+    vswitch_tests::e2e::require_root(&["ip", "nsenter", "timeout", "python3", "iptables"]);
+    let bed = Bed::new();
+    let outside = outside(&bed);
+    outside.exec_ok(&["ip", "route", "add", &format!("{LB_IP}/32"), "via", NODE_IP]);
+    let _servers: Vec<Bg> = (0..2)
+        .map(|i| peer_server(&bed.eps[i], ENDPOINTS[i]))
+        .collect();
+    let d = &bed.d;
+    let lb = |ranges: &[&str]| {
+        let mut s = node_port_service("LoadBalancer", "Cluster");
+        s["spec"]["loadBalancerSourceRanges"] = json!(ranges);
+        s["status"] = json!({ "loadBalancer": { "ingress": [ { "ip": LB_IP } ] } });
+        s
+    };
+    let ok = |answers: &[String]| answers.iter().all(|a| !a.starts_with("error"));
+    let dropped = |answers: &[String]| answers.iter().all(|a| a == "error=TimeoutError");
+    apply(
+        d,
+        &[lb(&[&format!("{OUTSIDE_IP}/32")]), peer_slice(["n1", "n2"])],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let a = ask(&outside, LB_IP, 90, 4);
+    assert!(ok(&a), "outside, in range: {a:?}");
+    let a = ask(&bed.client, LB_IP, 90, 2);
+    assert!(dropped(&a), "a Pod out of range: {a:?}");
+    let a = ask(&bed.client, "10.96.0.20", 90, 2);
+    assert!(ok(&a), "the cluster IP is not restricted: {a:?}");
+    apply(d, &[lb(&["203.0.113.0/24", "10.244.1.0/24"])]);
+    let a = ask(&outside, LB_IP, 90, 2);
+    assert!(dropped(&a), "outside, out of range: {a:?}");
+    let a = ask(&bed.client, LB_IP, 90, 4);
+    assert!(ok(&a), "a Pod in range: {a:?}");
+    apply(d, &[lb(&[])]);
+    let a = ask(&outside, LB_IP, 90, 4);
+    assert!(ok(&a), "no ranges: anyone: {a:?}");
+    let rules = bed.node.exec_ok(&["iptables", "-S", "VSWITCH-FIREWALL"]);
+    assert_eq!(rules.lines().count(), 1, "only the chain is left: {rules}");
+}

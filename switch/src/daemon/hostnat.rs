@@ -2,7 +2,10 @@
 //! what arrives for a NodePort, an external IP or a load-balancer IP, as Antrea's
 //! proxyAll does it (with the node's iptables and routes to its gateway).
 //!
-//! In the switch's namespace, table `nat`:
+//! In the switch's namespace, table `filter`: chain `VSWITCH-FIREWALL`, entered from
+//! FORWARD for packets leaving by the gateway, holds the `loadBalancerSourceRanges` of
+//! every load-balancer IP: a RETURN per range (first), then a DROP; it sees the client's
+//! address before any masquerade. Table `nat`:
 //!
 //! - chain `VSWITCH-NODEPORTS`, entered from PREROUTING and OUTPUT for packets to one of
 //!   the node's own addresses (`-m addrtype --dst-type LOCAL`; not loopback, which the
@@ -22,7 +25,7 @@
 //! (`iptables-restore --noflush`), so a Service costs its own rules, not the table's.
 
 use super::health::HealthChecks;
-use super::masq::{iptables, remove_jump};
+use super::masq::{iptables, iptables_in, remove_jump_in};
 use crate::k8s::HostRule;
 use crate::k8s::pipeline::{NODEPORT_IP, NODEPORT_LOCAL_IP};
 use std::collections::BTreeMap;
@@ -122,6 +125,7 @@ impl HostState {
 
 const NODEPORTS: &str = "VSWITCH-NODEPORTS";
 const SVC_MASQ: &str = "VSWITCH-SVC-MASQ";
+const FIREWALL: &str = "VSWITCH-FIREWALL";
 const COMMENT: &str = "vswitch: Services from outside the node";
 
 /// `tcp`, `udp` or `sctp`, as iptables names them.
@@ -133,9 +137,27 @@ fn proto_name(proto: u8) -> &'static str {
     }
 }
 
-/// The chain and the rule (iptables words after the chain) `r` needs; `None` for what is
-/// not an iptables rule (a health check).
-pub fn rule_of(r: &HostRule) -> Option<(&'static str, String)> {
+/// One rule in one of the node's tables: where it goes and its words after the chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IptRule {
+    pub table: &'static str,
+    pub chain: &'static str,
+    pub words: String,
+    /// Put first in its chain (a source range's pass, ahead of the drop after them all).
+    pub first: bool,
+}
+
+fn ipt(table: &'static str, chain: &'static str, words: String, first: bool) -> IptRule {
+    IptRule {
+        table,
+        chain,
+        words,
+        first,
+    }
+}
+
+/// The iptables rule `r` needs; `None` for what is not one (a health check).
+pub fn rule_of(r: &HostRule) -> Option<IptRule> {
     match *r {
         HostRule::NodePort { proto, port, local } => {
             let to = if local {
@@ -143,65 +165,82 @@ pub fn rule_of(r: &HostRule) -> Option<(&'static str, String)> {
             } else {
                 NODEPORT_IP
             };
-            Some((
+            let p = proto_name(proto);
+            Some(ipt(
+                "nat",
                 NODEPORTS,
-                format!(
-                    "-p {p} -m {p} --dport {port} -j DNAT --to-destination {to}",
-                    p = proto_name(proto)
-                ),
+                format!("-p {p} -m {p} --dport {port} -j DNAT --to-destination {to}"),
+                false,
             ))
         }
-        HostRule::Masquerade { ip, proto, port } => Some((
-            SVC_MASQ,
-            format!(
-                "-d {ip}/32 -p {p} -m {p} --dport {port} -j MASQUERADE",
-                p = proto_name(proto)
-            ),
-        )),
+        HostRule::Masquerade { ip, proto, port } => {
+            let p = proto_name(proto);
+            Some(ipt(
+                "nat",
+                SVC_MASQ,
+                format!("-d {ip}/32 -p {p} -m {p} --dport {port} -j MASQUERADE"),
+                false,
+            ))
+        }
+        HostRule::SourceRange {
+            ip,
+            proto,
+            port,
+            range,
+        } => {
+            let p = proto_name(proto);
+            let to = format!("-d {ip}/32 -p {p} -m {p} --dport {port}");
+            Some(match range {
+                Some(r) => ipt("filter", FIREWALL, format!("-s {r} {to} -j RETURN"), true),
+                None => ipt("filter", FIREWALL, format!("{to} -j DROP"), false),
+            })
+        }
         HostRule::HealthCheck { .. } => None,
     }
 }
 
-/// Make both chains, empty but for the masquerade of what goes to `NODEPORT_IP`, with
+/// Make the chains, empty but for the masquerade of what goes to `NODEPORT_IP`, with
 /// their jumps (those made for another gateway name go). At every start: the rules of
 /// the Services come next, from the store.
 pub fn install(gateway: &str) -> Result<(), String> {
-    for chain in [NODEPORTS, SVC_MASQ] {
-        if iptables(&["-S", chain]).is_err() {
-            iptables(&["-N", chain])?;
+    for (table, chain) in [("nat", NODEPORTS), ("nat", SVC_MASQ), ("filter", FIREWALL)] {
+        if iptables_in(table, &["-S", chain]).is_err() {
+            iptables_in(table, &["-N", chain])?;
         }
-        iptables(&["-F", chain])?;
+        iptables_in(table, &["-F", chain])?;
     }
     let nodeport = format!("{NODEPORT_IP}/32");
     iptables(&["-A", SVC_MASQ, "-d", &nodeport, "-j", "MASQUERADE"])?;
     let local = ["-m", "addrtype", "--dst-type", "LOCAL"];
     let tail = ["-m", "comment", "--comment", COMMENT];
-    let jumps: [(&str, Vec<&str>, &str); 3] = [
-        ("PREROUTING", local.to_vec(), NODEPORTS),
+    let jumps: [(&str, &str, Vec<&str>, &str); 4] = [
+        ("nat", "PREROUTING", local.to_vec(), NODEPORTS),
         (
+            "nat",
             "OUTPUT",
             [&["!", "-d", "127.0.0.0/8"][..], &local[..]].concat(),
             NODEPORTS,
         ),
-        ("POSTROUTING", vec!["-o", gateway], SVC_MASQ),
+        ("nat", "POSTROUTING", vec!["-o", gateway], SVC_MASQ),
+        ("filter", "FORWARD", vec!["-o", gateway], FIREWALL),
     ];
-    for (parent, matches, chain) in jumps {
+    for (table, parent, matches, chain) in jumps {
         let want: Vec<&str> = [&matches[..], &tail[..], &["-j", chain][..]].concat();
-        for old in jumps_to(parent, chain) {
+        for old in jumps_to(table, parent, chain) {
             if !old.contains(&matches.join(" ")) {
-                remove_jump(&old);
+                remove_jump_in(table, &old);
             }
         }
-        if iptables(&[&["-C", parent][..], &want[..]].concat()).is_err() {
-            iptables(&[&["-I", parent, "1"][..], &want[..]].concat())?;
+        if iptables_in(table, &[&["-C", parent][..], &want[..]].concat()).is_err() {
+            iptables_in(table, &[&["-I", parent, "1"][..], &want[..]].concat())?;
         }
     }
     Ok(())
 }
 
 /// The rules of `parent` that jump to `chain`, as `iptables -S` prints them.
-fn jumps_to(parent: &str, chain: &str) -> Vec<String> {
-    iptables(&["-S", parent])
+fn jumps_to(table: &str, parent: &str, chain: &str) -> Vec<String> {
+    iptables_in(table, &["-S", parent])
         .unwrap_or_default()
         .lines()
         .filter(|l| l.ends_with(&format!("-j {chain}")))
@@ -213,30 +252,40 @@ fn jumps_to(parent: &str, chain: &str) -> Vec<String> {
 /// --noflush` batch; when the batch is refused (a rule to delete was removed by hand),
 /// rule by rule, each failure logged.
 pub fn change(gone: &[HostRule], new: &[HostRule]) -> Result<(), String> {
-    let lines: Vec<(&str, &'static str, String)> = gone
+    let lines: Vec<(&str, IptRule)> = gone
         .iter()
-        .filter_map(|r| rule_of(r).map(|(c, w)| ("-D", c, w)))
-        .chain(
-            new.iter()
-                .filter_map(|r| rule_of(r).map(|(c, w)| ("-A", c, w))),
-        )
+        .filter_map(|r| Some(("-D", rule_of(r)?)))
+        .chain(new.iter().filter_map(|r| {
+            let r = rule_of(r)?;
+            Some((if r.first { "-I" } else { "-A" }, r))
+        }))
         .collect();
     if lines.is_empty() {
         return Ok(());
     }
-    let mut batch = String::from("*nat\n");
-    for (op, chain, words) in &lines {
-        batch.push_str(&format!("{op} {chain} {words}\n"));
+    let mut batch = String::new();
+    for table in ["nat", "filter"] {
+        let mine: Vec<&(&str, IptRule)> = lines.iter().filter(|(_, r)| r.table == table).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        batch.push_str(&format!("*{table}\n"));
+        for (op, r) in mine {
+            batch.push_str(&format!("{op} {} {}\n", r.chain, r.words));
+        }
+        batch.push_str("COMMIT\n");
     }
-    batch.push_str("COMMIT\n");
     if restore(&batch).is_ok() {
         return Ok(());
     }
     let mut first_error = None;
-    for (op, chain, words) in &lines {
-        let args: Vec<&str> = [*op, *chain].into_iter().chain(words.split(' ')).collect();
-        if let Err(e) = iptables(&args) {
-            tracing::warn!(error = %e, "a Service's rule in the node's nat table");
+    for (op, r) in &lines {
+        let args: Vec<&str> = [*op, r.chain]
+            .into_iter()
+            .chain(r.words.split(' '))
+            .collect();
+        if let Err(e) = iptables_in(r.table, &args) {
+            tracing::warn!(error = %e, "a Service's rule in the node's tables");
             first_error.get_or_insert(e);
         }
     }
@@ -281,25 +330,44 @@ mod tests {
             port: 30080,
             local,
         };
+        let r = rule_of(&np(false)).unwrap();
+        assert_eq!((r.table, r.chain, r.first), ("nat", NODEPORTS, false));
         assert_eq!(
-            rule_of(&np(false)),
-            Some((
-                NODEPORTS,
-                "-p tcp -m tcp --dport 30080 -j DNAT --to-destination 169.254.0.252".into()
-            ))
+            r.words,
+            "-p tcp -m tcp --dport 30080 -j DNAT --to-destination 169.254.0.252"
         );
-        assert!(rule_of(&np(true)).unwrap().1.ends_with("169.254.0.251"));
+        assert!(rule_of(&np(true)).unwrap().words.ends_with("169.254.0.251"));
+        let ip = "192.0.2.7".parse().unwrap();
         let m = HostRule::Masquerade {
-            ip: "192.0.2.7".parse().unwrap(),
+            ip,
             proto: 132,
             port: 80,
         };
         assert_eq!(
-            rule_of(&m),
-            Some((
-                SVC_MASQ,
-                "-d 192.0.2.7/32 -p sctp -m sctp --dport 80 -j MASQUERADE".into()
-            ))
+            rule_of(&m).unwrap().words,
+            "-d 192.0.2.7/32 -p sctp -m sctp --dport 80 -j MASQUERADE"
+        );
+        // Source ranges: each range's pass first in the firewall chain, the drop after.
+        let range = |r: Option<&str>| HostRule::SourceRange {
+            ip,
+            proto: 17,
+            port: 53,
+            range: r.map(|r| r.parse().unwrap()),
+        };
+        let pass = rule_of(&range(Some("198.51.100.0/24"))).unwrap();
+        assert_eq!(
+            (pass.table, pass.chain, pass.first),
+            ("filter", FIREWALL, true)
+        );
+        assert_eq!(
+            pass.words,
+            "-s 198.51.100.0/24 -d 192.0.2.7/32 -p udp -m udp --dport 53 -j RETURN"
+        );
+        let drop = rule_of(&range(None)).unwrap();
+        assert!(!drop.first);
+        assert_eq!(
+            drop.words,
+            "-d 192.0.2.7/32 -p udp -m udp --dport 53 -j DROP"
         );
         let hc = HostRule::HealthCheck {
             port: 32000,

@@ -26,10 +26,16 @@ pub struct Masquerade {
     pub exclude: Vec<Ipv4Cidr>,
 }
 
+/// `iptables -w -t nat ARGS`: its output, or what it said on failure.
 pub(super) fn iptables(args: &[&str]) -> Result<String, String> {
+    iptables_in("nat", args)
+}
+
+/// `iptables -w -t TABLE ARGS`.
+pub(super) fn iptables_in(table: &str, args: &[&str]) -> Result<String, String> {
     let out = Command::new("iptables")
         .arg("-w")
-        .args(["-t", "nat"])
+        .args(["-t", table])
         .args(args)
         .output()
         .map_err(|e| format!("cannot run iptables: {e}"))?;
@@ -98,6 +104,11 @@ pub fn install(
 }
 
 pub(super) fn remove_jump(rule: &str) {
+    remove_jump_in("nat", rule)
+}
+
+/// Delete `rule`, as `iptables -t TABLE -S` printed it.
+pub(super) fn remove_jump_in(table: &str, rule: &str) {
     // `-A POSTROUTING ...` as printed; deleted with the same words after `-D`. The comment
     // is quoted in the listing.
     let Some(rest) = rule.strip_prefix("-A ") else {
@@ -122,8 +133,8 @@ pub(super) fn remove_jump(rule: &str) {
     }
     let mut args = vec!["-D"];
     args.extend(words.iter().map(String::as_str));
-    if let Err(e) = iptables(&args) {
-        tracing::warn!(error = %e, "cannot remove an old masquerade rule");
+    if let Err(e) = iptables_in(table, &args) {
+        tracing::warn!(error = %e, "cannot remove an old rule");
     }
 }
 

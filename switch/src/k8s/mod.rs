@@ -184,6 +184,15 @@ pub enum HostRule {
     /// `port` (routed to the switch) leave the node for the switch from the gateway's
     /// address (externalTrafficPolicy Cluster), so replies come back through the node.
     Masquerade { ip: Ipv4Addr, proto: u8, port: u16 },
+    /// `loadBalancerSourceRanges`: connections from outside the node to load-balancer
+    /// address `ip` and `port` pass from `range` (`Some`), and are dropped otherwise
+    /// (`None`: the rule after every range's).
+    SourceRange {
+        ip: Ipv4Addr,
+        proto: u8,
+        port: u16,
+        range: Option<Ipv4Cidr>,
+    },
     /// kube-proxy's health check for load balancers: HTTP on `port`, 200 while the
     /// Service `namespace/name` has local endpoints (`local_endpoints` of them), else 503.
     HealthCheck {

@@ -138,6 +138,8 @@ pub struct Service {
     pub external_local: bool,
     pub internal_local: bool,
     pub health_check_node_port: Option<u16>,
+    /// `spec.loadBalancerSourceRanges` (IPv4; IPv6 ones are skipped).
+    pub source_ranges: Vec<Ipv4Cidr>,
     /// The labels that make kube-proxy leave a Service alone, with their values:
     /// `service.kubernetes.io/service-proxy-name` (another proxy serves it) and
     /// `service.kubernetes.io/headless`. A Service with either installs nothing.
@@ -240,6 +242,15 @@ fn str_list<'a>(v: Option<&'a Value>, path: &str) -> Result<Vec<&'a str>, FieldE
             })
             .collect(),
         Some(_) => Err(err(path, "must be a list")),
+    }
+}
+
+/// A CIDR as Kubernetes writes one; an address alone is its `/32` (as kube-proxy takes
+/// one). Host bits set are refused (the API server refuses them too).
+fn cidr(s: &str) -> Option<Ipv4Cidr> {
+    match s.split_once('/') {
+        Some((a, p)) => Ipv4Cidr::new(a.parse().ok()?, p.parse().ok()?),
+        None => Some(Ipv4Cidr::host(s.parse().ok()?)),
     }
 }
 
@@ -392,6 +403,24 @@ fn read_service(obj: &Value) -> Result<(ObjectKey, Service), FieldError> {
             )),
         }
     };
+    let mut source_ranges = Vec::new();
+    for (i, r) in str_list(
+        spec.get("loadBalancerSourceRanges"),
+        "spec.loadBalancerSourceRanges",
+    )?
+    .into_iter()
+    .enumerate()
+    {
+        if r.contains(':') {
+            continue;
+        }
+        source_ranges.push(cidr(r.trim()).ok_or_else(|| {
+            err(
+                &format!("spec.loadBalancerSourceRanges[{i}]"),
+                format!("Invalid value: {r:?}: must be a CIDR (192.0.2.0/24)"),
+            )
+        })?);
+    }
     let labels = obj.pointer("/metadata/labels");
     let proxy_labels = PROXY_LABELS
         .iter()
@@ -404,6 +433,7 @@ fn read_service(obj: &Value) -> Result<(ObjectKey, Service), FieldError> {
         key,
         Service {
             proxy_labels,
+            source_ranges,
             service_type,
             cluster_ips,
             headless,
@@ -693,6 +723,13 @@ pub fn compile_service(
     } else {
         (NODEPORT_IP, false)
     };
+    // Load-balancer IPs restricted to source ranges (a LoadBalancer Service's own).
+    let ranged: Vec<Ipv4Addr> =
+        if svc.service_type == ServiceType::LoadBalancer && !svc.source_ranges.is_empty() {
+            svc.lb_ips.clone()
+        } else {
+            Vec::new()
+        };
     let mut local_count = 0;
     for (i, sp) in svc.ports.iter().enumerate().take(MAX_PORTS) {
         let proto = sp.protocol.number();
@@ -706,10 +743,29 @@ pub fn compile_service(
             .collect();
         let all = by_topology(every, node.zone);
         local_count = local_count.max(local.len());
-        let mut targets: Vec<Target> = frontends
-            .iter()
-            .map(|&(ip, l)| Target::new(ip, sp.port, l))
-            .collect();
+        let mut targets: Vec<Target> = Vec::new();
+        for &(ip, l) in &frontends {
+            if ranged.contains(&ip) {
+                targets.extend(source_ranged(ip, sp.port, &svc.source_ranges));
+                if from_outside {
+                    c.host
+                        .extend(svc.source_ranges.iter().map(|&r| HostRule::SourceRange {
+                            ip,
+                            proto,
+                            port: sp.port,
+                            range: Some(r),
+                        }));
+                    c.host.push(HostRule::SourceRange {
+                        ip,
+                        proto,
+                        port: sp.port,
+                        range: None,
+                    });
+                }
+            } else {
+                targets.push(Target::new(ip, sp.port, l));
+            }
+        }
         if let (true, Some(np)) = (node_port, sp.node_port) {
             targets.extend(node.node_ip.map(|ip| Target::new(ip, np, false)));
             if from_outside {
@@ -727,11 +783,14 @@ pub fn compile_service(
                     // From outside, with the client's own address: local endpoints only;
                     // the node's own connections (from the gateway's address) anywhere.
                     targets.push(Target {
-                        from_node: Some((Source::Gateway, None)),
+                        priority: 201,
+                        from: Some(Source::Gateway),
                         ..Target::new(ip, sp.port, true)
                     });
                     targets.push(Target {
-                        from_node: Some((Source::Gateway, Some(n.gateway_ip()))),
+                        priority: 202,
+                        from: Some(Source::Gateway),
+                        src: Some(Ipv4Cidr::host(n.gateway_ip())),
                         ..Target::new(ip, sp.port, false)
                     });
                 } else {
@@ -754,6 +813,19 @@ pub fn compile_service(
             }
         }
         for t in &targets {
+            let mut r = rule(Table::ServiceLb, t.priority);
+            if let Some(from) = t.from {
+                r = r.reg(reg::SOURCE, from as u32);
+            }
+            if let Some(src) = t.src {
+                r = r.nw_src_net(src);
+            }
+            r = r.ip().nw_dst(t.ip).nw_proto(proto).tp_dst(t.port);
+            if t.deny {
+                // Outside a load balancer's source ranges.
+                c.rules.push(r.drop());
+                continue;
+            }
             let set = if t.local { &local } else { &all };
             c.backends.extend(set.iter().map(|b| Dnat {
                 proto,
@@ -762,14 +834,6 @@ pub fn compile_service(
                 ep: b.ip,
                 eport: b.port,
             }));
-            let mut r = match t.from_node {
-                None => rule(Table::ServiceLb, 200),
-                Some((from, None)) => rule(Table::ServiceLb, 201).reg(reg::SOURCE, from as u32),
-                Some((from, Some(src))) => rule(Table::ServiceLb, 202)
-                    .reg(reg::SOURCE, from as u32)
-                    .nw_src(src),
-            };
-            r = r.ip().nw_dst(t.ip).nw_proto(proto).tp_dst(t.port);
             c.rules.push(if set.is_empty() && !t.local {
                 // No endpoint: refused at once, as kube-proxy does (a TCP reset, an ICMP
                 // port unreachable otherwise), so clients fail fast instead of timing out.
@@ -821,10 +885,16 @@ struct Target {
     port: u16,
     /// To the node's own endpoints only.
     local: bool,
-    /// Only what comes in from there (and from that address): an externalTrafficPolicy
-    /// Local external address reached through the node, which tells clients outside
-    /// from the node itself by the gateway's address.
-    from_node: Option<(Source, Option<Ipv4Addr>)>,
+    priority: u16,
+    /// Only what comes in from there: an externalTrafficPolicy Local external address
+    /// reached through the node tells clients outside from the node itself by the
+    /// gateway's address; a load balancer's source ranges let the node's traffic through
+    /// (what came from outside was checked by the node).
+    from: Option<Source>,
+    /// Only from these addresses.
+    src: Option<Ipv4Cidr>,
+    /// Dropped: not from a load balancer's source ranges.
+    deny: bool,
 }
 
 impl Target {
@@ -833,9 +903,36 @@ impl Target {
             ip,
             port,
             local,
-            from_node: None,
+            priority: 200,
+            from: None,
+            src: None,
+            deny: false,
         }
     }
+}
+
+/// `loadBalancerSourceRanges` for load-balancer IP `ip` and `port`, reached from inside
+/// the cluster (kube-proxy checks them for every client): from a Pod, only from the
+/// ranges; from the node (its own connections, and those from outside the node, which
+/// its firewall chain checked before masquerading them), always; anything else dropped.
+fn source_ranged(ip: Ipv4Addr, port: u16, ranges: &[Ipv4Cidr]) -> Vec<Target> {
+    let mut v: Vec<Target> = ranges
+        .iter()
+        .map(|&r| Target {
+            src: Some(r),
+            ..Target::new(ip, port, false)
+        })
+        .collect();
+    v.push(Target {
+        from: Some(Source::Gateway),
+        ..Target::new(ip, port, false)
+    });
+    v.push(Target {
+        priority: 199,
+        deny: true,
+        ..Target::new(ip, port, false)
+    });
+    v
 }
 
 /// The Service kind.
@@ -1003,6 +1100,14 @@ impl Kind for ServiceKind {
         }
         if let Some(p) = s.health_check_node_port {
             spec["healthCheckNodePort"] = json!(p);
+        }
+        if !s.source_ranges.is_empty() {
+            spec["loadBalancerSourceRanges"] = json!(
+                s.source_ranges
+                    .iter()
+                    .map(|r| r.to_string())
+                    .collect::<Vec<_>>()
+            );
         }
         let mut o = json!({
             "apiVersion": "v1",

@@ -633,3 +633,68 @@ fn a_service_another_proxy_serves_installs_nothing_and_keeps_its_label() {
     );
     assert_eq!(SERVICE.read(&back).unwrap().1, stored.spec);
 }
+
+#[test]
+fn load_balancer_source_ranges_restrict_its_ips_from_pods_and_from_outside() {
+    let mut objects = Objects::default();
+    let mut m = svc_manifest();
+    m["spec"]["type"] = json!("LoadBalancer");
+    m["spec"]["loadBalancerSourceRanges"] =
+        json!(["198.51.100.0/24", "10.244.1.7", "2001:db8::/32"]);
+    m["status"] = json!({ "loadBalancer": { "ingress": [ { "ip": "192.0.2.9" } ] } });
+    let key = store(&mut objects, m.clone(), 3);
+    store(
+        &mut objects,
+        slice_manifest("web-a", 8080, json!([ep("10.244.1.3", None, None, None)])),
+        1,
+    );
+    let stored = objects.get(&key).unwrap().clone();
+    let svc = service_of(&stored.spec).unwrap();
+    assert_eq!(svc.source_ranges.len(), 2, "IPv6 ranges are skipped");
+    assert_eq!(
+        SERVICE.read(&SERVICE.to_object(&key, &stored)).unwrap().1,
+        stored.spec
+    );
+    let local = net(None);
+    let ctx = NodeCtx {
+        local: Some(&local),
+        ..node("n1")
+    };
+    let c = compile_service(3, svc, &objects, &key, &ctx);
+    let l: Vec<String> = c
+        .rules
+        .iter()
+        .map(|r| text::display_flow(&r.to_spec(0), &NoPortNames, None).to_string())
+        .filter(|l| l.contains("nw_dst=192.0.2.9,") && l.contains("tp_dst=80"))
+        .collect();
+    let has = |parts: &[&str]| l.iter().any(|x| parts.iter().all(|p| x.contains(p)));
+    assert!(
+        has(&["priority=200", "nw_src=198.51.100.0/24", "group:"]),
+        "{l:?}"
+    );
+    assert!(
+        has(&["priority=200", "nw_src=10.244.1.7,", "group:"]),
+        "{l:?}"
+    );
+    assert!(has(&["priority=200", "reg0=0x1,", "group:"]), "{l:?}");
+    assert!(has(&["priority=199", "actions=drop"]), "{l:?}");
+    let ranges: Vec<&HostRule> = c
+        .host
+        .iter()
+        .filter(|h| matches!(h, HostRule::SourceRange { port: 80, .. }))
+        .collect();
+    assert_eq!(ranges.len(), 3, "two passes and the drop: {ranges:?}");
+    // The cluster IP is not restricted.
+    let cluster = c.rules.iter().any(|r| {
+        let t = text::display_flow(&r.to_spec(0), &NoPortNames, None).to_string();
+        t.contains("nw_dst=10.96.0.10,") && t.contains("tp_dst=80") && !t.contains("nw_src")
+    });
+    assert!(cluster);
+    let mut bad = m;
+    bad["spec"]["loadBalancerSourceRanges"] = json!(["10.0.0.1/8"]);
+    let e = SERVICE.read(&bad).unwrap_err();
+    assert!(
+        e.to_string().contains("spec.loadBalancerSourceRanges[0]"),
+        "{e}"
+    );
+}
