@@ -169,7 +169,10 @@ pub struct Endpoint {
     pub terminating: bool,
     pub node_name: Option<String>,
     pub zone: Option<String>,
+    /// Topology hints: `hints.forZones` names.
     pub hints: Vec<String>,
+    /// `hints.forNodes` names (trafficDistribution PreferSameNode).
+    pub node_hints: Vec<String>,
 }
 
 /// An EndpointSlice, as the switch keeps it.
@@ -523,15 +526,8 @@ fn read_slice(obj: &Value) -> Result<(ObjectKey, Slice), FieldError> {
                 terminating: cond("terminating").unwrap_or(false),
                 node_name: text("nodeName"),
                 zone: text("zone"),
-                hints: e
-                    .pointer("/hints/forZones")
-                    .and_then(Value::as_array)
-                    .map(|z| {
-                        z.iter()
-                            .filter_map(|z| z.get("name")?.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                hints: names(e.pointer("/hints/forZones")),
+                node_hints: names(e.pointer("/hints/forNodes")),
             });
         }
     }
@@ -555,6 +551,8 @@ pub struct Backend {
     pub node: Option<String>,
     /// The zones its topology hints name (`hints.forZones`).
     pub zones: Vec<String>,
+    /// The nodes they name (`hints.forNodes`).
+    pub nodes: Vec<String>,
 }
 
 /// The endpoints of Service port `sp` that new connections may go to, in a stable order
@@ -586,6 +584,7 @@ pub fn backends<'a>(sp: &ServicePort, slices: impl Iterator<Item = &'a Slice>) -
                     port,
                     node: e.node_name.clone(),
                     zones: e.hints.clone(),
+                    nodes: e.node_hints.clone(),
                 });
             }
         }
@@ -601,16 +600,37 @@ pub fn backends<'a>(sp: &ServicePort, slices: impl Iterator<Item = &'a Slice>) -
     out
 }
 
-/// Topology hints, as kube-proxy uses them (`CategorizeEndpoints`, `canUseTopology`):
-/// when the node's zone is known, every endpoint has hints and one is hinted for the
-/// zone, the endpoints hinted for it; otherwise all of them.
-pub fn by_topology(all: Vec<Backend>, zone: Option<&str>) -> Vec<Backend> {
-    let Some(zone) = zone else { return all };
-    let hinted = |b: &Backend| b.zones.iter().any(|z| z == zone);
-    if all.iter().any(|b| b.zones.is_empty()) || !all.iter().any(hinted) {
+/// Topology hints, as kube-proxy uses them (`CategorizeEndpoints`,
+/// `topologyModeFromHints`): when every endpoint has node hints and one names this node,
+/// the endpoints hinted for it (trafficDistribution PreferSameNode); else, when every
+/// endpoint has zone hints and one names the node's zone, those hinted for the zone;
+/// otherwise all of them.
+pub fn by_topology(all: Vec<Backend>, node: &str, zone: Option<&str>) -> Vec<Backend> {
+    let fits = |hints: fn(&Backend) -> &Vec<String>, name: &str| {
+        !all.iter().any(|b| hints(b).is_empty())
+            && all.iter().any(|b| hints(b).iter().any(|h| h == name))
+    };
+    let (hints, name): (fn(&Backend) -> &Vec<String>, &str) = if fits(|b| &b.nodes, node) {
+        (|b| &b.nodes, node)
+    } else if let Some(z) = zone.filter(|z| fits(|b| &b.zones, z)) {
+        (|b| &b.zones, z)
+    } else {
         return all;
-    }
-    all.into_iter().filter(hinted).collect()
+    };
+    all.into_iter()
+        .filter(|b| hints(b).iter().any(|h| h == name))
+        .collect()
+}
+
+/// The `name`s of a list of `{name: ...}` (topology hints).
+fn names(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|l| {
+            l.iter()
+                .filter_map(|x| x.get("name")?.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The key of slice-owning Service `name` in `namespace`.
@@ -741,7 +761,7 @@ pub fn compile_service(
             .filter(|b| b.node.as_deref() == Some(node.name))
             .cloned()
             .collect();
-        let all = by_topology(every, node.zone);
+        let all = by_topology(every, node.name, node.zone);
         local_count = local_count.max(local.len());
         let mut targets: Vec<Target> = Vec::new();
         for &(ip, l) in &frontends {
@@ -1241,8 +1261,12 @@ impl Kind for SliceKind {
                 });
                 if let Some(n) = &e.node_name { o["nodeName"] = json!(n); }
                 if let Some(z) = &e.zone { o["zone"] = json!(z); }
+                let named = |v: &[String]| v.iter().map(|h| json!({ "name": h })).collect::<Vec<_>>();
                 if !e.hints.is_empty() {
-                    o["hints"] = json!({ "forZones": e.hints.iter().map(|h| json!({ "name": h })).collect::<Vec<_>>() });
+                    o["hints"]["forZones"] = json!(named(&e.hints));
+                }
+                if !e.node_hints.is_empty() {
+                    o["hints"]["forNodes"] = json!(named(&e.node_hints));
                 }
                 o
             }).collect::<Vec<_>>(),

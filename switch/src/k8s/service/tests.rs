@@ -589,26 +589,33 @@ fn from_outside_the_node_a_service_follows_its_external_traffic_policy() {
 
 #[test]
 fn topology_hints_are_used_only_when_every_endpoint_has_them_and_one_fits() {
-    let b = |ip: [u8; 4], zones: &[&str]| Backend {
-        ip: Ipv4Addr::from(ip),
+    let b = |ip: u8, zones: &[&str], nodes: &[&str]| Backend {
+        ip: Ipv4Addr::new(10, 0, 0, ip),
         port: 80,
         node: None,
         zones: zones.iter().map(|z| z.to_string()).collect(),
+        nodes: nodes.iter().map(|z| z.to_string()).collect(),
     };
-    let all = vec![
-        b([10, 0, 0, 1], &["a"]),
-        b([10, 0, 0, 2], &["b"]),
-        b([10, 0, 0, 3], &["a", "c"]),
-    ];
+    let all = vec![b(1, &["a"], &[]), b(2, &["b"], &[]), b(3, &["a", "c"], &[])];
     let ips = |v: Vec<Backend>| v.iter().map(|b| b.ip.octets()[3]).collect::<Vec<_>>();
-    assert_eq!(ips(by_topology(all.clone(), Some("a"))), [1, 3]);
-    assert_eq!(ips(by_topology(all.clone(), Some("c"))), [3]);
+    let on = |v: &Vec<Backend>, zone| ips(by_topology(v.clone(), "n1", zone));
+    assert_eq!(on(&all, Some("a")), [1, 3]);
+    assert_eq!(on(&all, Some("c")), [3]);
     // No endpoint for the zone, no zone known, or one endpoint without hints: all.
-    assert_eq!(ips(by_topology(all.clone(), Some("d"))), [1, 2, 3]);
-    assert_eq!(ips(by_topology(all.clone(), None)), [1, 2, 3]);
-    let mut partial = all;
-    partial.push(b([10, 0, 0, 4], &[]));
-    assert_eq!(ips(by_topology(partial, Some("a"))), [1, 2, 3, 4]);
+    assert_eq!(on(&all, Some("d")), [1, 2, 3]);
+    assert_eq!(on(&all, None), [1, 2, 3]);
+    let mut partial = all.clone();
+    partial.push(b(4, &[], &[]));
+    assert_eq!(on(&partial, Some("a")), [1, 2, 3, 4]);
+    // Node hints first, when all have them and one names this node; else zones.
+    let nodes = vec![
+        b(1, &["a"], &["n1"]),
+        b(2, &["a"], &["n2"]),
+        b(3, &["b"], &["n3"]),
+    ];
+    assert_eq!(on(&nodes, Some("a")), [1]);
+    assert_eq!(ips(by_topology(nodes.clone(), "n9", Some("a"))), [1, 2]);
+    assert_eq!(ips(by_topology(nodes, "n9", None)), [1, 2, 3]);
 }
 
 #[test]
