@@ -1054,3 +1054,33 @@ fn load_balancer_source_ranges_admit_only_their_clients() {
     let rules = bed.node.exec_ok(&["iptables", "-S", "VSWITCH-FIREWALL"]);
     assert_eq!(rules.lines().count(), 1, "only the chain is left: {rules}");
 }
+
+/// Session affinity outlives a `kill -9` of the switch: the clients with live
+/// connections are put back on their endpoints from the connection table, so new
+/// connections after the start go where the old ones went.
+#[test]
+#[ignore = "needs root"]
+fn session_affinity_survives_kill_9_of_the_switch() {
+    let _serial = serial();
+    require_root();
+    let mut bed = Bed::new();
+    let mut svc = service();
+    svc["spec"]["sessionAffinity"] = json!("ClientIP");
+    apply(&bed.d, &[svc, slice(&ENDPOINTS, &[])]);
+    std::thread::sleep(Duration::from_millis(500));
+    let before = spread(&bed.client, "udp", 5);
+    assert_eq!(before.len(), 1, "{before:?}");
+    bed.d.kill9();
+    bed.d.restart();
+    let after = spread(&bed.client, "udp", 30);
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+        "{after:?}"
+    );
+    assert!(
+        bed.d.log_tail(200).contains("session affinity restored"),
+        "{}",
+        bed.d.log_tail(30)
+    );
+}

@@ -463,8 +463,14 @@ impl Tracker {
 
     /// Every live connection (in zone `zone`, if given), as `dump-conntrack` shows it.
     pub fn dump(&self, zone: Option<u16>, now_ms: u64) -> Vec<ConnInfo> {
-        let now = self.abs(now_ms);
         let mut v = Vec::new();
+        self.for_each(zone, now_ms, |c| v.push(c.clone()));
+        v
+    }
+
+    /// Each live connection of `zone` (every zone if None), one at a time.
+    pub fn for_each(&self, zone: Option<u16>, now_ms: u64, mut f: impl FnMut(&ConnInfo)) {
+        let now = self.abs(now_ms);
         for slot in 0..self.0.table.high_water() {
             let Some(e) = self.0.table.lock(slot) else {
                 continue;
@@ -472,10 +478,9 @@ impl Tracker {
             let info = ConnInfo::read(&e, now);
             drop(e);
             if info.timeout_ms > 0 && zone.is_none_or(|z| z == info.orig.zone) {
-                v.push(info);
+                f(&info);
             }
         }
-        v
     }
 
     /// Remove the connections of `zone` (all zones if None) whose tuples match `filter`.

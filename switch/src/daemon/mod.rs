@@ -319,6 +319,7 @@ impl Switch {
         let now = sw.image();
         sw.store.compact(&now)?;
         sw.bridge.publish();
+        sw.restore_affinity();
         sw.sync_all_routes();
         sw.turn_forwarding_on();
         tracing::info!(

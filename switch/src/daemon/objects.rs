@@ -517,6 +517,71 @@ impl Switch {
         }
     }
 
+    /// At start, once the groups are back: Services' session affinity, from the
+    /// connection table (which outlived the process): each client of a Service port with
+    /// affinity is remembered on the endpoint its live connections were translated to, as
+    /// of now, so a restart of `vswitchd` does not move it (kube-proxy's `recent` lists
+    /// live in the kernel and outlive it too). What the table does not hold (a client
+    /// whose connections all ended) is forgotten.
+    pub(super) fn restore_affinity(&self) {
+        use std::collections::HashMap;
+        let pipe = self.bridge.pipeline();
+        let any = pipe.groups().any(|g| g.affinity.is_some());
+        if !any {
+            return;
+        }
+        // (proto, vip, vport, ep, eport) -> the Service translating it.
+        let mut by_dnat: HashMap<(u8, u32, u16, u32, u16), u32> = HashMap::new();
+        for (&owner, dnats) in &self.dnats {
+            let Some((k8s::pipeline::CookieKind::Service, id)) =
+                k8s::pipeline::CookieKind::of(owner)
+            else {
+                continue;
+            };
+            for d in dnats {
+                let key = (d.proto, d.vip.into(), d.vport, d.ep.into(), d.eport);
+                by_dnat.insert(key, id as u32);
+            }
+        }
+        let now = now_ms();
+        let mut kept = 0usize;
+        let mark = k8s::pipeline::ct_mark::SERVICE;
+        self.ct.for_each(Some(k8s::pipeline::CT_ZONE), now, |c| {
+            if c.mark & mark == 0 || c.orig.v6 {
+                return;
+            }
+            let (vip, ep) = (c.orig.dst as u32, c.reply.src as u32);
+            let key = (c.orig.proto, vip, c.orig.dport, ep, c.reply.sport);
+            let Some(&id) = by_dnat.get(&key) else {
+                return;
+            };
+            let to = format!("{}:{}", std::net::Ipv4Addr::from(ep), c.reply.sport);
+            for gid in k8s::service::groups_of(id) {
+                let Some(g) = pipe.group(gid) else {
+                    continue;
+                };
+                let (Some(aff), Some(secs)) = (&g.affinity, g.spec.affinity) else {
+                    continue;
+                };
+                let bucket = g
+                    .spec
+                    .buckets
+                    .iter()
+                    .position(|b| k8s::service::bucket_endpoint(b).as_deref() == Some(&to));
+                if let Some(b) = bucket {
+                    aff.set(c.orig.src, g.bucket_keys[b], now, secs as u64 * 1000);
+                    kept += 1;
+                }
+            }
+        });
+        if kept > 0 {
+            tracing::info!(
+                clients = kept,
+                "Services' session affinity restored from the connection table"
+            );
+        }
+    }
+
     /// At start, once published: the routes the restored objects need.
     pub(super) fn sync_all_routes(&mut self) {
         let routes = std::mem::take(&mut self.pending_routes);

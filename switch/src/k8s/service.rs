@@ -650,6 +650,11 @@ const MAX_SERVICE_ID: u32 = (*SYSTEM_GROUPS.end() - *SYSTEM_GROUPS.start()) >> G
 const GROUP_BITS: u32 = 6;
 const MAX_PORTS: usize = 32;
 
+/// Every group id the Service with id `id` may have.
+pub fn groups_of(id: u32) -> impl Iterator<Item = u32> {
+    (0..MAX_PORTS).flat_map(move |i| [false, true].map(|l| group_id(id, i, l)))
+}
+
 /// The group of the `i`th port of the Service with id `id`: of its node-local endpoints
 /// when `local`.
 pub fn group_id(id: u32, i: usize, local: bool) -> u32 {
