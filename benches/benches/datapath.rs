@@ -4,7 +4,9 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use vswitch::cls::Classifier;
+use vswitch::ct::{Config as CtConfig, Tracker, TupleFilter};
 use vswitch::dp::emc::Emc;
 use vswitch::dp::megaflow::{Megaflow, MegaflowCache};
 use vswitch::dp::packet::Packet;
@@ -16,6 +18,7 @@ use vswitch_proto::field::FieldId;
 use vswitch_proto::flow::{Flow, ct_state};
 use vswitch_proto::flowmod::{FlowSpec, Usage};
 use vswitch_proto::matching::Match;
+use vswitch_proto::net::MacAddr;
 use vswitch_proto::text::{NoPortNames, parse_flow, parse_match};
 use vswitch_tests::k8s;
 
@@ -246,6 +249,214 @@ fn interpreter(c: &mut Criterion) {
     g.finish();
 }
 
+/// Local Pods of the node of the Services benchmarks (clients, and half the endpoints).
+const PODS: u32 = 32;
+/// Endpoints per Service.
+const ENDPOINTS: u32 = 10;
+
+/// The frame of [`k8s::syn_from_pod`]'s packet: a 64-byte SYN.
+fn syn_frame(pod: u32, vip: &k8s::ClusterIp, sport: u16) -> Vec<u8> {
+    let mut f = frame(
+        true,
+        64,
+        k8s::pod_ip(pod).octets(),
+        vip.ip.octets(),
+        sport,
+        vip.port,
+    );
+    let gw: MacAddr = k8s::GW_MAC.parse().expect("MAC");
+    f[0..6].copy_from_slice(&gw.0);
+    f[6..12].copy_from_slice(&MacAddr::for_ipv4(k8s::pod_ip(pod)).0);
+    f[14 + 20 + 13] = 0x02;
+    f
+}
+
+/// Connections the benchmarks cycle through: (client Pod, Service), drawn at random.
+const CONNS: usize = 1024;
+
+fn connections(n: u32) -> Vec<(u32, u32)> {
+    // xorshift64: the same draw on every run.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..CONNS)
+        .map(|_| ((next() % PODS as u64) as u32, (next() % n as u64) as u32))
+        .collect()
+}
+
+/// The slow path of a new connection to a Service, against the number of Services (issue
+/// 12: it must not grow with it). Each iteration takes the next of 1,024 connections
+/// (a random local Pod to a random one of the `n` Services, its own source port) and
+/// translates its first packet:
+/// - `first_pass/N`: as it comes from the Pod (Classifier, SpoofGuard, ARPResponder,
+///   Conntrack: ends in `ct(zone,nat)` and recirculation);
+/// - `servicelb_pass/N`: as conntrack returns it, `+trk+new` (ConntrackState, then
+///   ServiceLB: the Service's rule, its group, one endpoint's `ct(commit,nat(dst))`);
+/// - `N`: both, one after the other (what the first packet costs in xlate up to the
+///   endpoint's conntrack commit);
+/// - `fastpath/N`: batches of 32 such packets, each a new connection (a new source port
+///   each time), through the fast path with the real connection tracker: the Pod's pass
+///   hits the caches, the ServiceLB pass misses them (a select group's megaflow matches the
+///   5-tuple) and is translated, the pass after the endpoint's NAT hits them again. The
+///   tracker and the caches are emptied every 1,024 batches, outside the timing.
+fn service_xlate(c: &mut Criterion) {
+    let mut g = c.benchmark_group("service_xlate");
+    g.throughput(Throughput::Elements(1));
+    let new = ct_state::TRK | ct_state::NEW;
+    for n in [10u32, 100, 1_000, 10_000] {
+        let mut bridge = k8s::bridge(PODS);
+        let vips = k8s::add_services(&mut bridge, PODS, n, ENDPOINTS);
+        let pipe = bridge.pipeline().clone();
+        let mac = bridge.mac_table();
+        let conns = connections(n);
+        let mut firsts = Vec::with_capacity(CONNS);
+        let mut seconds = Vec::with_capacity(CONNS);
+        for (i, &(pod, svc)) in conns.iter().enumerate() {
+            let vip = &vips[svc as usize];
+            let sport = 32768 + i as u16;
+            let key = k8s::syn_from_pod(pod, vip.ip, vip.port, sport);
+            // The same key as the fast path extracts from the packet.
+            let mut extracted = Flow::ZERO;
+            extracted.set_in_port(k8s::pod_port(pod));
+            extract(
+                &syn_frame(pod, vip, sport),
+                &mut extracted,
+                &mut Layers::default(),
+            )
+            .expect("a valid frame");
+            assert_eq!(key, extracted);
+            let t = bridge.trace(&key, 0);
+            let second = t
+                .recirculated(new)
+                .unwrap_or_else(|| panic!("tracked: {}", t.datapath_actions()));
+            // The ServiceLB pass ends in one of this Service's endpoints, committed.
+            let t2 = bridge.trace(&second, 0);
+            let acts = t2.datapath_actions();
+            let to_endpoint = vip
+                .endpoints
+                .iter()
+                .any(|ip| acts.contains(&format!("nat(dst={ip}:{})", k8s::ENDPOINT_PORT)));
+            assert!(to_endpoint && acts.contains("commit"), "{n}: {acts}");
+            assert!(
+                t2.matched().any(|(table, _)| table == 5),
+                "ServiceLB: {acts}"
+            );
+            firsts.push(key);
+            seconds.push(second);
+        }
+        g.bench_with_input(BenchmarkId::new("first_pass", n), &firsts, |b, keys| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) & (CONNS - 1);
+                black_box(xlate::xlate(&pipe, &mac, &keys[i], 0).actions.len())
+            })
+        });
+        g.bench_with_input(
+            BenchmarkId::new("servicelb_pass", n),
+            &seconds,
+            |b, keys| {
+                let mut i = 0;
+                b.iter(|| {
+                    i = (i + 1) & (CONNS - 1);
+                    black_box(xlate::xlate(&pipe, &mac, &keys[i], 0).actions.len())
+                })
+            },
+        );
+        g.bench_with_input(BenchmarkId::from_parameter(n), &(), |b, _| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) & (CONNS - 1);
+                let a = xlate::xlate(&pipe, &mac, &firsts[i], 0).actions.len();
+                black_box(a + xlate::xlate(&pipe, &mac, &seconds[i], 0).actions.len())
+            })
+        });
+        service_fastpath(&mut g, n, &bridge, &vips, &conns);
+    }
+    g.finish();
+}
+
+fn service_fastpath(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    n: u32,
+    bridge: &Bridge,
+    vips: &[k8s::ClusterIp],
+    conns: &[(u32, u32)],
+) {
+    /// Batches between two emptyings of the tracker and the caches; every packet of
+    /// those has its own source port, so is a new connection.
+    const ROUND: u64 = 1024;
+    let frames: Vec<(u32, Vec<u8>)> = conns
+        .iter()
+        .map(|&(pod, svc)| (k8s::pod_port(pod), syn_frame(pod, &vips[svc as usize], 0)))
+        .collect();
+    let (tracker, _) = Tracker::open(
+        &CtConfig {
+            capacity: 1 << 16,
+            ..CtConfig::default()
+        },
+        0,
+    )
+    .expect("a connection table");
+    let mut fp = FastPath::with_conntrack(
+        bridge.pipeline_handle(),
+        bridge.mac_table(),
+        FastPathConfig::default(),
+        tracker.worker(1),
+    );
+    let mut batch: Vec<Packet> = (0..BATCH).map(|_| Packet::with_capacity(2048)).collect();
+    let mut sink = Null(0);
+    let mut sent = 0u64;
+    let mut batches = 0u64;
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function(BenchmarkId::new("fastpath", n), |b| {
+        b.iter_custom(|iters| {
+            let mut took = Duration::ZERO;
+            for _ in 0..iters {
+                if batches.is_multiple_of(ROUND) {
+                    tracker.flush(None, &TupleFilter::default());
+                    fp.flush();
+                }
+                for (k, p) in batch.iter_mut().enumerate() {
+                    let c = batches * BATCH as u64 + k as u64;
+                    let (port, f) = &frames[c as usize % CONNS];
+                    p.set_frame(f);
+                    p.in_port = *port;
+                    let sport = 1024 + (c % (ROUND * BATCH as u64)) as u16;
+                    p.data_mut()[34..36].copy_from_slice(&sport.to_be_bytes());
+                }
+                let before = sink.0;
+                let start = Instant::now();
+                fp.process(&mut batch, 1, &mut sink);
+                took += start.elapsed();
+                sent += (sink.0 != before) as u64;
+                batches += 1;
+            }
+            took
+        })
+    });
+    g.throughput(Throughput::Elements(1));
+    let st = fp.stats();
+    eprintln!(
+        "service_xlate/fastpath/{n}: {batches} batches, {} packets: {} EMC hits, {} megaflow hits, {} upcalls, {} recirculations, {} dropped, {} flushes",
+        st.packets,
+        st.emc_hits,
+        st.megaflow_hits,
+        st.upcalls,
+        st.recirculations,
+        st.dropped_total(),
+        st.flushes,
+    );
+    // Three passes a packet (the Pod's, ServiceLB's, the endpoint's); more for a Pod
+    // that reached itself (hairpin: its source translated too).
+    assert!(st.packets >= 3 * batches * BATCH as u64, "{st:?}");
+    assert_eq!(st.dropped_total(), 0, "{st:?}");
+    assert_eq!(sent, batches, "every batch sends");
+}
+
 /// Rules like a node's forwarding table: one /32 rule per address in one subtable, plus a
 /// few other shapes (a /24 per remote node, an in_port rule, a catch-all).
 fn rules(n: u32) -> Vec<(Match, u16)> {
@@ -337,6 +548,7 @@ criterion_group!(
     exact_match_hit_alone,
     megaflow_hit,
     interpreter,
+    service_xlate,
     classifier
 );
 
