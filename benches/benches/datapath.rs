@@ -4,7 +4,9 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use vswitch::cls::Classifier;
+use vswitch::ct::{Config as CtConfig, Tracker, TupleFilter};
 use vswitch::dp::emc::Emc;
 use vswitch::dp::megaflow::{Megaflow, MegaflowCache};
 use vswitch::dp::packet::Packet;
@@ -13,9 +15,10 @@ use vswitch::flow::{Layers, extract, extract_vxlan, flow_hash};
 use vswitch::ofproto::{Bridge, PortDesc, xlate};
 use vswitch_benches::{frame, vxlan};
 use vswitch_proto::field::FieldId;
-use vswitch_proto::flow::Flow;
+use vswitch_proto::flow::{Flow, ct_state};
 use vswitch_proto::flowmod::{FlowSpec, Usage};
 use vswitch_proto::matching::Match;
+use vswitch_proto::net::MacAddr;
 use vswitch_proto::text::{NoPortNames, parse_flow, parse_match};
 use vswitch_tests::k8s;
 
@@ -207,33 +210,251 @@ fn megaflow_hit(c: &mut Criterion) {
 
 /// The interpreter on the daemon's own Kubernetes pipeline (`vswitch_tests::k8s`: the
 /// node, 32 Pods, a remote node): a Pod to another Pod of the node, routed through the
-/// gateway's MAC, and a Pod to a Pod of the other node, into the tunnel. Each visits all
-/// eleven tables.
+/// gateway's MAC, and a Pod to a Pod of the other node, into the tunnel. Each is the first
+/// packet of its connection, in its two passes: as the Pod sent it (tables 0-3, ending in
+/// conntrack) and as conntrack returns it, `+trk+new` (tables 4-10): all eleven tables.
 fn interpreter(c: &mut Criterion) {
     let b = k8s::bridge(32);
     let same = parse_match("in_port=3,tcp,dl_src=0a:58:0a:f4:01:03,dl_dst=0a:58:0a:f4:01:01,nw_src=10.244.1.3,nw_dst=10.244.1.4,nw_ttl=64,tp_src=40000,tp_dst=8080", &NoPortNames).unwrap().flow;
     let across = parse_match("in_port=3,tcp,dl_src=0a:58:0a:f4:01:03,dl_dst=0a:58:0a:f4:01:01,nw_src=10.244.1.3,nw_dst=10.244.2.9,nw_ttl=64,tp_src=40000,tp_dst=8080", &NoPortNames).unwrap().flow;
     let pipe = b.pipeline().clone();
     let mac = b.mac_table();
-    for f in [&same, &across] {
-        let out = xlate::xlate(&pipe, &mac, f, 0);
-        assert_eq!(out.stats.len(), 11, "every table");
+    let passes = |f: &Flow| -> [Flow; 2] {
+        let tracked = b
+            .trace(f, 0)
+            .recirculated(ct_state::TRK | ct_state::NEW)
+            .expect("the first pass ends in conntrack");
+        [*f, tracked]
+    };
+    let (same, across) = (passes(&same), passes(&across));
+    for p in [&same, &across] {
+        let tables: usize = p
+            .iter()
+            .map(|f| xlate::xlate(&pipe, &mac, f, 0).stats.len())
+            .sum();
+        assert_eq!(tables, 11, "every table");
     }
+    let both = |p: &[Flow; 2]| {
+        xlate::xlate(&pipe, &mac, black_box(&p[0]), 0).actions.len()
+            + xlate::xlate(&pipe, &mac, black_box(&p[1]), 0).actions.len()
+    };
     let mut g = c.benchmark_group("xlate");
     g.throughput(Throughput::Elements(1));
     g.bench_function("k8s_pipeline_same_node", |bch| {
-        bch.iter(|| black_box(xlate::xlate(&pipe, &mac, black_box(&same), 0).actions.len()))
+        bch.iter(|| black_box(both(&same)))
     });
     g.bench_function("k8s_pipeline_across_nodes", |bch| {
-        bch.iter(|| {
-            black_box(
-                xlate::xlate(&pipe, &mac, black_box(&across), 0)
-                    .actions
-                    .len(),
-            )
-        })
+        bch.iter(|| black_box(both(&across)))
     });
     g.finish();
+}
+
+/// Local Pods of the node of the Services benchmarks (clients, and half the endpoints).
+const PODS: u32 = 32;
+/// Endpoints per Service.
+const ENDPOINTS: u32 = 10;
+
+/// The frame of [`k8s::syn_from_pod`]'s packet: a 64-byte SYN.
+fn syn_frame(pod: u32, vip: &k8s::ClusterIp, sport: u16) -> Vec<u8> {
+    let mut f = frame(
+        true,
+        64,
+        k8s::pod_ip(pod).octets(),
+        vip.ip.octets(),
+        sport,
+        vip.port,
+    );
+    let gw: MacAddr = k8s::GW_MAC.parse().expect("MAC");
+    f[0..6].copy_from_slice(&gw.0);
+    f[6..12].copy_from_slice(&MacAddr::for_ipv4(k8s::pod_ip(pod)).0);
+    f[14 + 20 + 13] = 0x02;
+    f
+}
+
+/// Connections the benchmarks cycle through: (client Pod, Service), drawn at random.
+const CONNS: usize = 1024;
+
+fn connections(n: u32) -> Vec<(u32, u32)> {
+    // xorshift64: the same draw on every run.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..CONNS)
+        .map(|_| ((next() % PODS as u64) as u32, (next() % n as u64) as u32))
+        .collect()
+}
+
+/// The slow path of a new connection to a Service, against the number of Services (issue
+/// 12: it must not grow with it). Each iteration takes the next of 1,024 connections
+/// (a random local Pod to a random one of the `n` Services, its own source port) and
+/// translates its first packet:
+/// - `first_pass/N`: as it comes from the Pod (Classifier, SpoofGuard, ARPResponder,
+///   Conntrack: ends in `ct(zone,nat)` and recirculation);
+/// - `servicelb_pass/N`: as conntrack returns it, `+trk+new` (ConntrackState, then
+///   ServiceLB: the Service's rule, its group, one endpoint's `ct(commit,nat(dst))`);
+/// - `N`: both, one after the other (what the first packet costs in xlate up to the
+///   endpoint's conntrack commit);
+/// - `fastpath/N`: batches of 32 such packets, each a new connection (a new source port
+///   each time), through the fast path with the real connection tracker: the Pod's pass
+///   hits the caches, the ServiceLB pass misses them (a select group's megaflow matches the
+///   5-tuple) and is translated, the pass after the endpoint's NAT hits them again. The
+///   tracker and the caches are emptied every 1,024 batches, outside the timing.
+fn service_xlate(c: &mut Criterion) {
+    let mut g = c.benchmark_group("service_xlate");
+    g.throughput(Throughput::Elements(1));
+    let new = ct_state::TRK | ct_state::NEW;
+    for n in [10u32, 100, 1_000, 10_000] {
+        let mut bridge = k8s::bridge(PODS);
+        let vips = k8s::add_services(&mut bridge, PODS, n, ENDPOINTS);
+        let pipe = bridge.pipeline().clone();
+        let mac = bridge.mac_table();
+        let conns = connections(n);
+        let mut firsts = Vec::with_capacity(CONNS);
+        let mut seconds = Vec::with_capacity(CONNS);
+        for (i, &(pod, svc)) in conns.iter().enumerate() {
+            let vip = &vips[svc as usize];
+            let sport = 32768 + i as u16;
+            let key = k8s::syn_from_pod(pod, vip.ip, vip.port, sport);
+            // The same key as the fast path extracts from the packet.
+            let mut extracted = Flow::ZERO;
+            extracted.set_in_port(k8s::pod_port(pod));
+            extract(
+                &syn_frame(pod, vip, sport),
+                &mut extracted,
+                &mut Layers::default(),
+            )
+            .expect("a valid frame");
+            assert_eq!(key, extracted);
+            let t = bridge.trace(&key, 0);
+            let second = t
+                .recirculated(new)
+                .unwrap_or_else(|| panic!("tracked: {}", t.datapath_actions()));
+            // The ServiceLB pass ends in one of this Service's endpoints, committed.
+            let t2 = bridge.trace(&second, 0);
+            let acts = t2.datapath_actions();
+            let to_endpoint = vip
+                .endpoints
+                .iter()
+                .any(|ip| acts.contains(&format!("nat(dst={ip}:{})", k8s::ENDPOINT_PORT)));
+            assert!(to_endpoint && acts.contains("commit"), "{n}: {acts}");
+            assert!(
+                t2.matched().any(|(table, _)| table == 5),
+                "ServiceLB: {acts}"
+            );
+            firsts.push(key);
+            seconds.push(second);
+        }
+        g.bench_with_input(BenchmarkId::new("first_pass", n), &firsts, |b, keys| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) & (CONNS - 1);
+                black_box(xlate::xlate(&pipe, &mac, &keys[i], 0).actions.len())
+            })
+        });
+        g.bench_with_input(
+            BenchmarkId::new("servicelb_pass", n),
+            &seconds,
+            |b, keys| {
+                let mut i = 0;
+                b.iter(|| {
+                    i = (i + 1) & (CONNS - 1);
+                    black_box(xlate::xlate(&pipe, &mac, &keys[i], 0).actions.len())
+                })
+            },
+        );
+        g.bench_with_input(BenchmarkId::from_parameter(n), &(), |b, _| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) & (CONNS - 1);
+                let a = xlate::xlate(&pipe, &mac, &firsts[i], 0).actions.len();
+                black_box(a + xlate::xlate(&pipe, &mac, &seconds[i], 0).actions.len())
+            })
+        });
+        service_fastpath(&mut g, n, &bridge, &vips, &conns);
+    }
+    g.finish();
+}
+
+fn service_fastpath(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    n: u32,
+    bridge: &Bridge,
+    vips: &[k8s::ClusterIp],
+    conns: &[(u32, u32)],
+) {
+    /// Batches between two emptyings of the tracker and the caches; every packet of
+    /// those has its own source port, so is a new connection.
+    const ROUND: u64 = 1024;
+    let frames: Vec<(u32, Vec<u8>)> = conns
+        .iter()
+        .map(|&(pod, svc)| (k8s::pod_port(pod), syn_frame(pod, &vips[svc as usize], 0)))
+        .collect();
+    let (tracker, _) = Tracker::open(
+        &CtConfig {
+            capacity: 1 << 16,
+            ..CtConfig::default()
+        },
+        0,
+    )
+    .expect("a connection table");
+    let mut fp = FastPath::with_conntrack(
+        bridge.pipeline_handle(),
+        bridge.mac_table(),
+        FastPathConfig::default(),
+        tracker.worker(1),
+    );
+    let mut batch: Vec<Packet> = (0..BATCH).map(|_| Packet::with_capacity(2048)).collect();
+    let mut sink = Null(0);
+    let mut sent = 0u64;
+    let mut batches = 0u64;
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function(BenchmarkId::new("fastpath", n), |b| {
+        b.iter_custom(|iters| {
+            let mut took = Duration::ZERO;
+            for _ in 0..iters {
+                if batches.is_multiple_of(ROUND) {
+                    tracker.flush(None, &TupleFilter::default());
+                    fp.flush();
+                }
+                for (k, p) in batch.iter_mut().enumerate() {
+                    let c = batches * BATCH as u64 + k as u64;
+                    let (port, f) = &frames[c as usize % CONNS];
+                    p.set_frame(f);
+                    p.in_port = *port;
+                    let sport = 1024 + (c % (ROUND * BATCH as u64)) as u16;
+                    p.data_mut()[34..36].copy_from_slice(&sport.to_be_bytes());
+                }
+                let before = sink.0;
+                let start = Instant::now();
+                fp.process(&mut batch, 1, &mut sink);
+                took += start.elapsed();
+                sent += (sink.0 != before) as u64;
+                batches += 1;
+            }
+            took
+        })
+    });
+    g.throughput(Throughput::Elements(1));
+    let st = fp.stats();
+    eprintln!(
+        "service_xlate/fastpath/{n}: {batches} batches, {} packets: {} EMC hits, {} megaflow hits, {} upcalls, {} recirculations, {} dropped, {} flushes",
+        st.packets,
+        st.emc_hits,
+        st.megaflow_hits,
+        st.upcalls,
+        st.recirculations,
+        st.dropped_total(),
+        st.flushes,
+    );
+    // Three passes a packet (the Pod's, ServiceLB's, the endpoint's); more for a Pod
+    // that reached itself (hairpin: its source translated too).
+    assert!(st.packets >= 3 * batches * BATCH as u64, "{st:?}");
+    assert_eq!(st.dropped_total(), 0, "{st:?}");
+    assert_eq!(sent, batches, "every batch sends");
 }
 
 /// Rules like a node's forwarding table: one /32 rule per address in one subtable, plus a
@@ -327,6 +548,7 @@ criterion_group!(
     exact_match_hit_alone,
     megaflow_hit,
     interpreter,
+    service_xlate,
     classifier
 );
 

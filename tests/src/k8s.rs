@@ -3,12 +3,19 @@
 //! 10.244.1.0/24, its gateway `gw0` on port 1 (10.244.1.1), its tunnel on port 2 (VNI 1),
 //! Pod `i` (for i in 0..pods) on port 3+i with IP 10.244.1.(3+i) and the MAC the switch
 //! gives it (`0a:58:` and the IP), and one remote node, 10.244.2.0/24 behind 192.168.100.2.
+//! [`add_services`] adds ClusterIP Services over endpoints on both nodes.
 
 use std::net::Ipv4Addr;
 use vswitch::k8s::local::{self, LocalNet, LocalPod, TunnelNet};
 use vswitch::k8s::node::{RemoteNode, remote_rules};
 use vswitch::k8s::pipeline::CookieKind;
+use vswitch::k8s::service::{
+    ENDPOINT_SLICE_KIND, Endpoint, Protocol, SERVICE, Service, ServicePort, ServiceType, Slice,
+    SlicePort, TargetPort, service_key,
+};
+use vswitch::k8s::{Kind, NodeCtx, ObjectKey, Objects, Spec, Stored};
 use vswitch::ofproto::{Bridge, OwnedRule, PortDesc};
+use vswitch_proto::flow::Flow;
 use vswitch_proto::net::MacAddr;
 use vswitch_proto::text::{self, NoPortNames};
 
@@ -17,6 +24,11 @@ pub const TUN_PORT: u32 = 2;
 pub const VNI: u32 = 1;
 pub const GW_MAC: &str = "0a:58:0a:f4:01:01";
 pub const REMOTE_NODE_IP: &str = "192.168.100.2";
+/// This node's name (what its Pods' endpoints give as `nodeName`) and the remote node's.
+pub const NODE_NAME: &str = "node-1";
+pub const REMOTE_NODE_NAME: &str = "node-2";
+/// This node's own address, the tunnel's local end.
+pub const NODE_IP: &str = "192.168.100.1";
 
 pub fn pod_port(i: u32) -> u32 {
     3 + i
@@ -30,7 +42,8 @@ pub fn pod_mac(i: u32) -> String {
     MacAddr::for_ipv4(pod_ip(i)).to_string()
 }
 
-fn net() -> LocalNet {
+/// The node's Pod network, as the daemon's compilers see it (Services' included).
+pub fn net() -> LocalNet {
     LocalNet {
         cidr: "10.244.1.0/24".parse().expect("CIDR"),
         gateway_port: GW_PORT,
@@ -107,4 +120,134 @@ pub fn flows(pods: u32) -> Vec<String> {
                 .map(move |r| text::display_flow(&r.to_spec(owner), &NoPortNames, None).to_string())
         })
         .collect()
+}
+
+/// A ClusterIP Service of [`add_services`].
+#[derive(Clone, Debug)]
+pub struct ClusterIp {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    /// Its endpoints' addresses (each listens on [`ENDPOINT_PORT`]).
+    pub endpoints: Vec<Ipv4Addr>,
+}
+
+/// The port every endpoint of [`add_services`] listens on.
+pub const ENDPOINT_PORT: u16 = 8080;
+
+/// Endpoint `j` of Service `i`: even ones on this node (one of its `pods` Pods), odd
+/// ones on the remote node.
+fn endpoint(i: u32, j: u32, per_service: u32, pods: u32) -> (Ipv4Addr, &'static str) {
+    if j.is_multiple_of(2) {
+        (pod_ip((i + j) % pods), NODE_NAME)
+    } else {
+        let host = 2 + (i * per_service + j) % 250;
+        (Ipv4Addr::new(10, 244, 2, host as u8), REMOTE_NODE_NAME)
+    }
+}
+
+/// Add `n` ClusterIP Services to `bridge` (one of [`bridge`]`(pods)`), each one TCP port
+/// (80, 443, 8080 or 9090 in turn) with `endpoints` ready endpoints in one EndpointSlice,
+/// the Services from 10.96.0.10 up. Each is stored as `apply -f` stores it, compiled by
+/// the Service kind and installed as the daemon installs an object's rules and groups
+/// (its own owner, `set_owned`).
+pub fn add_services(bridge: &mut Bridge, pods: u32, n: u32, endpoints: u32) -> Vec<ClusterIp> {
+    let net = net();
+    let node = NodeCtx {
+        name: NODE_NAME,
+        local: Some(&net),
+        node_ip: Some(NODE_IP.parse().expect("IP")),
+    };
+    let mut objects = Objects::default();
+    let first = u32::from(Ipv4Addr::new(10, 96, 0, 10));
+    let mut out = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let (ip, port) = (
+            Ipv4Addr::from(first + i),
+            [80, 443, 8080, 9090][i as usize % 4],
+        );
+        let name = format!("svc-{i}");
+        let svc = Service {
+            service_type: ServiceType::ClusterIp,
+            cluster_ips: vec![ip],
+            headless: false,
+            ports: vec![ServicePort {
+                name: "http".into(),
+                protocol: Protocol::Tcp,
+                port,
+                target_port: TargetPort::Number(ENDPOINT_PORT),
+                node_port: None,
+            }],
+            affinity_timeout: None,
+            external_ips: vec![],
+            lb_ips: vec![],
+            external_local: false,
+            internal_local: false,
+            health_check_node_port: None,
+        };
+        let eps: Vec<(Ipv4Addr, &str)> = (0..endpoints)
+            .map(|j| endpoint(i, j, endpoints, pods))
+            .collect();
+        let slice = Slice {
+            service: Some(name.clone()),
+            address_type: "IPv4".into(),
+            ports: vec![SlicePort {
+                name: "http".into(),
+                protocol: Protocol::Tcp,
+                port: Some(ENDPOINT_PORT),
+            }],
+            endpoints: eps
+                .iter()
+                .map(|&(ip, node)| Endpoint {
+                    addresses: vec![ip],
+                    ready: true,
+                    serving: true,
+                    terminating: false,
+                    node_name: Some(node.into()),
+                    zone: None,
+                    hints: vec![],
+                })
+                .collect(),
+        };
+        let key = service_key("bench", &name);
+        let slice_key = ObjectKey {
+            kind: ENDPOINT_SLICE_KIND,
+            namespace: "bench".into(),
+            name: format!("{name}-x7k2p"),
+        };
+        for (k, spec) in [(&key, Spec::Service(svc)), (&slice_key, Spec::Slice(slice))] {
+            let id = objects.free_id(k.kind).expect("an id");
+            let stored = Stored {
+                spec,
+                source: "manifest".into(),
+                id,
+            };
+            objects.put(k.clone(), Some(stored));
+        }
+        let stored = objects.get(&key).expect("stored");
+        let c = SERVICE.compile(&node, &objects, &key, stored);
+        assert_eq!((c.rules.len(), c.groups.len()), (1, 1), "{key}");
+        bridge
+            .set_owned(SERVICE.owner(stored), c.rules, c.groups, 0)
+            .expect("a Service's rules");
+        out.push(ClusterIp {
+            ip,
+            port,
+            endpoints: eps.into_iter().map(|(ip, _)| ip).collect(),
+        });
+    }
+    out
+}
+
+/// The flow of the first packet (a SYN) of a TCP connection from local Pod `pod`, source
+/// port `sport`, to `ip:port`, as the Pod's port hands it to the switch.
+pub fn syn_from_pod(pod: u32, ip: Ipv4Addr, port: u16, sport: u16) -> Flow {
+    let line = format!(
+        "in_port={},tcp,dl_src={},dl_dst={GW_MAC},nw_src={},nw_dst={ip},nw_ttl=64,tp_src={sport},tp_dst={port},tcp_flags=0x002",
+        pod_port(pod),
+        pod_mac(pod),
+        pod_ip(pod),
+    );
+    text::parse_match(&line, &NoPortNames)
+        .expect("a packet's flow")
+        .flow
 }
