@@ -156,6 +156,7 @@ pub fn add_services(bridge: &mut Bridge, pods: u32, n: u32, endpoints: u32) -> V
         name: NODE_NAME,
         local: Some(&net),
         node_ip: Some(NODE_IP.parse().expect("IP")),
+        zone: None,
     };
     let mut objects = Objects::default();
     let first = u32::from(Ipv4Addr::new(10, 96, 0, 10));
@@ -183,6 +184,8 @@ pub fn add_services(bridge: &mut Bridge, pods: u32, n: u32, endpoints: u32) -> V
             external_local: false,
             internal_local: false,
             health_check_node_port: None,
+            source_ranges: vec![],
+            proxy_labels: vec![],
         };
         let eps: Vec<(Ipv4Addr, &str)> = (0..endpoints)
             .map(|j| endpoint(i, j, endpoints, pods))
@@ -205,6 +208,7 @@ pub fn add_services(bridge: &mut Bridge, pods: u32, n: u32, endpoints: u32) -> V
                     node_name: Some(node.into()),
                     zone: None,
                     hints: vec![],
+                    node_hints: vec![],
                 })
                 .collect(),
         };
