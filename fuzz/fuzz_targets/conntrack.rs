@@ -1,7 +1,8 @@
 //! The connection tracker on random packets and random `ct` actions: packets built from
 //! the input over a few addresses and ports (so connections meet, collide and get NATed
 //! onto each other), arbitrary TCP flags and sequence numbers, raw bytes sometimes; a
-//! small table (so it fills, evicts and refuses), a clock that jumps (so entries expire).
+//! small table (so it fills, evicts and refuses), a clock that jumps (so entries expire);
+//! some packets are IP fragments, first or later, in any order.
 //! Nothing may panic, and after every input the table's invariants hold.
 #![no_main]
 
@@ -26,11 +27,13 @@ fn csum(d: &[u8]) -> u16 {
     !(s as u16)
 }
 
-/// An Ethernet + IPv4 frame with `l4` as its payload.
-fn frame(src: u8, dst: u8, proto: u8, l4: &[u8]) -> Vec<u8> {
+/// An Ethernet + IPv4 frame with `l4` as its payload (with flags and fragment offset
+/// `frag`, identification `id`).
+fn frame(src: u8, dst: u8, proto: u8, l4: &[u8], frag: u16, id: u8) -> Vec<u8> {
     let mut f = vec![2, 0, 0, 0, 0, dst, 2, 0, 0, 0, 0, src, 0x08, 0];
     let len = (20 + l4.len()) as u16;
-    let mut ip = vec![0x45, 0, (len >> 8) as u8, len as u8, 0, 0, 0x40, 0, 64, proto, 0, 0];
+    let [fh, fl] = frag.to_be_bytes();
+    let mut ip = vec![0x45, 0, (len >> 8) as u8, len as u8, 0, id, fh, fl, 64, proto, 0, 0];
     ip.extend([10, 0, 0, src, 10, 0, 0, dst]);
     let c = csum(&ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
@@ -79,7 +82,7 @@ fuzz_target!(|data: &[u8]| {
             3 => vec![[8, 0, 3, 11][(op[5] % 4) as usize], 0, 0, 0, 0, op[6] % 3, 0, 1],
             4 => {
                 // An ICMP error quoting a UDP packet.
-                let inner = frame(dst, src, 17, &[(dp >> 8) as u8, dp as u8, (sp >> 8) as u8, sp as u8, 0, 8, 0, 0]);
+                let inner = frame(dst, src, 17, &[(dp >> 8) as u8, dp as u8, (sp >> 8) as u8, sp as u8, 0, 8, 0, 0], 0x4000, 0);
                 let mut h = vec![3, 3, 0, 0, 0, 0, 0, 0];
                 h.extend(&inner[14..]);
                 h
@@ -93,7 +96,15 @@ fuzz_target!(|data: &[u8]| {
             _ => op[15],
         };
         let proto = if op[4] % 6 == 4 { 1 } else { proto };
-        let bytes = frame(src, dst, proto, &l4);
+        // Mostly whole packets (DF); sometimes a first fragment, or a later one (of the
+        // datagram whose first fragment had the same identification, or of none).
+        let frag = match op[10] % 8 {
+            0 => 0x2000,
+            1 => 0x2001,
+            2 => 0x0002,
+            _ => 0x4000,
+        };
+        let bytes = frame(src, dst, proto, &l4, frag, op[8] % 2);
         let mut pkt = Packet::from_frame(&bytes, 1);
         let mut key = Flow::ZERO;
         let mut layers = Layers::default();

@@ -2,6 +2,8 @@
 //! the semantics of Linux's nf_conntrack and Open vSwitch's userspace conntrack.
 //!
 //! - [`tuple`]: a connection's tuple per direction, read from a packet.
+//! - [`frag`]: IP fragments without reassembly: a later fragment is tracked with the
+//!   ports its datagram's first fragment had.
 //! - [`table`]: the shared connection table (entries of words in memory that may be a
 //!   file, so the table outlives the process; a sharded index; no global lock).
 //! - [`tcp`]: the TCP state machine with window tracking (Linux's nf_conntrack_proto_tcp).
@@ -20,6 +22,7 @@
 //! is set), expired or inconsistent, and rebuilds the index from the rest. A file that
 //! does not fit is discarded with a message.
 
+pub mod frag;
 pub mod nat;
 pub mod rewrite;
 pub mod table;
@@ -31,6 +34,7 @@ use crate::dp::conntrack::{Conntrack, CtResult, OrigTuple};
 use crate::dp::packet::Packet;
 use crate::flow::Layers;
 use crate::sys::mapped::MappedWords;
+use frag::FragTable;
 use parking_lot::{Mutex, RwLock};
 use rewrite::Endpoint;
 use std::fmt;
@@ -45,7 +49,7 @@ use tcp::{TcpConn, TcpTimeouts};
 use tuple::{Kind, Tuple};
 use vswitch_proto::action::NatKind;
 use vswitch_proto::field::ipproto;
-use vswitch_proto::flow::{Flow, ct_state};
+use vswitch_proto::flow::{Flow, ct_state, frag as nw_frag};
 
 /// The file's first word.
 const MAGIC: u64 = u64::from_be_bytes(*b"VSWCTAB\0");
@@ -328,6 +332,7 @@ impl Tracker {
             timeouts: *self.0.timeouts.read(),
             version: self.0.timeouts_version.load(Relaxed),
             rng: seed | 1,
+            frags: FragTable::new(seed.rotate_left(32) ^ 0x5bd1_e995),
         }
     }
 
@@ -765,6 +770,9 @@ pub struct CtWorker {
     timeouts: Timeouts,
     version: u64,
     rng: u64,
+    /// First fragments seen lately, for the rest of their datagrams (fragments of one
+    /// datagram come in on one port, which one worker reads).
+    frags: FragTable,
 }
 
 /// What looking a packet's connection up came to.
@@ -899,8 +907,11 @@ impl CtWorker {
             (t.reverse(), *t)
         };
         let mut conn = None;
+        // A later fragment of a TCP segment (no header to check): the state stays as its
+        // first fragment left it.
+        let tcp_fragment = seg.is_none() && orig.proto == ipproto::TCP;
         // Linux lets some segments through without renewing the connection's timer.
-        let mut renew = true;
+        let mut renew = !tcp_fragment;
         if let Some(seg) = seg {
             let mut c = TcpConn::decode(&tcp_words(e)).ok_or(false)?;
             let d = if dir == Dir::Orig {
@@ -927,7 +938,7 @@ impl CtWorker {
         }
         if dir == Dir::Reply {
             flags |= F_SEEN_REPLY;
-            if seg.is_none() && !orig.is_icmp() {
+            if seg.is_none() && !orig.is_icmp() && !tcp_fragment {
                 flags |= F_ASSURED;
             }
         }
@@ -1002,6 +1013,7 @@ impl CtWorker {
             mark: s.mark,
             label: s.label,
             orig: orig_tuple(&s.orig),
+            frag_ports: None,
         }
     }
 
@@ -1076,9 +1088,12 @@ impl CtWorker {
             mark,
             label,
             orig: orig_tuple(&orig),
+            frag_ports: None,
         }
     }
 
+    // Inlined in both callers: the path of known connections must not pay a call.
+    #[inline(always)]
     fn track_conn(
         &mut self,
         pkt: &mut Packet,
@@ -1088,7 +1103,7 @@ impl CtWorker {
         t: Tuple,
         now: u64,
     ) -> CtResult {
-        let seg = if t.proto == ipproto::TCP {
+        let seg = if t.proto == ipproto::TCP && key.nw_frag() & nw_frag::LATER == 0 {
             let Some((l4, len)) = tuple::tcp_payload(pkt, layers, t.v6) else {
                 return self.invalid(ct.zone);
             };
@@ -1111,7 +1126,7 @@ impl CtWorker {
                 // A packet of a replied connection without TCP state or NAT, committing
                 // nothing: only its expiry changes, and that needs no lock (a lost race
                 // between two refreshes leaves one of two times that are both now).
-                if seg.is_none()
+                if t.proto != ipproto::TCP
                     && !ct.commit
                     && flags & (F_SNAT | F_DNAT) == 0
                     && flags & F_SEEN_REPLY != 0
@@ -1130,6 +1145,7 @@ impl CtWorker {
                         label: (w[W_LABEL].load(Relaxed) as u128) << 64
                             | w[W_LABEL + 1].load(Relaxed) as u128,
                         orig: orig_tuple(&orig),
+                        frag_ports: None,
                     });
                 }
                 let e = table.lock_found(w, slot);
@@ -1176,6 +1192,9 @@ impl CtWorker {
         now: u64,
     ) -> Option<CtResult> {
         let t = *t;
+        if key.nw_frag() & nw_frag::LATER != 0 {
+            return Some(self.later_without_conn(pkt, layers, key, ct, t));
+        }
         // A new connection.
         let tcp_new = match seg {
             Some(s) => match TcpConn::new(s, self.t.0.loose) {
@@ -1281,6 +1300,9 @@ impl Conntrack for CtWorker {
     ) -> CtResult {
         self.refresh_timeouts();
         let now = self.t.abs(now_ms);
+        if key.nw_frag() != 0 {
+            return self.track_fragment(pkt, layers, key, ct, now);
+        }
         match tuple::classify(pkt, layers, key, ct.zone) {
             Kind::Conn(t) => self.track_conn(pkt, layers, key, ct, t, now),
             Kind::IcmpError => self.icmp_error(pkt, layers, key, ct),

@@ -407,7 +407,7 @@ proptest::proptest! {
     /// table and a clock that jumps: the table's invariants hold after every packet.
     #[test]
     fn the_table_stays_consistent_under_random_traffic(
-        ops in proptest::collection::vec((0u8..4, 0u8..4, 0u16..4, 0u8..3, proptest::bool::ANY, 0u8..2, 0u64..3), 1..300)
+        ops in proptest::collection::vec((0u8..4, 0u8..4, 0u16..4, 0u8..5, proptest::bool::ANY, 0u8..2, 0u64..3), 1..300)
     ) {
         let t = tracker(16);
         let mut w = t.worker(3);
@@ -417,7 +417,13 @@ proptest::proptest! {
             let mut pkt = match kind {
                 0 => udp(src, dst, 1000 + p, 53),
                 1 => tcp(src, dst, 1000 + p, 80, 7, 0, "S"),
-                _ => ping(src, dst, p, s > d),
+                2 => ping(src, dst, p, s > d),
+                // A fragment, first or later, of a datagram of `p`'s.
+                k => Packet::from_frame(
+                    &super::frag::testing::udp_fragments(src, dst, 1000 + p, 53, p, 100, 68)
+                        [if k == 3 { 0 } else { 1 }],
+                    1,
+                ),
             };
             track(&mut w, &mut pkt, &ct(zone as u16, commit), now);
             now += [0, 1_000, 100_000][dt as usize];
@@ -599,4 +605,394 @@ fn each_socket_has_its_own_table_file() {
         Path::new("/tmp/d/node1.conntrack.table")
     );
     assert_eq!(f("/tmp/d/ctl"), Path::new("/tmp/d/ctl.conntrack.table"));
+}
+
+// Fragments (see `frag`): a later fragment is tracked with its first fragment's ports.
+
+use super::frag::testing::{fragment, reassemble, udp_fragments};
+use super::frag::{FRAG_ENTRIES, FRAG_TIMEOUT_MS};
+
+fn packets(frames: &[Vec<u8>]) -> Vec<Packet> {
+    frames.iter().map(|f| Packet::from_frame(f, 1)).collect()
+}
+
+fn frames(pkts: &[Packet]) -> Vec<Vec<u8>> {
+    pkts.iter().map(|p| p.data().to_vec()).collect()
+}
+
+fn with_mark(mut c: DpCt, mark: u32) -> DpCt {
+    c.mark = Some((mark, u32::MAX));
+    c
+}
+
+#[test]
+fn later_fragments_share_their_first_fragments_connection() {
+    let t = tracker(64);
+    let mut w = t.worker(1);
+    // 4000 bytes of UDP in a 1500-byte MTU: three fragments.
+    let mut q = packets(&udp_fragments(A, B, 1000, 53, 77, 4000, 1500));
+    assert_eq!(q.len(), 3);
+    let commit = with_mark(ct(0, true), 7);
+    for (i, p) in q.iter_mut().enumerate() {
+        let r = track(&mut w, p, &commit, 0);
+        assert_eq!(r.state, TRK | NEW, "fragment {i}: +new, not +inv");
+        assert_eq!((r.mark, r.zone), (7, 0), "fragment {i}");
+        assert_eq!(
+            r.orig.unwrap().sport,
+            1000,
+            "fragment {i}: the connection's tuple"
+        );
+        // A later fragment's flow takes on the datagram's ports after ct().
+        let want = (i > 0).then_some([1000, 53]);
+        assert_eq!(r.frag_ports, want, "fragment {i}");
+    }
+    assert_eq!(t.stats().connections, 1, "one datagram, one connection");
+    assert_eq!(t.stats().invalid, 0);
+    // The answer, fragmented too: established and a reply, every fragment.
+    for (i, p) in packets(&udp_fragments(B, A, 53, 1000, 9, 3000, 1500))
+        .iter_mut()
+        .enumerate()
+    {
+        let r = track(&mut w, p, &ct(0, false), 1);
+        assert_eq!(r.state, TRK | EST | RPL, "reply fragment {i}");
+        assert_eq!(r.mark, 7);
+    }
+    // A next request: established.
+    for p in &mut packets(&udp_fragments(A, B, 1000, 53, 78, 2000, 1500)) {
+        assert_eq!(track(&mut w, p, &ct(0, false), 2).state, TRK | EST);
+    }
+    // Nothing about the fragments shows in the connection.
+    assert_eq!(
+        t.dump(None, 2)[0].to_string(),
+        "udp,orig=(src=10.0.0.1,dst=10.0.0.2,sport=1000,dport=53),reply=(src=10.0.0.2,dst=10.0.0.1,sport=53,dport=1000),mark=7"
+    );
+}
+
+#[test]
+fn a_later_fragment_without_its_first_is_invalid() {
+    let t = tracker(64);
+    let mut w = t.worker(1);
+    let q = udp_fragments(A, B, 1000, 53, 5, 4000, 1500);
+    // Alone, or overtaking its first fragment (reassembly would wait for it; this
+    // tracker does not hold packets).
+    let r = track(&mut w, &mut Packet::from_frame(&q[1], 1), &ct(0, true), 0);
+    assert_eq!(r.state, TRK | INV);
+    assert_eq!(r.frag_ports, None);
+    assert_eq!(t.stats().connections, 0);
+    track(&mut w, &mut Packet::from_frame(&q[0], 1), &ct(0, false), 0);
+    // Its datagram is known in zone 0 only, under its own identification and addresses.
+    let r = track(&mut w, &mut Packet::from_frame(&q[1], 1), &ct(3, false), 0);
+    assert_eq!(r.state, TRK | INV, "another zone");
+    let other_id = udp_fragments(A, B, 1000, 53, 6, 4000, 1500);
+    let r = track(
+        &mut w,
+        &mut Packet::from_frame(&other_id[1], 1),
+        &ct(0, false),
+        0,
+    );
+    assert_eq!(r.state, TRK | INV, "another identification");
+    let r = track(&mut w, &mut Packet::from_frame(&q[1], 1), &ct(0, false), 0);
+    assert_eq!(r.state, TRK | NEW);
+    // Not after the fragment timeout.
+    let r = track(
+        &mut w,
+        &mut Packet::from_frame(&q[2], 1),
+        &ct(0, false),
+        FRAG_TIMEOUT_MS,
+    );
+    assert_eq!(r.state, TRK | INV, "expired");
+    // A first fragment that is invalid (its ICMP type opens nothing) takes its datagram
+    // with it, even if an earlier one of the same key was remembered.
+    let echo = |typ: u8| {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4(A, B, 64)
+            .icmpv4_echo_request(9, 1)
+            .write(&mut v, &[0u8; 3000])
+            .unwrap();
+        v[14 + 20] = typ;
+        fragment(&v, 11, 1500)
+    };
+    let ok = echo(8);
+    track(&mut w, &mut Packet::from_frame(&ok[0], 1), &ct(0, false), 0);
+    let r = track(&mut w, &mut Packet::from_frame(&ok[1], 1), &ct(0, false), 0);
+    assert_eq!(r.state, TRK | NEW, "a big ping's later fragment");
+    assert_eq!(r.frag_ports, Some([8, 0]), "ICMP: type and code");
+    let bad = echo(0);
+    let r = track(
+        &mut w,
+        &mut Packet::from_frame(&bad[0], 1),
+        &ct(0, false),
+        0,
+    );
+    assert_eq!(r.state, TRK | INV, "an echo reply opens nothing");
+    let r = track(
+        &mut w,
+        &mut Packet::from_frame(&bad[1], 1),
+        &ct(0, false),
+        0,
+    );
+    assert_eq!(r.state, TRK | INV);
+}
+
+#[test]
+fn a_later_fragment_does_not_make_a_connection_its_first_did_not() {
+    let t = tracker(64);
+    let mut w = t.worker(1);
+    let q = udp_fragments(A, B, 1000, 53, 5, 4000, 1500);
+    track(&mut w, &mut Packet::from_frame(&q[0], 1), &ct(0, true), 0);
+    // The connection goes (flushed) before the rest of the datagram comes.
+    t.flush(None, &TupleFilter::default());
+    let r = track(&mut w, &mut Packet::from_frame(&q[1], 1), &ct(0, true), 0);
+    assert_eq!(r.state, TRK | INV, "commit: the first fragment's was lost");
+    let r = track(&mut w, &mut Packet::from_frame(&q[2], 1), &ct(0, false), 0);
+    assert_eq!(
+        r.state,
+        TRK | NEW,
+        "no commit: +new as its first fragment was"
+    );
+    assert_eq!(t.stats().connections, 0);
+    // A refused commit (the table is full of assured connections) forgets the datagram.
+    let t = tracker(1);
+    let mut w = t.worker(1);
+    track(&mut w, &mut udp(B, A, 1, 2), &ct(0, true), 0);
+    track(&mut w, &mut udp(A, B, 2, 1), &ct(0, false), 0);
+    let r = track(&mut w, &mut Packet::from_frame(&q[0], 1), &ct(0, true), 0);
+    assert_eq!(r.state, TRK | INV, "table full");
+    let r = track(&mut w, &mut Packet::from_frame(&q[1], 1), &ct(0, false), 0);
+    assert_eq!(r.state, TRK | INV);
+}
+
+#[test]
+fn dnat_of_a_fragmented_datagram_translates_every_fragment() {
+    use vswitch_proto::action::NatKind;
+    let t = tracker(64);
+    let mut w = t.worker(1);
+    // A -> the virtual address V:80, `ct(commit,nat(dst=B:8080))`.
+    const V: [u8; 4] = [10, 96, 0, 10];
+    let dnat = nat(NatKind::Dst, "10.0.0.2", Some((8080, 8080)));
+    let mut q = packets(&udp_fragments(A, V, 40000, 80, 300, 4000, 1500));
+    for (i, p) in q.iter_mut().enumerate() {
+        let r = track(&mut w, p, &dnat, 0);
+        assert_eq!(r.state, TRK | NEW | ct_state::DNAT, "fragment {i}");
+        assert_eq!(
+            r.frag_ports,
+            (i > 0).then_some([40000, 8080]),
+            "fragment {i}"
+        );
+    }
+    let whole = reassemble(&frames(&q));
+    assert_eq!(
+        (whole.src, whole.dst),
+        (A, B),
+        "every fragment's destination"
+    );
+    assert_eq!(whole.ports(), (40000, 8080));
+    assert!(whole.udp_checksum_ok(), "the first fragment's UDP checksum");
+    assert_eq!(whole.l4.len(), 8 + 4000);
+    // B's answer, fragmented, goes back from V:80, every fragment.
+    let mut a = packets(&udp_fragments(B, A, 8080, 40000, 301, 4000, 1500));
+    for (i, p) in a.iter_mut().enumerate() {
+        let r = track(&mut w, p, &nat_again(false), 1);
+        assert_eq!(
+            r.state,
+            TRK | EST | RPL | ct_state::DNAT,
+            "reply fragment {i}"
+        );
+        assert_eq!(r.frag_ports, (i > 0).then_some([80, 40000]), "fragment {i}");
+    }
+    let whole = reassemble(&frames(&a));
+    assert_eq!((whole.src, whole.dst), (V, A));
+    assert_eq!(whole.ports(), (80, 40000));
+    assert!(whole.udp_checksum_ok());
+    // A's next datagram with a bare `nat` (table 3 of the Kubernetes pipeline).
+    let mut q = packets(&udp_fragments(A, V, 40000, 80, 302, 2500, 1500));
+    for p in &mut q {
+        let r = track(&mut w, p, &nat_again(false), 2);
+        assert_eq!(r.state, TRK | EST | ct_state::DNAT);
+    }
+    let whole = reassemble(&frames(&q));
+    assert_eq!((whole.dst, whole.ports().1), (B, 8080));
+    assert!(whole.udp_checksum_ok());
+    assert_eq!(t.stats().connections, 1);
+    assert_eq!(t.stats().invalid, 0);
+}
+
+#[test]
+fn a_later_tcp_fragment_leaves_the_connections_state_alone() {
+    let t = tracker(64);
+    let mut w = t.worker(1);
+    track(
+        &mut w,
+        &mut tcp(A, B, 1000, 80, 100, 0, "S"),
+        &ct(0, true),
+        0,
+    );
+    track(
+        &mut w,
+        &mut tcp(B, A, 80, 1000, 500, 101, "SA"),
+        &ct(0, false),
+        0,
+    );
+    track(
+        &mut w,
+        &mut tcp(A, B, 1000, 80, 101, 501, "A"),
+        &ct(0, false),
+        0,
+    );
+    let before = t.dump(None, 0)[0].timeout_ms;
+    // A 3000-byte segment sent in fragments (a sender that did not set DF).
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv4(A, B, 64)
+        .tcp(1000, 80, 101, 64000)
+        .ack(501)
+        .write(&mut v, &[1u8; 3000])
+        .unwrap();
+    let mut q = packets(&fragment(&v, 40, 1500));
+    let r = track(&mut w, &mut q[0], &ct(0, false), 10_000);
+    assert_eq!(r.state, TRK | EST);
+    let after_first = t.dump(None, 10_000)[0].clone();
+    for p in &mut q[1..] {
+        let r = track(&mut w, p, &ct(0, false), 12_000);
+        assert_eq!(r.state, TRK | EST);
+        assert_eq!(r.frag_ports, Some([1000, 80]));
+    }
+    let after = t.dump(None, 10_000)[0].clone();
+    assert_eq!(after, after_first, "not renewed, state unchanged");
+    assert!(before > 0 && after.tcp_state == Some("ESTABLISHED"));
+}
+
+#[test]
+fn ipv6_later_fragments_share_their_first_fragments_connection() {
+    // IPv6 fd00::1 -> fd00::2, UDP 1000 -> 53, 3000 bytes in fragments of 1232 bytes of
+    // payload after the Fragment header (RFC 8200's minimum MTU less the headers).
+    let (a6, b6) = ([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1u8], {
+        let mut b = [0u8; 16];
+        b[0] = 0xfd;
+        b[15] = 2;
+        b
+    });
+    let mut whole = Vec::new();
+    PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv6(a6, b6, 64)
+        .udp(1000, 53)
+        .write(&mut whole, &[3u8; 3000])
+        .unwrap();
+    let (eth, ip, l4) = (&whole[..14], &whole[14..54], &whole[54..]);
+    let frags: Vec<Vec<u8>> = l4
+        .chunks(1232)
+        .enumerate()
+        .map(|(i, part)| {
+            let mut h = ip.to_vec();
+            h[4..6].copy_from_slice(&((8 + part.len()) as u16).to_be_bytes());
+            h[6] = 44;
+            let more = (i + 1) * 1232 < l4.len();
+            let off = ((i * 1232) as u16) | more as u16;
+            let mut fh = vec![17, 0];
+            fh.extend(off.to_be_bytes());
+            fh.extend(0x1234_5678u32.to_be_bytes());
+            [eth, &h, &fh, part].concat()
+        })
+        .collect();
+    assert_eq!(frags.len(), 3);
+    let t = tracker(64);
+    let mut w = t.worker(1);
+    for (i, f) in frags.iter().enumerate() {
+        let r = track(&mut w, &mut Packet::from_frame(f, 1), &ct(0, true), 0);
+        assert_eq!(r.state, TRK | NEW, "fragment {i}");
+        assert_eq!(r.frag_ports, (i > 0).then_some([1000, 53]));
+    }
+    assert_eq!(t.stats().connections, 1);
+    // Without its first fragment, a later one is invalid.
+    let t = tracker(64);
+    let mut w = t.worker(1);
+    let r = track(
+        &mut w,
+        &mut Packet::from_frame(&frags[2], 1),
+        &ct(0, false),
+        0,
+    );
+    assert_eq!(r.state, TRK | INV);
+}
+
+#[test]
+fn a_flood_of_first_fragments_takes_bounded_memory() {
+    let t = tracker(64);
+    let mut w = t.worker(1);
+    // 20 times the table's size in distinct datagrams, each a first fragment only.
+    for i in 0..(FRAG_ENTRIES * 20) as u32 {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([11, (i >> 16) as u8, (i >> 8) as u8, i as u8], B, 64)
+            .udp(1000, 53)
+            .write(&mut v, &[0u8; 64])
+            .unwrap();
+        let first = fragment(&v, i as u16, 20 + 32).remove(0);
+        track(
+            &mut w,
+            &mut Packet::from_frame(&first, 1),
+            &ct(0, false),
+            i as u64,
+        );
+    }
+    let now = (FRAG_ENTRIES * 20) as u64;
+    assert!(w.frags.len(now) <= FRAG_ENTRIES);
+    assert!(w.frags.memory() <= 80 * 1024, "{} bytes", w.frags.memory());
+    // A datagram that is under way still gets through.
+    let q = udp_fragments(A, B, 1000, 53, 5, 4000, 1500);
+    track(
+        &mut w,
+        &mut Packet::from_frame(&q[0], 1),
+        &ct(0, false),
+        now,
+    );
+    let r = track(
+        &mut w,
+        &mut Packet::from_frame(&q[1], 1),
+        &ct(0, false),
+        now,
+    );
+    assert_eq!(r.state, TRK | NEW);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// DNAT of a UDP datagram of any size, cut at any MTU: every fragment is tracked as its
+    /// first was; put back together, the datagram has the endpoint's address and port and
+    /// a right UDP checksum (every fragment a right IPv4 header checksum: `reassemble`
+    /// checks); the endpoint's answer, cut likewise, comes back from the Service address.
+    #[test]
+    fn dnat_of_any_fragmented_datagram_keeps_every_checksum(
+        len in 0usize..9000,
+        mtu in 68usize..1500,
+        id in proptest::num::u16::ANY,
+        sport in 1u16..u16::MAX,
+        ep in 1u8..255,
+        eport in 1u16..u16::MAX,
+    ) {
+        use vswitch_proto::action::NatKind;
+        const V: [u8; 4] = [10, 96, 0, 10];
+        let e = [10, 244, 1, ep];
+        let t = tracker(64);
+        let mut w = t.worker(1);
+        let dnat = nat(NatKind::Dst, &std::net::Ipv4Addr::from(e).to_string(), Some((eport, eport)));
+        let mut q = packets(&udp_fragments(A, V, sport, 53, id, len, mtu));
+        for p in &mut q {
+            let r = track(&mut w, p, &dnat, 0);
+            proptest::prop_assert_eq!(r.state, TRK | NEW | ct_state::DNAT);
+        }
+        let whole = reassemble(&frames(&q));
+        proptest::prop_assert_eq!((whole.src, whole.dst, whole.ports()), (A, e, (sport, eport)));
+        proptest::prop_assert!(whole.udp_checksum_ok());
+        proptest::prop_assert_eq!(whole.l4.len(), 8 + len);
+        let mut a = packets(&udp_fragments(e, A, eport, sport, id ^ 1, len, mtu));
+        for p in &mut a {
+            let r = track(&mut w, p, &nat_again(false), 1);
+            proptest::prop_assert_eq!(r.state, TRK | EST | RPL | ct_state::DNAT);
+        }
+        let whole = reassemble(&frames(&a));
+        proptest::prop_assert_eq!((whole.src, whole.dst, whole.ports()), (V, A, (53, sport)));
+        proptest::prop_assert!(whole.udp_checksum_ok());
+    }
 }

@@ -161,8 +161,9 @@ pub enum Kind {
     Conn(Tuple),
     /// An ICMP error: the connection is found from the header it quotes.
     IcmpError,
-    /// Cannot be tracked: a later fragment, a truncated header, an ICMP type that is
-    /// neither a request, an answer nor an error.
+    /// Cannot be tracked on its own: a later fragment (the tracker finds its ports from
+    /// its datagram's first fragment, see [`super::frag`]), a truncated header, an ICMP
+    /// type that is neither a request, an answer nor an error.
     Invalid,
 }
 

@@ -21,6 +21,11 @@ pub struct CtResult {
     /// `ct_nw_proto`, `ct_tp_src`, `ct_tp_dst`): present for a tracked IPv4 packet that is
     /// not `+inv` (for a `+new` packet, its own tuple).
     pub orig: Option<OrigTuple>,
+    /// For a tracked later fragment (offset > 0, no transport header): `tp_src` and
+    /// `tp_dst` of its datagram after this `ct()` (its first fragment's, NAT applied).
+    /// The recirculated copy's flow carries them, so flows after `ct()` see a fragmented
+    /// datagram whole, as Linux's rules see it reassembled.
+    pub frag_ports: Option<[u16; 2]>,
 }
 
 /// The original-direction tuple of a connection, as the `ct_*` match fields show it.
@@ -76,6 +81,7 @@ impl Conntrack for StatelessConntrack {
             zone: ct.zone,
             mark: ct.mark.map_or(0, |(v, m)| v & m),
             label: ct.label.map_or(0, |(v, m)| v & m),
+            frag_ports: None,
         }
     }
 }

@@ -275,6 +275,12 @@ pub(crate) fn execute<C: Conntrack>(
                     md.set_ct_mark(res.mark);
                     md.set_ct_label(res.label);
                     set_ct_orig(&mut md, res.orig);
+                    if let Some([s, d]) = res.frag_ports {
+                        // Not metadata: the ports of a later fragment's datagram, which
+                        // the copy's flow takes on (see `FastPath::chunk`).
+                        md.set_tp_src(s);
+                        md.set_tp_dst(d);
+                    }
                     let last = i + 1 == actions.len();
                     let mut copy = if last {
                         std::mem::take(pkt)

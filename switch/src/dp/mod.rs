@@ -396,9 +396,7 @@ impl<C: Conntrack> FastPath<C> {
             let key = &mut scratch.keys[i];
             *key = Flow::ZERO;
             match pkt.recirc.take() {
-                Some(md) => {
-                    key.w[action::METADATA_WORDS].copy_from_slice(&md.w[action::METADATA_WORDS])
-                }
+                Some(md) => recirculated_key(key, &md),
                 None => {
                     key.set_in_port(pkt.in_port);
                     key.set_tun_id(pkt.tun.id);
@@ -500,6 +498,17 @@ impl<C: Conntrack> FastPath<C> {
             }
         }
     }
+}
+
+/// The flow of a recirculated packet before extraction: its metadata, and the ports that
+/// conntrack gave a later fragment, which has none of its own (zero for other packets;
+/// extraction leaves them for a later fragment and overwrites them otherwise), so that
+/// flows see the fragment's datagram. Out of line: the first pass's code stays as it was.
+#[inline(never)]
+fn recirculated_key(key: &mut Flow, md: &Flow) {
+    key.w[action::METADATA_WORDS].copy_from_slice(&md.w[action::METADATA_WORDS]);
+    key.set_tp_src(md.tp_src());
+    key.set_tp_dst(md.tp_dst());
 }
 
 /// Per-chunk working space, kept between batches so nothing is allocated per packet.

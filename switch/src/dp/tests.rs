@@ -69,7 +69,7 @@ fn udp(csum: bool) -> Vec<u8> {
     v
 }
 
-fn run(fp: &mut FastPath, frames: &[Vec<u8>], in_port: u32, now: u64) -> Rec {
+fn run<C: Conntrack>(fp: &mut FastPath<C>, frames: &[Vec<u8>], in_port: u32, now: u64) -> Rec {
     let mut batch: Vec<Packet> = frames
         .iter()
         .map(|f| Packet::from_frame(f, in_port))
@@ -741,4 +741,57 @@ fn reject_answers_out_of_in_port_and_counts() {
     assert_eq!(s.rejects.sent, 4);
     assert_eq!(s.rejects.unanswered, 1);
     assert_eq!(s.dropped[DropReason::Reject as usize], 5);
+}
+
+/// A fragmented UDP datagram through a pipeline of the Kubernetes kind (track, then
+/// match the destination port and DNAT with a commit, then match the translated port):
+/// every fragment takes the path of the first, because after `ct()` a later fragment's
+/// flow has its datagram's ports; each is translated and leaves as it came, not
+/// reassembled. A later fragment whose first never came is `+inv`.
+#[test]
+fn fragments_of_a_datagram_follow_its_first_fragment_through_ct() {
+    use crate::ct::frag::testing::{reassemble, udp_fragments};
+    let (b, _) = setup(&[
+        "table=0,in_port=1,ip,actions=ct(zone=1,nat,table=1)",
+        "table=1,ct_state=+trk+new,udp,nw_dst=10.96.0.10,tp_dst=53,actions=ct(commit,zone=1,nat(dst=10.244.1.9:5353),table=2)",
+        // Later datagrams: translated by the first ct().
+        "table=1,ct_state=+trk,udp,nw_dst=10.244.1.9,actions=resubmit(,2)",
+        "table=1,priority=0,actions=drop",
+        "table=2,ct_state=+trk,udp,nw_dst=10.244.1.9,tp_dst=5353,actions=output:2",
+        "table=2,priority=0,actions=output:3",
+    ]);
+    let (tracker, _) = crate::ct::Tracker::open(&crate::ct::Config::default(), 0).unwrap();
+    let mut fp = FastPath::with_conntrack(
+        b.pipeline_handle(),
+        b.mac_table(),
+        FastPathConfig::default(),
+        tracker.worker(1),
+    );
+    let q = udp_fragments([10, 244, 1, 2], [10, 96, 0, 10], 40000, 53, 1, 4000, 1500);
+    assert_eq!(q.len(), 3);
+    for now in [1, 2] {
+        // In one batch (as a TAP delivers them), then a datagram of the same connection.
+        let rec = run(&mut fp, &q, 1, now);
+        let ports: Vec<u32> = rec.out.iter().map(|(p, _)| *p).collect();
+        assert_eq!(ports, [2, 2, 2], "every fragment as its first");
+        let out: Vec<Vec<u8>> = rec.out.into_iter().map(|(_, f)| f).collect();
+        assert!(
+            out.iter().all(|f| f.len() <= 14 + 1500),
+            "fragments, not a datagram"
+        );
+        let whole = reassemble(&out);
+        assert_eq!((whole.dst, whole.ports()), ([10, 244, 1, 9], (40000, 5353)));
+        assert!(whole.udp_checksum_ok());
+    }
+    // One at a time, each in its own batch: the same.
+    let q = udp_fragments([10, 244, 1, 2], [10, 96, 0, 10], 40001, 53, 2, 4000, 1500);
+    let ports: Vec<u32> = q
+        .iter()
+        .flat_map(|f| run(&mut fp, std::slice::from_ref(f), 1, 3).out)
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(ports, [2, 2, 2]);
+    // A later fragment alone goes nowhere.
+    let q = udp_fragments([10, 244, 1, 2], [10, 96, 0, 10], 40002, 53, 3, 4000, 1500);
+    assert!(run(&mut fp, &q[1..], 1, 4).out.is_empty());
 }
