@@ -18,8 +18,8 @@
 //! - [`local`]: the node's own rules and each local Pod's;
 //! - [`node`]: the Node kind (remote nodes behind the tunnel);
 //! - [`service`]: the Service and EndpointSlice kinds (virtual IPs over endpoints);
-//! - [`namespace`], [`pod`]: the Namespace and Pod kinds (what policies select), with
-//!   [`selector`] (label selectors),
+//! - [`namespace`], [`pod`], [`netpol`]: the Namespace, Pod and NetworkPolicy kinds
+//!   (what policies select, and the policies), with [`selector`] (label selectors),
 //!   [`names`] (Kubernetes' rules for names and labels) and `fields` (reading a
 //!   manifest strictly, errors named by field).
 
@@ -27,6 +27,7 @@ pub(crate) mod fields;
 pub mod local;
 pub mod names;
 pub mod namespace;
+pub mod netpol;
 pub mod node;
 pub mod pipeline;
 pub mod pod;
@@ -137,6 +138,7 @@ pub enum Spec {
     Slice(service::Slice),
     Namespace(namespace::Namespace),
     Pod(pod::Pod),
+    NetworkPolicy(netpol::NetworkPolicy),
 }
 
 /// An object in the store.
@@ -290,6 +292,7 @@ pub static KINDS: &[&dyn Kind] = &[
     &service::ENDPOINT_SLICE,
     &namespace::NAMESPACE,
     &pod::POD,
+    &netpol::NETWORK_POLICY,
 ];
 
 /// The kind of a manifest object, by its `kind` and the group of its `apiVersion`.
@@ -549,7 +552,7 @@ impl Objects {
                         .insert((key.namespace.clone(), svc.clone(), key.name.clone()));
                 }
             }
-            Spec::Service(_) | Spec::Namespace(_) => {}
+            Spec::Service(_) | Spec::Namespace(_) | Spec::NetworkPolicy(_) => {}
         }
     }
 
@@ -586,7 +589,7 @@ impl Objects {
                         .remove(&(key.namespace.clone(), svc.clone(), key.name.clone()));
                 }
             }
-            Spec::Service(_) | Spec::Namespace(_) => {}
+            Spec::Service(_) | Spec::Namespace(_) | Spec::NetworkPolicy(_) => {}
         }
     }
 }
@@ -609,6 +612,16 @@ mod tests {
         assert!(resource("pods").is_some());
         assert!(resource("po").is_some());
         assert!(resource("ns").is_some());
+        assert!(resource("netpol").is_some());
+        assert!(resource("networkpolicies.networking.k8s.io").is_some());
+        assert!(resource("networkpolicies.extensions").is_none());
+        assert!(resource("ingresses").is_none());
+        assert!(kind_of("NetworkPolicy", "networking.k8s.io/v1").is_some());
+        assert!(kind_of("NetworkPolicy", "v1").is_none());
+        assert_eq!(
+            netpol::NETWORK_POLICY.info().object_ref("deny"),
+            "networkpolicy.networking.k8s.io/deny"
+        );
         assert_eq!(n.object_ref("n1"), "node/n1");
         assert!(kind_of("Node", "v1").is_some());
         assert!(kind_of("Node", "apps/v1").is_none());
