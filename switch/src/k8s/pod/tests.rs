@@ -321,3 +321,32 @@ fn bad_pods_are_refused_naming_the_field() {
         "spec.containers: Invalid value: must be a list, not an object"
     );
 }
+
+/// What `vswitchctl apply` sends of a Pod (`essentials`) reads as the whole Pod does,
+/// errors included: the trimming keeps every field this reader looks at.
+#[test]
+fn the_trimmed_pod_vswitchctl_sends_reads_the_same() {
+    use vswitch_proto::k8s::essentials;
+    let m = manifest();
+    assert_eq!(read_pod(&essentials(&m)), read_pod(&m));
+    for (pointer, v) in [
+        ("/spec/containers/0/ports/0/containerPort", json!(0)),
+        ("/spec/containers/1/ports/0/name", json!("DNS")),
+        ("/spec/initContainers/1/restartPolicy", json!(7)),
+        ("/spec/containers", json!("nginx")),
+        ("/status/podIPs/1/ip", json!("10.244.1")),
+        ("/metadata/labels/app", json!("a b")),
+    ] {
+        let mut bad = manifest();
+        *bad.pointer_mut(pointer).unwrap() = v;
+        let want = read_pod(&bad);
+        assert!(want.is_err(), "{pointer}");
+        assert_eq!(read_pod(&essentials(&bad)), want, "{pointer}");
+    }
+    let ns = json!({ "apiVersion": "v1", "kind": "Namespace",
+                     "metadata": { "name": "shop", "labels": { "a": "b" }, "uid": "u" } });
+    assert_eq!(
+        crate::k8s::namespace::read_namespace(&essentials(&ns)),
+        crate::k8s::namespace::read_namespace(&ns)
+    );
+}
