@@ -257,13 +257,82 @@ pub fn object_kind_name(obj: &Value) -> (String, String) {
     )
 }
 
+/// What to keep of a value: all of it, or the named fields, each with what to keep of
+/// it. A list keeps that of each item; a value of another type than expected is kept
+/// whole, so that the switch reports it as it would have.
+#[derive(Debug)]
+enum Keep {
+    All,
+    Fields(&'static [(&'static str, Keep)]),
+}
+
+use Keep::{All, Fields};
+
+/// What the switch reads of a Pod (`switch/src/k8s/pod.rs`).
+const POD_FIELDS: Keep = Fields(&[
+    ("apiVersion", All),
+    ("kind", All),
+    (
+        "metadata",
+        Fields(&[("name", All), ("namespace", All), ("labels", All)]),
+    ),
+    (
+        "spec",
+        Fields(&[
+            ("nodeName", All),
+            ("hostNetwork", All),
+            ("containers", Fields(&[("name", All), ("ports", All)])),
+            (
+                "initContainers",
+                Fields(&[("name", All), ("restartPolicy", All), ("ports", All)]),
+            ),
+        ]),
+    ),
+    (
+        "status",
+        Fields(&[("phase", All), ("podIP", All), ("podIPs", All)]),
+    ),
+]);
+
+/// What the switch reads of a Namespace (`switch/src/k8s/namespace.rs`).
+const NAMESPACE_FIELDS: Keep = Fields(&[
+    ("apiVersion", All),
+    ("kind", All),
+    ("metadata", Fields(&[("name", All), ("labels", All)])),
+]);
+
+fn trim(v: &Value, keep: &Keep) -> Value {
+    match (keep, v) {
+        (Fields(fields), Value::Object(m)) => Value::Object(
+            fields
+                .iter()
+                .filter_map(|(name, k)| Some((name.to_string(), trim(m.get(*name)?, k))))
+                .collect(),
+        ),
+        (Fields(_), Value::Array(items)) => {
+            Value::Array(items.iter().map(|i| trim(i, keep)).collect())
+        }
+        _ => v.clone(),
+    }
+}
+
 /// The object with only what the switch reads of its kind (for a `Node`: `apiVersion`,
-/// `kind`, `metadata.name`, `spec.podCIDR(s)`, `status.addresses`); other kinds as they
-/// are. A cluster's `kubectl get nodes -o yaml` carries kilobytes per node the switch
-/// never looks at (`managedFields`, images, conditions): they are not sent.
+/// `kind`, `metadata.name`, `spec.podCIDR(s)`, `status.addresses`; for a `Pod`: its
+/// name, namespace and labels, node, host network, containers' names and ports, restart
+/// policy of init containers, phase and addresses; for a `Namespace`: its name and
+/// labels); other kinds as they are. A cluster's `kubectl get nodes -o yaml` carries
+/// kilobytes per node the switch never looks at (`managedFields`, images, conditions),
+/// and `kubectl get pods -A -o yaml` more per Pod: they are not sent.
 pub fn essentials(obj: &Value) -> Value {
-    if obj.get("kind").and_then(Value::as_str) != Some(NODE_KIND) {
-        return obj.clone();
+    let core = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|v| !v.contains('/'));
+    match obj.get("kind").and_then(Value::as_str) {
+        Some("Pod") if core => return trim(obj, &POD_FIELDS),
+        Some("Namespace") if core => return trim(obj, &NAMESPACE_FIELDS),
+        Some(NODE_KIND) => {}
+        _ => return obj.clone(),
     }
     let pick =
         |path: &[&str]| -> Option<Value> { path.iter().try_fold(obj, |v, k| v.get(*k)).cloned() };

@@ -922,6 +922,59 @@ fn a_node_is_sent_with_only_what_the_switch_reads() {
 }
 
 #[test]
+fn a_pod_and_a_namespace_are_sent_with_only_what_the_switch_reads() {
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": "web-0", "namespace": "shop", "labels": {"app": "web"},
+            "managedFields": [{"manager": "kubelet", "fieldsV1": {"f:status": {".": {}}}}],
+            "ownerReferences": [{"kind": "StatefulSet", "name": "web"}],
+        },
+        "spec": {
+            "nodeName": "worker-1",
+            "containers": [{"name": "nginx", "image": "nginx:1.25", "env": [{"name": "A"}],
+                            "ports": [{"name": "http", "containerPort": 80}]}],
+            "initContainers": [{"name": "mesh", "restartPolicy": "Always", "image": "envoy"}],
+            "volumes": [{"name": "v", "emptyDir": {}}],
+        },
+        "status": {
+            "phase": "Running", "podIP": "10.244.1.7", "podIPs": [{"ip": "10.244.1.7"}],
+            "containerStatuses": [{"name": "nginx", "ready": true}],
+        },
+    });
+    assert_eq!(
+        essentials(&pod),
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-0", "namespace": "shop", "labels": {"app": "web"}},
+            "spec": {
+                "nodeName": "worker-1",
+                "containers": [{"name": "nginx", "ports": [{"name": "http", "containerPort": 80}]}],
+                "initContainers": [{"name": "mesh", "restartPolicy": "Always"}],
+            },
+            "status": {"phase": "Running", "podIP": "10.244.1.7", "podIPs": [{"ip": "10.244.1.7"}]},
+        })
+    );
+    // A field of another type than the switch expects goes as it is, for the switch to
+    // report.
+    let mut odd = pod.clone();
+    odd["spec"]["containers"] = serde_json::json!("nginx");
+    assert_eq!(essentials(&odd)["spec"]["containers"], "nginx");
+    let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "shop", "labels": {"team": "web"}, "uid": "x"},
+        "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
+    assert_eq!(
+        essentials(&ns),
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "shop", "labels": {"team": "web"}}})
+    );
+    // Another group's kind of the same name goes whole.
+    let other = serde_json::json!({"apiVersion": "example.com/v1", "kind": "Pod",
+        "metadata": {"name": "x", "uid": "y"}});
+    assert_eq!(essentials(&other), other);
+}
+
+#[test]
 fn what_kubectl_get_nodes_prints_is_read_whole() {
     // `kubectl get nodes -o yaml` of a kubeadm cluster, shortened: managedFields with their
     // `.`, `v:"..."` and `k:{...}` keys, quoted timestamps, a dual-stack node whose first

@@ -178,7 +178,7 @@ impl Switch {
 
     /// What `dump-flows --names` calls the owner of the switch's rules with this
     /// cookie: `node/NAME` (this node's own pipeline, or a remote node), `pod/NS/NAME`,
-    /// `port/NAME` (a Pod added by hand), `service/NS/NAME`.
+    /// `port/NAME` (a Pod added by hand), `service/NS/NAME`, `networkpolicy/NS/NAME`.
     pub(super) fn owner_name(&self, cookie: u64) -> String {
         match CookieKind::of(cookie) {
             Some((CookieKind::Node, _)) => format!("node/{}", self.config.node_name),
@@ -191,6 +191,12 @@ impl Switch {
                 .objects
                 .by_id("Service", id as u32)
                 .map_or_else(|| format!("service/#{id}"), |k| k.to_string()),
+            // Pods and Namespaces own no rules; their numbers are above the policies'.
+            Some((CookieKind::NetworkPolicy, id)) => self
+                .objects
+                .by_id("NetworkPolicy", id as u32)
+                .filter(|_| id >> 32 == 0)
+                .map_or_else(|| format!("networkpolicy/#{id}"), |k| k.to_string()),
             None => format!("{cookie:#x}"),
         }
     }

@@ -498,6 +498,104 @@ fn apply_reports_each_object_and_skips_unknown_kinds() {
     sw.shutdown();
 }
 
+#[test]
+fn namespaces_pods_and_network_policies_are_kept_shown_and_restored() {
+    let dir = TempDir::new("netpol-objects");
+    let mut sw = start(&dir);
+    let ns = json!({ "apiVersion": "v1", "kind": "Namespace",
+                     "metadata": { "name": "shop", "labels": { "team": "web" } } });
+    let pod = json!({ "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": "web-0", "namespace": "shop", "labels": { "app": "web" } },
+        "spec": { "nodeName": "n1", "containers": [{ "name": "c",
+                  "ports": [{ "name": "http", "containerPort": 8080 }] }] },
+        "status": { "phase": "Running", "podIP": "10.244.1.5" } });
+    let policy = json!({ "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": { "name": "web", "namespace": "shop" },
+        "spec": { "podSelector": { "matchLabels": { "app": "web" } },
+                  "ingress": [{ "from": [{ "namespaceSelector": { "matchLabels": { "team": "web" } } }],
+                                "ports": [{ "port": "http" }] }] } });
+    let mut bad = policy.clone();
+    bad["metadata"]["name"] = json!("bad");
+    bad["spec"]["ingress"][0]["from"][0] = json!({ "ipBlock": { "cidr": "10.0.0.1/8" } });
+    let r = sw
+        .apply(&[
+            manifest(1, ns.clone()),
+            manifest(2, pod.clone()),
+            manifest(3, policy.clone()),
+            manifest(4, bad.clone()),
+        ])
+        .results;
+    let outcomes: Vec<&str> = r.iter().map(|o| o.outcome.as_str()).collect();
+    assert_eq!(
+        outcomes,
+        ["created", "created", "created", "error"],
+        "{r:?}"
+    );
+    assert_eq!(r[2].group, "networking.k8s.io");
+    assert_eq!(
+        r[3].message.as_deref(),
+        Some(
+            "spec.ingress[0].from[0].ipBlock.cidr: Invalid value: \"10.0.0.1/8\": must not have \
+             bits set beyond the prefix length"
+        )
+    );
+    let get = |sw: &Switch, resource: &str| {
+        sw.get(&rpc::GetParams {
+            resource: resource.into(),
+            name: None,
+            namespace: Some("shop".into()),
+            all_namespaces: false,
+        })
+        .unwrap()
+    };
+    let shown = |sw: &Switch| {
+        [
+            get(sw, "ns").items[0].cells.clone(),
+            get(sw, "po").items[0].cells.clone(),
+            get(sw, "netpol").items[0].cells.clone(),
+        ]
+    };
+    let want = [
+        vec![
+            "shop".to_string(),
+            "kubernetes.io/metadata.name=shop,team=web".into(),
+        ],
+        vec![
+            "web-0".into(),
+            "Running".into(),
+            "10.244.1.5".into(),
+            "n1".into(),
+            "http:8080/TCP".into(),
+            "app=web".into(),
+        ],
+        vec![
+            "web".into(),
+            "app=web".into(),
+            "Ingress".into(),
+            "1".into(),
+            "0".into(),
+        ],
+    ];
+    assert_eq!(shown(&sw), want);
+    assert_eq!(
+        get(&sw, "networkpolicies").items.len(),
+        1,
+        "the bad one is not kept"
+    );
+    let again = sw.apply(&[manifest(1, policy.clone())]).results;
+    assert_eq!(again[0].outcome, "unchanged");
+    sw.shutdown();
+    // Restarted: the same objects, read back from the state.
+    let mut sw = start(&dir);
+    assert_eq!(shown(&sw), want);
+    let gone = sw
+        .delete(&[manifest(1, policy), manifest(2, pod), manifest(3, ns)])
+        .results;
+    let outcomes: Vec<&str> = gone.iter().map(|o| o.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["deleted", "deleted", "deleted"]);
+    sw.shutdown();
+}
+
 /// A manifest's Nodes are saved together, once, before the reply: the backup the save
 /// keeps is the state from before the whole manifest. When that save fails, nothing of
 /// the manifest stays, and each change says so.

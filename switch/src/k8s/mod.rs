@@ -17,15 +17,28 @@
 //! - [`pipeline`]: the pipeline's tables, registers, cookie kinds and a rule builder;
 //! - [`local`]: the node's own rules and each local Pod's;
 //! - [`node`]: the Node kind (remote nodes behind the tunnel);
-//! - [`service`]: the Service and EndpointSlice kinds (virtual IPs over endpoints).
+//! - [`service`]: the Service and EndpointSlice kinds (virtual IPs over endpoints);
+//! - [`namespace`], [`pod`], [`netpol`]: the Namespace, Pod and NetworkPolicy kinds
+//!   (what policies select, and the policies), with [`selector`] (label selectors),
+//!   [`names`] (Kubernetes' rules for names and labels) and `fields` (reading a
+//!   manifest strictly, errors named by field).
 
+pub(crate) mod fields;
 pub mod local;
+pub mod names;
+pub mod namespace;
+pub mod netpol;
 pub mod node;
 pub mod pipeline;
+pub mod pod;
+pub mod selector;
 pub mod service;
+
+pub use fields::Labels;
 
 use crate::ofproto::OwnedRule;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -123,6 +136,9 @@ pub enum Spec {
     Node(node::RemoteNode),
     Service(service::Service),
     Slice(service::Slice),
+    Namespace(namespace::Namespace),
+    Pod(pod::Pod),
+    NetworkPolicy(netpol::NetworkPolicy),
 }
 
 /// An object in the store.
@@ -270,7 +286,14 @@ pub trait Kind: Sync + fmt::Debug {
 }
 
 /// Every kind the switch reads.
-pub static KINDS: &[&dyn Kind] = &[&node::NODE, &service::SERVICE, &service::ENDPOINT_SLICE];
+pub static KINDS: &[&dyn Kind] = &[
+    &node::NODE,
+    &service::SERVICE,
+    &service::ENDPOINT_SLICE,
+    &namespace::NAMESPACE,
+    &pod::POD,
+    &netpol::NETWORK_POLICY,
+];
 
 /// The kind of a manifest object, by its `kind` and the group of its `apiVersion`.
 pub fn kind_of(kind: &str, api_version: &str) -> Option<&'static dyn Kind> {
@@ -292,7 +315,9 @@ pub fn kind_named(kind: &str) -> Option<&'static dyn Kind> {
 }
 
 /// The object store: every object by key, an id allocator per kind, and the indexes the
-/// kinds check against.
+/// kinds check against and compile from. Each index changes with its object, at the cost
+/// of that object's entries. Pods by namespace need no index: the store's order is
+/// (kind, namespace, name) ([`Objects::pods_in`]).
 #[derive(Debug, Default)]
 pub struct Objects {
     map: BTreeMap<ObjectKey, Stored>,
@@ -302,6 +327,11 @@ pub struct Objects {
     pub(crate) node_cidrs: BTreeMap<u32, (Ipv4Cidr, ObjectKey)>,
     /// EndpointSlices by (namespace, Service name, slice name).
     slices: BTreeSet<(String, String, String)>,
+    /// Pods by the address policies know them by ([`pod::Pod::policy_ip`]), with their
+    /// ids: (address, Pod id).
+    pod_ips: BTreeSet<(Ipv4Addr, u32)>,
+    /// Pods by label: key, then value, then the ids of the Pods carrying it.
+    pod_labels: BTreeMap<String, BTreeMap<String, BTreeSet<u32>>>,
 }
 
 impl Objects {
@@ -355,6 +385,108 @@ impl Objects {
         self.map.iter()
     }
 
+    /// The Pods of namespace `namespace`, by name.
+    pub fn pods_in<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = (&'a ObjectKey, &'a pod::Pod)> + 'a {
+        self.of_kind(pod::POD_KIND, Some(namespace))
+            .filter_map(|(k, s)| Some((k, pod::pod_of(&s.spec)?)))
+    }
+
+    /// The Pods known by address `ip` ([`pod::Pod::policy_ip`]): one, or for a while
+    /// two (one ending, the next starting), or none.
+    pub fn pods_with_ip(&self, ip: Ipv4Addr) -> impl Iterator<Item = &ObjectKey> {
+        self.pod_ips
+            .range((ip, 0)..=(ip, u32::MAX))
+            .filter_map(|(_, id)| self.by_id(pod::POD_KIND, *id))
+    }
+
+    /// The Pods with label `key` set to `value`, by id.
+    pub fn pods_labeled<'a>(
+        &'a self,
+        key: &str,
+        value: &str,
+    ) -> impl Iterator<Item = &'a ObjectKey> {
+        self.pod_labels
+            .get(key)
+            .and_then(|values| values.get(value))
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.by_id(pod::POD_KIND, *id))
+    }
+
+    /// The Pods that `selector` selects in `namespace`, or in every namespace (`None`),
+    /// by key; host-network and ended Pods included (a compiler leaves them out, see
+    /// [`pod::Pod::policy_ip`]). Across namespaces, a selector naming a label
+    /// ([`selector::LabelSelector::required_label`]) looks in the index of labels
+    /// rather than at every Pod.
+    pub fn select_pods<'a>(
+        &'a self,
+        namespace: Option<&'a str>,
+        selector: &selector::LabelSelector,
+    ) -> Vec<(&'a ObjectKey, &'a pod::Pod)> {
+        let selected = |(_, p): &(&ObjectKey, &pod::Pod)| selector.matches(&p.labels);
+        if let Some(ns) = namespace {
+            return self.pods_in(ns).filter(selected).collect();
+        }
+        let Some((label, values)) = selector.required_label() else {
+            return self
+                .of_kind(pod::POD_KIND, None)
+                .filter_map(|(k, s)| Some((k, pod::pod_of(&s.spec)?)))
+                .filter(selected)
+                .collect();
+        };
+        let mut keys: Vec<&ObjectKey> = values
+            .iter()
+            .flat_map(|v| self.pods_labeled(label, v))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys.into_iter()
+            .filter_map(|k| Some((k, pod::pod_of(&self.get(k)?.spec)?)))
+            .filter(selected)
+            .collect()
+    }
+
+    /// Every namespace the store knows of: those with a Namespace object and those with
+    /// Pods, by name.
+    pub fn namespace_names(&self) -> BTreeSet<&str> {
+        let mut out: BTreeSet<&str> = self
+            .of_kind(namespace::NAMESPACE_KIND, None)
+            .map(|(k, _)| k.name.as_str())
+            .collect();
+        // One step per namespace with Pods: from each, on to the first key past it.
+        let mut next = ObjectKey {
+            kind: pod::POD_KIND,
+            namespace: String::new(),
+            name: String::new(),
+        };
+        while let Some((k, _)) = self
+            .map
+            .range(next..)
+            .next()
+            .filter(|(k, _)| k.kind == pod::POD_KIND)
+        {
+            out.insert(&k.namespace);
+            next = ObjectKey {
+                kind: pod::POD_KIND,
+                namespace: format!("{}\0", k.namespace),
+                name: String::new(),
+            };
+        }
+        out
+    }
+
+    /// The labels of namespace `name`: its object's, or when it is not known, the one
+    /// every namespace has ([`namespace::default_labels`]).
+    pub fn namespace_labels(&self, name: &str) -> Cow<'_, Labels> {
+        match self.get(&namespace::key(name)).map(|s| &s.spec) {
+            Some(Spec::Namespace(n)) => Cow::Borrowed(&n.labels),
+            _ => Cow::Owned(namespace::default_labels(name)),
+        }
+    }
+
     /// A free id for a new object of `kind` (ids start at 1; 24 bits, as cookies carry
     /// them with room to spare).
     pub fn free_id(&self, kind: &'static str) -> Option<u32> {
@@ -397,6 +529,19 @@ impl Objects {
 
     fn index(&mut self, key: &ObjectKey, s: &Stored) {
         match &s.spec {
+            Spec::Pod(p) => {
+                if let Some(ip) = p.policy_ip() {
+                    self.pod_ips.insert((ip, s.id));
+                }
+                for (k, v) in &p.labels {
+                    self.pod_labels
+                        .entry(k.clone())
+                        .or_default()
+                        .entry(v.clone())
+                        .or_default()
+                        .insert(s.id);
+                }
+            }
             Spec::Node(n) => {
                 self.node_cidrs
                     .insert(u32::from(n.cidr.first()), (n.cidr, key.clone()));
@@ -407,12 +552,31 @@ impl Objects {
                         .insert((key.namespace.clone(), svc.clone(), key.name.clone()));
                 }
             }
-            Spec::Service(_) => {}
+            Spec::Service(_) | Spec::Namespace(_) | Spec::NetworkPolicy(_) => {}
         }
     }
 
     fn unindex(&mut self, key: &ObjectKey, s: &Stored) {
         match &s.spec {
+            Spec::Pod(p) => {
+                if let Some(ip) = p.policy_ip() {
+                    self.pod_ips.remove(&(ip, s.id));
+                }
+                for (k, v) in &p.labels {
+                    let Some(values) = self.pod_labels.get_mut(k) else {
+                        continue;
+                    };
+                    if let Some(ids) = values.get_mut(v) {
+                        ids.remove(&s.id);
+                        if ids.is_empty() {
+                            values.remove(v);
+                        }
+                    }
+                    if values.is_empty() {
+                        self.pod_labels.remove(k);
+                    }
+                }
+            }
             Spec::Node(n) => {
                 let at = u32::from(n.cidr.first());
                 if self.node_cidrs.get(&at).is_some_and(|(_, k)| k == key) {
@@ -425,7 +589,7 @@ impl Objects {
                         .remove(&(key.namespace.clone(), svc.clone(), key.name.clone()));
                 }
             }
-            Spec::Service(_) => {}
+            Spec::Service(_) | Spec::Namespace(_) | Spec::NetworkPolicy(_) => {}
         }
     }
 }
@@ -445,7 +609,19 @@ mod tests {
         assert!(resource("services").is_some());
         assert!(resource("svc").is_some());
         assert!(resource("endpointslices.discovery.k8s.io").is_some());
-        assert!(resource("pods").is_none());
+        assert!(resource("pods").is_some());
+        assert!(resource("po").is_some());
+        assert!(resource("ns").is_some());
+        assert!(resource("netpol").is_some());
+        assert!(resource("networkpolicies.networking.k8s.io").is_some());
+        assert!(resource("networkpolicies.extensions").is_none());
+        assert!(resource("ingresses").is_none());
+        assert!(kind_of("NetworkPolicy", "networking.k8s.io/v1").is_some());
+        assert!(kind_of("NetworkPolicy", "v1").is_none());
+        assert_eq!(
+            netpol::NETWORK_POLICY.info().object_ref("deny"),
+            "networkpolicy.networking.k8s.io/deny"
+        );
         assert_eq!(n.object_ref("n1"), "node/n1");
         assert!(kind_of("Node", "v1").is_some());
         assert!(kind_of("Node", "apps/v1").is_none());
@@ -457,3 +633,6 @@ mod tests {
         assert_eq!(key.to_string(), "pod/default/web");
     }
 }
+
+#[cfg(test)]
+mod index_tests;

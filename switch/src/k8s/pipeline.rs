@@ -118,14 +118,19 @@ pub enum CookieKind {
     /// A Service (its virtual IPs, joined to its EndpointSlices); its number is the
     /// object's.
     Service = 0x04,
+    /// A NetworkPolicy; its number is the object's. Pods and Namespaces, which own no
+    /// rules, have numbers of this kind too, above the policies'
+    /// (`namespace::NAMESPACE_OWNER`, `pod::POD_OWNER`).
+    NetworkPolicy = 0x05,
 }
 
 impl CookieKind {
-    pub const ALL: [CookieKind; 4] = [
+    pub const ALL: [CookieKind; 5] = [
         CookieKind::Node,
         CookieKind::Pod,
         CookieKind::RemoteNode,
         CookieKind::Service,
+        CookieKind::NetworkPolicy,
     ];
 
     /// The cookie of owner `n` of this kind.
@@ -564,6 +569,7 @@ mod tests {
         assert_eq!(CookieKind::of(c), Some((CookieKind::RemoteNode, 7)));
         assert!(reserved_cookie(CookieKind::Node.cookie(0)));
         assert!(!reserved_cookie(0x42));
-        assert!(!reserved_cookie(0x0500_0000_0000_0000));
+        assert!(reserved_cookie(0x0500_0000_0000_0000));
+        assert!(!reserved_cookie(0x0600_0000_0000_0000));
     }
 }
