@@ -2,7 +2,8 @@
 //! client that counts which endpoint answered each new connection to a Service address
 //! (tests/tests/services.rs, tests/tests/overlay.rs).
 
-use crate::e2e::{Bg, Netns, show};
+use crate::e2e::{Bg, Daemon, Netns, show, unique};
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 /// A server answering every TCP connection on 8080 and every UDP datagram on 5353 with
@@ -59,4 +60,31 @@ for k, v in sorted(got.items()): print(k, v)
             Some((k.to_string(), v.parse().ok()?))
         })
         .collect()
+}
+
+/// A Pod by hand: a TAP made by `add-port --netns`, `eth0` in the Pod with `ip`/24 and
+/// its default route via `gateway` (the switch's Pod network).
+pub fn add_pod(d: &Daemon, name: &str, ns: &Netns, ip: &str, gateway: &str) {
+    d.ctl_ok(&[
+        "add-port",
+        name,
+        "--type",
+        "tap",
+        "--netns",
+        &ns.path(),
+        "--ifname",
+        "eth0",
+        "--ip",
+        &format!("{ip}/24"),
+        "--gateway",
+        gateway,
+    ]);
+}
+
+/// `vswitchctl apply -f` of `objects` as one `List` manifest.
+pub fn apply(d: &Daemon, objects: &[Value]) {
+    let f = d.dir().join(format!("{}.json", unique("m")));
+    let list = json!({ "apiVersion": "v1", "kind": "List", "items": objects });
+    std::fs::write(&f, list.to_string()).unwrap();
+    d.ctl_ok(&["apply", "-f", f.to_str().unwrap()]);
 }

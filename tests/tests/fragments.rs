@@ -4,9 +4,10 @@
 //! pipeline, directly and through a ClusterIP Service (DNAT of every fragment), echoed
 //! back intact. They need root (namespaces, TAPs): plain `cargo test` reports them ignored.
 
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::Duration;
-use vswitch_tests::e2e::{Bg, Daemon, Netns, serial, show, unique};
+use vswitch_tests::e2e::{Bg, Daemon, Netns, serial, show};
+use vswitch_tests::svc::apply;
 
 const POD_CIDR: &str = "10.244.1.0/24";
 const GATEWAY: &str = "10.244.1.1";
@@ -21,20 +22,7 @@ fn require_root() {
 }
 
 fn add_pod(d: &Daemon, name: &str, ns: &Netns, ip: &str) {
-    d.ctl_ok(&[
-        "add-port",
-        name,
-        "--type",
-        "tap",
-        "--netns",
-        &ns.path(),
-        "--ifname",
-        "eth0",
-        "--ip",
-        &format!("{ip}/24"),
-        "--gateway",
-        GATEWAY,
-    ]);
+    vswitch_tests::svc::add_pod(d, name, ns, ip, GATEWAY);
 }
 
 /// A UDP server on 5353 that sends every datagram back whole, for `secs` seconds.
@@ -94,13 +82,6 @@ fn ct_invalid(d: &Daemon) -> u64 {
     shown["conntrack"]["invalid"]
         .as_u64()
         .unwrap_or_else(|| panic!("no conntrack.invalid in {shown}"))
-}
-
-fn apply(d: &Daemon, objects: &[Value]) {
-    let f = d.dir().join(format!("{}.json", unique("m")));
-    let list = json!({ "apiVersion": "v1", "kind": "List", "items": objects });
-    std::fs::write(&f, list.to_string()).unwrap();
-    d.ctl_ok(&["apply", "-f", f.to_str().unwrap()]);
 }
 
 /// A node with a switch (the Kubernetes pipeline), a client Pod and a server Pod running

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use vswitch_tests::e2e::{Bg, Daemon, Netns, serial, show, unique};
-use vswitch_tests::svc::{exchanges, server};
+use vswitch_tests::svc::{apply, exchanges, server};
 
 const POD_CIDR: &str = "10.244.1.0/24";
 const GATEWAY: &str = "10.244.1.1";
@@ -22,20 +22,7 @@ fn require_root() {
 }
 
 fn add_pod(d: &Daemon, name: &str, ns: &Netns, ip: &str) {
-    d.ctl_ok(&[
-        "add-port",
-        name,
-        "--type",
-        "tap",
-        "--netns",
-        &ns.path(),
-        "--ifname",
-        "eth0",
-        "--ip",
-        &format!("{ip}/24"),
-        "--gateway",
-        GATEWAY,
-    ]);
+    vswitch_tests::svc::add_pod(d, name, ns, ip, GATEWAY);
 }
 
 fn spread(ns: &Netns, proto: &str, n: u32) -> BTreeMap<String, u32> {
@@ -49,13 +36,6 @@ fn chi_square(counts: &BTreeMap<String, u32>, k: usize) -> f64 {
     let mut seen: Vec<f64> = counts.values().map(|&c| c as f64).collect();
     seen.resize(k, 0.0);
     seen.iter().map(|o| (o - expect).powi(2) / expect).sum()
-}
-
-fn apply(d: &Daemon, objects: &[Value]) {
-    let f = d.dir().join(format!("{}.json", unique("m")));
-    let list = json!({ "apiVersion": "v1", "kind": "List", "items": objects });
-    std::fs::write(&f, list.to_string()).unwrap();
-    d.ctl_ok(&["apply", "-f", f.to_str().unwrap()]);
 }
 
 fn service() -> Value {
@@ -581,6 +561,26 @@ fn node_port_service(service_type: &str, policy: &str) -> Value {
     })
 }
 
+/// [`node_port_service`] as a LoadBalancer whose ingress IP is `LB_IP`.
+fn lb_service(policy: &str) -> Value {
+    let mut s = node_port_service("LoadBalancer", policy);
+    s["status"] = json!({ "loadBalancer": { "ingress": [ { "ip": LB_IP } ] } });
+    s
+}
+
+/// The test bed, a namespace outside the node that routes `LB_IP` to it, and a
+/// [`peer_server`] on the first two endpoints (dropped first).
+fn outside_bed() -> (Bed, Netns, Vec<Bg>) {
+    vswitch_tests::e2e::require_root(&["ip", "nsenter", "timeout", "python3", "iptables"]);
+    let bed = Bed::new();
+    let outside = outside(&bed);
+    outside.exec_ok(&["ip", "route", "add", &format!("{LB_IP}/32"), "via", NODE_IP]);
+    let servers = (0..2)
+        .map(|i| peer_server(&bed.eps[i], ENDPOINTS[i]))
+        .collect();
+    (bed, outside, servers)
+}
+
 fn peer_slice(nodes: [&str; 2]) -> Value {
     let ep = |ip: &str, node: &str| json!({ "addresses": [ip], "conditions": { "ready": true }, "nodeName": node });
     json!({
@@ -613,12 +613,7 @@ fn tally(answers: &[String]) -> (BTreeMap<String, u32>, BTreeMap<String, u32>) {
 #[ignore = "needs root"]
 fn node_ports_from_outside_the_node_follow_the_external_traffic_policy() {
     let _serial = serial();
-    vswitch_tests::e2e::require_root(&["ip", "nsenter", "timeout", "python3", "iptables"]);
-    let bed = Bed::new();
-    let outside = outside(&bed);
-    let _servers: Vec<Bg> = (0..2)
-        .map(|i| peer_server(&bed.eps[i], ENDPOINTS[i]))
-        .collect();
+    let (bed, outside, _servers) = outside_bed();
     let d = &bed.d;
     apply(
         d,
@@ -689,18 +684,11 @@ fn node_ports_from_outside_the_node_follow_the_external_traffic_policy() {
 #[ignore = "needs root"]
 fn load_balancer_ips_and_health_checks_from_outside_the_node() {
     let _serial = serial();
-    vswitch_tests::e2e::require_root(&["ip", "nsenter", "timeout", "python3", "iptables"]);
-    let bed = Bed::new();
-    let outside = outside(&bed);
-    outside.exec_ok(&["ip", "route", "add", &format!("{LB_IP}/32"), "via", NODE_IP]);
-    let _servers: Vec<Bg> = (0..2)
-        .map(|i| peer_server(&bed.eps[i], ENDPOINTS[i]))
-        .collect();
+    let (bed, outside, _servers) = outside_bed();
     let d = &bed.d;
     let lb = |policy: &str| {
-        let mut s = node_port_service("LoadBalancer", policy);
+        let mut s = lb_service(policy);
         s["spec"]["healthCheckNodePort"] = json!(HEALTH_PORT);
-        s["status"] = json!({ "loadBalancer": { "ingress": [ { "ip": LB_IP } ] } });
         s
     };
     let health = || {
@@ -793,12 +781,7 @@ fn an_endpoint_sees_the_client_pods_own_address_through_a_cluster_ip() {
 #[ignore = "needs root"]
 fn services_and_their_connections_survive_kill_9_of_the_switch() {
     let _serial = serial();
-    vswitch_tests::e2e::require_root(&["ip", "nsenter", "timeout", "python3", "iptables"]);
-    let mut bed = Bed::new();
-    let outside = outside(&bed);
-    let _servers: Vec<Bg> = (0..2)
-        .map(|i| peer_server(&bed.eps[i], ENDPOINTS[i]))
-        .collect();
+    let (mut bed, outside, _servers) = outside_bed();
     let _echo = bed.eps[0].spawn(&[
         "timeout",
         "60",
@@ -1016,18 +999,11 @@ except Exception as e:
 #[ignore = "needs root"]
 fn load_balancer_source_ranges_admit_only_their_clients() {
     let _serial = serial();
-    vswitch_tests::e2e::require_root(&["ip", "nsenter", "timeout", "python3", "iptables"]);
-    let bed = Bed::new();
-    let outside = outside(&bed);
-    outside.exec_ok(&["ip", "route", "add", &format!("{LB_IP}/32"), "via", NODE_IP]);
-    let _servers: Vec<Bg> = (0..2)
-        .map(|i| peer_server(&bed.eps[i], ENDPOINTS[i]))
-        .collect();
+    let (bed, outside, _servers) = outside_bed();
     let d = &bed.d;
     let lb = |ranges: &[&str]| {
-        let mut s = node_port_service("LoadBalancer", "Cluster");
+        let mut s = lb_service("Cluster");
         s["spec"]["loadBalancerSourceRanges"] = json!(ranges);
-        s["status"] = json!({ "loadBalancer": { "ingress": [ { "ip": LB_IP } ] } });
         s
     };
     let ok = |answers: &[String]| answers.iter().all(|a| !a.starts_with("error"));

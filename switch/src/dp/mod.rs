@@ -416,6 +416,11 @@ impl<C: Conntrack> FastPath<C> {
             scratch.hashes[i] = flow_hash(&scratch.keys[i], *seed);
         }
 
+        // The actions of a packet's flow, on it: the batch's sink, tracker and queues.
+        let mut run =
+            |actions: &[action::DpAction], pkt: &mut Packet, key: &Flow, layers: &mut Layers| {
+                exec::execute(actions, pkt, key, layers, sink, ct, now, recirc, rejecter)
+            };
         for (i, pkt) in pkts.iter_mut().enumerate() {
             if !scratch.ok[i] {
                 continue;
@@ -425,33 +430,13 @@ impl<C: Conntrack> FastPath<C> {
             let outcome = if let Some(mf) = emc.lookup(key, hash) {
                 stats.emc_hits += 1;
                 note_credit(credits, mf, len);
-                exec::execute(
-                    &mf.actions,
-                    pkt,
-                    key,
-                    layers,
-                    sink,
-                    ct,
-                    now,
-                    recirc,
-                    rejecter,
-                )
+                run(&mf.actions, pkt, key, layers)
             } else if let Some(mf) = mega.lookup(key) {
                 stats.megaflow_hits += 1;
                 let mf = mf.clone();
                 emc.insert(key, hash, mf.clone());
                 note_credit(credits, &mf, len);
-                exec::execute(
-                    &mf.actions,
-                    pkt,
-                    key,
-                    layers,
-                    sink,
-                    ct,
-                    now,
-                    recirc,
-                    rejecter,
-                )
+                run(&mf.actions, pkt, key, layers)
             } else {
                 stats.upcalls += 1;
                 let out = xlate::xlate(pipe, mac, key, now);
@@ -461,33 +446,13 @@ impl<C: Conntrack> FastPath<C> {
                     Ok(mf) => {
                         emc.insert(key, hash, mf.clone());
                         note_credit(credits, &mf, len);
-                        exec::execute(
-                            &mf.actions,
-                            pkt,
-                            key,
-                            layers,
-                            sink,
-                            ct,
-                            now,
-                            recirc,
-                            rejecter,
-                        )
+                        run(&mf.actions, pkt, key, layers)
                     }
                     Err(mf) => {
                         // Cache full: serve this packet from the translation alone.
                         stats.cache_full += 1;
                         mf.credit(1, len as u64, now);
-                        exec::execute(
-                            &mf.actions,
-                            pkt,
-                            key,
-                            layers,
-                            sink,
-                            ct,
-                            now,
-                            recirc,
-                            rejecter,
-                        )
+                        run(&mf.actions, pkt, key, layers)
                     }
                 }
             };

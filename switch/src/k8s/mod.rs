@@ -249,24 +249,30 @@ pub trait Kind: Sync + fmt::Debug {
     fn read(&self, obj: &Value) -> Result<(ObjectKey, Spec), FieldError>;
 
     /// Whether the object may be stored next to the others.
+    /// (Default: every object fits.)
     fn check(
         &self,
-        node: &NodeCtx,
-        objects: &Objects,
-        key: &ObjectKey,
-        spec: &Spec,
-    ) -> Result<Checked, FieldError>;
+        _node: &NodeCtx,
+        _objects: &Objects,
+        _key: &ObjectKey,
+        _spec: &Spec,
+    ) -> Result<Checked, FieldError> {
+        Ok(Checked::Ok)
+    }
 
     /// The rules, groups and routes the object needs (empty when the node cannot use it
     /// yet, e.g. a remote node without a tunnel), given the other objects it is joined
     /// to (a Service's slices).
+    /// (Default: nothing, for kinds that own no rules: the objects they feed do.)
     fn compile(
         &self,
-        node: &NodeCtx,
-        objects: &Objects,
-        key: &ObjectKey,
-        stored: &Stored,
-    ) -> Compiled;
+        _node: &NodeCtx,
+        _objects: &Objects,
+        _key: &ObjectKey,
+        _stored: &Stored,
+    ) -> Compiled {
+        Compiled::default()
+    }
 
     /// The objects whose rules are compiled from this one too (a slice's Service): they
     /// are compiled again when it changes.

@@ -10,7 +10,7 @@
 
 use super::fields::{self, Labels, NameRule};
 use super::pipeline::CookieKind;
-use super::{Checked, Compiled, Kind, KindInfo, NodeCtx, ObjectKey, Objects, Spec, Stored};
+use super::{Kind, KindInfo, ObjectKey, Spec, Stored};
 use serde_json::{Value, json};
 use vswitch_proto::k8s::FieldError;
 use vswitch_proto::rpc::GetColumn;
@@ -96,21 +96,6 @@ impl Kind for NamespaceKind {
     fn read(&self, obj: &Value) -> Result<(ObjectKey, Spec), FieldError> {
         let (k, n) = read_namespace(obj)?;
         Ok((k, Spec::Namespace(n)))
-    }
-
-    fn check(
-        &self,
-        _: &NodeCtx,
-        _: &Objects,
-        _: &ObjectKey,
-        _: &Spec,
-    ) -> Result<Checked, FieldError> {
-        Ok(Checked::Ok)
-    }
-
-    /// A namespace owns no rules: the policies selecting by its labels do.
-    fn compile(&self, _: &NodeCtx, _: &Objects, _: &ObjectKey, _: &Stored) -> Compiled {
-        Compiled::default()
     }
 
     fn to_object(&self, key: &ObjectKey, stored: &Stored) -> Value {

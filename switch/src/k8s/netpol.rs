@@ -30,7 +30,7 @@ use super::names;
 use super::pipeline::CookieKind;
 use super::selector::LabelSelector;
 use super::service::Protocol;
-use super::{Checked, Compiled, Kind, KindInfo, NodeCtx, ObjectKey, Objects, Spec, Stored};
+use super::{Kind, KindInfo, ObjectKey, Spec, Stored};
 use serde_json::{Map, Value, json};
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -612,21 +612,6 @@ impl Kind for NetworkPolicyKind {
     fn read(&self, obj: &Value) -> Result<(ObjectKey, Spec), FieldError> {
         let (k, p) = read_network_policy(obj)?;
         Ok((k, Spec::NetworkPolicy(p)))
-    }
-
-    fn check(
-        &self,
-        _: &NodeCtx,
-        _: &Objects,
-        _: &ObjectKey,
-        _: &Spec,
-    ) -> Result<Checked, FieldError> {
-        Ok(Checked::Ok)
-    }
-
-    /// Not compiled yet: the policy is kept, and enforced once the compiler is in.
-    fn compile(&self, _: &NodeCtx, _: &Objects, _: &ObjectKey, _: &Stored) -> Compiled {
-        Compiled::default()
     }
 
     fn to_object(&self, key: &ObjectKey, stored: &Stored) -> Value {

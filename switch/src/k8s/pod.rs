@@ -18,7 +18,7 @@ use super::names;
 use super::namespace::labels_text;
 use super::pipeline::CookieKind;
 use super::service::Protocol;
-use super::{Checked, Compiled, Kind, KindInfo, NodeCtx, ObjectKey, Objects, Spec, Stored};
+use super::{Kind, KindInfo, ObjectKey, Spec, Stored};
 use serde_json::{Map, Value, json};
 use std::net::{IpAddr, Ipv4Addr};
 use vswitch_proto::k8s::FieldError;
@@ -308,23 +308,6 @@ impl Kind for PodKind {
     fn read(&self, obj: &Value) -> Result<(ObjectKey, Spec), FieldError> {
         let (k, p) = read_pod(obj)?;
         Ok((k, Spec::Pod(p)))
-    }
-
-    fn check(
-        &self,
-        _: &NodeCtx,
-        _: &Objects,
-        _: &ObjectKey,
-        _: &Spec,
-    ) -> Result<Checked, FieldError> {
-        // Two Pods may hold one address for a while (one ending, one starting): both are
-        // kept, and the store's index of addresses has both.
-        Ok(Checked::Ok)
-    }
-
-    /// A Pod owns no rules: the policies selecting it, or it as a peer, do.
-    fn compile(&self, _: &NodeCtx, _: &Objects, _: &ObjectKey, _: &Stored) -> Compiled {
-        Compiled::default()
     }
 
     fn to_object(&self, key: &ObjectKey, stored: &Stored) -> Value {
