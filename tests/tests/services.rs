@@ -857,7 +857,7 @@ fn services_and_their_connections_survive_kill_9_of_the_switch() {
 
 /// kubernetes' "should be able to preserve UDP traffic when initial unready endpoints get
 /// ready": a UDP client sending from one port to a Service whose only endpoint is not
-/// ready gets refused, and is answered within a second once the endpoint is ready (no
+/// ready gets refused, and is answered once the endpoint is ready (no
 /// entry left behind by the refusals pins the flow).
 #[test]
 #[ignore = "needs root"]
@@ -885,14 +885,16 @@ while time.monotonic() - start < 15:
     );
     let c = client.spawn(&["timeout", "30", "python3", "-c", &code]);
     std::thread::sleep(Duration::from_secs(2));
-    let ready_at = std::time::Instant::now();
     apply(d, &[slice(&[ENDPOINTS[0]], &[])]);
+    // A stale entry would pin the flow for good (the client's packets keep it alive):
+    // the bound is loose, for a loaded machine.
+    let ready_at = std::time::Instant::now();
     let out = c.finish(Duration::from_secs(20));
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (who, _) = text.trim().split_once(' ').unwrap_or(("", ""));
     assert_eq!(who, ENDPOINTS[0], "{}", show(&out));
     assert!(
-        ready_at.elapsed() < Duration::from_secs(3),
+        ready_at.elapsed() < Duration::from_secs(8),
         "answered only {:?} after the endpoint was ready: {text}",
         ready_at.elapsed()
     );
