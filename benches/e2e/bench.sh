@@ -87,7 +87,8 @@
 #            in pod B, client in pod A): one connection, RR_SIZE-byte request and response
 #            one at a time for RR_SECS s: transactions a second, latency p50 / p99 (µs);
 #            in the -svc configs also through the ClusterIP (rr_svc), alternating. Before
-#            connrate, so the connection table is small.
+#            connrate, so the connection table is small. With RR_AWAKE=1 (default) every
+#            CPU runs a SCHED_IDLE busy loop during these windows (see awake_on).
 #   CPU      the switch processes' CPU over each window (all threads, both nodes' summed;
 #            per node and per thread in the raw files), the whole box's busy CPU, and
 #            other workloads' CPU
@@ -124,6 +125,9 @@
 #   ZL_BACKOFF [3] (times the rate steps down 10 % when a confirmation run fails)
 #   CONN_SECS [5] (per connrate rep; 0: skip the connection-rate test)  CONN_THREADS [4]
 #   RR_SECS [5] (per tcprr rep; 0: skip request/response)  RR_SIZE [1] (bytes each way)
+#   RR_AWAKE [1] (1: a SCHED_IDLE busy loop per CPU during tcprr windows, so that no
+#            vCPU halts between transactions; see awake_on; the box's busy CPU in those
+#            windows is then ~100 %)
 #   IPERF_REPS [REPS] (iperf3 TCP, UDP and ping reps; 0: skip them, only connrate and tcprr)
 #   SVC_DUMMIES [1000] (other Services in the -svc configs, at most 20000; 0: none)
 set -Eeuo pipefail
@@ -159,6 +163,7 @@ CONN_THREADS=${CONN_THREADS:-4}
 CONN_PORT=9100
 RR_SECS=${RR_SECS:-5}
 RR_SIZE=${RR_SIZE:-1}
+RR_AWAKE=${RR_AWAKE:-1}
 RR_PORT=9200
 IPERF_REPS=${IPERF_REPS:-$REPS}
 # The -svc configs' Service: its ClusterIP and ports (to CONN_PORT and RR_PORT on pod B)
@@ -199,7 +204,7 @@ log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (namespaces, TAPs, OVS)"
-for t in ip ethtool iperf3 ping jq awk ss timeout getconf; do
+for t in ip ethtool iperf3 ping jq awk ss timeout getconf chrt taskset; do
   command -v "$t" >/dev/null 2>&1 || die "missing tool: $t"
 done
 case " $CONFIGS " in *" ovs-"*)
@@ -1020,9 +1025,37 @@ conn_test() { # <rep> <base> <ADDR:PORT> <tag>
 test_conn() { conn_test "$1" "$2" "$IP_B:$CONN_PORT" conn; }
 test_conn_svc() { conn_test "$1" "$2" "$SVC_IP:$SVC_CONN_PORT" conn_svc; }
 
+# RR_AWAKE=1: during a tcprr window, a SCHED_IDLE busy loop on every CPU. This VM's
+# kernel runs with haltpoll.guest_halt_poll_ns=0: an idle vCPU halts, and every wake-up
+# of the client, the server or a switch worker on it costs an exit to the host. One
+# transaction at a time has two or more such wake-ups, and they, not the datapath, then
+# set the round trip (p50 about 70 µs through the bridge when the box was otherwise
+# idle, 20 µs when other work kept the CPUs busy, in the same run). A SCHED_IDLE task
+# gives way at once to any other, so it takes no time from the benchmark's processes.
+AWAKE_PIDS=""
+awake_on() {
+  local c
+  [ "$RR_AWAKE" = 1 ] || return 0
+  for c in $(seq 0 $(($(getconf _NPROCESSORS_ONLN) - 1))); do
+    timeout $((RR_SECS + 20)) chrt --idle 0 taskset -c "$c" bash -c 'while :; do :; done' &
+    AWAKE_PIDS="$AWAKE_PIDS $!"
+    pid_record timeout "$!"
+  done
+}
+awake_off() {
+  local p
+  for p in $AWAKE_PIDS; do
+    kill_pid_checked "$p" timeout
+    wait "$p" 2>/dev/null || true
+    sed -i "/^timeout $p\$/d" "$PIDS_FILE"
+  done
+  AWAKE_PIDS=""
+}
 rr_client() { # <out file> <ADDR:PORT>
+  awake_on
   bounded "$1" timeout $((RR_SECS + 15)) ip netns exec "$NS_A" "$BIN/tcprr" client "$2" \
       --secs "$RR_SECS" --size "$RR_SIZE" || log "  tcprr client exited non-zero, see $1"
+  awake_off
 }
 # tcprr to <dst>: <tag>_tps (transactions a second), <tag>_{mean,p50,p99,p999}_us, <tag>_failures
 rr_test() { # <rep> <base> <ADDR:PORT> <tag>
@@ -1382,7 +1415,7 @@ summary() {
   medians > "$M"
   for c in $CONFIGS; do if is_xnode "$c"; then xn="$xn $c"; else sn="$sn $c"; fi; done
   {
-    echo "Command: \`sudo bash benches/e2e/bench.sh\` (CONFIGS=\"$CONFIGS\" REPS=$REPS DUR=$DUR WORKERS=$WORKERS)"
+    echo "Command: \`sudo bash benches/e2e/bench.sh\` (CONFIGS=\"$CONFIGS\" REPS=$REPS IPERF_REPS=$IPERF_REPS DUR=$DUR WORKERS=$WORKERS CONN_SECS=$CONN_SECS RR_SECS=$RR_SECS RR_AWAKE=$RR_AWAKE SVC_DUMMIES=$SVC_DUMMIES)"
     echo "Raw results: $RESULTS_DIR"
     echo
     echo "Medians of $REPS, raw runs in parentheses. CPU in % of one core (the box has $(nproc)); \"switch cpu\" = the switch process, all threads (across nodes: both nodes' switches together)."
@@ -1508,7 +1541,7 @@ summary() {
       echo
       echo "#### New connections and request/response: to the Pod, and through a ClusterIP (-svc configs)"
       echo
-      echo "Medians of $REPS with [min–max] of the raw runs; in the -svc configs the two paths take turns rep by rep. connrate: $CONN_THREADS client threads, ${CONN_SECS} s per rep, each connection connect + 1 byte + close. tcprr: one connection, ${RR_SIZE}-byte request and response, one transaction at a time, ${RR_SECS} s per rep; latency per transaction, nearest rank. \"to\": the Pod's address ($IP_B) or the ClusterIP ($SVC_IP, pod B its one endpoint; $SVC_DUMMIES other Services installed). switch cpu: % of one core."
+      echo "Medians of $REPS with [min–max] of the raw runs; in the -svc configs the two paths take turns rep by rep. connrate: $CONN_THREADS client threads, ${CONN_SECS} s per rep, each connection connect + 1 byte + close. tcprr: one connection, ${RR_SIZE}-byte request and response, one transaction at a time, ${RR_SECS} s per rep; latency per transaction, nearest rank; RR_AWAKE=$RR_AWAKE (1: SCHED_IDLE busy loops keep the vCPUs from halting). \"to\": the Pod's address ($IP_B) or the ClusterIP ($SVC_IP, pod B its one endpoint; $SVC_DUMMIES other Services installed). switch cpu: % of one core."
       echo
       echo "| config | to | new TCP connections/s | conn failures | switch cpu (conn) | RR transactions/s | RR p50 µs | RR p99 µs | RR failures | switch cpu (RR) |"
       echo "|---|---|---|---|---|---|---|---|---|---|"
@@ -1584,7 +1617,7 @@ summary() {
   command -v ovs-vswitchd >/dev/null && echo "ovs: $(ovs-vswitchd --version | head -1)"
   echo "rustc: $(rustc --version 2>/dev/null || echo '?')"
   echo "repo: $REPO  commit: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
-  echo "knobs: CONFIGS=\"$CONFIGS\" REPS=$REPS DUR=$DUR WORKERS=$WORKERS VSWITCHD_ARGS=\"$VSWITCHD_ARGS\" XNODE_POD_MTU=$XNODE_POD_MTU PING=$PING_COUNT@$PING_INTERVAL ZL_CONFIGS=\"$ZL_CONFIGS\" ZL_SECS=$ZL_SECS ZL_STEPS=$ZL_STEPS ZL_THREADS=$ZL_THREADS ZL_LOSS=$ZL_LOSS ZL_CONFIRM=$ZL_CONFIRM ZL_BACKOFF=$ZL_BACKOFF"
+  echo "knobs: CONFIGS=\"$CONFIGS\" REPS=$REPS IPERF_REPS=$IPERF_REPS CONN_SECS=$CONN_SECS CONN_THREADS=$CONN_THREADS RR_SECS=$RR_SECS RR_SIZE=$RR_SIZE RR_AWAKE=$RR_AWAKE SVC_DUMMIES=$SVC_DUMMIES DUR=$DUR WORKERS=$WORKERS VSWITCHD_ARGS=\"$VSWITCHD_ARGS\" XNODE_POD_MTU=$XNODE_POD_MTU PING=$PING_COUNT@$PING_INTERVAL ZL_CONFIGS=\"$ZL_CONFIGS\" ZL_SECS=$ZL_SECS ZL_STEPS=$ZL_STEPS ZL_THREADS=$ZL_THREADS ZL_LOSS=$ZL_LOSS ZL_CONFIRM=$ZL_CONFIRM ZL_BACKOFF=$ZL_BACKOFF"
   echo "sysctl: netdev_max_backlog=$(cat /proc/sys/net/core/netdev_max_backlog) rmem_default=$(cat /proc/sys/net/core/rmem_default) rmem_max=$(cat /proc/sys/net/core/rmem_max)"
   echo "loadavg: $(cat /proc/loadavg)"
 } > "$RESULTS_DIR/env.txt"
