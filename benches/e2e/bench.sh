@@ -5,6 +5,7 @@
 # Run as root from anywhere:   sudo bash benches/e2e/bench.sh
 # Only the cross-node part:    sudo CONFIGS="vswitchd-2node kernel-vxlan-2node ovs-vxlan-2node" bash benches/e2e/bench.sh
 # Connection tracking:         sudo CONFIGS="vswitchd vswitchd-ct kernel-bridge kernel-bridge-ct ovs-tap-tso ovs-tap-tso-ct" ZL_CONFIGS="" bash benches/e2e/bench.sh
+# Services (ClusterIP):        sudo CONFIGS="vswitchd vswitchd-svc kernel-bridge kernel-bridge-svc" ZL_CONFIGS="" IPERF_REPS=0 REPS=5 bash benches/e2e/bench.sh
 #
 # Same node: pod A 10.244.1.2/24, pod B 10.244.1.3/24, pod MTU 1500, every Pod and the node
 # a network namespace of its own, through:
@@ -29,6 +30,34 @@
 #                   namespace's FORWARD chain `-m conntrack --ctstate ESTABLISHED,RELATED -j
 #                   ACCEPT`, `--ctstate NEW -j ACCEPT`, `-j DROP`; entry count from the node
 #                   namespace's /proc/net/nf_conntrack
+# and, with a ClusterIP Service (not in the default list): the same two Pods, pod B the
+# Service's one endpoint, pod A reaching it on SVC_IP (10.96.0.10) as well as directly:
+#   vswitchd-svc    vswitchd with the Kubernetes pipeline (--pod-cidr 10.244.1.0/24
+#                   --node-name node-1: gateway port vsw-gw0 = 10.244.1.1, the Pods added
+#                   by hand with --gateway 10.244.1.1, so they are Pods of the pipeline),
+#                   then `vswitchctl apply -f` of a List: Service bench/bench-web (ports
+#                   80 -> 9100 for connrate, 8080 -> 9200 for tcprr) with its EndpointSlice
+#                   (pod B, ready, node-1), and SVC_DUMMIES other Services (3 endpoints
+#                   each, addresses in 10.245.0.0/16 that no Pod has)
+#   kernel-bridge-svc  the Linux bridge of kernel-bridge-ct (br_netfilter, per namespace)
+#                   as kubenet / the bridge CNI plugin make it: br0 holds the gateway
+#                   10.244.1.1/24, the Pods route through it, ip_forward=1 in the node
+#                   namespace; and there the rules kube-proxy's iptables mode writes for the
+#                   same objects (iptables-restore; this box's iptables is the nf_tables
+#                   flavour): nat PREROUTING/OUTPUT -> KUBE-SERVICES, one rule per Service
+#                   port (`-d VIP/32 -p tcp --dport P -j KUBE-SVC-...`, the real Service's
+#                   two in the middle of the dummies', then the KUBE-NODEPORTS addrtype
+#                   rule), KUBE-SVC-... (`! -s 10.244.0.0/16` -> KUBE-MARK-MASQ, then one
+#                   `-m statistic --mode random --probability 1/k` jump per endpoint but the
+#                   last), KUBE-SEP-... (`-s EP/32` -> KUBE-MARK-MASQ for hairpin, DNAT
+#                   --to-destination EP:PORT), KUBE-MARK-MASQ (mark 0x4000),
+#                   KUBE-POSTROUTING (MASQUERADE --random-fully what carries the mark);
+#                   filter FORWARD -> KUBE-PROXY-FIREWALL, KUBE-FORWARD (INVALID drop, mark
+#                   accept, RELATED,ESTABLISHED accept), KUBE-SERVICES, KUBE-EXTERNAL-SERVICES;
+#                   INPUT and OUTPUT as kube-proxy hooks them. The reply from pod B to pod A
+#                   is bridged, so br_netfilter is what translates it back (as with kube-proxy
+#                   on a bridge).
+#                   Both -svc configs check a connection through the ClusterIP at set-up.
 # Across nodes: two node namespaces joined by a veth underlay `ul0` (192.168.100.1/24 and
 # .2/24, MTU 1500), pod A 10.244.1.2 on node 1, pod B 10.244.2.2 on node 2, pod MTU 1450
 # (XNODE_POD_MTU), VXLAN VNI 1 on UDP 4789, through:
@@ -50,7 +79,16 @@
 #            server in pod B, client in pod A, CONN_THREADS threads, CONN_SECS s): new TCP
 #            connections a second (connect, 1 byte, close, each one complete) and failures;
 #            pod A gets net.ipv4.tcp_tw_reuse=1 and ip_local_port_range 1024-65535 (its
-#            own namespace) so TIME_WAIT does not cap the rate
+#            own namespace) so TIME_WAIT does not cap the rate; in the -svc configs
+#            also through the ClusterIP (conn_svc), the two alternating rep by rep, with
+#            source ports 1024-33279 to the Pod and 33280-65535 to the ClusterIP (see
+#            pod_a_ports for why)
+#   RR       REPS reps of tcprr (benches/src/bin/tcprr.rs, as netperf TCP_RR; echo server
+#            in pod B, client in pod A): one connection, RR_SIZE-byte request and response
+#            one at a time for RR_SECS s: transactions a second, latency p50 / p99 (µs);
+#            in the -svc configs also through the ClusterIP (rr_svc), alternating. Before
+#            connrate, so the connection table is small. With RR_AWAKE=1 (default) every
+#            CPU runs a SCHED_IDLE busy loop during these windows (see awake_on).
 #   CPU      the switch processes' CPU over each window (all threads, both nodes' summed;
 #            per node and per thread in the raw files), the whole box's busy CPU, and
 #            other workloads' CPU
@@ -86,12 +124,19 @@
 #   ZL_RECV_THREADS [1]  ZL_LOSS [0.1] (% loss allowed)  ZL_CONFIRM [2] (re-runs at the limit)
 #   ZL_BACKOFF [3] (times the rate steps down 10 % when a confirmation run fails)
 #   CONN_SECS [5] (per connrate rep; 0: skip the connection-rate test)  CONN_THREADS [4]
+#   RR_SECS [5] (per tcprr rep; 0: skip request/response)  RR_SIZE [1] (bytes each way)
+#   RR_AWAKE [1] (1: a SCHED_IDLE busy loop per CPU during tcprr windows, so that no
+#            vCPU halts between transactions; see awake_on; the box's busy CPU in those
+#            windows is then ~100 %)
+#   IPERF_REPS [REPS] (iperf3 TCP, UDP and ping reps; 0: skip them, only connrate and tcprr)
+#   SVC_DUMMIES [1000] (other Services in the -svc configs, at most 20000; 0: none)
 set -Eeuo pipefail
 trap 'log "failed (status $?) at line $LINENO: $BASH_COMMAND"' ERR
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SN_CONFIGS="vswitchd kernel-bridge ovs-tap-tso ovs-tap"
 CT_CONFIGS="vswitchd-ct kernel-bridge-ct ovs-tap-tso-ct"
+SVC_CONFIGS="vswitchd-svc kernel-bridge-svc"
 XN_CONFIGS="vswitchd-2node kernel-vxlan-2node ovs-vxlan-2node"
 CONFIGS=${CONFIGS:-"$SN_CONFIGS $XN_CONFIGS"}
 REPS=${REPS:-3}
@@ -116,6 +161,20 @@ ZL_BACKOFF=${ZL_BACKOFF:-3}
 CONN_SECS=${CONN_SECS:-5}
 CONN_THREADS=${CONN_THREADS:-4}
 CONN_PORT=9100
+RR_SECS=${RR_SECS:-5}
+RR_SIZE=${RR_SIZE:-1}
+RR_AWAKE=${RR_AWAKE:-1}
+RR_PORT=9200
+IPERF_REPS=${IPERF_REPS:-$REPS}
+# The -svc configs' Service: its ClusterIP and ports (to CONN_PORT and RR_PORT on pod B)
+SVC_DUMMIES=${SVC_DUMMIES:-1000}
+SVC_IP=10.96.0.10
+SVC_CONN_PORT=80
+SVC_RR_PORT=8080
+SVC_POD_CIDR=10.244.1.0/24
+SVC_GATEWAY=10.244.1.1
+SVC_CLUSTER_CIDR=10.244.0.0/16
+SVC_NODE=node-1
 # The conntrack tutorial's stateful pass-through (vswitchd-ct, ovs-tap-tso-ct).
 CT_FLOWS=(
   "priority=0,actions=normal"
@@ -145,7 +204,7 @@ log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (namespaces, TAPs, OVS)"
-for t in ip ethtool iperf3 ping jq awk ss timeout getconf; do
+for t in ip ethtool iperf3 ping jq awk ss timeout getconf chrt taskset; do
   command -v "$t" >/dev/null 2>&1 || die "missing tool: $t"
 done
 case " $CONFIGS " in *" ovs-"*)
@@ -153,9 +212,14 @@ case " $CONFIGS " in *" ovs-"*)
     command -v "$t" >/dev/null 2>&1 || die "missing tool: $t (apt-get install openvswitch-switch)"
   done;;
 esac
+case " $CONFIGS " in *" kernel-bridge-svc "*|*" kernel-bridge-ct "*)
+  command -v iptables-restore >/dev/null 2>&1 || die "missing tool: iptables-restore (apt-get install iptables)";;
+esac
 for c in $CONFIGS; do
-  case " $SN_CONFIGS $CT_CONFIGS $XN_CONFIGS " in *" $c "*) ;; *) die "unknown config '$c' (one of: $SN_CONFIGS $CT_CONFIGS $XN_CONFIGS)";; esac
+  case " $SN_CONFIGS $CT_CONFIGS $SVC_CONFIGS $XN_CONFIGS " in *" $c "*) ;; *) die "unknown config '$c' (one of: $SN_CONFIGS $CT_CONFIGS $SVC_CONFIGS $XN_CONFIGS)";; esac
 done
+case "$SVC_DUMMIES" in ''|*[!0-9]*) die "SVC_DUMMIES must be a number";; esac
+[ "$SVC_DUMMIES" -le 20000 ] || die "SVC_DUMMIES: at most 20000"
 
 STATE=$(mktemp -d "/tmp/$P-state.XXXXXX")
 if [ -z "${RESULTS_DIR:-}" ]; then RESULTS_DIR=$(mktemp -d /tmp/vswb-results.XXXXXX); fi
@@ -265,7 +329,7 @@ if [ "$BUILD" = 1 ]; then
   log "building (cargo build --release --workspace --bins)"
   (cd "$REPO" && cargo build --release --workspace --bins) >&2 || die "build failed"
 fi
-for b in vswitchd vswitchctl vswitch-cni udpflood connrate; do
+for b in vswitchd vswitchctl vswitch-cni udpflood connrate tcprr; do
   [ -x "$BIN/$b" ] || die "$BIN/$b is missing (run with BUILD=1)"
 done
 
@@ -332,12 +396,11 @@ setup_kernel_bridge() {
   pod_ip_cfg "$NS_B" eth0 "$IP_B/24"
 }
 
-# kernel-bridge-ct: bridged IPv4 through iptables (br_netfilter) with a stateful FORWARD
-# chain in the node namespace.
-setup_bridge_ct() {
+# Bridged IPv4 through iptables (br_netfilter) in the node namespace.
+brnf_on() {
   local g0 g1 v
   if [ ! -e /proc/sys/net/bridge/bridge-nf-call-iptables ]; then
-    modprobe br_netfilter || die "kernel-bridge-ct: br_netfilter is not available (modprobe br_netfilter failed)"
+    modprobe br_netfilter || die "$CONFIG: br_netfilter is not available (modprobe br_netfilter failed)"
     BRNF_MODULE_LOADED=1
   fi
   g0=$(cat /proc/sys/net/bridge/bridge-nf-call-iptables)
@@ -349,10 +412,161 @@ setup_bridge_ct() {
     log "  bridge-nf-call-iptables is not per namespace here: global value $g0 -> $g1, restored on exit"
   fi
   v=$(ip netns exec "$NS_N" cat /proc/sys/net/bridge/bridge-nf-call-iptables)
-  [ "$v" = 1 ] || die "kernel-bridge-ct: bridge-nf-call-iptables is $v in $NS_N"
+  [ "$v" = 1 ] || die "$CONFIG: bridge-nf-call-iptables is $v in $NS_N"
+}
+
+# kernel-bridge-ct: a stateful FORWARD chain in the node namespace.
+setup_bridge_ct() {
+  brnf_on
   ip netns exec "$NS_N" iptables -w 5 -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
   ip netns exec "$NS_N" iptables -w 5 -A FORWARD -m conntrack --ctstate NEW -j ACCEPT
   ip netns exec "$NS_N" iptables -w 5 -A FORWARD -j DROP
+}
+
+# ---- a ClusterIP Service (the -svc configs)
+# The same objects two ways, from one awk program: <json> a Kubernetes List for `vswitchctl
+# apply -f` (Service bench/bench-web with pod B as its one endpoint, and SVC_DUMMIES other
+# Services of 3 endpoints each), <rules> what kube-proxy's iptables mode writes for them,
+# for iptables-restore (rule and chain layout of kube-proxy's proxier.go: KUBE-SERVICES ->
+# KUBE-SVC-* -> KUBE-SEP-*; chain names numbered here instead of hashed).
+svc_objects() { # <json> <rules>
+  awk -v n="$SVC_DUMMIES" -v vip="$SVC_IP" -v ep="$IP_B" -v node="$SVC_NODE" \
+      -v cport="$SVC_CONN_PORT" -v ctarget="$CONN_PORT" -v rport="$SVC_RR_PORT" -v rtarget="$RR_PORT" \
+      -v cluster="$SVC_CLUSTER_CIDR" -v jf="$1" -v rf="$2" '
+    function ip4(a, j) { return sprintf("%s.%d.%d.%d", a, 96 + int(j / 65536), int(j / 256) % 256, j % 256) }
+    function dummy_ep(k) { return sprintf("10.%d.%d.%d", 245 + int(k / 65536), int(k / 256) % 256, k % 256) }
+    # One Service port: its KUBE-SERVICES rule (into ksvc[]), its KUBE-SVC chain and its
+    # endpoints KUBE-SEP chains (into chains[] and rules[]).
+    function svc_port(id, name, vip, port, eps, target,   ne, e, i, svc, sep, cmt) {
+      ne = split(eps, e, " "); svc = "KUBE-SVC-" id; cmt = name " cluster IP"
+      ksvc[++nk] = sprintf("-A KUBE-SERVICES -d %s/32 -p tcp -m comment --comment \"%s\" -m tcp --dport %d -j %s", vip, cmt, port, svc)
+      chains[++nc] = svc
+      rules[++nr] = sprintf("-A %s ! -s %s -d %s/32 -p tcp -m comment --comment \"%s\" -m tcp --dport %d -j KUBE-MARK-MASQ", svc, cluster, vip, cmt, port)
+      for (i = 1; i <= ne; i++) {
+        sep = sprintf("KUBE-SEP-%s%02d", id, i); chains[++nc] = sep
+        if (i < ne) rules[++nr] = sprintf("-A %s -m comment --comment \"%s -> %s:%d\" -m statistic --mode random --probability %.11f -j %s", svc, name, e[i], target, 1 / (ne - i + 1), sep)
+        else rules[++nr] = sprintf("-A %s -m comment --comment \"%s -> %s:%d\" -j %s", svc, name, e[i], target, sep)
+        rules[++nr] = sprintf("-A %s -s %s/32 -m comment --comment \"%s\" -j KUBE-MARK-MASQ", sep, e[i], name)
+        rules[++nr] = sprintf("-A %s -p tcp -m comment --comment \"%s\" -m tcp -j DNAT --to-destination %s:%d", sep, name, e[i], target)
+      }
+    }
+    function real_service() {
+      svc_port("BENCHWEBCONN0", "bench/bench-web:conn", vip, cport, ep, ctarget)
+      svc_port("BENCHWEBRR000", "bench/bench-web:rr", vip, rport, ep, rtarget)
+      items[++ni] = sprintf("{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"bench-web\",\"namespace\":\"bench\"},\"spec\":{\"type\":\"ClusterIP\",\"clusterIP\":\"%s\",\"clusterIPs\":[\"%s\"],\"selector\":{\"app\":\"bench-web\"},\"ports\":[{\"name\":\"conn\",\"port\":%d,\"protocol\":\"TCP\",\"targetPort\":%d},{\"name\":\"rr\",\"port\":%d,\"protocol\":\"TCP\",\"targetPort\":%d}]}}", vip, vip, cport, ctarget, rport, rtarget)
+      items[++ni] = sprintf("{\"apiVersion\":\"discovery.k8s.io/v1\",\"kind\":\"EndpointSlice\",\"metadata\":{\"name\":\"bench-web-abcde\",\"namespace\":\"bench\",\"labels\":{\"kubernetes.io/service-name\":\"bench-web\"}},\"addressType\":\"IPv4\",\"ports\":[{\"name\":\"conn\",\"port\":%d,\"protocol\":\"TCP\"},{\"name\":\"rr\",\"port\":%d,\"protocol\":\"TCP\"}],\"endpoints\":[{\"addresses\":[\"%s\"],\"conditions\":{\"ready\":true},\"nodeName\":\"%s\"}]}", ctarget, rtarget, ep, node)
+    }
+    BEGIN {
+      for (i = 0; i < n; i++) {
+        # the real Service in the middle of KUBE-SERVICES: a new connection to it passes
+        # half the other Services rules first
+        if (i == int(n / 2)) real_service()
+        d = sprintf("dummy-%05d", i); v = ip4("10", i + 4096)
+        eps = ""; for (j = 0; j < 3; j++) eps = eps (j ? " " : "") dummy_ep(3 * i + j + 1)
+        svc_port(sprintf("D%05dHTTP000", i), "bench/" d ":http", v, 80, eps, 8080)
+        items[++ni] = sprintf("{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"%s\",\"namespace\":\"bench\"},\"spec\":{\"type\":\"ClusterIP\",\"clusterIP\":\"%s\",\"clusterIPs\":[\"%s\"],\"ports\":[{\"name\":\"http\",\"port\":80,\"protocol\":\"TCP\",\"targetPort\":8080}]}}", d, v, v)
+        split(eps, e, " ")
+        items[++ni] = sprintf("{\"apiVersion\":\"discovery.k8s.io/v1\",\"kind\":\"EndpointSlice\",\"metadata\":{\"name\":\"%s-abcde\",\"namespace\":\"bench\",\"labels\":{\"kubernetes.io/service-name\":\"%s\"}},\"addressType\":\"IPv4\",\"ports\":[{\"name\":\"http\",\"port\":8080,\"protocol\":\"TCP\"}],\"endpoints\":[{\"addresses\":[\"%s\"],\"conditions\":{\"ready\":true}},{\"addresses\":[\"%s\"],\"conditions\":{\"ready\":true}},{\"addresses\":[\"%s\"],\"conditions\":{\"ready\":true}}]}", d, d, e[1], e[2], e[3])
+      }
+      if (n == 0) real_service()
+      printf "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[" > jf
+      for (i = 1; i <= ni; i++) printf "%s%s\n", (i > 1 ? "," : ""), items[i] > jf
+      print "]}" > jf
+      print "*filter" > rf
+      print ":INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]" > rf
+      print ":KUBE-EXTERNAL-SERVICES - [0:0]\n:KUBE-FIREWALL - [0:0]\n:KUBE-FORWARD - [0:0]\n:KUBE-NODEPORTS - [0:0]\n:KUBE-PROXY-FIREWALL - [0:0]\n:KUBE-SERVICES - [0:0]" > rf
+      print "-A INPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL" > rf
+      print "-A INPUT -m comment --comment \"kubernetes health check service ports\" -j KUBE-NODEPORTS" > rf
+      print "-A INPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes externally visible service portals\" -j KUBE-EXTERNAL-SERVICES" > rf
+      print "-A INPUT -j KUBE-FIREWALL" > rf
+      print "-A FORWARD -m conntrack --ctstate NEW -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL" > rf
+      print "-A FORWARD -m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD" > rf
+      print "-A FORWARD -m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES" > rf
+      print "-A FORWARD -m conntrack --ctstate NEW -m comment --comment \"kubernetes externally visible service portals\" -j KUBE-EXTERNAL-SERVICES" > rf
+      print "-A OUTPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL" > rf
+      print "-A OUTPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES" > rf
+      print "-A OUTPUT -j KUBE-FIREWALL" > rf
+      print "-A KUBE-FIREWALL ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment \"block incoming localnet connections\" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP" > rf
+      print "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP" > rf
+      print "-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding rules\" -m mark --mark 0x4000/0x4000 -j ACCEPT" > rf
+      print "-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT" > rf
+      print "COMMIT" > rf
+      print "*nat" > rf
+      print ":PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]" > rf
+      print ":KUBE-MARK-MASQ - [0:0]\n:KUBE-NODEPORTS - [0:0]\n:KUBE-POSTROUTING - [0:0]\n:KUBE-SERVICES - [0:0]" > rf
+      for (i = 1; i <= nc; i++) printf ":%s - [0:0]\n", chains[i] > rf
+      print "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES" > rf
+      print "-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES" > rf
+      print "-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING" > rf
+      print "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000" > rf
+      print "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN" > rf
+      print "-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0" > rf
+      print "-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully" > rf
+      for (i = 1; i <= nk; i++) print ksvc[i] > rf
+      print "-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS" > rf
+      for (i = 1; i <= nr; i++) print rules[i] > rf
+      print "COMMIT" > rf
+    }'
+}
+
+# In the -svc configs pod A's connections to the Pod and to the ClusterIP come from
+# disjoint source port ranges (1024-33279 and 33280-65535), changed in pod A's namespace
+# before each window. Else a connection from A:p straight to B:9100 can meet the
+# connection table's entry of an earlier one from A:p to the ClusterIP, translated to
+# B:9100 (still in TIME_WAIT: connrate makes thousands a second with tcp_tw_reuse):
+# vswitchd takes the new SYN for a packet of that entry and drops it as invalid, and
+# the other way round it cannot commit the new ClusterIP connection ("nat exhausted"),
+# where Linux conntrack gives the new connection another source port (an implicit
+# SNAT). Both show as connrate failures (1 s timeouts) that measure the clash, not the
+# rate; BENCHMARKS.md (issue 12) has the numbers.
+pod_a_ports() { # direct|svc
+  local range="1024 33279"
+  case "$CONFIG" in *-svc) ;; *) return 0;; esac
+  if [ "$1" = svc ]; then range="33280 65535"; fi
+  ip netns exec "$NS_A" sysctl -qw "net.ipv4.ip_local_port_range=$range"
+}
+
+# A connection through the ClusterIP, or the config is not what it claims to be.
+svc_check() {
+  local out=$RUN/svc-check.txt n
+  ip netns exec "$NS_A" sysctl -qw net.ipv4.tcp_tw_reuse=1
+  pod_a_ports svc
+  server_start /dev/null "$CONN_PORT" 20 "$BIN/connrate" server "$IP_B:$CONN_PORT" --secs 20 --threads 1
+  timeout 15 ip netns exec "$NS_A" "$BIN/connrate" client "$SVC_IP:$SVC_CONN_PORT" --secs 0.5 --threads 1 > "$out" 2>&1 || true
+  server_stop
+  n=$(sed -n 's/.* connections=\([0-9]*\).*/\1/p' "$out")
+  [ "${n:-0}" -gt 0 ] || die "$CONFIG: no connection through the ClusterIP $SVC_IP:$SVC_CONN_PORT: $(cat "$out")"
+  log "  $CONFIG: $n connections through the ClusterIP $SVC_IP:$SVC_CONN_PORT in 0.5 s (set-up check)"
+}
+
+setup_vswitchd_svc() {
+  local n
+  start_vswitchd "$NS_N" "$(vsw_dir)" --pod-cidr "$SVC_POD_CIDR" --node-name "$SVC_NODE"
+  # Addresses in the Pod CIDR: Pods of the pipeline (ARP answered, switched and routed)
+  ctl add-port pod-a --type tap --netns "/var/run/netns/$NS_A" --ifname eth0 --ip "$IP_A/24" --mtu "$POD_MTU" --gateway "$SVC_GATEWAY" >&2
+  ctl add-port pod-b --type tap --netns "/var/run/netns/$NS_B" --ifname eth0 --ip "$IP_B/24" --mtu "$POD_MTU" --gateway "$SVC_GATEWAY" >&2
+  ip -n "$NS_A" link set eth0 up; ip -n "$NS_B" link set eth0 up
+  svc_objects "$RUN/services.json" "$RUN/kube-proxy-rules.txt"
+  rm -f "$RUN/kube-proxy-rules.txt"
+  n=$(ctl apply -f "$RUN/services.json" | tee "$RUN/apply.txt" | grep -c ' created$' || true)
+  [ "$n" = $((2 * SVC_DUMMIES + 2)) ] || die "$CONFIG: $n of $((2 * SVC_DUMMIES + 2)) objects created (see $RUN/apply.txt)"
+  gzip -f "$RUN/services.json" "$RUN/apply.txt"
+}
+
+setup_kernel_bridge_svc() {
+  local t0 t1
+  setup_kernel_bridge
+  ip -n "$NS_N" addr add "$SVC_GATEWAY/${SVC_POD_CIDR#*/}" dev br0
+  ip -n "$NS_A" route add default via "$SVC_GATEWAY"
+  ip -n "$NS_B" route add default via "$SVC_GATEWAY"
+  ip netns exec "$NS_N" sysctl -qw net.ipv4.ip_forward=1
+  brnf_on
+  svc_objects "$RUN/services.json" "$RUN/kube-proxy-rules.txt"
+  t0=$(date +%s.%N)
+  ip netns exec "$NS_N" iptables-restore -w 5 < "$RUN/kube-proxy-rules.txt" || die "$CONFIG: iptables-restore of the kube-proxy rules failed"
+  t1=$(date +%s.%N)
+  log "  $CONFIG: $(grep -c '^-A' "$RUN/kube-proxy-rules.txt") kube-proxy rules restored in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s"
+  gzip -f "$RUN/services.json" "$RUN/kube-proxy-rules.txt"
 }
 
 vsctl_d() { local d=$1; shift; timeout 30 ovs-vsctl --db="unix:$d/db.sock" --timeout=20 "$@"; }
@@ -510,6 +724,8 @@ setup_config() {
     vswitchd-ct)        setup_vswitchd ct ;;
     kernel-bridge)      setup_kernel_bridge ;;
     kernel-bridge-ct)   setup_kernel_bridge; setup_bridge_ct ;;
+    vswitchd-svc)       setup_vswitchd_svc ;;
+    kernel-bridge-svc)  setup_kernel_bridge_svc ;;
     ovs-tap-tso)        SRC_IF=tap-a DST_IF=tap-b; setup_ovs 1 ;;
     ovs-tap-tso-ct)     SRC_IF=tap-a DST_IF=tap-b; setup_ovs 1 ct ;;
     ovs-tap)            SRC_IF=tap-a DST_IF=tap-b; setup_ovs 0 ;;
@@ -523,6 +739,7 @@ setup_config() {
   done
   t1=$(date +%s.%N)
   [ $ok = 1 ] || die "$CONFIG: pod A cannot ping pod B ($IP_B) after setup"
+  case "$CONFIG" in *-svc) svc_check ;; esac
   emit 0 setup_seconds "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')"
 }
 
@@ -562,7 +779,7 @@ foreign_snap() {
     i=index($0,"("); j=match($0, /\) [A-Za-z] /); if (!i || !j) next
     pid=$1; comm=substr($0,i+1,j-i-1); n=split(substr($0,j+2),a," ")
     if (pid==2 || a[2]==2) next
-    if (comm ~ /^(iperf3|vswitchd|vswitchctl|ovs-vswitchd|ovsdb-server|ovs-vsctl|ovs-appctl|ovs-ofctl|udpflood|connrate|iptables|ping|timeout|bench.sh|bash|awk|cat|sleep|ip|jq|tr|tac|ss|seq|date|grep|sed|sort|ethtool)$/) next
+    if (comm ~ /^(iperf3|vswitchd|vswitchctl|ovs-vswitchd|ovsdb-server|ovs-vsctl|ovs-appctl|ovs-ofctl|udpflood|connrate|tcprr|iptables|iptables-restor|gzip|ping|timeout|bench.sh|bash|awk|cat|sleep|ip|jq|tr|tac|ss|seq|date|grep|sed|sort|ethtool)$/) next
     print pid, a[12]+a[13] }'
 }
 foreign_delta() { awk 'NR==FNR{b[$1]=$2; next} {d=$2-(($1 in b)?b[$1]:0); if (d>0) s+=d} END{print s+0}' "$1" "$2"; }
@@ -601,7 +818,7 @@ softnet_dropped() { # all CPUs' backlog drops (the 2nd column, hex)
 switch_ports() { # the switch's port counters (vswitchd configs only)
   local n
   case "$CONFIG" in
-    vswitchd|vswitchd-ct) ctl dump-ports ;;
+    vswitchd|vswitchd-ct|vswitchd-svc) ctl dump-ports ;;
     vswitchd-2node) for n in 1 2; do echo "--- node $n"; ctl_n "$n" dump-ports; done ;;
   esac
 }
@@ -752,42 +969,130 @@ attempt() { # <rep> <tag> <fn>
 # <file>, their count to stdout.
 ct_dump() { # <file>
   case "$CONFIG" in
-    vswitchd-ct)      ctl dump-conntrack -s ;;
+    vswitchd-ct|vswitchd-svc)  ctl dump-conntrack -s ;;
     ovs-tap-tso-ct)   appctl_d "$OVS_DIR" dpctl/dump-conntrack -s ;;
-    kernel-bridge-ct) ip netns exec "$NS_N" cat /proc/net/nf_conntrack ;;
+    kernel-bridge-ct|kernel-bridge-svc) ip netns exec "$NS_N" cat /proc/net/nf_conntrack ;;
   esac > "$1" 2>&1 || true
   grep -c . "$1" || true
 }
 ct_record() { # <when>: emit ct_entries_<when>, keep the dump
   local n
-  case "$CONFIG" in *-ct) ;; *) return 0;; esac
+  case "$CONFIG" in *-ct|*-svc) ;; *) return 0;; esac
   n=$(ct_dump "$RUN/conntrack-$1.txt")
+  gzip -f "$RUN/conntrack-$1.txt"
   emit 0 "ct_entries_$1" "${n:-0}"
   log "  $CONFIG: ${n:-0} tracked connections ($1)"
 }
 
-conn_client() { # <out file>
-  bounded "$1" timeout $((CONN_SECS + 15)) ip netns exec "$NS_A" "$BIN/connrate" client "$IP_B:$CONN_PORT" \
-      --secs "$CONN_SECS" --threads "$CONN_THREADS" || log "  connrate client exited non-zero, see $1"
-}
-test_conn() { # <rep> <base>: a connrate server in pod B for this window only
-  local r=$1 base=$2 spid i v
-  timeout $((CONN_SECS + 60)) ip netns exec "$NS_B" "$BIN/connrate" server "$IP_B:$CONN_PORT" \
-      --secs $((CONN_SECS + 45)) --threads "$CONN_THREADS" > "$base.server.txt" 2>&1 &
-  spid=$!
-  pid_record timeout "$spid"
+# A server in pod B for one window only, bounded by its own --secs and by timeout; sets
+# SRV_PID for server_stop.
+SRV_PID=""
+server_start() { # <out file> <port> <secs> <command...>
+  local out=$1 port=$2 secs=$3 i; shift 3
+  timeout $((secs + 15)) ip netns exec "$NS_B" "$@" > "$out" 2>&1 &
+  SRV_PID=$!
+  pid_record timeout "$SRV_PID"
   for i in $(seq 1 50); do
-    ip netns exec "$NS_B" ss -Hltn "sport = :$CONN_PORT" 2>/dev/null | grep -q . && break
+    ip netns exec "$NS_B" ss -Hltn "sport = :$port" 2>/dev/null | grep -q . && return 0
     sleep 0.1
   done
-  measure_window "$r" conn "$base" conn_client "$base.txt"
-  kill_pid_checked "$spid" timeout
-  wait "$spid" 2>/dev/null || true
-  sed -i "/^timeout $spid\$/d" "$PIDS_FILE"
+  log "  nothing listens on port $port in pod B"
+}
+server_stop() {
+  kill_pid_checked "$SRV_PID" timeout
+  wait "$SRV_PID" 2>/dev/null || true
+  sed -i "/^timeout $SRV_PID\$/d" "$PIDS_FILE"
+  SRV_PID=""
+}
+
+conn_client() { # <out file> <ADDR:PORT>
+  bounded "$1" timeout $((CONN_SECS + 15)) ip netns exec "$NS_A" "$BIN/connrate" client "$2" \
+      --secs "$CONN_SECS" --threads "$CONN_THREADS" || log "  connrate client exited non-zero, see $1"
+}
+# connrate to <dst> (pod B directly, or the ClusterIP): <tag>_per_sec, <tag>_failures
+conn_test() { # <rep> <base> <ADDR:PORT> <tag>
+  local r=$1 base=$2 dst=$3 tag=$4 v
+  server_start "$base.server.txt" "$CONN_PORT" $((CONN_SECS + 45)) \
+      "$BIN/connrate" server "$IP_B:$CONN_PORT" --secs $((CONN_SECS + 45)) --threads "$CONN_THREADS"
+  case "$tag" in *_svc) pod_a_ports svc;; *) pod_a_ports direct;; esac
+  measure_window "$r" "$tag" "$base" conn_client "$base.txt" "$dst"
+  server_stop
   v=$(sed -n 's/.*connections_per_sec=\([0-9]*\).*/\1/p' "$base.txt")
-  emit "$r" conn_per_sec "${v:-NA}"
+  emit "$r" "${tag}_per_sec" "${v:-NA}"
   v=$(sed -n 's/.* failures=\([0-9]*\).*/\1/p' "$base.txt")
-  emit "$r" conn_failures "${v:-NA}"
+  emit "$r" "${tag}_failures" "${v:-NA}"
+}
+test_conn() { conn_test "$1" "$2" "$IP_B:$CONN_PORT" conn; }
+test_conn_svc() { conn_test "$1" "$2" "$SVC_IP:$SVC_CONN_PORT" conn_svc; }
+
+# RR_AWAKE=1: during a tcprr window, a SCHED_IDLE busy loop on every CPU. This VM's
+# kernel runs with haltpoll.guest_halt_poll_ns=0: an idle vCPU halts, and every wake-up
+# of the client, the server or a switch worker on it costs an exit to the host. One
+# transaction at a time has two or more such wake-ups, and they, not the datapath, then
+# set the round trip (p50 about 70 µs through the bridge when the box was otherwise
+# idle, 20 µs when other work kept the CPUs busy, in the same run). A SCHED_IDLE task
+# gives way at once to any other, so it takes no time from the benchmark's processes.
+AWAKE_PIDS=""
+awake_on() {
+  local c
+  [ "$RR_AWAKE" = 1 ] || return 0
+  for c in $(seq 0 $(($(getconf _NPROCESSORS_ONLN) - 1))); do
+    timeout $((RR_SECS + 20)) chrt --idle 0 taskset -c "$c" bash -c 'while :; do :; done' &
+    AWAKE_PIDS="$AWAKE_PIDS $!"
+    pid_record timeout "$!"
+  done
+}
+awake_off() {
+  local p
+  for p in $AWAKE_PIDS; do
+    kill_pid_checked "$p" timeout
+    wait "$p" 2>/dev/null || true
+    sed -i "/^timeout $p\$/d" "$PIDS_FILE"
+  done
+  AWAKE_PIDS=""
+}
+rr_client() { # <out file> <ADDR:PORT>
+  awake_on
+  bounded "$1" timeout $((RR_SECS + 15)) ip netns exec "$NS_A" "$BIN/tcprr" client "$2" \
+      --secs "$RR_SECS" --size "$RR_SIZE" || log "  tcprr client exited non-zero, see $1"
+  awake_off
+}
+# tcprr to <dst>: <tag>_tps (transactions a second), <tag>_{mean,p50,p99,p999}_us, <tag>_failures
+rr_test() { # <rep> <base> <ADDR:PORT> <tag>
+  local r=$1 base=$2 dst=$3 tag=$4 v m
+  server_start "$base.server.txt" "$RR_PORT" $((RR_SECS + 45)) \
+      "$BIN/tcprr" server "$IP_B:$RR_PORT" --secs $((RR_SECS + 45))
+  case "$tag" in *_svc) pod_a_ports svc;; *) pod_a_ports direct;; esac
+  measure_window "$r" "$tag" "$base" rr_client "$base.txt" "$dst"
+  server_stop
+  v=$(sed -n 's/.*transactions_per_sec=\([0-9]*\).*/\1/p' "$base.txt")
+  emit "$r" "${tag}_tps" "${v:-NA}"
+  for m in mean p50 p99 p999; do
+    v=$(sed -n "s/.* ${m}_us=\\([0-9.]*\\).*/\\1/p" "$base.txt")
+    emit "$r" "${tag}_${m}_us" "${v:-NA}"
+  done
+  v=$(sed -n 's/.* failures=\([0-9]*\).*/\1/p' "$base.txt")
+  emit "$r" "${tag}_failures" "${v:-NA}"
+}
+test_rr() { rr_test "$1" "$2" "$IP_B:$RR_PORT" rr; }
+test_rr_svc() { rr_test "$1" "$2" "$SVC_IP:$SVC_RR_PORT" rr_svc; }
+
+# REPS reps of <tag> (<fn>), and in the -svc configs of <tag>_svc (<fn>_svc) as well, the
+# two taking turns to go first from rep to rep (neither always runs on the box as the
+# other left it).
+reps_direct_and_svc() { # <tag> <fn>
+  local tag=$1 fn=$2 r
+  for r in $(seq 1 "$REPS"); do
+    case "$CONFIG" in
+      *-svc)
+        if [ $((r % 2)) = 1 ]; then
+          sleep 1; attempt "$r" "$tag" "$fn"; sleep 1; attempt "$r" "${tag}_svc" "${fn}_svc"
+        else
+          sleep 1; attempt "$r" "${tag}_svc" "${fn}_svc"; sleep 1; attempt "$r" "$tag" "$fn"
+        fi ;;
+      *) sleep 1; attempt "$r" "$tag" "$fn" ;;
+    esac
+  done
 }
 
 record_env() {
@@ -813,9 +1118,21 @@ record_env() {
     if [ -n "$NS_N1" ]; then echo "--- pod A routes"; ip -n "$NS_A" route; fi
     case "$CONFIG" in
       vswitchd|vswitchd-ct) echo "--- vswitchctl show"; ctl show; echo "--- flows"; ctl dump-flows;;
-      kernel-bridge-ct)
+      vswitchd-svc)
+        echo "--- vswitchctl show"; ctl show; echo "--- pods"; ctl list-pods || true
+        echo "--- flows and groups (without the other Services)"
+        ctl dump-flows --names 2>/dev/null | grep -v 'bench/dummy-' || ctl dump-flows | head -200
+        ctl dump-groups --names 2>/dev/null | grep -v 'bench/dummy-' || true
+        echo "--- node routes"; ip -n "$NS_N" route;;
+      kernel-bridge-ct|kernel-bridge-svc)
         echo "--- node: bridge-nf-call-iptables=$(ip netns exec "$NS_N" cat /proc/sys/net/bridge/bridge-nf-call-iptables) (global $(cat /proc/sys/net/bridge/bridge-nf-call-iptables))"
-        ip netns exec "$NS_N" iptables -w 5 -S FORWARD;;
+        echo "--- node: ip_forward=$(ip netns exec "$NS_N" cat /proc/sys/net/ipv4/ip_forward)"
+        ip netns exec "$NS_N" iptables -w 5 -S FORWARD
+        if [ "$CONFIG" = kernel-bridge-svc ]; then
+          echo "--- nat: $(ip netns exec "$NS_N" iptables -w 5 -t nat -S | grep -c '^-A') rules, $(ip netns exec "$NS_N" iptables -w 5 -t nat -S KUBE-SERVICES | grep -c '^-A') in KUBE-SERVICES; the Service's:"
+          ip netns exec "$NS_N" iptables -w 5 -t nat -S | grep 'bench-web'
+          echo "--- pod A routes"; ip -n "$NS_A" route
+        fi;;
       vswitchd-2node)
         for n in 1 2; do
           echo "--- node $n: vswitchctl show / list-ports / list-pods"
@@ -984,7 +1301,7 @@ run_config() { # <index>
   done
   ip netns exec "$NS_A" ping -c 3 -i 0.2 -W 1 "$IP_B" > /dev/null || log "warm-up ping failed"
 
-  for r in $(seq 1 "$REPS"); do
+  for r in $(seq 1 "$IPERF_REPS"); do
     attempt "$r" tcp test_tcp
     sleep 1
     attempt "$r" udp test_udp
@@ -994,16 +1311,22 @@ run_config() { # <index>
   kill_pid_checked "$spid" iperf3
   ct_record after_reps
 
+  # Request/response on one connection, directly and (-svc) through the ClusterIP.
+  if [ "$RR_SECS" != 0 ]; then
+    reps_direct_and_svc rr test_rr
+  fi
+
   # New TCP connections a second, after the throughput reps (its TIME_WAIT entries would
   # otherwise fill the conntrack tables under them). Pod A's own namespace gets port
   # reuse and a wide port range so TIME_WAIT does not cap the rate.
   if [ "$CONN_SECS" != 0 ]; then
-    ip netns exec "$NS_A" sysctl -qw net.ipv4.tcp_tw_reuse=1 "net.ipv4.ip_local_port_range=1024 65535"
-    echo "--- pod A: tcp_tw_reuse=$(ip netns exec "$NS_A" cat /proc/sys/net/ipv4/tcp_tw_reuse) ip_local_port_range=$(ip netns exec "$NS_A" cat /proc/sys/net/ipv4/ip_local_port_range | tr '\t' ' ')" >> "$RUN/env.txt"
-    for r in $(seq 1 "$REPS"); do
-      sleep 1
-      attempt "$r" conn test_conn
-    done
+    ip netns exec "$NS_A" sysctl -qw net.ipv4.tcp_tw_reuse=1
+    case "$CONFIG" in
+      *-svc) echo "--- pod A: tcp_tw_reuse=$(ip netns exec "$NS_A" cat /proc/sys/net/ipv4/tcp_tw_reuse) ip_local_port_range 1024-33279 to the Pod, 33280-65535 to the ClusterIP" >> "$RUN/env.txt" ;;
+      *) ip netns exec "$NS_A" sysctl -qw "net.ipv4.ip_local_port_range=1024 65535"
+         echo "--- pod A: tcp_tw_reuse=$(ip netns exec "$NS_A" cat /proc/sys/net/ipv4/tcp_tw_reuse) ip_local_port_range=$(ip netns exec "$NS_A" cat /proc/sys/net/ipv4/ip_local_port_range | tr '\t' ' ')" >> "$RUN/env.txt" ;;
+    esac
+    reps_direct_and_svc conn test_conn
     ct_record after_conn
   fi
 
@@ -1026,8 +1349,15 @@ run_config() { # <index>
                 { ofctl_d "$d" br-int dump-ports; ofctl_d "$d" br-int dump-flows; ofctl_d "$d" br-phy dump-ports; appctl_d "$d" dpctl/show -s; } > "$RUN/ovs-node$n-final.txt" 2>&1 || true
                 cp "$d/ovs-vswitchd.log" "$RUN/ovs-vswitchd-node$n.log" 2>/dev/null || true
               done ;;
+    vswitchd-svc)
+              { ctl show; ctl dump-ports; ctl dump-flows --names | grep -v 'bench/dummy-'; ctl dump-groups --names | grep -v 'bench/dummy-'; } > "$RUN/vswitchd-final.txt" 2>&1 || true
+              cp "$(vsw_dir)/vswitchd.log" "$RUN/" 2>/dev/null || true ;;
     kernel-bridge-ct)
               { ip netns exec "$NS_N" iptables -w 5 -L FORWARD -v -n -x; } > "$RUN/iptables-final.txt" 2>&1 || true ;;
+    kernel-bridge-svc)
+              { ip netns exec "$NS_N" iptables -w 5 -L FORWARD -v -n -x; ip netns exec "$NS_N" iptables -w 5 -L KUBE-FORWARD -v -n -x
+                ip netns exec "$NS_N" iptables -w 5 -t nat -L -v -n -x | grep -B2 -A8 'bench-web' | head -80
+                ip netns exec "$NS_N" iptables -w 5 -t nat -L KUBE-POSTROUTING -v -n -x; } > "$RUN/iptables-final.txt" 2>&1 || true ;;
     ovs-*)    { ofctl dump-ports; ofctl dump-flows; appctl_d "$OVS_DIR" dpctl/show -s; appctl_d "$OVS_DIR" dpctl/ct-stats-show; } > "$RUN/ovs-final.txt" 2>&1 || true
               cp "$OVS_DIR/ovs-vswitchd.log" "$RUN/" 2>/dev/null || true ;;
   esac
@@ -1050,6 +1380,12 @@ AWK_CELL='
           return s
         }
         function ratio(a, b, m) { if (!((a,m) in v) || !((b,m) in v) || v[b,m]+0 == 0) return "–"; return sprintf("%.2f", v[a,m]/v[b,m]) }
+        function rng(c, m,   n, a, i, lo, hi) {
+          if (!((c,m) in v)) return "–"
+          n=split(r[c,m], a, "/"); lo=a[1]; hi=a[1]
+          for (i=2;i<=n;i++) { if (a[i]+0 < lo+0) lo=a[i]; if (a[i]+0 > hi+0) hi=a[i] }
+          return "**" v[c,m] "** [" lo "–" hi "]"
+        }
 '
 # "config metric median raw1/raw2/..." over reps >= 1 (rep 0 holds per-config values)
 medians() {
@@ -1079,7 +1415,7 @@ summary() {
   medians > "$M"
   for c in $CONFIGS; do if is_xnode "$c"; then xn="$xn $c"; else sn="$sn $c"; fi; done
   {
-    echo "Command: \`sudo bash benches/e2e/bench.sh\` (CONFIGS=\"$CONFIGS\" REPS=$REPS DUR=$DUR WORKERS=$WORKERS)"
+    echo "Command: \`sudo bash benches/e2e/bench.sh\` (CONFIGS=\"$CONFIGS\" REPS=$REPS IPERF_REPS=$IPERF_REPS DUR=$DUR WORKERS=$WORKERS CONN_SECS=$CONN_SECS RR_SECS=$RR_SECS RR_AWAKE=$RR_AWAKE SVC_DUMMIES=$SVC_DUMMIES)"
     echo "Raw results: $RESULTS_DIR"
     echo
     echo "Medians of $REPS, raw runs in parentheses. CPU in % of one core (the box has $(nproc)); \"switch cpu\" = the switch process, all threads (across nodes: both nodes' switches together)."
@@ -1175,17 +1511,11 @@ summary() {
       echo
       echo "#### Connection tracking and new TCP connections a second"
       echo
-      echo "Medians of $REPS with [min–max] of the raw runs. connrate: $CONN_THREADS client threads, ${CONN_SECS} s per rep, each connection connect + 1 byte + close, complete; failures = connect/read errors and timeouts (1 s) per rep. Tracked connections: the datapath's conntrack entries after the TCP/UDP/ping reps and after the connrate reps (-ct configs only)."
+      echo "Medians of $REPS with [min–max] of the raw runs. connrate: $CONN_THREADS client threads, ${CONN_SECS} s per rep, each connection connect + 1 byte + close, complete; failures = connect/read errors and timeouts (1 s) per rep. Tracked connections: the datapath's conntrack entries after the TCP/UDP/ping reps (and tcprr) and after the connrate reps (-ct and -svc configs only)."
       echo
       echo "| config | TCP Gbit/s | new TCP connections/s | connrate failures | tracked after reps | tracked after connrate |"
       echo "|---|---|---|---|---|---|"
       awk -F'\t' -v cfgs="$CONFIGS" "$AWK_CELL"'
-        function rng(c, m,   n, a, i, lo, hi) {
-          if (!((c,m) in v)) return "–"
-          n=split(r[c,m], a, "/"); lo=a[1]; hi=a[1]
-          for (i=2;i<=n;i++) { if (a[i]+0 < lo+0) lo=a[i]; if (a[i]+0 > hi+0) hi=a[i] }
-          return "**" v[c,m] "** [" lo "–" hi "]"
-        }
         function one(c, m) { return ((c,m) in v) ? v[c,m] : "–" }
         END {
           n=split(cfgs, C, " ")
@@ -1206,6 +1536,50 @@ summary() {
             row("vswitchd-ct", "kernel-bridge-ct"); row("vswitchd-ct", "ovs-tap-tso-ct")
           }' "$M"
       fi
+    fi
+    if awk -F'\t' '$2=="rr_tps" || $2=="rr_svc_tps" || $2=="conn_svc_per_sec" {f=1} END{exit !f}' "$M"; then
+      echo
+      echo "#### New connections and request/response: to the Pod, and through a ClusterIP (-svc configs)"
+      echo
+      echo "Medians of $REPS with [min–max] of the raw runs; in the -svc configs the two paths take turns rep by rep. connrate: $CONN_THREADS client threads, ${CONN_SECS} s per rep, each connection connect + 1 byte + close. tcprr: one connection, ${RR_SIZE}-byte request and response, one transaction at a time, ${RR_SECS} s per rep; latency per transaction, nearest rank; RR_AWAKE=$RR_AWAKE (1: SCHED_IDLE busy loops keep the vCPUs from halting). \"to\": the Pod's address ($IP_B) or the ClusterIP ($SVC_IP, pod B its one endpoint; $SVC_DUMMIES other Services installed). switch cpu: % of one core."
+      echo
+      echo "| config | to | new TCP connections/s | conn failures | switch cpu (conn) | RR transactions/s | RR p50 µs | RR p99 µs | RR failures | switch cpu (RR) |"
+      echo "|---|---|---|---|---|---|---|---|---|---|"
+      awk -F'\t' -v cfgs="$CONFIGS" "$AWK_CELL"'
+        function raw(c, m) { return ((c,m) in r) ? r[c,m] : "–" }
+        function one(c, m) { return ((c,m) in v) ? v[c,m] : "–" }
+        END {
+          n=split(cfgs, C, " ")
+          for (i=1;i<=n;i++) for (p=1;p<=2;p++) { c=C[i]
+            cn=(p==1) ? "conn" : "conn_svc"; rr=(p==1) ? "rr" : "rr_svc"
+            if (!((c,cn "_per_sec") in v) && !((c,rr "_tps") in v)) continue
+            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c, (p==1) ? "Pod IP" : "ClusterIP",
+              rng(c,cn "_per_sec"), raw(c,cn "_failures"), one(c,cn "_switch_cpu_pct"),
+              rng(c,rr "_tps"), rng(c,rr "_p50_us"), rng(c,rr "_p99_us"), raw(c,rr "_failures"), one(c,rr "_switch_cpu_pct") }
+        }' "$M"
+      echo
+      echo "Ratios of medians (new connections/s and transactions/s: higher is better; latency: lower is better):"
+      echo
+      echo "| ratio | new connections/s | RR transactions/s | RR p50 | RR p99 |"
+      echo "|---|---|---|---|---|"
+      awk -F'\t' "$AWK_CELL"'
+        # a path is "config:pod" or "config:svc"; its metric is <tag>[_svc]<suffix>
+        function key(path, tag, sfx,   a) { split(path, a, ":"); return a[1] SUBSEP tag ((a[2]=="svc") ? "_svc" : "") sfx }
+        function rt(x, y, tag, sfx,   kx, ky) { kx=key(x, tag, sfx); ky=key(y, tag, sfx)
+          if (!(kx in v) || !(ky in v) || v[ky]+0 == 0) return "–"; return sprintf("%.2f", v[kx]/v[ky]) }
+        function row(x, y, label,   c1, c2) {
+          c1=rt(x,y,"conn","_per_sec"); c2=rt(x,y,"rr","_tps")
+          if (c1=="–" && c2=="–") return
+          printf "| %s | %s | %s | %s | %s |\n", label, c1, c2, rt(x,y,"rr","_p50_us"), rt(x,y,"rr","_p99_us") }
+        END {
+          row("vswitchd-svc:svc", "vswitchd:pod", "vswitchd-svc ClusterIP / vswitchd Pod IP")
+          row("vswitchd-svc:svc", "kernel-bridge-svc:svc", "vswitchd-svc ClusterIP / kernel-bridge-svc ClusterIP")
+          row("vswitchd-svc:svc", "vswitchd-svc:pod", "vswitchd-svc ClusterIP / vswitchd-svc Pod IP")
+          row("kernel-bridge-svc:svc", "kernel-bridge-svc:pod", "kernel-bridge-svc ClusterIP / kernel-bridge-svc Pod IP")
+          row("kernel-bridge-svc:svc", "kernel-bridge:pod", "kernel-bridge-svc ClusterIP / kernel-bridge Pod IP")
+          row("vswitchd-svc:pod", "kernel-bridge-svc:pod", "vswitchd-svc Pod IP / kernel-bridge-svc Pod IP")
+          row("vswitchd:pod", "kernel-bridge:pod", "vswitchd Pod IP / kernel-bridge Pod IP")
+        }' "$M"
     fi
     if awk -F'\t' '$2 ~ /^log_(warn|error)_/{f=1} END{exit !f}' "$M"; then
       echo
@@ -1243,7 +1617,7 @@ summary() {
   command -v ovs-vswitchd >/dev/null && echo "ovs: $(ovs-vswitchd --version | head -1)"
   echo "rustc: $(rustc --version 2>/dev/null || echo '?')"
   echo "repo: $REPO  commit: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
-  echo "knobs: CONFIGS=\"$CONFIGS\" REPS=$REPS DUR=$DUR WORKERS=$WORKERS VSWITCHD_ARGS=\"$VSWITCHD_ARGS\" XNODE_POD_MTU=$XNODE_POD_MTU PING=$PING_COUNT@$PING_INTERVAL ZL_CONFIGS=\"$ZL_CONFIGS\" ZL_SECS=$ZL_SECS ZL_STEPS=$ZL_STEPS ZL_THREADS=$ZL_THREADS ZL_LOSS=$ZL_LOSS ZL_CONFIRM=$ZL_CONFIRM ZL_BACKOFF=$ZL_BACKOFF"
+  echo "knobs: CONFIGS=\"$CONFIGS\" REPS=$REPS IPERF_REPS=$IPERF_REPS CONN_SECS=$CONN_SECS CONN_THREADS=$CONN_THREADS RR_SECS=$RR_SECS RR_SIZE=$RR_SIZE RR_AWAKE=$RR_AWAKE SVC_DUMMIES=$SVC_DUMMIES DUR=$DUR WORKERS=$WORKERS VSWITCHD_ARGS=\"$VSWITCHD_ARGS\" XNODE_POD_MTU=$XNODE_POD_MTU PING=$PING_COUNT@$PING_INTERVAL ZL_CONFIGS=\"$ZL_CONFIGS\" ZL_SECS=$ZL_SECS ZL_STEPS=$ZL_STEPS ZL_THREADS=$ZL_THREADS ZL_LOSS=$ZL_LOSS ZL_CONFIRM=$ZL_CONFIRM ZL_BACKOFF=$ZL_BACKOFF"
   echo "sysctl: netdev_max_backlog=$(cat /proc/sys/net/core/netdev_max_backlog) rmem_default=$(cat /proc/sys/net/core/rmem_default) rmem_max=$(cat /proc/sys/net/core/rmem_max)"
   echo "loadavg: $(cat /proc/loadavg)"
 } > "$RESULTS_DIR/env.txt"
