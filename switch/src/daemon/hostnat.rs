@@ -92,7 +92,7 @@ impl HostState {
         if self.ready
             && let Err(e) = change(&gone, &new)
         {
-            tracing::warn!(error = %e, "Services' rules in the node's nat table");
+            tracing::warn!(error = %e, "Services' rules in the node's tables");
         }
     }
 
