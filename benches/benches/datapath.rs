@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vswitch::cls::Classifier;
-use vswitch::ct::{Config as CtConfig, Tracker, TupleFilter};
+use vswitch::ct::TupleFilter;
 use vswitch::dp::emc::Emc;
 use vswitch::dp::megaflow::{Megaflow, MegaflowCache};
 use vswitch::dp::packet::Packet;
@@ -393,20 +393,7 @@ fn service_fastpath(
         .iter()
         .map(|&(pod, svc)| (k8s::pod_port(pod), syn_frame(pod, &vips[svc as usize], 0)))
         .collect();
-    let (tracker, _) = Tracker::open(
-        &CtConfig {
-            capacity: 1 << 16,
-            ..CtConfig::default()
-        },
-        0,
-    )
-    .expect("a connection table");
-    let mut fp = FastPath::with_conntrack(
-        bridge.pipeline_handle(),
-        bridge.mac_table(),
-        FastPathConfig::default(),
-        tracker.worker(1),
-    );
+    let (tracker, mut fp) = vswitch_benches::tracked_fast_path(bridge);
     let mut batch: Vec<Packet> = (0..BATCH).map(|_| Packet::with_capacity(2048)).collect();
     let mut sink = Null(0);
     let mut sent = 0u64;

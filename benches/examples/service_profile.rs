@@ -14,9 +14,9 @@
 //! the connections to the first SPREAD Services only. Without valgrind, the time per
 //! round (or packet) it prints is its own timer's.
 use std::hint::black_box;
-use vswitch::ct::{Config, Tracker, TupleFilter};
+use vswitch::ct::TupleFilter;
 use vswitch::dp::packet::Packet;
-use vswitch::dp::{BATCH, FastPath, FastPathConfig, Sink};
+use vswitch::dp::{BATCH, Sink};
 use vswitch::ofproto::xlate;
 use vswitch_benches::frame;
 use vswitch_proto::flow::{Flow, ct_state};
@@ -83,20 +83,7 @@ fn main() {
                 (k8s::pod_port(pod), f)
             })
             .collect();
-        let (tracker, _) = Tracker::open(
-            &Config {
-                capacity: 1 << 16,
-                ..Config::default()
-            },
-            0,
-        )
-        .expect("a connection table");
-        let mut fp = FastPath::with_conntrack(
-            bridge.pipeline_handle(),
-            bridge.mac_table(),
-            FastPathConfig::default(),
-            tracker.worker(1),
-        );
+        let (tracker, mut fp) = vswitch_benches::tracked_fast_path(&bridge);
         let mut batch: Vec<Packet> = (0..BATCH).map(|_| Packet::with_capacity(2048)).collect();
         let mut sink = Null(0);
         let mut took = std::time::Duration::ZERO;

@@ -47,3 +47,26 @@ pub fn vxlan(inner: &[u8], vni: u32) -> Vec<u8> {
     f[vx + 8..].copy_from_slice(inner);
     f
 }
+
+/// A fast path over `bridge`'s pipeline with a real connection tracker of its own (a
+/// table of 65,536 connections), as one worker of the switch runs it. The tracker is
+/// returned too: it must outlive the fast path's use and can be flushed between rounds.
+pub fn tracked_fast_path(
+    bridge: &vswitch::ofproto::Bridge,
+) -> (
+    vswitch::ct::Tracker,
+    vswitch::dp::FastPath<vswitch::ct::CtWorker>,
+) {
+    let config = vswitch::ct::Config {
+        capacity: 1 << 16,
+        ..vswitch::ct::Config::default()
+    };
+    let (tracker, _) = vswitch::ct::Tracker::open(&config, 0).expect("a connection table");
+    let fp = vswitch::dp::FastPath::with_conntrack(
+        bridge.pipeline_handle(),
+        bridge.mac_table(),
+        vswitch::dp::FastPathConfig::default(),
+        tracker.worker(1),
+    );
+    (tracker, fp)
+}

@@ -236,7 +236,7 @@ fn required_string<'a>(object: &'a Map<String, Value>, key: &str) -> Result<&'a 
 }
 
 /// `a string`, `a number`...: for messages.
-pub(crate) fn json_type(v: &Value) -> &'static str {
+pub fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -229,7 +229,8 @@ pub fn add_services(bridge: &mut Bridge, pods: u32, n: u32, endpoints: u32) -> V
         }
         let stored = objects.get(&key).expect("stored");
         let c = SERVICE.compile(&node, &objects, &key, stored);
-        assert_eq!((c.rules.len(), c.groups.len()), (1, 1), "{key}");
+        // Its port's rule to the group, and the cluster IP's refusal of other ports.
+        assert_eq!((c.rules.len(), c.groups.len()), (2, 1), "{key}");
         bridge
             .set_owned(SERVICE.owner(stored), c.rules, c.groups, 0)
             .expect("a Service's rules");

@@ -58,21 +58,13 @@ pub(crate) fn required(path: &str, detail: &str) -> FieldError {
     }
 }
 
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn wrong_type(path: &str, want: &str, v: &Value) -> FieldError {
     err(
         path,
-        format!("Invalid value: must be {want}, not {}", json_type(v)),
+        format!(
+            "Invalid value: must be {want}, not {}",
+            vswitch_proto::k8s::json_type(v)
+        ),
     )
 }
 

@@ -27,8 +27,7 @@ use super::pipeline::{
     ct_mark, reg, rule,
 };
 use super::{
-    Checked, Compiled, Dnat, HostRule, Kind, KindInfo, NodeCtx, ObjectKey, Objects, Route, Spec,
-    Stored,
+    Compiled, Dnat, HostRule, Kind, KindInfo, NodeCtx, ObjectKey, Objects, Route, Spec, Stored,
 };
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
@@ -1053,16 +1052,6 @@ impl Kind for ServiceKind {
         Ok((k, Spec::Service(s)))
     }
 
-    fn check(
-        &self,
-        _node: &NodeCtx,
-        _objects: &Objects,
-        _key: &ObjectKey,
-        _spec: &Spec,
-    ) -> Result<Checked, FieldError> {
-        Ok(Checked::Ok)
-    }
-
     fn compile(
         &self,
         node: &NodeCtx,
@@ -1219,16 +1208,6 @@ impl Kind for SliceKind {
     fn read(&self, obj: &Value) -> Result<(ObjectKey, Spec), FieldError> {
         let (k, s) = read_slice(obj)?;
         Ok((k, Spec::Slice(s)))
-    }
-
-    fn check(
-        &self,
-        _node: &NodeCtx,
-        _objects: &Objects,
-        _key: &ObjectKey,
-        _spec: &Spec,
-    ) -> Result<Checked, FieldError> {
-        Ok(Checked::Ok)
     }
 
     /// A slice owns nothing: its Service's rules change with it.
