@@ -157,6 +157,7 @@ pub fn add_services(bridge: &mut Bridge, pods: u32, n: u32, endpoints: u32) -> V
         local: Some(&net),
         node_ip: Some(NODE_IP.parse().expect("IP")),
         zone: None,
+        pods: &vswitch::k8s::local::NO_PODS,
     };
     let mut objects = Objects::default();
     let first = u32::from(Ipv4Addr::new(10, 96, 0, 10));

@@ -537,11 +537,15 @@ impl Switch {
             port.name = sw.pod_port_name(&pod, no);
             pod.port = port.name.clone();
             // Rules first: the port's first packet already meets its SpoofGuard.
-            sw.install_pod(&LocalPod {
-                port: no,
-                ip,
-                mac: pod.mac,
-            })?;
+            sw.install_pod(
+                Some(txn),
+                super::podnet::pod_object_name(&pod),
+                &LocalPod {
+                    port: no,
+                    ip,
+                    mac: pod.mac,
+                },
+            )?;
             let key = (pod.container_id.clone(), pod.ifname.clone());
             sw.podnet.pods.insert(key.clone(), pod.clone());
             txn.on_undo(move |sw| {
@@ -620,7 +624,7 @@ impl Switch {
                 }
             });
             if let Some(no) = no {
-                sw.uninstall_pod(no);
+                sw.uninstall_pod(Some(txn), no);
                 txn.op(Op::Port { no, v: None });
             }
             txn.op(Op::Pod {

@@ -222,6 +222,9 @@ pub struct Switch {
     routes: objects::Routes,
     /// Per owner (a Service), the translations its new connections may get, sorted.
     dnats: BTreeMap<u64, Vec<crate::k8s::Dnat>>,
+    /// Objects to compile again before the change in hand ends (another object they
+    /// are joined to changed): once each, however many of those changed.
+    stale: std::collections::BTreeSet<crate::k8s::ObjectKey>,
     /// What the node's own stack does for Services, per owner: as wanted, and as
     /// installed (once the Pod network is up; `hostnat`).
     host: hostnat::HostState,
@@ -288,6 +291,7 @@ impl Switch {
             objects: Objects::default(),
             routes: objects::Routes::new(),
             dnats: BTreeMap::new(),
+            stale: Default::default(),
             host: hostnat::HostState::default(),
             pending_routes: Vec::new(),
             last_route_error: None,

@@ -45,6 +45,7 @@ impl Switch {
             local: self.podnet.net.as_ref(),
             node_ip: self.tunnel_local(),
             zone: self.config.node_zone.as_deref(),
+            pods: &self.podnet.bound,
         }
     }
 
@@ -78,6 +79,7 @@ impl Switch {
             for o in objects {
                 results.push(sw.apply_one(txn, o, delete, &mut routes));
             }
+            sw.recompile_stale(txn, &mut routes);
             if !routes.is_empty() {
                 txn.then(move |sw| sw.sync_routes(routes));
             }
@@ -267,7 +269,7 @@ impl Switch {
         let mut related: Vec<ObjectKey> = old
             .iter()
             .chain(&stored)
-            .flat_map(|s| kind.related(&key, &s.spec))
+            .flat_map(|s| kind.related(&self.objects, &key, &s.spec))
             .collect();
         related.sort();
         related.dedup();
@@ -284,6 +286,8 @@ impl Switch {
             self.objects.put(key, before);
             return Err(Refusal::refused(format!("its flows were refused: {e}")));
         }
+        // Compiled now: it need not be again for this change.
+        self.stale.remove(&key);
         let record = stored.as_ref().map(|s| self.object_record(&key, s));
         txn.op(Op::Object {
             kind: key.kind.to_string(),
@@ -297,10 +301,16 @@ impl Switch {
         routes.push((owner, compiled.routes));
         self.set_dnats(txn, owner, compiled.backends);
         self.set_host(txn, owner, compiled.host);
-        for r in related {
-            self.recompile(txn, &r, routes);
-        }
+        self.stale.extend(related);
         Ok(())
+    }
+
+    /// Compile again the objects the change made stale (`put_object`), each once: a
+    /// manifest of many Pods and policies costs each policy one compile.
+    pub(super) fn recompile_stale(&mut self, txn: &mut Txn, routes: &mut Vec<(u64, Vec<Route>)>) {
+        for key in std::mem::take(&mut self.stale) {
+            self.recompile(txn, &key, routes);
+        }
     }
 
     /// Record what an owner's new connections may be translated to; once the change is
@@ -402,6 +412,7 @@ impl Switch {
                 .map_err(|m| {
                     Refusal::refused(m.split_once(": ").map_or(m.clone(), |(_, r)| r.to_string()))
                 })?;
+            sw.recompile_stale(txn, &mut routes);
             txn.then(move |sw| sw.sync_routes(routes));
             Ok(())
         })
@@ -414,6 +425,7 @@ impl Switch {
         self.transact(|sw, txn| {
             let mut routes = Vec::new();
             sw.put_object(txn, kind, key, None, &mut routes)?;
+            sw.recompile_stale(txn, &mut routes);
             txn.then(move |sw| sw.sync_routes(routes));
             Ok(())
         })

@@ -10,7 +10,7 @@ use super::cni::{ContainerLocks, PodKey};
 use super::devices::{self, Device};
 use super::ipam::{self, Allocator};
 use super::{Refusal, StartError, Switch, Txn};
-use crate::k8s::local::{self, LocalNet, LocalPod};
+use crate::k8s::local::{self, LocalNet, LocalPod, LocalPods};
 use crate::k8s::pipeline::CookieKind;
 use crate::ofproto::now_ms;
 use crate::store::{NetworkRecord, PodRecord, PortRecord};
@@ -42,6 +42,8 @@ pub(super) struct PodNet {
     pub(super) pod_mtu: u32,
     /// Ports added by hand with an address in the Pod CIDR: Pods too, by port number.
     pub(super) hand: BTreeMap<u32, Ipv4Addr>,
+    /// Every local Pod (attached or by hand), as Pod objects bind to them.
+    pub(super) bound: LocalPods,
 }
 
 impl Default for PodNet {
@@ -53,6 +55,7 @@ impl Default for PodNet {
             cni_locks: Arc::default(),
             pod_mtu: super::DEFAULT_POD_MTU,
             hand: BTreeMap::new(),
+            bound: LocalPods::new(),
         }
     }
 }
@@ -74,6 +77,11 @@ impl PodNet {
 /// A local Pod's place: its port, address and MAC.
 fn local_pod(no: u32, ip: Ipv4Addr, mac: MacAddr) -> LocalPod {
     LocalPod { port: no, ip, mac }
+}
+
+/// The Pod object an attachment is (its namespace and name, from the CNI call).
+pub(super) fn pod_object_name(p: &PodRecord) -> Option<(String, String)> {
+    Some((p.pod_namespace.clone()?, p.pod_name.clone()?))
 }
 
 impl Switch {
@@ -104,24 +112,67 @@ impl Switch {
         }
     }
 
-    /// Install (or replace) a local Pod's rules.
-    pub(super) fn install_pod(&mut self, p: &LocalPod) -> Result<(), Refusal> {
+    /// Install (or replace) a local Pod's rules, and bind it to the Pod object named
+    /// `name` (namespace, name), or else of its address. Inside a change (`txn`), the
+    /// policies of that Pod object are compiled again before the change ends: a Pod
+    /// whose object is known when it is attached has its policies from its first
+    /// packet.
+    pub(super) fn install_pod(
+        &mut self,
+        txn: Option<&mut Txn>,
+        name: Option<(String, String)>,
+        p: &LocalPod,
+    ) -> Result<(), Refusal> {
         let Some(net) = &self.podnet.net else {
             return Ok(());
         };
         let rules = local::pod_rules(net, p);
         self.bridge
             .set_owned(pod_owner(p.port), rules, vec![], now_ms())
-            .map_err(|e| Refusal::refused(format!("the Pod's flows were refused: {e}")))
+            .map_err(|e| Refusal::refused(format!("the Pod's flows were refused: {e}")))?;
+        let was = self.podnet.bound.clone();
+        self.podnet.bound.insert(name.clone(), *p);
+        if let Some(txn) = txn {
+            txn.on_undo(move |sw| sw.podnet.bound = was);
+            self.policies_of_bound(txn, name, p.ip);
+        }
+        Ok(())
     }
 
-    pub(super) fn uninstall_pod(&mut self, no: u32) {
+    pub(super) fn uninstall_pod(&mut self, txn: Option<&mut Txn>, no: u32) {
         if let Err(e) = self
             .bridge
             .set_owned(pod_owner(no), vec![], vec![], now_ms())
         {
             tracing::warn!(error = %e, "cannot remove a Pod's flows");
         }
+        let was = self.podnet.bound.clone();
+        if let Some((ip, name)) = self.podnet.bound.remove_port(no)
+            && let Some(txn) = txn
+        {
+            txn.on_undo(move |sw| sw.podnet.bound = was);
+            self.policies_of_bound(txn, name, ip);
+        }
+    }
+
+    /// Compile again the policies of the Pod objects a local Pod (`name`, `ip`) binds
+    /// to.
+    fn policies_of_bound(&mut self, txn: &mut Txn, name: Option<(String, String)>, ip: Ipv4Addr) {
+        use crate::k8s::{Kind, ObjectKey, pod};
+        let mut keys: Vec<ObjectKey> = self.objects.pods_with_ip(ip).cloned().collect();
+        keys.extend(name.map(|(namespace, name)| ObjectKey {
+            kind: pod::POD_KIND,
+            namespace,
+            name,
+        }));
+        for k in keys {
+            if let Some(s) = self.objects.get(&k) {
+                let related = pod::POD.related(&self.objects, &k, &s.spec);
+                self.stale.extend(related);
+            }
+        }
+        let mut routes = Vec::new();
+        self.recompile_stale(txn, &mut routes);
     }
 
     /// `add-port` of a TAP with an address in the Pod CIDR: the address is taken (it
@@ -150,7 +201,7 @@ impl Switch {
             sw.podnet.hand.remove(&no);
         });
         let mac = rec.mac.unwrap_or_else(|| MacAddr::for_ipv4(ip));
-        self.install_pod(&local_pod(no, ip, mac))
+        self.install_pod(Some(txn), None, &local_pod(no, ip, mac))
     }
 
     /// `del-port` of a Pod added by hand: its rules go and its address is free again.
@@ -161,7 +212,7 @@ impl Switch {
         txn.on_undo(move |sw| {
             sw.podnet.hand.insert(no, ip);
         });
-        self.uninstall_pod(no);
+        self.uninstall_pod(Some(txn), no);
         if let Some(a) = self.podnet.alloc.as_mut() {
             a.release(ip);
             txn.on_undo(move |sw| {
@@ -198,7 +249,7 @@ impl Switch {
                 continue;
             }
             self.podnet.hand.insert(no, ip);
-            if let Err(e) = self.install_pod(&local_pod(no, ip, mac)) {
+            if let Err(e) = self.install_pod(None, None, &local_pod(no, ip, mac)) {
                 tracing::error!(port = no, error = %e.message, "Pod added by hand not wired");
             }
         }
@@ -333,7 +384,7 @@ impl Switch {
             let ip = pod
                 .ipv4()
                 .ok_or_else(|| bad(format!("{} has no IPv4 address", pod.container_id)))?;
-            self.install_pod(&local_pod(no, ip, pod.mac))
+            self.install_pod(None, pod_object_name(&pod), &local_pod(no, ip, pod.mac))
                 .map_err(|r| bad(r.message))?;
         }
         Ok(stale)

@@ -10,11 +10,13 @@
 //! ARP for anything else is dropped. A Pod may send only untagged frames, from its own MAC
 //! and IP.
 
+use super::netpol::prio::ALWAYS;
 use super::pipeline::{
     CT_ZONE, HAIRPIN_IP, HAIRPIN_ZONE, NEXT_HOP, NODEPORT_IP, NODEPORT_LOCAL_IP, Source, Table,
-    ct_hairpin_snat, ct_mark, ct_nat_in, reg, rule,
+    ct_commit_with_rules, ct_hairpin_snat, ct_mark, ct_nat_in, reg, rule,
 };
 use crate::ofproto::OwnedRule;
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use vswitch_proto::field::FieldId;
 use vswitch_proto::flow::ct_state;
@@ -143,7 +145,7 @@ pub fn node_rules(n: &LocalNet) -> Vec<OwnedRule> {
         rule(Table::ConntrackCommit, 200)
             .ip()
             .ct_state(trk | new, trk | new)
-            .ct(true, None)
+            .action(ct_commit_with_rules())
             .goto(Table::Output),
         // A Service's connection was committed when its endpoint was chosen (its packet
         // now carries the endpoint's address: committing it again would start another).
@@ -248,6 +250,18 @@ pub fn pod_rules(n: &LocalNet, p: &LocalPod) -> Vec<OwnedRule> {
             .arp_sha(mac)
             .arp_spa(ip)
             .goto(Table::ArpResponder),
+        // A Pod may always reach itself (through a Service): NetworkPolicy never
+        // stops it.
+        rule(Table::EgressPolicy, ALWAYS)
+            .ip()
+            .in_port(port)
+            .nw_dst(ip)
+            .goto(Table::L3Forwarding),
+        rule(Table::IngressPolicy, ALWAYS)
+            .ip()
+            .in_port(port)
+            .reg(reg::OUT_PORT, port)
+            .goto(Table::ConntrackCommit),
         // What a Pod sends from another MAC or IP drops here, counted per Pod.
         rule(Table::SpoofGuard, 1).in_port(port).drop(),
         arp_responder(ip, mac),
@@ -274,6 +288,76 @@ pub fn pod_rules(n: &LocalNet, p: &LocalPod) -> Vec<OwnedRule> {
             .set_reg(reg::OUT_PORT, port)
             .goto(Table::IngressPolicy),
     ]
+}
+
+/// The local Pods as Pod objects find them: by the Pod's namespace and name (what the
+/// CNI call said), and by address (any local Pod, also a port added by hand). A Pod
+/// object binds to the local Pod of its name, or else of its address
+/// ([`LocalPods::bound`]); one that binds to none is a remote Pod.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LocalPods {
+    by_name: BTreeMap<(String, String), LocalPod>,
+    by_ip: BTreeMap<Ipv4Addr, LocalPod>,
+}
+
+/// No local Pods (a node without a Pod network, tests of other kinds).
+pub static NO_PODS: LocalPods = LocalPods::new();
+
+impl LocalPods {
+    pub const fn new() -> LocalPods {
+        LocalPods {
+            by_name: BTreeMap::new(),
+            by_ip: BTreeMap::new(),
+        }
+    }
+
+    /// A local Pod came (or changed): `name` is its (namespace, name) when the CNI call
+    /// gave them.
+    pub fn insert(&mut self, name: Option<(String, String)>, p: LocalPod) {
+        if let Some(n) = name {
+            self.by_name.insert(n, p);
+        }
+        self.by_ip.insert(p.ip, p);
+    }
+
+    /// The local Pod on port `port` went; returns its address and name.
+    pub fn remove_port(&mut self, port: u32) -> Option<(Ipv4Addr, Option<(String, String)>)> {
+        let ip = self
+            .by_ip
+            .iter()
+            .find(|(_, p)| p.port == port)
+            .map(|(ip, _)| *ip)?;
+        self.by_ip.remove(&ip);
+        let name = self
+            .by_name
+            .iter()
+            .find(|(_, p)| p.port == port)
+            .map(|(n, _)| n.clone());
+        if let Some(n) = &name {
+            self.by_name.remove(n);
+        }
+        Some((ip, name))
+    }
+
+    /// The local Pod a Pod object (`namespace/name`, known by `ip`) is: by name first,
+    /// else by address.
+    pub fn bound(&self, namespace: &str, name: &str, ip: Option<Ipv4Addr>) -> Option<&LocalPod> {
+        let by_name = self.by_name.get(&(namespace.to_string(), name.to_string()));
+        by_name.or_else(|| self.by_ip.get(&ip?))
+    }
+
+    /// The local Pod holding address `ip`.
+    pub fn with_ip(&self, ip: Ipv4Addr) -> Option<&LocalPod> {
+        self.by_ip.get(&ip)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_ip.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_ip.is_empty()
+    }
 }
 
 #[cfg(test)]
@@ -365,7 +449,7 @@ pub(crate) mod tests {
         assert_eq!(actions_in(&b, &from_node, "+trk+inv"), "3");
         assert_eq!(
             actions_in(&b, &p, "+trk+new"),
-            "ct(commit,zone=65520,nat),3"
+            "ct(commit,zone=65520,label=0x0/0xffffffffffffffff,nat),3"
         );
         assert_eq!(actions_in(&b, &p, "+trk+est+rpl"), "3");
         assert_eq!(actions_in(&b, &p, "+trk+rel"), "3");

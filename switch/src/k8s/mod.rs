@@ -163,6 +163,8 @@ pub struct NodeCtx<'a> {
     /// This node's zone (its `topology.kubernetes.io/zone` label, `--node-zone`), for
     /// Services' topology hints.
     pub zone: Option<&'a str>,
+    /// The node's local Pods, which Pod objects bind to (`local::NO_PODS` when none).
+    pub pods: &'a local::LocalPods,
 }
 
 /// A route the switch's namespace needs for an object: `dst via gateway dev <gateway
@@ -274,9 +276,10 @@ pub trait Kind: Sync + fmt::Debug {
         Compiled::default()
     }
 
-    /// The objects whose rules are compiled from this one too (a slice's Service): they
-    /// are compiled again when it changes.
-    fn related(&self, _key: &ObjectKey, _spec: &Spec) -> Vec<ObjectKey> {
+    /// The objects whose rules are compiled from this one too (a slice's Service, the
+    /// policies that select a Pod): they are compiled again when it changes. Asked of
+    /// the object before and after the change, with the store as it was before.
+    fn related(&self, _objects: &Objects, _key: &ObjectKey, _spec: &Spec) -> Vec<ObjectKey> {
         Vec::new()
     }
 
@@ -357,15 +360,16 @@ impl Objects {
     pub fn of_kind<'a>(
         &'a self,
         kind: &'static str,
-        namespace: Option<&'a str>,
+        namespace: Option<&str>,
     ) -> impl Iterator<Item = (&'a ObjectKey, &'a Stored)> + 'a {
+        let namespace = namespace.map(str::to_string);
         let start = ObjectKey {
             kind,
-            namespace: namespace.unwrap_or_default().to_string(),
+            namespace: namespace.clone().unwrap_or_default(),
             name: String::new(),
         };
         self.map.range(start..).take_while(move |(k, _)| {
-            k.kind == kind && namespace.is_none_or(|ns| k.namespace == ns)
+            k.kind == kind && namespace.as_ref().is_none_or(|ns| k.namespace == *ns)
         })
     }
 
@@ -394,7 +398,7 @@ impl Objects {
     /// The Pods of namespace `namespace`, by name.
     pub fn pods_in<'a>(
         &'a self,
-        namespace: &'a str,
+        namespace: &str,
     ) -> impl Iterator<Item = (&'a ObjectKey, &'a pod::Pod)> + 'a {
         self.of_kind(pod::POD_KIND, Some(namespace))
             .filter_map(|(k, s)| Some((k, pod::pod_of(&s.spec)?)))
@@ -429,7 +433,7 @@ impl Objects {
     /// rather than at every Pod.
     pub fn select_pods<'a>(
         &'a self,
-        namespace: Option<&'a str>,
+        namespace: Option<&str>,
         selector: &selector::LabelSelector,
     ) -> Vec<(&'a ObjectKey, &'a pod::Pod)> {
         let selected = |(_, p): &(&ObjectKey, &pod::Pod)| selector.matches(&p.labels);

@@ -10,7 +10,7 @@
 
 use super::fields::{self, Labels, NameRule};
 use super::pipeline::CookieKind;
-use super::{Kind, KindInfo, ObjectKey, Spec, Stored};
+use super::{Kind, KindInfo, ObjectKey, Objects, Spec, Stored};
 use serde_json::{Value, json};
 use vswitch_proto::k8s::FieldError;
 use vswitch_proto::rpc::GetColumn;
@@ -91,6 +91,20 @@ fn namespace_of(spec: &Spec) -> Option<&Namespace> {
 impl Kind for NamespaceKind {
     fn info(&self) -> &'static KindInfo {
         &INFO
+    }
+
+    /// The policies whose peers' namespace selectors select it (with the labels every
+    /// namespace has too: they are its labels once its object goes).
+    fn related(&self, objects: &Objects, key: &ObjectKey, spec: &Spec) -> Vec<ObjectKey> {
+        let Spec::Namespace(n) = spec else {
+            return Vec::new();
+        };
+        let mut out = super::netpol::policies_of_namespace(objects, &n.labels);
+        out.extend(super::netpol::policies_of_namespace(
+            objects,
+            &default_labels(&key.name),
+        ));
+        out
     }
 
     fn read(&self, obj: &Value) -> Result<(ObjectKey, Spec), FieldError> {

@@ -30,7 +30,7 @@ use super::names;
 use super::pipeline::CookieKind;
 use super::selector::LabelSelector;
 use super::service::Protocol;
-use super::{Kind, KindInfo, ObjectKey, Spec, Stored};
+use super::{Compiled, Kind, KindInfo, Labels, NodeCtx, ObjectKey, Objects, Spec, Stored};
 use serde_json::{Map, Value, json};
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -604,6 +604,61 @@ pub(crate) fn policy_of(spec: &Spec) -> Option<&NetworkPolicy> {
     }
 }
 
+/// The policies a Pod's (`namespace`, `labels`) rules come from: those of its namespace
+/// that select it (they apply to it), and those with a peer that selects it (they name
+/// its address) or that resolve named ports on every Pod (an egress rule to any peer).
+pub fn policies_of_pod(objects: &Objects, namespace: &str, labels: &Labels) -> Vec<ObjectKey> {
+    let ns_labels = objects.namespace_labels(namespace);
+    objects
+        .of_kind(NETWORK_POLICY_KIND, None)
+        .filter(|(k, s)| {
+            let Some(p) = policy_of(&s.spec) else {
+                return false;
+            };
+            let own = k.namespace == namespace;
+            (own && p.pod_selector.matches(labels))
+                || p.ingress.iter().chain(&p.egress).any(|r| {
+                    let named = matches!(&r.ports, Ports::Only(l)
+                        if l.iter().any(|pp| matches!(pp.port, PortMatch::Named(_))));
+                    match &r.peers {
+                        Peers::Any => named,
+                        Peers::Only(peers) => peers.iter().any(|peer| match peer {
+                            Peer::IpBlock(_) => false,
+                            Peer::Pods { namespaces, pods } => {
+                                let ns_ok = match namespaces {
+                                    Namespaces::Policy => own,
+                                    Namespaces::Matching(sel) => sel.matches(&ns_labels),
+                                };
+                                ns_ok && pods.matches(labels)
+                            }
+                        }),
+                    }
+                })
+        })
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// The policies with a peer whose `namespaceSelector` selects a namespace with
+/// `labels`.
+pub fn policies_of_namespace(objects: &Objects, labels: &Labels) -> Vec<ObjectKey> {
+    objects
+        .of_kind(NETWORK_POLICY_KIND, None)
+        .filter(|(_, s)| {
+            policy_of(&s.spec).is_some_and(|p| {
+                p.ingress.iter().chain(&p.egress).any(|r| match &r.peers {
+                    Peers::Any => false,
+                    Peers::Only(peers) => peers.iter().any(|peer| {
+                        matches!(peer, Peer::Pods { namespaces: Namespaces::Matching(sel), .. }
+                            if sel.matches(labels))
+                    }),
+                })
+            })
+        })
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
 impl Kind for NetworkPolicyKind {
     fn info(&self) -> &'static KindInfo {
         &INFO
@@ -612,6 +667,22 @@ impl Kind for NetworkPolicyKind {
     fn read(&self, obj: &Value) -> Result<(ObjectKey, Spec), FieldError> {
         let (k, p) = read_network_policy(obj)?;
         Ok((k, Spec::NetworkPolicy(p)))
+    }
+
+    fn compile(
+        &self,
+        node: &NodeCtx,
+        objects: &Objects,
+        key: &ObjectKey,
+        stored: &Stored,
+    ) -> Compiled {
+        let Some(p) = policy_of(&stored.spec) else {
+            return Compiled::default();
+        };
+        Compiled {
+            rules: compile::compile(node, objects, &key.namespace, stored.id, p),
+            ..Compiled::default()
+        }
     }
 
     fn to_object(&self, key: &ObjectKey, stored: &Stored) -> Value {
@@ -670,6 +741,12 @@ impl Kind for NetworkPolicyKind {
         CookieKind::NetworkPolicy.cookie(stored.id as u64)
     }
 }
+
+mod compile;
+pub use compile::{
+    Direction, applied_to, parse_rule_id, peer_pods, pod_address, port_masks, prio, rule_id,
+    subtract,
+};
 
 #[cfg(test)]
 mod tests;

@@ -88,6 +88,11 @@ pub mod reg {
     pub const SOURCE: Reg = Reg(0);
     /// The port L3Forwarding chose; Output sends there.
     pub const OUT_PORT: Reg = Reg(1);
+    /// The NetworkPolicy egress rule that allowed a new connection (its id), 0 when
+    /// none had to; kept in the connection's label, bits 0-31.
+    pub const EGRESS_RULE: Reg = Reg(2);
+    /// The ingress rule's, likewise; label bits 32-63.
+    pub const INGRESS_RULE: Reg = Reg(3);
 }
 
 impl Reg {
@@ -242,6 +247,35 @@ pub fn ct_nat_in(zone: u16, table: Table) -> Action {
         zone: CtZone::Imm(zone),
         table: Some(table.number()),
         nat: Some(Nat::default()),
+        ..Ct::default()
+    }))
+}
+
+/// `ct(commit,zone=CT_ZONE,nat,exec(move:reg2->ct_label[0..31],
+/// move:reg3->ct_label[32..63]))`: a new connection committed with the NetworkPolicy
+/// rules that allowed it (their ids, [`reg::EGRESS_RULE`] and [`reg::INGRESS_RULE`]),
+/// so that its packets are counted by rule.
+pub fn ct_commit_with_rules() -> Action {
+    use vswitch_proto::action::{Ct, CtZone, Nat};
+    let label = |ofs| SubField {
+        field: FieldId::CtLabel,
+        ofs,
+        n_bits: 32,
+    };
+    Action::Ct(Box::new(Ct {
+        commit: true,
+        zone: CtZone::Imm(CT_ZONE),
+        nat: Some(Nat::default()),
+        exec: vec![
+            Action::Move {
+                src: SubField::whole(reg::EGRESS_RULE.field()),
+                dst: label(0),
+            },
+            Action::Move {
+                src: SubField::whole(reg::INGRESS_RULE.field()),
+                dst: label(32),
+            },
+        ],
         ..Ct::default()
     }))
 }
@@ -436,6 +470,11 @@ impl RuleBuilder {
     /// Match `ct_zone`.
     pub fn ct_zone(self, zone: u16) -> RuleBuilder {
         self.field(FieldId::CtZone, zone as u128)
+    }
+
+    /// Any action, more to follow.
+    pub fn action(self, a: Action) -> RuleBuilder {
+        self.act(a)
     }
 
     /// Any action; ends the rule.

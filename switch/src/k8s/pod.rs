@@ -18,7 +18,7 @@ use super::names;
 use super::namespace::labels_text;
 use super::pipeline::CookieKind;
 use super::service::Protocol;
-use super::{Kind, KindInfo, ObjectKey, Spec, Stored};
+use super::{Kind, KindInfo, ObjectKey, Objects, Spec, Stored};
 use serde_json::{Map, Value, json};
 use std::net::{IpAddr, Ipv4Addr};
 use vswitch_proto::k8s::FieldError;
@@ -303,6 +303,14 @@ fn container_value(c: &Container) -> Value {
 impl Kind for PodKind {
     fn info(&self) -> &'static KindInfo {
         &INFO
+    }
+
+    /// The policies that apply to it or name it.
+    fn related(&self, objects: &Objects, key: &ObjectKey, spec: &Spec) -> Vec<ObjectKey> {
+        match pod_of(spec) {
+            Some(p) => super::netpol::policies_of_pod(objects, &key.namespace, &p.labels),
+            None => Vec::new(),
+        }
     }
 
     fn read(&self, obj: &Value) -> Result<(ObjectKey, Spec), FieldError> {

@@ -1215,7 +1215,7 @@ impl Kind for SliceKind {
         Compiled::default()
     }
 
-    fn related(&self, key: &ObjectKey, spec: &Spec) -> Vec<ObjectKey> {
+    fn related(&self, _objects: &super::Objects, key: &ObjectKey, spec: &Spec) -> Vec<ObjectKey> {
         slice_of(spec)
             .and_then(|s| s.service.as_deref())
             .map(|svc| vec![service_key(&key.namespace, svc)])

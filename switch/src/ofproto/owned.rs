@@ -243,7 +243,8 @@ impl Bridge {
             };
             group_list.push(g);
         }
-        // ...then the rules (the last one given for a slot counts)...
+        // ...then the rules (the last one given for a slot counts, but for conjunction
+        // clauses, which add up: one owner's several conjunctions may share a clause)...
         let old_rules: HashMap<&SlotKey, &Arc<[Action]>> =
             old.rules.iter().map(|(k, a)| (k, a)).collect();
         let mut at: HashMap<SlotKey, usize> = HashMap::with_capacity(rules.len());
@@ -251,6 +252,12 @@ impl Bridge {
         for r in rules {
             let key = r.key();
             match at.get(&key) {
+                Some(&i) if conjunction_only(&desired[i].1) && conjunction_only(&r.actions) => {
+                    let mut both = std::mem::take(&mut desired[i].1);
+                    both.extend(r.actions);
+                    both.dedup();
+                    desired[i].1 = both;
+                }
                 Some(&i) => desired[i].1 = r.actions,
                 None => {
                     at.insert(key.clone(), desired.len());

@@ -835,10 +835,22 @@ proptest! {
                 }
                 Step::Set(owner, rules) => {
                     b.set_owned(owner, rules.clone(), vec![], 0).unwrap();
-                    // The last rule an owner gives for a slot counts.
+                    // The last rule an owner gives for a slot counts; conjunction
+                    // clauses add up.
+                    let only_conj = |a: &[Action]| !a.is_empty() && a.iter().all(|a| matches!(a, Action::Conjunction { .. }));
                     let mut dedup: Vec<OwnedRule> = Vec::new();
-                    for r in rules {
-                        dedup.retain(|x| (x.table, x.priority, x.matching) != (r.table, r.priority, r.matching));
+                    for mut r in rules {
+                        let same = |x: &OwnedRule| (x.table, x.priority, x.matching) == (r.table, r.priority, r.matching);
+                        if let Some(prev) = dedup.iter().find(|x| same(x))
+                            && only_conj(&prev.actions)
+                            && only_conj(&r.actions)
+                        {
+                            let mut both = prev.actions.clone();
+                            both.extend(r.actions);
+                            both.dedup();
+                            r.actions = both;
+                        }
+                        dedup.retain(|x| !same(x));
                         dedup.push(r);
                     }
                     if dedup.is_empty() {

@@ -307,6 +307,7 @@ fn a_new_connection_to_the_service_is_dnated_to_an_endpoint_and_committed_once()
             local: Some(&n),
             node_ip: None,
             zone: None,
+            pods: &crate::k8s::local::NO_PODS,
         },
         &objects,
         &key,
@@ -427,6 +428,7 @@ fn node(name: &str) -> NodeCtx<'_> {
         local: None,
         node_ip: Some(Ipv4Addr::new(192, 168, 1, 1)),
         zone: None,
+        pods: &crate::k8s::local::NO_PODS,
     }
 }
 
