@@ -158,6 +158,20 @@ pub enum Command {
     },
     /// Each worker's exact-match cache and megaflows.
     DumpCache,
+    /// Whether NetworkPolicy lets a new connection from FROM to TO through, from the
+    /// installed flows: `allow` or `deny` first, then the policies and rules that
+    /// decided each half (egress at FROM, ingress at TO; a half on another node is
+    /// decided there).
+    PolicyCheck {
+        /// `namespace/pod`, a Pod of `default`, or an IPv4 address.
+        from: String,
+        /// `namespace/pod`, a Pod of `default`, or an IPv4 address (a Service's too).
+        to: String,
+        /// tcp, udp or sctp.
+        protocol: String,
+        /// The destination port.
+        port: u16,
+    },
     /// Add a remote node: its Pod CIDR is reached through a VXLAN tunnel to its IP.
     AddNode(AddNodeArgs),
     /// Remove a node.

@@ -12,8 +12,8 @@ use serde_json::Value;
 use vswitch_proto::rpc::{
     AddPortParams, ApplyParams, ApplyResult, CacheResult, DelGroupsParams, FlowsParams, GetParams,
     GetResult, GroupsParams, MAX_MESSAGE_BYTES, ManifestObject, MeterIdParams, MetersParams,
-    NodeName, NodeSpec, PROTOCOL_VERSION, PortName, RpcError, SelectFlowsParams, ShowResult,
-    TraceParams, TraceResult, VersionResult, code, method,
+    NodeName, NodeSpec, PROTOCOL_VERSION, PolicyCheckParams, PolicyCheckResult, PortName, RpcError,
+    SelectFlowsParams, ShowResult, TraceParams, TraceResult, VersionResult, code, method,
 };
 use vswitch_proto::rpc::{
     Count, CtDumpParams, CtDumpResult, CtFlushParams, CtLimits, CtMaxconns, CtTimeout, CtTimeouts,
@@ -193,6 +193,24 @@ pub fn run(cli: Cli, out: &mut String) -> Result<(), Failure> {
             one::<TraceResult>,
             out,
             |t, out| output::text(&t.text, out),
+        ),
+        Command::PolicyCheck {
+            from,
+            to,
+            protocol,
+            port,
+        } => read(
+            &ctx,
+            method::POLICY_CHECK,
+            PolicyCheckParams {
+                from,
+                to,
+                protocol,
+                port,
+            },
+            one::<PolicyCheckResult>,
+            out,
+            output::policy_check,
         ),
         Command::DumpCache => read(
             &ctx,

@@ -393,6 +393,26 @@ pub fn meter_stats(meters: &[vswitch_proto::rpc::DumpedMeter], out: &mut String)
 }
 
 /// Text as the daemon wrote it, ending in exactly one newline.
+/// `policy-check`: the verdict alone on the first line, then one line per half.
+pub fn policy_check(r: &vswitch_proto::rpc::PolicyCheckResult, out: &mut String) {
+    out.push_str(&r.verdict);
+    out.push('\n');
+    if let Some(t) = &r.translated_to {
+        let _ = writeln!(out, "service: translated to {t}");
+    }
+    for h in &r.halves {
+        let verdict = h.verdict.as_deref().unwrap_or("-");
+        let _ = writeln!(
+            out,
+            "{:<7} {verdict:<5} {} ({}): {}",
+            h.direction, h.end, h.node, h.reason
+        );
+    }
+    if let Some(d) = &r.dropped_in {
+        let _ = writeln!(out, "dropped before policy decided, in {d}");
+    }
+}
+
 pub fn text(t: &str, out: &mut String) {
     out.push_str(t.trim_end_matches('\n'));
     out.push('\n');

@@ -202,8 +202,12 @@ pub mod method {
     /// [`super::CtTimeouts`]: the timeouts to change, by name.
     pub const CT_SET_TIMEOUTS: &str = "ct-set-timeouts";
 
+    /// Whether NetworkPolicy lets a new connection through, from the installed flows
+    /// ([`super::PolicyCheckParams`] → [`super::PolicyCheckResult`]).
+    pub const POLICY_CHECK: &str = "policy-check";
+
     /// Every method, for `METHOD_NOT_FOUND` messages and completions.
-    pub const ALL: [&str; 39] = [
+    pub const ALL: [&str; 40] = [
         VERSION,
         SHOW,
         ADD_PORT,
@@ -242,6 +246,7 @@ pub mod method {
         CT_GET_NCONNS,
         CT_GET_TIMEOUTS,
         CT_SET_TIMEOUTS,
+        POLICY_CHECK,
         SHUTDOWN,
     ];
     /// Stop the daemon cleanly (like SIGTERM).
@@ -817,6 +822,62 @@ pub struct GetResult {
     pub namespaced: bool,
     pub columns: Vec<GetColumn>,
     pub items: Vec<GetItem>,
+}
+
+/// `policy-check`: a new connection from `from` to `to` (each `namespace/pod`, a Pod
+/// name in `default`, or an IPv4 address) over `protocol` to `port`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyCheckParams {
+    pub from: String,
+    pub to: String,
+    /// `tcp`, `udp` or `sctp`.
+    pub protocol: String,
+    pub port: u16,
+}
+
+/// What NetworkPolicy decides for one end of a connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyHalf {
+    /// `egress` (at the source) or `ingress` (at the destination).
+    pub direction: String,
+    /// The Pod (`namespace/name`) or address of that end.
+    pub end: String,
+    /// `this node`, or the node that decides it (`node n2`, or `outside the cluster`).
+    pub node: String,
+    /// `allow` or `deny` when decided here; `None` when decided elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    /// Why, for a person: the policy and rule that allowed it, the policies that
+    /// isolate the Pod, or that none does.
+    pub reason: String,
+    /// The policies (`namespace/name`) that decided, with the rule that allowed it
+    /// (`ingress[0]`) when one did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<PolicyRuleRef>,
+}
+
+/// A policy, and one of its rules.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRuleRef {
+    pub policy: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+}
+
+/// `policy-check`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyCheckResult {
+    /// `allow` or `deny`: what this node does with the connection's first packet (the
+    /// halves it decides).
+    pub verdict: String,
+    pub halves: Vec<PolicyHalf>,
+    /// The endpoint a Service address was translated to, when it was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translated_to: Option<String>,
+    /// Where the packet was stopped when not by policy (no route, a Service without
+    /// endpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped_in: Option<String>,
 }
 
 #[cfg(test)]

@@ -366,6 +366,10 @@ fn call(sw: &Mutex<Switch>, hooks: &Hooks, m: &str, p: &Value) -> Result<Value, 
             ok(sw.lock().trace(p))
         }
         method::DUMP_CACHE => ok(Ok(sw.lock().dump_cache())),
+        method::POLICY_CHECK => {
+            let p: rpc::PolicyCheckParams = params(m, p)?;
+            ok(sw.lock().policy_check(&p))
+        }
         method::CNI => {
             let p: vswitch_proto::cni::CniCall = params(m, p)?;
             // Not under the switch's lock: the call takes it only for its short parts.

@@ -24,6 +24,7 @@ pub mod masq;
 mod objects;
 pub mod overlay;
 mod podnet;
+mod policy;
 mod ports;
 mod txn;
 pub mod worker;

@@ -39,7 +39,7 @@ impl Change {
 
 impl Switch {
     /// What the node knows of itself, for the kinds' checks and compilers.
-    fn node_ctx(&self) -> NodeCtx<'_> {
+    pub(super) fn node_ctx(&self) -> NodeCtx<'_> {
         NodeCtx {
             name: &self.config.node_name,
             local: self.podnet.net.as_ref(),
@@ -726,11 +726,20 @@ impl Switch {
                     )
                 });
             }
+            let mut object = kind.to_object(key, stored);
+            if let k8s::Spec::NetworkPolicy(_) = &stored.spec {
+                // Per rule: connections allowed, their packets; what isolation denied.
+                let c = self.policy_counters(stored);
+                cells[2] = c.connections().to_string();
+                cells[3] = c.packets().to_string();
+                cells[4] = c.denied().to_string();
+                object["status"] = c.to_value();
+            }
             GetItem {
                 namespace: info.namespaced.then(|| key.namespace.clone()),
                 name: key.name.clone(),
                 cells,
-                object: kind.to_object(key, stored),
+                object,
             }
         };
         let mut items: Vec<GetItem> = Vec::new();

@@ -714,6 +714,9 @@ impl Kind for NetworkPolicyKind {
         };
         vec![
             col("POD-SELECTOR", false),
+            col("CONNECTIONS", false),
+            col("PACKETS", false),
+            col("DENIED", false),
             col("POLICY-TYPES", true),
             col("INGRESS-RULES", true),
             col("EGRESS-RULES", true),
@@ -731,6 +734,10 @@ impl Kind for NetworkPolicyKind {
             } else {
                 selector
             },
+            // The counters, which the flows hold: the daemon fills them in.
+            "0".into(),
+            "0".into(),
+            "0".into(),
             policy_types_text(p.policy_types),
             p.ingress.len().to_string(),
             p.egress.len().to_string(),

@@ -25,6 +25,7 @@ use crate::k8s::local::LocalPod;
 use crate::k8s::pipeline::{Reg, RuleBuilder, Source, Table, reg, rule};
 use crate::k8s::pod::{self, Pod};
 use crate::k8s::selector::LabelSelector;
+use crate::k8s::service::Protocol;
 use crate::k8s::{NodeCtx, ObjectKey, Objects};
 use crate::ofproto::OwnedRule;
 use std::collections::{BTreeMap, BTreeSet};
@@ -250,6 +251,9 @@ pub fn port_masks(first: u16, last: u16) -> Vec<(u16, u16)> {
 /// A protocol and port set a rule allows: `None` ports is every port of the protocol.
 type PortKey = (u8, Option<(u16, u16)>);
 
+/// A named port of a rule: the protocol's number, the name, the protocol.
+type NamedPort<'a> = (u8, &'a str, Protocol);
+
 /// One conjunction's dimensions, each a list of matches (a clause each); an empty
 /// dimension can never be met.
 struct Conj {
@@ -340,12 +344,7 @@ impl Emit {
 }
 
 /// A rule's ports: the numbered ones, and the named ones to resolve per Pod.
-fn split_ports(
-    ports: &Ports,
-) -> (
-    Option<BTreeSet<PortKey>>,
-    Vec<(u8, &str, crate::k8s::service::Protocol)>,
-) {
+fn split_ports(ports: &Ports) -> (Option<BTreeSet<PortKey>>, Vec<NamedPort<'_>>) {
     let Ports::Only(list) = ports else {
         return (None, Vec::new());
     };
@@ -367,7 +366,7 @@ fn split_ports(
 }
 
 /// What a Pod's names resolve to (nothing resolved: an empty set).
-fn resolve(p: &Pod, named: &[(u8, &str, crate::k8s::service::Protocol)]) -> BTreeSet<PortKey> {
+fn resolve(p: &Pod, named: &[NamedPort]) -> BTreeSet<PortKey> {
     named
         .iter()
         .filter_map(|(proto, name, protocol)| {

@@ -1,0 +1,312 @@
+//! NetworkPolicy on one node, end to end (issue 13): what the policy cases of the
+//! two-node matrix (`netpol.rs`) do not show: statefulness (replies pass, reply-shaped
+//! packets of no connection do not, and are counted), the counters of `get
+//! networkpolicies`, `policy-check` against real traffic, a policy applied before its
+//! Pod exists, and bad policies refused whole. They need root: plain `cargo test`
+//! reports them ignored.
+
+use serde_json::{Value, json};
+use vswitch_tests::e2e::{Bg, Daemon, Netns, serial, show};
+use vswitch_tests::svc::{add_pod, apply};
+
+const POD_CIDR: &str = "10.244.1.0/24";
+const GATEWAY: &str = "10.244.1.1";
+const A: &str = "10.244.1.10";
+const B: &str = "10.244.1.11";
+
+fn require_root() {
+    vswitch_tests::e2e::require_root(&["ip", "nsenter", "timeout", "python3"]);
+}
+
+fn pod(name: &str, ip: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "x", "labels": labels},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "ports": [
+            {"name": "serve-80-tcp", "containerPort": 80},
+            {"name": "serve-80-udp", "containerPort": 80, "protocol": "UDP"}]}]},
+        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}})
+}
+
+fn policy(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": "x"}, "spec": spec})
+}
+
+/// TCP and UDP echo servers on port 80, for `secs` seconds.
+fn servers(ns: &Netns, secs: u32) -> Bg {
+    let code = r#"
+import socket, threading
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind(("0.0.0.0", 80)); t.listen(64)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 80))
+def udp():
+    while True:
+        d, peer = u.recvfrom(100); u.sendto(d, peer)
+threading.Thread(target=udp, daemon=True).start()
+while True:
+    c, _ = t.accept(); c.sendall(b"hi"); c.close()
+"#;
+    ns.spawn(&["timeout", &secs.to_string(), "python3", "-c", code])
+}
+
+/// Whether a new TCP connection (or a UDP exchange) from `ns` to `ip`:80 succeeds
+/// within a second.
+fn reaches(ns: &Netns, ip: &str, proto: &str) -> bool {
+    let code = format!(
+        r#"
+import socket, sys
+try:
+    if "{proto}" == "tcp":
+        s = socket.create_connection(("{ip}", 80), timeout=1); s.recv(10)
+    else:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)
+        s.sendto(b"?", ("{ip}", 80)); s.recvfrom(10)
+    print("ok")
+except Exception as e:
+    print("no", type(e).__name__)
+"#
+    );
+    let out = ns.exec(&["timeout", "10", "python3", "-c", &code]);
+    String::from_utf8_lossy(&out.stdout).starts_with("ok")
+}
+
+struct Bed {
+    _servers: Vec<Bg>,
+    a: Netns,
+    b: Netns,
+    d: Daemon,
+    _node: Netns,
+}
+
+impl Bed {
+    fn new() -> Bed {
+        let node = Netns::new();
+        let d = Daemon::start_in(&node, &["--pod-cidr", POD_CIDR, "--node-name", "n1"]);
+        let (a, b) = (Netns::new(), Netns::new());
+        add_pod(&d, "a", &a, A, GATEWAY);
+        add_pod(&d, "b", &b, B, GATEWAY);
+        apply(
+            &d,
+            &[
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}),
+                pod("a", A, json!({"pod": "a"})),
+                pod("b", B, json!({"pod": "b"})),
+            ],
+        );
+        let servers = vec![servers(&a, 120), servers(&b, 120)];
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        Bed {
+            _servers: servers,
+            a,
+            b,
+            d,
+            _node: node,
+        }
+    }
+
+    fn check(&self, from: &str, to: &str, proto: &str) -> Value {
+        self.d.ctl_json(&["policy-check", from, to, proto, "80"])
+    }
+
+    fn verdict(&self, from: &str, to: &str, proto: &str) -> String {
+        let out = self.d.ctl_ok(&["policy-check", from, to, proto, "80"]);
+        out.lines().next().unwrap_or_default().to_string()
+    }
+}
+
+/// Ingress to b isolated, b's own connections out allowed: b reaches a (the replies
+/// come back through b's isolation), a cannot reach b, policy-check says so with the
+/// policy's name, and the counters of `get netpol` count what passed and what not.
+/// Reply-shaped packets of no connection (a bare ACK, a UDP datagram from a server's
+/// port) to b are dropped.
+#[test]
+#[ignore = "needs root"]
+fn replies_pass_strays_do_not_and_the_counters_and_policy_check_say_why() {
+    let _serial = serial();
+    require_root();
+    let bed = Bed::new();
+    assert!(reaches(&bed.a, B, "tcp"));
+    assert_eq!(bed.verdict("x/a", "x/b", "tcp"), "allow");
+    apply(
+        &bed.d,
+        &[policy(
+            "b-from-nobody",
+            json!({"podSelector": {"matchLabels": {"pod": "b"}}, "policyTypes": ["Ingress"]}),
+        )],
+    );
+    assert!(!reaches(&bed.a, B, "tcp"), "a must not reach b");
+    assert!(!reaches(&bed.a, B, "udp"), "a must not reach b over UDP");
+    assert!(
+        reaches(&bed.b, A, "tcp"),
+        "b's own connections and their replies"
+    );
+    assert!(
+        reaches(&bed.b, A, "udp"),
+        "b's own UDP exchange and its reply"
+    );
+    let c = bed.check("x/a", "x/b", "tcp");
+    assert_eq!(c["verdict"], "deny", "{c}");
+    let ingress = &c["halves"][1];
+    assert_eq!(ingress["direction"], "ingress");
+    assert_eq!(ingress["policies"][0]["policy"], "x/b-from-nobody", "{c}");
+    assert_eq!(bed.verdict("x/b", "x/a", "udp"), "allow");
+    assert_eq!(bed.verdict("10.244.1.1", "x/b", "tcp"), "allow", "the node");
+    // Strays: a bare ACK and a UDP datagram from port 80, from a to b.
+    let stray = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+import struct
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s_ = sum(struct.unpack("!%dH" % (len(b)//2), b)); s_ = (s_ >> 16) + (s_ & 0xffff); s_ += s_ >> 16
+    return ~s_ & 0xffff
+src, dst = socket.inet_aton("SRC"), socket.inet_aton("DST")
+hdr = struct.pack("!HHIIBBHHH", 80, 40001, 1000, 2000, 5 << 4, 0x10, 65535, 0, 0)
+c = csum(src + dst + struct.pack("!BBH", 0, 6, len(hdr)) + hdr)
+hdr = hdr[:16] + struct.pack("!H", c) + hdr[18:]
+for _ in range(5): s.sendto(hdr, ("DST", 0))
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 80))
+for _ in range(5): u.sendto(b"reply?", ("DST", 40002))
+"#
+    .replace("SRC", A)
+    .replace("DST", B);
+    // a's own server holds its port 80: stop it first.
+    let (a_srv, b_srv) = {
+        let mut s = bed._servers;
+        let b = s.pop();
+        (s.pop(), b)
+    };
+    drop(a_srv);
+    let capture = bed.b.spawn(&[
+        "timeout", "3", "tcpdump", "-n", "-i", "eth0", "-c", "1", "src", A,
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let out = bed.a.exec(&["timeout", "10", "python3", "-c", &stray]);
+    assert!(out.status.success(), "{}", show(&out));
+    let seen = capture.finish(std::time::Duration::from_secs(5));
+    assert!(
+        !String::from_utf8_lossy(&seen.stdout).contains(A),
+        "a stray reached b: {}",
+        show(&seen)
+    );
+    drop(b_srv);
+    let got = bed
+        .d
+        .ctl_json(&["get", "netpol", "-n", "x", "b-from-nobody"]);
+    let item = &got["items"][0];
+    let denied: u64 = item["cells"][4].as_str().unwrap().parse().unwrap();
+    assert!(denied >= 12, "denied packets counted: {got}");
+    assert_eq!(item["object"]["status"]["deniedPackets"]["ingress"], denied);
+}
+
+/// A policy allowing a's connections to b on port 80: the rule's connection and packet
+/// counters move with the traffic; changing the policy to port 81 closes the port for
+/// new connections at once; deleting it restores everything.
+#[test]
+#[ignore = "needs root"]
+fn rule_counters_follow_traffic_and_updates_apply_to_new_connections() {
+    let _serial = serial();
+    require_root();
+    let bed = Bed::new();
+    let allow = |port: u16| {
+        policy(
+            "b-web",
+            json!({"podSelector": {"matchLabels": {"pod": "b"}},
+                "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "a"}}}],
+                             "ports": [{"port": port}]}]}),
+        )
+    };
+    apply(&bed.d, &[allow(80)]);
+    for _ in 0..3 {
+        assert!(reaches(&bed.a, B, "tcp"));
+    }
+    assert!(!reaches(&bed.a, B, "udp"), "TCP only");
+    let c = bed.check("x/a", "x/b", "tcp");
+    assert_eq!(c["verdict"], "allow", "{c}");
+    assert_eq!(c["halves"][1]["policies"][0]["rule"], "ingress[0]", "{c}");
+    let got = bed.d.ctl_json(&["get", "netpol", "-n", "x"]);
+    let status = &got["items"][0]["object"]["status"];
+    let rule = &status["rules"][0];
+    assert_eq!(rule["rule"], "ingress[0]");
+    assert!(rule["connections"].as_u64().unwrap() >= 3, "{status}");
+    assert!(rule["packets"].as_u64().unwrap() >= 9, "{status}");
+    // `dump-flows --names` names the policy.
+    let flows = bed.d.ctl_ok(&["dump-flows", "--names", "table=8"]);
+    assert!(flows.contains("networkpolicy/x/b-web"), "{flows}");
+    apply(&bed.d, &[allow(81)]);
+    assert!(!reaches(&bed.a, B, "tcp"));
+    assert_eq!(bed.verdict("x/a", "x/b", "tcp"), "deny");
+    let f = bed.d.dir().join("del.json");
+    std::fs::write(&f, allow(81).to_string()).unwrap();
+    bed.d.ctl_ok(&["delete", "-f", f.to_str().unwrap()]);
+    assert!(reaches(&bed.a, B, "tcp"));
+    assert!(reaches(&bed.a, B, "udp"));
+}
+
+/// A default-deny policy and a Pod object that exist before the Pod's port: the port's
+/// first packet is already policed (its policies compiled when it was added).
+#[test]
+#[ignore = "needs root"]
+fn a_pod_added_after_its_policy_is_policed_from_its_first_packet() {
+    let _serial = serial();
+    require_root();
+    let bed = Bed::new();
+    apply(
+        &bed.d,
+        &[
+            policy(
+                "deny-all",
+                json!({"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
+            ),
+            pod("late", "10.244.1.12", json!({"pod": "late"})),
+        ],
+    );
+    let late = Netns::new();
+    add_pod(&bed.d, "late", &late, "10.244.1.12", GATEWAY);
+    let _srv = servers(&late, 30);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(bed.verdict("x/a", "x/late", "tcp"), "deny");
+    assert!(!reaches(&bed.a, "10.244.1.12", "tcp"));
+    assert!(!reaches(&late, A, "tcp"));
+    // The node still reaches it.
+    let node_ok = bed._node.exec(&["timeout", "5", "python3", "-c",
+        "import socket; s = socket.create_connection(('10.244.1.12', 80), timeout=2); print(s.recv(10))"]);
+    assert!(node_ok.status.success(), "{}", show(&node_ok));
+}
+
+/// Invalid policies are refused with the object and field named, and change nothing.
+#[test]
+#[ignore = "needs root"]
+fn bad_policies_are_refused_and_change_nothing() {
+    let _serial = serial();
+    require_root();
+    let bed = Bed::new();
+    for (spec, field) in [
+        (
+            json!({"podSelector": {"matchLabels": {"bad key!": "x"}}}),
+            "spec.podSelector",
+        ),
+        (
+            json!({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}]}),
+            "cidr",
+        ),
+        (
+            json!({"podSelector": {}, "ingress": [{"ports": [{"port": 70000}]}]}),
+            "port",
+        ),
+        (json!({"podSelector": {}, "ingres": []}), "ingres"),
+    ] {
+        let f = bed.d.dir().join("bad.json");
+        std::fs::write(&f, policy("bad", spec).to_string()).unwrap();
+        let out = bed.d.ctl(&["apply", "-f", f.to_str().unwrap()]);
+        assert!(!out.status.success(), "{}", show(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(field),
+            "{field}: {}",
+            show(&out)
+        );
+    }
+    let got = bed.d.ctl_json(&["get", "netpol", "-A"]);
+    assert_eq!(got["items"].as_array().map(Vec::len), Some(0), "{got}");
+    assert!(reaches(&bed.a, B, "tcp"));
+}
