@@ -647,3 +647,52 @@ fn leftovers_of_a_stopped_switch_are_taken_over_or_removed() {
     assert_eq!(ping(&node.ns, &ip, 2).received, 2);
     rt.del(&list, &env, None).expect("DEL");
 }
+
+/// A Pod whose object (no address yet, as in a real cluster before its sandbox exists)
+/// and whose ingress default-deny policy are known before kubelet's ADD: its policy is
+/// in place when ADD returns, so the very first packet to it is dropped (and counted),
+/// while the node still reaches it and an unselected Pod stays open.
+#[test]
+#[ignore = "needs root"]
+fn a_pod_is_policed_from_its_first_packet_when_add_returns() {
+    let _serial = serial();
+    let node = Node::new();
+    let rt = node.runtime();
+    let list = node.conflist("1.1.0", None, &[]);
+    let manifest = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Pod",
+         "metadata": {"name": "web-0", "namespace": "e2e", "labels": {"app": "web"}},
+         "status": {"phase": "Pending"}},
+        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+         "metadata": {"name": "deny-web", "namespace": "e2e"},
+         "spec": {"podSelector": {"matchLabels": {"app": "web"}}}},
+    ]});
+    let f = node.daemon.dir().join("web.json");
+    std::fs::write(&f, manifest.to_string()).unwrap();
+    node.daemon.ctl_ok(&["apply", "-f", f.to_str().unwrap()]);
+    let (client, web) = (Netns::new(), Netns::new());
+    let client_env = containerd_env(&container_id(), &client, "client-0");
+    let client_ip = addr_of(&rt.add(&list, &client_env, None).expect("ADD client"));
+    let web_env = containerd_env(&container_id(), &web, "web-0");
+    let web_ip = addr_of(&rt.add(&list, &web_env, None).expect("ADD web"));
+    // At once: the first echo request to it is already refused.
+    assert_eq!(ping(&client, &web_ip, 1).received, 0, "web must be isolated at once");
+    let got = node
+        .daemon
+        .ctl_json(&["get", "networkpolicies", "-n", "e2e", "deny-web"]);
+    let denied: u64 = got["items"][0]["cells"][4]
+        .as_str()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_default();
+    assert!(denied >= 1, "the refused request is counted: {got}");
+    // The node reaches it; web reaches the client (not isolated), and its replies pass.
+    assert_eq!(ping(&node.ns, &web_ip, 1).received, 1);
+    assert_eq!(ping(&web, &client_ip, 1).received, 1);
+    let check = node
+        .daemon
+        .ctl_ok(&["policy-check", "e2e/client-0", "e2e/web-0", "tcp", "80"]);
+    assert!(check.starts_with("deny"), "{check}");
+    for env in [&client_env, &web_env] {
+        rt.del(&list, env, None).expect("DEL");
+    }
+}

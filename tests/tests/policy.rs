@@ -310,3 +310,63 @@ fn bad_policies_are_refused_and_change_nothing() {
     assert_eq!(got["items"].as_array().map(Vec::len), Some(0), "{got}");
     assert!(reaches(&bed.a, B, "tcp"));
 }
+
+/// Policy sees a Service's connections after their translation: b's ingress rule on its
+/// own port (80) allows a's connections to the Service's port 8000 (translated to b:80);
+/// a rule on the Service's port alone does not.
+#[test]
+#[ignore = "needs root"]
+fn policy_sees_the_endpoint_behind_a_service() {
+    let _serial = serial();
+    require_root();
+    let bed = Bed::new();
+    let vip = "10.96.0.10";
+    apply(
+        &bed.d,
+        &[
+            json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "web", "namespace": "x"},
+                "spec": {"clusterIP": vip, "clusterIPs": [vip], "selector": {"pod": "b"},
+                         "ports": [{"name": "http", "port": 8000, "targetPort": 80}]}}),
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": "web-1", "namespace": "x",
+                             "labels": {"kubernetes.io/service-name": "web"}},
+                "addressType": "IPv4",
+                "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+                "endpoints": [{"addresses": [B], "conditions": {"ready": true}, "nodeName": "n1"}]}),
+        ],
+    );
+    let through = |port: u16| {
+        let code = format!(
+            "import socket\ntry:\n s = socket.create_connection(('{vip}', {port}), timeout=1); s.recv(10); print('ok')\nexcept Exception as e: print('no', e)"
+        );
+        let out = bed.a.exec(&["timeout", "10", "python3", "-c", &code]);
+        String::from_utf8_lossy(&out.stdout).starts_with("ok")
+    };
+    assert!(through(8000), "no policy yet");
+    let on = |port: u16| {
+        policy(
+            "b-port",
+            json!({"podSelector": {"matchLabels": {"pod": "b"}},
+                "ingress": [{"ports": [{"port": port}]}]}),
+        )
+    };
+    apply(&bed.d, &[on(8000)]);
+    assert!(!through(8000), "the Service's port is not b's");
+    apply(&bed.d, &[on(80)]);
+    assert!(through(8000), "b's own port, after translation");
+    let c = bed.check("x/a", vip, "tcp");
+    assert_eq!(c["verdict"], "deny", "policy-check to port 80 of the Service: {c}");
+    let c = bed.d.ctl_json(&["policy-check", "x/a", vip, "tcp", "8000"]);
+    assert_eq!(c["verdict"], "allow", "{c}");
+    assert_eq!(c["translated_to"], format!("{B}:80"), "{c}");
+    assert_eq!(c["halves"][1]["end"], "x/b", "{c}");
+    let egress = policy(
+        "a-out",
+        json!({"podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Egress"],
+            "egress": [{"to": [{"podSelector": {"matchLabels": {"pod": "b"}}}],
+                        "ports": [{"port": 80}]}]}),
+    );
+    apply(&bed.d, &[egress]);
+    assert!(through(8000), "a's egress rule sees b:80 too");
+}

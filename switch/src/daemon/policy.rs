@@ -7,6 +7,7 @@ use crate::k8s::local::LocalPod;
 use crate::k8s::netpol::{self, Direction, parse_rule_id, pod_address, prio};
 use crate::k8s::pipeline::{Table, reg};
 use crate::k8s::{ObjectKey, Stored, pod};
+use crate::dp::action::DpAction;
 use crate::ofproto::now_ms;
 use crate::ofproto::trace::{TraceStep, TracedRule};
 use serde_json::{Value, json};
@@ -191,7 +192,7 @@ impl Switch {
             (None, None) => gw_mac,
         };
         let packet = format!(
-            "{ingress_port},{proto},dl_dst={dl_dst},nw_src={},nw_dst={},tp_src=40000,tp_dst={}",
+            "{ingress_port},{proto},dl_dst={dl_dst},nw_src={},nw_dst={},nw_ttl=64,tp_src=40000,tp_dst={}",
             from.ip, to.ip, p.port
         );
         let names = self.names();
@@ -202,7 +203,11 @@ impl Switch {
             .chain(resumed.iter().map(|r| &r.trace))
             .collect();
         let last = passes.last().copied().unwrap_or(&first);
-        let allowed = !last.actions.is_empty();
+        // Let through: sent somewhere (not dropped, nor refused with a reset).
+        let allowed = last
+            .actions
+            .iter()
+            .any(|a| matches!(a, DpAction::Output(_)));
         let steps: Vec<(u8, Option<&TracedRule>)> = passes
             .iter()
             .flat_map(|t| &t.steps)
@@ -211,10 +216,31 @@ impl Switch {
                 _ => None,
             })
             .collect();
-        let translated_to = resumed
-            .iter()
-            .find_map(|r| r.nat.as_ref().map(|(_, a)| a.clone()));
+        // A Service's address: the ingress half is the endpoint's it was translated to.
+        let after = Ipv4Addr::from(last.flow.nw_dst());
+        let translated_to = (after != to.ip).then(|| format!("{after}:{}", last.flow.tp_dst()));
+        let to = if after != to.ip {
+            self.policy_end(&after.to_string(), "TO")?
+        } else {
+            to
+        };
         let is_node = |ip: Ipv4Addr| ip == gw_ip || Some(ip) == self.tunnel_local();
+        if from.local.is_none() && to.local.is_none() {
+            let nodes: Vec<String> = [&from, &to]
+                .iter()
+                .filter_map(|e| remote_node(e.ip).map(|(n, _)| n))
+                .collect();
+            return Err(Refusal::refused(format!(
+                "neither {} nor {} is a Pod of this node: NetworkPolicy decides nothing here{}",
+                from.name,
+                to.name,
+                if nodes.is_empty() {
+                    String::new()
+                } else {
+                    format!("; ask the switch of {}", nodes.join(" and "))
+                }
+            )));
+        }
         let elsewhere = |e: &End| match remote_node(e.ip) {
             Some((n, _)) => format!("node {n}"),
             None if is_node(e.ip) => "this node".into(),
