@@ -8,6 +8,8 @@
 //! - [`k8s`]: the daemon's own Kubernetes pipeline (DESIGN §5), made by its compilers, as
 //!   a bridge or as flow text, for tests and benchmarks.
 //! - [`svc`]: Services end to end: endpoint servers and a client that counts who answered.
+//! - [`netpol`]: NetworkPolicy end to end as upstream's netpol suite models it: nine Pods
+//!   in three namespaces on two nodes, probed each to each, truth tables compared.
 //! - [`script`]: pipeline tests written in flow syntax: flows, groups, and packets to trace
 //!   with the tables and datapath actions expected.
 #![forbid(unsafe_code)]
@@ -15,6 +17,7 @@
 pub mod cni;
 pub mod e2e;
 pub mod k8s;
+pub mod netpol;
 pub mod ovs;
 pub mod script;
 pub mod svc;
