@@ -161,13 +161,14 @@ pub fn show(s: &ShowResult, out: &mut String) {
         let _ = writeln!(
             out,
             "conntrack: {} connections, limit {}, capacity {}; refused: full {}, zone {}, \
-             nat exhausted {}; early drops {}, invalid {}",
+             nat exhausted {}; clashes resolved {}; early drops {}, invalid {}",
             c.connections,
             c.limit,
             c.capacity,
             c.refused_full,
             c.refused_zone,
             c.nat_exhausted,
+            c.clash_resolved,
             c.early_drops,
             c.invalid
         );

@@ -196,7 +196,7 @@ fn show_prints_the_conntrack_line() {
             "conntrack": {"connections": 3, "limit": 1000, "capacity": 262144,
                           "created": 9, "expired": 4, "flushed": 2,
                           "refused_full": 1, "refused_zone": 2, "nat_exhausted": 0,
-                          "early_drops": 5, "invalid": 6}
+                          "clash_resolved": 7, "early_drops": 5, "invalid": 6}
         }),
     );
     let o = d.run(&["show"]);
@@ -204,7 +204,7 @@ fn show_prints_the_conntrack_line() {
     assert!(
         stdout(&o).ends_with(
             "conntrack: 3 connections, limit 1000, capacity 262144; refused: full 1, zone 2, \
-             nat exhausted 0; early drops 5, invalid 6\n"
+             nat exhausted 0; clashes resolved 7; early drops 5, invalid 6\n"
         ),
         "{}",
         stdout(&o)

@@ -391,8 +391,14 @@ pub struct CtStats {
     pub refused_full: u64,
     /// New connections refused: their zone was at its limit.
     pub refused_zone: u64,
-    /// New connections refused: NAT found no free reply tuple.
+    /// New connections refused: no free reply tuple, neither NAT's nor, when another
+    /// connection held the reply tuple, with another source port (or the action had no
+    /// `nat` to give one with).
     pub nat_exhausted: u64,
+    /// New connections whose reply tuple another connection held, given another source
+    /// port (Linux's implicit source NAT).
+    #[serde(default)]
+    pub clash_resolved: u64,
     /// Unreplied connections evicted to make room.
     pub early_drops: u64,
     /// Packets marked `+inv`.

@@ -1062,3 +1062,115 @@ fn session_affinity_survives_kill_9_of_the_switch() {
         bed.d.log_tail(30)
     );
 }
+
+/// A client port that an earlier connection through the cluster IP still holds (the
+/// entry translated to the endpoint, closed or not), used again straight to the
+/// endpoint, and the other way round, over TCP and UDP: every exchange is answered, the
+/// new connection seen by the endpoint from another port (Linux's implicit source NAT),
+/// as the client expects it from where it connected to.
+#[test]
+#[ignore = "needs root"]
+fn a_client_port_reused_between_the_cluster_ip_and_its_endpoint_gets_through() {
+    let _serial = serial();
+    require_root();
+    let node = Netns::new();
+    let d = Daemon::start_in(&node, &["--pod-cidr", POD_CIDR, "--node-name", "n1"]);
+    let client = Netns::new();
+    add_pod(&d, "client", &client, CLIENT);
+    let (ep_ns, ep) = (Netns::new(), ENDPOINTS[0]);
+    add_pod(&d, "ep0", &ep_ns, ep);
+    // Answers with the client's port it sees.
+    let _server = ep_ns.spawn(&[
+        "timeout",
+        "60",
+        "python3",
+        "-c",
+        r#"
+import socket, threading
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind(("0.0.0.0", 8080)); t.listen(64)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 5353))
+def udp():
+    while True:
+        _, peer = u.recvfrom(100); u.sendto(str(peer[1]).encode(), peer)
+threading.Thread(target=udp, daemon=True).start()
+while True:
+    c, peer = t.accept(); c.sendall(str(peer[1]).encode()); c.close()
+"#,
+    ]);
+    apply(&d, &[service(), slice(&[ep], &[])]);
+    std::thread::sleep(Duration::from_millis(500));
+    let code = format!(
+        r#"
+import socket, time
+def tcp(port, dst, dport):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("{CLIENT}", port)); s.settimeout(3); s.connect((dst, dport))
+    seen = s.recv(100).decode(); peer = s.getpeername(); s.close()
+    return peer, seen
+def udp(s, dst, dport):
+    s.sendto(b"?", (dst, dport)); seen, peer = s.recvfrom(100)
+    return peer, seen.decode()
+def run(name, f):
+    try:
+        peer, seen = f()
+        print(name, "%s:%d" % peer, seen, flush=True)
+    except Exception as e:
+        print(name, "error=" + type(e).__name__, "-", flush=True)
+svc, direct = ("{VIP}", 80), ("{ep}", 8080)
+run("tcp-svc-then-direct", lambda: tcp(40000, *svc))
+time.sleep(0.2)
+run("tcp-svc-then-direct", lambda: tcp(40000, *direct))
+run("tcp-direct-then-svc", lambda: tcp(40001, *direct))
+time.sleep(0.2)
+run("tcp-direct-then-svc", lambda: tcp(40001, *svc))
+for port, first, then in ((40002, ("{VIP}", 53), ("{ep}", 5353)), (40003, ("{ep}", 5353), ("{VIP}", 53))):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)
+    s.bind(("{CLIENT}", port))
+    name = "udp-svc-then-direct" if first[1] == 53 else "udp-direct-then-svc"
+    run(name, lambda: udp(s, *first))
+    run(name, lambda: udp(s, *then))
+"#
+    );
+    let out = client.exec(&["timeout", "60", "python3", "-c", &code]);
+    assert!(out.status.success(), "client: {}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let dump = d.ctl_ok(&["dump-conntrack"]);
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(lines.len(), 8, "{text}");
+    for (pair, port) in lines.chunks(2).zip([40000u16, 40001, 40002, 40003]) {
+        let (first, then) = (&pair[0], &pair[1]);
+        let svc_first = first[0].contains("svc-then");
+        let peer = |svc: bool, tcp: bool| match (svc, tcp) {
+            (true, true) => format!("{VIP}:80"),
+            (true, false) => format!("{VIP}:53"),
+            (false, true) => format!("{ep}:8080"),
+            (false, false) => format!("{ep}:5353"),
+        };
+        let tcp = first[0].starts_with("tcp");
+        assert_eq!(
+            first[1],
+            peer(svc_first, tcp),
+            "{text}\n{dump}\n{}",
+            d.log_tail(20)
+        );
+        assert_eq!(
+            then[1],
+            peer(!svc_first, tcp),
+            "the second connection answered from where it went: {text}\n{dump}"
+        );
+        assert_eq!(
+            first[2],
+            port.to_string(),
+            "the first keeps its port: {text}"
+        );
+        assert_ne!(
+            then[2],
+            port.to_string(),
+            "the second is seen from another port: {text}\n{dump}"
+        );
+    }
+    let ct = &d.ctl_json(&["show"])["conntrack"];
+    assert!(ct["clash_resolved"].as_u64() >= Some(4), "{ct}\n{dump}");
+    assert_eq!(ct["nat_exhausted"].as_u64(), Some(0), "{ct}");
+}

@@ -7,7 +7,8 @@
 //! - [`table`]: the shared connection table (entries of words in memory that may be a
 //!   file, so the table outlives the process; a sharded index; no global lock).
 //! - [`tcp`]: the TCP state machine with window tracking (Linux's nf_conntrack_proto_tcp).
-//! - [`nat`]: choosing a NAT binding whose reply tuple is unique.
+//! - [`nat`]: choosing a NAT binding whose reply tuple is unique, and another source port
+//!   for a new connection whose reply tuple another connection holds.
 //! - [`rewrite`]: NAT on a packet's bytes (addresses, ports, ICMP ids, the header quoted
 //!   inside an ICMP error), checksums kept right on full and partial-checksum frames.
 //!
@@ -180,6 +181,7 @@ struct Counters {
     refused_full: AtomicU64,
     refused_zone: AtomicU64,
     nat_exhausted: AtomicU64,
+    clash_resolved: AtomicU64,
     invalid: AtomicU64,
     insert_races: AtomicU64,
     reused: AtomicU64,
@@ -392,6 +394,7 @@ impl Tracker {
             refused_full: c.refused_full.load(Relaxed),
             refused_zone: c.refused_zone.load(Relaxed),
             nat_exhausted: c.nat_exhausted.load(Relaxed),
+            clash_resolved: c.clash_resolved.load(Relaxed),
             invalid: c.invalid.load(Relaxed),
             insert_races: c.insert_races.load(Relaxed),
             reused: c.reused.load(Relaxed),
@@ -1208,19 +1211,35 @@ impl CtWorker {
         }
         let mut reply = t.reverse();
         let mut flags = 0;
+        // NAT chose `reply` as free: a clash when it is inserted is another worker's doing.
+        let mut chosen = false;
+        // The source port was changed to make `reply` unique.
+        let mut remapped = false;
         if let Some(nat) = ct.nat.as_ref().filter(|n| n.kind.is_some()) {
             let rnd = self.rand();
             let table = &self.t.0.table;
             match nat::choose(&t, nat, rnd, |c| table.contains(c)) {
                 nat::Choice::Reply(r) => {
                     reply = r;
+                    chosen = true;
                     flags |= if nat.kind == Some(NatKind::Src) {
                         F_SNAT
                     } else {
                         F_DNAT
                     };
                 }
+                nat::Choice::Remapped(r) => {
+                    reply = r;
+                    (chosen, remapped) = (true, true);
+                    flags |= F_DNAT | F_SNAT;
+                }
                 nat::Choice::NotApplicable => {}
+                // Every binding taken, one by this very connection: another worker added
+                // it since the lookup.
+                nat::Choice::Exhausted if table.contains(&t) => {
+                    self.t.0.counters.insert_races.fetch_add(1, Relaxed);
+                    return None;
+                }
                 nat::Choice::Exhausted => {
                     self.t.0.counters.nat_exhausted.fetch_add(1, Relaxed);
                     return Some(self.invalid(ct.zone));
@@ -1237,21 +1256,42 @@ impl CtWorker {
             mark = ct.mark.map_or(0, |(v, m)| v & m);
             label = ct.label.map_or(0, |(v, m)| v & m);
             let expires = now + self.timeout_ms(t.proto, flags, tcp_new.as_ref());
-            let res = self.t.0.table.insert(&t, &reply, |e| {
-                e.set(W_FLAGS, flags | (mark as u64) << 32);
-                e.set(W_EXPIRES, expires);
-                e.set(W_LABEL, (label >> 64) as u64);
-                e.set(W_LABEL + 1, label as u64);
-                if let Some(c) = &tcp_new {
-                    for (i, w) in c.encode().iter().enumerate() {
-                        e.set(W_TCP + i, *w);
+            let insert = |reply: &Tuple, flags: u64| {
+                self.t.0.table.insert(&t, reply, |e| {
+                    e.set(W_FLAGS, flags | (mark as u64) << 32);
+                    e.set(W_EXPIRES, expires);
+                    e.set(W_LABEL, (label >> 64) as u64);
+                    e.set(W_LABEL + 1, label as u64);
+                    if let Some(c) = &tcp_new {
+                        for (i, w) in c.encode().iter().enumerate() {
+                            e.set(W_TCP + i, *w);
+                        }
+                    }
+                })
+            };
+            let mut res = insert(&reply, flags);
+            if res == Err(Refused::ReplyTaken) && !chosen && reply != t {
+                // Not a race: another connection holds this one's reply tuple.
+                match self.resolve_clash(ct, &t, rnd) {
+                    Some(r) => {
+                        reply = r;
+                        flags |= F_SNAT;
+                        remapped = true;
+                        res = insert(&reply, flags);
+                    }
+                    None => {
+                        self.t.0.counters.nat_exhausted.fetch_add(1, Relaxed);
+                        return Some(self.invalid(ct.zone));
                     }
                 }
-            });
+            }
             match res {
                 Ok(_) => {
                     self.t.0.counters.created.fetch_add(1, Relaxed);
                     self.t.0.zone_count[t.zone as usize].fetch_add(1, Relaxed);
+                    if remapped {
+                        self.t.0.counters.clash_resolved.fetch_add(1, Relaxed);
+                    }
                 }
                 // Another worker added it (or took the reply tuple NAT chose) first:
                 // find it again.
@@ -1276,6 +1316,17 @@ impl CtWorker {
         };
         // Uncommitted NAT still translates this packet (Open vSwitch does too).
         Some(self.finish(pkt, layers, key, ct, s))
+    }
+
+    /// A reply tuple for the new connection `t` (not NATed) whose plain reply tuple
+    /// another connection holds: `t` with another source port, as Linux's implicit source
+    /// NAT gives it. Only with `nat` in the action, which is what lets this packet and the
+    /// connection's later ones be translated (Open vSwitch's kernel datapath refuses the
+    /// connection otherwise). `None`: refused.
+    fn resolve_clash(&self, ct: &DpCt, t: &Tuple, rnd: u64) -> Option<Tuple> {
+        ct.nat.as_ref()?;
+        let table = &self.t.0.table;
+        nat::remap_source(t, rnd.rotate_left(29), |c| table.contains(c))
     }
 }
 

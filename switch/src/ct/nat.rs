@@ -1,6 +1,8 @@
 //! Choosing a NAT binding: the address and port a new connection is translated to, such
 //! that its reply tuple is no other connection's (two clients that would collide after
-//! source NAT get different source ports).
+//! source NAT get different source ports). When the binding asked for, or no NAT at all,
+//! leaves a reply tuple another connection holds, [`remap_source`] gives the new connection
+//! another source port, as Linux's null binding does (`get_unique_tuple`).
 
 use super::tuple::{Tuple, ip_bits};
 use vswitch_proto::action::{Nat, NatKind};
@@ -60,6 +62,10 @@ fn mix(mut h: u64) -> u64 {
 pub enum Choice {
     /// The reply tuple (the reverse of the translated original).
     Reply(Tuple),
+    /// Destination NAT whose every binding's reply tuple was taken: the first binding's,
+    /// with another source port (see [`remap_source`]). The connection is source-NATed
+    /// too.
+    Remapped(Tuple),
     /// The action does not apply to this tuple (another address family, no address).
     NotApplicable,
     /// Every candidate's reply tuple is taken.
@@ -132,7 +138,41 @@ pub fn choose(t: &Tuple, nat: &Nat, rnd: u64, taken: impl Fn(&Tuple) -> bool) ->
             }
         }
     }
+    if kind == NatKind::Dst {
+        // The reply tuples differ in the client's port too: Linux's DNAT keeps the binding
+        // asked for and its source NAT step then finds the client another port.
+        let port = if given_ports.is_none() || (plo..=phi).contains(&orig_port) {
+            orig_port
+        } else {
+            plo + (port_h % n_ports as u64) as u16
+        };
+        let n = translated(t, kind, lo + (addr_h % n_addrs) as u128, port);
+        if let Some(r) = remap_source(&n, mix(rnd ^ 0xc1a5), &taken) {
+            return Choice::Remapped(r);
+        }
+    }
     Choice::Exhausted
+}
+
+/// Implicit source NAT: `n` is a new connection's original tuple after the NAT it asked
+/// for (none: the packet's own), and its reverse is another connection's tuple already
+/// (a client reaching an endpoint directly from the port its connection through a cluster
+/// IP to that endpoint holds). Linux then gives the new connection another source port,
+/// of the same class (below 512, below 1024, the rest; any ICMP query identifier), tried
+/// from a random place (`rnd`). Returns the reply tuple it makes unique; `None` for a
+/// protocol without ports or when none of the ports tried is free.
+pub fn remap_source(n: &Tuple, rnd: u64, taken: impl Fn(&Tuple) -> bool) -> Option<Tuple> {
+    if !(n.has_ports() || n.is_icmp()) {
+        return None;
+    }
+    let (lo, hi) = default_range(n, NatKind::Src);
+    let size = (hi as u32).saturating_sub(lo as u32) + 1;
+    let start = (rnd % size as u64) as u32;
+    (0..size.min(PORT_TRIES))
+        .map(|i| (lo as u32 + (start + i) % size) as u16)
+        .filter(|&p| p != n.sport)
+        .map(|p| translated(n, NatKind::Src, n.src, p).reverse())
+        .find(|c| !taken(c))
 }
 
 #[cfg(test)]
@@ -189,6 +229,37 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn a_clash_is_resolved_with_a_source_port_of_the_same_class() {
+        // The reply tuple of 10.0.0.1:40000 -> 10.0.0.2:53 is taken: another source port,
+        // still above 1023.
+        let t = udp(0x0a00_0001, 40000);
+        let used = RefCell::new(HashSet::from([t.reverse()]));
+        let r = remap_source(&t, 7, |c| used.borrow().contains(c)).unwrap();
+        assert_eq!((r.src, r.sport, r.dst), (t.dst, 53, t.src));
+        assert!(r.dport >= 1024 && r.dport != 40000, "{r:?}");
+        for (sport, lo, hi) in [(80, 1, 511), (700, 600, 1023)] {
+            let t = udp(0x0a00_0001, sport);
+            let r = remap_source(&t, 7, |c| *c == t.reverse()).unwrap();
+            assert!((lo..=hi).contains(&r.dport) && r.dport != sport, "{r:?}");
+        }
+        let d = nat(NatKind::Dst, "10.1.0.5", "10.1.0.5", Some((8080, 8080)));
+        let direct = Tuple {
+            dst: 0x0a01_0005,
+            dport: 8080,
+            ..t
+        };
+        used.borrow_mut().insert(direct.reverse());
+        let Choice::Remapped(r) = choose(&t, &d, 3, |c| used.borrow().contains(c)) else {
+            panic!("the DNAT's only binding is taken: the source port must move")
+        };
+        assert_eq!((r.src, r.sport, r.dst), (0x0a01_0005, 8080, t.src));
+        assert!(r.dport >= 1024 && r.dport != 40000);
+        // Nothing free in the class: refused.
+        let t = udp(0x0a00_0001, 1);
+        assert!(remap_source(&t, 0, |_| true).is_none());
+    }
+
     proptest::proptest! {
         /// Whatever the clients and the range, a binding is never one already handed out,
         /// and each stays inside the range asked for.
@@ -215,7 +286,8 @@ mod tests {
                         // Only when every binding to this server is taken.
                         proptest::prop_assert_eq!(used.borrow().len(), n_addrs as usize * n_ports as usize);
                     }
-                    Choice::NotApplicable => proptest::prop_assert!(false),
+                    // Only destination NAT remaps the source port.
+                    Choice::NotApplicable | Choice::Remapped(_) => proptest::prop_assert!(false),
                 }
             }
         }

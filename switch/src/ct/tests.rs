@@ -996,3 +996,5 @@ proptest::proptest! {
         proptest::prop_assert!(whole.udp_checksum_ok());
     }
 }
+
+mod clash;
