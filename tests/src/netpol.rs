@@ -774,7 +774,12 @@ impl Cluster {
                 match v {
                     Ok(allow) if *allow == seen => {}
                     Ok(allow) => lines.push(format!(
-                        "  node-{node}: policy-check {} {} {} {port} says {}, the probe was {} ({})",
+                        "  {}: policy-check {} {} {} {port} says {}, the probe was {} ({})",
+                        if *node == 0 {
+                            "nodes 1+2".to_string()
+                        } else {
+                            format!("node-{node}")
+                        },
                         names[*f],
                         names[*t],
                         proto.lower(),
@@ -783,7 +788,7 @@ impl Cluster {
                         observed[&(*f, *t)]
                     )),
                     Err(e) => lines.push(format!(
-                        "  node-{node}: policy-check {} {} {} {port} failed: {e}",
+                        "  node {node}: policy-check {} {} {} {port} failed: {e}",
                         names[*f],
                         names[*t],
                         proto.lower()
@@ -829,16 +834,27 @@ impl Cluster {
                     s.spawn(move || {
                         let mut out = Vec::new();
                         for t in (0..n).filter(|&t| t != f) {
-                            for node in 1..=2 {
-                                let v = self.policy_check(
+                            // Each node decides the halves it holds (egress at the
+                            // source's, ingress at the destination's): asked of the
+                            // nodes of the two ends, the connection passes if both say
+                            // allow. Key: the one node, or 0 for both.
+                            let (a, b) = (self.pods[f].node, self.pods[t].node);
+                            let nodes: Vec<usize> = if a == b { vec![a] } else { vec![a, b] };
+                            let mut v = Ok(true);
+                            for &node in &nodes {
+                                let here = self.policy_check(
                                     node,
                                     &self.pods[f].id(),
                                     &self.pods[t].id(),
                                     proto,
                                     port,
                                 );
-                                out.push(((f, t, node), v));
+                                v = match (v, here) {
+                                    (Ok(x), Ok(y)) => Ok(x && y),
+                                    (Err(e), _) | (_, Err(e)) => Err(format!("node-{node}: {e}")),
+                                };
                             }
+                            out.push(((f, t, if a == b { a } else { 0 }), v));
                         }
                         out
                     })

@@ -676,7 +676,11 @@ fn a_pod_is_policed_from_its_first_packet_when_add_returns() {
     let web_env = containerd_env(&container_id(), &web, "web-0");
     let web_ip = addr_of(&rt.add(&list, &web_env, None).expect("ADD web"));
     // At once: the first echo request to it is already refused.
-    assert_eq!(ping(&client, &web_ip, 1).received, 0, "web must be isolated at once");
+    assert_eq!(
+        ping(&client, &web_ip, 1).received,
+        0,
+        "web must be isolated at once"
+    );
     let got = node
         .daemon
         .ctl_json(&["get", "networkpolicies", "-n", "e2e", "deny-web"]);

@@ -356,7 +356,10 @@ fn policy_sees_the_endpoint_behind_a_service() {
     apply(&bed.d, &[on(80)]);
     assert!(through(8000), "b's own port, after translation");
     let c = bed.check("x/a", vip, "tcp");
-    assert_eq!(c["verdict"], "deny", "policy-check to port 80 of the Service: {c}");
+    assert_eq!(
+        c["verdict"], "deny",
+        "policy-check to port 80 of the Service: {c}"
+    );
     let c = bed.d.ctl_json(&["policy-check", "x/a", vip, "tcp", "8000"]);
     assert_eq!(c["verdict"], "allow", "{c}");
     assert_eq!(c["translated_to"], format!("{B}:80"), "{c}");

@@ -3,11 +3,11 @@
 //! policy's counters for `get networkpolicies` (its rules' flows' packets).
 
 use super::{Refusal, Switch};
+use crate::dp::action::DpAction;
 use crate::k8s::local::LocalPod;
 use crate::k8s::netpol::{self, Direction, parse_rule_id, pod_address, prio};
 use crate::k8s::pipeline::{Table, reg};
 use crate::k8s::{ObjectKey, Stored, pod};
-use crate::dp::action::DpAction;
 use crate::ofproto::now_ms;
 use crate::ofproto::trace::{TraceStep, TracedRule};
 use serde_json::{Value, json};

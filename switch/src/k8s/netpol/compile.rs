@@ -48,6 +48,10 @@ pub mod prio {
     /// An isolated Pod's packets of no connection (`+inv`): dropped unless from the
     /// node (one above).
     pub const INVALID: u16 = 205;
+    /// A rule of every peer and port: its Pods alone (above the clauses, which may
+    /// match the same Pods; which of two allowing rules wins changes only which one
+    /// counts the connection).
+    pub const ALLOW_ANY: u16 = 101;
     /// The rules' conjunctions.
     pub const ALLOW: u16 = 100;
     /// An isolated Pod's default: what no rule allowed.
@@ -299,13 +303,8 @@ impl Emit {
                     .collect(),
             }
         };
-        let base = |r: RuleBuilder| r;
-        let mut dims: Vec<Vec<RuleBuilder>> = vec![
-            c.pods
-                .iter()
-                .map(|p| base(dir.pod(prio::ALLOW, *p)))
-                .collect(),
-        ];
+        let mut dims: Vec<Vec<RuleBuilder>> =
+            vec![c.pods.iter().map(|p| dir.pod(prio::ALLOW, *p)).collect()];
         let plain = || rule(dir.table(), prio::ALLOW).ip();
         if let Some(peers) = &c.peers {
             dims.push(peers.iter().map(|n| peer(plain(), n)).collect());
@@ -314,8 +313,10 @@ impl Emit {
             dims.push(ports.iter().flat_map(|k| port(plain(), k)).collect());
         }
         if dims.len() == 1 {
-            let only = dims.pop().unwrap_or_default();
-            self.rules.extend(only.into_iter().map(allow));
+            // Every peer on every port: the Pods alone, one rule each (a priority of
+            // its own, since another policy's clause may have the same match).
+            self.rules
+                .extend(c.pods.iter().map(|p| allow(dir.pod(prio::ALLOW_ANY, *p))));
             return;
         }
         if self.conjs >= 256 {

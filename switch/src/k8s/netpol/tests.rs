@@ -269,9 +269,9 @@ fn a_policy_reads_as_kubectl_prints_it() {
     assert_eq!(read_network_policy(&kept).unwrap(), (key.clone(), p));
     assert_eq!(
         NETWORK_POLICY.cells(&key, &s),
-        ["app=web", "Ingress,Egress", "2", "2"]
+        ["app=web", "0", "0", "0", "Ingress,Egress", "2", "2"]
     );
-    assert_eq!(NETWORK_POLICY.columns().len(), 4);
+    assert_eq!(NETWORK_POLICY.columns().len(), 7);
 }
 
 #[test]
@@ -722,14 +722,14 @@ fn get_shows_the_pod_selector_as_kubectl_does() {
     let cells = |spec: Value| NETWORK_POLICY.cells(&key, &stored(policy(spec)));
     assert_eq!(
         cells(json!({ "podSelector": {} })),
-        ["<none>", "Ingress", "0", "0"]
+        ["<none>", "0", "0", "0", "Ingress", "0", "0"]
     );
     assert_eq!(
         cells(json!({ "podSelector": { "matchExpressions": [
             { "key": "tier", "operator": "NotIn", "values": ["db", "cache"] },
             { "key": "app", "operator": "Exists" }] },
             "egress": [{}] })),
-        ["app,tier notin (cache,db)", "Ingress,Egress", "0", "1"]
+        ["app,tier notin (cache,db)", "0", "0", "0", "Ingress,Egress", "0", "1"]
     );
     // What `get -o yaml` shows: the defaulted policy types are written out.
     let kept = NETWORK_POLICY.to_object(&key, &stored(policy(json!({ "egress": [{}] }))));

@@ -420,3 +420,23 @@ fn ranges_and_blocks_become_the_fewest_masks() {
         assert!(!parts.iter().any(|p| p.contains(ip)), "{ip}");
     }
 }
+
+#[test]
+fn an_allow_all_rule_and_another_policys_clause_on_the_same_pod_both_hold() {
+    let p80 = policy(
+        "x",
+        "p80",
+        json!({"podSelector": {}, "ingress": [{"ports": [{"port": 80}]}]}),
+    );
+    let all = policy("x", "all", json!({"podSelector": {}, "ingress": [{}]}));
+    let mut b = Bed::new(vec![p80.clone(), all.clone()]);
+    assert_eq!(b.a_to_b("tcp", 81), "allow");
+    assert_eq!(b.a_to_b("tcp", 80), "allow");
+    b.delete(&all);
+    assert_eq!(b.a_to_b("tcp", 81), "deny");
+    assert_eq!(b.a_to_b("tcp", 80), "allow");
+    b.apply(&all);
+    b.delete(&p80);
+    assert_eq!(b.a_to_b("udp", 81), "allow");
+    assert_eq!(b.bridge.owner_conflicts(), 0);
+}
