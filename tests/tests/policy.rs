@@ -373,3 +373,79 @@ fn policy_sees_the_endpoint_behind_a_service() {
     apply(&bed.d, &[egress]);
     assert!(through(8000), "a's egress rule sees b:80 too");
 }
+
+/// Policies and labels change while a Pod keeps opening connections: nothing passes
+/// that the policy sets on both sides of every change deny (port 81 here: every
+/// version allows only 80 or 82), and port 80 follows the changes.
+#[test]
+#[ignore = "needs root"]
+fn nothing_both_sides_of_a_change_deny_passes_during_churn() {
+    let _serial = serial();
+    require_root();
+    let bed = Bed::new();
+    let srv81 = bed.b.spawn(&[
+        "timeout",
+        "60",
+        "python3",
+        "-c",
+        "import socket\nt = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\nt.bind(('0.0.0.0', 81)); t.listen(512)\nwhile True:\n c, _ = t.accept(); c.sendall(b'hi'); c.close()",
+    ]);
+    let version = |port: u16, role: &str| {
+        policy(
+            "b-in",
+            json!({"podSelector": {"matchLabels": {"pod": "b"}},
+                "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": role}}}],
+                             "ports": [{"port": port}]}]}),
+        )
+    };
+    apply(&bed.d, &[version(80, "client")]);
+    // Probes: new connections to b:81 and b:80 from a, as fast as they go, for 12 s.
+    let probe = format!(
+        r#"
+import socket, time
+end = time.time() + 12
+ok = {{80: 0, 81: 0}}; tries = {{80: 0, 81: 0}}
+while time.time() < end:
+    for port in (80, 81):
+        tries[port] += 1
+        try:
+            s = socket.create_connection(("{B}", port), timeout=0.2); s.recv(10); s.close(); ok[port] += 1
+        except Exception:
+            pass
+print(ok[80], ok[81], tries[80], tries[81])
+"#
+    );
+    let prober = bed.a.spawn(&["timeout", "30", "python3", "-c", &probe]);
+    let f = bed.d.dir().join("churn.json");
+    for i in 0..20 {
+        let objects = match i % 4 {
+            0 => vec![version(82, "client")],
+            1 => vec![
+                version(80, "client"),
+                pod("a", A, json!({"pod": "a", "role": "client"})),
+            ],
+            2 => vec![pod("a", A, json!({"pod": "a", "role": "other"}))],
+            _ => vec![pod("a", A, json!({"pod": "a", "role": "client"}))],
+        };
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
+        std::fs::write(&f, list.to_string()).unwrap();
+        bed.d.ctl_ok(&["apply", "-f", f.to_str().unwrap()]);
+        std::thread::sleep(std::time::Duration::from_millis(400));
+    }
+    let out = prober.finish(std::time::Duration::from_secs(30));
+    let counts: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(counts.len(), 4, "{}", show(&out));
+    assert_eq!(counts[1], 0, "port 81 passed during the churn: {counts:?}");
+    assert!(
+        counts[0] > 0,
+        "port 80 was allowed part of the time: {counts:?}"
+    );
+    assert!(
+        counts[0] < counts[2],
+        "and denied part of the time: {counts:?}"
+    );
+    drop(srv81);
+}

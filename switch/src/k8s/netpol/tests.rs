@@ -729,7 +729,15 @@ fn get_shows_the_pod_selector_as_kubectl_does() {
             { "key": "tier", "operator": "NotIn", "values": ["db", "cache"] },
             { "key": "app", "operator": "Exists" }] },
             "egress": [{}] })),
-        ["app,tier notin (cache,db)", "0", "0", "0", "Ingress,Egress", "0", "1"]
+        [
+            "app,tier notin (cache,db)",
+            "0",
+            "0",
+            "0",
+            "Ingress,Egress",
+            "0",
+            "1"
+        ]
     );
     // What `get -o yaml` shows: the defaulted policy types are written out.
     let kept = NETWORK_POLICY.to_object(&key, &stored(policy(json!({ "egress": [{}] }))));
