@@ -622,8 +622,9 @@ pub fn policies_of_pod(objects: &Objects, namespace: &str, labels: &Labels) -> V
                         if l.iter().any(|pp| matches!(pp.port, PortMatch::Named(_))));
                     match &r.peers {
                         Peers::Any => named,
+                        // An ipBlock's Pods resolve a rule's names too.
                         Peers::Only(peers) => peers.iter().any(|peer| match peer {
-                            Peer::IpBlock(_) => false,
+                            Peer::IpBlock(_) => named,
                             Peer::Pods { namespaces, pods } => {
                                 let ns_ok = match namespaces {
                                     Namespaces::Policy => own,

@@ -411,26 +411,38 @@ fn peer_addresses(
 }
 
 /// The Pods a rule's peers are, for resolving named ports at the destination (an
-/// egress rule's): every Pod for `Peers::Any`; ipBlocks have no port names.
+/// egress rule's): every Pod for `Peers::Any`, and for an ipBlock the Pods whose
+/// addresses it holds (a name is a Pod's port, however the Pod is reached: as the
+/// upstream reference model, policy-assistant, resolves it).
 fn peer_pod_list<'a>(
     node: &NodeCtx,
     objects: &'a Objects,
     namespace: &str,
     peers: &Peers,
 ) -> Vec<(&'a ObjectKey, &'a Pod, Ipv4Addr)> {
-    match peers {
-        Peers::Any => address_all(
+    let every = || {
+        address_all(
             node,
             objects
                 .of_kind(pod::POD_KIND, None)
                 .filter_map(|(k, s)| Some((k, pod::pod_of(&s.spec)?)))
                 .collect(),
-        ),
+        )
+    };
+    match peers {
+        Peers::Any => every(),
         Peers::Only(list) => {
             let mut out = Vec::new();
+            let mut all = None;
             for p in list {
-                if let Peer::Pods { namespaces, pods } = p {
-                    out.extend(peer_pods(node, objects, namespace, namespaces, pods));
+                match p {
+                    Peer::Pods { namespaces, pods } => {
+                        out.extend(peer_pods(node, objects, namespace, namespaces, pods));
+                    }
+                    Peer::IpBlock(b) => {
+                        let all = all.get_or_insert_with(every);
+                        out.extend(all.iter().filter(|(_, _, ip)| b.contains(*ip)).copied());
+                    }
                 }
             }
             out.sort_by_key(|(k, _, _)| *k);
