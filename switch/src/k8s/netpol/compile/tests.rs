@@ -177,7 +177,7 @@ impl Bed {
     }
 
     /// A new connection from a Pod behind the tunnel (node 192.168.1.2) to a local Pod.
-    fn from_remote(&self, from: &str, to: &str, proto: &str, port: u16) -> &'static str {
+    fn verdict_from_remote(&self, from: &str, to: &str, proto: &str, port: u16) -> &'static str {
         let to_mac = MacAddr::for_ipv4(to.parse().unwrap());
         let from_mac = MacAddr::for_ipv4(from.parse().unwrap());
         let packet = format!(
@@ -746,7 +746,7 @@ mod random {
                         let got = if local(from) {
                             b.verdict(from.trim_start_matches("10.244.1.").parse::<u32>().unwrap(), from, to, proto_name, port)
                         } else {
-                            b.from_remote(from, to, proto_name, port)
+                            b.verdict_from_remote(from, to, proto_name, port)
                         };
                         prop_assert_eq!(
                             got, want,
