@@ -158,6 +158,7 @@ pub fn add_services(bridge: &mut Bridge, pods: u32, n: u32, endpoints: u32) -> V
         node_ip: Some(NODE_IP.parse().expect("IP")),
         zone: None,
         pods: &vswitch::k8s::local::NO_PODS,
+        audit: false,
     };
     let mut objects = Objects::default();
     let first = u32::from(Ipv4Addr::new(10, 96, 0, 10));

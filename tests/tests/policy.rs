@@ -80,8 +80,14 @@ struct Bed {
 
 impl Bed {
     fn new() -> Bed {
+        Bed::with(&[])
+    }
+
+    fn with(extra: &[&str]) -> Bed {
         let node = Netns::new();
-        let d = Daemon::start_in(&node, &["--pod-cidr", POD_CIDR, "--node-name", "n1"]);
+        let mut args = vec!["--pod-cidr", POD_CIDR, "--node-name", "n1"];
+        args.extend_from_slice(extra);
+        let d = Daemon::start_in(&node, &args);
         let (a, b) = (Netns::new(), Netns::new());
         add_pod(&d, "a", &a, A, GATEWAY);
         add_pod(&d, "b", &b, B, GATEWAY);
@@ -448,4 +454,46 @@ print(ok[80], ok[81], tries[80], tries[81])
         "and denied part of the time: {counts:?}"
     );
     drop(srv81);
+}
+
+/// With `--netpol-audit-log`, each refused new connection is logged with the Pod, the
+/// policies isolating it and the peer; allowed ones are not.
+#[test]
+#[ignore = "needs root"]
+fn refused_connections_are_logged_with_the_pod_and_the_policies() {
+    let _serial = serial();
+    require_root();
+    let log = std::env::temp_dir().join(format!("{}.log", vswitch_tests::e2e::unique("audit")));
+    let bed = Bed::with(&["--netpol-audit-log", log.to_str().unwrap()]);
+    apply(
+        &bed.d,
+        &[policy(
+            "b-web",
+            json!({"podSelector": {"matchLabels": {"pod": "b"}},
+                "ingress": [{"ports": [{"port": 81}]}]}),
+        )],
+    );
+    assert!(!reaches(&bed.a, B, "tcp"));
+    assert!(
+        reaches(&bed.b, A, "tcp"),
+        "b's own connections are not refused"
+    );
+    let found = vswitch_tests::e2e::wait_until(std::time::Duration::from_secs(5), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("ingress deny"))
+    });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert!(found, "no audit line: {text:?}");
+    let line = text.lines().find(|l| l.contains("ingress deny")).unwrap();
+    assert!(line.starts_with("20"), "a date first: {line}");
+    for want in [
+        "pod=x/b",
+        "policies=x/b-web",
+        &format!("tcp {A}:"),
+        &format!("-> {B}:80"),
+        "peer=x/a",
+    ] {
+        assert!(line.contains(want), "{want:?} not in {line:?}");
+    }
+    assert!(!text.contains("egress deny"), "{text}");
 }

@@ -98,6 +98,11 @@ struct Args {
     /// hinted for its zone (default: none, hints are not used).
     #[arg(long)]
     node_zone: Option<String>,
+    /// Log every new connection a NetworkPolicy refuses to FILE (appended), one a line
+    /// with the Pod, the policies that isolate it and the packet's addresses and ports,
+    /// as Antrea's audit logging does; at most 100 a second per worker.
+    #[arg(long, value_name = "FILE")]
+    netpol_audit_log: Option<std::path::PathBuf>,
     /// The VXLAN network identifier of the Pod network (the same on every node).
     #[arg(long, default_value_t = vswitch::daemon::overlay::DEFAULT_VNI, value_parser = clap::value_parser!(u32).range(0..=0xff_ffff))]
     vni: u32,
@@ -183,6 +188,7 @@ fn main() {
         vxlan_port: args.vxlan_port,
         ct_capacity: args.ct_capacity,
         ct_file: vswitch::ct::file_for(&args.socket),
+        netpol_audit_log: args.netpol_audit_log.clone(),
     }) {
         Ok(s) => Arc::new(Mutex::new(s)),
         Err(e) => fail(error_line(&e)),

@@ -156,6 +156,9 @@ pub struct Config {
     /// The file the connection table lives in so that it outlives the process (beside
     /// the control socket: `ct::file_for`); `None`: in memory only.
     pub ct_file: Option<PathBuf>,
+    /// NetworkPolicy's audit log (`--netpol-audit-log`): new connections a policy
+    /// refused, one a line, with the Pod and the policies; `None`: not logged.
+    pub netpol_audit_log: Option<PathBuf>,
 }
 
 impl Config {
@@ -181,6 +184,7 @@ impl Config {
             rps: true,
             ct_capacity: crate::ct::DEFAULT_CAPACITY,
             ct_file: None,
+            netpol_audit_log: None,
         }
     }
 }
@@ -520,7 +524,10 @@ impl Switch {
     /// Once a second: apply learned flows, expire flows, age MAC entries.
     pub fn housekeeping(&mut self) {
         let now = now_ms();
-        let learned = self.ports.learned();
+        let (learned, denied) = self.ports.upcalls();
+        if !denied.is_empty() {
+            self.audit(&denied);
+        }
         let done = self.transact(|sw, _| {
             for spec in &learned {
                 if let Err(e) = sw.bridge.learn(spec, now) {

@@ -46,6 +46,7 @@ impl Switch {
             node_ip: self.tunnel_local(),
             zone: self.config.node_zone.as_deref(),
             pods: &self.podnet.bound,
+            audit: self.config.netpol_audit_log.is_some(),
         }
     }
 

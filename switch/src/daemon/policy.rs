@@ -11,6 +11,7 @@ use crate::k8s::{ObjectKey, Stored, pod};
 use crate::ofproto::now_ms;
 use crate::ofproto::trace::{TraceStep, TracedRule};
 use serde_json::{Value, json};
+use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use vswitch_proto::action::Action;
 use vswitch_proto::field::FieldId;
@@ -415,5 +416,116 @@ impl Switch {
             ip,
             local,
         })
+    }
+}
+
+/// `2026-12-06T22:45:01.123Z` for milliseconds since the epoch (UTC; days to a date
+/// as in Howard Hinnant's `civil_from_days`).
+fn utc(ms: u64) -> String {
+    let (secs, ms) = (ms / 1000, ms % 1000);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+impl Switch {
+    /// NetworkPolicy's audit log: each refused new connection as one line, appended
+    /// (the file opened for each batch, so it may be rotated away underneath):
+    /// `TIME ingress|egress deny pod=NS/NAME policies=NS/P,... PROTO SRC:PORT -> DST:PORT
+    /// peer=NS/NAME`.
+    pub(super) fn audit(&self, denied: &[super::worker::Denied]) {
+        use std::io::Write as _;
+        let Some(path) = &self.config.netpol_audit_log else {
+            return;
+        };
+        let mut text = String::new();
+        for d in denied {
+            let dir = if d.ingress {
+                Direction::Ingress
+            } else {
+                Direction::Egress
+            };
+            let deny = netpol::deny_rule(dir, d.port, true);
+            let policies: Vec<String> = self
+                .bridge
+                .slot_owners(deny.table, deny.priority, &deny.matching)
+                .into_iter()
+                .map(|o| {
+                    self.owner_name(o)
+                        .trim_start_matches("networkpolicy/")
+                        .to_string()
+                })
+                .collect();
+            // The Pod object bound to the port, else the port's own name.
+            let pod = self
+                .podnet
+                .bound
+                .by_port(d.port)
+                .and_then(|l| self.objects.pods_with_ip(l.ip).next())
+                .map_or_else(
+                    || self.local_pod_name(d.port),
+                    |k| format!("{}/{}", k.namespace, k.name),
+                );
+            let pod = pod.trim_start_matches("pod/");
+            let peer_ip = if d.ingress { d.src } else { d.dst };
+            let peer = match peer_ip {
+                std::net::IpAddr::V4(ip) => self
+                    .objects
+                    .pods_with_ip(ip)
+                    .next()
+                    .map(|k| format!(" peer={}/{}", k.namespace, k.name)),
+                std::net::IpAddr::V6(_) => None,
+            }
+            .unwrap_or_default();
+            let proto = match d.proto {
+                6 => "tcp".to_string(),
+                17 => "udp".to_string(),
+                132 => "sctp".to_string(),
+                1 => "icmp".to_string(),
+                n => format!("proto={n}"),
+            };
+            let _ = writeln!(
+                text,
+                "{} {} deny pod={pod} policies={} {proto} {}:{} -> {}:{}{peer}",
+                utc(d.at_ms),
+                dir.as_str(),
+                policies.join(","),
+                d.src,
+                d.sport,
+                d.dst,
+                d.dport
+            );
+        }
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()));
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the NetworkPolicy audit log");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_times_read_as_dates() {
+        assert_eq!(super::utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::utc(951_782_400_007), "2000-02-29T00:00:00.007Z");
+        assert_eq!(super::utc(1_796_596_501_123), "2026-12-06T22:35:01.123Z");
     }
 }

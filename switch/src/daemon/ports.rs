@@ -51,7 +51,7 @@ impl Port {
 pub(super) struct Ports {
     table: BTreeMap<u32, Port>,
     workers: Vec<WorkerHandle>,
-    learn_rx: Receiver<Arc<FlowSpec>>,
+    learn_rx: Receiver<worker::Upcall>,
     /// The port number given last.
     last_no: u32,
     /// The RPS mask of the switch's TAPs, worked out at the first TAP ("" when unknown).
@@ -116,9 +116,17 @@ impl Ports {
         self.table.values()
     }
 
-    /// Flows a `learn` action asked for since the last call.
-    pub(super) fn learned(&self) -> Vec<Arc<FlowSpec>> {
-        self.learn_rx.try_iter().collect()
+    /// Flows a `learn` action asked for, and new connections NetworkPolicy refused
+    /// (with audit logging on), since the last call.
+    pub(super) fn upcalls(&self) -> (Vec<Arc<FlowSpec>>, Vec<worker::Denied>) {
+        let (mut learned, mut denied) = (Vec::new(), Vec::new());
+        for u in self.learn_rx.try_iter() {
+            match u {
+                worker::Upcall::Learn(f) => learned.push(f),
+                worker::Upcall::Denied(d) => denied.push(d),
+            }
+        }
+        (learned, denied)
     }
 
     /// Ask every worker and wait (a bounded time) for each answer.

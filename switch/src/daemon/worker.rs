@@ -135,7 +135,7 @@ pub fn spawn(
     id: usize,
     pipeline: Arc<ArcSwap<Pipeline>>,
     mac: Arc<MacTable>,
-    learn: Sender<Arc<FlowSpec>>,
+    learn: Sender<Upcall>,
     busy_poll: Duration,
     ct: CtWorker,
 ) -> io::Result<WorkerHandle> {
@@ -157,6 +157,8 @@ pub fn spawn(
                     .collect(),
                 scratch: Vec::new(),
                 learned: Vec::new(),
+                denied: Vec::new(),
+                denied_limit: IcmpLimit::default(),
                 learn,
                 controller_packets: 0,
                 icmp: IcmpLimit::default(),
@@ -172,6 +174,34 @@ pub fn spawn(
     })
 }
 
+/// What a worker hands the daemon between batches.
+#[derive(Debug)]
+pub enum Upcall {
+    /// A `learn` action asked for this flow.
+    Learn(Arc<FlowSpec>),
+    /// NetworkPolicy refused a new connection, to be logged (audit logging on).
+    Denied(Denied),
+}
+
+/// A new connection NetworkPolicy refused: the isolated Pod's port and direction, and
+/// the packet's addresses and ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Denied {
+    pub ingress: bool,
+    pub port: u32,
+    pub proto: u8,
+    pub src: std::net::IpAddr,
+    pub dst: std::net::IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+    /// When, in milliseconds since the epoch.
+    pub at_ms: u64,
+}
+
+/// Denied connections a worker reports, at most [`DENIED_PER_SECOND`] (more are
+/// counted, not logged: a scan must not flood the log).
+const DENIED_PER_SECOND: u32 = 100;
+
 struct Worker {
     id: usize,
     poll: Poll,
@@ -181,7 +211,9 @@ struct Worker {
     batch: Vec<Packet>,
     scratch: Vec<u8>,
     learned: Vec<Arc<FlowSpec>>,
-    learn: Sender<Arc<FlowSpec>>,
+    denied: Vec<Denied>,
+    denied_limit: IcmpLimit,
+    learn: Sender<Upcall>,
     controller_packets: u64,
     busy_poll: Duration,
     icmp: IcmpLimit,
@@ -199,14 +231,51 @@ const ICMP_PER_SECOND: u32 = 1000;
 
 impl IcmpLimit {
     fn allow(&mut self, now_ms: u64) -> bool {
+        self.allow_n(now_ms, ICMP_PER_SECOND)
+    }
+
+    /// Whether one more may go this second, at most `per_second`.
+    fn allow_n(&mut self, now_ms: u64, per_second: u32) -> bool {
         let second = now_ms / 1000;
         if second != self.second {
             self.second = second;
             self.sent = 0;
         }
         self.sent += 1;
-        self.sent <= ICMP_PER_SECOND
+        self.sent <= per_second
     }
+}
+
+/// A denied packet's addresses and ports, read from its headers.
+fn denied(pkt: &Packet, ingress: bool, port: u32, now: u64) -> Option<Denied> {
+    use vswitch_proto::field::ethertype;
+    let mut key = vswitch_proto::flow::Flow::ZERO;
+    let mut layers = crate::flow::Layers::default();
+    crate::flow::extract(pkt.data(), &mut key, &mut layers).ok()?;
+    let (src, dst) = match key.dl_type() {
+        ethertype::IPV4 => (
+            std::net::Ipv4Addr::from(key.nw_src()).into(),
+            std::net::Ipv4Addr::from(key.nw_dst()).into(),
+        ),
+        ethertype::IPV6 => (
+            std::net::Ipv6Addr::from(key.ipv6_src()).into(),
+            std::net::Ipv6Addr::from(key.ipv6_dst()).into(),
+        ),
+        _ => return None,
+    };
+    Some(Denied {
+        ingress,
+        port,
+        proto: key.nw_proto(),
+        src,
+        dst,
+        sport: key.tp_src(),
+        dport: key.tp_dst(),
+        // The log's time (`now` is the worker's monotonic clock).
+        at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(now, |d| d.as_millis() as u64),
+    })
 }
 
 /// Where the fast path's outputs go: straight to this worker's queue of each port.
@@ -215,6 +284,8 @@ struct Out<'a> {
     ports: &'a PortTable,
     scratch: &'a mut Vec<u8>,
     learned: &'a mut Vec<Arc<FlowSpec>>,
+    denied: &'a mut Vec<Denied>,
+    denied_limit: &'a mut IcmpLimit,
     controller_packets: &'a mut u64,
     icmp: &'a mut IcmpLimit,
     now: u64,
@@ -230,8 +301,14 @@ impl Sink for Out<'_> {
         }
     }
 
-    fn controller(&mut self, _pkt: &Packet, _reason: ControllerReason) {
+    fn controller(&mut self, pkt: &Packet, reason: ControllerReason) {
         *self.controller_packets += 1;
+        if let ControllerReason::PolicyDenied { ingress, port } = reason
+            && self.denied_limit.allow_n(self.now, DENIED_PER_SECOND)
+            && let Some(d) = denied(pkt, ingress, port, self.now)
+        {
+            self.denied.push(d);
+        }
     }
 
     fn learn(&mut self, flow: &Arc<FlowSpec>) {
@@ -340,7 +417,10 @@ impl Worker {
             }
             self.fp.maintain(now);
             for spec in self.learned.drain(..) {
-                let _ = self.learn.send(spec);
+                let _ = self.learn.send(Upcall::Learn(spec));
+            }
+            for d in self.denied.drain(..) {
+                let _ = self.learn.send(Upcall::Denied(d));
             }
         }
     }
@@ -392,6 +472,8 @@ impl Worker {
             batch,
             scratch,
             learned,
+            denied,
+            denied_limit,
             controller_packets,
             icmp,
             ..
@@ -407,6 +489,8 @@ impl Worker {
                     ports,
                     scratch,
                     learned,
+                    denied,
+                    denied_limit,
                     controller_packets,
                     icmp,
                     now,

@@ -59,6 +59,9 @@ impl DropReason {
 pub enum ControllerReason {
     /// A `controller` action in a rule.
     Action,
+    /// NetworkPolicy refused a new connection (an isolated Pod's deny rule, with audit
+    /// logging on): the Pod on `port`, isolated for ingress or egress.
+    PolicyDenied { ingress: bool, port: u32 },
 }
 
 /// State carried into a recirculated pass: the table to resume in, and the metadata

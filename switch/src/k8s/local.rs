@@ -346,6 +346,11 @@ impl LocalPods {
         by_name.or_else(|| self.by_ip.get(&ip?))
     }
 
+    /// The local Pod on port `port`.
+    pub fn by_port(&self, port: u32) -> Option<&LocalPod> {
+        self.by_ip.values().find(|p| p.port == port)
+    }
+
     /// The local Pod holding address `ip`.
     pub fn with_ip(&self, ip: Ipv4Addr) -> Option<&LocalPod> {
         self.by_ip.get(&ip)

@@ -165,6 +165,9 @@ pub struct NodeCtx<'a> {
     pub zone: Option<&'a str>,
     /// The node's local Pods, which Pod objects bind to (`local::NO_PODS` when none).
     pub pods: &'a local::LocalPods,
+    /// NetworkPolicy's audit logging is on: denied new connections go to the switch to
+    /// be logged.
+    pub audit: bool,
 }
 
 /// A route the switch's namespace needs for an object: `dst via gateway dev <gateway

@@ -752,8 +752,8 @@ impl Kind for NetworkPolicyKind {
 
 mod compile;
 pub use compile::{
-    Direction, applied_to, parse_rule_id, peer_pods, pod_address, port_masks, prio, rule_id,
-    subtract,
+    Direction, applied_to, deny_rule, parse_rule_id, peer_pods, pod_address, port_masks, prio,
+    rule_id, subtract,
 };
 
 #[cfg(test)]

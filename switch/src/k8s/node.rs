@@ -380,6 +380,7 @@ mod tests {
             node_ip: Some(Ipv4Addr::new(192, 168, 1, 1)),
             zone: None,
             pods: &crate::k8s::local::NO_PODS,
+            audit: false,
         };
         let mut objects = Objects::default();
         assert_eq!(NODE.check(&ctx, &objects, &k, &spec), Ok(Checked::Ok));

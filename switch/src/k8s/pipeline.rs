@@ -280,6 +280,37 @@ pub fn ct_commit_with_rules() -> Action {
     }))
 }
 
+/// The controller connection id of NetworkPolicy's audit (`controller(id=...)`): a
+/// denied new connection handed to the switch to be logged, with the Pod's port and
+/// direction in the userdata (`01.00.00.00.03`: ingress, port 3).
+pub const AUDIT_CONTROLLER_ID: u16 = 0xfa11;
+
+/// `controller(id=AUDIT_CONTROLLER_ID,userdata=DIR.PORT)`: log this denied packet.
+pub fn audit_action(ingress: bool, port: u32) -> Action {
+    let mut userdata = vec![u8::from(ingress)];
+    userdata.extend(port.to_be_bytes());
+    Action::ControllerEx(Box::new(vswitch_proto::action::ControllerOpts {
+        max_len: 0,
+        id: AUDIT_CONTROLLER_ID,
+        userdata: Some(userdata),
+        ..Default::default()
+    }))
+}
+
+/// What an audit `controller` action says (`None`: another controller action).
+pub fn audit_reason(
+    o: &vswitch_proto::action::ControllerOpts,
+) -> Option<crate::dp::action::ControllerReason> {
+    let u = o.userdata.as_deref()?;
+    if o.id != AUDIT_CONTROLLER_ID || u.len() != 5 || u[0] > 1 {
+        return None;
+    }
+    Some(crate::dp::action::ControllerReason::PolicyDenied {
+        ingress: u[0] == 1,
+        port: u32::from_be_bytes([u[1], u[2], u[3], u[4]]),
+    })
+}
+
 /// A rule being built: its table and priority, then matches and actions, in the order a
 /// flow line would give them.
 #[derive(Clone, Debug)]

@@ -579,7 +579,16 @@ impl<'a> Ctx<'a> {
                         self.out.push(DpAction::CtClear);
                     }
                 }
-                Action::ControllerEx(o) => self.controller(o.max_len),
+                Action::ControllerEx(o) => match crate::k8s::pipeline::audit_reason(o) {
+                    Some(reason) => {
+                        self.commit();
+                        self.out.push(DpAction::Controller {
+                            max_len: o.max_len,
+                            reason,
+                        });
+                    }
+                    None => self.controller(o.max_len),
+                },
                 Action::DecTtlIds(_) => self.dec_ttl(),
                 // Queues are not implemented: the packet goes out of the port.
                 Action::Enqueue { port, .. } => self.output(*port, None),

@@ -480,7 +480,7 @@ pub fn compile(
         e.rules.extend(
             applied
                 .iter()
-                .map(|(_, _, l)| dir.pod(prio::DENY, l.port).drop()),
+                .map(|(_, _, l)| deny_rule(dir, l.port, node.audit)),
         );
         e.rules.extend(always(node, dir));
         if dir == Direction::Ingress {
@@ -510,6 +510,20 @@ pub fn compile(
         }
     }
     e.rules
+}
+
+/// An isolated Pod's deny rule: what no rule allowed stops here, counted, and with
+/// `audit` handed to the switch to be logged.
+pub fn deny_rule(dir: Direction, port: u32, audit: bool) -> OwnedRule {
+    let r = dir.pod(prio::DENY, port);
+    if audit {
+        r.then(crate::k8s::pipeline::audit_action(
+            dir == Direction::Ingress,
+            port,
+        ))
+    } else {
+        r.drop()
+    }
 }
 
 /// The rule that counts the packets of the connections rule `rid` allowed, as they pass

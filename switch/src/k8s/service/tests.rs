@@ -308,6 +308,7 @@ fn a_new_connection_to_the_service_is_dnated_to_an_endpoint_and_committed_once()
             node_ip: None,
             zone: None,
             pods: &crate::k8s::local::NO_PODS,
+            audit: false,
         },
         &objects,
         &key,
@@ -429,6 +430,7 @@ fn node(name: &str) -> NodeCtx<'_> {
         node_ip: Some(Ipv4Addr::new(192, 168, 1, 1)),
         zone: None,
         pods: &crate::k8s::local::NO_PODS,
+        audit: false,
     }
 }
 

@@ -114,6 +114,7 @@ impl Bed {
             node_ip: Some(Ipv4Addr::new(192, 168, 1, 1)),
             zone: None,
             pods: &self.pods,
+            audit: false,
         }
     }
 
