@@ -42,11 +42,11 @@ fn k8s_pipeline() {
 # decremented), through every table: tracked, then (a new connection) committed.
 trace ct=+trk+new in_port=3,tcp,dl_src=0a:58:0a:f4:01:03,dl_dst=0a:58:0a:f4:01:01,nw_src=10.244.1.3,nw_dst=10.244.1.4,nw_ttl=64,tp_src=40000,tp_dst=8080
 expect tables 0 1 2 3 4 5 6 7 8 9 10
-expect actions set(eth(src=0a:58:0a:f4:01:01,dst=0a:58:0a:f4:01:04)),set(ipv4(ttl=63)),ct(commit,zone=65520,nat),4
+expect actions set(eth(src=0a:58:0a:f4:01:01,dst=0a:58:0a:f4:01:04)),set(ipv4(ttl=63)),ct(commit,zone=65520,label=0x0/0xffffffffffffffff,nat),4
 # Sent to Pod 1's own MAC: switched, unchanged.
 trace ct=+trk+new in_port=3,tcp,dl_src=0a:58:0a:f4:01:03,dl_dst=0a:58:0a:f4:01:04,nw_src=10.244.1.3,nw_dst=10.244.1.4,nw_ttl=64,tp_src=40000,tp_dst=8080
 expect tables 0 1 2 3 4 5 6 7 8 9 10
-expect actions ct(commit,zone=65520,nat),4
+expect actions ct(commit,zone=65520,label=0x0/0xffffffffffffffff,nat),4
 # A spoofed source is dropped at SpoofGuard.
 trace in_port=3,tcp,dl_src=0a:58:0a:f4:01:03,nw_src=10.244.1.99,nw_dst=10.244.1.4,nw_ttl=64
 expect tables 0 1
@@ -59,11 +59,11 @@ expect actions set(eth(src=0a:58:0a:f4:01:01,dst=0a:58:0a:f4:01:04)),set(arp(sip
 # gateway's MAC inside.
 trace ct=+trk+new in_port=3,tcp,dl_src=0a:58:0a:f4:01:03,dl_dst=0a:58:0a:f4:01:01,nw_src=10.244.1.3,nw_dst=10.244.2.9,nw_ttl=64,tp_dst=80
 expect tables 0 1 2 3 4 5 6 7 8 9 10
-expect actions set(eth(src=0a:58:0a:f4:01:01,dst=0a:58:0a:f4:02:01)),set(ipv4(ttl=63)),set(tunnel(tun_id=0x1,src=0.0.0.0,dst=192.168.100.2)),ct(commit,zone=65520,nat),2
+expect actions set(eth(src=0a:58:0a:f4:01:01,dst=0a:58:0a:f4:02:01)),set(ipv4(ttl=63)),set(tunnel(tun_id=0x1,src=0.0.0.0,dst=192.168.100.2)),ct(commit,zone=65520,label=0x0/0xffffffffffffffff,nat),2
 # From the other node's Pod through the tunnel: delivered, the TTL as it came.
 trace ct=+trk+new in_port=2,tun_id=1,tun_src=192.168.100.2,tcp,dl_src=0a:58:0a:f4:02:01,dl_dst=0a:58:0a:f4:01:01,nw_src=10.244.2.9,nw_dst=10.244.1.3,nw_ttl=63,tp_dst=80
 expect tables 0 3 4 5 6 7 8 9 10
-expect actions set(eth(src=0a:58:0a:f4:01:01,dst=0a:58:0a:f4:01:03)),ct(commit,zone=65520,nat),3
+expect actions set(eth(src=0a:58:0a:f4:01:01,dst=0a:58:0a:f4:01:03)),ct(commit,zone=65520,label=0x0/0xffffffffffffffff,nat),3
 # The same from an address the tunnel does not know: dropped where it comes in.
 trace in_port=2,tun_id=1,tun_src=192.168.100.66,tcp,dl_src=0a:58:0a:f4:02:01,nw_src=10.244.2.9,nw_dst=10.244.1.3,nw_ttl=63,tp_dst=80
 expect tables 0
@@ -71,7 +71,7 @@ expect actions drop
 # The node to a Pod (through its gateway port).
 trace ct=+trk+new in_port=1,icmp,dl_src=0a:58:0a:f4:01:01,dl_dst=0a:58:0a:f4:01:05,nw_src=10.244.1.1,nw_dst=10.244.1.5,nw_ttl=64
 expect tables 0 2 3 4 5 6 7 8 9 10
-expect actions ct(commit,zone=65520,nat),5
+expect actions ct(commit,zone=65520,label=0x0/0xffffffffffffffff,nat),5
 # The same packet of a known connection takes the short way: forwarding, then out.
 trace ct=+trk+est in_port=1,icmp,dl_src=0a:58:0a:f4:01:01,dl_dst=0a:58:0a:f4:01:05,nw_src=10.244.1.1,nw_dst=10.244.1.5,nw_ttl=64
 expect tables 0 2 3 4 7 8 10
