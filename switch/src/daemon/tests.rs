@@ -571,6 +571,9 @@ fn namespaces_pods_and_network_policies_are_kept_shown_and_restored() {
         vec![
             "web".into(),
             "app=web".into(),
+            "0".into(),
+            "0".into(),
+            "0".into(),
             "Ingress".into(),
             "1".into(),
             "0".into(),
