@@ -444,6 +444,84 @@ fn service_fastpath(
     assert_eq!(sent, batches, "every batch sends");
 }
 
+/// The policy check of a new connection against the number of NetworkPolicies (issue 13:
+/// it must not grow with it). `k8s::add_policies` installs N policies over the node's 32
+/// Pods (each local Pod selected by about N / 100 of them, isolated both ways) and 1,000
+/// remote Pods. Each iteration takes the next of 1,024 connections drawn beforehand among
+/// those the policies allow between two local Pods (each its own source port) and
+/// translates its first packet as conntrack returns it, `+trk+new`: ConntrackState,
+/// EgressPolicy (the sender's isolation: the conjunction of its Pod, the peer's address,
+/// the port), L3Forwarding, IngressPolicy (the receiver's), ConntrackCommit, Output:
+/// `policy_pass/N`. `first_pass/N` is the Pod's pass before it (ends in `ct`), which
+/// policies do not touch.
+fn policy_xlate(c: &mut Criterion) {
+    let mut g = c.benchmark_group("policy_xlate");
+    g.throughput(Throughput::Elements(1));
+    let new = ct_state::TRK | ct_state::NEW;
+    for n in [10u32, 100, 1_000] {
+        let mut bridge = k8s::bridge(PODS);
+        let allowed = k8s::add_policies(&mut bridge, PODS, n);
+        assert!(!allowed.is_empty(), "{n}: connections to measure");
+        let pipe = bridge.pipeline().clone();
+        let mac = bridge.mac_table();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut firsts = Vec::with_capacity(CONNS);
+        let mut seconds = Vec::with_capacity(CONNS);
+        for i in 0..CONNS {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let a = allowed[(x % allowed.len() as u64) as usize];
+            let key = k8s::syn_from_pod(a.from, k8s::pod_ip(a.to), a.port, 32768 + i as u16);
+            let t = bridge.trace(&key, 0);
+            let second = t
+                .recirculated(new)
+                .unwrap_or_else(|| panic!("tracked: {}", t.datapath_actions()));
+            let t2 = bridge.trace(&second, 0);
+            let acts = t2.datapath_actions();
+            let tables: Vec<u8> = t2.matched().map(|(table, _)| table).collect();
+            assert!(
+                tables.contains(&6) && tables.contains(&8),
+                "{n}: both policy tables: {tables:?}"
+            );
+            assert!(
+                acts.contains("commit") && acts.contains(&format!("{}", k8s::pod_port(a.to))),
+                "{n}: {a:?} allowed and delivered: {acts}"
+            );
+            firsts.push(key);
+            seconds.push(second);
+        }
+        // The same connection's port one off: no rule allows it (the receiver's deny).
+        let a = allowed[0];
+        let denied = k8s::syn_from_pod(a.from, k8s::pod_ip(a.to), a.port + 1, 40000);
+        let t = bridge.trace(&denied, 0);
+        if let Some(second) = t.recirculated(new) {
+            let acts = bridge.trace(&second, 0).datapath_actions();
+            assert!(!acts.contains("commit"), "{n}: denied: {acts}");
+        }
+        eprintln!(
+            "policy_xlate/{n}: {} rules in the pipeline, {} allowed pairs",
+            pipe.n_rules(),
+            allowed.len()
+        );
+        g.bench_with_input(BenchmarkId::new("first_pass", n), &firsts, |b, keys| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) & (CONNS - 1);
+                black_box(xlate::xlate(&pipe, &mac, &keys[i], 0).actions.len())
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("policy_pass", n), &seconds, |b, keys| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) & (CONNS - 1);
+                black_box(xlate::xlate(&pipe, &mac, &keys[i], 0).actions.len())
+            })
+        });
+    }
+    g.finish();
+}
+
 /// Rules like a node's forwarding table: one /32 rule per address in one subtable, plus a
 /// few other shapes (a /24 per remote node, an in_port rule, a catch-all).
 fn rules(n: u32) -> Vec<(Match, u16)> {
@@ -536,6 +614,7 @@ criterion_group!(
     megaflow_hit,
     interpreter,
     service_xlate,
+    policy_xlate,
     classifier
 );
 

@@ -6,6 +6,7 @@
 # Only the cross-node part:    sudo CONFIGS="vswitchd-2node kernel-vxlan-2node ovs-vxlan-2node" bash benches/e2e/bench.sh
 # Connection tracking:         sudo CONFIGS="vswitchd vswitchd-ct kernel-bridge kernel-bridge-ct ovs-tap-tso ovs-tap-tso-ct" ZL_CONFIGS="" bash benches/e2e/bench.sh
 # Services (ClusterIP):        sudo CONFIGS="vswitchd vswitchd-svc kernel-bridge kernel-bridge-svc" ZL_CONFIGS="" IPERF_REPS=0 REPS=5 bash benches/e2e/bench.sh
+# NetworkPolicy:               sudo CONFIGS="vswitchd vswitchd-k8s vswitchd-np" ZL_CONFIGS="" CONN_SECS=0 RR_SECS=0 REPS=5 bash benches/e2e/bench.sh
 #
 # Same node: pod A 10.244.1.2/24, pod B 10.244.1.3/24, pod MTU 1500, every Pod and the node
 # a network namespace of its own, through:
@@ -58,6 +59,23 @@
 #                   is bridged, so br_netfilter is what translates it back (as with kube-proxy
 #                   on a bridge).
 #                   Both -svc configs check a connection through the ClusterIP at set-up.
+# and, with NetworkPolicy (not in the default list): the same two Pods as Pods of the
+# Kubernetes pipeline, known by Pod objects:
+#   vswitchd-k8s    vswitchd with the pipeline as in vswitchd-svc (the Pods added by hand
+#                   with --gateway), then `vswitchctl apply -f` of a List: Namespaces bench
+#                   and ns-0..ns-9, Pod objects for pod A and pod B (namespace bench,
+#                   role=bench) and NP_REMOTE remote Pods (10.245.0.0/16, node-2, app=appK)
+#   vswitchd-np     the same List with NP_POLICIES NetworkPolicies: bench-isolate selects
+#                   both Pods, isolating them both ways, and allows traffic between them (any
+#                   port, any protocol, and TCP 5201/9100/9200 from ns-0..ns-9); one policy
+#                   in ten more selects them too (ingress from app=appK of ns-K on one TCP
+#                   port, egress to 10.245.0.0/16 less 10.245.255.0/24 on another), the rest
+#                   are policies of ns-0..ns-9 selecting remote Pods and naming the two Pods
+#                   as peers. A new connection between the Pods meets the conjunctions of
+#                   both policy tables; its established packets pass ConntrackState's
+#                   counting rule of the rule that allowed it. The set-up checks
+#                   `policy-check` allows A to B (TCP 5201) and denies A to B from ns-0's
+#                   address block (nothing else reaches them)
 # Across nodes: two node namespaces joined by a veth underlay `ul0` (192.168.100.1/24 and
 # .2/24, MTU 1500), pod A 10.244.1.2 on node 1, pod B 10.244.2.2 on node 2, pod MTU 1450
 # (XNODE_POD_MTU), VXLAN VNI 1 on UDP 4789, through:
@@ -130,6 +148,8 @@
 #            windows is then ~100 %)
 #   IPERF_REPS [REPS] (iperf3 TCP, UDP and ping reps; 0: skip them, only connrate and tcprr)
 #   SVC_DUMMIES [1000] (other Services in the -svc configs, at most 20000; 0: none)
+#   NP_POLICIES [100] (NetworkPolicies in vswitchd-np, at least 1)  NP_REMOTE [1000] (remote
+#            Pod objects in vswitchd-k8s and vswitchd-np)
 set -Eeuo pipefail
 trap 'log "failed (status $?) at line $LINENO: $BASH_COMMAND"' ERR
 
@@ -137,6 +157,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SN_CONFIGS="vswitchd kernel-bridge ovs-tap-tso ovs-tap"
 CT_CONFIGS="vswitchd-ct kernel-bridge-ct ovs-tap-tso-ct"
 SVC_CONFIGS="vswitchd-svc kernel-bridge-svc"
+NP_CONFIGS="vswitchd-k8s vswitchd-np"
 XN_CONFIGS="vswitchd-2node kernel-vxlan-2node ovs-vxlan-2node"
 CONFIGS=${CONFIGS:-"$SN_CONFIGS $XN_CONFIGS"}
 REPS=${REPS:-3}
@@ -168,6 +189,8 @@ RR_PORT=9200
 IPERF_REPS=${IPERF_REPS:-$REPS}
 # The -svc configs' Service: its ClusterIP and ports (to CONN_PORT and RR_PORT on pod B)
 SVC_DUMMIES=${SVC_DUMMIES:-1000}
+NP_POLICIES=${NP_POLICIES:-100}
+NP_REMOTE=${NP_REMOTE:-1000}
 SVC_IP=10.96.0.10
 SVC_CONN_PORT=80
 SVC_RR_PORT=8080
@@ -216,10 +239,15 @@ case " $CONFIGS " in *" kernel-bridge-svc "*|*" kernel-bridge-ct "*)
   command -v iptables-restore >/dev/null 2>&1 || die "missing tool: iptables-restore (apt-get install iptables)";;
 esac
 for c in $CONFIGS; do
-  case " $SN_CONFIGS $CT_CONFIGS $SVC_CONFIGS $XN_CONFIGS " in *" $c "*) ;; *) die "unknown config '$c' (one of: $SN_CONFIGS $CT_CONFIGS $SVC_CONFIGS $XN_CONFIGS)";; esac
+  case " $SN_CONFIGS $CT_CONFIGS $SVC_CONFIGS $NP_CONFIGS $XN_CONFIGS " in *" $c "*) ;; *) die "unknown config '$c' (one of: $SN_CONFIGS $CT_CONFIGS $SVC_CONFIGS $NP_CONFIGS $XN_CONFIGS)";; esac
 done
 case "$SVC_DUMMIES" in ''|*[!0-9]*) die "SVC_DUMMIES must be a number";; esac
 [ "$SVC_DUMMIES" -le 20000 ] || die "SVC_DUMMIES: at most 20000"
+case "$NP_POLICIES$NP_REMOTE" in *[!0-9]*) die "NP_POLICIES and NP_REMOTE must be numbers";; esac
+[ "$NP_POLICIES" -ge 1 ] && [ "$NP_REMOTE" -le 60000 ] || die "NP_POLICIES: at least 1; NP_REMOTE: at most 60000"
+case " $CONFIGS " in *" vswitchd-k8s "*|*" vswitchd-np "*)
+  command -v python3 >/dev/null 2>&1 || die "missing tool: python3 (the -np configs' objects)";;
+esac
 
 STATE=$(mktemp -d "/tmp/$P-state.XXXXXX")
 if [ -z "${RESULTS_DIR:-}" ]; then RESULTS_DIR=$(mktemp -d /tmp/vswb-results.XXXXXX); fi
@@ -552,6 +580,78 @@ setup_vswitchd_svc() {
   gzip -f "$RUN/services.json" "$RUN/apply.txt"
 }
 
+# ---- NetworkPolicy (vswitchd-k8s, vswitchd-np)
+np_objects() { # <json> <1: with the policies>
+  python3 - "$1" "$2" "$NP_POLICIES" "$NP_REMOTE" "$IP_A" "$IP_B" "$SVC_NODE" <<'PY'
+import json, sys
+out, with_policies, n, remote, ip_a, ip_b, node = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7]
+def ns(name, **labels):
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": dict(labels, **{"kubernetes.io/metadata.name": name})}}
+def pod(name, namespace, ip, node, labels):
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {"nodeName": node, "containers": [{"name": "main", "ports": [
+                {"name": "iperf", "containerPort": 5201}, {"name": "http", "containerPort": 80}]}]},
+            "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}}
+def sel(**kv): return {"matchLabels": kv}
+def tcp(p): return {"protocol": "TCP", "port": p}
+def policy(name, namespace, spec):
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+items = [ns("bench", env="bench")] + [ns("ns-%d" % k, env="prod" if k % 2 else "dev") for k in range(10)]
+items += [pod("pod-a", "bench", ip_a, node, {"role": "bench", "app": "iperf-client"}),
+          pod("pod-b", "bench", ip_b, node, {"role": "bench", "app": "iperf-server"})]
+for i in range(remote):
+    k = i + 1
+    items.append(pod("remote-%d" % i, "ns-%d" % (i % 10), "10.245.%d.%d" % (k >> 8, k & 255),
+                     "node-2", {"app": "app%d" % (i % 50)}))
+if with_policies:
+    items.append(policy("bench-isolate", "bench", {
+        "podSelector": sel(role="bench"), "policyTypes": ["Ingress", "Egress"],
+        "ingress": [{"from": [{"podSelector": sel(role="bench")}]},
+                    {"from": [{"namespaceSelector": sel(env="prod")}], "ports": [tcp(5201), tcp(9100), tcp(9200)]}],
+        "egress": [{"to": [{"podSelector": sel(role="bench")}]}]}))
+    for j in range(n - 1):
+        k = j % 10
+        if j % 10 == 0:
+            items.append(policy("bench-%d" % j, "bench", {
+                "podSelector": sel(role="bench"), "policyTypes": ["Ingress", "Egress"],
+                "ingress": [{"from": [{"namespaceSelector": sel(**{"kubernetes.io/metadata.name": "ns-%d" % (j // 10 % 10)}),
+                                       "podSelector": sel(app="app%d" % (j % 50))}],
+                             "ports": [tcp(8000 + j)]}],
+                "egress": [{"to": [{"ipBlock": {"cidr": "10.245.0.0/16", "except": ["10.245.255.0/24"]}}],
+                            "ports": [tcp(9000 + j)]}]}))
+        else:
+            items.append(policy("np-%d" % j, "ns-%d" % k, {
+                "podSelector": sel(app="app%d" % (j % 50)),
+                "ingress": [{"from": [{"namespaceSelector": sel(env="bench"), "podSelector": sel(role="bench")},
+                                      {"podSelector": sel(app="app%d" % ((j + 1) % 50))}],
+                             "ports": [tcp(80), {"protocol": "TCP", "port": "http"}]}]}))
+json.dump({"apiVersion": "v1", "kind": "List", "items": items}, open(out, "w"))
+PY
+}
+
+setup_vswitchd_np() { # <1: with the policies>
+  local n want v
+  start_vswitchd "$NS_N" "$(vsw_dir)" --pod-cidr "$SVC_POD_CIDR" --node-name "$SVC_NODE"
+  ctl add-port pod-a --type tap --netns "/var/run/netns/$NS_A" --ifname eth0 --ip "$IP_A/24" --mtu "$POD_MTU" --gateway "$SVC_GATEWAY" >&2
+  ctl add-port pod-b --type tap --netns "/var/run/netns/$NS_B" --ifname eth0 --ip "$IP_B/24" --mtu "$POD_MTU" --gateway "$SVC_GATEWAY" >&2
+  ip -n "$NS_A" link set eth0 up; ip -n "$NS_B" link set eth0 up
+  np_objects "$RUN/objects.json" "$1"
+  want=$((11 + 2 + NP_REMOTE)); [ "$1" = 1 ] && want=$((want + NP_POLICIES))
+  n=$(ctl apply -f "$RUN/objects.json" | tee "$RUN/apply.txt" | grep -c ' created$' || true)
+  [ "$n" = "$want" ] || die "$CONFIG: $n of $want objects created (see $RUN/apply.txt)"
+  gzip -f "$RUN/objects.json" "$RUN/apply.txt"
+  if [ "$1" = 1 ]; then
+    v=$(ctl policy-check bench/pod-a bench/pod-b tcp 5201 | head -1)
+    [ "$v" = allow ] || die "$CONFIG: policy-check pod A -> pod B tcp 5201: $v"
+    v=$(ctl policy-check 10.245.0.1 bench/pod-b tcp 5201 | head -1)
+    [ "$v" = deny ] || die "$CONFIG: policy-check 10.245.0.1 -> pod B tcp 5201: $v (isolated?)"
+    log "  $CONFIG: $(ctl show | awk '/^flows:/ {print $2}') flows; A -> B allowed, a remote Pod to B denied"
+  fi
+}
+
 setup_kernel_bridge_svc() {
   local t0 t1
   setup_kernel_bridge
@@ -724,6 +824,8 @@ setup_config() {
     kernel-bridge)      setup_kernel_bridge ;;
     kernel-bridge-ct)   setup_kernel_bridge; setup_bridge_ct ;;
     vswitchd-svc)       setup_vswitchd_svc ;;
+    vswitchd-k8s)       setup_vswitchd_np 0 ;;
+    vswitchd-np)        setup_vswitchd_np 1 ;;
     kernel-bridge-svc)  setup_kernel_bridge_svc ;;
     ovs-tap-tso)        SRC_IF=tap-a DST_IF=tap-b; setup_ovs 1 ;;
     ovs-tap-tso-ct)     SRC_IF=tap-a DST_IF=tap-b; setup_ovs 1 ct ;;
@@ -817,7 +919,7 @@ softnet_dropped() { # all CPUs' backlog drops (the 2nd column, hex)
 switch_ports() { # the switch's port counters (vswitchd configs only)
   local n
   case "$CONFIG" in
-    vswitchd|vswitchd-ct|vswitchd-svc) ctl dump-ports ;;
+    vswitchd|vswitchd-ct|vswitchd-svc|vswitchd-k8s|vswitchd-np) ctl dump-ports ;;
     vswitchd-2node) for n in 1 2; do echo "--- node $n"; ctl_n "$n" dump-ports; done ;;
   esac
 }
@@ -968,7 +1070,7 @@ attempt() { # <rep> <tag> <fn>
 # <file>, their count to stdout.
 ct_dump() { # <file>
   case "$CONFIG" in
-    vswitchd-ct|vswitchd-svc)  ctl dump-conntrack -s ;;
+    vswitchd-ct|vswitchd-svc|vswitchd-k8s|vswitchd-np)  ctl dump-conntrack -s ;;
     ovs-tap-tso-ct)   appctl_d "$OVS_DIR" dpctl/dump-conntrack -s ;;
     kernel-bridge-ct|kernel-bridge-svc) ip netns exec "$NS_N" cat /proc/net/nf_conntrack ;;
   esac > "$1" 2>&1 || true
@@ -976,7 +1078,7 @@ ct_dump() { # <file>
 }
 ct_record() { # <when>: emit ct_entries_<when>, keep the dump
   local n
-  case "$CONFIG" in *-ct|*-svc) ;; *) return 0;; esac
+  case "$CONFIG" in *-ct|*-svc|*-k8s|*-np) ;; *) return 0;; esac
   n=$(ct_dump "$RUN/conntrack-$1.txt")
   gzip -f "$RUN/conntrack-$1.txt"
   emit 0 "ct_entries_$1" "${n:-0}"
@@ -1117,6 +1219,9 @@ record_env() {
     if [ -n "$NS_N1" ]; then echo "--- pod A routes"; ip -n "$NS_A" route; fi
     case "$CONFIG" in
       vswitchd|vswitchd-ct) echo "--- vswitchctl show"; ctl show; echo "--- flows"; ctl dump-flows;;
+      vswitchd-k8s|vswitchd-np)
+        echo "--- vswitchctl show"; ctl show; echo "--- policy tables"; ctl dump-flows --names 'table=6' 2>/dev/null | head -100
+        ctl dump-flows --names 'table=8' 2>/dev/null | head -100;;
       vswitchd-svc)
         echo "--- vswitchctl show"; ctl show; echo "--- pods"; ctl list-pods || true
         echo "--- flows and groups (without the other Services)"
@@ -1348,6 +1453,9 @@ run_config() { # <index>
                 { ofctl_d "$d" br-int dump-ports; ofctl_d "$d" br-int dump-flows; ofctl_d "$d" br-phy dump-ports; appctl_d "$d" dpctl/show -s; } > "$RUN/ovs-node$n-final.txt" 2>&1 || true
                 cp "$d/ovs-vswitchd.log" "$RUN/ovs-vswitchd-node$n.log" 2>/dev/null || true
               done ;;
+    vswitchd-k8s|vswitchd-np)
+              { ctl show; ctl dump-ports; ctl get netpol -A -o wide; ctl dump-flows --names; } > "$RUN/vswitchd-final.txt" 2>&1 || true
+              cp "$(vsw_dir)/vswitchd.log" "$RUN/" 2>/dev/null || true ;;
     vswitchd-svc)
               { ctl show; ctl dump-ports; ctl dump-flows --names | grep -v 'bench/dummy-'; ctl dump-groups --names | grep -v 'bench/dummy-'; } > "$RUN/vswitchd-final.txt" 2>&1 || true
               cp "$(vsw_dir)/vswitchd.log" "$RUN/" 2>/dev/null || true ;;
@@ -1414,7 +1522,7 @@ summary() {
   medians > "$M"
   for c in $CONFIGS; do if is_xnode "$c"; then xn="$xn $c"; else sn="$sn $c"; fi; done
   {
-    echo "Command: \`sudo bash benches/e2e/bench.sh\` (CONFIGS=\"$CONFIGS\" REPS=$REPS IPERF_REPS=$IPERF_REPS DUR=$DUR WORKERS=$WORKERS CONN_SECS=$CONN_SECS RR_SECS=$RR_SECS RR_AWAKE=$RR_AWAKE SVC_DUMMIES=$SVC_DUMMIES)"
+    echo "Command: \`sudo bash benches/e2e/bench.sh\` (CONFIGS=\"$CONFIGS\" REPS=$REPS IPERF_REPS=$IPERF_REPS DUR=$DUR WORKERS=$WORKERS CONN_SECS=$CONN_SECS RR_SECS=$RR_SECS RR_AWAKE=$RR_AWAKE SVC_DUMMIES=$SVC_DUMMIES NP_POLICIES=$NP_POLICIES NP_REMOTE=$NP_REMOTE)"
     echo "Raw results: $RESULTS_DIR"
     echo
     echo "Medians of $REPS, raw runs in parentheses. CPU in % of one core (the box has $(nproc)); \"switch cpu\" = the switch process, all threads (across nodes: both nodes' switches together)."
@@ -1505,6 +1613,18 @@ summary() {
             printf "| RTT avg ≤ 0.25 ms | %s ms (p99 %s) | %s ms (p99 %s) | | %s |\n", p, g(a,"ping_p99_ms"), g(k,"ping_avg_ms"), g(k,"ping_p99_ms"), yn(p != "" && p+0 <= 0.25)
           }' "$M"
       fi
+    fi
+    if awk -F'\t' '$1=="vswitchd-np" && $2=="tcp_gbps" {f=1} END{exit !f}' "$M"; then
+      echo
+      echo "#### NetworkPolicy: the same two Pods isolated by policy, their traffic allowed"
+      echo
+      echo "Ratios of medians (issue 13 target: vswitchd-np within 5 % of vswitchd-k8s, the same pipeline and objects without the $NP_POLICIES policies):"
+      echo
+      echo "| ratio | TCP Gbit/s | UDP rx kpps | ping avg |"
+      echo "|---|---|---|---|"
+      awk -F'\t' "$AWK_CELL"'
+        function row(a, b) { if (((a,"tcp_gbps") in v) && ((b,"tcp_gbps") in v)) printf "| %s / %s | %s | %s | %s |\n", a, b, ratio(a,b,"tcp_gbps"), ratio(a,b,"udp_rx_kpps"), ratio(a,b,"ping_avg_ms") }
+        END { row("vswitchd-np", "vswitchd-k8s"); row("vswitchd-np", "vswitchd"); row("vswitchd-k8s", "vswitchd") }' "$M"
     fi
     if awk -F'\t' '$2=="conn_per_sec" || $2 ~ /^ct_entries_/ {f=1} END{exit !f}' "$M"; then
       echo

@@ -3,12 +3,17 @@
 //! 10.244.1.0/24, its gateway `gw0` on port 1 (10.244.1.1), its tunnel on port 2 (VNI 1),
 //! Pod `i` (for i in 0..pods) on port 3+i with IP 10.244.1.(3+i) and the MAC the switch
 //! gives it (`0a:58:` and the IP), and one remote node, 10.244.2.0/24 behind 192.168.100.2.
-//! [`add_services`] adds ClusterIP Services over endpoints on both nodes.
+//! [`add_services`] adds ClusterIP Services over endpoints on both nodes, [`add_policies`]
+//! NetworkPolicies over the local Pods and remote ones.
 
+use serde_json::json;
 use std::net::Ipv4Addr;
-use vswitch::k8s::local::{self, LocalNet, LocalPod, TunnelNet};
+use vswitch::k8s::local::{self, LocalNet, LocalPod, LocalPods, TunnelNet};
+use vswitch::k8s::namespace::NAMESPACE;
+use vswitch::k8s::netpol::NETWORK_POLICY;
 use vswitch::k8s::node::{RemoteNode, remote_rules};
 use vswitch::k8s::pipeline::CookieKind;
+use vswitch::k8s::pod::POD;
 use vswitch::k8s::service::{
     ENDPOINT_SLICE_KIND, Endpoint, Protocol, SERVICE, Service, ServicePort, ServiceType, Slice,
     SlicePort, TargetPort, service_key,
@@ -257,4 +262,125 @@ pub fn syn_from_pod(pod: u32, ip: Ipv4Addr, port: u16, sport: u16) -> Flow {
     text::parse_match(&line, &NoPortNames)
         .expect("a packet's flow")
         .flow
+}
+
+/// The apps of [`add_policies`]: Pod `i` (local or remote) is labelled `app=app{i % APPS}`.
+pub const POLICY_APPS: u32 = 100;
+
+/// A new connection [`add_policies`]' policies allow: from local Pod `from` to local Pod
+/// `to` on TCP port `port`.
+#[derive(Clone, Copy, Debug)]
+pub struct Allowed {
+    pub from: u32,
+    pub to: u32,
+    pub port: u16,
+}
+
+/// Add `n` NetworkPolicies to `bridge` (one of [`bridge`]`(pods)`, at most 100 Pods) over
+/// its `pods` local Pods and 1,000 remote ones (10.245.0.0/16, on [`REMOTE_NODE_NAME`]),
+/// all in namespace `bench`, Pod `i` labelled `app=app{i % 100}` (local Pod `i` is Pod
+/// `i`). Policy `j` selects `app{j % 100}`, isolating it both ways: ingress from
+/// `app{(j + 1) % 100}` on TCP `1000 + j`, egress to `app{(j + 99) % 100}` on TCP `999 +
+/// j`. So a local Pod is selected by about `n / 100` policies, and policies of apps with
+/// no local Pod compile to nothing here. Everything is stored as `apply -f` stores it
+/// (read by its kind), each policy compiled by the NetworkPolicy kind with the local
+/// Pods bound by address, and installed as the daemon installs an object's rules (its
+/// own owner, `set_owned`). Returns the connections between local Pods that a policy's
+/// ingress rule and the next policy's egress rule allow (both Pods isolated).
+pub fn add_policies(bridge: &mut Bridge, pods: u32, n: u32) -> Vec<Allowed> {
+    assert!(pods <= POLICY_APPS, "one local Pod per app at most");
+    let net = net();
+    let mut locals = LocalPods::new();
+    for i in 0..pods {
+        locals.insert(
+            None,
+            LocalPod {
+                port: pod_port(i),
+                ip: pod_ip(i),
+                mac: MacAddr::for_ipv4(pod_ip(i)),
+            },
+        );
+    }
+    let node = NodeCtx {
+        name: NODE_NAME,
+        local: Some(&net),
+        node_ip: Some(NODE_IP.parse().expect("IP")),
+        zone: None,
+        pods: &locals,
+    };
+    let mut objects = Objects::default();
+    let store = |objects: &mut Objects, kind: &dyn Kind, obj: serde_json::Value| {
+        let (key, spec) = kind.read(&obj).expect("a valid object");
+        let id = objects.free_id(key.kind).expect("an id");
+        let stored = Stored {
+            spec,
+            source: "manifest".into(),
+            id,
+        };
+        objects.put(key.clone(), Some(stored));
+        key
+    };
+    store(
+        &mut objects,
+        &NAMESPACE,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}}),
+    );
+    let pod = |name: String, ip: Ipv4Addr, i: u32, node: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "bench",
+                         "labels": {"app": format!("app{}", i % POLICY_APPS)}},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "ports": [
+                {"name": "http", "containerPort": 80}]}]},
+            "status": {"phase": "Running", "podIP": ip.to_string(), "podIPs": [{"ip": ip.to_string()}]}})
+    };
+    for i in 0..pods {
+        store(
+            &mut objects,
+            &POD,
+            pod(format!("local-{i}"), pod_ip(i), i, NODE_NAME),
+        );
+    }
+    for i in 0..1_000u32 {
+        let k = i + 1;
+        let ip = Ipv4Addr::new(10, 245, (k >> 8) as u8, k as u8);
+        store(
+            &mut objects,
+            &POD,
+            pod(format!("remote-{i}"), ip, i, REMOTE_NODE_NAME),
+        );
+    }
+    let app = |j: u32| format!("app{}", j % POLICY_APPS);
+    let keys: Vec<ObjectKey> = (0..n)
+        .map(|j| {
+            store(
+                &mut objects,
+                &NETWORK_POLICY,
+                json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": format!("np-{j}"), "namespace": "bench"},
+                "spec": {"podSelector": {"matchLabels": {"app": app(j)}},
+                         "policyTypes": ["Ingress", "Egress"],
+                         "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": app(j + 1)}}}],
+                                      "ports": [{"protocol": "TCP", "port": 1000 + j}]}],
+                         "egress": [{"to": [{"podSelector": {"matchLabels": {"app": app(j + 99)}}}],
+                                     "ports": [{"protocol": "TCP", "port": 999 + j}]}]}}),
+            )
+        })
+        .collect();
+    for key in &keys {
+        let stored = objects.get(key).expect("stored");
+        let c = NETWORK_POLICY.compile(&node, &objects, key, stored);
+        bridge
+            .set_owned(NETWORK_POLICY.owner(stored), c.rules, c.groups, 0)
+            .expect("a policy's rules");
+    }
+    // Policy j allows app j+1 into app j on 1000 + j, policy j + 1 lets app j + 1 out
+    // to app j on the same port.
+    (0..n.saturating_sub(1))
+        .filter(|j| (j % POLICY_APPS) + 1 < pods)
+        .map(|j| Allowed {
+            from: j % POLICY_APPS + 1,
+            to: j % POLICY_APPS,
+            port: (1000 + j) as u16,
+        })
+        .collect()
 }

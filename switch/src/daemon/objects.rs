@@ -267,11 +267,14 @@ impl Switch {
             .map(|s| kind.owner(s))
             .expect("an object to put or remove");
         // The objects compiled from this one too (a slice's Service, before and after).
-        let mut related: Vec<ObjectKey> = old
-            .iter()
-            .chain(&stored)
-            .flat_map(|s| kind.related(&self.objects, &key, &s.spec))
-            .collect();
+        let mut related: Vec<ObjectKey> = match (&old, &stored) {
+            (Some(o), Some(s)) => kind.related_change(&self.objects, &key, &o.spec, &s.spec),
+            _ => old
+                .iter()
+                .chain(&stored)
+                .flat_map(|s| kind.related(&self.objects, &key, &s.spec))
+                .collect(),
+        };
         related.sort();
         related.dedup();
         // Stored first, so that the compilers see it; put back if its rules are refused.

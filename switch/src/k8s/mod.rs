@@ -286,6 +286,22 @@ pub trait Kind: Sync + fmt::Debug {
         Vec::new()
     }
 
+    /// The objects to compile again when a stored object changes from `old` to `new`
+    /// (with the store as it was before): by default every object [`Kind::related`]
+    /// names for either. A kind may name fewer when it knows the others' rules cannot
+    /// change (a Pod whose labels alone changed).
+    fn related_change(
+        &self,
+        objects: &Objects,
+        key: &ObjectKey,
+        old: &Spec,
+        new: &Spec,
+    ) -> Vec<ObjectKey> {
+        let mut out = self.related(objects, key, old);
+        out.extend(self.related(objects, key, new));
+        out
+    }
+
     /// The object as `get -o yaml` shows it (and as it is saved): the fields read.
     fn to_object(&self, key: &ObjectKey, stored: &Stored) -> Value;
 

@@ -640,6 +640,45 @@ pub fn policies_of_pod(objects: &Objects, namespace: &str, labels: &Labels) -> V
         .collect()
 }
 
+/// The policies whose rules a Pod of `namespace` changing only its labels, from `old` to
+/// `new`, changes: those that select it (apply to it) with one set and not the other, or
+/// with a peer that selects it with one and not the other. A policy's rules depend on a
+/// Pod's labels only through those choices (its address, named ports and binding are
+/// the same before and after), so the others' rules would compile the same.
+pub fn policies_of_pod_labels(
+    objects: &Objects,
+    namespace: &str,
+    old: &Labels,
+    new: &Labels,
+) -> Vec<ObjectKey> {
+    let ns_labels = objects.namespace_labels(namespace);
+    objects
+        .of_kind(NETWORK_POLICY_KIND, None)
+        .filter(|(k, s)| {
+            let Some(p) = policy_of(&s.spec) else {
+                return false;
+            };
+            let own = k.namespace == namespace;
+            let differs = |sel: &LabelSelector| sel.matches(old) != sel.matches(new);
+            (own && differs(&p.pod_selector))
+                || p.ingress.iter().chain(&p.egress).any(|r| match &r.peers {
+                    Peers::Any => false,
+                    Peers::Only(peers) => peers.iter().any(|peer| match peer {
+                        Peer::IpBlock(_) => false,
+                        Peer::Pods { namespaces, pods } => {
+                            let ns_ok = match namespaces {
+                                Namespaces::Policy => own,
+                                Namespaces::Matching(sel) => sel.matches(&ns_labels),
+                            };
+                            ns_ok && differs(pods)
+                        }
+                    }),
+                })
+        })
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
 /// The policies with a peer whose `namespaceSelector` selects a namespace with
 /// `labels`.
 pub fn policies_of_namespace(objects: &Objects, labels: &Labels) -> Vec<ObjectKey> {

@@ -107,6 +107,24 @@ impl Pod {
     }
 }
 
+/// Whether two Pods differ in their labels at most. (Every field is named: a new one
+/// must say whether policies' rules depend on it.)
+fn same_but_labels(a: &Pod, b: &Pod) -> bool {
+    let Pod {
+        labels: _,
+        ip,
+        host_network,
+        node_name,
+        phase,
+        containers,
+    } = a;
+    *ip == b.ip
+        && *host_network == b.host_network
+        && *node_name == b.node_name
+        && *phase == b.phase
+        && *containers == b.containers
+}
+
 fn read_containers(
     spec: Option<&Map<String, Value>>,
     field: &str,
@@ -311,6 +329,31 @@ impl Kind for PodKind {
             Some(p) => super::netpol::policies_of_pod(objects, &key.namespace, &p.labels),
             None => Vec::new(),
         }
+    }
+
+    /// A change of labels alone: the policies whose choice of the Pod it changes (see
+    /// [`super::netpol::policies_of_pod_labels`]); any other change: every policy that
+    /// applies to it or names it, before or after.
+    fn related_change(
+        &self,
+        objects: &Objects,
+        key: &ObjectKey,
+        old: &Spec,
+        new: &Spec,
+    ) -> Vec<ObjectKey> {
+        if let (Some(o), Some(n)) = (pod_of(old), pod_of(new))
+            && same_but_labels(o, n)
+        {
+            return super::netpol::policies_of_pod_labels(
+                objects,
+                &key.namespace,
+                &o.labels,
+                &n.labels,
+            );
+        }
+        let mut out = self.related(objects, key, old);
+        out.extend(self.related(objects, key, new));
+        out
     }
 
     fn read(&self, obj: &Value) -> Result<(ObjectKey, Spec), FieldError> {

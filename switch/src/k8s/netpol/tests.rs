@@ -750,3 +750,111 @@ fn get_shows_the_pod_selector_as_kubectl_does() {
         })
     );
 }
+
+/// A Pod whose labels alone change recompiles the policies whose choice of it changes,
+/// and only those: applied to, a peer of one rule, in its namespace or through a
+/// namespace selector; not those that select it (or not) either way, nor those whose
+/// peers are addresses or every Pod.
+#[test]
+fn a_label_change_names_the_policies_whose_choice_of_the_pod_changes() {
+    let mut objects = Objects::default();
+    let put = |objects: &mut Objects, ns: &str, name: &str, id: u32, spec: Value| {
+        let key = ObjectKey {
+            kind: NETWORK_POLICY_KIND,
+            namespace: ns.into(),
+            name: name.into(),
+        };
+        let mut s = stored(policy(spec));
+        s.id = id;
+        objects.put(key, Some(s));
+    };
+    let peer = |sel: Value| json!({"podSelector": {}, "ingress": [{"from": [sel]}]});
+    put(
+        &mut objects,
+        "x",
+        "applies-web",
+        1,
+        json!({"podSelector": {"matchLabels": {"tier": "web"}}}),
+    );
+    put(
+        &mut objects,
+        "x",
+        "applies-all",
+        2,
+        json!({"podSelector": {}}),
+    );
+    put(
+        &mut objects,
+        "x",
+        "peer-web",
+        3,
+        peer(json!({"podSelector": {"matchLabels": {"tier": "web"}}})),
+    );
+    put(
+        &mut objects,
+        "y",
+        "peer-web-elsewhere",
+        4,
+        peer(json!({"podSelector": {"matchLabels": {"tier": "web"}}})),
+    );
+    put(
+        &mut objects,
+        "y",
+        "peer-ns-web",
+        5,
+        peer(json!({"namespaceSelector": {}, "podSelector": {"matchLabels": {"tier": "web"}}})),
+    );
+    put(
+        &mut objects,
+        "y",
+        "peer-app",
+        6,
+        peer(json!({"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "a"}}})),
+    );
+    put(
+        &mut objects,
+        "x",
+        "peer-block",
+        7,
+        peer(json!({"ipBlock": {"cidr": "10.0.0.0/8"}})),
+    );
+    put(
+        &mut objects,
+        "x",
+        "applies-db",
+        8,
+        json!({"podSelector": {"matchLabels": {"tier": "db"}}}),
+    );
+    let l = |pairs: &[(&str, &str)]| -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let (web, api) = (
+        l(&[("app", "a"), ("tier", "web")]),
+        l(&[("app", "a"), ("tier", "api")]),
+    );
+    let names = |old: &Labels, new: &Labels| -> Vec<String> {
+        policies_of_pod_labels(&objects, "x", old, new)
+            .into_iter()
+            .map(|k| k.name)
+            .collect()
+    };
+    assert_eq!(
+        names(&web, &api),
+        ["applies-web", "peer-web", "peer-ns-web"]
+    );
+    assert_eq!(
+        names(&api, &web),
+        ["applies-web", "peer-web", "peer-ns-web"]
+    );
+    assert!(names(&web, &web).is_empty());
+    // Every policy either way names the Pod: all of them are among those.
+    let either: Vec<String> = policies_of_pod(&objects, "x", &web)
+        .into_iter()
+        .chain(policies_of_pod(&objects, "x", &api))
+        .map(|k| k.name)
+        .collect();
+    assert!(names(&web, &api).iter().all(|n| either.contains(n)));
+}
