@@ -307,6 +307,7 @@ pub fn add_policies(bridge: &mut Bridge, pods: u32, n: u32) -> Vec<Allowed> {
         node_ip: Some(NODE_IP.parse().expect("IP")),
         zone: None,
         pods: &locals,
+        audit: false,
     };
     let mut objects = Objects::default();
     let store = |objects: &mut Objects, kind: &dyn Kind, obj: serde_json::Value| {

@@ -60,9 +60,14 @@ impl Switch {
     ) -> Result<T, Refusal> {
         debug_assert!(!self.bridge.has_pending(), "a change was left unpublished");
         let mut txn = Txn::default();
+        // The switch's own rules are merged once per slot, when the change is done.
+        self.bridge.defer_owned();
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change(self, &mut txn)));
         let value = match run {
-            Ok(Ok(v)) => v,
+            Ok(Ok(v)) => {
+                self.bridge.flush_owned(crate::ofproto::now_ms());
+                v
+            }
             Ok(Err(e)) => {
                 self.undo(txn);
                 return Err(e);

@@ -531,6 +531,7 @@ impl Bridge {
                 Undo::All => {}
             }
         }
+        self.drop_deferred();
     }
 
     /// The user rules and groups changed since the last publish: what the caller must

@@ -130,6 +130,11 @@ pub(super) struct Owned {
     owners: HashMap<OwnerId, OwnerEntry>,
     groups: HashMap<u32, GroupSlot>,
     conflicts: u64,
+    /// Inside a batch ([`Bridge::defer_owned`]): slots whose wants changed, put in the
+    /// tables once when the batch ends, not once per owner.
+    defer: bool,
+    dirty: Vec<SlotKey>,
+    dirty_set: HashSet<SlotKey>,
 }
 
 /// One recorded change of [`Owned`], with what was there before.
@@ -336,9 +341,39 @@ impl Bridge {
         } else {
             self.owned.slots.insert(key.clone(), slot);
         }
-        self.install_slot(&key, now);
+        if !self.owned.defer {
+            self.install_slot(&key, now);
+        } else if self.owned.dirty_set.insert(key.clone()) {
+            self.owned.dirty.push(key.clone());
+        }
         self.pending
             .push(BridgeUndo::Owned(Undo::Slot(key, before)));
+    }
+
+    /// Start a batch: until [`Bridge::flush_owned`], owners' changes update what they
+    /// want but the tables' rules are made once per slot at the end. A slot many owners
+    /// share (a conjunction clause of a thousand policies) is then merged once, not once
+    /// per owner: a manifest costs what its rules cost, not their square. Nothing may
+    /// read the tables in between (the daemon batches inside a change, before its
+    /// publish); [`Bridge::rollback`] ends the batch with the wants restored.
+    pub fn defer_owned(&mut self) {
+        self.owned.defer = true;
+    }
+
+    /// End a batch: each slot whose wants changed gets its rule.
+    pub fn flush_owned(&mut self, now: u64) {
+        self.owned.defer = false;
+        self.owned.dirty_set.clear();
+        for key in std::mem::take(&mut self.owned.dirty) {
+            self.install_slot(&key, now);
+        }
+    }
+
+    /// A batch rolled back: nothing of it reached the tables.
+    pub(super) fn drop_deferred(&mut self) {
+        self.owned.defer = false;
+        self.owned.dirty_set.clear();
+        self.owned.dirty.clear();
     }
 
     /// Put in the tables what a slot's owners want, unless a user's rule holds the slot

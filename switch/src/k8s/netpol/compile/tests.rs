@@ -845,11 +845,14 @@ mod incremental {
                 source: "test".into(),
                 id,
             });
-            let mut related: Vec<ObjectKey> = old
-                .iter()
-                .chain(&new)
-                .flat_map(|s| kind.related(&self.objects, &key, &s.spec))
-                .collect();
+            let mut related: Vec<ObjectKey> = match (&old, &new) {
+                (Some(o), Some(n)) => kind.related_change(&self.objects, &key, &o.spec, &n.spec),
+                _ => old
+                    .iter()
+                    .chain(&new)
+                    .flat_map(|s| kind.related(&self.objects, &key, &s.spec))
+                    .collect(),
+            };
             self.objects.put(key.clone(), new.clone());
             if key.kind == super::super::super::NETWORK_POLICY_KIND {
                 related.push(key.clone());
