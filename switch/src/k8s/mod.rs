@@ -360,6 +360,9 @@ pub struct Objects {
     pod_ips: BTreeSet<(Ipv4Addr, u32)>,
     /// Pods by label: key, then value, then the ids of the Pods carrying it.
     pod_labels: BTreeMap<String, BTreeMap<String, BTreeSet<u32>>>,
+    /// Pods by namespace and label: (namespace, key, value, Pod id). A selector naming a
+    /// label finds a namespace's Pods with it without looking at the others.
+    pod_ns_labels: BTreeSet<(String, String, String, u32)>,
 }
 
 impl Objects {
@@ -457,7 +460,27 @@ impl Objects {
     ) -> Vec<(&'a ObjectKey, &'a pod::Pod)> {
         let selected = |(_, p): &(&ObjectKey, &pod::Pod)| selector.matches(&p.labels);
         if let Some(ns) = namespace {
-            return self.pods_in(ns).filter(selected).collect();
+            let Some((label, values)) = selector.required_label() else {
+                return self.pods_in(ns).filter(selected).collect();
+            };
+            // The namespace's Pods with the label the selector needs, from the index.
+            let mut keys: Vec<&ObjectKey> = Vec::new();
+            for v in values {
+                let at = (ns.to_string(), label.to_string(), v.to_string(), 0);
+                keys.extend(
+                    self.pod_ns_labels
+                        .range(at..)
+                        .take_while(|(n, k, val, _)| n == ns && k == label && val == v)
+                        .filter_map(|(_, _, _, id)| self.by_id(pod::POD_KIND, *id)),
+                );
+            }
+            keys.sort();
+            keys.dedup();
+            return keys
+                .into_iter()
+                .filter_map(|k| Some((k, pod::pod_of(&self.get(k)?.spec)?)))
+                .filter(selected)
+                .collect();
         }
         let Some((label, values)) = selector.required_label() else {
             return self
@@ -569,6 +592,8 @@ impl Objects {
                         .entry(v.clone())
                         .or_default()
                         .insert(s.id);
+                    self.pod_ns_labels
+                        .insert((key.namespace.clone(), k.clone(), v.clone(), s.id));
                 }
             }
             Spec::Node(n) => {
@@ -592,6 +617,8 @@ impl Objects {
                     self.pod_ips.remove(&(ip, s.id));
                 }
                 for (k, v) in &p.labels {
+                    self.pod_ns_labels
+                        .remove(&(key.namespace.clone(), k.clone(), v.clone(), s.id));
                     let Some(values) = self.pod_labels.get_mut(k) else {
                         continue;
                     };
