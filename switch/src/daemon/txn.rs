@@ -62,12 +62,13 @@ impl Switch {
         let mut txn = Txn::default();
         // The switch's own rules are merged once per slot, when the change is done.
         self.bridge.defer_owned();
-        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change(self, &mut txn)));
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let v = change(self, &mut txn)?;
+            self.bridge.flush_owned(crate::ofproto::now_ms());
+            Ok(v)
+        }));
         let value = match run {
-            Ok(Ok(v)) => {
-                self.bridge.flush_owned(crate::ofproto::now_ms());
-                v
-            }
+            Ok(Ok(v)) => v,
             Ok(Err(e)) => {
                 self.undo(txn);
                 return Err(e);

@@ -322,28 +322,42 @@ impl LocalPods {
 
     /// The local Pod on port `port` went; returns its address and name.
     pub fn remove_port(&mut self, port: u32) -> Option<(Ipv4Addr, Option<(String, String)>)> {
-        let ip = self
+        let by_ip = self
             .by_ip
             .iter()
             .find(|(_, p)| p.port == port)
-            .map(|(ip, _)| *ip)?;
-        self.by_ip.remove(&ip);
-        let name = self
+            .map(|(ip, _)| *ip);
+        if let Some(ip) = by_ip {
+            self.by_ip.remove(&ip);
+        }
+        // The name goes too, whatever became of the address (another Pod may hold it).
+        let named = self
             .by_name
             .iter()
             .find(|(_, p)| p.port == port)
-            .map(|(n, _)| n.clone());
-        if let Some(n) = &name {
+            .map(|(n, p)| (n.clone(), p.ip));
+        if let Some((n, _)) = &named {
             self.by_name.remove(n);
         }
-        Some((ip, name))
+        let ip = by_ip.or(named.as_ref().map(|(_, ip)| *ip))?;
+        Some((ip, named.map(|(n, _)| n)))
     }
 
     /// The local Pod a Pod object (`namespace/name`, known by `ip`) is: by name first,
     /// else by address.
     pub fn bound(&self, namespace: &str, name: &str, ip: Option<Ipv4Addr>) -> Option<&LocalPod> {
-        let by_name = self.by_name.get(&(namespace.to_string(), name.to_string()));
-        by_name.or_else(|| self.by_ip.get(&ip?))
+        let key = (namespace.to_string(), name.to_string());
+        if let Some(p) = self.by_name.get(&key) {
+            return Some(p);
+        }
+        // By address, only a local Pod no other Pod object holds by name (a port added
+        // by hand): a stale object with a CNI Pod's address is not that Pod.
+        let p = self.by_ip.get(&ip?)?;
+        let named_else = self
+            .by_name
+            .iter()
+            .any(|(n, q)| q.port == p.port && *n != key);
+        (!named_else).then_some(p)
     }
 
     /// The local Pod on port `port`.

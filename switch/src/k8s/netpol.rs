@@ -679,6 +679,26 @@ pub fn policies_of_pod_labels(
         .collect()
 }
 
+/// The policies with a peer of every Pod of every namespace (compiled to the nodes'
+/// Pod networks): a Node that comes or goes changes them.
+pub fn policies_of_every_pod(objects: &Objects) -> Vec<ObjectKey> {
+    objects
+        .of_kind(NETWORK_POLICY_KIND, None)
+        .filter(|(_, s)| {
+            policy_of(&s.spec).is_some_and(|p| {
+                p.ingress.iter().chain(&p.egress).any(|r| match &r.peers {
+                    Peers::Any => false,
+                    Peers::Only(peers) => peers.iter().any(|peer| {
+                        matches!(peer, Peer::Pods { namespaces: Namespaces::Matching(ns), pods }
+                            if ns.selects_everything() && pods.selects_everything())
+                    }),
+                })
+            })
+        })
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
 /// The policies with a peer whose `namespaceSelector` selects a namespace with
 /// `labels`.
 pub fn policies_of_namespace(objects: &Objects, labels: &Labels) -> Vec<ObjectKey> {

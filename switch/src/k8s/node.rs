@@ -99,6 +99,11 @@ impl Kind for NodeKind {
         &INFO
     }
 
+    /// The policies whose peers are every Pod: its Pod network is among their addresses.
+    fn related(&self, objects: &super::Objects, _key: &ObjectKey, _spec: &Spec) -> Vec<ObjectKey> {
+        super::netpol::policies_of_every_pod(objects)
+    }
+
     fn read(&self, obj: &Value) -> Result<(ObjectKey, Spec), FieldError> {
         let s = k8s::node_spec(obj)?;
         let field = |path: &str, m: String| FieldError {

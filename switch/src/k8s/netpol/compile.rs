@@ -202,12 +202,15 @@ fn address_all<'a>(
 }
 
 /// Every Pod of the cluster, as addresses: the Pod networks of this node and of every
-/// node known. (Addresses there that no Pod holds yet are a Pod's once one does.)
+/// node known, less each network's gateway (the node's own address there, which its
+/// processes and host-network Pods speak from: not a Pod). Addresses there that no Pod
+/// holds yet are a Pod's once one does.
 fn all_pod_networks(node: &NodeCtx, objects: &Objects) -> Vec<Ipv4Cidr> {
     node.local
         .map(|l| l.cidr)
         .into_iter()
         .chain(objects.node_cidrs.values().map(|(c, _)| *c))
+        .flat_map(|c| subtract(c, &[Ipv4Cidr::host(c.gateway())]))
         .collect()
 }
 

@@ -934,3 +934,58 @@ mod incremental {
         }
     }
 }
+
+#[test]
+fn every_pod_is_not_every_node_and_a_stale_object_is_not_a_cni_pod() {
+    // All Pods of the cluster: the Pod networks less their gateways (the nodes).
+    let p = policy(
+        "x",
+        "all",
+        json!({"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {}}]}]}),
+    );
+    let mut b = Bed::new(vec![p]);
+    let remote = crate::k8s::node::RemoteNode {
+        cidr: "10.244.2.0/24".parse().unwrap(),
+        node_ip: Ipv4Addr::new(192, 168, 1, 2),
+    };
+    let rules = crate::k8s::node::remote_rules(&b.net, TunnelNet { port: 9, vni: 1 }, &remote);
+    b.bridge
+        .set_owned(CookieKind::RemoteNode.cookie(1), rules, vec![], 0)
+        .unwrap();
+    b.apply(
+        &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n2"},
+        "spec": {"podCIDR": "10.244.2.0/24"},
+        "status": {"addresses": [{"type": "InternalIP", "address": "192.168.1.2"}]}}),
+    );
+    assert_eq!(
+        b.verdict_from_remote("10.244.2.5", "10.244.1.3", "tcp", 80),
+        "allow"
+    );
+    assert_eq!(
+        b.verdict_from_remote("10.244.2.1", "10.244.1.3", "tcp", 80),
+        "deny"
+    );
+    // A CNI Pod bound by name is not taken over by another object with its address.
+    let mut pods = LocalPods::new();
+    let ip = Ipv4Addr::new(10, 244, 1, 7);
+    let l = LocalPod {
+        port: 7,
+        ip,
+        mac: MacAddr::for_ipv4(ip),
+    };
+    pods.insert(Some(("prod".into(), "db".into())), l);
+    assert_eq!(pods.bound("prod", "db", None), Some(&l));
+    assert_eq!(pods.bound("dev", "old", Some(ip)), None);
+    let hand = LocalPod {
+        port: 8,
+        ip: Ipv4Addr::new(10, 244, 1, 8),
+        mac: l.mac,
+    };
+    pods.insert(None, hand);
+    assert_eq!(pods.bound("dev", "any", Some(hand.ip)), Some(&hand));
+    assert_eq!(
+        pods.remove_port(7),
+        Some((ip, Some(("prod".into(), "db".into()))))
+    );
+    assert_eq!(pods.bound("prod", "db", None), None);
+}
