@@ -497,3 +497,96 @@ fn refused_connections_are_logged_with_the_pod_and_the_policies() {
     }
     assert!(!text.contains("egress deny"), "{text}");
 }
+
+/// A connection through a Service that policy refuses leaves nothing a reply can use:
+/// a's egress is denied, a sends UDP to the Service (committed with its endpoint, then
+/// dropped by policy), and b answers from the endpoint's port as if it were the reply:
+/// nothing reaches a. Connections the policy allows through a Service work, and their
+/// packets are counted by rule.
+#[test]
+#[ignore = "needs root"]
+fn a_refused_service_connection_cannot_be_answered_into_an_allowed_one() {
+    let _serial = serial();
+    require_root();
+    let bed = Bed::new();
+    let service = |name: &str, vip: &str, target: u16| {
+        [
+            json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": "x"},
+                "spec": {"clusterIP": vip, "clusterIPs": [vip], "selector": {"pod": "b"},
+                         "ports": [{"name": "dns", "port": 53, "targetPort": target, "protocol": "UDP"}]}}),
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": format!("{name}-1"), "namespace": "x",
+                             "labels": {"kubernetes.io/service-name": name}},
+                "addressType": "IPv4",
+                "ports": [{"name": "dns", "port": target, "protocol": "UDP"}],
+                "endpoints": [{"addresses": [B], "conditions": {"ready": true}, "nodeName": "n1"}]}),
+        ]
+    };
+    let (vip, vip2) = ("10.96.0.10", "10.96.0.11");
+    let mut objects: Vec<Value> = service("quiet", vip, 9053).into();
+    objects.extend(service("web", vip2, 80));
+    objects.push(policy(
+        "a-no-egress",
+        json!({"podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Egress"]}),
+    ));
+    apply(&bed.d, &objects);
+    // a: send to the Service from port 4321, then wait for anything on that port.
+    let listen = bed.a.spawn(&[
+        "timeout",
+        "10",
+        "python3",
+        "-c",
+        &format!(
+            "import socket\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('0.0.0.0', 4321)); u.settimeout(4)\nu.sendto(b'q', ('{vip}', 53))\ntry:\n d, peer = u.recvfrom(100); print('got', peer)\nexcept Exception: print('nothing')"
+        ),
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    // b (the endpoint, nothing listening on 9053) answers as the Service's reply would.
+    let spoof = bed.b.exec(&[
+        "timeout",
+        "5",
+        "python3",
+        "-c",
+        &format!(
+            "import socket, time\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('0.0.0.0', 9053))\nfor _ in range(5):\n u.sendto(b'reply', ('{A}', 4321)); time.sleep(0.1)"
+        ),
+    ]);
+    assert!(spoof.status.success(), "{}", show(&spoof));
+    let out = listen.finish(std::time::Duration::from_secs(10));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing"),
+        "a received an answer to a refused connection: {}",
+        show(&out)
+    );
+    // Allowed through a Service: works, and its packets are counted by the rule.
+    apply(
+        &bed.d,
+        &[policy(
+            "a-no-egress",
+            json!({"podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Egress"],
+                "egress": [{"ports": [{"port": 80, "protocol": "UDP"}]}]}),
+        )],
+    );
+    let ok = bed.a.exec(&[
+        "timeout",
+        "5",
+        "python3",
+        "-c",
+        &format!(
+            "import socket\nu = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(2)\nfor _ in range(3):\n u.sendto(b'q', ('{vip2}', 53)); d, p = u.recvfrom(100)\nprint('ok', p)"
+        ),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains(&format!("ok ('{vip2}', 53)")),
+        "{}",
+        show(&ok)
+    );
+    let got = bed.d.ctl_json(&["get", "netpol", "-n", "x", "a-no-egress"]);
+    let rule = &got["items"][0]["object"]["status"]["rules"][0];
+    assert!(rule["connections"].as_u64().unwrap_or(0) >= 1, "{got}");
+    assert!(
+        rule["packets"].as_u64().unwrap_or(0) >= 5,
+        "the Service's packets by rule: {got}"
+    );
+}

@@ -1330,6 +1330,35 @@ impl CtWorker {
     }
 }
 
+/// The connection a packet already belongs to, when it is committed again after its
+/// connection translated it: tracked earlier in this zone (its metadata says so and
+/// names the original tuple) and no longer carrying that tuple (a Service's DNAT). Open
+/// vSwitch keeps the connection with the packet for this; the original tuple in the
+/// metadata finds the same one. TCP, UDP and SCTP only (what Services translate).
+fn associated(key: &Flow, ct: &DpCt, t: &Tuple) -> Option<Tuple> {
+    let state = key.ct_state();
+    if !ct.commit
+        || t.v6
+        || state & ct_state::TRK == 0
+        || state & ct_state::INV != 0
+        || key.ct_zone() != ct.zone
+        || key.ct_nw_proto() != t.proto
+        || !matches!(t.proto, ipproto::TCP | ipproto::UDP | ipproto::SCTP)
+    {
+        return None;
+    }
+    let orig = Tuple {
+        src: key.ct_nw_src() as u128,
+        dst: key.ct_nw_dst() as u128,
+        sport: key.ct_tp_src(),
+        dport: key.ct_tp_dst(),
+        proto: t.proto,
+        v6: false,
+        zone: t.zone,
+    };
+    (orig != *t && orig.src == t.src).then_some(orig)
+}
+
 fn orig_tuple(t: &Tuple) -> Option<OrigTuple> {
     (!t.v6).then(|| OrigTuple {
         src: t.src as u32,
@@ -1355,7 +1384,10 @@ impl Conntrack for CtWorker {
             return self.track_fragment(pkt, layers, key, ct, now);
         }
         match tuple::classify(pkt, layers, key, ct.zone) {
-            Kind::Conn(t) => self.track_conn(pkt, layers, key, ct, t, now),
+            Kind::Conn(t) => {
+                let t = associated(key, ct, &t).unwrap_or(t);
+                self.track_conn(pkt, layers, key, ct, t, now)
+            }
             Kind::IcmpError => self.icmp_error(pkt, layers, key, ct),
             Kind::Invalid => self.invalid(ct.zone),
         }

@@ -13,7 +13,7 @@
 use super::netpol::prio::ALWAYS;
 use super::pipeline::{
     CT_ZONE, HAIRPIN_IP, HAIRPIN_ZONE, NEXT_HOP, NODEPORT_IP, NODEPORT_LOCAL_IP, Source, Table,
-    ct_commit_with_rules, ct_hairpin_snat, ct_mark, ct_nat_in, reg, rule,
+    ct_allow_service, ct_commit_with_rules, ct_hairpin_snat, ct_mark, ct_nat_in, reg, rule,
 };
 use crate::ofproto::OwnedRule;
 use std::collections::BTreeMap;
@@ -147,13 +147,24 @@ pub fn node_rules(n: &LocalNet) -> Vec<OwnedRule> {
             .ct_state(trk | new, trk | new)
             .action(ct_commit_with_rules())
             .goto(Table::Output),
-        // A Service's connection was committed when its endpoint was chosen (its packet
-        // now carries the endpoint's address: committing it again would start another).
+        // A Service's connection was committed when its endpoint was chosen, pending
+        // policy; let through, it is no longer pending (the tracker finds it by the
+        // original tuple the packet carries, as Open vSwitch keeps the connection with
+        // the packet), and keeps the rules that allowed it.
         rule(Table::ConntrackCommit, 210)
             .ip()
             .ct_state(trk | new, trk | new)
             .ct_mark(ct_mark::SERVICE, ct_mark::SERVICE)
+            .action(ct_allow_service())
             .goto(Table::Output),
+        // A Service's connection policy refused (its first packet dropped) is not a
+        // connection: a reply-shaped packet of it, or more of its packets once something
+        // answered, are dropped here rather than passed as established.
+        rule(Table::ConntrackState, 205)
+            .ip()
+            .ct_state(trk, trk | new)
+            .ct_mark(ct_mark::PENDING, ct_mark::PENDING)
+            .drop(),
     ]);
     for t in [
         Table::Conntrack,

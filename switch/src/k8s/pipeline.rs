@@ -184,6 +184,10 @@ pub mod ct_mark {
     /// Committed by a Service's endpoint choice (DNATed in ServiceLB): ConntrackCommit
     /// has nothing left to commit (Antrea's `ServiceCTMark`).
     pub const SERVICE: u32 = 0x10;
+    /// A Service's connection committed in ServiceLB that policy has not let through
+    /// yet: cleared in ConntrackCommit. Its packets are dropped until then (a refused
+    /// connection must not become an allowed one when a reply-shaped packet arrives).
+    pub const PENDING: u32 = 0x20;
 }
 
 /// The conntrack zone of the Pod network's connections (Antrea's choice, 65520, too: far
@@ -309,6 +313,25 @@ pub fn audit_reason(
         ingress: u[0] == 1,
         port: u32::from_be_bytes([u[1], u[2], u[3], u[4]]),
     })
+}
+
+/// `ct(commit,zone=CT_ZONE,nat,exec(set_field:0/0x20->ct_mark,move:reg2->ct_label[0..31],
+/// move:reg3->ct_label[32..63]))`: a Service's connection, committed in ServiceLB, now
+/// let through by policy (its pending mark cleared, the rules that allowed it kept).
+/// The tracker finds it by the original tuple the packet carries.
+pub fn ct_allow_service() -> Action {
+    let Action::Ct(mut ct) = ct_commit_with_rules() else {
+        unreachable!("ct_commit_with_rules is a ct action")
+    };
+    ct.exec.insert(
+        0,
+        Action::SetField {
+            field: FieldId::CtMark,
+            value: 0,
+            mask: ct_mark::PENDING as u128,
+        },
+    );
+    Action::Ct(ct)
 }
 
 /// A rule being built: its table and priority, then matches and actions, in the order a

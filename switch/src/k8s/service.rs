@@ -694,7 +694,12 @@ fn endpoint_group(group_id: u32, backends: &[Backend], affinity: Option<u32>) ->
                 bucket_id: b as u32,
                 weight: 1,
                 watch_port: None,
-                actions: vec![ct_dnat(e.ip, e.port, ct_mark::SERVICE, Table::EgressPolicy)],
+                actions: vec![ct_dnat(
+                    e.ip,
+                    e.port,
+                    ct_mark::SERVICE | ct_mark::PENDING,
+                    Table::EgressPolicy,
+                )],
             })
             .collect(),
         selection: None,

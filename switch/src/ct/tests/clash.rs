@@ -378,3 +378,49 @@ fn an_insert_race_still_finds_the_other_workers_connection() {
         assert_eq!((s.connections, s.clash_resolved, s.invalid), (1, 0, 0));
     }
 }
+
+/// A Service's connection committed with its DNAT, then committed again after policy let
+/// its (translated) first packet through: the second commit finds the same connection by
+/// the original tuple the packet's metadata carries (Open vSwitch keeps the connection
+/// with the packet), changes its mark, and starts no other connection.
+#[test]
+fn a_translated_packet_committed_again_is_its_connections() {
+    let t = tracker(64);
+    let mut w = t.worker(1);
+    let mut dnat = to_endpoint(5353);
+    dnat.mark = Some((0x30, 0x30));
+    let mut p = udp(CLIENT, VIP, 4000, 53);
+    let first = track(&mut w, &mut p, &dnat, 0);
+    assert_eq!(first.mark, 0x30);
+    // The packet as the pipeline has it now: translated, with the first pass's metadata.
+    let mut key = Flow::ZERO;
+    let mut layers = Layers::default();
+    extract(p.data(), &mut key, &mut layers).unwrap();
+    assert_eq!(key.nw_dst(), u32::from_be_bytes(EP));
+    key.set_ct_state(first.state);
+    key.set_ct_zone(first.zone);
+    let o = first.orig.expect("an IPv4 original tuple");
+    key.set_ct_nw_src(o.src);
+    key.set_ct_nw_dst(o.dst);
+    key.set_ct_nw_proto(o.proto);
+    key.set_ct_tp_src(o.sport);
+    key.set_ct_tp_dst(o.dport);
+    let mut allow = nat_again(true);
+    allow.mark = Some((0, 0x20));
+    let again = w.track(&mut p, &layers, &key, &allow, 0);
+    assert_eq!(
+        again.mark, 0x10,
+        "the same connection, its pending bit cleared"
+    );
+    assert_eq!(t.dump(None, 0).len(), 1, "{:?}", t.dump(None, 0));
+    assert_eq!(on_wire(&p), (CLIENT, 4000, EP, 5353), "translated once");
+    // The endpoint's answer is the connection's reply, with the mark as it now is.
+    let r = track(
+        &mut w,
+        &mut udp(EP, CLIENT, 5353, 4000),
+        &nat_again(false),
+        0,
+    );
+    assert_eq!(r.state & ct_state::RPL, ct_state::RPL);
+    assert_eq!(r.mark, 0x10);
+}
