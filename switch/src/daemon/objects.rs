@@ -563,7 +563,8 @@ impl Switch {
         let mut kept = 0usize;
         let mark = k8s::pipeline::ct_mark::SERVICE;
         self.ct.for_each(Some(k8s::pipeline::CT_ZONE), now, |c| {
-            if c.mark & mark == 0 || c.orig.v6 {
+            // Connections policy never let through are no client's choice.
+            if c.mark & mark == 0 || c.mark & k8s::pipeline::ct_mark::PENDING != 0 || c.orig.v6 {
                 return;
             }
             let (vip, ep) = (c.orig.dst as u32, c.reply.src as u32);
