@@ -229,6 +229,11 @@ impl CtWorker {
         now: u64,
     ) -> CtResult {
         let (t, later) = if key.nw_frag() & frag::LATER != 0 {
+            // A later fragment committed again after its connection translated it: its
+            // connection's, by the original tuple it carries (see `associated`).
+            if let Some(o) = super::associated_later(key, ct) {
+                return self.track_conn(pkt, layers, key, ct, o, now);
+            }
             match self.later_tuple(pkt, layers, key, ct.zone, now) {
                 Some((t, p)) => (t, Some(p)),
                 // Its first fragment was not seen: its datagram cannot be tracked.
@@ -236,7 +241,7 @@ impl CtWorker {
             }
         } else {
             match tuple::classify(pkt, layers, key, ct.zone) {
-                Kind::Conn(t) => (t, None),
+                Kind::Conn(t) => (super::associated(key, ct, &t).unwrap_or(t), None),
                 Kind::IcmpError => return self.icmp_error(pkt, layers, key, ct),
                 Kind::Invalid => return self.invalid(ct.zone),
             }

@@ -1335,28 +1335,45 @@ impl CtWorker {
 /// names the original tuple) and no longer carrying that tuple (a Service's DNAT). Open
 /// vSwitch keeps the connection with the packet for this; the original tuple in the
 /// metadata finds the same one. TCP, UDP and SCTP only (what Services translate).
-fn associated(key: &Flow, ct: &DpCt, t: &Tuple) -> Option<Tuple> {
+pub(super) fn associated(key: &Flow, ct: &DpCt, t: &Tuple) -> Option<Tuple> {
+    let orig = tracked_orig(key, ct)?;
+    (!t.v6 && orig.proto == t.proto && orig != *t && orig.src == t.src).then_some(orig)
+}
+
+/// As [`associated`], for a later fragment (no ports of its own): its addresses
+/// translated since its connection's original tuple.
+pub(super) fn associated_later(key: &Flow, ct: &DpCt) -> Option<Tuple> {
+    let orig = tracked_orig(key, ct)?;
+    let (src, dst) = (key.nw_src() as u128, key.nw_dst() as u128);
+    (key.dl_type() == vswitch_proto::field::ethertype::IPV4
+        && key.nw_proto() == orig.proto
+        && orig.src == src
+        && orig.dst != dst)
+        .then_some(orig)
+}
+
+/// The original tuple of the connection a committing packet was tracked in before, in
+/// this zone (its metadata), for the protocols Services translate.
+fn tracked_orig(key: &Flow, ct: &DpCt) -> Option<Tuple> {
     let state = key.ct_state();
+    let proto = key.ct_nw_proto();
     if !ct.commit
-        || t.v6
         || state & ct_state::TRK == 0
         || state & ct_state::INV != 0
         || key.ct_zone() != ct.zone
-        || key.ct_nw_proto() != t.proto
-        || !matches!(t.proto, ipproto::TCP | ipproto::UDP | ipproto::SCTP)
+        || !matches!(proto, ipproto::TCP | ipproto::UDP | ipproto::SCTP)
     {
         return None;
     }
-    let orig = Tuple {
+    Some(Tuple {
         src: key.ct_nw_src() as u128,
         dst: key.ct_nw_dst() as u128,
         sport: key.ct_tp_src(),
         dport: key.ct_tp_dst(),
-        proto: t.proto,
+        proto,
         v6: false,
-        zone: t.zone,
-    };
-    (orig != *t && orig.src == t.src).then_some(orig)
+        zone: ct.zone,
+    })
 }
 
 fn orig_tuple(t: &Tuple) -> Option<OrigTuple> {
