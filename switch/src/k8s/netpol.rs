@@ -604,40 +604,69 @@ pub(crate) fn policy_of(spec: &Spec) -> Option<&NetworkPolicy> {
     }
 }
 
-/// The policies a Pod's (`namespace`, `labels`) rules come from: those of its namespace
-/// that select it (they apply to it), and those with a peer that selects it (they name
-/// its address) or that resolve named ports on every Pod (an egress rule to any peer).
-pub fn policies_of_pod(objects: &Objects, namespace: &str, labels: &Labels) -> Vec<ObjectKey> {
-    let ns_labels = objects.namespace_labels(namespace);
+/// The policies for which `pred` holds (given the policy's key and spec).
+fn policies_where(
+    objects: &Objects,
+    pred: impl Fn(&ObjectKey, &NetworkPolicy) -> bool,
+) -> Vec<ObjectKey> {
     objects
         .of_kind(NETWORK_POLICY_KIND, None)
-        .filter(|(k, s)| {
-            let Some(p) = policy_of(&s.spec) else {
-                return false;
-            };
-            let own = k.namespace == namespace;
-            (own && p.pod_selector.matches(labels))
-                || p.ingress.iter().chain(&p.egress).any(|r| {
-                    let named = matches!(&r.ports, Ports::Only(l)
-                        if l.iter().any(|pp| matches!(pp.port, PortMatch::Named(_))));
-                    match &r.peers {
-                        Peers::Any => named,
-                        // An ipBlock's Pods resolve a rule's names too.
-                        Peers::Only(peers) => peers.iter().any(|peer| match peer {
-                            Peer::IpBlock(_) => named,
-                            Peer::Pods { namespaces, pods } => {
-                                let ns_ok = match namespaces {
-                                    Namespaces::Policy => own,
-                                    Namespaces::Matching(sel) => sel.matches(&ns_labels),
-                                };
-                                ns_ok && pods.matches(labels)
-                            }
-                        }),
-                    }
-                })
-        })
+        .filter(|(k, s)| policy_of(&s.spec).is_some_and(|p| pred(k, p)))
         .map(|(k, _)| k.clone())
         .collect()
+}
+
+impl NetworkPolicy {
+    /// Every rule's peers, listed (`Peers::Any` has none), ingress and egress alike.
+    fn peer_lists(&self) -> impl Iterator<Item = (&Rule, &[Peer])> {
+        self.ingress
+            .iter()
+            .chain(&self.egress)
+            .map(|r| match &r.peers {
+                Peers::Any => (r, &[][..]),
+                Peers::Only(list) => (r, &list[..]),
+            })
+    }
+}
+
+impl Rule {
+    /// Whether one of its ports is a name (resolved on the destination Pods).
+    fn names_ports(&self) -> bool {
+        matches!(&self.ports, Ports::Only(l)
+            if l.iter().any(|pp| matches!(pp.port, PortMatch::Named(_))))
+    }
+}
+
+impl Namespaces {
+    /// Whether a Pods peer with these namespaces looks in a namespace with `labels`
+    /// (`own`: the namespace is the policy's).
+    fn include(&self, own: bool, labels: &Labels) -> bool {
+        match self {
+            Namespaces::Policy => own,
+            Namespaces::Matching(sel) => sel.matches(labels),
+        }
+    }
+}
+
+/// The policies a Pod's (`namespace`, `labels`) rules come from: those of its namespace
+/// that select it (they apply to it), and those with a peer that selects it (they name
+/// its address) or whose named ports resolve on it (a rule to any peer, or to an
+/// ipBlock, which may hold its address).
+pub fn policies_of_pod(objects: &Objects, namespace: &str, labels: &Labels) -> Vec<ObjectKey> {
+    let ns_labels = objects.namespace_labels(namespace);
+    policies_where(objects, |k, p| {
+        let own = k.namespace == namespace;
+        (own && p.pod_selector.matches(labels))
+            || p.peer_lists().any(|(r, peers)| {
+                (r.names_ports() && matches!(r.peers, Peers::Any))
+                    || peers.iter().any(|peer| match peer {
+                        Peer::IpBlock(_) => r.names_ports(),
+                        Peer::Pods { namespaces, pods } => {
+                            namespaces.include(own, &ns_labels) && pods.matches(labels)
+                        }
+                    })
+            })
+    })
 }
 
 /// The policies whose rules a Pod of `namespace` changing only its labels, from `old` to
@@ -652,71 +681,37 @@ pub fn policies_of_pod_labels(
     new: &Labels,
 ) -> Vec<ObjectKey> {
     let ns_labels = objects.namespace_labels(namespace);
-    objects
-        .of_kind(NETWORK_POLICY_KIND, None)
-        .filter(|(k, s)| {
-            let Some(p) = policy_of(&s.spec) else {
-                return false;
-            };
-            let own = k.namespace == namespace;
-            let differs = |sel: &LabelSelector| sel.matches(old) != sel.matches(new);
-            (own && differs(&p.pod_selector))
-                || p.ingress.iter().chain(&p.egress).any(|r| match &r.peers {
-                    Peers::Any => false,
-                    Peers::Only(peers) => peers.iter().any(|peer| match peer {
-                        Peer::IpBlock(_) => false,
-                        Peer::Pods { namespaces, pods } => {
-                            let ns_ok = match namespaces {
-                                Namespaces::Policy => own,
-                                Namespaces::Matching(sel) => sel.matches(&ns_labels),
-                            };
-                            ns_ok && differs(pods)
-                        }
-                    }),
-                })
-        })
-        .map(|(k, _)| k.clone())
-        .collect()
+    let differs = |sel: &LabelSelector| sel.matches(old) != sel.matches(new);
+    policies_where(objects, |k, p| {
+        let own = k.namespace == namespace;
+        (own && differs(&p.pod_selector))
+            || p.peer_lists().flat_map(|(_, peers)| peers).any(|peer| {
+                matches!(peer, Peer::Pods { namespaces, pods }
+                    if namespaces.include(own, &ns_labels) && differs(pods))
+            })
+    })
 }
 
 /// The policies with a peer of every Pod of every namespace (compiled to the nodes'
 /// Pod networks): a Node that comes or goes changes them.
 pub fn policies_of_every_pod(objects: &Objects) -> Vec<ObjectKey> {
-    objects
-        .of_kind(NETWORK_POLICY_KIND, None)
-        .filter(|(_, s)| {
-            policy_of(&s.spec).is_some_and(|p| {
-                p.ingress.iter().chain(&p.egress).any(|r| match &r.peers {
-                    Peers::Any => false,
-                    Peers::Only(peers) => peers.iter().any(|peer| {
-                        matches!(peer, Peer::Pods { namespaces: Namespaces::Matching(ns), pods }
-                            if ns.selects_everything() && pods.selects_everything())
-                    }),
-                })
-            })
+    policies_where(objects, |_, p| {
+        p.peer_lists().flat_map(|(_, peers)| peers).any(|peer| {
+            matches!(peer, Peer::Pods { namespaces: Namespaces::Matching(ns), pods }
+                if ns.selects_everything() && pods.selects_everything())
         })
-        .map(|(k, _)| k.clone())
-        .collect()
+    })
 }
 
 /// The policies with a peer whose `namespaceSelector` selects a namespace with
 /// `labels`.
 pub fn policies_of_namespace(objects: &Objects, labels: &Labels) -> Vec<ObjectKey> {
-    objects
-        .of_kind(NETWORK_POLICY_KIND, None)
-        .filter(|(_, s)| {
-            policy_of(&s.spec).is_some_and(|p| {
-                p.ingress.iter().chain(&p.egress).any(|r| match &r.peers {
-                    Peers::Any => false,
-                    Peers::Only(peers) => peers.iter().any(|peer| {
-                        matches!(peer, Peer::Pods { namespaces: Namespaces::Matching(sel), .. }
-                            if sel.matches(labels))
-                    }),
-                })
-            })
+    policies_where(objects, |_, p| {
+        p.peer_lists().flat_map(|(_, peers)| peers).any(|peer| {
+            matches!(peer, Peer::Pods { namespaces: Namespaces::Matching(sel), .. }
+                if sel.matches(labels))
         })
-        .map(|(k, _)| k.clone())
-        .collect()
+    })
 }
 
 impl Kind for NetworkPolicyKind {
