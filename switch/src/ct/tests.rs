@@ -23,6 +23,18 @@ fn tcp(
     ack: u32,
     flags: &str,
 ) -> Packet {
+    segment((src, sport), (dst, dport), seq, ack, flags, &[])
+}
+
+/// A TCP segment with flags (`S`, `A`, `F`, `R`) and a payload.
+fn segment(
+    (src, sport): ([u8; 4], u16),
+    (dst, dport): ([u8; 4], u16),
+    seq: u32,
+    ack: u32,
+    flags: &str,
+    payload: &[u8],
+) -> Packet {
     let mut b = PacketBuilder::ethernet2([2; 6], [4; 6])
         .ipv4(src, dst, 64)
         .tcp(sport, dport, seq, 64000);
@@ -39,7 +51,7 @@ fn tcp(
         b = b.rst();
     }
     let mut v = Vec::new();
-    b.write(&mut v, &[]).unwrap();
+    b.write(&mut v, payload).unwrap();
     Packet::from_frame(&v, 1)
 }
 

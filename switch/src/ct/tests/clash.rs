@@ -16,32 +16,6 @@ fn to_endpoint(port: u16) -> DpCt {
     nat(NatKind::Dst, "10.0.0.2", Some((port, port)))
 }
 
-/// A TCP segment with a payload.
-fn segment(
-    (src, sport): ([u8; 4], u16),
-    (dst, dport): ([u8; 4], u16),
-    seq: u32,
-    ack: u32,
-    flags: &str,
-    payload: &[u8],
-) -> Packet {
-    let mut b = PacketBuilder::ethernet2([2; 6], [4; 6])
-        .ipv4(src, dst, 64)
-        .tcp(sport, dport, seq, 64000);
-    if flags.contains('S') {
-        b = b.syn();
-    }
-    if flags.contains('A') {
-        b = b.ack(ack);
-    }
-    if flags.contains('F') {
-        b = b.fin();
-    }
-    let mut v = Vec::new();
-    b.write(&mut v, payload).unwrap();
-    Packet::from_frame(&v, 1)
-}
-
 fn fold(mut s: u32) -> u16 {
     while s > 0xffff {
         s = (s & 0xffff) + (s >> 16);

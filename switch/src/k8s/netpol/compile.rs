@@ -14,7 +14,8 @@
 //! Only new connections meet these tables (ConntrackState sends the packets of known
 //! connections past them): replies of allowed connections pass, and a reply-shaped
 //! packet of no connection is `+new` (or `+inv`, dropped) and meets the rules as a new
-//! one would.
+//! one would. A Service's connection, committed in ServiceLB, stays pending (its packets
+//! dropped) until ConntrackCommit, after these tables, lets it through.
 //!
 //! Named ports resolve per destination Pod: an ingress rule's local Pods are grouped by
 //! what its names resolve to on each, an egress rule's destination Pods likewise, one
