@@ -154,24 +154,37 @@ fn forward(call: &CniCall, conf: &NetConf) -> Result<Value, CniError> {
     let mut line = serde_json::to_vec(&Request::new(1, method::CNI, call))
         .map_err(|e| CniError::new(errcode::INTERNAL, format!("cannot encode the call: {e}")))?;
     line.push(b'\n');
-    (&stream)
-        .write_all(&line)
-        .map_err(|e| unreachable(format!("cannot send the call: {e}")))?;
+    // A daemon with no room for us answers at once and closes, maybe before the call is
+    // in: then its answer, if any, says more than the failed write.
+    let sent = (&stream).write_all(&line);
+    if let Err(e) = &sent
+        && !matches!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+        )
+    {
+        return Err(unreachable(format!("cannot send the call: {e}")));
+    }
     let mut reply = Vec::new();
-    BufReader::new(&stream)
+    let read = BufReader::new(&stream)
         .take(MAX_REPLY)
-        .read_until(b'\n', &mut reply)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => CniError::new(
-                errcode::TRY_AGAIN_LATER,
-                format!(
-                    "vswitchd at {socket} did not answer {} within {} s; it may be busy. \
+        .read_until(b'\n', &mut reply);
+    if let Err(e) = sent
+        && reply.is_empty()
+    {
+        return Err(unreachable(format!("cannot send the call: {e}")));
+    }
+    read.map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => CniError::new(
+            errcode::TRY_AGAIN_LATER,
+            format!(
+                "vswitchd at {socket} did not answer {} within {} s; it may be busy. \
                      Check its log; the runtime will retry",
-                    call.command, conf.timeout_secs
-                ),
+                call.command, conf.timeout_secs
             ),
-            _ => unreachable(format!("the connection failed: {e}")),
-        })?;
+        ),
+        _ => unreachable(format!("the connection failed: {e}")),
+    })?;
     if reply.is_empty() {
         return Err(unreachable(
             "it closed the connection without answering (did it stop?)".into(),
@@ -187,6 +200,7 @@ fn forward(call: &CniCall, conf: &NetConf) -> Result<Value, CniError> {
         CniError::from_rpc(&e.message, e.data.as_ref()).unwrap_or_else(|| {
             let code = match e.code {
                 rpc::code::PERMISSION_DENIED => errcode::INVALID_ENV,
+                rpc::code::BUSY => errcode::TRY_AGAIN_LATER,
                 _ => errcode::INTERNAL,
             };
             let hint = if e.code == rpc::code::METHOD_NOT_FOUND {

@@ -67,10 +67,20 @@ impl Client {
             .map_err(|e| Failure::Usage(format!("cannot encode the request: {e}")))?;
         line.push(b'\n');
         self.io.get_mut().deadline = self.timeout.map(|t| Instant::now() + t);
-        self.io
-            .get_mut()
-            .write_all(&line)
-            .map_err(|e| self.io_failure(&e))?;
+        if let Err(e) = self.io.get_mut().write_all(&line) {
+            // A daemon with no room for us answers at once and closes, maybe before our
+            // request is in: what it said explains the failed write better than the write.
+            if !matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ) {
+                return Err(self.io_failure(&e).into());
+            }
+            return match self.read_reply() {
+                Ok(reply) => parse_reply(&reply, id),
+                Err(_) => Err(self.io_failure(&e).into()),
+            };
+        }
         let reply = self.read_reply()?;
         parse_reply(&reply, id)
     }
@@ -252,17 +262,18 @@ fn parse_reply(line: &[u8], id: i64) -> Result<Value, CallError> {
     }
 }
 
-/// The daemon's refusals pass through, except that a peer it does not accept is a
-/// reachability problem with the same remedy as a socket we may not open.
+/// The daemon's refusals pass through; refusing this user, or having no room for this
+/// connection, are refusals too (exit status 1), each said with its remedy.
 fn map_rpc_error(e: RpcError) -> CallError {
-    if e.code == code::PERMISSION_DENIED {
-        return CallError::Failed(Failure::Unreachable(format!(
+    match e.code {
+        code::PERMISSION_DENIED => CallError::Failed(Failure::Refused(format!(
             "vswitchd refused this user: {}. Its socket is for root: run vswitchctl as root \
              (e.g. with sudo).",
             e.message
-        )));
+        ))),
+        code::BUSY => CallError::Failed(Failure::Refused(e.message)),
+        _ => CallError::Rpc(e),
     }
-    CallError::Rpc(e)
 }
 
 fn quote(line: &[u8]) -> String {
@@ -337,12 +348,25 @@ mod tests {
     }
 
     #[test]
-    fn peer_not_allowed_is_unreachable() {
+    fn peer_not_allowed_is_a_refusal() {
         let s = r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32003,"message":"uid 1000 is not allowed"}}"#;
         match parse(s) {
             Err(CallError::Failed(f)) => {
-                assert_eq!(f.exit_code(), 3);
+                assert_eq!(f.exit_code(), 1);
                 assert!(f.to_string().contains("as root"), "{f}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn busy_is_a_refusal_with_the_daemons_words() {
+        let s =
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32004,"message":"vswitchd is busy"}}"#;
+        match parse(s) {
+            Err(CallError::Failed(f)) => {
+                assert_eq!(f.exit_code(), 1);
+                assert_eq!(f.to_string(), "vswitchd is busy");
             }
             other => panic!("{other:?}"),
         }

@@ -5,8 +5,9 @@ use std::fmt;
 /// A failed command. `Display` gives the message after `vswitchctl: `.
 #[derive(Debug)]
 pub enum Failure {
-    /// The switch understood the request and refused it; the daemon's own message,
-    /// possibly several lines (a flow line with a caret under the error).
+    /// The switch refused the request (or this user, or had no room for the connection);
+    /// the daemon's own message, possibly several lines (a flow line with a caret under
+    /// the error).
     Refused(String),
     /// The daemon answered something that is not a JSON-RPC reply to our request.
     Unreadable(String),

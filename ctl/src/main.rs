@@ -1,6 +1,7 @@
 //! vswitchctl: programs and inspects a running vswitchd over its control socket.
 //!
-//! Exit status: 0 done; 1 the switch refused (its message on stderr), answered something
+//! Exit status: 0 done; 1 the switch refused (its message on stderr; also when it refuses
+//! this user or has no room for the connection), answered something
 //! unreadable, or refused an object of a manifest, or a manifest did not load; 2 usage
 //! error; 3 the switch is not reachable.
 #![forbid(unsafe_code)]

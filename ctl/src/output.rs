@@ -173,6 +173,23 @@ pub fn show(s: &ShowResult, out: &mut String) {
             c.invalid
         );
     }
+    if let Some(c) = &s.control {
+        let _ = writeln!(
+            out,
+            "control: {} connections (max {}), {} bytes buffered (max {}); accepted {}, \
+             refused {}, evicted {}, idle closed {}, too long {}, accept errors {}",
+            c.connections,
+            c.max_connections,
+            c.buffered,
+            c.buffer_limit,
+            c.accepted,
+            c.refused,
+            c.evicted,
+            c.idle_closed,
+            c.too_long,
+            c.accept_errors
+        );
+    }
 }
 
 /// Lines as they are, one a line.
@@ -664,6 +681,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
             conntrack: None,
+            control: None,
         };
         let mut out = String::new();
         show(&s, &mut out);

@@ -27,6 +27,9 @@ pub mod code {
     pub const CONFLICT: i64 = -32002;
     /// The peer is not allowed to use the socket.
     pub const PERMISSION_DENIED: i64 = -32003;
+    /// The switch has no room for this connection now (its control connections are at
+    /// their limit, or the process is out of file descriptors); try again shortly.
+    pub const BUSY: i64 = -32004;
 }
 
 /// A request id: JSON-RPC allows a number or a string (or null, which we do not send).
@@ -374,6 +377,33 @@ pub struct ShowResult {
     /// The connection tracker (absent from a daemon without one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conntrack: Option<CtStats>,
+    /// The control server (absent when the switch is driven without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<ControlStats>,
+}
+
+/// The control server's connections and counters, as `show` prints them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlStats {
+    /// Connections open now, and the limit (`vswitchd --ctl-max-connections`).
+    pub connections: u64,
+    pub max_connections: u64,
+    /// Bytes of unfinished and unanswered requests held now, beyond each connection's
+    /// small free allowance, and the limit on them.
+    pub buffered: u64,
+    pub buffer_limit: u64,
+    pub accepted: u64,
+    /// Connections refused with a "busy" error: no slot free and none idle to close, or no
+    /// file descriptor.
+    pub refused: u64,
+    /// Idle connections closed to make room for a new one or for a request's bytes.
+    pub evicted: u64,
+    /// Connections closed after `--ctl-idle-timeout` without a byte either way.
+    pub idle_closed: u64,
+    /// Requests over the size limit (skipped, answered with an error).
+    pub too_long: u64,
+    /// Failed `accept` calls (out of descriptors or memory), each followed by a pause.
+    pub accept_errors: u64,
 }
 
 /// The connection tracker's counters, as `show` prints them.

@@ -29,6 +29,7 @@ iperf3                        iperf3                       demo root-test
 python3                       python3                      demo root-test
 nsenter                       util-linux                   demo root-test
 setpriv                       util-linux                   root-test
+prlimit                       util-linux                   root-test
 sysctl                        procps                       root-test
 timeout                       coreutils                    root-test
 ethtool                       ethtool                      root-test

@@ -15,8 +15,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -358,6 +358,33 @@ fn link(v: &Value) -> Link {
             .as_array()
             .is_some_and(|f| f.iter().any(|x| x == "UP")),
     }
+}
+
+/// A careless control client: it connects to `socket`, writes `bytes` without a newline,
+/// then holds the connection until `go` is set (or the server closes it).
+pub fn hog(socket: PathBuf, bytes: usize, go: Arc<AtomicBool>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let Ok(mut s) = UnixStream::connect(&socket) else {
+            return;
+        };
+        let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
+        let chunk = vec![b'a'; 1 << 20];
+        let mut left = bytes;
+        while left > 0 && !go.load(Ordering::Acquire) {
+            match s.write(&chunk[..left.min(chunk.len())]) {
+                Ok(n) => left -= n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return,
+            }
+        }
+        while !go.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
 }
 
 // ---- the daemon ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ use vswitch_proto::cni::{Attachment, CniError, errcode};
 use vswitch_tests::cni::{
     CniEnv, Conflist, Runtime, containerd_pod_ips, exec_plugin, exec_plugin_raw,
 };
-use vswitch_tests::e2e::{Daemon, Netns, bin, ping, serial, unique, unreachable_pairs};
+use vswitch_tests::e2e::{Daemon, Netns, bin, hog, ping, serial, unique, unreachable_pairs};
 
 const POD_CIDR: &str = "10.244.1.0/24";
 const GATEWAY: &str = "10.244.1.1";
@@ -699,4 +699,48 @@ fn a_pod_is_policed_from_its_first_packet_when_add_returns() {
     for env in [&client_env, &web_env] {
         rt.del(&list, env, None).expect("DEL");
     }
+}
+
+#[test]
+#[ignore = "needs root"]
+fn add_and_del_work_while_careless_clients_crowd_the_control_socket() {
+    let node = Node::new();
+    let rt = node.runtime();
+    let list = node.conflist("1.1.0", None, &[]);
+    // Every connection slot taken by clients that say nothing, and eight more sending
+    // requests of the largest size without their newline.
+    let go = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let socket = node.daemon.socket();
+    let idle: Vec<_> = (0..200)
+        .filter_map(|_| std::os::unix::net::UnixStream::connect(&socket).ok())
+        .collect();
+    let hogs: Vec<_> = (0..8)
+        .map(|_| {
+            hog(
+                socket.clone(),
+                vswitch_proto::rpc::MAX_MESSAGE_BYTES,
+                go.clone(),
+            )
+        })
+        .collect();
+    // Once they have been quiet a second, kubelet's calls get through.
+    std::thread::sleep(Duration::from_millis(1500));
+    let pod = Netns::new();
+    let env = containerd_env(&container_id(), &pod, "crowded");
+    let started = std::time::Instant::now();
+    let result = rt
+        .add(&list, &env, None)
+        .expect("ADD among careless clients");
+    let took = started.elapsed();
+    addr_of(&result);
+    rt.check(&list, &env, None)
+        .expect("CHECK among careless clients");
+    rt.del(&list, &env, None)
+        .expect("DEL among careless clients");
+    go.store(true, std::sync::atomic::Ordering::Release);
+    for h in hogs {
+        let _ = h.join();
+    }
+    drop(idle);
+    assert!(took < Duration::from_secs(5), "ADD took {took:?}");
 }

@@ -109,6 +109,16 @@ struct Args {
     /// The VXLAN UDP port (4789, the IANA port; Flannel's and Antrea's default).
     #[arg(long, default_value_t = vswitch::port::vxlan::DEFAULT_PORT, value_parser = clap::value_parser!(u16).range(1..))]
     vxlan_port: u16,
+    /// Control connections open at once. Past it, the connection idle longest makes room;
+    /// with none idle, a new one is refused with a "busy" error (counted in `show`).
+    #[arg(long, default_value_t = ctl::server::Limits::default().max_connections as u32,
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
+    ctl_max_connections: u32,
+    /// Seconds a control connection may stay open with no request running and not a byte
+    /// either way.
+    #[arg(long, default_value_t = ctl::server::Limits::default().idle_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    ctl_idle_timeout: u64,
     /// Name of the gateway port (an internal port in this namespace).
     #[arg(long, default_value = vswitch::daemon::DEFAULT_GATEWAY)]
     gateway_name: String,
@@ -202,12 +212,18 @@ fn main() {
             let _ = nix::sys::signal::kill(me, Signal::SIGTERM);
         }),
         reopen_logs: Box::new(move || reopen_target.reopen()),
+        control: Default::default(),
     });
+    let limits = ctl::server::Limits {
+        max_connections: args.ctl_max_connections as usize,
+        idle_timeout: Duration::from_secs(args.ctl_idle_timeout),
+        ..Default::default()
+    };
     {
         let (sw, hooks, stop) = (switch.clone(), hooks.clone(), stop.clone());
         std::thread::Builder::new()
             .name("vswitch-ctl-accept".into())
-            .spawn(move || ctl::serve(listener, sw, hooks, stop))
+            .spawn(move || ctl::server::serve(listener, sw, hooks, stop, limits))
             .unwrap_or_else(|e| fail(format!("cannot start the control thread: {e}")));
     }
     {

@@ -1,29 +1,34 @@
-//! The control server: JSON-RPC 2.0 over a Unix socket, one JSON object per line.
+//! The control protocol's server side: JSON-RPC 2.0 over a Unix socket, one JSON object
+//! per line; [`server`] runs the socket, this module answers the requests.
 //!
 //! The socket is mode 0600 and every connection's peer credentials are checked (root, or
 //! the user the daemon runs as). A malformed message gets a JSON-RPC error and the
-//! connection stays usable; a message over [`MAX_MESSAGE_BYTES`] is refused and skipped
-//! up to its newline.
+//! connection stays usable; a message over [`vswitch_proto::rpc::MAX_MESSAGE_BYTES`] is
+//! refused and skipped up to its newline.
+
+pub mod framer;
+pub mod server;
 
 use crate::daemon::{Refusal, Switch};
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use vswitch_proto::rpc::{self, Id, MAX_MESSAGE_BYTES, Response, RpcError, code, method};
+use vswitch_proto::rpc::{self, Id, Response, RpcError, code, method};
 
-/// What the server can ask of the process around it.
+/// What the server can ask of the process around it, and what it tells it.
 pub struct Hooks {
     /// Stop the daemon (the `shutdown` call).
     pub shutdown: Box<dyn Fn() + Send + Sync>,
     /// Reopen log files (the `reopen-logs` call).
     pub reopen_logs: Box<dyn Fn() -> io::Result<()> + Send + Sync>,
+    /// The control server's counters (`show`).
+    pub control: Arc<server::Stats>,
 }
 
 impl std::fmt::Debug for Hooks {
@@ -77,158 +82,6 @@ pub fn bind(path: &Path) -> Result<UnixListener, BindError> {
     Ok(l)
 }
 
-/// Accept connections until `stop` is set (the caller wakes the accept by connecting).
-pub fn serve(
-    listener: UnixListener,
-    switch: Arc<Mutex<Switch>>,
-    hooks: Arc<Hooks>,
-    stop: Arc<AtomicBool>,
-) {
-    for conn in listener.incoming() {
-        if stop.load(Ordering::Acquire) {
-            return;
-        }
-        let stream = match conn {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                continue;
-            }
-        };
-        let (sw, hooks) = (switch.clone(), hooks.clone());
-        let spawned = std::thread::Builder::new()
-            .name("vswitch-ctl".into())
-            .spawn(move || {
-                if let Err(e) = connection(stream, &sw, &hooks) {
-                    tracing::debug!(error = %e, "control connection ended");
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "cannot start a control connection thread");
-        }
-    }
-}
-
-/// Whether the peer may use the socket: root, or the user the daemon runs as.
-fn peer_allowed(stream: &UnixStream) -> Result<bool, io::Error> {
-    let cred = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)
-        .map_err(io::Error::from)?;
-    let me = nix::unistd::geteuid().as_raw();
-    Ok(cred.uid() == 0 || cred.uid() == me)
-}
-
-enum Line {
-    Complete,
-    TooLong,
-    Eof,
-}
-
-/// Read one line into `buf` (without the newline), at most `cap` bytes; a longer line is
-/// consumed up to its newline and reported as too long.
-fn read_line(r: &mut impl BufRead, buf: &mut Vec<u8>, cap: usize) -> io::Result<Line> {
-    buf.clear();
-    let mut too_long = false;
-    loop {
-        let avail = r.fill_buf()?;
-        if avail.is_empty() {
-            return Ok(if buf.is_empty() && !too_long {
-                Line::Eof
-            } else if too_long {
-                Line::TooLong
-            } else {
-                Line::Complete
-            });
-        }
-        let (chunk, done) = match avail.iter().position(|&b| b == b'\n') {
-            Some(i) => (&avail[..i], Some(i + 1)),
-            None => (avail, None),
-        };
-        if !too_long {
-            if buf.len() + chunk.len() > cap {
-                too_long = true;
-                buf.clear();
-            } else {
-                buf.extend_from_slice(chunk);
-            }
-        }
-        let used = done.unwrap_or(avail.len());
-        r.consume(used);
-        if done.is_some() {
-            return Ok(if too_long {
-                Line::TooLong
-            } else {
-                Line::Complete
-            });
-        }
-    }
-}
-
-fn send(w: &mut impl Write, resp: &Response) -> io::Result<()> {
-    let mut out = serde_json::to_vec(resp).map_err(io::Error::other)?;
-    out.push(b'\n');
-    w.write_all(&out)?;
-    w.flush()
-}
-
-/// A request this long (a large manifest) is followed by returning freed memory.
-const LARGE_REQUEST: usize = 1 << 20;
-
-fn connection(stream: UnixStream, sw: &Mutex<Switch>, hooks: &Hooks) -> io::Result<()> {
-    let mut writer = stream.try_clone()?;
-    let allowed = peer_allowed(&stream)?;
-    let mut reader = BufReader::new(stream);
-    let mut line = Vec::new();
-    if !allowed {
-        // Read the request first, so the client is not cut off while still writing it,
-        // then answer it with the refusal and close.
-        let _ = read_line(&mut reader, &mut line, MAX_MESSAGE_BYTES);
-        let id = serde_json::from_slice::<Value>(&line)
-            .ok()
-            .and_then(|v| v.get("id").cloned())
-            .and_then(|i| serde_json::from_value::<Id>(i).ok());
-        send(
-            &mut writer,
-            &Response::err(
-                id,
-                RpcError::new(
-                    code::PERMISSION_DENIED,
-                    "permission denied: only root (or the user vswitchd runs as) may use this socket",
-                ),
-            ),
-        )?;
-        return Ok(());
-    }
-    loop {
-        match read_line(&mut reader, &mut line, MAX_MESSAGE_BYTES)? {
-            Line::Eof => return Ok(()),
-            Line::TooLong => send(
-                &mut writer,
-                &Response::err(
-                    None,
-                    RpcError::new(
-                        code::INVALID_REQUEST,
-                        format!("request larger than {MAX_MESSAGE_BYTES} bytes; it was skipped"),
-                    ),
-                ),
-            )?,
-            Line::Complete => {
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                if let Some(resp) = handle(sw, hooks, &line) {
-                    send(&mut writer, &resp)?;
-                }
-                if line.len() > LARGE_REQUEST {
-                    // A cluster's manifest: its buffers and what it parsed into are free
-                    // now; give them back rather than keep the peak for good.
-                    line = Vec::new();
-                    crate::sys::trim_heap();
-                }
-            }
-        }
-    }
-}
-
 fn params<T: DeserializeOwned>(m: &str, p: &Value) -> Result<T, RpcError> {
     let p = if p.is_null() {
         Value::Object(Default::default())
@@ -255,6 +108,16 @@ fn ok<T: Serialize>(v: Result<T, Refusal>) -> Result<Value, RpcError> {
 
 /// Answer one request line; `None` for a notification (a request without an id).
 pub fn handle(sw: &Mutex<Switch>, hooks: &Hooks, line: &[u8]) -> Option<Response> {
+    answer(sw, hooks, None, line)
+}
+
+/// [`handle`], with the control server's counters for `show`.
+fn answer(
+    sw: &Mutex<Switch>,
+    hooks: &Hooks,
+    control: Option<&server::Stats>,
+    line: &[u8],
+) -> Option<Response> {
     let v: Value = match serde_json::from_slice(line) {
         Ok(v) => v,
         Err(e) => {
@@ -293,7 +156,7 @@ pub fn handle(sw: &Mutex<Switch>, hooks: &Hooks, line: &[u8]) -> Option<Response
         return invalid("missing \"method\" (a string)");
     };
     let p = obj.get("params").cloned().unwrap_or(Value::Null);
-    let result = call(sw, hooks, m, &p);
+    let result = call(sw, hooks, control, m, &p);
     if !has_id {
         return None;
     }
@@ -303,13 +166,23 @@ pub fn handle(sw: &Mutex<Switch>, hooks: &Hooks, line: &[u8]) -> Option<Response
     })
 }
 
-fn call(sw: &Mutex<Switch>, hooks: &Hooks, m: &str, p: &Value) -> Result<Value, RpcError> {
+fn call(
+    sw: &Mutex<Switch>,
+    hooks: &Hooks,
+    control: Option<&server::Stats>,
+    m: &str,
+    p: &Value,
+) -> Result<Value, RpcError> {
     match m {
         method::VERSION => ok(Ok(rpc::VersionResult {
             version: env!("CARGO_PKG_VERSION").into(),
             protocol: rpc::PROTOCOL_VERSION,
         })),
-        method::SHOW => ok(Ok(sw.lock().show())),
+        method::SHOW => {
+            let mut show = sw.lock().show();
+            show.control = control.map(server::Stats::snapshot);
+            ok(Ok(show))
+        }
         method::ADD_PORT => {
             let p = params(m, p)?;
             ok(sw.lock().add_port(p))
@@ -447,35 +320,5 @@ fn call(sw: &Mutex<Switch>, hooks: &Hooks, m: &str, p: &Value) -> Result<Value, 
                 method::ALL.join(", ")
             ),
         )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_are_capped_and_skipped() {
-        let input = b"short\nthis-one-is-too-long\nok\n";
-        let mut r = BufReader::with_capacity(4, &input[..]);
-        let mut buf = Vec::new();
-        assert!(matches!(
-            read_line(&mut r, &mut buf, 10).unwrap(),
-            Line::Complete
-        ));
-        assert_eq!(buf, b"short");
-        assert!(matches!(
-            read_line(&mut r, &mut buf, 10).unwrap(),
-            Line::TooLong
-        ));
-        assert!(matches!(
-            read_line(&mut r, &mut buf, 10).unwrap(),
-            Line::Complete
-        ));
-        assert_eq!(buf, b"ok");
-        assert!(matches!(
-            read_line(&mut r, &mut buf, 10).unwrap(),
-            Line::Eof
-        ));
     }
 }

@@ -511,6 +511,7 @@ impl Switch {
             n_groups: self.bridge.pipeline().n_groups() as u64,
             datapath: self.datapath_stats(),
             conntrack: Some(self.ct_stats()),
+            control: None,
         }
     }
 

@@ -221,6 +221,7 @@ fn hooks() -> Hooks {
     Hooks {
         shutdown: Box::new(|| {}),
         reopen_logs: Box::new(|| Ok(())),
+        control: Default::default(),
     }
 }
 
