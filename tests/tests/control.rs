@@ -32,6 +32,15 @@ fn rss(pid: u32) -> u64 {
         .map_or(0, |kib| kib << 10)
 }
 
+fn threads(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
@@ -53,6 +62,7 @@ fn connections_holding_huge_unfinished_requests_stay_within_a_memory_bound() {
     d.ctl_ok(&["show"]);
     std::thread::sleep(Duration::from_millis(300));
     let base = rss(pid);
+    let base_threads = threads(pid);
     let go = Arc::new(AtomicBool::new(false));
     // 64 clients, each sending all but the newline of a request of the largest size:
     // before, 1.1 GiB resident, 213 MiB of it kept after they left.
@@ -60,6 +70,7 @@ fn connections_holding_huge_unfinished_requests_stay_within_a_memory_bound() {
         .map(|_| hog(d.socket(), MAX_REQUEST, go.clone()))
         .collect();
     let mut peak = base;
+    let mut most_threads = base_threads;
     let mut slowest = Duration::ZERO;
     let until = Instant::now() + Duration::from_secs(8);
     while Instant::now() < until {
@@ -72,6 +83,7 @@ fn connections_holding_huge_unfinished_requests_stay_within_a_memory_bound() {
         );
         slowest = slowest.max(took);
         peak = peak.max(rss(pid));
+        most_threads = most_threads.max(threads(pid));
         std::thread::sleep(Duration::from_millis(100));
     }
     let during = d.ctl_ok(&["show"]);
@@ -90,6 +102,12 @@ fn connections_holding_huge_unfinished_requests_stay_within_a_memory_bound() {
         base >> 20,
         peak >> 20,
         (BUDGET + SLACK) >> 20
+    );
+    // No thread per connection (before: 5,000 idle connections, 5,000 threads): at most
+    // the pool's 16 more.
+    assert!(
+        most_threads <= base_threads + 16,
+        "{base_threads} threads before, {most_threads} with 64 clients"
     );
     assert!(
         slowest < Duration::from_secs(1),

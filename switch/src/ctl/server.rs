@@ -188,7 +188,9 @@ impl Pool {
     /// none runs, the queued jobs come back to be answered with an error.
     fn submit(&self, job: Job) -> Vec<Job> {
         let _ = self.jobs.send(job);
-        if self.idle.load(Ordering::Acquire) > 0 || self.threads.load(Ordering::Acquire) >= self.max
+        // Enough idle threads for what is queued (this job included), or no more allowed.
+        if self.queue.len() <= self.idle.load(Ordering::Acquire)
+            || self.threads.load(Ordering::Acquire) >= self.max
         {
             return Vec::new();
         }
