@@ -23,22 +23,23 @@ fn require_root() {
     vswitch_tests::e2e::require_root(TOOLS);
 }
 
-fn rss(pid: u32) -> u64 {
+/// The first number of a line of `/proc/PID/status` (`VmRSS:`, `Threads:`).
+fn status_number(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .map_or(0, |kib| kib << 10)
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Resident memory, in bytes.
+fn rss(pid: u32) -> u64 {
+    status_number(pid, "VmRSS:") << 10
 }
 
 fn threads(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    status_number(pid, "Threads:")
 }
 
 fn fds(pid: u32) -> usize {
