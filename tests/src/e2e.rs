@@ -715,7 +715,19 @@ impl Daemon {
             CTL_TIMEOUT_SECS,
         ];
         all.extend_from_slice(args);
-        run("setpriv", &all)
+        // A copy just written may be "busy" for a moment: another test's fork can hold its
+        // descriptor until that child execs.
+        let mut tries = 0;
+        loop {
+            let out = run("setpriv", &all);
+            let busy = out.status.code() == Some(126)
+                && String::from_utf8_lossy(&out.stderr).contains("Text file busy");
+            if !busy || tries == 50 {
+                return out;
+            }
+            tries += 1;
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// A raw connection to the control socket.

@@ -43,8 +43,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use table::{
-    Dir, ENTRY_WORDS, F_ASSURED, F_DNAT, F_SEEN_REPLY, F_SNAT, HEADER_WORDS, Locked, Refused,
-    Table, W_EXPIRES, W_FLAGS, W_LABEL, W_ORIG, W_REPLY, W_TCP, read_tuple,
+    Dir, ENTRY_WORDS, F_ASSURED, F_DNAT, F_SEEN_REPLY, F_SNAT, HEADER_WORDS, Hints, Locked,
+    Refused, Table, W_EXPIRES, W_FLAGS, W_LABEL, W_ORIG, W_REPLY, W_TCP, read_tuple,
 };
 use tcp::{TcpConn, TcpTimeouts};
 use tuple::{Kind, Tuple};
@@ -335,6 +335,7 @@ impl Tracker {
             version: self.0.timeouts_version.load(Relaxed),
             rng: seed | 1,
             frags: FragTable::new(seed.rotate_left(32) ^ 0x5bd1_e995),
+            hints: Hints::new(),
         }
     }
 
@@ -776,6 +777,8 @@ pub struct CtWorker {
     /// First fragments seen lately, for the rest of their datagrams (fragments of one
     /// datagram come in on one port, which one worker reads).
     frags: FragTable,
+    /// Where this worker found recent packets' connections.
+    hints: Hints,
 }
 
 /// What looking a packet's connection up came to.
@@ -788,6 +791,8 @@ enum Found {
     Expired(u32),
     /// To be removed (a reopening SYN, `force`), then the packet is new.
     Remove(u32),
+    /// A hint led to an entry that no longer holds the connection: look in the index.
+    Moved,
 }
 
 /// What a packet did to its connection, decided under the entry's lock.
@@ -1119,45 +1124,38 @@ impl CtWorker {
         };
         // Two passes at most: a connection found and removed (reopened, forced) is then
         // handled as new; a connection another worker added meanwhile is then found.
+        let h = self.t.0.table.hash(&t);
         for _ in 0..3 {
             let table = &self.t.0.table;
-            let found = table.find(&t, |w, slot, dir| {
-                let flags = w[W_FLAGS].load(Relaxed);
-                if w[W_EXPIRES].load(Relaxed) <= now {
-                    return Found::Expired(slot);
-                }
-                // A packet of a replied connection without TCP state or NAT, committing
-                // nothing: only its expiry changes, and that needs no lock (a lost race
-                // between two refreshes leaves one of two times that are both now).
-                if t.proto != ipproto::TCP
-                    && !ct.commit
-                    && flags & (F_SNAT | F_DNAT) == 0
-                    && flags & F_SEEN_REPLY != 0
-                {
-                    // Nothing to translate either: the answer is made here.
-                    w[W_EXPIRES].store(now + self.timeout_ms(t.proto, flags, None), Relaxed);
-                    let (orig, rpl) = if dir == Dir::Orig {
-                        (t, 0)
-                    } else {
-                        (t.reverse(), ct_state::RPL)
-                    };
-                    return Found::Done(CtResult {
-                        state: ct_state::TRK | ct_state::EST | rpl,
-                        zone: ct.zone,
-                        mark: (flags >> 32) as u32,
-                        label: (w[W_LABEL].load(Relaxed) as u128) << 64
-                            | w[W_LABEL + 1].load(Relaxed) as u128,
-                        orig: orig_tuple(&orig),
-                        frag_ports: None,
+            let mut found = None;
+            if let Some((slot, dir)) = self.hints.get(h)
+                && let Some(seen) = table.holds(slot, dir, &t)
+            {
+                found = Some(self.known(
+                    table.entry(slot),
+                    slot,
+                    dir,
+                    &t,
+                    seg.as_ref(),
+                    ct,
+                    now,
+                    Some(seen),
+                ));
+            }
+            if found.is_none() || matches!(found, Some(Found::Moved)) {
+                found = table
+                    .find_hashed(&t, h, |w, slot, dir| {
+                        (
+                            self.known(w, slot, dir, &t, seg.as_ref(), ct, now, None),
+                            slot,
+                            dir,
+                        )
+                    })
+                    .map(|(f, slot, dir)| {
+                        self.hints.set(h, slot, dir);
+                        f
                     });
-                }
-                let e = table.lock_found(w, slot);
-                match self.update(&e, &t, dir, seg.as_ref(), ct, now) {
-                    Ok(s) => Found::Seen(s),
-                    Err(false) => Found::Invalid,
-                    Err(true) => Found::Remove(slot),
-                }
-            });
+            }
             match found {
                 Some(Found::Done(r)) => return r,
                 Some(Found::Seen(s)) => return self.finish(pkt, layers, key, ct, s),
@@ -1172,13 +1170,83 @@ impl CtWorker {
                     self.t.remove(slot, |_| true);
                     continue;
                 }
-                None => {}
+                Some(Found::Moved) | None => {}
             }
             if let Some(r) = self.new_conn(pkt, layers, key, ct, (&t, seg.as_ref()), now) {
                 return r;
             }
         }
         self.invalid(ct.zone)
+    }
+
+    /// What a packet of a known connection (its tuple `t` is `dir` of the entry `w`, in
+    /// `slot`) does to it. `hinted`: `None` when found in the index, whose shard lock the
+    /// caller holds (the entry cannot go); else followed from a hint and seen to hold the
+    /// connection at this generation, checked again here.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn known(
+        &self,
+        w: &[AtomicU64],
+        slot: u32,
+        dir: Dir,
+        t: &Tuple,
+        seg: Option<&tcp::Segment>,
+        ct: &DpCt,
+        now: u64,
+        hinted: Option<u64>,
+    ) -> Found {
+        let table = &self.t.0.table;
+        let flags = w[W_FLAGS].load(Relaxed);
+        if w[W_EXPIRES].load(Relaxed) <= now {
+            return Found::Expired(slot);
+        }
+        // A packet of a replied connection without TCP state or NAT, committing
+        // nothing: only its expiry changes, and that needs no lock (a lost race
+        // between two refreshes leaves one of two times that are both now).
+        if t.proto != ipproto::TCP
+            && !ct.commit
+            && flags & (F_SNAT | F_DNAT) == 0
+            && flags & F_SEEN_REPLY != 0
+        {
+            // Nothing to translate either: the answer is made here.
+            w[W_EXPIRES].store(now + self.timeout_ms(t.proto, flags, None), Relaxed);
+            let label =
+                (w[W_LABEL].load(Relaxed) as u128) << 64 | w[W_LABEL + 1].load(Relaxed) as u128;
+            // Followed from a hint, without the index's lock: the entry may have been
+            // removed and reused meanwhile, and then what was read is not our
+            // connection's. (The refresh may then have landed on its next connection, in a
+            // race of a few nanoseconds: that one lives on as if it had had a packet now.)
+            if let Some(seen) = hinted
+                && !table.still(slot, seen)
+            {
+                return Found::Moved;
+            }
+            let (orig, rpl) = if dir == Dir::Orig {
+                (*t, 0)
+            } else {
+                (t.reverse(), ct_state::RPL)
+            };
+            return Found::Done(CtResult {
+                state: ct_state::TRK | ct_state::EST | rpl,
+                zone: ct.zone,
+                mark: (flags >> 32) as u32,
+                label,
+                orig: orig_tuple(&orig),
+                frag_ports: None,
+            });
+        }
+        let e = table.lock_found(w, slot);
+        if let Some(seen) = hinted
+            && !e.still(seen)
+        {
+            return Found::Moved;
+        }
+        match self.update(&e, t, dir, seg, ct, now) {
+            Ok(s) => Found::Seen(s),
+            Err(false) => Found::Invalid,
+            Err(true) => Found::Remove(slot),
+        }
     }
 
     /// The first packet of a connection (`t` is in no connection; `seg` its TCP segment):

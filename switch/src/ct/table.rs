@@ -11,7 +11,7 @@
 //! Layout of an entry (`ENTRY_WORDS` words):
 //!
 //! ```text
-//! 0      control: LOCK, USED
+//! 0      control: LOCK, USED, generation (bits 2..)
 //! 1      flags (seen reply, assured, snat, dnat, committed mark) | mark << 32
 //! 2..7   original tuple: src (2 words), dst (2 words), ports/proto/family/zone
 //! 7..12  reply tuple, same layout
@@ -38,6 +38,9 @@ const FREE_SHARDS: usize = 16;
 
 pub const LOCK: u64 = 1;
 pub const USED: u64 = 2;
+/// The rest of the control word counts the connections the entry has held, so that one
+/// who read it without a lock can tell whether it holds the same connection later.
+pub const GENERATION: u64 = 4;
 
 pub const F_SEEN_REPLY: u64 = 1;
 pub const F_ASSURED: u64 = 2;
@@ -95,6 +98,13 @@ impl Locked<'_> {
     pub fn set(&self, i: usize, v: u64) {
         self.w[i].store(v, Relaxed)
     }
+
+    /// Whether the entry (locked, so it cannot change) still holds the connection
+    /// [`Table::holds`] gave `seen` for.
+    #[inline]
+    pub fn still(&self, seen: u64) -> bool {
+        self.get(W_CTL) & !LOCK == seen
+    }
 }
 
 impl Drop for Locked<'_> {
@@ -131,6 +141,51 @@ fn write_tuple(w: &[AtomicU64], at: usize, t: &Tuple) {
     s(2, (t.dst >> 64) as u64);
     s(3, t.dst as u64);
     s(4, t.pack());
+}
+
+/// Where one worker last found the connections of recent packets: by a tuple's hash, the
+/// index item (entry and direction) it was found at, so that the next packet of the
+/// connection goes to its entry without the index shard's read lock (two atomic
+/// read-modify-writes) and probe. A hint is only a guess: the entry may have been removed
+/// and reused since, so whoever follows one checks the entry still holds the tuple (under
+/// the entry's lock, or again after reading it without) and else looks in the index.
+#[derive(Debug)]
+pub struct Hints {
+    /// (the hash's high half, the item + 1; 0 for none), by the hash's low bits.
+    slots: Box<[(u32, u32)]>,
+}
+
+impl Hints {
+    const SIZE: usize = 4096;
+
+    pub fn new() -> Hints {
+        Hints {
+            slots: vec![(0, 0); Self::SIZE].into_boxed_slice(),
+        }
+    }
+
+    #[inline]
+    fn at(h: u64) -> usize {
+        h as usize & (Self::SIZE - 1)
+    }
+
+    /// The entry and direction last seen for hash `h`.
+    #[inline]
+    pub fn get(&self, h: u64) -> Option<(u32, Dir)> {
+        let (tag, it) = self.slots[Self::at(h)];
+        (it != 0 && tag == (h >> 32) as u32).then(|| (item_slot(it - 1), item_dir(it - 1)))
+    }
+
+    #[inline]
+    pub fn set(&mut self, h: u64, slot: u32, dir: Dir) {
+        self.slots[Self::at(h)] = ((h >> 32) as u32, item(slot, dir) + 1);
+    }
+}
+
+impl Default for Hints {
+    fn default() -> Hints {
+        Hints::new()
+    }
 }
 
 /// Why a connection was not added.
@@ -272,6 +327,40 @@ impl Table {
         Some(r)
     }
 
+    /// [`Table::find`] with the hash already made; `f` also learns the index item (for a
+    /// worker's [`Hints`]).
+    #[inline]
+    pub fn find_hashed<R>(
+        &self,
+        t: &Tuple,
+        h: u64,
+        f: impl FnOnce(&[AtomicU64], u32, Dir) -> R,
+    ) -> Option<R> {
+        let shard = self.shards[Self::shard_of(h)].read();
+        let it = *shard.find(h, |&it| self.item_is(it, t))?;
+        let r = f(self.entry(item_slot(it)), item_slot(it), item_dir(it));
+        drop(shard);
+        Some(r)
+    }
+
+    /// Whether `slot` holds a connection with `t` as its `dir` tuple now, read without a
+    /// lock: the answer may be out of date as soon as it is given (see [`Hints`]), so it
+    /// comes with the entry's generation, which [`Table::still`] (or [`Locked::still`])
+    /// compares later.
+    #[inline]
+    pub fn holds(&self, slot: u32, dir: Dir, t: &Tuple) -> Option<u64> {
+        let w = self.entry(slot);
+        let at = if dir == Dir::Reply { W_REPLY } else { W_ORIG };
+        let ctl = w[W_CTL].load(Acquire);
+        (ctl & USED != 0 && read_tuple(w, at) == *t).then_some(ctl & !LOCK)
+    }
+
+    /// Whether `slot` holds the same connection as when [`Table::holds`] gave `seen`.
+    #[inline]
+    pub fn still(&self, slot: u32, seen: u64) -> bool {
+        self.entry(slot)[W_CTL].load(Acquire) & !LOCK == seen
+    }
+
     /// Lock an entry [`Table::find`] gave.
     #[inline]
     pub fn lock_found<'a>(&self, w: &'a [AtomicU64], slot: u32) -> Locked<'a> {
@@ -351,7 +440,10 @@ impl Table {
         write_tuple(w, W_ORIG, orig);
         write_tuple(w, W_REPLY, reply);
         init(&e);
-        w[W_CTL].fetch_or(USED, Relaxed);
+        // A new generation, in use. Only the lock bit is ever set by others meanwhile,
+        // and it is set already.
+        let ctl = w[W_CTL].load(Relaxed);
+        w[W_CTL].store(ctl.wrapping_add(GENERATION) | USED, Relaxed);
         let hasher = |it: &u32| self.item_hash(*it);
         g1.insert_unique(ho, item(slot, Dir::Orig), hasher);
         g2.as_mut()
@@ -429,13 +521,13 @@ impl Table {
         for slot in 0..self.cap {
             let w = self.entry(slot);
             let ctl = w[W_CTL].load(Relaxed);
-            if ctl == 0 {
+            if ctl & (USED | LOCK) == 0 {
                 free.push(slot);
                 continue;
             }
             // A lock bit left set: the process died while writing this entry.
-            let ok = ctl == USED && {
-                w[W_CTL].store(USED | LOCK, Relaxed);
+            let ok = ctl & (USED | LOCK) == USED && {
+                w[W_CTL].store(ctl | LOCK, Relaxed);
                 let e = Locked { w, slot };
                 let (o, r) = (read_tuple(w, W_ORIG), read_tuple(w, W_REPLY));
                 o != r && keep(&e) && !self.contains(&o) && !self.contains(&r)

@@ -4,6 +4,8 @@ use etherparse::PacketBuilder;
 
 const A: [u8; 4] = [10, 0, 0, 1];
 const B: [u8; 4] = [10, 0, 0, 2];
+const C3: [u8; 4] = [10, 0, 0, 3];
+const D4: [u8; 4] = [10, 0, 0, 4];
 
 fn udp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Packet {
     let b = PacketBuilder::ethernet2([2; 6], [4; 6])
@@ -1010,3 +1012,59 @@ proptest::proptest! {
 }
 
 mod clash;
+
+/// A worker goes straight to the entry where it last found a connection (its hints), but
+/// never takes an answer from the entry's next connection: the one slot of a table of one
+/// is emptied and refilled with other connections while the worker keeps sending.
+#[test]
+fn a_workers_hint_to_a_reused_entry_is_not_followed() {
+    let t = tracker(1);
+    let mut w1 = t.worker(1);
+    let mut w2 = t.worker(2);
+    // Deterministically first: the hint now leads to another connection.
+    track(&mut w1, &mut udp(A, B, 1000, 53), &ct(0, true), 0);
+    track(&mut w1, &mut udp(B, A, 53, 1000), &ct(0, false), 0);
+    assert_eq!(
+        track(&mut w1, &mut udp(A, B, 1000, 53), &ct(0, false), 0).state,
+        TRK | EST
+    );
+    t.flush(None, &TupleFilter::default());
+    track(
+        &mut w2,
+        &mut udp(C3, D4, 7, 7),
+        &with_mark(ct(0, true), 0x77),
+        0,
+    );
+    track(&mut w2, &mut udp(D4, C3, 7, 7), &ct(0, false), 0);
+    let r = track(&mut w1, &mut udp(A, B, 1000, 53), &ct(0, false), 0);
+    assert_eq!((r.state, r.mark), (TRK | NEW, 0), "{r:?}");
+    // Then racing: the slot changes hands while w1 sends.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let (t, stop) = (t.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut rounds = 0u32;
+            while !stop.load(Relaxed) {
+                t.flush(None, &TupleFilter::default());
+                track(
+                    &mut w2,
+                    &mut udp(C3, D4, 7, 7),
+                    &with_mark(ct(0, true), 0x77),
+                    0,
+                );
+                track(&mut w2, &mut udp(D4, C3, 7, 7), &ct(0, false), 0);
+                t.flush(None, &TupleFilter::default());
+                track(&mut w2, &mut udp(A, B, 1000, 53), &ct(0, true), 0);
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    for _ in 0..200_000 {
+        let r = track(&mut w1, &mut udp(A, B, 1000, 53), &ct(0, false), 0);
+        // Ours is never replied here: never established, never the other's mark.
+        assert_eq!((r.state, r.mark), (TRK | NEW, 0), "{r:?}");
+    }
+    stop.store(true, Relaxed);
+    assert!(churn.join().unwrap() > 0);
+}
