@@ -134,6 +134,19 @@ pub fn read_tuple(w: &[AtomicU64], at: usize) -> Tuple {
     )
 }
 
+/// Whether the tuple stored at `at` is `t`, compared word by word as stored (no tuple
+/// is unpacked: this runs for every packet of a known connection).
+#[inline]
+fn tuple_is(w: &[AtomicU64], at: usize, t: &Tuple) -> bool {
+    let w = &w[at..at + 5];
+    let r = |i: usize| w[i].load(Relaxed);
+    r(4) == t.pack()
+        && r(1) == t.src as u64
+        && r(3) == t.dst as u64
+        && r(0) == (t.src >> 64) as u64
+        && r(2) == (t.dst >> 64) as u64
+}
+
 fn write_tuple(w: &[AtomicU64], at: usize, t: &Tuple) {
     let s = |i: usize, v: u64| w[at + i].store(v, Relaxed);
     s(0, (t.src >> 64) as u64);
@@ -299,7 +312,7 @@ impl Table {
         } else {
             W_ORIG
         };
-        read_tuple(w, at) == *t
+        tuple_is(w, at, t)
     }
 
     /// Find the connection `t` belongs to (in either direction) and lock it.
@@ -352,7 +365,7 @@ impl Table {
         let w = self.entry(slot);
         let at = if dir == Dir::Reply { W_REPLY } else { W_ORIG };
         let ctl = w[W_CTL].load(Acquire);
-        (ctl & USED != 0 && read_tuple(w, at) == *t).then_some(ctl & !LOCK)
+        (ctl & USED != 0 && tuple_is(w, at, t)).then_some(ctl & !LOCK)
     }
 
     /// Whether `slot` holds the same connection as when [`Table::holds`] gave `seen`.
