@@ -37,7 +37,7 @@ use crate::ofproto::trace::packet_match;
 use crate::ofproto::{Bridge, now_ms, table_name};
 use crate::store::{Store, StoreError};
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 use vswitch_proto::flowmod::FlowSpec;
@@ -230,6 +230,11 @@ pub struct Switch {
     /// Objects to compile again before the change in hand ends (another object they
     /// are joined to changed): once each, however many of those changed.
     stale: std::collections::BTreeSet<crate::k8s::ObjectKey>,
+    /// Of those, the ones whose rules change by Pods' labels alone, with those changes:
+    /// patched (`k8s::netpol::patch_policy`), not compiled again.
+    patches: BTreeMap<crate::k8s::ObjectKey, Vec<std::sync::Arc<crate::k8s::netpol::LabelChange>>>,
+    /// Per owner (a NetworkPolicy), what its last compile made, for those patches.
+    plans: HashMap<u64, std::sync::Arc<crate::k8s::netpol::Plan>>,
     /// What the node's own stack does for Services, per owner: as wanted, and as
     /// installed (once the Pod network is up; `hostnat`).
     host: hostnat::HostState,
@@ -297,6 +302,8 @@ impl Switch {
             routes: objects::Routes::new(),
             dnats: BTreeMap::new(),
             stale: Default::default(),
+            patches: BTreeMap::new(),
+            plans: HashMap::new(),
             host: hostnat::HostState::default(),
             pending_routes: Vec::new(),
             last_route_error: None,

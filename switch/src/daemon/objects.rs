@@ -14,6 +14,7 @@ use crate::sys::netlink::Rtnl;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use vswitch_proto::k8s as manifest;
 use vswitch_proto::rpc::{self, ApplyOutcome, GetColumn, GetItem, GetParams, GetResult};
 
@@ -277,6 +278,22 @@ impl Switch {
         };
         related.sort();
         related.dedup();
+        // A Pod's labels alone: the policies it affects may be patched rather than compiled
+        // again, unless they owe a full compile already (or come to owe one).
+        let labels_only = match (&old, &stored) {
+            (Some(o), Some(s)) => k8s::netpol::label_change(&key, &o.spec, &s.spec).map(Arc::new),
+            _ => None,
+        };
+        for k in &related {
+            match &labels_only {
+                Some(c) if !self.stale.contains(k) || self.patches.contains_key(k) => {
+                    self.patches.entry(k.clone()).or_default().push(c.clone())
+                }
+                _ => {
+                    self.patches.remove(k);
+                }
+            }
+        }
         // Stored first, so that the compilers see it; put back if its rules are refused.
         let before = self.objects.put(key.clone(), stored.clone());
         let compiled = stored
@@ -292,6 +309,8 @@ impl Switch {
         }
         // Compiled now: it need not be again for this change.
         self.stale.remove(&key);
+        self.patches.remove(&key);
+        self.set_plan(txn, owner, compiled.plan);
         let record = stored.as_ref().map(|s| self.object_record(&key, s));
         txn.op(Op::Object {
             kind: key.kind.to_string(),
@@ -312,9 +331,75 @@ impl Switch {
     /// Compile again the objects the change made stale (`put_object`), each once: a
     /// manifest of many Pods and policies costs each policy one compile.
     pub(super) fn recompile_stale(&mut self, txn: &mut Txn, routes: &mut Vec<(u64, Vec<Route>)>) {
+        let mut patches = std::mem::take(&mut self.patches);
         for key in std::mem::take(&mut self.stale) {
-            self.recompile(txn, &key, routes);
+            let patched = patches
+                .remove(&key)
+                .is_some_and(|changes| self.patch(txn, &key, &changes));
+            if !patched {
+                self.recompile(txn, &key, routes);
+            }
         }
+    }
+
+    /// Patch policy `key` by Pods' label changes alone (one peer clause each, where a
+    /// compile again would select every peer of every rule); `false` when that cannot
+    /// express them (then it is compiled again, which also sets whatever part of the
+    /// patch went in).
+    fn patch(
+        &mut self,
+        txn: &mut Txn,
+        key: &ObjectKey,
+        changes: &[Arc<k8s::netpol::LabelChange>],
+    ) -> bool {
+        let Some(stored) = self.objects.get(key) else {
+            return true;
+        };
+        let kind = k8s::kind_named(key.kind).expect("a stored object's kind is registered");
+        let owner = kind.owner(stored);
+        let Some(mut plan) = self.plans.get(&owner).cloned() else {
+            return false;
+        };
+        let mut steps = Vec::with_capacity(changes.len());
+        {
+            let node = self.node_ctx();
+            for c in changes {
+                let Some((add, remove, next)) =
+                    k8s::netpol::patch_policy(&node, &self.objects, key, stored, &plan, c)
+                else {
+                    return false;
+                };
+                steps.push((add, remove));
+                plan = Arc::new(next);
+            }
+        }
+        for (add, remove) in steps {
+            if self
+                .bridge
+                .patch_owned(owner, add, remove, now_ms())
+                .is_err()
+            {
+                return false;
+            }
+        }
+        self.set_plan(txn, owner, Some(plan));
+        true
+    }
+
+    /// Record what a policy's compile (or patch) made, undone with the change.
+    fn set_plan(&mut self, txn: &mut Txn, owner: u64, plan: Option<Arc<k8s::netpol::Plan>>) {
+        let before = match plan {
+            Some(p) => self.plans.insert(owner, p),
+            None => self.plans.remove(&owner),
+        };
+        txn.on_undo(move |sw| match before {
+            Some(p) => {
+                sw.plans.insert(owner, p);
+            }
+            None => {
+                sw.plans.remove(&owner);
+            }
+        });
     }
 
     /// Record what an owner's new connections may be translated to; once the change is
@@ -395,6 +480,7 @@ impl Switch {
         let c = kind.compile(&self.node_ctx(), &self.objects, key, stored);
         match self.bridge.set_owned(owner, c.rules, c.groups, now_ms()) {
             Ok(_) => {
+                self.set_plan(txn, owner, c.plan);
                 routes.push((owner, c.routes));
                 self.set_dnats(txn, owner, c.backends);
                 self.set_host(txn, owner, c.host);
@@ -516,8 +602,15 @@ impl Switch {
             let stored = self.objects.get(&key).expect("just stored");
             let c = kind.compile(&self.node_ctx(), &self.objects, &key, stored);
             let owner = kind.owner(stored);
-            if let Err(e) = self.bridge.set_owned(owner, c.rules, c.groups, now_ms()) {
-                tracing::error!(object = %key, error = %e, "saved object's flows refused");
+            match self.bridge.set_owned(owner, c.rules, c.groups, now_ms()) {
+                Ok(()) => {
+                    if let Some(p) = c.plan {
+                        self.plans.insert(owner, p);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(object = %key, error = %e, "saved object's flows refused")
+                }
             }
             self.pending_routes.push((owner, c.routes));
             self.host.want(owner, c.host);

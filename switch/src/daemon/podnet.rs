@@ -168,6 +168,10 @@ impl Switch {
         for k in keys {
             if let Some(s) = self.objects.get(&k) {
                 let related = pod::POD.related(&self.objects, &k, &s.spec);
+                // Compiled again whole (a binding is not a change of labels).
+                for r in &related {
+                    self.patches.remove(r);
+                }
                 self.stale.extend(related);
             }
         }

@@ -190,6 +190,9 @@ pub struct Compiled {
     /// What the node's own network stack must do for the object (a Service's NodePorts
     /// and external addresses reached from outside the node, its health-check port).
     pub host: Vec<HostRule>,
+    /// A NetworkPolicy's: what a change of one Pod's labels can patch
+    /// ([`netpol::patch_policy`]) rather than compile again.
+    pub plan: Option<std::sync::Arc<netpol::Plan>>,
 }
 
 /// Something the node's network stack does for a Service, outside the switch

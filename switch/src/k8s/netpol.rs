@@ -28,6 +28,7 @@
 use super::fields::{self, NameRule, child, err, index, invalid, required, shown};
 use super::names;
 use super::pipeline::CookieKind;
+use super::pod;
 use super::selector::LabelSelector;
 use super::service::Protocol;
 use super::{Compiled, Kind, KindInfo, Labels, NodeCtx, ObjectKey, Objects, Spec, Stored};
@@ -734,8 +735,10 @@ impl Kind for NetworkPolicyKind {
         let Some(p) = policy_of(&stored.spec) else {
             return Compiled::default();
         };
+        let (rules, plan) = compile::compile_planned(node, objects, &key.namespace, stored.id, p);
         Compiled {
-            rules: compile::compile(node, objects, &key.namespace, stored.id, p),
+            rules,
+            plan: Some(std::sync::Arc::new(plan)),
             ..Compiled::default()
         }
     }
@@ -804,10 +807,56 @@ impl Kind for NetworkPolicyKind {
     }
 }
 
+/// A Pod whose labels alone changed: what [`patch_policy`] needs.
+#[derive(Clone, Debug)]
+pub struct LabelChange {
+    pub key: ObjectKey,
+    pub pod: crate::k8s::pod::Pod,
+    pub old: Labels,
+}
+
+/// The change from `old` to `new` of object `key`, when it is a Pod whose labels alone
+/// changed.
+pub fn label_change(key: &ObjectKey, old: &Spec, new: &Spec) -> Option<LabelChange> {
+    let (o, n) = (pod::pod_of(old)?, pod::pod_of(new)?);
+    pod::same_but_labels(o, n).then(|| LabelChange {
+        key: key.clone(),
+        pod: n.clone(),
+        old: o.labels.clone(),
+    })
+}
+
+/// The clauses policy `key` must add and remove for `change`, compiled as `plan` says,
+/// and its plan after ([`compile::patch`]); `None`: compile it again.
+pub fn patch_policy(
+    node: &NodeCtx,
+    objects: &Objects,
+    key: &ObjectKey,
+    stored: &Stored,
+    plan: &Plan,
+    change: &LabelChange,
+) -> Option<(
+    Vec<crate::ofproto::OwnedRule>,
+    Vec<crate::ofproto::OwnedRule>,
+    Plan,
+)> {
+    let p = policy_of(&stored.spec)?;
+    compile::patch(
+        node,
+        objects,
+        &key.namespace,
+        p,
+        plan,
+        &change.key,
+        &change.pod,
+        &change.old,
+    )
+}
+
 mod compile;
 pub use compile::{
-    Direction, applied_to, deny_rule, parse_rule_id, peer_pods, pod_address, port_masks, prio,
-    rule_id, subtract,
+    Direction, Plan, applied_to, deny_rule, parse_rule_id, peer_pods, pod_address, port_masks,
+    prio, rule_id, subtract,
 };
 
 #[cfg(test)]

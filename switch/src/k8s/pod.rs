@@ -109,7 +109,7 @@ impl Pod {
 
 /// Whether two Pods differ in their labels at most. (Every field is named: a new one
 /// must say whether policies' rules depend on it.)
-fn same_but_labels(a: &Pod, b: &Pod) -> bool {
+pub(crate) fn same_but_labels(a: &Pod, b: &Pod) -> bool {
     let Pod {
         labels: _,
         ip,

@@ -21,7 +21,7 @@ mod rule;
 pub mod trace;
 pub mod xlate;
 
-pub use owned::{OwnedRule, OwnerId};
+pub use owned::{OwnedRule, OwnerId, PatchError};
 pub use rule::{FlowModError, Group, Origin, Rule, RuleStats};
 
 use crate::cls::{Classifier, Conj};

@@ -142,6 +142,8 @@ pub(super) struct Owned {
 pub(super) enum Undo {
     Slot(SlotKey, Option<Slot>),
     Owner(OwnerId, Option<OwnerEntry>),
+    /// One rule of an owner's entry, and what the owner wanted there before.
+    OwnerRule(OwnerId, SlotKey, Option<Arc<[Action]>>),
     Group(u32, Option<GroupSlot>),
 }
 
@@ -160,6 +162,21 @@ impl Owned {
             Undo::Owner(o, None) => {
                 self.owners.remove(&o);
             }
+            Undo::OwnerRule(o, key, before) => {
+                let entry = self.owners.entry(o).or_default();
+                let at = entry.rules.iter().position(|(k, _)| *k == key);
+                match (at, before) {
+                    (Some(i), Some(a)) => entry.rules[i].1 = a,
+                    (Some(i), None) => {
+                        entry.rules.swap_remove(i);
+                    }
+                    (None, Some(a)) => entry.rules.push((key, a)),
+                    (None, None) => {}
+                }
+                if entry.rules.is_empty() && entry.groups.is_empty() {
+                    self.owners.remove(&o);
+                }
+            }
             Undo::Group(id, Some(g)) => {
                 self.groups.insert(id, g);
             }
@@ -167,6 +184,24 @@ impl Owned {
                 self.groups.remove(&id);
             }
         }
+    }
+}
+
+/// [`Bridge::patch_owned`] could not express the change (the caller sets the owner's
+/// whole set instead).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a change of conjunction clauses alone")]
+pub struct PatchError;
+
+/// Conjunction actions in the order a merged rule keeps them.
+fn conjunction_order(a: &Action) -> (u32, u8, u8) {
+    match a {
+        Action::Conjunction {
+            id,
+            clause,
+            n_clauses,
+        } => (*id, *clause, *n_clauses),
+        _ => (0, 0, 0),
     }
 }
 
@@ -189,14 +224,7 @@ fn merge(wants: &[(OwnerId, Arc<[Action]>)]) -> Option<(u64, Vec<Action>, bool)>
         // One conjunction clause is one action however many owners want it; notes, which
         // do nothing, are dropped from a merged rule.
         all.retain(|a| matches!(a, Action::Conjunction { .. }));
-        all.sort_by_key(|a| match a {
-            Action::Conjunction {
-                id,
-                clause,
-                n_clauses,
-            } => (*id, *clause, *n_clauses),
-            _ => (0, 0, 0),
-        });
+        all.sort_by_key(conjunction_order);
         all.dedup();
         return Some((*first, all, false));
     }
@@ -258,8 +286,11 @@ impl Bridge {
             let key = r.key();
             match at.get(&key) {
                 Some(&i) if conjunction_only(&desired[i].1) && conjunction_only(&r.actions) => {
+                    // In one order whatever the order of the rules ([`Bridge::patch_owned`]
+                    // keeps it too).
                     let mut both = std::mem::take(&mut desired[i].1);
                     both.extend(r.actions);
+                    both.sort_by_key(conjunction_order);
                     both.dedup();
                     desired[i].1 = both;
                 }
@@ -304,6 +335,90 @@ impl Bridge {
         };
         self.pending
             .push(BridgeUndo::Owned(Undo::Owner(owner, before)));
+        self.changed();
+        Ok(())
+    }
+
+    /// Change what `owner` wants by conjunction clauses alone: each rule of `add` (its
+    /// actions all `conjunction`s) joins the owner's rule in its slot, each of `remove`
+    /// leaves it (the slot goes with its last clause). What [`Bridge::set_owned`] would do
+    /// with the owner's whole new set, at the cost of the clauses changed (and a scan of
+    /// the owner's rules), for a change of one peer address in many policies. Refused,
+    /// changing nothing, when a rule is not made of conjunction clauses or a clause to
+    /// remove is not there: the caller then sets the whole set.
+    pub fn patch_owned(
+        &mut self,
+        owner: OwnerId,
+        add: Vec<OwnedRule>,
+        remove: Vec<OwnedRule>,
+        now: u64,
+    ) -> Result<(), PatchError> {
+        let entry = self.owned.owners.get(&owner);
+        let find = |key: &SlotKey| {
+            entry.and_then(|e| {
+                e.rules
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, a)| a.clone())
+            })
+        };
+        // Per slot changed: what the owner wanted there before, and wants now.
+        type Change = (SlotKey, Option<Arc<[Action]>>, Option<Arc<[Action]>>);
+        let mut changes: Vec<Change> = Vec::with_capacity(add.len() + remove.len());
+        let mut seen: HashMap<SlotKey, usize> = HashMap::new();
+        for (r, adding) in remove
+            .into_iter()
+            .map(|r| (r, false))
+            .chain(add.into_iter().map(|r| (r, true)))
+        {
+            if r.table as usize >= super::N_TABLES || !conjunction_only(&r.actions) {
+                return Err(PatchError);
+            }
+            let key = r.key();
+            let i = *seen.entry(key.clone()).or_insert_with(|| {
+                let before = find(&key);
+                changes.push((key.clone(), before.clone(), before));
+                changes.len() - 1
+            });
+            if changes[i].2.as_deref().is_some_and(|a| !conjunction_only(a)) {
+                // The owner wants other actions there: only a whole set can say what now.
+                return Err(PatchError);
+            }
+            let mut now_actions: Vec<Action> = changes[i].2.as_deref().unwrap_or(&[]).to_vec();
+            if adding {
+                now_actions.extend(r.actions);
+                now_actions.sort_by_key(conjunction_order);
+                now_actions.dedup();
+            } else {
+                let before = now_actions.len();
+                now_actions.retain(|a| !r.actions.contains(a));
+                if before.checked_sub(r.actions.len()) != Some(now_actions.len()) {
+                    return Err(PatchError);
+                }
+            }
+            changes[i].2 = (!now_actions.is_empty()).then(|| Arc::from(now_actions));
+        }
+        for (key, before, after) in changes {
+            if before == after {
+                continue;
+            }
+            self.want_slot(owner, key.clone(), after.clone(), now);
+            let entry = self.owned.owners.entry(owner).or_default();
+            let at = entry.rules.iter().position(|(k, _)| *k == key);
+            match (at, &after) {
+                (Some(i), Some(a)) => entry.rules[i].1 = a.clone(),
+                (Some(i), None) => {
+                    entry.rules.swap_remove(i);
+                }
+                (None, Some(a)) => entry.rules.push((key.clone(), a.clone())),
+                (None, None) => {}
+            }
+            if entry.rules.is_empty() && entry.groups.is_empty() {
+                self.owned.owners.remove(&owner);
+            }
+            self.pending
+                .push(BridgeUndo::Owned(Undo::OwnerRule(owner, key, before)));
+        }
         self.changed();
         Ok(())
     }

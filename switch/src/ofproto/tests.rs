@@ -774,6 +774,9 @@ fn actual(b: &Bridge) -> Held {
 #[derive(Clone, Debug)]
 enum Step {
     Set(u64, Vec<OwnedRule>),
+    /// `patch_owned`: these rules' clauses added, and the clauses of the owner's rules
+    /// at these indexes (as they stand) removed.
+    Patch(u64, Vec<OwnedRule>, Vec<usize>),
     UserAdd(Box<OwnedRule>),
     UserDel(usize),
     /// The step after this one is undone instead of published.
@@ -805,10 +808,69 @@ fn slot_rule() -> impl Strategy<Value = OwnedRule> {
     })
 }
 
+/// What an owner wants after `patch_owned(add, remove)` from `have`, as the model says;
+/// `None` when the bridge must refuse it (a rule not all conjunctions, a slot of other
+/// actions, a clause to remove that is not there).
+fn patched(have: &[OwnedRule], add: &[OwnedRule], remove: &[OwnedRule]) -> Option<Vec<OwnedRule>> {
+    let only_conj =
+        |a: &[Action]| !a.is_empty() && a.iter().all(|a| matches!(a, Action::Conjunction { .. }));
+    let key = |r: &OwnedRule| (r.table, r.priority, r.matching);
+    let order = |a: &Action| match a {
+        Action::Conjunction {
+            id,
+            clause,
+            n_clauses,
+        } => (*id, *clause, *n_clauses),
+        _ => (0, 0, 0),
+    };
+    let mut out: Vec<OwnedRule> = have.to_vec();
+    for (r, adding) in remove
+        .iter()
+        .map(|r| (r, false))
+        .chain(add.iter().map(|r| (r, true)))
+    {
+        if !only_conj(&r.actions) {
+            return None;
+        }
+        let at = out.iter().position(|x| key(x) == key(r));
+        if let Some(i) = at
+            && !only_conj(&out[i].actions)
+        {
+            return None;
+        }
+        let mut actions = at.map(|i| out[i].actions.clone()).unwrap_or_default();
+        if adding {
+            actions.extend(r.actions.iter().cloned());
+            actions.sort_by_key(order);
+            actions.dedup();
+        } else {
+            let n = actions.len();
+            actions.retain(|a| !r.actions.contains(a));
+            if n.checked_sub(r.actions.len()) != Some(actions.len()) {
+                return None;
+            }
+        }
+        match (at, actions.is_empty()) {
+            (Some(i), true) => {
+                out.remove(i);
+            }
+            (Some(i), false) => out[i].actions = actions,
+            (None, false) => out.push(OwnedRule {
+                actions,
+                ..r.clone()
+            }),
+            (None, true) => {}
+        }
+    }
+    Some(out)
+}
+
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         4 => ((1u64..6), proptest::collection::vec(slot_rule(), 0..6))
             .prop_map(|(o, rules)| Step::Set(0x0300_0000_0000_0000 | o, rules)),
+        2 => ((1u64..6), proptest::collection::vec(slot_rule(), 0..3), proptest::collection::vec(0usize..6, 0..3))
+            .prop_map(|(o, add, remove)| Step::Patch(0x0300_0000_0000_0000 | o, add, remove)),
         1 => slot_rule().prop_map(|r| Step::UserAdd(Box::new(r))),
         1 => (0usize..8).prop_map(Step::UserDel),
         1 => Just(Step::RollBackNext),
@@ -845,8 +907,13 @@ proptest! {
                             && only_conj(&prev.actions)
                             && only_conj(&r.actions)
                         {
+                            // One conjunction once, in one order.
                             let mut both = prev.actions.clone();
                             both.extend(r.actions);
+                            both.sort_by_key(|a| match a {
+                                Action::Conjunction { id, clause, n_clauses } => (*id, *clause, *n_clauses),
+                                _ => unreachable!(),
+                            });
                             both.dedup();
                             r.actions = both;
                         }
@@ -857,6 +924,22 @@ proptest! {
                         model.owners.remove(&owner);
                     } else {
                         model.owners.insert(owner, dedup);
+                    }
+                }
+                Step::Patch(owner, add, remove) => {
+                    let have = model.owners.get(&owner).cloned().unwrap_or_default();
+                    let remove: Vec<OwnedRule> = remove.iter().filter_map(|&i| have.get(i).cloned()).collect();
+                    let expect = patched(&have, &add, &remove);
+                    let got = b.patch_owned(owner, add, remove, 0);
+                    prop_assert_eq!(got.is_ok(), expect.is_some(), "{:?}", got);
+                    match expect {
+                        Some(rules) if rules.is_empty() => {
+                            model.owners.remove(&owner);
+                        }
+                        Some(rules) => {
+                            model.owners.insert(owner, rules);
+                        }
+                        None => {}
                     }
                 }
                 Step::UserAdd(r) => {

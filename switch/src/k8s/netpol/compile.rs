@@ -279,6 +279,39 @@ struct Emit {
     rules: Vec<OwnedRule>,
     /// Conjunctions used so far (ids `policy << 8 | n`).
     conjs: u32,
+    plan: Plan,
+    /// The rule being compiled (direction, index).
+    rule: Option<(Direction, usize)>,
+}
+
+/// What a policy's compile made, as far as a change of one Pod's labels can patch it:
+/// for each rule with a list of peer addresses, how many addresses the list has and the
+/// conjunctions they are a clause of (see [`patch`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The policy applies to a local Pod (else it compiled to nothing).
+    compiled: bool,
+    rules: BTreeMap<(Direction, usize), PeerClause>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct PeerClause {
+    /// Addresses (networks) in the rule's peer list.
+    peers: usize,
+    /// The conjunctions the list is a clause of: (id, clause, clauses).
+    conjs: Vec<(u32, u8, u8)>,
+    /// An egress rule with named ports: its conjunctions group the destinations by what
+    /// the names resolve to on each, so a peer that comes or goes is not one clause.
+    grouped: bool,
+}
+
+/// The clause of a conjunction that matches peer network `n`.
+fn peer_clause(dir: Direction, n: &Ipv4Cidr) -> RuleBuilder {
+    rule(dir.table(), prio::ALLOW).ip().field_masked(
+        dir.peer_field(),
+        u32::from(n.network()) as u128,
+        n.netmask() as u128,
+    )
 }
 
 impl Emit {
@@ -290,13 +323,6 @@ impl Emit {
             return;
         }
         let allow = |r: RuleBuilder| r.set_reg(dir.reg(), rid).goto(dir.next());
-        let peer = |r: RuleBuilder, n: &Ipv4Cidr| {
-            r.field_masked(
-                dir.peer_field(),
-                u32::from(n.network()) as u128,
-                n.netmask() as u128,
-            )
-        };
         let port = |r: RuleBuilder, (proto, range): &PortKey| {
             let r = r.nw_proto(*proto);
             match range {
@@ -311,7 +337,7 @@ impl Emit {
             vec![c.pods.iter().map(|p| dir.pod(prio::ALLOW, *p)).collect()];
         let plain = || rule(dir.table(), prio::ALLOW).ip();
         if let Some(peers) = &c.peers {
-            dims.push(peers.iter().map(|n| peer(plain(), n)).collect());
+            dims.push(peers.iter().map(|n| peer_clause(dir, n)).collect());
         }
         if let Some(ports) = &c.ports {
             dims.push(ports.iter().flat_map(|k| port(plain(), k)).collect());
@@ -333,6 +359,12 @@ impl Emit {
         let id = self.policy << 8 | self.conjs;
         self.conjs += 1;
         let n = dims.len() as u8;
+        if c.peers.is_some()
+            && let Some(clause) = self.rule.and_then(|r| self.plan.rules.get_mut(&r))
+        {
+            // The peers are the second dimension, after the Pods.
+            clause.conjs.push((id, 1, n));
+        }
         for (k, dim) in dims.into_iter().enumerate() {
             self.rules.extend(dim.into_iter().map(|r| {
                 r.then(Action::Conjunction {
@@ -399,10 +431,7 @@ fn peer_addresses(
                     out.extend(subtract(c, &except));
                 }
             }
-            Peer::Pods {
-                namespaces: super::Namespaces::Matching(ns),
-                pods,
-            } if ns.selects_everything() && pods.selects_everything() => {
+            Peer::Pods { namespaces, pods } if every_pod(namespaces, pods) => {
                 out.extend(all_pod_networks(node, objects));
             }
             Peer::Pods { namespaces, pods } => {
@@ -456,26 +485,30 @@ fn peer_pod_list<'a>(
     }
 }
 
-/// The rules of policy `p` (id `id`) in `namespace` on this node.
-pub fn compile(
+/// The rules of policy `p` (id `id`) in `namespace` on this node, and what [`patch`]
+/// needs to change them by a Pod's labels.
+pub fn compile_planned(
     node: &NodeCtx,
     objects: &Objects,
     namespace: &str,
     id: u32,
     p: &NetworkPolicy,
-) -> Vec<OwnedRule> {
+) -> (Vec<OwnedRule>, Plan) {
     let mut e = Emit {
         policy: id,
         rules: Vec::new(),
         conjs: 0,
+        plan: Plan::default(),
+        rule: None,
     };
     if node.local.is_none() {
-        return e.rules;
+        return (e.rules, e.plan);
     }
     let applied = applied_to(node, objects, namespace, &p.pod_selector);
     if applied.is_empty() {
-        return e.rules;
+        return (e.rules, e.plan);
     }
+    e.plan.compiled = true;
     for (dir, rules) in [
         (Direction::Ingress, p.ingress_rules()),
         (Direction::Egress, p.egress_rules()),
@@ -507,13 +540,128 @@ pub fn compile(
         }
         for (i, r) in rules.iter().enumerate() {
             let rid = rule_id(id, dir, i);
+            e.rule = Some((dir, i));
             compile_rule(&mut e, node, objects, namespace, dir, rid, r, &applied);
             if i < 128 {
                 e.rules.push(counted(dir, rid));
             }
         }
     }
-    e.rules
+    (e.rules, e.plan)
+}
+
+/// What policy `p` (id `id`, in `namespace`), compiled as `plan` says, must add and
+/// remove when Pod `pod_key` (now `pod`) had `old` labels before and nothing else of it
+/// changed; with the plan brought up to date. Its address joins or leaves the peer lists
+/// whose selectors now choose it differently: one clause a conjunction of each such rule,
+/// instead of compiling the policy again (which selects every peer of every rule: for a
+/// peer list of thousands, in many policies, that was the whole cost of the change).
+/// `None` when the change is more than that (the policy's own selector chooses a local
+/// Pod differently, a peer list becomes or stops being empty, an egress rule's named
+/// ports group its destinations): compile it again.
+#[allow(clippy::too_many_arguments)]
+pub fn patch(
+    node: &NodeCtx,
+    objects: &Objects,
+    namespace: &str,
+    p: &NetworkPolicy,
+    plan: &Plan,
+    pod_key: &ObjectKey,
+    pod: &Pod,
+    old: &crate::k8s::Labels,
+) -> Option<(Vec<OwnedRule>, Vec<OwnedRule>, Plan)> {
+    let own = pod_key.namespace == namespace;
+    let eligible = !pod.host_network && !pod.terminated();
+    if own
+        && eligible
+        && p.pod_selector.matches(old) != p.pod_selector.matches(&pod.labels)
+        && node
+            .pods
+            .bound(&pod_key.namespace, &pod_key.name, pod.ip)
+            .is_some()
+    {
+        return None;
+    }
+    let mut plan = plan.clone();
+    let (mut add, mut remove) = (Vec::new(), Vec::new());
+    let Some(addr) = pod_address(node, pod_key, pod).filter(|_| plan.compiled) else {
+        return Some((add, remove, plan));
+    };
+    // Another Pod object with the address (one ending, the next starting) may keep it
+    // in a list this one leaves.
+    if objects.pods_with_ip(addr).any(|k| k != pod_key) {
+        return None;
+    }
+    let host = Ipv4Cidr::host(addr);
+    let ns_labels = objects.namespace_labels(&pod_key.namespace);
+    for (dir, rules) in [
+        (Direction::Ingress, p.ingress_rules()),
+        (Direction::Egress, p.egress_rules()),
+    ] {
+        for (i, r) in rules.into_iter().flatten().enumerate() {
+            let Peers::Only(list) = &r.peers else {
+                continue;
+            };
+            let chosen = |labels| {
+                list.iter().any(|peer| match peer {
+                    Peer::Pods { namespaces, pods } => {
+                        !every_pod(namespaces, pods)
+                            && namespaces.include(own, &ns_labels)
+                            && pods.matches(labels)
+                    }
+                    Peer::IpBlock(_) => false,
+                })
+            };
+            let now = chosen(&pod.labels);
+            if chosen(old) == now || fixed_peers(node, objects, list).contains(&host) {
+                continue;
+            }
+            let clause = plan.rules.get_mut(&(dir, i))?;
+            if clause.grouped || clause.peers == usize::from(!now) {
+                return None;
+            }
+            clause.peers = if now {
+                clause.peers + 1
+            } else {
+                clause.peers - 1
+            };
+            for &(id, k, n) in &clause.conjs {
+                let r = peer_clause(dir, &host).then(Action::Conjunction {
+                    id,
+                    clause: k,
+                    n_clauses: n,
+                });
+                if now { &mut add } else { &mut remove }.push(r);
+            }
+        }
+    }
+    Some((add, remove, plan))
+}
+
+/// Whether a `Pods` peer is every Pod of the cluster (compiled to the Pod networks).
+fn every_pod(namespaces: &super::Namespaces, pods: &LabelSelector) -> bool {
+    matches!(namespaces, super::Namespaces::Matching(ns) if ns.selects_everything())
+        && pods.selects_everything()
+}
+
+/// The networks a peer list names whatever Pods' labels are: its ipBlocks, and the Pod
+/// networks of an every-Pod peer.
+fn fixed_peers(node: &NodeCtx, objects: &Objects, list: &[Peer]) -> BTreeSet<Ipv4Cidr> {
+    let mut out = BTreeSet::new();
+    for peer in list {
+        match peer {
+            Peer::IpBlock(b) => {
+                if let Some((c, except)) = b.ipv4() {
+                    out.extend(subtract(c, &except));
+                }
+            }
+            Peer::Pods { namespaces, pods } if every_pod(namespaces, pods) => {
+                out.extend(all_pod_networks(node, objects));
+            }
+            Peer::Pods { .. } => {}
+        }
+    }
+    out
 }
 
 /// An isolated Pod's deny rule: what no rule allowed stops here, counted, and with
@@ -588,6 +736,16 @@ fn compile_rule(
     let (numbered, named) = split_ports(&r.ports);
     let all_pods: BTreeSet<u32> = applied.iter().map(|(_, _, l)| l.port).collect();
     let peers = peer_addresses(node, objects, namespace, &r.peers);
+    if let (Some(list), Some(at)) = (&peers, e.rule) {
+        e.plan.rules.insert(
+            at,
+            PeerClause {
+                peers: list.len(),
+                conjs: Vec::new(),
+                grouped: dir == Direction::Egress && !named.is_empty(),
+            },
+        );
+    }
     // The numbered ports (or every port): one conjunction.
     if numbered.as_ref().is_none_or(|n| !n.is_empty()) {
         e.conjunction(
