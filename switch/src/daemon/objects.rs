@@ -278,22 +278,6 @@ impl Switch {
         };
         related.sort();
         related.dedup();
-        // A Pod's labels alone: the policies it affects may be patched rather than compiled
-        // again, unless they owe a full compile already (or come to owe one).
-        let labels_only = match (&old, &stored) {
-            (Some(o), Some(s)) => k8s::netpol::label_change(&key, &o.spec, &s.spec).map(Arc::new),
-            _ => None,
-        };
-        for k in &related {
-            match &labels_only {
-                Some(c) if !self.stale.contains(k) || self.patches.contains_key(k) => {
-                    self.patches.entry(k.clone()).or_default().push(c.clone())
-                }
-                _ => {
-                    self.patches.remove(k);
-                }
-            }
-        }
         // Stored first, so that the compilers see it; put back if its rules are refused.
         let before = self.objects.put(key.clone(), stored.clone());
         let compiled = stored
@@ -311,6 +295,10 @@ impl Switch {
         self.stale.remove(&key);
         self.patches.remove(&key);
         self.set_plan(txn, owner, compiled.plan);
+        let labels_only = match (&old, &stored) {
+            (Some(o), Some(s)) => k8s::netpol::label_change(&key, &o.spec, &s.spec).map(Arc::new),
+            _ => None,
+        };
         let record = stored.as_ref().map(|s| self.object_record(&key, s));
         txn.op(Op::Object {
             kind: key.kind.to_string(),
@@ -324,6 +312,18 @@ impl Switch {
         routes.push((owner, compiled.routes));
         self.set_dnats(txn, owner, compiled.backends);
         self.set_host(txn, owner, compiled.host);
+        // A Pod's labels alone: the policies it affects may be patched rather than compiled
+        // again, unless they owe a full compile already (or come to owe one).
+        for k in &related {
+            match &labels_only {
+                Some(c) if !self.stale.contains(k) || self.patches.contains_key(k) => {
+                    self.patches.entry(k.clone()).or_default().push(c.clone())
+                }
+                _ => {
+                    self.patches.remove(k);
+                }
+            }
+        }
         self.stale.extend(related);
         Ok(())
     }

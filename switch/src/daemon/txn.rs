@@ -95,6 +95,9 @@ impl Switch {
 
     fn undo(&mut self, txn: Txn) {
         self.bridge.rollback();
+        // Nothing of the change is owed any more.
+        self.stale.clear();
+        self.patches.clear();
         for step in txn.undo.into_iter().rev() {
             step(self);
         }

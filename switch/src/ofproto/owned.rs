@@ -380,7 +380,11 @@ impl Bridge {
                 changes.push((key.clone(), before.clone(), before));
                 changes.len() - 1
             });
-            if changes[i].2.as_deref().is_some_and(|a| !conjunction_only(a)) {
+            if changes[i]
+                .2
+                .as_deref()
+                .is_some_and(|a| !conjunction_only(a))
+            {
                 // The owner wants other actions there: only a whole set can say what now.
                 return Err(PatchError);
             }
