@@ -902,6 +902,7 @@ impl Server {
             return Step::Again;
         }
         if line.iter().all(u8::is_ascii_whitespace) {
+            self.recharge(t);
             return Step::Again;
         }
         c.busy = true;
