@@ -332,12 +332,7 @@ impl Table {
     /// lock it with [`Table::lock_found`]) while it cannot be removed.
     #[inline]
     pub fn find<R>(&self, t: &Tuple, f: impl FnOnce(&[AtomicU64], u32, Dir) -> R) -> Option<R> {
-        let h = self.hash(t);
-        let shard = self.shards[Self::shard_of(h)].read();
-        let it = *shard.find(h, |&it| self.item_is(it, t))?;
-        let r = f(self.entry(item_slot(it)), item_slot(it), item_dir(it));
-        drop(shard);
-        Some(r)
+        self.find_hashed(t, self.hash(t), f)
     }
 
     /// [`Table::find`] with the hash already made; `f` also learns the index item (for a

@@ -423,21 +423,13 @@ fn peer_addresses(
     let Peers::Only(list) = peers else {
         return None;
     };
-    let mut out = BTreeSet::new();
+    let mut out = fixed_peers(node, objects, list);
     for peer in list {
-        match peer {
-            Peer::IpBlock(b) => {
-                if let Some((c, except)) = b.ipv4() {
-                    out.extend(subtract(c, &except));
-                }
-            }
-            Peer::Pods { namespaces, pods } if every_pod(namespaces, pods) => {
-                out.extend(all_pod_networks(node, objects));
-            }
-            Peer::Pods { namespaces, pods } => {
-                let selected = peer_pods(node, objects, namespace, namespaces, pods);
-                out.extend(selected.into_iter().map(|(_, _, ip)| Ipv4Cidr::host(ip)));
-            }
+        if let Peer::Pods { namespaces, pods } = peer
+            && !every_pod(namespaces, pods)
+        {
+            let selected = peer_pods(node, objects, namespace, namespaces, pods);
+            out.extend(selected.into_iter().map(|(_, _, ip)| Ipv4Cidr::host(ip)));
         }
     }
     Some(out)
