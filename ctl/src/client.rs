@@ -372,6 +372,34 @@ mod tests {
         }
     }
 
+    /// A daemon with no room answers at once and closes, before the request is written:
+    /// the write fails, and what it said is the answer.
+    #[test]
+    fn a_refusal_sent_before_the_request_is_read_is_the_answer() {
+        let dir = std::env::temp_dir().join(format!("vswitchctl-busy-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let listener = std::os::unix::net::UnixListener::bind(&dir).unwrap();
+        let server = thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(
+                b"{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32004,\"message\":\"vswitchd is busy\"}}\n",
+            )
+            .unwrap();
+        });
+        let mut c = Client::connect(&dir, Some(Duration::from_secs(5))).unwrap();
+        server.join().unwrap();
+        // The server's end is closed now: the request's write fails (or lands unread).
+        let got = c.call("show", serde_json::json!({}));
+        let _ = std::fs::remove_file(&dir);
+        match got {
+            Err(CallError::Failed(f)) => {
+                assert_eq!(f.exit_code(), 1, "{f}");
+                assert_eq!(f.to_string(), "vswitchd is busy");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn permission_denied_says_run_as_root() {
         let e = io::Error::from_raw_os_error(13);
