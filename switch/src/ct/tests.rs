@@ -1013,6 +1013,13 @@ proptest::proptest! {
 
 mod clash;
 
+/// Empty the table, then fill its one slot with a replied connection marked 0x77.
+fn give_the_slot_to_another(t: &Tracker, w: &mut CtWorker) {
+    t.flush(None, &TupleFilter::default());
+    track(w, &mut udp(C3, D4, 7, 7), &with_mark(ct(0, true), 0x77), 0);
+    track(w, &mut udp(D4, C3, 7, 7), &ct(0, false), 0);
+}
+
 /// A worker goes straight to the entry where it last found a connection (its hints), but
 /// never takes an answer from the entry's next connection: the one slot of a table of one
 /// is emptied and refilled with other connections while the worker keeps sending.
@@ -1028,14 +1035,7 @@ fn a_workers_hint_to_a_reused_entry_is_not_followed() {
         track(&mut w1, &mut udp(A, B, 1000, 53), &ct(0, false), 0).state,
         TRK | EST
     );
-    t.flush(None, &TupleFilter::default());
-    track(
-        &mut w2,
-        &mut udp(C3, D4, 7, 7),
-        &with_mark(ct(0, true), 0x77),
-        0,
-    );
-    track(&mut w2, &mut udp(D4, C3, 7, 7), &ct(0, false), 0);
+    give_the_slot_to_another(&t, &mut w2);
     let r = track(&mut w1, &mut udp(A, B, 1000, 53), &ct(0, false), 0);
     assert_eq!((r.state, r.mark), (TRK | NEW, 0), "{r:?}");
     // Then racing: the slot changes hands while w1 sends.
@@ -1045,14 +1045,7 @@ fn a_workers_hint_to_a_reused_entry_is_not_followed() {
         std::thread::spawn(move || {
             let mut rounds = 0u32;
             while !stop.load(Relaxed) {
-                t.flush(None, &TupleFilter::default());
-                track(
-                    &mut w2,
-                    &mut udp(C3, D4, 7, 7),
-                    &with_mark(ct(0, true), 0x77),
-                    0,
-                );
-                track(&mut w2, &mut udp(D4, C3, 7, 7), &ct(0, false), 0);
+                give_the_slot_to_another(&t, &mut w2);
                 t.flush(None, &TupleFilter::default());
                 track(&mut w2, &mut udp(A, B, 1000, 53), &ct(0, true), 0);
                 rounds += 1;
