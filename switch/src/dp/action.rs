@@ -117,7 +117,7 @@ pub struct DpCt {
     pub label: Option<(u128, u128)>,
     pub alg: Option<u16>,
     /// Where to continue with the tracked copy, if anywhere.
-    pub recirc: Option<Box<Recirc>>,
+    pub recirc: Option<Arc<Recirc>>,
 }
 
 /// One datapath action.
@@ -197,6 +197,76 @@ pub enum DpAction {
     /// Answer the packet (TCP RST or ICMP port unreachable) out of the port it came in
     /// on, then drop it: see [`super::reject`].
     Reject,
+    /// A select group chosen per packet: see [`DpSelect`].
+    Select(Box<DpSelect>),
+}
+
+/// A select group decided in the datapath rather than in the translation, as Open
+/// vSwitch's `dp_hash` selection does (`hash(l4(0)),recirc(...)` and a megaflow per hash
+/// value there; here one action, without recirculating): each bucket is translated
+/// beforehand, and each packet runs the one its 5-tuple's hash picks. So the megaflow
+/// holds no 5-tuple, and a new connection to a Service is served from the caches instead
+/// of an upcall each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DpSelect {
+    pub group: u32,
+    /// Mixed into the hash (`selection_method_param`).
+    pub basis: u64,
+    /// Hash value (its low bits) -> index into `branches`; a power-of-two length.
+    pub slots: Arc<[u16]>,
+    pub branches: Box<[DpBranch]>,
+}
+
+/// One bucket of a [`DpSelect`], translated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DpBranch {
+    pub bucket_id: u32,
+    pub actions: Box<[DpAction]>,
+    /// The bucket's counters, credited per packet that takes it.
+    pub stats: RuleRef,
+}
+
+impl DpSelect {
+    /// The branch `key`'s packet takes.
+    #[inline]
+    pub fn pick(&self, key: &Flow) -> &DpBranch {
+        &self.branches[self.index(key)]
+    }
+
+    /// The index of the branch `key`'s packet takes (the branches need not be there yet).
+    #[inline]
+    pub fn index(&self, key: &Flow) -> usize {
+        let mut h = l4_hash(key);
+        if self.basis != 0 {
+            h = mix64(h ^ self.basis);
+        }
+        let slot = (h ^ (h >> 32)) as usize & (self.slots.len() - 1);
+        self.slots[slot] as usize
+    }
+}
+
+fn mix64(v: u64) -> u64 {
+    let m = (v as u128).wrapping_mul(0xff51_afd7_ed55_8ccd_u128);
+    (m as u64) ^ ((m >> 64) as u64)
+}
+
+/// A stable hash of the packet's 5-tuple (addresses, protocol, ports), the same on every
+/// worker and after a restart, so one connection always picks the same bucket.
+pub fn l4_hash(f: &Flow) -> u64 {
+    use vswitch_proto::field::ethertype;
+    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut mix = |v: u64| h = mix64(h ^ v);
+    if f.dl_type() == ethertype::IPV6 {
+        let (s, d) = (f.ipv6_src(), f.ipv6_dst());
+        mix(s as u64);
+        mix((s >> 64) as u64);
+        mix(d as u64);
+        mix((d >> 64) as u64);
+    } else {
+        mix(((f.nw_src() as u64) << 32) | f.nw_dst() as u64);
+    }
+    mix(((f.nw_proto() as u64) << 32) | ((f.tp_src() as u64) << 16) | f.tp_dst() as u64);
+    h
 }
 
 /// A meter in a datapath action; equal when it is the same meter.
@@ -408,6 +478,17 @@ impl fmt::Display for DpAction {
             ),
             DpAction::Meter(id, _) => write!(f, "meter({id})"),
             DpAction::Reject => f.write_str("userspace(reject)"),
+            DpAction::Select(s) => {
+                write!(f, "select(group={},hash=l4", s.group)?;
+                if s.basis != 0 {
+                    write!(f, ",basis={}", s.basis)?;
+                }
+                write!(f, ",slots={}", s.slots.len())?;
+                for b in s.branches.iter() {
+                    write!(f, ",bucket{}({})", b.bucket_id, DisplayActions(&b.actions))?;
+                }
+                f.write_str(")")
+            }
         }
     }
 }

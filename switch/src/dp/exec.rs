@@ -147,6 +147,11 @@ impl L4Csum {
     }
 }
 
+/// Spent metadata boxes of recirculated packets, for reuse: boxes, since each moves into
+/// a packet as it is (`Packet::recirc`).
+#[allow(clippy::vec_box)]
+pub(crate) type MdPool = Vec<Box<Flow>>;
+
 /// What became of the packet.
 pub(crate) enum Outcome {
     /// It went somewhere (a port, the controller, conntrack).
@@ -167,14 +172,67 @@ pub(crate) fn execute<C: Conntrack>(
     ct: &mut C,
     now: u64,
     recirc: &mut Vec<Packet>,
+    md_pool: &mut MdPool,
     rejecter: &mut Rejecter,
 ) -> Outcome {
-    let mut sent = false;
-    // Whether a header was rewritten (then conntrack must see the packet as it is now).
-    let mut rewritten = false;
-    // The key with its conntrack fields zeroed, once a `ct_clear` ran: what a later
-    // `ct(...)` and the recirculated copy must see.
-    let mut cleared: Option<Flow> = None;
+    let mut st = ListState::default();
+    let mut env = Env {
+        sink,
+        ct,
+        now,
+        recirc,
+        md_pool,
+        rejecter,
+    };
+    if let Some(o) = run_list(actions, true, &mut st, pkt, key, layers, &mut env) {
+        return o;
+    }
+    if st.sent {
+        Outcome::Sent
+    } else {
+        Outcome::NoOutput
+    }
+}
+
+/// What the actions run so far did, carried into a select group's branch.
+#[derive(Default)]
+struct ListState {
+    sent: bool,
+    /// Whether a header was rewritten (then conntrack must see the packet as it is now).
+    rewritten: bool,
+    /// The key with its conntrack fields zeroed, once a `ct_clear` ran: what a later
+    /// `ct(...)` and the recirculated copy must see.
+    cleared: Option<Flow>,
+}
+
+/// Where the packet's actions send it and what they use.
+struct Env<'a, C> {
+    sink: &'a mut dyn Sink,
+    ct: &'a mut C,
+    now: u64,
+    recirc: &'a mut Vec<Packet>,
+    /// Spent metadata boxes of recirculated packets, to reuse (no allocation per pass).
+    md_pool: &'a mut MdPool,
+    rejecter: &'a mut Rejecter,
+}
+
+/// Run one list of actions; `tail` when nothing runs after it. `Some` ends the packet.
+#[inline(always)]
+fn run_list<C: Conntrack>(
+    actions: &[DpAction],
+    tail: bool,
+    st: &mut ListState,
+    pkt: &mut Packet,
+    key: &Flow,
+    layers: &mut Layers,
+    env: &mut Env<'_, C>,
+) -> Option<Outcome> {
+    let now = env.now;
+    let ListState {
+        sent,
+        rewritten,
+        cleared,
+    } = st;
     for (i, a) in actions.iter().enumerate() {
         if !matches!(
             a,
@@ -189,12 +247,12 @@ pub(crate) fn execute<C: Conntrack>(
                 | DpAction::SetTunnel { .. }
                 | DpAction::Reject
         ) {
-            rewritten = true;
+            *rewritten = true;
         }
         match a {
             DpAction::Output(p) => {
-                sink.output(*p, pkt);
-                sent = true;
+                env.sink.output(*p, pkt);
+                *sent = true;
             }
             DpAction::SetEth { src, dst } => {
                 let d = pkt.data_mut();
@@ -255,21 +313,27 @@ pub(crate) fn execute<C: Conntrack>(
             }
             DpAction::Ct(c) => {
                 let key = cleared.as_ref().unwrap_or(key);
-                let res = if rewritten {
+                let res = if *rewritten {
                     let mut now_key = Flow::ZERO;
                     now_key.w[METADATA_WORDS].copy_from_slice(&key.w[METADATA_WORDS]);
                     let mut now_layers = Layers::default();
                     let _ = extract(pkt.data(), &mut now_key, &mut now_layers);
-                    ct.track(pkt, &now_layers, &now_key, c, now)
+                    env.ct.track(pkt, &now_layers, &now_key, c, now)
                 } else {
-                    ct.track(pkt, layers, key, c, now)
+                    env.ct.track(pkt, layers, key, c, now)
                 };
-                sent = true;
+                *sent = true;
                 if let Some(r) = &c.recirc {
                     if pkt.recirc_depth >= super::MAX_RECIRC {
-                        return Outcome::Dropped(DropReason::RecircLimit);
+                        return Some(Outcome::Dropped(DropReason::RecircLimit));
                     }
-                    let mut md = Box::new(r.metadata_for(key));
+                    let mut md = match env.md_pool.pop() {
+                        Some(mut b) => {
+                            *b = r.metadata_for(key);
+                            b
+                        }
+                        None => Box::new(r.metadata_for(key)),
+                    };
                     md.set_ct_state(res.state);
                     md.set_ct_zone(res.zone);
                     md.set_ct_mark(res.mark);
@@ -281,7 +345,7 @@ pub(crate) fn execute<C: Conntrack>(
                         md.set_tp_src(s);
                         md.set_tp_dst(d);
                     }
-                    let last = i + 1 == actions.len();
+                    let last = tail && i + 1 == actions.len();
                     let mut copy = if last {
                         std::mem::take(pkt)
                     } else {
@@ -289,22 +353,22 @@ pub(crate) fn execute<C: Conntrack>(
                     };
                     copy.recirc = Some(md);
                     copy.recirc_depth += 1;
-                    recirc.push(copy);
+                    env.recirc.push(copy);
                     if last {
-                        return Outcome::Sent;
+                        return Some(Outcome::Sent);
                     }
                 }
             }
             DpAction::CtClear => {
                 let mut k = *cleared.as_ref().unwrap_or(key);
                 clear_ct(&mut k);
-                cleared = Some(k);
+                *cleared = Some(k);
             }
             DpAction::Controller { reason, .. } => {
-                sink.controller(pkt, *reason);
-                sent = true;
+                env.sink.controller(pkt, *reason);
+                *sent = true;
             }
-            DpAction::Learn(spec) => sink.learn(spec),
+            DpAction::Learn(spec) => env.sink.learn(spec),
             DpAction::FinTimeout {
                 stats,
                 idle_timeout,
@@ -312,26 +376,51 @@ pub(crate) fn execute<C: Conntrack>(
             } => stats.0.reduce_timeouts(*idle_timeout, *hard_timeout),
             DpAction::Meter(_, m) => {
                 if !m.0.admit(pkt.len(), now) {
-                    return Outcome::Dropped(DropReason::Meter);
+                    return Some(Outcome::Dropped(DropReason::Meter));
                 }
             }
-            DpAction::Drop(r) => return Outcome::Dropped(*r),
+            DpAction::Drop(r) => return Some(Outcome::Dropped(*r)),
+            DpAction::Select(sel) => {
+                let b = sel.pick(key);
+                b.stats.0.credit(1, pkt.len() as u64, now);
+                let last = tail && i + 1 == actions.len();
+                let mut inner = ListState {
+                    sent: *sent,
+                    rewritten: *rewritten,
+                    cleared: cleared.take(),
+                };
+                let end = run_list_boxed(&b.actions, last, &mut inner, pkt, key, layers, env);
+                (*sent, *rewritten, *cleared) = (inner.sent, inner.rewritten, inner.cleared);
+                if end.is_some() {
+                    return end;
+                }
+            }
             DpAction::Reject => {
-                rejecter.reject(pkt, now, sink);
+                env.rejecter.reject(pkt, now, env.sink);
                 // A copy sent before (`output:1,reject`) went; the packet ends here.
-                return if sent {
+                return Some(if *sent {
                     Outcome::Sent
                 } else {
                     Outcome::Dropped(DropReason::Reject)
-                };
+                });
             }
         }
     }
-    if sent {
-        Outcome::Sent
-    } else {
-        Outcome::NoOutput
-    }
+    None
+}
+
+/// A branch's list, out of line (the recursion would not inline).
+#[inline(never)]
+fn run_list_boxed<C: Conntrack>(
+    actions: &[DpAction],
+    tail: bool,
+    st: &mut ListState,
+    pkt: &mut Packet,
+    key: &Flow,
+    layers: &mut Layers,
+    env: &mut Env<'_, C>,
+) -> Option<Outcome> {
+    run_list(actions, tail, st, pkt, key, layers, env)
 }
 
 /// The original-direction tuple fields after tracking: zero when the tracker reports none

@@ -97,6 +97,7 @@ pub fn execute_actions(
         &mut StatelessConntrack,
         now,
         &mut recirculated,
+        &mut Vec::new(),
         &mut Rejecter::default(),
     );
     Executed {
@@ -188,6 +189,8 @@ pub struct FastPath<C: Conntrack = StatelessConntrack> {
     /// Spare vectors for the recirculation rounds (kept for their capacity).
     recirc_next: Vec<Packet>,
     recirc_done: Vec<Packet>,
+    /// Metadata boxes of recirculated packets, spent, for the next recirculation.
+    md_pool: exec::MdPool,
     scratch: Box<Scratch>,
     last_maintenance_ms: u64,
     rejecter: Rejecter,
@@ -238,6 +241,7 @@ impl<C: Conntrack> FastPath<C> {
             recirc: Vec::new(),
             recirc_next: Vec::new(),
             recirc_done: Vec::new(),
+            md_pool: Vec::new(),
             scratch: Box::default(),
             last_maintenance_ms: 0,
             rejecter: Rejecter::default(),
@@ -389,6 +393,7 @@ impl<C: Conntrack> FastPath<C> {
             scratch,
             seed,
             rejecter,
+            md_pool,
             ..
         } = self;
         for (i, pkt) in pkts.iter_mut().enumerate() {
@@ -396,7 +401,12 @@ impl<C: Conntrack> FastPath<C> {
             let key = &mut scratch.keys[i];
             *key = Flow::ZERO;
             match pkt.recirc.take() {
-                Some(md) => recirculated_key(key, &md),
+                Some(md) => {
+                    recirculated_key(key, &md);
+                    if md_pool.len() < MD_POOL {
+                        md_pool.push(md);
+                    }
+                }
                 None => {
                     key.set_in_port(pkt.in_port);
                     key.set_tun_id(pkt.tun.id);
@@ -419,7 +429,9 @@ impl<C: Conntrack> FastPath<C> {
         // The actions of a packet's flow, on it: the batch's sink, tracker and queues.
         let mut run =
             |actions: &[action::DpAction], pkt: &mut Packet, key: &Flow, layers: &mut Layers| {
-                exec::execute(actions, pkt, key, layers, sink, ct, now, recirc, rejecter)
+                exec::execute(
+                    actions, pkt, key, layers, sink, ct, now, recirc, md_pool, rejecter,
+                )
             };
         for (i, pkt) in pkts.iter_mut().enumerate() {
             if !scratch.ok[i] {
@@ -464,6 +476,9 @@ impl<C: Conntrack> FastPath<C> {
         }
     }
 }
+
+/// Spent metadata boxes kept for reuse: a batch's worth of recirculations, twice.
+const MD_POOL: usize = 2 * BATCH;
 
 /// The flow of a recirculated packet before extraction: its metadata, and the ports that
 /// conntrack gave a later fragment, which has none of its own (zero for other packets;

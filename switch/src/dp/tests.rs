@@ -461,6 +461,79 @@ fn a_group_change_drops_the_flows_that_used_it() {
     assert_eq!(fp.stats().megaflows_kept, 1);
 }
 
+#[test]
+fn a_select_group_is_decided_per_packet_from_the_cache() {
+    // A Service as the pipeline makes it: a select group whose buckets DNAT and
+    // recirculate. New connections (other source ports) must not each be an upcall.
+    let (mut b, _) = setup(&[]);
+    b.add_group(
+        &vswitch_proto::text::parse_group(
+            "group_id=7,type=select,\
+             bucket=bucket_id:0,ct(commit,nat(dst=10.0.0.10:8080),table=1),\
+             bucket=bucket_id:1,ct(commit,nat(dst=10.0.0.11:8080),table=1),\
+             bucket=bucket_id:2,ct(commit,nat(dst=10.0.0.12:8080),table=1)",
+            &NoPortNames,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    b.add_flows(
+        &[
+            flow("in_port=1,tcp,nw_dst=10.244.1.3,tp_dst=80,actions=group:7"),
+            flow("table=1,ct_state=+trk,tcp,nw_dst=10.0.0.10,actions=output:2"),
+            flow("table=1,ct_state=+trk,tcp,nw_dst=10.0.0.11,actions=output:2"),
+            flow("table=1,ct_state=+trk,tcp,nw_dst=10.0.0.12,actions=output:3"),
+        ],
+        0,
+    )
+    .unwrap();
+    let (tracker, _) = crate::ct::Tracker::open(&crate::ct::Config::default(), 0).unwrap();
+    let mut fp = FastPath::with_conntrack(
+        b.pipeline_handle(),
+        b.mac_table(),
+        FastPathConfig::default(),
+        tracker.worker(1),
+    );
+    let n = 300u16;
+    let syn = |sport: u16| {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([10, 244, 1, 2], [10, 244, 1, 3], 64)
+            .tcp(sport, 80, 1, 1000)
+            .syn()
+            .write(&mut v, b"")
+            .unwrap();
+        v
+    };
+    let frames: Vec<Vec<u8>> = (0..n).map(|i| syn(20000 + i)).collect();
+    let rec = run(&mut fp, &frames, 1, 1);
+    assert_eq!(rec.out.len(), n as usize, "every connection went out");
+    // One upcall for the Service's pass, one per endpoint's pass after the DNAT (its
+    // source port is not in that table's match either).
+    assert!(fp.stats().upcalls <= 4, "{:?}", fp.stats());
+    // Spread over the endpoints, each counted in its bucket.
+    let g = b.pipeline().group(7).unwrap().clone();
+    let per: Vec<u64> = g.bucket_stats.iter().map(|s| s.packets()).collect();
+    assert_eq!(per.iter().sum::<u64>(), n as u64, "{per:?}");
+    assert!(per.iter().all(|&c| c > 60), "{per:?}");
+    let mut dsts = std::collections::HashMap::<[u8; 4], u64>::new();
+    for (_, f) in &rec.out {
+        *dsts.entry(f[30..34].try_into().unwrap()).or_default() += 1;
+    }
+    let mut got: Vec<u64> = [[10, 0, 0, 10], [10, 0, 0, 11], [10, 0, 0, 12]]
+        .iter()
+        .map(|a| dsts.get(a).copied().unwrap_or(0))
+        .collect();
+    got.sort();
+    let mut want = per.clone();
+    want.sort();
+    assert_eq!(got, want, "the bytes went where the counters say");
+    // The same connection again takes the same bucket (conntrack has it anyway).
+    let again = run(&mut fp, &frames[..1], 1, 2);
+    let first = &rec.out[0].1[30..34];
+    assert_eq!(&again.out[0].1[30..34], first);
+}
+
 mod revalidation_props {
     use super::*;
     use proptest::prelude::*;
@@ -676,6 +749,7 @@ fn ct_clear_hides_the_old_state_from_the_next_ct() {
         &mut rec,
         &mut seen,
         0,
+        &mut Vec::new(),
         &mut Vec::new(),
         &mut super::reject::Rejecter::default(),
     );

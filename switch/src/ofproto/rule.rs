@@ -317,6 +317,55 @@ pub struct Group {
     /// Where a select group with `affinity` sent each source last (kept through changes
     /// of the group).
     pub affinity: Option<Arc<Affinity>>,
+    /// A select group's hash slots for the datapath (see [`dp_slots`]), made at its first
+    /// translation.
+    slots: std::sync::OnceLock<Option<Arc<[u16]>>>,
+}
+
+/// Buckets beyond which a select group is decided in the translation, the 5-tuple in
+/// the megaflow (Open vSwitch's `dp_hash` stops at 64 hash values).
+pub const MAX_DP_BUCKETS: usize = 256;
+
+/// The hash slots of a select group decided in the datapath: slot -> bucket index, a
+/// power of two of them, at least 16 per bucket. Each bucket gets its weight's share of
+/// the slots (largest remainders), so shares are exact to one slot; which slots is
+/// rendezvous hashing on the bucket id, so a change of the buckets moves few slots of
+/// the others. `None` without weight or past [`MAX_DP_BUCKETS`].
+pub fn dp_slots(buckets: &[vswitch_proto::group::Bucket]) -> Option<Arc<[u16]>> {
+    let n = buckets.len();
+    let total: u64 = buckets.iter().map(|b| b.weight as u64).sum();
+    if n == 0 || n > MAX_DP_BUCKETS || total == 0 {
+        return None;
+    }
+    let size = (n * 16).next_power_of_two().max(64);
+    let mut quota: Vec<usize> = buckets
+        .iter()
+        .map(|b| (b.weight as u64 * size as u64 / total) as usize)
+        .collect();
+    let mut by_rem: Vec<usize> = (0..n).filter(|&i| buckets[i].weight > 0).collect();
+    by_rem.sort_by_key(|&i| std::cmp::Reverse(buckets[i].weight as u64 * size as u64 % total));
+    let short = size - quota.iter().sum::<usize>();
+    for &i in by_rem.iter().cycle().take(short) {
+        quota[i] += 1;
+    }
+    // splitmix64's finalizer of (slot, bucket id).
+    let score = |slot: usize, id: u32| {
+        let mut z = (((slot as u64) << 32) | id as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let slots: Vec<u16> = (0..size)
+        .map(|s| {
+            let b = (0..n)
+                .filter(|&b| quota[b] > 0)
+                .max_by_key(|&b| score(s, buckets[b].bucket_id))
+                .expect("quotas add up to the slots");
+            quota[b] -= 1;
+            b as u16
+        })
+        .collect();
+    Some(slots.into())
 }
 
 /// A select group's memory of sources: source address -> (bucket key, last new
@@ -394,7 +443,15 @@ impl Group {
             bucket_stats,
             bucket_keys,
             affinity,
+            slots: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The hash slots for deciding this select group in the datapath ([`dp_slots`]).
+    pub fn dp_slots(&self) -> Option<&Arc<[u16]>> {
+        self.slots
+            .get_or_init(|| dp_slots(&self.spec.buckets))
+            .as_ref()
     }
 
     pub fn group_type(&self) -> GroupType {

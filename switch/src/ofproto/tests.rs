@@ -643,14 +643,16 @@ fn system_groups_are_not_the_users_and_count_their_buckets() {
         .map(|s| s.packets())
         .sum();
     assert_eq!(stats, 0, "a trace counts nothing");
-    let x = xlate::xlate(
-        b.pipeline(),
-        &b.mac_table(),
-        &packet("in_port=3,tcp,nw_src=1.1.1.1,nw_dst=2.2.2.2"),
-        0,
-    );
+    let key = packet("in_port=3,tcp,nw_src=1.1.1.1,nw_dst=2.2.2.2");
+    let x = xlate::xlate(b.pipeline(), &b.mac_table(), &key, 0);
+    // As the datapath credits a packet: the megaflow's rules, then the bucket it takes.
     for s in &x.stats {
         s.credit(1, 100, 0);
+    }
+    for a in &x.actions {
+        if let DpAction::Select(sel) = a {
+            sel.pick(&key).stats.0.credit(1, 100, 0);
+        }
     }
     let per_bucket: Vec<u64> = b
         .pipeline()
@@ -1380,12 +1382,76 @@ fn select_default_and_dp_hash_hash_the_five_tuple() {
     let b = bridge_with_group(
         "group_id=1,type=select,selection_method=dp_hash,bucket=output:1,bucket=output:2",
     );
+    // As Open vSwitch's dp_hash: the datapath hashes the 5-tuple, so the megaflow holds
+    // none of it and one megaflow serves every connection.
     let t = b.trace(
         &packet("in_port=3,tcp,nw_src=10.0.0.1,tp_src=5,tp_dst=80"),
         0,
     );
-    assert_eq!(t.megaflow.mask.tp_src(), u16::MAX);
-    assert_eq!(t.megaflow.mask.nw_dst(), u32::MAX);
+    assert_eq!(t.megaflow.mask.tp_src(), 0);
+    assert_eq!(t.megaflow.mask.nw_dst(), 0);
+    let [DpAction::Select(sel)] = &t.actions[..] else {
+        panic!("{:?}", t.actions);
+    };
+    assert_eq!(sel.branches.len(), 2);
+    // Connections spread over both buckets, each always to the same one, and the trace
+    // shows the one its packet takes.
+    let mut n = [0; 2];
+    for sport in 0..1000 {
+        let pkt = packet(&format!(
+            "in_port=3,tcp,nw_src=10.0.0.1,tp_src={sport},tp_dst=80"
+        ));
+        let i = sel.index(&pkt);
+        assert_eq!(i, sel.index(&pkt));
+        n[i] += 1;
+        let taken = b.trace(&pkt, 0).datapath_actions();
+        assert_eq!(taken, if i == 0 { "1" } else { "2" });
+    }
+    assert!(n.iter().all(|&c| (400..600).contains(&c)), "{n:?}");
+}
+
+#[test]
+fn datapath_select_slots_follow_the_weights_and_move_little() {
+    use crate::ofproto::rule::dp_slots;
+    let g = |spec: &str| parse_group(spec, &NoPortNames).unwrap().buckets;
+    let count = |slots: &[u16], n: usize| {
+        let mut c = vec![0usize; n];
+        for &s in slots {
+            c[s as usize] += 1;
+        }
+        c
+    };
+    // Exact shares to one slot: 10 equal buckets over 256 slots.
+    let ten: String = (0..10)
+        .map(|i| format!(",bucket=bucket_id:{i},output:{}", i + 1))
+        .collect();
+    let slots = dp_slots(&g(&format!("group_id=1,type=select{ten}"))).unwrap();
+    assert_eq!(slots.len(), 256);
+    assert!(count(&slots, 10).iter().all(|&c| c == 25 || c == 26));
+    // Weights 1:3.
+    let w = dp_slots(&g(
+        "group_id=1,type=select,bucket=weight:1,output:1,bucket=weight:3,output:2",
+    ))
+    .unwrap();
+    assert_eq!(count(&w, 2), [16, 48]);
+    // A zero weight gets nothing; no weight at all, no slots.
+    let z = dp_slots(&g(
+        "group_id=1,type=select,bucket=weight:0,output:1,bucket=weight:5,output:2",
+    ))
+    .unwrap();
+    assert_eq!(count(&z, 2), [0, 64]);
+    assert!(dp_slots(&g("group_id=1,type=select,bucket=weight:0,output:1")).is_none());
+    // Removing one of ten buckets moves mostly its own slots.
+    let nine: String = (0..9)
+        .map(|i| format!(",bucket=bucket_id:{i},output:{}", i + 1))
+        .collect();
+    let after = dp_slots(&g(&format!("group_id=1,type=select{nine}"))).unwrap();
+    let moved = slots
+        .iter()
+        .zip(after.iter().cycle())
+        .filter(|(a, b)| **a != 9 && a != b)
+        .count();
+    assert!(moved < 64, "{moved} of the other buckets' slots moved");
 }
 
 #[test]

@@ -208,8 +208,19 @@ impl Trace {
     /// metadata the pipeline wrote, recirc_id for table N, the zone of the action. None
     /// when the actions do not recirculate.
     pub fn recirculated(&self, ct_state: u16) -> Option<Flow> {
-        self.actions.iter().find_map(|a| match a {
-            DpAction::Ct(c) => c.recirc.as_ref().map(|r| {
+        /// The `ct` actions this packet meets (in a select group, its branch's).
+        fn cts<'a>(
+            actions: &'a [DpAction],
+            key: &'a Flow,
+        ) -> Box<dyn Iterator<Item = &'a crate::dp::action::DpCt> + 'a> {
+            Box::new(actions.iter().flat_map(move |a| match a {
+                DpAction::Ct(c) => Box::new(std::iter::once(&**c)),
+                DpAction::Select(s) => cts(&s.pick(key).actions, key),
+                _ => Box::new(std::iter::empty()) as Box<dyn Iterator<Item = _>>,
+            }))
+        }
+        cts(&self.actions, &self.flow).find_map(|c| {
+            c.recirc.as_ref().map(|r| {
                 let mut key = self.flow;
                 let md = r.metadata_for(&self.flow);
                 key.w[crate::dp::action::METADATA_WORDS]
@@ -217,8 +228,7 @@ impl Trace {
                 key.set_ct_state(ct_state);
                 key.set_ct_zone(c.zone);
                 key
-            }),
-            _ => None,
+            })
         })
     }
 
@@ -234,9 +244,34 @@ impl Trace {
         })
     }
 
-    /// The datapath actions in Open vSwitch's syntax (`drop` when none).
+    /// The datapath actions in Open vSwitch's syntax (`drop` when none), as this packet
+    /// runs them: of a select group decided in the datapath, the bucket it takes.
     pub fn datapath_actions(&self) -> String {
-        DisplayActions(&self.actions).to_string()
+        DisplayActions(&self.taken_actions()).to_string()
+    }
+
+    /// The datapath actions this packet runs (a select group's, its bucket's).
+    pub fn taken_actions(&self) -> Vec<DpAction> {
+        fn walk(actions: &[DpAction], key: &Flow, out: &mut Vec<DpAction>) {
+            for a in actions {
+                match a {
+                    DpAction::Select(s) => walk(&s.pick(key).actions, key, out),
+                    a => out.push(a.clone()),
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.actions, &self.flow, &mut out);
+        out
+    }
+
+    /// The megaflow's actions when they hold a choice made per packet (a select group
+    /// decided in the datapath), else `None`.
+    pub fn cached_actions(&self) -> Option<String> {
+        self.actions
+            .iter()
+            .any(|a| matches!(a, DpAction::Select(_)))
+            .then(|| DisplayActions(&self.actions).to_string())
     }
 
     /// Render for a person, with port names.
@@ -344,6 +379,13 @@ impl fmt::Display for TraceDisplay<'_> {
             "Megaflow: {}",
             text::display_match(&t.megaflow, None, self.ports)
         )?;
-        write!(f, "Datapath actions: {}", self.t.datapath_actions())
+        write!(f, "Datapath actions: {}", self.t.datapath_actions())?;
+        if let Some(all) = self.t.cached_actions() {
+            write!(
+                f,
+                "\nMegaflow's actions (the datapath picks per packet): {all}"
+            )?;
+        }
+        Ok(())
     }
 }

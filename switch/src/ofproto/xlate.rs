@@ -17,7 +17,7 @@
 use super::mac::{MacEntry, MacTable};
 use super::trace::{Fork, Trace, TraceStep, TracedRule};
 use super::{Pipeline, RuleStats};
-use crate::dp::action::{DpAction, DpCt, DropReason, METADATA_WORDS, Recirc};
+use crate::dp::action::{DpAction, DpBranch, DpCt, DpSelect, DropReason, METADATA_WORDS, Recirc};
 use std::sync::Arc;
 use vswitch_proto::action::{Action, CtZone, LearnSpec, SubField, port};
 use vswitch_proto::field::{FieldId, ethertype};
@@ -134,6 +134,8 @@ struct Ctx<'a> {
     now: u64,
     /// Learn MAC addresses (off for traces, which must not change state).
     side_effects: bool,
+    /// The packet's key as this pass began (what the datapath hashes for a select group).
+    key: Flow,
     flow: Flow,
     base: Flow,
     wc: Flow,
@@ -239,27 +241,6 @@ fn action_set_order(set: &[Action]) -> Vec<Action> {
     }
 }
 
-/// A stable hash of the 5-tuple (the same on every worker and after a restart), so a
-/// connection always picks the same bucket of a select group.
-fn five_tuple_hash(f: &Flow) -> u64 {
-    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut mix = |v: u64| {
-        let m = (h ^ v) as u128 * 0xff51_afd7_ed55_8ccd_u128;
-        h = (m as u64) ^ ((m >> 64) as u64);
-    };
-    if f.dl_type() == ethertype::IPV6 {
-        let (s, d) = (f.ipv6_src(), f.ipv6_dst());
-        mix(s as u64);
-        mix((s >> 64) as u64);
-        mix(d as u64);
-        mix((d >> 64) as u64);
-    } else {
-        mix(((f.nw_src() as u64) << 32) | f.nw_dst() as u64);
-    }
-    mix(((f.nw_proto() as u64) << 32) | ((f.tp_src() as u64) << 16) | f.tp_dst() as u64);
-    h
-}
-
 /// A stable 64-bit hash of `words` seeded with `basis`.
 fn words_hash(words: &[u64], basis: u16) -> u64 {
     let mut h: u64 = 0x9e37_79b9_7f4a_7c15 ^ basis as u64;
@@ -325,6 +306,24 @@ pub(crate) fn multipath_link(
     }
 }
 
+/// Whether a bucket's actions can be translated for every packet ahead of time: they
+/// change headers, track and send, but look up no table, learn nothing and keep no state
+/// (see `select_in_datapath`).
+fn branch_safe(actions: &[Action]) -> bool {
+    actions.iter().all(|a| match a {
+        Action::Output { port, .. } => *port <= vswitch_proto::action::port::MAX,
+        Action::SetField { .. }
+        | Action::Move { .. }
+        | Action::Ct(_)
+        | Action::CtClear
+        | Action::Note(_)
+        | Action::PushVlan(_)
+        | Action::PopVlan
+        | Action::Reject => true,
+        _ => false,
+    })
+}
+
 /// Weighted rendezvous hashing: each bucket draws a number from hash(flow, bucket_id),
 /// scaled by its weight, and the best draw wins. A bucket's share of flows is its share of
 /// the total weight, and adding or removing a bucket only moves the flows that go to (or
@@ -373,6 +372,7 @@ impl<'a> Ctx<'a> {
             mac,
             now,
             side_effects,
+            key: *key,
             flow: *key,
             base: *key,
             wc,
@@ -405,6 +405,7 @@ impl<'a> Ctx<'a> {
                     | DpAction::Ct(_)
                     | DpAction::Drop(_)
                     | DpAction::Reject
+                    | DpAction::Select(_)
             )
         });
         if let (Some(r), false) = (self.drop_reason, sends) {
@@ -885,6 +886,9 @@ impl<'a> Ctx<'a> {
                 }
             }
             GroupType::Select => {
+                if self.select_in_datapath(id, &g) {
+                    return;
+                }
                 let hash = match &g.spec.selection {
                     Some(sel) if sel.method == SelectionMethod::Hash => {
                         self.hash_group_fields(&sel.fields, sel.param)
@@ -904,9 +908,9 @@ impl<'a> Ctx<'a> {
                         }
                         let basis = sel.as_ref().map_or(0, |s| s.param);
                         if basis == 0 {
-                            five_tuple_hash(&self.flow)
+                            crate::dp::action::l4_hash(&self.flow)
                         } else {
-                            words_hash(&[five_tuple_hash(&self.flow), basis], 0)
+                            words_hash(&[crate::dp::action::l4_hash(&self.flow), basis], 0)
                         }
                     }
                 };
@@ -926,6 +930,90 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
+    }
+
+    /// A select group of the default method or `dp_hash` (Open vSwitch's default chooses
+    /// `dp_hash` too, up to 64 hash values), without affinity, whose buckets only change
+    /// headers, track and send (nothing that looks up tables, learns or must be decided
+    /// once): every bucket is translated, and the datapath picks one per packet from its
+    /// 5-tuple ([`DpSelect`]), so the 5-tuple stays out of the megaflow. One bucket with
+    /// weight runs inline. A trace follows the bucket its packet takes. Returns false when
+    /// the group does not qualify.
+    fn select_in_datapath(&mut self, id: u32, g: &Arc<super::rule::Group>) -> bool {
+        let basis = match &g.spec.selection {
+            None => 0,
+            Some(sel) if sel.method == SelectionMethod::DpHash => sel.param,
+            Some(_) => return false,
+        };
+        if g.spec.affinity.is_some() || !g.buckets().iter().all(|b| branch_safe(&b.actions)) {
+            return false;
+        }
+        let Some(slots) = g.dp_slots().cloned() else {
+            return false;
+        };
+        let buckets = g.buckets();
+        if slots.iter().all(|&b| b == slots[0]) {
+            let i = slots[0] as usize;
+            self.stats.push(g.bucket_stats[i].clone());
+            let bid = buckets[i].bucket_id;
+            self.note(|| format!("group {id}: one bucket with weight, {bid}"));
+            self.in_clone(|ctx| ctx.execute(&buckets[i].actions));
+            return true;
+        }
+        let mut sel = DpSelect {
+            group: id,
+            basis,
+            slots,
+            branches: Box::new([]),
+        };
+        let chosen = self.trace.is_some().then(|| sel.index(&self.key));
+        // Each branch starts from the packet as it is here, and leaves it so.
+        self.commit();
+        let before = self.flow;
+        let outer = std::mem::take(&mut self.out);
+        let mut branches = Vec::with_capacity(buckets.len());
+        for (i, b) in buckets.iter().enumerate() {
+            let hidden = match chosen {
+                Some(c) if c != i => self.trace.take(),
+                _ => None,
+            };
+            if hidden.is_none() && chosen.is_some() {
+                let bid = b.bucket_id;
+                self.note(|| {
+                    format!("group {id}: the datapath's hash of the 5-tuple selects bucket {bid}")
+                });
+            }
+            self.in_clone(|ctx| {
+                ctx.execute(&b.actions);
+                ctx.flow = before;
+                ctx.commit();
+            });
+            if hidden.is_some() {
+                self.trace = hidden;
+            }
+            branches.push(DpBranch {
+                bucket_id: b.bucket_id,
+                actions: std::mem::take(&mut self.out).into_boxed_slice(),
+                stats: crate::dp::action::RuleRef(g.bucket_stats[i].clone()),
+            });
+        }
+        // Buckets that recirculate alike (a Service's endpoints all go on to the same
+        // table) share one copy of the metadata to carry: a branch stays small.
+        let mut shared: Option<Arc<Recirc>> = None;
+        for a in branches.iter_mut().flat_map(|b| b.actions.iter_mut()) {
+            if let DpAction::Ct(c) = a
+                && let Some(r) = &mut c.recirc
+            {
+                match &shared {
+                    Some(s) if **s == **r => *r = s.clone(),
+                    _ => shared = Some(r.clone()),
+                }
+            }
+        }
+        sel.branches = branches.into_boxed_slice();
+        self.out = outer;
+        self.out.push(DpAction::Select(Box::new(sel)));
+        true
     }
 
     /// A select group with affinity: the bucket this packet's source went to last, if
@@ -1249,7 +1337,7 @@ impl<'a> Ctx<'a> {
             for s in [slot::RECIRC_ID, slot::CONJ_ID] {
                 written.set(s, s.max());
             }
-            Box::new(Recirc {
+            Arc::new(Recirc {
                 table,
                 md: md.and(&written),
                 written,
