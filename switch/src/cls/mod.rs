@@ -398,24 +398,31 @@ impl<R: Clone> Classifier<R> {
         mut best: Option<Hard<'a, R>>,
         mut soft: Vec<Cursor<'a, R>>,
     ) -> Option<&'a Entry<R>> {
+        // Working space for every level: allocated once per lookup, not once per level
+        // (a Pod that many policies select has clauses at many priorities).
+        let mut clauses: Vec<(u32, u8, u8)> = Vec::new();
+        let mut ids: Vec<u32> = Vec::new();
+        let mut next = Vec::with_capacity(soft.len());
         loop {
             let hard_pri = hard_priority(&best);
             soft.retain(|c| c.entry().priority as i32 > hard_pri);
             let Some(level) = soft.iter().map(|c| c.entry().priority).max() else {
                 break;
             };
-            for id in complete_conjunctions(
+            complete_conjunctions(
                 soft.iter()
                     .map(|c| c.entry())
                     .filter(|e| e.priority == level),
-            ) {
+                &mut clauses,
+                &mut ids,
+            );
+            for &id in &ids {
                 let mut k = *key;
                 k.set_conj_id(id);
                 if let Some(e) = self.lookup_hard(&k, wc) {
                     return Some(e);
                 }
             }
-            let mut next = Vec::with_capacity(soft.len());
             for mut c in soft.drain(..) {
                 if c.entry().priority != level {
                     next.push(c);
@@ -431,7 +438,7 @@ impl<R: Clone> Classifier<R> {
                     }
                 }
             }
-            soft = next;
+            std::mem::swap(&mut soft, &mut next);
         }
         best.map(|h| h.entry)
     }
@@ -454,17 +461,24 @@ impl<R: Clone> Classifier<R> {
     }
 }
 
-/// The conjunction ids whose every clause is covered by `entries`, smallest first.
-fn complete_conjunctions<'a, R: 'a>(entries: impl Iterator<Item = &'a Entry<R>>) -> Vec<u32> {
+/// The conjunction ids whose every clause is covered by `entries`, smallest first, into
+/// `ids`; `all` is working space.
+fn complete_conjunctions<'a, R: 'a>(
+    entries: impl Iterator<Item = &'a Entry<R>>,
+    all: &mut Vec<(u32, u8, u8)>,
+    ids: &mut Vec<u32>,
+) {
     // Every (id, n_clauses, clause) the entries carry, sorted so that one conjunction's
     // clauses are together: n log n in the clauses matched, which a peer address named
     // by hundreds of policies makes many (a search per clause would be their square).
-    let mut all: Vec<(u32, u8, u8)> = entries
-        .flat_map(|e| e.conj.iter().flat_map(|cs| cs.iter()))
-        .map(|c| (c.id, c.n_clauses, c.clause))
-        .collect();
+    all.clear();
+    ids.clear();
+    all.extend(
+        entries
+            .flat_map(|e| e.conj.iter().flat_map(|cs| cs.iter()))
+            .map(|c| (c.id, c.n_clauses, c.clause)),
+    );
     all.sort_unstable();
-    let mut ids: Vec<u32> = Vec::new();
     let mut at = 0;
     while at < all.len() {
         let (id, n, _) = all[at];
@@ -478,7 +492,6 @@ fn complete_conjunctions<'a, R: 'a>(entries: impl Iterator<Item = &'a Entry<R>>)
         }
     }
     ids.dedup();
-    ids
 }
 
 /// A per-process random seed for hashing flows (see `flow::hash`).
