@@ -1408,6 +1408,19 @@ fn select_default_and_dp_hash_hash_the_five_tuple() {
         assert_eq!(taken, if i == 0 { "1" } else { "2" });
     }
     assert!(n.iter().all(|&c| (400..600).contains(&c)), "{n:?}");
+    // The text ends as Open vSwitch's does, with this packet's datapath actions; the
+    // megaflow's whole choice comes on the line before.
+    let text = t.display(&NoPortNames).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[lines.len() - 1].starts_with("Datapath actions: "),
+        "{text}"
+    );
+    assert!(
+        lines[lines.len() - 2]
+            .starts_with("Megaflow's actions (the datapath picks per packet): select(group=1,"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -379,13 +379,13 @@ impl fmt::Display for TraceDisplay<'_> {
             "Megaflow: {}",
             text::display_match(&t.megaflow, None, self.ports)
         )?;
-        write!(f, "Datapath actions: {}", self.t.datapath_actions())?;
+        // Before the last line, which stays `Datapath actions:` as in Open vSwitch.
         if let Some(all) = self.t.cached_actions() {
-            write!(
+            writeln!(
                 f,
-                "\nMegaflow's actions (the datapath picks per packet): {all}"
+                "Megaflow's actions (the datapath picks per packet): {all}"
             )?;
         }
-        Ok(())
+        write!(f, "Datapath actions: {}", self.t.datapath_actions())
     }
 }
