@@ -79,8 +79,13 @@ struct Bed {
 
 impl Bed {
     fn new() -> Bed {
-        let node = Netns::new();
-        let d = Daemon::start_in(&node, &["--pod-cidr", POD_CIDR, "--node-name", "n1"]);
+        Bed::with_flags(Netns::new(), &[])
+    }
+
+    /// A bed whose switch gets `extra` flags too, in node namespace `node`.
+    fn with_flags(node: Netns, extra: &[&str]) -> Bed {
+        let flags = [&["--pod-cidr", POD_CIDR, "--node-name", "n1"][..], extra].concat();
+        let d = Daemon::start_in(&node, &flags);
         let client = Netns::new();
         add_pod(&d, "client", &client, CLIENT);
         let eps: Vec<Netns> = ENDPOINTS.iter().map(|_| Netns::new()).collect();
@@ -412,7 +417,7 @@ fn pods_reach_outside_the_cluster_with_the_nodes_address() {
     let _serial = serial();
     vswitch_tests::e2e::require_root(&["ip", "nsenter", "timeout", "python3", "iptables"]);
     let bed = Bed::new();
-    let outside = outside(&bed);
+    let outside = outside(&bed.node);
     let seen_from = |from: &Netns, to: &Netns, to_ip: &str| -> String {
         let listener = to.spawn(&[
             "timeout",
@@ -455,7 +460,7 @@ fn pods_reach_outside_the_cluster_with_the_nodes_address() {
 
 /// A namespace outside the cluster, linked to the node by a veth pair: the node is
 /// `NODE_IP` on it, the outside `OUTSIDE_IP`; dropped with the node.
-fn outside(bed: &Bed) -> Netns {
+fn outside(node: &Netns) -> Netns {
     let outside = Netns::new();
     let (host_if, out_if) = (unique("vo"), unique("vi"));
     let (host_if, out_if) = (
@@ -469,7 +474,7 @@ fn outside(bed: &Bed) -> Netns {
             "add",
             host_if,
             "netns",
-            bed.node.name(),
+            node.name(),
             "type",
             "veth",
             "peer",
@@ -479,7 +484,7 @@ fn outside(bed: &Bed) -> Netns {
             outside.name(),
         ],
     );
-    bed.node.exec_ok(&[
+    node.exec_ok(&[
         "ip",
         "addr",
         "add",
@@ -487,7 +492,7 @@ fn outside(bed: &Bed) -> Netns {
         "dev",
         host_if,
     ]);
-    bed.node.exec_ok(&["ip", "link", "set", host_if, "up"]);
+    node.exec_ok(&["ip", "link", "set", host_if, "up"]);
     outside.exec_ok(&[
         "ip",
         "addr",
@@ -571,9 +576,16 @@ fn lb_service(policy: &str) -> Value {
 /// The test bed, a namespace outside the node that routes `LB_IP` to it, and a
 /// [`peer_server`] on the first two endpoints (dropped first).
 fn outside_bed() -> (Bed, Netns, Vec<Bg>) {
+    outside_bed_with(&[])
+}
+
+/// [`outside_bed`] with `extra` flags for the switch, started once the node has its
+/// address (`NODE_IP`, on its link to the outside).
+fn outside_bed_with(extra: &[&str]) -> (Bed, Netns, Vec<Bg>) {
     vswitch_tests::e2e::require_root(&["ip", "nsenter", "timeout", "python3", "iptables"]);
-    let bed = Bed::new();
-    let outside = outside(&bed);
+    let node = Netns::new();
+    let outside = outside(&node);
+    let bed = Bed::with_flags(node, extra);
     outside.exec_ok(&["ip", "route", "add", &format!("{LB_IP}/32"), "via", NODE_IP]);
     let servers = (0..2)
         .map(|i| peer_server(&bed.eps[i], ENDPOINTS[i]))
@@ -674,6 +686,67 @@ fn node_ports_from_outside_the_node_follow_the_external_traffic_policy() {
     ]);
     let left = rules();
     assert!(!left.contains(&format!("--dport {NODE_PORT}")), "{left}");
+}
+
+/// An external IP that is the node's own address (`--node-ip`), as people give a
+/// Service to expose a port on its node, and as k3s's load balancer reports it: from
+/// outside the node and from the node itself, the Service port on that address reaches
+/// the endpoints by the traffic policy (the node would otherwise keep the connection),
+/// and the node's rules go with the Service.
+#[test]
+#[ignore = "needs root"]
+fn an_external_ip_that_is_the_nodes_own_address_reaches_the_endpoints() {
+    let _serial = serial();
+    // The node's address is the switch's `--node-ip` (its tunnel's end).
+    let (bed, outside, _servers) = outside_bed_with(&["--node-ip", NODE_IP]);
+    let d = &bed.d;
+    let own = |policy: &str| {
+        let mut s = node_port_service("ClusterIP", policy);
+        s["spec"]["externalIPs"] = json!([NODE_IP]);
+        s
+    };
+    apply(d, &[own("Cluster"), peer_slice(["n1", "n2"])]);
+    std::thread::sleep(Duration::from_millis(500));
+    let rules = || bed.node.exec_ok(&["iptables", "-t", "nat", "-S"]);
+    let answers = ask(&outside, NODE_IP, 90, 20);
+    let (eps, peers) = tally(&answers);
+    assert_eq!(
+        eps.len(),
+        2,
+        "Cluster: both endpoints: {answers:?}\n{}",
+        rules()
+    );
+    assert_eq!(
+        peers.keys().collect::<Vec<_>>(),
+        [GATEWAY],
+        "Cluster: the endpoint sees the node's gateway: {answers:?}"
+    );
+    let from_node = ask(&bed.node, NODE_IP, 90, 4);
+    assert!(
+        from_node.iter().all(|a| !a.starts_with("error")),
+        "{from_node:?}"
+    );
+    apply(d, &[own("Local")]);
+    let answers = ask(&outside, NODE_IP, 90, 10);
+    let (eps, peers) = tally(&answers);
+    assert_eq!(
+        eps.get(ENDPOINTS[0]),
+        Some(&10),
+        "Local: this node's endpoint: {answers:?}"
+    );
+    assert_eq!(
+        peers.get(OUTSIDE_IP),
+        Some(&10),
+        "Local: the client's address: {answers:?}"
+    );
+    d.ctl_ok(&["delete", "-f", &write(d, &own("Local"))]);
+    let left = rules();
+    assert!(!left.contains(&format!("-d {NODE_IP}/32")), "{left}");
+    let gone = ask(&outside, NODE_IP, 90, 1);
+    assert!(
+        gone[0].starts_with("error"),
+        "no Service, nothing listens: {gone:?}"
+    );
 }
 
 /// A LoadBalancer Service from outside: its ingress IP (routed by the client to the

@@ -13,8 +13,11 @@
 //!   translated to [`NODEPORT_IP`] (externalTrafficPolicy Cluster) or
 //!   [`NODEPORT_LOCAL_IP`] (Local), the port kept; the node routes both to the switch
 //!   (`via 169.254.0.254 dev <gateway> onlink`), whose ServiceLB table picks the endpoint;
+//!   before those, per external or load-balancer address that is the node's own
+//!   (`--node-ip`) and Service port, the same to [`EXTERNAL_IP`] or
+//!   [`EXTERNAL_LOCAL_IP`], the port kept;
 //! - chain `VSWITCH-SVC-MASQ`, entered from POSTROUTING for packets leaving by the
-//!   gateway: what goes to `NODEPORT_IP`, and to each external or load-balancer address
+//!   gateway: what goes to `NODEPORT_IP` or `EXTERNAL_IP`, and to each external or load-balancer address
 //!   and port of a Service with externalTrafficPolicy Cluster, is masqueraded to the
 //!   gateway's address, so that the endpoint's reply comes back through this node (the
 //!   endpoint may be on another one) and the node translates it back. With Local nothing
@@ -27,7 +30,7 @@
 use super::health::HealthChecks;
 use super::masq::{iptables, iptables_in, remove_jump_in};
 use crate::k8s::HostRule;
-use crate::k8s::pipeline::{NODEPORT_IP, NODEPORT_LOCAL_IP};
+use crate::k8s::pipeline::{EXTERNAL_IP, EXTERNAL_LOCAL_IP, NODEPORT_IP, NODEPORT_LOCAL_IP};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -173,6 +176,27 @@ pub fn rule_of(r: &HostRule) -> Option<IptRule> {
                 false,
             ))
         }
+        HostRule::NodeAddress {
+            ip,
+            proto,
+            port,
+            local,
+        } => {
+            let to = if local {
+                EXTERNAL_LOCAL_IP
+            } else {
+                EXTERNAL_IP
+            };
+            let p = proto_name(proto);
+            // First: before the NodePorts, whose rules name no address (as kube-proxy's
+            // KUBE-SERVICES rules come before its KUBE-NODEPORTS jump).
+            Some(ipt(
+                "nat",
+                NODEPORTS,
+                format!("-d {ip}/32 -p {p} -m {p} --dport {port} -j DNAT --to-destination {to}"),
+                true,
+            ))
+        }
         HostRule::Masquerade { ip, proto, port } => {
             let p = proto_name(proto);
             Some(ipt(
@@ -209,8 +233,16 @@ pub fn install(gateway: &str) -> Result<(), String> {
         }
         iptables_in(table, &["-F", chain])?;
     }
-    let nodeport = format!("{NODEPORT_IP}/32");
-    iptables(&["-A", SVC_MASQ, "-d", &nodeport, "-j", "MASQUERADE"])?;
+    for ip in [NODEPORT_IP, EXTERNAL_IP] {
+        iptables(&[
+            "-A",
+            SVC_MASQ,
+            "-d",
+            &format!("{ip}/32"),
+            "-j",
+            "MASQUERADE",
+        ])?;
+    }
     let local = ["-m", "addrtype", "--dst-type", "LOCAL"];
     let tail = ["-m", "comment", "--comment", COMMENT];
     let jumps: [(&str, &str, Vec<&str>, &str); 4] = [
@@ -338,6 +370,25 @@ mod tests {
         );
         assert!(rule_of(&np(true)).unwrap().words.ends_with("169.254.0.251"));
         let ip = "192.0.2.7".parse().unwrap();
+        // The node's own address as an external IP: before the NodePorts, by address.
+        let own = |local| HostRule::NodeAddress {
+            ip,
+            proto: 6,
+            port: 80,
+            local,
+        };
+        let r = rule_of(&own(false)).unwrap();
+        assert_eq!((r.table, r.chain, r.first), ("nat", NODEPORTS, true));
+        assert_eq!(
+            r.words,
+            "-d 192.0.2.7/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 169.254.0.250"
+        );
+        assert!(
+            rule_of(&own(true))
+                .unwrap()
+                .words
+                .ends_with("169.254.0.249")
+        );
         let m = HostRule::Masquerade {
             ip,
             proto: 132,

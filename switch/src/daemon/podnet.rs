@@ -402,11 +402,11 @@ impl Switch {
         let rules = local::node_rules(net);
         // The node's routes to Services (and to where it translates NodePort
         // connections), set once the ports are published.
-        use crate::k8s::pipeline::{NEXT_HOP, NODEPORT_IP, NODEPORT_LOCAL_IP};
+        use crate::k8s::pipeline::{HANDED_TO_SWITCH, NEXT_HOP};
         let routes = net
             .service_cidr
             .into_iter()
-            .chain([NODEPORT_IP, NODEPORT_LOCAL_IP].map(Ipv4Cidr::host))
+            .chain(HANDED_TO_SWITCH.map(Ipv4Cidr::host))
             .map(|dst| crate::k8s::Route { dst, via: NEXT_HOP })
             .collect();
         self.pending_routes.push((NODE_OWNER, routes));

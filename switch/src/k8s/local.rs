@@ -12,8 +12,8 @@
 
 use super::netpol::prio::ALWAYS;
 use super::pipeline::{
-    CT_ZONE, HAIRPIN_IP, HAIRPIN_ZONE, NEXT_HOP, NODEPORT_IP, NODEPORT_LOCAL_IP, Source, Table,
-    ct_allow_service, ct_commit_with_rules, ct_hairpin_snat, ct_mark, ct_nat_in, reg, rule,
+    CT_ZONE, HAIRPIN_IP, HAIRPIN_ZONE, HANDED_TO_SWITCH, NEXT_HOP, Source, Table, ct_allow_service,
+    ct_commit_with_rules, ct_hairpin_snat, ct_mark, ct_nat_in, reg, rule,
 };
 use crate::ofproto::OwnedRule;
 use std::collections::BTreeMap;
@@ -189,13 +189,13 @@ pub fn node_rules(n: &LocalNet) -> Vec<OwnedRule> {
     // here, so its frames come to the switch, which routes them by address.
     rules.push(arp_responder(NEXT_HOP, MacAddr::for_ipv4(NEXT_HOP)));
     // What the node routes to Services (its own connections to the Service CIDR, and
-    // NodePort connections from outside it translates to NODEPORT_IP or
-    // NODEPORT_LOCAL_IP) is addressed to the next hop's MAC; from here on as if sent to
+    // the NodePort and own-address connections from outside it translates to one of
+    // HANDED_TO_SWITCH) is addressed to the next hop's MAC; from here on as if sent to
     // the gateway, so that once an endpoint is chosen it is routed like a Pod's.
     let to_services = n
         .service_cidr
         .into_iter()
-        .chain([NODEPORT_IP, NODEPORT_LOCAL_IP].map(Ipv4Cidr::host));
+        .chain(HANDED_TO_SWITCH.map(Ipv4Cidr::host));
     rules.extend(to_services.map(|dst| from_node_to_service(n, dst)));
     if let Some(t) = n.tunnel {
         let tunnel = Source::Tunnel as u32;

@@ -204,6 +204,17 @@ pub enum HostRule {
     /// kept when `local` (externalTrafficPolicy Local), else to [`pipeline::NODEPORT_IP`]
     /// from the gateway's address.
     NodePort { proto: u8, port: u16, local: bool },
+    /// Connections to external or load-balancer address `ip`, which is the node's own,
+    /// and `port` over `proto` go to the switch: translated to
+    /// [`pipeline::EXTERNAL_LOCAL_IP`] with the client's address kept when `local`
+    /// (externalTrafficPolicy Local), else to [`pipeline::EXTERNAL_IP`] from the gateway's
+    /// address; the port kept.
+    NodeAddress {
+        ip: Ipv4Addr,
+        proto: u8,
+        port: u16,
+        local: bool,
+    },
     /// Connections from outside the node to external or load-balancer address `ip` and
     /// `port` (routed to the switch) leave the node for the switch from the gateway's
     /// address (externalTrafficPolicy Cluster), so replies come back through the node.

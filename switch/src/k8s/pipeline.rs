@@ -175,6 +175,23 @@ pub const NODEPORT_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 0, 252);
 /// As [`NODEPORT_IP`], for `externalTrafficPolicy: Local`: the client's address is kept.
 pub const NODEPORT_LOCAL_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 0, 251);
 
+/// Where the node hands connections to an external or load-balancer address that is its
+/// own (`--node-ip`; the node would otherwise keep them, as its local routes come first),
+/// with the Service port kept: externalTrafficPolicy Cluster, masqueraded like
+/// [`NODEPORT_IP`]. kube-proxy translates these in the node's `nat` table too.
+pub const EXTERNAL_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 0, 250);
+
+/// As [`EXTERNAL_IP`], for `externalTrafficPolicy: Local`: the client's address is kept.
+pub const EXTERNAL_LOCAL_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 0, 249);
+
+/// The addresses the node's `nat` table translates connections to, routed to the switch.
+pub const HANDED_TO_SWITCH: [Ipv4Addr; 4] = [
+    NODEPORT_IP,
+    NODEPORT_LOCAL_IP,
+    EXTERNAL_IP,
+    EXTERNAL_LOCAL_IP,
+];
+
 /// Group ids the switch keeps for its own groups (Services' endpoints, later): users'
 /// groups take ids below.
 pub const SYSTEM_GROUPS: std::ops::RangeInclusive<u32> = 0xf000_0000..=0xffff_ff00;

@@ -23,8 +23,8 @@
 
 use super::local::from_node_to_service;
 use super::pipeline::{
-    CookieKind, NEXT_HOP, NODEPORT_IP, NODEPORT_LOCAL_IP, SYSTEM_GROUPS, Source, Table, ct_dnat,
-    ct_mark, reg, rule,
+    CookieKind, EXTERNAL_IP, EXTERNAL_LOCAL_IP, NEXT_HOP, NODEPORT_IP, NODEPORT_LOCAL_IP,
+    SYSTEM_GROUPS, Source, Table, ct_dnat, ct_mark, reg, rule,
 };
 use super::{
     Compiled, Dnat, HostRule, Kind, KindInfo, NodeCtx, ObjectKey, Objects, Route, Spec, Stored,
@@ -808,7 +808,22 @@ pub fn compile_service(
         }
         if from_outside {
             for &ip in &external {
-                if let (true, Some(n)) = (etp_local, node.local) {
+                if Some(ip) == node.node_ip {
+                    // The node's own address: its stack keeps what arrives for it, so
+                    // its `nat` table hands this port to the switch at another address.
+                    let alias = if etp_local {
+                        EXTERNAL_LOCAL_IP
+                    } else {
+                        EXTERNAL_IP
+                    };
+                    targets.push(Target::new(alias, sp.port, etp_local));
+                    c.host.push(HostRule::NodeAddress {
+                        ip,
+                        proto,
+                        port: sp.port,
+                        local: etp_local,
+                    });
+                } else if let (true, Some(n)) = (etp_local, node.local) {
                     // From outside, with the client's own address: local endpoints only;
                     // the node's own connections (from the gateway's address) anywhere.
                     targets.push(Target {
@@ -887,7 +902,9 @@ pub fn compile_service(
     }
     if let Some(n) = node.local.filter(|_| !external.is_empty()) {
         // The node routes external and load-balancer addresses to the switch.
-        for &ip in &external {
+        // The node's own address is not routed (its local routes come first): see
+        // `HostRule::NodeAddress`.
+        for &ip in external.iter().filter(|&&ip| Some(ip) != node.node_ip) {
             let dst = Ipv4Cidr::host(ip);
             c.routes.push(Route { dst, via: NEXT_HOP });
             c.rules.push(from_node_to_service(n, dst));

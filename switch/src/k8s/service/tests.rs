@@ -477,6 +477,86 @@ fn a_nodeport_is_reached_on_the_nodes_address_by_its_pods() {
 }
 
 #[test]
+fn an_external_ip_that_is_the_nodes_own_address_is_handed_to_the_switch() {
+    let mut objects = Objects::default();
+    let mut m = svc_manifest();
+    // The node's own address (`node()`'s 192.168.1.1) and another.
+    m["spec"]["externalIPs"] = json!(["192.168.1.1", "192.0.2.7"]);
+    let key = store(&mut objects, m.clone(), 3);
+    store(
+        &mut objects,
+        slice_manifest("web-a", 8080, json!([ep("10.244.1.3", None, None, None)])),
+        1,
+    );
+    let local = net(None);
+    let ctx = NodeCtx {
+        local: Some(&local),
+        ..node("n1")
+    };
+    let compile = |objects: &Objects| {
+        let stored = objects.get(&key).unwrap().clone();
+        compile_service(3, service_of(&stored.spec).unwrap(), objects, &key, &ctx)
+    };
+    let lines = |c: &Compiled| -> Vec<String> {
+        c.rules
+            .iter()
+            .map(|r| text::display_flow(&r.to_spec(0), &NoPortNames, None).to_string())
+            .collect()
+    };
+    let port = svc_manifest()["spec"]["ports"][0]["port"].as_u64().unwrap() as u16;
+    let c = compile(&objects);
+    let l = lines(&c);
+    // The node's stack hands the Service port on its own address to EXTERNAL_IP
+    // (Cluster), whose ServiceLB rule picks any endpoint; that address is not routed.
+    assert!(c.host.contains(&HostRule::NodeAddress {
+        ip: Ipv4Addr::new(192, 168, 1, 1),
+        proto: 6,
+        port,
+        local: false
+    }));
+    assert!(
+        l.iter().any(|x| x.contains("nw_dst=169.254.0.250,")
+            && x.contains(&format!("tp_dst={port}"))
+            && x.contains("group:")),
+        "{l:?}"
+    );
+    assert!(
+        !c.routes
+            .iter()
+            .any(|r| r.dst.to_string() == "192.168.1.1/32")
+    );
+    // The other external address is routed to the switch as before.
+    assert!(c.routes.iter().any(|r| r.dst.to_string() == "192.0.2.7/32"));
+    assert!(!c.host.iter().any(
+        |h| matches!(h, HostRule::NodeAddress { ip, .. } if *ip == Ipv4Addr::new(192, 0, 2, 7))
+    ));
+    // Pods still reach the node's address and port in the switch, to any endpoint.
+    assert!(
+        l.iter()
+            .any(|x| x.contains("nw_dst=192.168.1.1,") && x.contains("group:")),
+        "{l:?}"
+    );
+    // Local: EXTERNAL_LOCAL_IP, this node's endpoints only.
+    m["spec"]["externalTrafficPolicy"] = json!("Local");
+    store(&mut objects, m, 3);
+    let c = compile(&objects);
+    assert!(c.host.contains(&HostRule::NodeAddress {
+        ip: Ipv4Addr::new(192, 168, 1, 1),
+        proto: 6,
+        port,
+        local: true
+    }));
+    let local_group = format!("group:{}", group_id(3, 0, true));
+    assert!(
+        lines(&c)
+            .iter()
+            .any(|x| x.contains("nw_dst=169.254.0.249,") && x.contains(&local_group)),
+        "{:?}",
+        lines(&c)
+    );
+}
+
+#[test]
 fn from_outside_the_node_a_service_follows_its_external_traffic_policy() {
     let mut objects = Objects::default();
     let mut m = svc_manifest();
