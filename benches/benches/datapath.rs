@@ -1,6 +1,10 @@
 //! criterion benchmarks of the datapath core. Run: `cargo bench -p vswitch-benches`.
 //! Results and the machine they ran on are in BENCHMARKS.md.
 
+/// The switch's own allocator, so that what is measured is what vswitchd runs.
+#[global_allocator]
+static GLOBAL: vswitch::sys::Allocator = vswitch::sys::Allocator {};
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::sync::Arc;

@@ -4,6 +4,10 @@
 //! the table's own account of it. Run:
 //! `cargo run --release -p vswitch-benches --example ct_memory [N]`.
 //! Target (issue 11): 1,000,000 connections in under 256 MB.
+
+/// The switch's own allocator, so that what is measured is what vswitchd runs.
+#[global_allocator]
+static GLOBAL: vswitch::sys::Allocator = vswitch::sys::Allocator {};
 use vswitch::ct::{Config, Tracker};
 use vswitch::dp::action::DpCt;
 use vswitch::dp::conntrack::Conntrack;

@@ -1,6 +1,10 @@
 //! The established-UDP case of the conntrack criterion bench, in a plain loop, for
 //! profilers: `valgrind --tool=callgrind target/release/examples/ct_profile [ROUNDS]`;
 //! with `new` after ROUNDS, ROUNDS new UDP connections committed instead.
+
+/// The switch's own allocator, so that what is measured is what vswitchd runs.
+#[global_allocator]
+static GLOBAL: vswitch::sys::Allocator = vswitch::sys::Allocator {};
 use vswitch::ct::{Config, Tracker};
 use vswitch::dp::action::DpCt;
 use vswitch::dp::conntrack::Conntrack;

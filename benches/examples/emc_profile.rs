@@ -1,5 +1,9 @@
 //! The exact-match-hit batch of the criterion bench, in a plain loop, for profilers:
 //! `valgrind --tool=callgrind target/release/examples/emc_profile`.
+
+/// The switch's own allocator, so that what is measured is what vswitchd runs.
+#[global_allocator]
+static GLOBAL: vswitch::sys::Allocator = vswitch::sys::Allocator {};
 use vswitch::dp::packet::Packet;
 use vswitch::dp::{BATCH, FastPath, FastPathConfig, Sink};
 use vswitch::ofproto::Bridge;

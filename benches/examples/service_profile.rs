@@ -13,6 +13,9 @@
 //! (tracker emptied every 1,024 batches, outside `measured`; the caches kept). SPREAD sends
 //! the connections to the first SPREAD Services only. Without valgrind, the time per
 //! round (or packet) it prints is its own timer's.
+/// The switch's own allocator, so that what is measured is what vswitchd runs.
+#[global_allocator]
+static GLOBAL: vswitch::sys::Allocator = vswitch::sys::Allocator {};
 use std::hint::black_box;
 use vswitch::ct::TupleFilter;
 use vswitch::dp::packet::Packet;

@@ -6,6 +6,10 @@
 #![forbid(unsafe_code)]
 
 use clap::{Parser, ValueEnum};
+
+/// See `vswitch::sys::Allocator`.
+#[global_allocator]
+static GLOBAL: vswitch::sys::Allocator = vswitch::sys::Allocator {};
 use nix::sys::signal::{SigSet, Signal};
 use parking_lot::Mutex;
 use std::path::PathBuf;
@@ -139,6 +143,7 @@ fn error_line(e: &dyn std::error::Error) -> String {
 }
 
 fn main() {
+    vswitch::sys::tune_allocator();
     let args = Args::parse();
     // Every thread started from here on inherits this mask; the main thread takes the
     // signals with sigwait.
