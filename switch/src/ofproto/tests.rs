@@ -1736,3 +1736,47 @@ fn reject_commits_then_ends_everything_and_trace_says_what_it_sends() {
         "{text}"
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Any weights: every hash slot goes to a bucket with weight, each bucket's share of
+    /// the slots is its weight's share to within one slot, and the table is a power of two
+    /// with at least 16 slots a bucket.
+    #[test]
+    fn datapath_select_slots_give_each_bucket_its_weights_share(
+        weights in proptest::collection::vec(0u16..=1000, 1..=40),
+    ) {
+        use crate::ofproto::rule::dp_slots;
+        let buckets: Vec<vswitch_proto::group::Bucket> = weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| vswitch_proto::group::Bucket {
+                bucket_id: (i * 7) as u32,
+                weight: w,
+                watch_port: None,
+                actions: vec![vswitch_proto::action::Action::Output { port: i as u32 + 1, max_len: None }],
+            })
+            .collect();
+        let total: u64 = weights.iter().map(|&w| w as u64).sum();
+        let slots = dp_slots(&buckets);
+        if total == 0 {
+            prop_assert!(slots.is_none());
+            return Ok(());
+        }
+        let slots = slots.unwrap();
+        let n = slots.len();
+        prop_assert!(n.is_power_of_two() && n >= 16 * weights.len() && n >= 64);
+        let mut count = vec![0u64; weights.len()];
+        for &s in slots.iter() {
+            count[s as usize] += 1;
+        }
+        for (i, &w) in weights.iter().enumerate() {
+            let share = w as f64 * n as f64 / total as f64;
+            prop_assert!((count[i] as f64 - share).abs() < 1.0 + 1e-9, "bucket {i}: {} slots for a share of {share}", count[i]);
+            if w == 0 {
+                prop_assert_eq!(count[i], 0);
+            }
+        }
+    }
+}
