@@ -616,6 +616,53 @@ fn tally(answers: &[String]) -> (BTreeMap<String, u32>, BTreeMap<String, u32>) {
     (eps, peers)
 }
 
+/// externalTrafficPolicy Cluster seen from outside the node on `NODE_IP` and `port`:
+/// both endpoints answer, and see the node's gateway address (masqueraded, so replies
+/// come back through the node); the node itself reaches the same address and port.
+fn cluster_from_outside(bed: &Bed, outside: &Netns, port: u16) {
+    let rules = || bed.node.exec_ok(&["iptables", "-t", "nat", "-S"]);
+    let answers = ask(outside, NODE_IP, port, 20);
+    let (eps, peers) = tally(&answers);
+    assert_eq!(
+        eps.len(),
+        2,
+        "Cluster: both endpoints: {answers:?}\n{}",
+        rules()
+    );
+    assert_eq!(
+        peers.keys().collect::<Vec<_>>(),
+        [GATEWAY],
+        "Cluster: the endpoint sees the node's gateway: {answers:?}"
+    );
+    let from_node = ask(&bed.node, NODE_IP, port, 4);
+    assert_eq!(
+        tally(&from_node).0.values().sum::<u32>(),
+        4,
+        "{from_node:?}"
+    );
+    assert!(
+        from_node.iter().all(|a| !a.starts_with("error")),
+        "{from_node:?}"
+    );
+}
+
+/// externalTrafficPolicy Local seen from outside the node on `NODE_IP` and `port`: only
+/// this node's endpoint answers, and it sees the client's own address.
+fn local_from_outside(outside: &Netns, port: u16) {
+    let answers = ask(outside, NODE_IP, port, 10);
+    let (eps, peers) = tally(&answers);
+    assert_eq!(
+        eps.get(ENDPOINTS[0]),
+        Some(&10),
+        "Local: this node's endpoint: {answers:?}"
+    );
+    assert_eq!(
+        peers.get(OUTSIDE_IP),
+        Some(&10),
+        "Local: the client's address: {answers:?}"
+    );
+}
+
 /// NodePort from a client outside the node, both traffic policies: Cluster spreads over
 /// every endpoint and the endpoint sees the node's gateway address (masqueraded, so the
 /// reply comes back through the node); Local keeps the client's address and goes only to
@@ -636,43 +683,10 @@ fn node_ports_from_outside_the_node_follow_the_external_traffic_policy() {
     );
     std::thread::sleep(Duration::from_millis(500));
     let rules = || bed.node.exec_ok(&["iptables", "-t", "nat", "-S"]);
-    let answers = ask(&outside, NODE_IP, NODE_PORT, 20);
-    let (eps, peers) = tally(&answers);
-    assert_eq!(
-        eps.len(),
-        2,
-        "Cluster: both endpoints: {answers:?}\n{}",
-        rules()
-    );
-    assert_eq!(
-        peers.keys().collect::<Vec<_>>(),
-        [GATEWAY],
-        "Cluster: the endpoint sees the node's gateway: {answers:?}"
-    );
-    let from_node = ask(&bed.node, NODE_IP, NODE_PORT, 4);
-    assert_eq!(
-        tally(&from_node).0.values().sum::<u32>(),
-        4,
-        "{from_node:?}"
-    );
-    assert!(
-        from_node.iter().all(|a| !a.starts_with("error")),
-        "{from_node:?}"
-    );
+    cluster_from_outside(&bed, &outside, NODE_PORT);
 
     apply(d, &[node_port_service("NodePort", "Local")]);
-    let answers = ask(&outside, NODE_IP, NODE_PORT, 10);
-    let (eps, peers) = tally(&answers);
-    assert_eq!(
-        eps.get(ENDPOINTS[0]),
-        Some(&10),
-        "Local: this node's endpoint: {answers:?}"
-    );
-    assert_eq!(
-        peers.get(OUTSIDE_IP),
-        Some(&10),
-        "Local: the client's address: {answers:?}"
-    );
+    local_from_outside(&outside, NODE_PORT);
     apply(d, &[peer_slice(["n2", "n2"])]);
     let answers = ask(&outside, NODE_IP, NODE_PORT, 2);
     assert_eq!(
@@ -707,40 +721,11 @@ fn an_external_ip_that_is_the_nodes_own_address_reaches_the_endpoints() {
     };
     apply(d, &[own("Cluster"), peer_slice(["n1", "n2"])]);
     std::thread::sleep(Duration::from_millis(500));
-    let rules = || bed.node.exec_ok(&["iptables", "-t", "nat", "-S"]);
-    let answers = ask(&outside, NODE_IP, 90, 20);
-    let (eps, peers) = tally(&answers);
-    assert_eq!(
-        eps.len(),
-        2,
-        "Cluster: both endpoints: {answers:?}\n{}",
-        rules()
-    );
-    assert_eq!(
-        peers.keys().collect::<Vec<_>>(),
-        [GATEWAY],
-        "Cluster: the endpoint sees the node's gateway: {answers:?}"
-    );
-    let from_node = ask(&bed.node, NODE_IP, 90, 4);
-    assert!(
-        from_node.iter().all(|a| !a.starts_with("error")),
-        "{from_node:?}"
-    );
+    cluster_from_outside(&bed, &outside, 90);
     apply(d, &[own("Local")]);
-    let answers = ask(&outside, NODE_IP, 90, 10);
-    let (eps, peers) = tally(&answers);
-    assert_eq!(
-        eps.get(ENDPOINTS[0]),
-        Some(&10),
-        "Local: this node's endpoint: {answers:?}"
-    );
-    assert_eq!(
-        peers.get(OUTSIDE_IP),
-        Some(&10),
-        "Local: the client's address: {answers:?}"
-    );
+    local_from_outside(&outside, 90);
     d.ctl_ok(&["delete", "-f", &write(d, &own("Local"))]);
-    let left = rules();
+    let left = bed.node.exec_ok(&["iptables", "-t", "nat", "-S"]);
     assert!(!left.contains(&format!("-d {NODE_IP}/32")), "{left}");
     let gone = ask(&outside, NODE_IP, 90, 1);
     assert!(

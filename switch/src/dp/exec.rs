@@ -389,7 +389,7 @@ fn run_list<C: Conntrack>(
                     rewritten: *rewritten,
                     cleared: cleared.take(),
                 };
-                let end = run_list_boxed(&b.actions, last, &mut inner, pkt, key, layers, env);
+                let end = run_list(&b.actions, last, &mut inner, pkt, key, layers, env);
                 (*sent, *rewritten, *cleared) = (inner.sent, inner.rewritten, inner.cleared);
                 if end.is_some() {
                     return end;
@@ -407,20 +407,6 @@ fn run_list<C: Conntrack>(
         }
     }
     None
-}
-
-/// A branch's list, out of line (the recursion would not inline).
-#[inline(never)]
-fn run_list_boxed<C: Conntrack>(
-    actions: &[DpAction],
-    tail: bool,
-    st: &mut ListState,
-    pkt: &mut Packet,
-    key: &Flow,
-    layers: &mut Layers,
-    env: &mut Env<'_, C>,
-) -> Option<Outcome> {
-    run_list(actions, tail, st, pkt, key, layers, env)
 }
 
 /// The original-direction tuple fields after tracking: zero when the tracker reports none

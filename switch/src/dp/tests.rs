@@ -69,6 +69,17 @@ fn udp(csum: bool) -> Vec<u8> {
     v
 }
 
+/// A fast path over `b`'s pipeline with the real connection tracker (one worker's).
+fn tracked(b: &Bridge) -> FastPath<crate::ct::CtWorker> {
+    let (tracker, _) = crate::ct::Tracker::open(&crate::ct::Config::default(), 0).unwrap();
+    FastPath::with_conntrack(
+        b.pipeline_handle(),
+        b.mac_table(),
+        FastPathConfig::default(),
+        tracker.worker(1),
+    )
+}
+
 fn run<C: Conntrack>(fp: &mut FastPath<C>, frames: &[Vec<u8>], in_port: u32, now: u64) -> Rec {
     let mut batch: Vec<Packet> = frames
         .iter()
@@ -487,13 +498,7 @@ fn a_select_group_is_decided_per_packet_from_the_cache() {
         0,
     )
     .unwrap();
-    let (tracker, _) = crate::ct::Tracker::open(&crate::ct::Config::default(), 0).unwrap();
-    let mut fp = FastPath::with_conntrack(
-        b.pipeline_handle(),
-        b.mac_table(),
-        FastPathConfig::default(),
-        tracker.worker(1),
-    );
+    let mut fp = tracked(&b);
     let n = 300u16;
     let syn = |sport: u16| {
         let mut v = Vec::new();
@@ -834,13 +839,7 @@ fn fragments_of_a_datagram_follow_its_first_fragment_through_ct() {
         "table=2,ct_state=+trk,udp,nw_dst=10.244.1.9,tp_dst=5353,actions=output:2",
         "table=2,priority=0,actions=output:3",
     ]);
-    let (tracker, _) = crate::ct::Tracker::open(&crate::ct::Config::default(), 0).unwrap();
-    let mut fp = FastPath::with_conntrack(
-        b.pipeline_handle(),
-        b.mac_table(),
-        FastPathConfig::default(),
-        tracker.worker(1),
-    );
+    let mut fp = tracked(&b);
     let q = udp_fragments([10, 244, 1, 2], [10, 96, 0, 10], 40000, 53, 1, 4000, 1500);
     assert_eq!(q.len(), 3);
     for now in [1, 2] {

@@ -269,11 +269,7 @@ fn a_service_compiles_to_a_rule_per_address_and_port_and_a_group_per_port() {
     assert_eq!(c.groups.len(), 2);
     assert_eq!(c.groups[0].group_id, group_id(3, 0, false));
     assert_eq!(c.groups[0].buckets.len(), 2);
-    let lines: Vec<String> = c
-        .rules
-        .iter()
-        .map(|r| text::display_flow(&r.to_spec(0), &NoPortNames, None).to_string())
-        .collect();
+    let lines = lines(&c);
     assert!(lines[0].contains("nw_dst=10.96.0.10"), "{lines:?}");
     assert!(
         lines[0].contains(&format!("group:{}", group_id(3, 0, false))),
@@ -427,6 +423,14 @@ fn internal_traffic_policy_local_uses_this_nodes_endpoints_only() {
     assert!(rule_for(&on_n3, "192.0.2.7").contains("group:"));
 }
 
+/// A Service's rules as `dump-flows` prints them.
+fn lines(c: &Compiled) -> Vec<String> {
+    c.rules
+        .iter()
+        .map(|r| text::display_flow(&r.to_spec(0), &NoPortNames, None).to_string())
+        .collect()
+}
+
 fn node(name: &str) -> NodeCtx<'_> {
     NodeCtx {
         name,
@@ -458,11 +462,7 @@ fn a_nodeport_is_reached_on_the_nodes_address_by_its_pods() {
         &key,
         &node("n1"),
     );
-    let lines: Vec<String> = c
-        .rules
-        .iter()
-        .map(|r| text::display_flow(&r.to_spec(0), &NoPortNames, None).to_string())
-        .collect();
+    let lines = lines(&c);
     assert!(
         lines.iter().any(|l| l.contains("nw_dst=192.168.1.1,")
             && l.contains("tp_dst=30080")
@@ -496,12 +496,6 @@ fn an_external_ip_that_is_the_nodes_own_address_is_handed_to_the_switch() {
     let compile = |objects: &Objects| {
         let stored = objects.get(&key).unwrap().clone();
         compile_service(3, service_of(&stored.spec).unwrap(), objects, &key, &ctx)
-    };
-    let lines = |c: &Compiled| -> Vec<String> {
-        c.rules
-            .iter()
-            .map(|r| text::display_flow(&r.to_spec(0), &NoPortNames, None).to_string())
-            .collect()
     };
     let port = svc_manifest()["spec"]["ports"][0]["port"].as_u64().unwrap() as u16;
     let c = compile(&objects);
@@ -584,12 +578,6 @@ fn from_outside_the_node_a_service_follows_its_external_traffic_policy() {
             ..node("n1")
         };
         compile_service(3, service_of(&stored.spec).unwrap(), objects, &key, &ctx)
-    };
-    let lines = |c: &Compiled| -> Vec<String> {
-        c.rules
-            .iter()
-            .map(|r| text::display_flow(&r.to_spec(0), &NoPortNames, None).to_string())
-            .collect()
     };
     let c = on(&objects);
     let l = lines(&c);
