@@ -216,6 +216,21 @@ struct Env<'a, C> {
     rejecter: &'a mut Rejecter,
 }
 
+/// A select group's branch: [`run_list`] out of line, so that the list the fast path
+/// runs for every packet stays inlined in [`execute`].
+#[inline(never)]
+fn run_branch<C: Conntrack>(
+    actions: &[DpAction],
+    tail: bool,
+    st: &mut ListState,
+    pkt: &mut Packet,
+    key: &Flow,
+    layers: &mut Layers,
+    env: &mut Env<'_, C>,
+) -> Option<Outcome> {
+    run_list(actions, tail, st, pkt, key, layers, env)
+}
+
 /// Run one list of actions; `tail` when nothing runs after it. `Some` ends the packet.
 #[inline(always)]
 fn run_list<C: Conntrack>(
@@ -389,7 +404,7 @@ fn run_list<C: Conntrack>(
                     rewritten: *rewritten,
                     cleared: cleared.take(),
                 };
-                let end = run_list(&b.actions, last, &mut inner, pkt, key, layers, env);
+                let end = run_branch(&b.actions, last, &mut inner, pkt, key, layers, env);
                 (*sent, *rewritten, *cleared) = (inner.sent, inner.rewritten, inner.cleared);
                 if end.is_some() {
                     return end;
