@@ -215,7 +215,29 @@ pub struct DpSelect {
     /// Hash value (its low bits) -> index into `branches`; a power-of-two length.
     pub slots: Arc<[u16]>,
     pub branches: Box<[DpBranch]>,
+    /// A group with `affinity`: a source keeps the bucket it last went to.
+    pub affinity: Option<Box<DpAffinity>>,
 }
+
+/// A select group's session affinity, applied per packet: the group's memory of sources
+/// (shared with the translation and kept through changes of the group), how long a
+/// source stays, and each branch's bucket identity in that memory.
+#[derive(Clone, Debug)]
+pub struct DpAffinity {
+    pub map: Arc<crate::ofproto::Affinity>,
+    pub timeout_ms: u64,
+    pub keys: Box<[u64]>,
+}
+
+impl PartialEq for DpAffinity {
+    fn eq(&self, other: &DpAffinity) -> bool {
+        Arc::ptr_eq(&self.map, &other.map)
+            && self.timeout_ms == other.timeout_ms
+            && self.keys == other.keys
+    }
+}
+
+impl Eq for DpAffinity {}
 
 /// One bucket of a [`DpSelect`], translated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -233,7 +255,31 @@ impl DpSelect {
         &self.branches[self.index(key)]
     }
 
-    /// The index of the branch `key`'s packet takes (the branches need not be there yet).
+    /// The index of the branch `key`'s packet takes at `now` (ms), affinity included: the
+    /// bucket its source went to last, if within the timeout and still there, else the
+    /// hash's; the source is remembered on it.
+    #[inline]
+    pub fn choose(&self, key: &Flow, now: u64) -> usize {
+        let hashed = self.index(key);
+        let Some(a) = &self.affinity else {
+            return hashed;
+        };
+        let src = if key.dl_type() == vswitch_proto::field::ethertype::IPV6 {
+            key.ipv6_src()
+        } else {
+            key.nw_src() as u128
+        };
+        let i = a
+            .map
+            .get(src, now, a.timeout_ms)
+            .and_then(|k| a.keys.iter().position(|&b| b == k))
+            .unwrap_or(hashed);
+        a.map.set(src, a.keys[i], now, a.timeout_ms);
+        i
+    }
+
+    /// The index of the branch the hash of `key`'s 5-tuple picks (the branches need not
+    /// be there yet), affinity aside.
     #[inline]
     pub fn index(&self, key: &Flow) -> usize {
         let mut h = l4_hash(key);

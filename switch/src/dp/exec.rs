@@ -396,7 +396,7 @@ fn run_list<C: Conntrack>(
             }
             DpAction::Drop(r) => return Some(Outcome::Dropped(*r)),
             DpAction::Select(sel) => {
-                let b = sel.pick(key);
+                let b = &sel.branches[sel.choose(key, now)];
                 b.stats.0.credit(1, pkt.len() as u64, now);
                 let last = tail && i + 1 == actions.len();
                 let mut inner = ListState {

@@ -22,7 +22,7 @@ pub mod trace;
 pub mod xlate;
 
 pub use owned::{OwnedRule, OwnerId, PatchError};
-pub use rule::{FlowModError, Group, Origin, Rule, RuleStats};
+pub use rule::{Affinity, FlowModError, Group, Origin, Rule, RuleStats};
 
 use crate::cls::{Classifier, Conj};
 use arc_swap::ArcSwap;

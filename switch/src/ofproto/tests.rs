@@ -1636,16 +1636,18 @@ fn select_groups_with_affinity_keep_a_source_on_its_bucket() {
     let rule = || vec![owned("in_port=3,actions=group:4026531841")];
     b.set_owned(0x10, rule(), vec![group(&[1, 2, 4])], 0)
         .unwrap();
+    // As the datapath runs it: the group is decided per packet, affinity included.
     let out = |b: &Bridge, src: &str, sport: u32, now: u64| {
-        let x = xlate::xlate(
-            b.pipeline(),
-            &b.mac_table(),
-            &packet(&format!(
-                "in_port=3,tcp,nw_src={src},nw_dst=2.2.2.2,tp_src={sport},tp_dst=80"
-            )),
-            now,
-        );
-        crate::dp::action::DisplayActions(&x.actions).to_string()
+        let key = packet(&format!(
+            "in_port=3,tcp,nw_src={src},nw_dst=2.2.2.2,tp_src={sport},tp_dst=80"
+        ));
+        let x = xlate::xlate(b.pipeline(), &b.mac_table(), &key, now);
+        let [DpAction::Select(sel)] = &x.actions[..] else {
+            panic!("decided in the datapath: {:?}", x.actions);
+        };
+        assert_eq!(x.mask.tp_src(), 0, "no 5-tuple in the megaflow");
+        let b = &sel.branches[sel.choose(&key, now)];
+        crate::dp::action::DisplayActions(&b.actions).to_string()
     };
     // Without affinity these 40 connections would spread; with it they all follow the
     // first, and another source is free to go elsewhere.

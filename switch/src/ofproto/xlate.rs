@@ -17,7 +17,9 @@
 use super::mac::{MacEntry, MacTable};
 use super::trace::{Fork, Trace, TraceStep, TracedRule};
 use super::{Pipeline, RuleStats};
-use crate::dp::action::{DpAction, DpBranch, DpCt, DpSelect, DropReason, METADATA_WORDS, Recirc};
+use crate::dp::action::{
+    DpAction, DpAffinity, DpBranch, DpCt, DpSelect, DropReason, METADATA_WORDS, Recirc,
+};
 use std::sync::Arc;
 use vswitch_proto::action::{Action, CtZone, LearnSpec, SubField, port};
 use vswitch_proto::field::{FieldId, ethertype};
@@ -933,7 +935,8 @@ impl<'a> Ctx<'a> {
     }
 
     /// A select group of the default method or `dp_hash` (Open vSwitch's default chooses
-    /// `dp_hash` too, up to 64 hash values), without affinity, whose buckets only change
+    /// `dp_hash` too, up to 64 hash values), with or without affinity (applied per packet
+    /// too, from the group's memory of sources), whose buckets only change
     /// headers, track and send (nothing that looks up tables, learns or must be decided
     /// once): every bucket is translated, and the datapath picks one per packet from its
     /// 5-tuple ([`DpSelect`]), so the 5-tuple stays out of the megaflow. One bucket with
@@ -945,14 +948,28 @@ impl<'a> Ctx<'a> {
             Some(sel) if sel.method == SelectionMethod::DpHash => sel.param,
             Some(_) => return false,
         };
-        if g.spec.affinity.is_some() || !g.buckets().iter().all(|b| branch_safe(&b.actions)) {
+        // A trace of a group with affinity shows its choice as the translation makes it
+        // (the memory is the datapath's to update).
+        let affinity = match (g.spec.affinity, &g.affinity) {
+            (Some(_), _) if self.trace.is_some() => return false,
+            (Some(secs), Some(map)) => Some(Box::new(DpAffinity {
+                map: map.clone(),
+                timeout_ms: secs as u64 * 1000,
+                keys: g.bucket_keys.clone(),
+            })),
+            (Some(_), None) => return false,
+            (None, _) => None,
+        };
+        if !g.buckets().iter().all(|b| branch_safe(&b.actions)) {
             return false;
         }
         let Some(slots) = g.dp_slots().cloned() else {
             return false;
         };
         let buckets = g.buckets();
-        if slots.iter().all(|&b| b == slots[0]) {
+        // One bucket with weight runs inline, unless sources must be remembered (for
+        // when more buckets come).
+        if affinity.is_none() && slots.iter().all(|&b| b == slots[0]) {
             let i = slots[0] as usize;
             self.stats.push(g.bucket_stats[i].clone());
             let bid = buckets[i].bucket_id;
@@ -965,6 +982,7 @@ impl<'a> Ctx<'a> {
             basis,
             slots,
             branches: Box::new([]),
+            affinity,
         };
         let chosen = self.trace.is_some().then(|| sel.index(&self.key));
         // Each branch starts from the packet as it is here, and leaves it so.
