@@ -261,6 +261,7 @@ fn run_list<C: Conntrack>(
                 | DpAction::Drop(_)
                 | DpAction::SetTunnel { .. }
                 | DpAction::Reject
+                | DpAction::Select(_)
         ) {
             *rewritten = true;
         }
