@@ -118,8 +118,10 @@ fn connections_holding_huge_unfinished_requests_stay_within_a_memory_bound() {
         during.contains("evicted") && !during.contains("evicted 0,"),
         "stalled hogs were never closed to make room: {during}"
     );
-    // Gone, and so is the memory (give the trim a sweep or two).
-    let settled = wait_until(Duration::from_secs(5), || rss(pid) <= base + (16 << 20));
+    // Gone, and so is the memory (give the trim a sweep or two). Before the bound, 213
+    // MiB stayed. On mimalloc 9-13 MiB stays (its threads' pages and arenas), 18 MiB once
+    // while the rest of the suite ran alongside: 24 MiB of slack.
+    let settled = wait_until(Duration::from_secs(5), || rss(pid) <= base + (24 << 20));
     assert!(
         settled,
         "resident memory stayed at {} MiB after the hogs left (it was {} MiB before)",

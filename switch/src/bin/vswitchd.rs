@@ -6,10 +6,6 @@
 #![forbid(unsafe_code)]
 
 use clap::{Parser, ValueEnum};
-
-/// See `vswitch::sys::Allocator`.
-#[global_allocator]
-static GLOBAL: vswitch::sys::Allocator = vswitch::sys::Allocator {};
 use nix::sys::signal::{SigSet, Signal};
 use parking_lot::Mutex;
 use std::path::PathBuf;
@@ -19,6 +15,10 @@ use std::time::Duration;
 use vswitch::ctl::{self, Hooks};
 use vswitch::daemon::logging::{self, LogTarget};
 use vswitch::daemon::{Config, Switch, source_chain};
+
+/// See `vswitch::sys::Allocator`.
+#[global_allocator]
+static GLOBAL: vswitch::sys::Allocator = vswitch::sys::Allocator {};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormat {

@@ -35,9 +35,9 @@ mod tests;
 /// The allocator `vswitchd` (and the benchmarks, which measure it) runs with:
 /// mimalloc, whose per-thread free lists and segments keep a packet's allocations fast
 /// and near each other however large the heap grows. With glibc's allocator a new
-/// connection's fast path took 1.6-1.8x as long among 10,000 Services as among 10, for
+/// connection's fast path took 1.2-1.8x as long among 10,000 Services as among 10, for
 /// the same traffic and the same instructions (its free lists fragment in a heap that big;
-/// see BENCHMARKS.md); with this one about 1.2x.
+/// see BENCHMARKS.md); with this one 0.9-1.0x.
 pub type Allocator = mimalloc::MiMalloc;
 
 /// mimalloc's `mi_option_purge_delay` (its `mimalloc.h`, v2 and v3 alike: the enum keeps
