@@ -269,13 +269,11 @@ impl DpSelect {
         } else {
             key.nw_src() as u128
         };
-        let i = a
-            .map
-            .get(src, now, a.timeout_ms)
-            .and_then(|k| a.keys.iter().position(|&b| b == k))
-            .unwrap_or(hashed);
-        a.map.set(src, a.keys[i], now, a.timeout_ms);
-        i
+        let key = a.map.stick(src, now, a.timeout_ms, |last| {
+            last.filter(|k| a.keys.contains(k))
+                .unwrap_or(a.keys[hashed])
+        });
+        a.keys.iter().position(|&b| b == key).unwrap_or(hashed)
     }
 
     /// The index of the branch the hash of `key`'s 5-tuple picks (the branches need not

@@ -194,7 +194,7 @@ impl Owned {
 pub struct PatchError;
 
 /// Conjunction actions in the order a merged rule keeps them.
-fn conjunction_order(a: &Action) -> (u32, u8, u8) {
+pub(super) fn conjunction_order(a: &Action) -> (u32, u8, u8) {
     match a {
         Action::Conjunction {
             id,

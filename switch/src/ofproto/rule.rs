@@ -386,9 +386,37 @@ impl Affinity {
         (now.saturating_sub(at) <= timeout_ms).then_some(key)
     }
 
+    /// `src` goes to the bucket `pick` chooses from the one it last went to (if within
+    /// `timeout_ms` of `now`), and is remembered there: one lock for both.
+    pub fn stick(
+        &self,
+        src: u128,
+        now: u64,
+        timeout_ms: u64,
+        pick: impl FnOnce(Option<u64>) -> u64,
+    ) -> u64 {
+        let mut m = self.map.lock();
+        let last = m
+            .get(&src)
+            .filter(|&&(_, at)| now.saturating_sub(at) <= timeout_ms)
+            .map(|&(key, _)| key);
+        let key = pick(last);
+        Self::insert(&mut m, src, key, now, timeout_ms);
+        key
+    }
+
     /// `src` went to bucket `key` at `now`.
     pub fn set(&self, src: u128, key: u64, now: u64, timeout_ms: u64) {
-        let mut m = self.map.lock();
+        Self::insert(&mut self.map.lock(), src, key, now, timeout_ms);
+    }
+
+    fn insert(
+        m: &mut std::collections::HashMap<u128, (u64, u64)>,
+        src: u128,
+        key: u64,
+        now: u64,
+        timeout_ms: u64,
+    ) {
         if m.len() >= Self::SWEEP_AT.max(m.capacity() / 2) && !m.contains_key(&src) {
             m.retain(|_, (_, at)| now.saturating_sub(*at) <= timeout_ms);
         }

@@ -817,14 +817,7 @@ fn patched(have: &[OwnedRule], add: &[OwnedRule], remove: &[OwnedRule]) -> Optio
     let only_conj =
         |a: &[Action]| !a.is_empty() && a.iter().all(|a| matches!(a, Action::Conjunction { .. }));
     let key = |r: &OwnedRule| (r.table, r.priority, r.matching);
-    let order = |a: &Action| match a {
-        Action::Conjunction {
-            id,
-            clause,
-            n_clauses,
-        } => (*id, *clause, *n_clauses),
-        _ => (0, 0, 0),
-    };
+    let order = super::owned::conjunction_order;
     let mut out: Vec<OwnedRule> = have.to_vec();
     for (r, adding) in remove
         .iter()
