@@ -53,8 +53,12 @@ pub struct Conj {
 #[derive(Clone, Debug)]
 pub struct Entry<R> {
     pub priority: u16,
-    /// `Some` for a soft rule (its actions are `conjunction`s only).
+    /// `Some` for a soft rule (its actions are `conjunction`s only), sorted by
+    /// (id, n_clauses, clause).
     pub conj: Option<Arc<[Conj]>>,
+    /// For a soft rule, the fewest clauses of its conjunctions, or 0 when it carries two
+    /// clauses of one conjunction (see [`complete_conjunctions`]).
+    fewest: u8,
     pub rule: R,
 }
 
@@ -240,9 +244,12 @@ impl<R: Clone> Classifier<R> {
         let was_empty = st.n_rules == 0;
         let hash = masked_hash(&key, &st.mask, &st.words, seed);
         let key = CompactKey::new(&key, &st.mask, &st.words);
+        let conj = conj.map(sorted_clauses);
+        let fewest = conj.as_deref().map_or(0, fewest_clauses);
         let entry = Entry {
             priority,
             conj,
+            fewest,
             rule,
         };
         let replaced = match st.buckets.find_mut(hash, |b| b.key == key) {
@@ -461,23 +468,107 @@ impl<R: Clone> Classifier<R> {
     }
 }
 
+/// `cs` sorted by (id, n_clauses, clause), as a lookup reads them.
+fn sorted_clauses(cs: Arc<[Conj]>) -> Arc<[Conj]> {
+    let key = |c: &Conj| (c.id, c.n_clauses, c.clause);
+    if cs.is_sorted_by_key(key) {
+        return cs;
+    }
+    let mut v = cs.to_vec();
+    v.sort_unstable_by_key(key);
+    Arc::from(v)
+}
+
+/// The fewest clauses of the conjunctions in sorted `cs`, or 0 when it holds two clauses
+/// of one conjunction (or a conjunction of fewer than two).
+fn fewest_clauses(cs: &[Conj]) -> u8 {
+    let twice = cs
+        .windows(2)
+        .any(|w| (w[0].id, w[0].n_clauses) == (w[1].id, w[1].n_clauses));
+    match cs.iter().map(|c| c.n_clauses).min() {
+        Some(n) if n >= 2 && !twice => n,
+        _ => 0,
+    }
+}
+
+/// Soft matches at one level beyond which the completion takes the general way.
+const FEW_SOFT: usize = 8;
+
 /// The conjunction ids whose every clause is covered by `entries`, smallest first, into
 /// `ids`; `all` is working space.
+///
+/// A Pod that many policies select has clauses of many conjunctions on the flows it
+/// matches (its own, a peer's address), yet few complete: the work should follow those,
+/// not the clauses. When each entry holds at most one clause of any conjunction, one of
+/// `n` clauses is on `n` different entries of the `m`, so it is on at least one of any
+/// `m - n + 1` of them: the candidates are the clauses of the `m - f + 1` shortest
+/// entries (`f` the fewest clauses of any conjunction there), each checked against the
+/// others by binary search. The bench's policy rules (Pod, peer, port) are three
+/// clauses on three entries: the candidates are the port's one or two. Otherwise
+/// (many entries, two clauses of one conjunction on one), every clause is sorted.
 fn complete_conjunctions<'a, R: 'a>(
     entries: impl Iterator<Item = &'a Entry<R>>,
     all: &mut Vec<(u32, u8, u8)>,
     ids: &mut Vec<u32>,
 ) {
-    // Every (id, n_clauses, clause) the entries carry, sorted so that one conjunction's
-    // clauses are together: n log n in the clauses matched, which a peer address named
-    // by hundreds of policies makes many (a search per clause would be their square).
     all.clear();
     ids.clear();
-    all.extend(
-        entries
-            .flat_map(|e| e.conj.iter().flat_map(|cs| cs.iter()))
-            .map(|c| (c.id, c.n_clauses, c.clause)),
-    );
+    let mut lists: SmallVec<[&[Conj]; FEW_SOFT]> = SmallVec::new();
+    let mut fewest = u8::MAX;
+    for e in entries {
+        let cs = e.conj.as_deref().unwrap_or_default();
+        fewest = fewest.min(e.fewest);
+        lists.push(cs);
+    }
+    if lists.len() > FEW_SOFT || fewest == 0 {
+        every_clause(lists.iter().flat_map(|cs| cs.iter()), all, ids);
+        return;
+    }
+    let m = lists.len();
+    if fewest as usize > m {
+        return;
+    }
+    lists.sort_unstable_by_key(|cs| cs.len());
+    for (i, cs) in lists[..m - fewest as usize + 1].iter().enumerate() {
+        for (j, c) in cs.iter().enumerate() {
+            // Once per conjunction per list, and not one already found in a shorter list.
+            if j > 0 && (cs[j - 1].id, cs[j - 1].n_clauses) == (c.id, c.n_clauses) {
+                continue;
+            }
+            let n = c.n_clauses;
+            if n as usize > m || lists[..i].iter().any(|l| holds(l, c.id, n).is_some()) {
+                continue;
+            }
+            let bits = lists
+                .iter()
+                .filter_map(|l| holds(l, c.id, n))
+                .fold(0u64, |b, clause| b | 1u64 << (clause & 63));
+            if n <= 64 && bits == u64::MAX >> (64 - n as u32) {
+                ids.push(c.id);
+            }
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+}
+
+/// The clause of conjunction (`id`, `n` clauses) that sorted `cs` holds (at most one, as
+/// [`fewest_clauses`] checked).
+fn holds(cs: &[Conj], id: u32, n: u8) -> Option<u8> {
+    let at = cs.partition_point(|c| (c.id, c.n_clauses) < (id, n));
+    cs.get(at)
+        .filter(|c| (c.id, c.n_clauses) == (id, n))
+        .map(|c| c.clause)
+}
+
+/// [`complete_conjunctions`] the general way: every (id, n_clauses, clause) the entries
+/// carry, sorted so that one conjunction's clauses are together.
+fn every_clause<'a>(
+    clauses: impl Iterator<Item = &'a Conj>,
+    all: &mut Vec<(u32, u8, u8)>,
+    ids: &mut Vec<u32>,
+) {
+    all.extend(clauses.map(|c| (c.id, c.n_clauses, c.clause)));
     all.sort_unstable();
     let mut at = 0;
     while at < all.len() {
@@ -491,6 +582,7 @@ fn complete_conjunctions<'a, R: 'a>(
             ids.push(id);
         }
     }
+    ids.sort_unstable();
     ids.dedup();
 }
 

@@ -469,3 +469,85 @@ proptest! {
         }
     }
 }
+
+/// Soft entries as `insert` stores them.
+fn soft_entries(lists: &[Vec<(u32, u8, u8)>]) -> Vec<Entry<()>> {
+    lists
+        .iter()
+        .map(|cs| {
+            let cs: Arc<[Conj]> = cs
+                .iter()
+                .map(|&(id, clause, n_clauses)| Conj {
+                    id,
+                    clause: clause % n_clauses.max(1),
+                    n_clauses,
+                })
+                .collect::<Vec<_>>()
+                .into();
+            let conj = sorted_clauses(cs);
+            Entry {
+                priority: 100,
+                fewest: fewest_clauses(&conj),
+                conj: Some(conj),
+                rule: (),
+            }
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    /// The completion that follows the shortest entries finds what sorting every clause
+    /// finds: any entries, any clauses (two of one conjunction on one entry, one-clause
+    /// conjunctions, more entries than the short way takes).
+    #[test]
+    fn completion_by_shortest_entries_is_every_clause(
+        lists in proptest::collection::vec(
+            proptest::collection::vec((0u32..6, 0u8..4, 1u8..5), 1..12),
+            1..11,
+        ),
+    ) {
+        let entries = soft_entries(&lists);
+        let (mut all, mut ids) = (Vec::new(), Vec::new());
+        complete_conjunctions(entries.iter(), &mut all, &mut ids);
+        let (mut all2, mut want) = (Vec::new(), Vec::new());
+        every_clause(entries.iter().flat_map(|e| e.conj.as_deref().unwrap_or_default()), &mut all2, &mut want);
+        prop_assert_eq!(ids, want);
+    }
+
+    /// The same with at most one clause of a conjunction per entry (the short way).
+    #[test]
+    fn completion_by_shortest_entries_with_one_clause_each(
+        lists in proptest::collection::vec(
+            proptest::collection::btree_map(0u32..8, (0u8..4, 2u8..5), 1..6),
+            1..9,
+        ),
+    ) {
+        let lists: Vec<Vec<_>> = lists
+            .iter()
+            .map(|m| m.iter().map(|(&id, &(k, n))| (id, k, n)).collect())
+            .collect();
+        let entries = soft_entries(&lists);
+        let (mut all, mut ids) = (Vec::new(), Vec::new());
+        complete_conjunctions(entries.iter(), &mut all, &mut ids);
+        prop_assert!(all.is_empty(), "the short way");
+        let (mut all2, mut want) = (Vec::new(), Vec::new());
+        every_clause(entries.iter().flat_map(|e| e.conj.as_deref().unwrap_or_default()), &mut all2, &mut want);
+        prop_assert_eq!(ids, want);
+    }
+}
+
+#[test]
+fn completion_takes_the_short_way_for_policy_shaped_clauses() {
+    // A Pod and a peer each in ten policies' conjunctions, one port in one: the
+    // conjunction of the port completes, and only it.
+    let pod: Vec<_> = (0..10).map(|i| (i * 2, 0, 3)).collect();
+    let peer: Vec<_> = (0..10).map(|i| (i * 2, 1, 3)).collect();
+    let entries = soft_entries(&[pod, peer, vec![(8, 2, 3)]]);
+    assert!(entries.iter().all(|e| e.fewest == 3));
+    let (mut all, mut ids) = (Vec::new(), Vec::new());
+    complete_conjunctions(entries.iter(), &mut all, &mut ids);
+    assert_eq!(ids, vec![8]);
+    assert!(all.is_empty(), "no clause was sorted");
+}
