@@ -32,6 +32,9 @@
 #      tier=api, which changes its choice by every policy of shapes 2 (peers tier=web in
 #      env=prod namespaces: some 1,100 addresses each at 10,000 Pods), 4 and 6 that can
 #      see it: each compiled again whole.
+#      Then CHANGES / 2 times a new remote Pod in ns-0 with tier=web (a peer of the
+#      shape 2 and 5 policies that see it) as the API server shows one start: created
+#      without an address, given its address, deleted; each step timed over the socket.
 #   3. A check: `vswitchctl policy-check ns-3/pod-3 ns-0/pod-0 tcp 80` says allow after
 #      role=probe-client, deny after role=other, for the state last applied.
 #
@@ -180,7 +183,17 @@ def probes():
             {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
              "metadata": {"name": "probe-deny", "namespace": "ns-0"},
              "spec": {"podSelector": sel(app="app0"), "policyTypes": ["Ingress"]}}]
-if len(sys.argv) > 5:
+if len(sys.argv) > 5 and sys.argv[5] in ("pending", "running"):
+    # A new remote Pod in ns-0 (env=prod), tier=web: a peer of every policy of shapes 2
+    # and 5 that can see it. Created as the API server creates it (no address), then
+    # given its address.
+    p = pod(pods + 1)
+    p["metadata"].update(name="pod-new", namespace="ns-0")
+    p["metadata"]["labels"].update(tier="web")
+    if sys.argv[5] == "pending":
+        p["status"] = {"phase": "Pending"}
+    items = [p]
+elif len(sys.argv) > 5:
     items = [pod(3, sys.argv[5], sys.argv[6] if len(sys.argv) > 6 else None)]
 else:
     items = ([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-system", "labels": {"kubernetes.io/metadata.name": "kube-system"}}}]
@@ -218,6 +231,27 @@ for (cid, n), d in dims.items():
 print(len(dims), clause_flows, s, p, tables.get(6, 0), tables.get(8, 0))
 PY
 
+# starts.py SOCK PENDING RUNNING N: N times a Pod created (pending, no address), given its
+# address, and deleted, each over one connection, one request at a time; the
+# microseconds of each step ("create", "address", "delete" and the time).
+cat > "$WORK/starts.py" <<'PY'
+import json, socket, sys, time
+path, a, b, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+pending, running = [json.load(open(f))["items"][0] for f in (a, b)]
+s = socket.socket(socket.AF_UNIX); s.connect(path); f = s.makefile("rwb")
+steps = [("create", "apply", pending, "created"), ("address", "apply", running, "configured"),
+         ("delete", "delete", running, "deleted")]
+for i in range(n):
+    for name, method, obj, want in steps:
+        req = json.dumps({"jsonrpc": "2.0", "id": i, "method": method,
+                          "params": {"objects": [{"source": "bench", "doc": 1, "object": obj}]}}) + "\n"
+        t0 = time.perf_counter(); f.write(req.encode()); f.flush(); r = json.loads(f.readline())
+        t1 = time.perf_counter()
+        if r["result"]["results"][0]["outcome"] != want:
+            sys.exit("unexpected: %r" % r)
+        print(name, int((t1 - t0) * 1e6))
+PY
+
 # changes.py SOCK A B N: N applies over one connection, A and B in turn, one request at
 # a time; the microseconds of each, from the request's write to its answer.
 cat > "$WORK/changes.py" <<'PY'
@@ -250,8 +284,8 @@ ctl() { "$VSWITCHCTL" --socket "$WORK/sock" --timeout 600 "$@"; }
 verdict() { ctl policy-check ns-3/pod-3 ns-0/pod-0 tcp 80 | head -1; }
 
 {
-  echo "| Pods / policies | apply -f (s) | flows: all / EgressPolicy / IngressPolicy | conjunctions: clause flows (sum) / product | RSS before / after (MiB) | pod-3's role (3 policies' choice of it), over the socket: median / p90 / p99 / max (ms) | same, vswitchctl apply -f: median / p90 / p99 / max (ms) | pod-3's tier (web/api), over the socket: median / p90 / p99 / max (ms) |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| Pods / policies | apply -f (s) | flows: all / EgressPolicy / IngressPolicy | conjunctions: clause flows (sum) / product | RSS before / after (MiB) | pod-3's role (3 policies' choice of it), over the socket: median / p90 / p99 / max (ms) | same, vswitchctl apply -f: median / p90 / p99 / max (ms) | pod-3's tier (web/api), over the socket: median / p90 / p99 / max (ms) | a peer Pod starting, over the socket: created / given its address / deleted, median / p99 (ms) |"
+  echo "|---|---|---|---|---|---|---|---|---|"
 } > "$RESULTS_DIR/summary.md"
 
 for size in $SIZES; do
@@ -292,6 +326,13 @@ for size in $SIZES; do
   python3 "$WORK/gen.py" "$pods" "$pols" "$LOCAL" "$WORK/c.json" other api
   python3 "$WORK/changes.py" "$WORK/sock" "$WORK/c.json" "$WORK/b.json" "$CHANGES" > "$WORK/change-tier.us"
   [ "$(verdict)" = deny ] || { echo "after the tier changes: pod-3 (role=other) reaches pod-0" >&2; exit 1; }
+  # A peer Pod starting and ending, CHANGES / 2 times.
+  python3 "$WORK/gen.py" "$pods" "$pols" "$LOCAL" "$WORK/pending.json" pending
+  python3 "$WORK/gen.py" "$pods" "$pols" "$LOCAL" "$WORK/running.json" running
+  python3 "$WORK/starts.py" "$WORK/sock" "$WORK/pending.json" "$WORK/running.json" $(( (CHANGES + 1) / 2 )) > "$WORK/starts.us"
+  for step in create address delete; do
+    awk -v s="$step" '$1 == s {print $2}' "$WORK/starts.us" > "$WORK/start-$step.us"
+  done
   python3 "$WORK/changes.py" "$WORK/sock" "$WORK/a.json" "$WORK/b.json" "$CHANGES" > "$WORK/change.us"
   # The last over the socket: a.json when CHANGES is odd.
   sock_want=deny; [ $(( CHANGES % 2 )) = 1 ] && sock_want=allow
@@ -320,11 +361,15 @@ for size in $SIZES; do
   read -r med p90 p99 max <<< "$(stats "$WORK/change.us")"
   read -r cmed cp90 cp99 cmax <<< "$(stats "$WORK/change-ctl.us")"
   read -r tmed tp90 tp99 tmax <<< "$(stats "$WORK/change-tier.us")"
-  printf '| %s / %s | %.2f | %s / %s / %s | %s / %s | %.1f / %.1f | %s / %s / %s / %s | %s / %s / %s / %s | %s / %s / %s / %s |\n' \
+  read -r smed _ sp99 _ <<< "$(stats "$WORK/start-create.us")"
+  read -r amed _ ap99 _ <<< "$(stats "$WORK/start-address.us")"
+  read -r dmed _ dp99 _ <<< "$(stats "$WORK/start-delete.us")"
+  printf '| %s / %s | %.2f | %s / %s / %s | %s / %s | %.1f / %.1f | %s / %s / %s / %s | %s / %s / %s / %s | %s / %s / %s / %s | %s / %s · %s / %s · %s / %s |\n' \
     "$pods" "$pols" "$(awk -v u="$apply_us" 'BEGIN {print u / 1e6}')" \
     "$flows1" "$t6" "$t8" "$csum" "$cprod" \
     "$(awk -v k="$rss0" 'BEGIN {print k / 1024}')" "$(awk -v k="$rss1" 'BEGIN {print k / 1024}')" \
-    "$med" "$p90" "$p99" "$max" "$cmed" "$cp90" "$cp99" "$cmax" "$tmed" "$tp90" "$tp99" "$tmax" >> "$RESULTS_DIR/summary.md"
+    "$med" "$p90" "$p99" "$max" "$cmed" "$cp90" "$cp99" "$cmax" "$tmed" "$tp90" "$tp99" "$tmax" \
+    "$smed" "$sp99" "$amed" "$ap99" "$dmed" "$dp99" >> "$RESULTS_DIR/summary.md"
   cat "$RESULTS_DIR/flows-$pods.txt" >&2
   ip netns del "$NS"
 done

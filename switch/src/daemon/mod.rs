@@ -230,9 +230,9 @@ pub struct Switch {
     /// Objects to compile again before the change in hand ends (another object they
     /// are joined to changed): once each, however many of those changed.
     stale: std::collections::BTreeSet<crate::k8s::ObjectKey>,
-    /// Of those, the ones whose rules change by Pods' labels alone, with those changes:
+    /// Of those, the ones whose rules change by Pods' changes alone, with those changes:
     /// patched (`k8s::netpol::patch_policy`), not compiled again.
-    patches: BTreeMap<crate::k8s::ObjectKey, Vec<std::sync::Arc<crate::k8s::netpol::LabelChange>>>,
+    patches: BTreeMap<crate::k8s::ObjectKey, Vec<std::sync::Arc<crate::k8s::netpol::PodChange>>>,
     /// Per owner (a NetworkPolicy), what its last compile made, for those patches.
     plans: HashMap<u64, std::sync::Arc<crate::k8s::netpol::Plan>>,
     /// What the node's own stack does for Services, per owner: as wanted, and as

@@ -295,10 +295,12 @@ impl Switch {
         self.stale.remove(&key);
         self.patches.remove(&key);
         self.set_plan(txn, owner, compiled.plan);
-        let labels_only = match (&old, &stored) {
-            (Some(o), Some(s)) => k8s::netpol::label_change(&key, &o.spec, &s.spec).map(Arc::new),
-            _ => None,
-        };
+        let pod_change = k8s::netpol::pod_change(
+            &key,
+            old.as_ref().map(|o| &o.spec),
+            stored.as_ref().map(|s| &s.spec),
+        )
+        .map(Arc::new);
         let record = stored.as_ref().map(|s| self.object_record(&key, s));
         txn.op(Op::Object {
             kind: key.kind.to_string(),
@@ -312,10 +314,10 @@ impl Switch {
         routes.push((owner, compiled.routes));
         self.set_dnats(txn, owner, compiled.backends);
         self.set_host(txn, owner, compiled.host);
-        // A Pod's labels alone: the policies it affects may be patched rather than compiled
+        // A Pod's change: the policies it affects may be patched rather than compiled
         // again, unless they owe a full compile already (or come to owe one).
         for k in &related {
-            match &labels_only {
+            match &pod_change {
                 Some(c) if !self.stale.contains(k) || self.patches.contains_key(k) => {
                     self.patches.entry(k.clone()).or_default().push(c.clone())
                 }
@@ -342,15 +344,15 @@ impl Switch {
         }
     }
 
-    /// Patch policy `key` by Pods' label changes alone (one peer clause each, where a
-    /// compile again would select every peer of every rule); `false` when that cannot
+    /// Patch policy `key` by Pods' changes (one peer clause each, where a compile again
+    /// would select every peer of every rule); `false` when that cannot
     /// express them (then it is compiled again, which also sets whatever part of the
     /// patch went in).
     fn patch(
         &mut self,
         txn: &mut Txn,
         key: &ObjectKey,
-        changes: &[Arc<k8s::netpol::LabelChange>],
+        changes: &[Arc<k8s::netpol::PodChange>],
     ) -> bool {
         let Some(stored) = self.objects.get(key) else {
             return true;

@@ -807,22 +807,28 @@ impl Kind for NetworkPolicyKind {
     }
 }
 
-/// A Pod whose labels alone changed: what [`patch_policy`] needs.
+/// A Pod object's change: what [`patch_policy`] needs.
 #[derive(Clone, Debug)]
-pub struct LabelChange {
+pub struct PodChange {
     pub key: ObjectKey,
-    pub pod: crate::k8s::pod::Pod,
-    pub old: Labels,
+    /// Before and after (`None`: no such object).
+    pub old: Option<crate::k8s::pod::Pod>,
+    pub new: Option<crate::k8s::pod::Pod>,
 }
 
-/// The change from `old` to `new` of object `key`, when it is a Pod whose labels alone
-/// changed.
-pub fn label_change(key: &ObjectKey, old: &Spec, new: &Spec) -> Option<LabelChange> {
-    let (o, n) = (pod::pod_of(old)?, pod::pod_of(new)?);
-    pod::same_but_labels(o, n).then(|| LabelChange {
+/// The change from `old` to `new` of object `key`, when it is a Pod.
+pub fn pod_change(key: &ObjectKey, old: Option<&Spec>, new: Option<&Spec>) -> Option<PodChange> {
+    if key.kind != pod::POD_KIND {
+        return None;
+    }
+    let read = |s: Option<&Spec>| match s {
+        None => Some(None),
+        Some(s) => pod::pod_of(s).map(|p| Some(p.clone())),
+    };
+    Some(PodChange {
         key: key.clone(),
-        pod: n.clone(),
-        old: o.labels.clone(),
+        old: read(old)?,
+        new: read(new)?,
     })
 }
 
@@ -834,7 +840,7 @@ pub fn patch_policy(
     key: &ObjectKey,
     stored: &Stored,
     plan: &Plan,
-    change: &LabelChange,
+    change: &PodChange,
 ) -> Option<(
     Vec<crate::ofproto::OwnedRule>,
     Vec<crate::ofproto::OwnedRule>,
@@ -848,8 +854,8 @@ pub fn patch_policy(
         p,
         plan,
         &change.key,
-        &change.pod,
-        &change.old,
+        change.old.as_ref(),
+        change.new.as_ref(),
     )
 }
 

@@ -542,15 +542,17 @@ pub fn compile_planned(
     (e.rules, e.plan)
 }
 
-/// What policy `p` (id `id`, in `namespace`), compiled as `plan` says, must add and
-/// remove when Pod `pod_key` (now `pod`) had `old` labels before and nothing else of it
-/// changed; with the plan brought up to date. Its address joins or leaves the peer lists
-/// whose selectors now choose it differently: one clause a conjunction of each such rule,
-/// instead of compiling the policy again (which selects every peer of every rule: for a
-/// peer list of thousands, in many policies, that was the whole cost of the change).
-/// `None` when the change is more than that (the policy's own selector chooses a local
-/// Pod differently, a peer list becomes or stops being empty, an egress rule's named
-/// ports group its destinations): compile it again.
+/// What policy `p` (in `namespace`), compiled as `plan` says, must add and remove when
+/// Pod `pod_key` changes from `old` to `new` (`None`: no such object), with the plan
+/// brought up to date. Its address joins or leaves the peer lists that choose it
+/// differently after (a Pod created, gone, labelled anew, given its address): one clause
+/// a conjunction of each such rule, instead of compiling the policy again (which selects
+/// every peer of every rule: for a peer list of thousands, in many policies, that was the
+/// whole cost of the change; and in a cluster every Pod that starts is such a change, as
+/// it is created without an address and gets one). `None` when the change is more than
+/// that (the policy applies to the Pod here and anything but its labels changed, or its
+/// own selector chooses it differently; a peer list becomes or stops being empty; an
+/// egress rule's named ports resolve on the Pod): compile it again.
 #[allow(clippy::too_many_arguments)]
 pub fn patch(
     node: &NodeCtx,
@@ -559,71 +561,102 @@ pub fn patch(
     p: &NetworkPolicy,
     plan: &Plan,
     pod_key: &ObjectKey,
-    pod: &Pod,
-    old: &crate::k8s::Labels,
+    old: Option<&Pod>,
+    new: Option<&Pod>,
 ) -> Option<(Vec<OwnedRule>, Vec<OwnedRule>, Plan)> {
     let own = pod_key.namespace == namespace;
-    let eligible = !pod.host_network && !pod.terminated();
-    if own
-        && eligible
-        && p.pod_selector.matches(old) != p.pod_selector.matches(&pod.labels)
-        && node
-            .pods
-            .bound(&pod_key.namespace, &pod_key.name, pod.ip)
-            .is_some()
-    {
+    let labels_only = matches!((old, new), (Some(o), Some(n)) if pod::same_but_labels(o, n));
+    let applied = |q: Option<&Pod>| {
+        q.is_some_and(|q| {
+            own && !q.host_network
+                && !q.terminated()
+                && p.pod_selector.matches(&q.labels)
+                && node
+                    .pods
+                    .bound(&pod_key.namespace, &pod_key.name, q.ip)
+                    .is_some()
+        })
+    };
+    let (was, is) = (applied(old), applied(new));
+    if (was || is) && !(labels_only && was && is) {
         return None;
     }
     let mut plan = plan.clone();
     let (mut add, mut remove) = (Vec::new(), Vec::new());
-    let Some(addr) = pod_address(node, pod_key, pod).filter(|_| plan.compiled) else {
+    let address = |q: Option<&Pod>| q.and_then(|q| pod_address(node, pod_key, q));
+    let (before, after) = (address(old), address(new));
+    if !plan.compiled || (before.is_none() && after.is_none()) {
         return Some((add, remove, plan));
-    };
+    }
     // Another Pod object with the address (one ending, the next starting) may keep it
     // in a list this one leaves.
-    if objects.pods_with_ip(addr).any(|k| k != pod_key) {
-        return None;
+    for a in before.iter().chain(&after) {
+        if objects.pods_with_ip(*a).any(|k| k != pod_key) {
+            return None;
+        }
     }
-    let host = Ipv4Cidr::host(addr);
     let ns_labels = objects.namespace_labels(&pod_key.namespace);
     for (dir, rules) in [
         (Direction::Ingress, p.ingress_rules()),
         (Direction::Egress, p.egress_rules()),
     ] {
         for (i, r) in rules.into_iter().flatten().enumerate() {
+            let chosen = |list: &[Peer], q: Option<&Pod>| {
+                q.is_some_and(|q| {
+                    list.iter().any(|peer| match peer {
+                        Peer::Pods { namespaces, pods } => {
+                            !every_pod(namespaces, pods)
+                                && namespaces.include(own, &ns_labels)
+                                && pods.matches(&q.labels)
+                        }
+                        Peer::IpBlock(_) => false,
+                    })
+                })
+            };
+            // An egress rule's named ports resolve on its destinations: the Pod's own
+            // ports, which only a change of its labels alone leaves as they were.
+            let destination = match &r.peers {
+                Peers::Any => true,
+                Peers::Only(list) => {
+                    chosen(list, old)
+                        || chosen(list, new)
+                        || list.iter().any(|peer| {
+                            matches!(peer, Peer::IpBlock(b)
+                                if before.iter().chain(&after).any(|a| b.contains(*a)))
+                        })
+                }
+            };
+            if dir == Direction::Egress && r.names_ports() && destination && !labels_only {
+                return None;
+            }
             let Peers::Only(list) = &r.peers else {
                 continue;
             };
-            let chosen = |labels| {
-                list.iter().any(|peer| match peer {
-                    Peer::Pods { namespaces, pods } => {
-                        !every_pod(namespaces, pods)
-                            && namespaces.include(own, &ns_labels)
-                            && pods.matches(labels)
-                    }
-                    Peer::IpBlock(_) => false,
-                })
+            let fixed = fixed_peers(node, objects, list);
+            let member = |a: Option<Ipv4Addr>, q: Option<&Pod>| {
+                a.map(Ipv4Cidr::host)
+                    .filter(|h| chosen(list, q) && !fixed.contains(h))
             };
-            let now = chosen(&pod.labels);
-            if chosen(old) == now || fixed_peers(node, objects, list).contains(&host) {
+            let (out, into) = (member(before, old), member(after, new));
+            if out == into {
                 continue;
             }
             let clause = plan.rules.get_mut(&(dir, i))?;
-            if clause.grouped || clause.peers == usize::from(!now) {
+            if clause.grouped || clause.peers == 0 {
                 return None;
             }
-            clause.peers = if now {
-                clause.peers + 1
-            } else {
-                clause.peers - 1
-            };
+            let peers = (clause.peers + usize::from(into.is_some()))
+                .checked_sub(usize::from(out.is_some()))
+                .filter(|n| *n > 0)?;
+            clause.peers = peers;
             for &(id, k, n) in &clause.conjs {
-                let r = peer_clause(dir, &host).then(Action::Conjunction {
+                let conj = Action::Conjunction {
                     id,
                     clause: k,
                     n_clauses: n,
-                });
-                if now { &mut add } else { &mut remove }.push(r);
+                };
+                remove.extend(out.map(|h| peer_clause(dir, &h).then(conj.clone())));
+                add.extend(into.map(|h| peer_clause(dir, &h).then(conj.clone())));
             }
         }
     }

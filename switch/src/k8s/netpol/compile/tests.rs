@@ -776,6 +776,8 @@ mod incremental {
     #[derive(Clone, Debug)]
     enum Op {
         PodLabels(usize, usize),
+        /// A Pod, its labels, its address (of [`ADDRESSES`]), its `http` port.
+        PodAt(usize, usize, usize, u16),
         PodGone(usize),
         NsLabels(usize, usize),
         Policy(usize, usize),
@@ -833,18 +835,39 @@ mod incremental {
     }
 
     fn pod(i: usize, labels: usize) -> Value {
-        let (ns, name, ip) = PODS[i];
+        pod_at(i, labels, Some(PODS[i].2), 80 + i as u16)
+    }
+
+    /// Addresses a Pod may move to: none yet (a new Pod), the local Pods' (bound by
+    /// address), another node's, one outside every Pod network.
+    const ADDRESSES: [Option<&str>; 5] = [
+        None,
+        Some("10.244.1.2"),
+        Some("10.244.1.3"),
+        Some("10.244.2.9"),
+        Some("172.16.0.4"),
+    ];
+
+    /// Pod `i` with its labels, address (`None`: pending, none yet) and `http` port.
+    fn pod_at(i: usize, labels: usize, ip: Option<&str>, http: u16) -> Value {
+        let (ns, name, _) = PODS[i];
         let labels: Value = serde_json::from_str(LABELS[labels]).unwrap();
+        let status = match ip {
+            Some(ip) => json!({"phase": "Running", "podIP": ip}),
+            None => json!({"phase": "Pending"}),
+        };
         json!({"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": ns, "labels": labels},
             "spec": {"containers": [{"name": "c", "ports": [
-                {"name": "http", "containerPort": 80 + i}]}]},
-            "status": {"phase": "Running", "podIP": ip}})
+                {"name": "http", "containerPort": http}]}]},
+            "status": status})
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             6 => (0..6usize, 0..4usize).prop_map(|(p, l)| Op::PodLabels(p, l)),
+            3 => (0..6usize, 0..4usize, 0..ADDRESSES.len(), 80..82u16)
+                .prop_map(|(p, l, a, h)| Op::PodAt(p, l, a, h)),
             1 => (0..6usize).prop_map(Op::PodGone),
             2 => (0..2usize, 0..2usize).prop_map(|(n, l)| Op::NsLabels(n, l)),
             3 => (0..3usize, 0..7usize).prop_map(|(n, s)| Op::Policy(n, s)),
@@ -886,14 +909,13 @@ mod incremental {
             }
             related.sort();
             related.dedup();
-            // A Pod's labels alone: the policies are patched where they can be, as the
-            // daemon does (`daemon/objects.rs`).
-            let labels_only = match (&old, &new) {
-                (Some(o), Some(n)) if key.kind != super::super::super::NETWORK_POLICY_KIND => {
-                    crate::k8s::netpol::label_change(&key, &o.spec, &n.spec)
-                }
-                _ => None,
-            };
+            // A Pod's change: the policies are patched where they can be, as the daemon
+            // does (`daemon/objects.rs`).
+            let labels_only = crate::k8s::netpol::pod_change(
+                &key,
+                old.as_ref().map(|o| &o.spec),
+                new.as_ref().map(|n| &n.spec),
+            );
             for k in related {
                 let Some(s) = self.objects.get(&k).cloned() else {
                     continue;
@@ -988,6 +1010,30 @@ mod incremental {
         );
     }
 
+    /// A Pod as the API server shows it start (created without an address, then given
+    /// one) and end (deleted): the policies naming it are patched each time, one clause,
+    /// as compiling again would have it.
+    #[test]
+    fn a_peer_pod_starting_and_ending_is_patched() {
+        let mut b = bed_with_pods();
+        b.put(&policy("x", "p0", policy_spec(5)), false);
+        b.put(&policy("x", "p1", policy_spec(0)), false);
+        b.put(&pod(4, 0), true);
+        let before = b.patched;
+        // x/e, tier web: a peer of both.
+        for ip in [None, Some("10.244.2.9")] {
+            b.put(&pod_at(4, 1, ip, 84), false);
+            as_compiled_from_scratch(&b).unwrap();
+        }
+        b.put(&pod(4, 1), true);
+        as_compiled_from_scratch(&b).unwrap();
+        assert!(
+            b.patched >= before + 4,
+            "patched {} times",
+            b.patched - before
+        );
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -999,6 +1045,7 @@ mod incremental {
             for op in &ops {
                 match *op {
                     Op::PodLabels(p, l) => b.put(&pod(p, l), false),
+                    Op::PodAt(p, l, a, h) => b.put(&pod_at(p, l, ADDRESSES[a], h), false),
                     Op::PodGone(p) => b.put(&pod(p, 0), true),
                     Op::NsLabels(n, l) => {
                         let labels = if l == 0 { json!({"team": "red"}) } else { json!({}) };
