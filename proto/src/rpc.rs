@@ -380,6 +380,41 @@ pub struct ShowResult {
     /// The control server (absent when the switch is driven without one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<ControlStats>,
+    /// The watch of the Kubernetes API (absent when the switch watches none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<ApiStatus>,
+}
+
+/// The switch's watch of the Kubernetes API, as `show` prints it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiStatus {
+    /// The API server's URL.
+    pub server: String,
+    /// Every kind's watch is up (none failed since its last event).
+    pub up: bool,
+    /// Every kind has been listed once: CNI ADD no longer waits.
+    pub ready: bool,
+    pub kinds: Vec<ApiKindStatus>,
+}
+
+/// One watched kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKindStatus {
+    pub kind: String,
+    /// When its last complete list ended (UTC, RFC 3339), if one has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced: Option<String>,
+    pub up: bool,
+    /// Why the watch is down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Objects of the kind from the API held now.
+    pub objects: u64,
+    /// Complete lists, and objects applied or deleted from lists and watch events.
+    pub lists: u64,
+    pub events: u64,
+    /// Objects the switch refused (its kind's checks), each logged.
+    pub refused: u64,
 }
 
 /// The control server's connections and counters, as `show` prints them.

@@ -12,6 +12,7 @@
 //!
 //! Every public method here implements one control-protocol call.
 
+pub mod api;
 pub mod cni;
 mod conntrack;
 mod devices;
@@ -244,6 +245,8 @@ pub struct Switch {
     last_route_error: Option<String>,
     /// The gateway port's interface index in the switch's namespace, once looked up.
     gateway_ifindex: Option<u32>,
+    /// The watch of the Kubernetes API, when there is one.
+    api: api::ApiState,
     /// The connection tracker the workers share.
     ct: crate::ct::Tracker,
     /// Removes expired connections in the background.
@@ -308,6 +311,7 @@ impl Switch {
             pending_routes: Vec::new(),
             last_route_error: None,
             gateway_ifindex: None,
+            api: api::ApiState::default(),
             ct,
             _ct_sweeper,
         };
@@ -519,6 +523,7 @@ impl Switch {
             datapath: self.datapath_stats(),
             conntrack: Some(self.ct_stats()),
             control: None,
+            api: self.api_status(),
         }
     }
 

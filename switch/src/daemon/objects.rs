@@ -20,7 +20,7 @@ use vswitch_proto::rpc::{self, ApplyOutcome, GetColumn, GetItem, GetParams, GetR
 
 /// What became of one object, as `apply` reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Change {
+pub(super) enum Change {
     Created,
     Configured,
     Unchanged,
@@ -198,7 +198,7 @@ impl Switch {
     }
 
     /// Read, check, compile and install one object (`apply`, `add-node`).
-    fn apply_object(
+    pub(super) fn apply_object(
         &mut self,
         txn: &mut Txn,
         kind: &'static dyn Kind,
@@ -253,7 +253,7 @@ impl Switch {
     /// Put (or remove) an object: its rules compiled and installed under its owner (all
     /// or nothing), the store and the journal updated, its routes queued for after the
     /// change; undone with the change.
-    fn put_object(
+    pub(super) fn put_object(
         &mut self,
         txn: &mut Txn,
         kind: &'static dyn Kind,
@@ -301,13 +301,26 @@ impl Switch {
             stored.as_ref().map(|s| &s.spec),
         )
         .map(Arc::new);
-        let record = stored.as_ref().map(|s| self.object_record(&key, s));
-        txn.op(Op::Object {
-            kind: key.kind.to_string(),
-            ns: key.namespace.clone(),
-            name: key.name.clone(),
-            v: record,
-        });
+        // Objects from the API are not saved (listed again at start): the journal changes
+        // only when a saved object comes, goes or changes (one from a file the API now
+        // has is no longer saved).
+        let saved = |s: &Option<Stored>| {
+            s.as_ref()
+                .filter(|s| s.source != super::api::FROM_API)
+                .is_some()
+        };
+        if saved(&old) || saved(&stored) {
+            let record = stored
+                .as_ref()
+                .filter(|s| s.source != super::api::FROM_API)
+                .map(|s| self.object_record(&key, s));
+            txn.op(Op::Object {
+                kind: key.kind.to_string(),
+                ns: key.namespace.clone(),
+                name: key.name.clone(),
+                v: record,
+            });
+        }
         txn.on_undo(move |sw| {
             sw.objects.put(key, before);
         });

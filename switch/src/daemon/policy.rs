@@ -421,7 +421,7 @@ impl Switch {
 
 /// `2026-12-06T22:45:01.123Z` for milliseconds since the epoch (UTC; days to a date
 /// as in Howard Hinnant's `civil_from_days`).
-fn utc(ms: u64) -> String {
+pub(super) fn utc(ms: u64) -> String {
     let (secs, ms) = (ms / 1000, ms % 1000);
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     let z = days + 719_468;

@@ -167,7 +167,12 @@ impl Switch {
                 .meters
                 .insert(m.meter_id, text::display_meter(&m).replace('\n', " "));
         }
-        for (key, stored) in self.objects.iter() {
+        // Objects from the API are listed again at start, not saved here.
+        for (key, stored) in self
+            .objects
+            .iter()
+            .filter(|(_, s)| s.source != super::api::FROM_API)
+        {
             let rec = self.object_record(key, stored);
             image.objects.insert(
                 (rec.kind.clone(), rec.namespace.clone(), rec.name.clone()),

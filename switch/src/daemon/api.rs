@@ -1,0 +1,272 @@
+//! Objects from the Kubernetes API (`vswitchd --kubeconfig`, or in a cluster): the
+//! watcher's updates (`vswitch_watch::Update`) applied through the same registry entry
+//! point as `apply -f` (`apply_object`, `put_object`), a batch of them one change, so one
+//! object's change costs what it costs there.
+//!
+//! Objects from the API are kept with source [`FROM_API`] and are not written to the
+//! state file: they are listed again at every start. A list ([`Update::Relist`] ..
+//! [`Update::Listed`]) replaces what was known of its kind from the API: the objects of
+//! the kind with that source and not in the list are removed (deleted while the watch was
+//! down, or while the switch was stopped). Objects applied from files are left alone.
+//!
+//! Readiness: until every kind watched has been listed once, [`Switch::api_ready`] is
+//! false, and CNI ADD waits for it (bounded), so that no Pod starts before the policies
+//! and Services of the cluster are in place.
+
+use super::{Switch, Txn};
+use crate::k8s::{self, ObjectKey, Route};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+use vswitch_proto::rpc;
+use vswitch_watch::Update;
+
+/// The source of objects from the API server.
+pub const FROM_API: &str = "api";
+
+/// What the switch knows of its watch of the API, per kind.
+#[derive(Debug, Default)]
+pub struct ApiState {
+    /// Watching at all (`--kubeconfig` or in a cluster), and the server's address.
+    pub server: Option<String>,
+    kinds: BTreeMap<&'static str, KindState>,
+}
+
+#[derive(Debug, Default)]
+struct KindState {
+    /// The keys of a list under way.
+    listing: Option<HashSet<ObjectKey>>,
+    /// When the last complete list ended (ms since the epoch).
+    synced: Option<u64>,
+    /// The watch's last error, while it is down.
+    error: Option<String>,
+    lists: u64,
+    events: u64,
+    /// Objects a list or a watch event could not apply (refused by its kind's checks).
+    refused: u64,
+}
+
+impl ApiState {
+    /// Watch `kinds` of the API server at `server`.
+    pub fn watching(server: String, kinds: &[&'static str]) -> ApiState {
+        ApiState {
+            server: Some(server),
+            kinds: kinds.iter().map(|k| (*k, KindState::default())).collect(),
+        }
+    }
+
+    /// Every kind watched has been listed once (or nothing is watched).
+    pub fn ready(&self) -> bool {
+        self.kinds.values().all(|k| k.synced.is_some())
+    }
+
+    /// The kinds not listed yet.
+    pub fn waiting_for(&self) -> Vec<&'static str> {
+        self.kinds
+            .iter()
+            .filter(|(_, k)| k.synced.is_none())
+            .map(|(n, _)| *n)
+            .collect()
+    }
+}
+
+/// The key of an object the API sent (`None`: it has no name).
+fn key_of(kind: &'static str, namespaced: bool, object: &Value) -> Option<ObjectKey> {
+    let meta = object.get("metadata")?;
+    let name = meta.get("name")?.as_str()?.to_string();
+    let namespace = if namespaced {
+        meta.get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_string()
+    } else {
+        String::new()
+    };
+    Some(ObjectKey {
+        kind,
+        namespace,
+        name,
+    })
+}
+
+impl Switch {
+    /// Apply a batch of the watcher's updates as one change.
+    pub fn api_updates(&mut self, updates: Vec<Update>) {
+        let now = crate::ofproto::now_ms();
+        let done = self.transact(|sw, txn| {
+            let mut routes = Vec::new();
+            for u in &updates {
+                sw.api_update(txn, u, now, &mut routes);
+            }
+            sw.recompile_stale(txn, &mut routes);
+            if !routes.is_empty() {
+                txn.then(move |sw| sw.sync_routes(routes));
+            }
+            Ok(())
+        });
+        if let Err(e) = done {
+            tracing::error!(error = %e.message, updates = updates.len(), "updates from the API not applied");
+        }
+    }
+
+    fn api_update(
+        &mut self,
+        txn: &mut Txn,
+        u: &Update,
+        now: u64,
+        routes: &mut Vec<(u64, Vec<Route>)>,
+    ) {
+        match u {
+            Update::Relist { kind } => {
+                let st = self.api.kinds.entry(kind).or_default();
+                st.listing = Some(HashSet::new());
+                st.error = None;
+            }
+            Update::Applied {
+                kind,
+                object,
+                listing,
+            } => {
+                let Some(k) = k8s::kind_named(kind) else {
+                    return;
+                };
+                let key = key_of(k.info().kind, k.info().namespaced, object);
+                let st = self.api.kinds.entry(kind).or_default();
+                st.events += 1;
+                st.error = None;
+                if *listing && let (Some(seen), Some(key)) = (st.listing.as_mut(), key.as_ref()) {
+                    seen.insert(key.clone());
+                }
+                if let Err(e) = self.apply_object(txn, k, object, FROM_API, routes) {
+                    self.api.kinds.entry(kind).or_default().refused += 1;
+                    tracing::warn!(kind = %kind, object = ?key.map(|k| k.to_string()), error = %e, "object from the API not applied");
+                }
+            }
+            Update::Deleted { kind, object } => {
+                let Some(k) = k8s::kind_named(kind) else {
+                    return;
+                };
+                self.api.kinds.entry(kind).or_default().events += 1;
+                let Some(key) = key_of(k.info().kind, k.info().namespaced, object) else {
+                    return;
+                };
+                self.api_remove(txn, k, key, routes);
+            }
+            Update::Listed { kind } => {
+                let Some(k) = k8s::kind_named(kind) else {
+                    return;
+                };
+                let st = self.api.kinds.entry(kind).or_default();
+                let seen = st.listing.take().unwrap_or_default();
+                st.synced = Some(now);
+                st.lists += 1;
+                let gone: Vec<ObjectKey> = self
+                    .objects
+                    .of_kind(k.info().kind, None)
+                    .filter(|(key, s)| s.source == FROM_API && !seen.contains(*key))
+                    .map(|(key, _)| key.clone())
+                    .collect();
+                if !gone.is_empty() {
+                    tracing::info!(kind = %kind, removed = gone.len(), "objects the new list no longer holds removed");
+                }
+                for key in gone {
+                    self.api_remove(txn, k, key, routes);
+                }
+            }
+            Update::Down { kind, error } => {
+                let st = self.api.kinds.entry(kind).or_default();
+                if st.error.is_none() {
+                    tracing::warn!(kind = %kind, error = %error, "watch of the API down; retrying with backoff");
+                }
+                st.error = Some(error.clone());
+            }
+        }
+    }
+
+    /// Remove an object the API no longer has, if it came from the API (an object
+    /// applied from a file with the same name stays).
+    fn api_remove(
+        &mut self,
+        txn: &mut Txn,
+        kind: &'static dyn k8s::Kind,
+        key: ObjectKey,
+        routes: &mut Vec<(u64, Vec<Route>)>,
+    ) {
+        if self.objects.get(&key).is_none_or(|s| s.source != FROM_API) {
+            return;
+        }
+        if let Err(e) = self.put_object(txn, kind, key.clone(), None, routes) {
+            tracing::error!(object = %key, error = %e.message, "object deleted from the API not removed");
+        }
+    }
+
+    /// Every kind watched has been listed once (or nothing is watched).
+    pub fn api_ready(&self) -> bool {
+        self.api.ready()
+    }
+
+    /// The kinds not listed yet.
+    pub fn api_waiting_for(&self) -> Vec<&'static str> {
+        self.api.waiting_for()
+    }
+
+    /// Start watching: the server and the kinds, for `show` and readiness.
+    pub fn api_watching(&mut self, server: String, kinds: &[&'static str]) {
+        self.api = ApiState::watching(server, kinds);
+    }
+
+    /// The watch, as `show` prints it (`None`: not watching).
+    pub(super) fn api_status(&self) -> Option<rpc::ApiStatus> {
+        let server = self.api.server.clone()?;
+        let kinds = self
+            .api
+            .kinds
+            .iter()
+            .map(|(kind, st)| rpc::ApiKindStatus {
+                kind: kind.to_string(),
+                synced: st.synced.map(super::policy::utc),
+                up: st.error.is_none(),
+                error: st.error.clone(),
+                objects: self
+                    .objects
+                    .of_kind(k8s::kind_named(kind).map_or(*kind, |k| k.info().kind), None)
+                    .filter(|(_, s)| s.source == FROM_API)
+                    .count() as u64,
+                lists: st.lists,
+                events: st.events,
+                refused: st.refused,
+            })
+            .collect::<Vec<_>>();
+        Some(rpc::ApiStatus {
+            server,
+            up: kinds.iter().all(|k| k.up),
+            ready: self.api.ready(),
+            kinds,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_once_every_kind_is_listed() {
+        let mut a = ApiState::watching("https://x".into(), &["Pod", "Node"]);
+        assert!(!a.ready());
+        assert_eq!(a.waiting_for(), ["Node", "Pod"]);
+        a.kinds.get_mut("Pod").unwrap().synced = Some(1);
+        assert_eq!(a.waiting_for(), ["Node"]);
+        a.kinds.get_mut("Node").unwrap().synced = Some(1);
+        assert!(a.ready());
+        assert!(ApiState::default().ready(), "nothing watched: ready");
+    }
+
+    #[test]
+    fn keys_of_api_objects() {
+        let o = serde_json::json!({"metadata": {"name": "a", "namespace": "x"}});
+        assert_eq!(key_of("Pod", true, &o).unwrap().to_string(), "pod/x/a");
+        let o = serde_json::json!({"metadata": {"name": "n2"}});
+        assert_eq!(key_of("Node", false, &o).unwrap().namespace, "");
+        assert!(key_of("Pod", true, &serde_json::json!({})).is_none());
+    }
+}

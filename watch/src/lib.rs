@@ -1,0 +1,332 @@
+//! The Kubernetes API watcher of vswitchd: a list-watch of each kind the switch compiles
+//! (Nodes, Namespaces, Services, EndpointSlices, Pods, NetworkPolicies), on a thread of its
+//! own with a single-threaded async runtime, handing each change to the switch as a
+//! plain [`Update`] of JSON objects (the switch itself keeps no async runtime).
+//!
+//! The contract is client-go's reflector's, as kube's `watcher` keeps it: an initial list
+//! (paged), then a watch from its resourceVersion with bookmarks; on `410 Gone` or a broken
+//! stream, a new list. Each list is announced ([`Update::Relist`]), its objects handed on
+//! as they arrive ([`Update::Applied`] with `listing`), and its end marked
+//! ([`Update::Listed`]): the receiver then removes what it knew of the kind from the API
+//! and the list did not hold (objects deleted while the watch was down). Errors reconnect
+//! after a backoff ([`Backoff`]): exponential from 0.8 s to 30 s, with jitter, reset by
+//! the first object that arrives; never a busy loop while the API server is down. (kube's
+//! own `default_backoff` resets on the `Init` event every new try begins with, so against
+//! a server that is down it waits the first step, 0.8 s, each time.)
+
+use futures::{Stream, StreamExt};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::watcher::{self, Event};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// A kind the watcher lists and watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WatchedKind {
+    /// API group (`""` for the core group).
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    /// The resource's name in URLs (and in a ClusterRole).
+    pub plural: &'static str,
+}
+
+impl WatchedKind {
+    /// `apiVersion` as objects carry it.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    fn resource(&self) -> ApiResource {
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(self.group, self.version, self.kind),
+            self.plural,
+        )
+    }
+}
+
+/// Every kind watched, in the order a first sync should apply them (Nodes and Namespaces
+/// before what refers to them; policies last).
+pub const KINDS: [WatchedKind; 6] = [
+    WatchedKind {
+        group: "",
+        version: "v1",
+        kind: "Node",
+        plural: "nodes",
+    },
+    WatchedKind {
+        group: "",
+        version: "v1",
+        kind: "Namespace",
+        plural: "namespaces",
+    },
+    WatchedKind {
+        group: "",
+        version: "v1",
+        kind: "Service",
+        plural: "services",
+    },
+    WatchedKind {
+        group: "discovery.k8s.io",
+        version: "v1",
+        kind: "EndpointSlice",
+        plural: "endpointslices",
+    },
+    WatchedKind {
+        group: "",
+        version: "v1",
+        kind: "Pod",
+        plural: "pods",
+    },
+    WatchedKind {
+        group: "networking.k8s.io",
+        version: "v1",
+        kind: "NetworkPolicy",
+        plural: "networkpolicies",
+    },
+];
+
+/// What the watcher hands the switch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Update {
+    /// A list of `kind` begins (the first, or again after the watch broke): every object
+    /// of it follows as [`Update::Applied`] with `listing`, then [`Update::Listed`].
+    Relist { kind: &'static str },
+    /// An object created or changed, as JSON with `apiVersion` and `kind` set;
+    /// `listing`: one of a list's.
+    Applied {
+        kind: &'static str,
+        object: Value,
+        listing: bool,
+    },
+    /// An object deleted (its last state).
+    Deleted { kind: &'static str, object: Value },
+    /// The list of `kind` is complete: what the receiver knew of the kind from the API and
+    /// the list did not hold is gone.
+    Listed { kind: &'static str },
+    /// The watch of `kind` failed (the API server is down, refused, answered `410 Gone`
+    /// too late...): it is tried again after a backoff.
+    Down { kind: &'static str, error: String },
+}
+
+/// Where the API server is and how to talk to it.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A kubeconfig file (its current context).
+    Kubeconfig(PathBuf),
+    /// In a Pod: the service account's token and CA, `KUBERNETES_SERVICE_HOST` and
+    /// `KUBERNETES_SERVICE_PORT`.
+    InCluster,
+}
+
+/// Why the watcher cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubeconfig {path}: {error}")]
+    Kubeconfig {
+        path: PathBuf,
+        error: kube::config::KubeconfigError,
+    },
+    #[error("in-cluster configuration: {0}")]
+    InCluster(#[from] kube::config::InClusterError),
+    #[error("API client: {0}")]
+    Client(#[from] kube::Error),
+    #[error("the watcher's runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+}
+
+/// A client for `source`.
+pub async fn client(source: &Source) -> Result<kube::Client, Error> {
+    let config = match source {
+        Source::Kubeconfig(path) => {
+            let kc =
+                kube::config::Kubeconfig::read_from(path).map_err(|error| Error::Kubeconfig {
+                    path: path.clone(),
+                    error,
+                })?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|error| Error::Kubeconfig {
+                    path: path.clone(),
+                    error,
+                })?
+        }
+        Source::InCluster => kube::Config::incluster()?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// An object as the switch reads it: `apiVersion` and `kind` set (list items lack them),
+/// without what no reader needs and a big cluster has much of (`managedFields`, the
+/// last-applied annotation).
+pub fn to_json(kind: &WatchedKind, mut o: DynamicObject) -> Value {
+    o.metadata.managed_fields = None;
+    if let Some(a) = o.metadata.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+    let mut v = serde_json::to_value(&o).unwrap_or(Value::Null);
+    if let Some(m) = v.as_object_mut() {
+        m.insert("apiVersion".into(), Value::String(kind.api_version()));
+        m.insert("kind".into(), Value::String(kind.kind.to_string()));
+    }
+    v
+}
+
+/// The watcher's config: kube's default (a paged list, then a watch with bookmarks), with
+/// the server's watch timeout a little under five minutes, as client-go's reflector
+/// picks one between five and ten.
+fn config() -> watcher::Config {
+    watcher::Config::default().timeout(290)
+}
+
+/// The wait before a watch is tried again after an error: 0.8 s, doubling to 30 s, each
+/// with jitter (a factor drawn in [0.5, 1.5)), back to the start once an object arrives.
+#[derive(Clone, Debug)]
+pub struct Backoff {
+    next: Duration,
+    seed: u64,
+}
+
+impl Backoff {
+    pub const FIRST: Duration = Duration::from_millis(800);
+    pub const MAX: Duration = Duration::from_secs(30);
+
+    pub fn new() -> Backoff {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0x6b75_6265);
+        Backoff {
+            next: Self::FIRST,
+            seed: h.finish() | 1,
+        }
+    }
+
+    /// The wait before the next try; the one after it is twice as long (to the cap).
+    pub fn delay(&mut self) -> Duration {
+        // xorshift64: jitter, not security.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let factor = 0.5 + (self.seed >> 11) as f64 / (1u64 << 53) as f64;
+        let d = self.next.mul_f64(factor);
+        self.next = (self.next * 2).min(Self::MAX);
+        d
+    }
+
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff::new()
+    }
+}
+
+/// `events` with a [`Backoff`] after each error: the error is handed on at once, and the
+/// stream is polled again only after the wait.
+fn with_backoff<K: Send + 'static>(
+    events: impl Stream<Item = watcher::Result<Event<K>>> + Send + 'static,
+) -> impl Stream<Item = watcher::Result<Event<K>>> + Send {
+    let state = (events.boxed(), Backoff::new(), None::<Duration>);
+    futures::stream::unfold(state, |(mut events, mut backoff, wait)| async move {
+        if let Some(d) = wait {
+            tokio::time::sleep(d).await;
+        }
+        let item = events.next().await?;
+        let wait = match &item {
+            Err(_) => Some(backoff.delay()),
+            Ok(Event::Init) => None,
+            Ok(_) => {
+                backoff.reset();
+                None
+            }
+        };
+        Some((item, (events, backoff, wait)))
+    })
+}
+
+/// Watch every kind of `kinds` through `client` until `stop`, handing each change to
+/// `sink` in order. Returns when `stop` is set (checked at least every `tick`) or when
+/// `sink` says to stop (returns `false`).
+pub async fn run(
+    client: kube::Client,
+    kinds: &[WatchedKind],
+    stop: Arc<AtomicBool>,
+    tick: Duration,
+    mut sink: impl FnMut(Update) -> bool,
+) {
+    let streams = kinds.iter().map(|k| {
+        let kind = *k;
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.resource());
+        with_backoff(watcher::watcher(api, config()))
+            .map(move |e| (kind, e))
+            .boxed()
+    });
+    let mut all = futures::stream::select_all(streams);
+    loop {
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        let next = tokio::time::timeout(tick, all.next()).await;
+        let Ok(next) = next else { continue };
+        let Some((kind, event)) = next else { return };
+        let k = kind.kind;
+        let update = match event {
+            Ok(Event::Init) => Update::Relist { kind: k },
+            Ok(Event::InitApply(o)) => Update::Applied {
+                kind: k,
+                object: to_json(&kind, o),
+                listing: true,
+            },
+            Ok(Event::InitDone) => Update::Listed { kind: k },
+            Ok(Event::Apply(o)) => Update::Applied {
+                kind: k,
+                object: to_json(&kind, o),
+                listing: false,
+            },
+            Ok(Event::Delete(o)) => Update::Deleted {
+                kind: k,
+                object: to_json(&kind, o),
+            },
+            Err(e) => Update::Down {
+                kind: k,
+                error: e.to_string(),
+            },
+        };
+        if !sink(update) {
+            return;
+        }
+    }
+}
+
+/// Start the watcher on a thread of its own: a client for `source`, then [`run`] on a
+/// single-threaded runtime. Fails only when the client cannot be made (no kubeconfig,
+/// not in a cluster); an API server that is down is waited for, with backoff.
+pub fn spawn(
+    source: Source,
+    kinds: Vec<WatchedKind>,
+    stop: Arc<AtomicBool>,
+    sink: impl FnMut(Update) -> bool + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, Error> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = rt.block_on(client(&source))?;
+    Ok(std::thread::Builder::new()
+        .name("vswitch-k8s-watch".into())
+        .spawn(move || {
+            rt.block_on(run(client, &kinds, stop, Duration::from_millis(200), sink));
+        })?)
+}
+
+#[cfg(test)]
+mod tests;
