@@ -190,6 +190,35 @@ pub fn show(s: &ShowResult, out: &mut String) {
             c.accept_errors
         );
     }
+    if let Some(a) = &s.api {
+        let _ = writeln!(
+            out,
+            "kubernetes api: {} ({}, {})",
+            a.server,
+            if a.up { "up" } else { "down" },
+            if a.ready {
+                "synced"
+            } else {
+                "not synced yet: CNI ADD waits"
+            }
+        );
+        for k in &a.kinds {
+            let _ = writeln!(
+                out,
+                "  {}: {} objects, last listed {}, {} lists, {} events, {} refused{}",
+                k.kind,
+                k.objects,
+                k.synced.as_deref().unwrap_or("never"),
+                k.lists,
+                k.events,
+                k.refused,
+                k.error
+                    .as_deref()
+                    .map(|e| format!("; down: {e}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
 }
 
 /// Lines as they are, one a line.
@@ -682,6 +711,7 @@ mod tests {
             .collect(),
             conntrack: None,
             control: None,
+            api: None,
         };
         let mut out = String::new();
         show(&s, &mut out);

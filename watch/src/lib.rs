@@ -142,9 +142,9 @@ pub enum Error {
     Runtime(#[from] std::io::Error),
 }
 
-/// A client for `source`.
-pub async fn client(source: &Source) -> Result<kube::Client, Error> {
-    let config = match source {
+/// The configuration for `source`.
+pub async fn config(source: &Source) -> Result<kube::Config, Error> {
+    Ok(match source {
         Source::Kubeconfig(path) => {
             let kc =
                 kube::config::Kubeconfig::read_from(path).map_err(|error| Error::Kubeconfig {
@@ -159,8 +159,7 @@ pub async fn client(source: &Source) -> Result<kube::Client, Error> {
                 })?
         }
         Source::InCluster => kube::Config::incluster()?,
-    };
-    Ok(kube::Client::try_from(config)?)
+    })
 }
 
 /// An object as the switch reads it: `apiVersion` and `kind` set (list items lack them),
@@ -182,7 +181,7 @@ pub fn to_json(kind: &WatchedKind, mut o: DynamicObject) -> Value {
 /// The watcher's config: kube's default (a paged list, then a watch with bookmarks), with
 /// the server's watch timeout a little under five minutes, as client-go's reflector
 /// picks one between five and ten.
-fn config() -> watcher::Config {
+fn watch_config() -> watcher::Config {
     watcher::Config::default().timeout(290)
 }
 
@@ -267,7 +266,7 @@ pub async fn run(
     let streams = kinds.iter().map(|k| {
         let kind = *k;
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.resource());
-        with_backoff(watcher::watcher(api, config()))
+        with_backoff(watcher::watcher(api, watch_config()))
             .map(move |e| (kind, e))
             .boxed()
     });
@@ -308,24 +307,74 @@ pub async fn run(
     }
 }
 
-/// Start the watcher on a thread of its own: a client for `source`, then [`run`] on a
-/// single-threaded runtime. Fails only when the client cannot be made (no kubeconfig,
-/// not in a cluster); an API server that is down is waited for, with backoff.
-pub fn spawn(
-    source: Source,
-    kinds: Vec<WatchedKind>,
-    stop: Arc<AtomicBool>,
-    sink: impl FnMut(Update) -> bool + Send + 'static,
-) -> Result<std::thread::JoinHandle<()>, Error> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let client = rt.block_on(client(&source))?;
-    Ok(std::thread::Builder::new()
-        .name("vswitch-k8s-watch".into())
-        .spawn(move || {
-            rt.block_on(run(client, &kinds, stop, Duration::from_millis(200), sink));
-        })?)
+/// A client of the API server, with the single-threaded runtime it runs on.
+pub struct Connection {
+    rt: tokio::runtime::Runtime,
+    client: kube::Client,
+    /// The API server's URL.
+    pub server: String,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("server", &self.server)
+            .finish()
+    }
+}
+
+impl Connection {
+    /// A client for `source`. Fails only when it cannot be made (no kubeconfig, not in a
+    /// cluster); the API server is not contacted.
+    pub fn new(source: &Source) -> Result<Connection, Error> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (client, server) = rt.block_on(async {
+            let c = config(source).await?;
+            let server = c.cluster_url.to_string();
+            Ok::<_, Error>((kube::Client::try_from(c)?, server))
+        })?;
+        Ok(Connection { rt, client, server })
+    }
+
+    /// Node `name` as JSON, asked until it answers or `wait` has passed (with the
+    /// backoff between tries): what the switch takes its Pod CIDR and address from.
+    pub fn node(&self, name: &str, wait: Duration) -> Result<Value, String> {
+        let kind = KINDS[0];
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &kind.resource());
+        self.rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + wait;
+            let mut backoff = Backoff::new();
+            loop {
+                let err = match api.get(name).await {
+                    Ok(o) => return Ok(to_json(&kind, o)),
+                    Err(e) => e.to_string(),
+                };
+                let d = backoff.delay();
+                if tokio::time::Instant::now() + d > deadline {
+                    return Err(err);
+                }
+                tokio::time::sleep(d).await;
+            }
+        })
+    }
+
+    /// Start watching `kinds` on a thread of its own ([`run`]), handing each update to
+    /// `sink`; an API server that is down is waited for, with backoff.
+    pub fn watch(
+        self,
+        kinds: Vec<WatchedKind>,
+        stop: Arc<AtomicBool>,
+        sink: impl FnMut(Update) -> bool + Send + 'static,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let Connection { rt, client, .. } = self;
+        std::thread::Builder::new()
+            .name("vswitch-k8s-watch".into())
+            .spawn(move || {
+                rt.block_on(run(client, &kinds, stop, Duration::from_millis(200), sink));
+            })
+    }
 }
 
 #[cfg(test)]

@@ -123,6 +123,15 @@ struct Args {
     #[arg(long, default_value_t = ctl::server::Limits::default().idle_timeout.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..=86400))]
     ctl_idle_timeout: u64,
+    /// Watch the Kubernetes API server of this kubeconfig (its current context): Nodes,
+    /// Namespaces, Services, EndpointSlices, Pods and NetworkPolicies drive the switch as
+    /// `vswitchctl apply -f` does. In a Pod (`KUBERNETES_SERVICE_HOST` set and a service
+    /// account token mounted) the in-cluster configuration is used without it.
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// Do not watch the Kubernetes API, even in a cluster.
+    #[arg(long, conflicts_with = "kubeconfig")]
+    no_kube: bool,
     /// Name of the gateway port (an internal port in this namespace).
     #[arg(long, default_value = vswitch::daemon::DEFAULT_GATEWAY)]
     gateway_name: String,
@@ -140,6 +149,50 @@ fn error_line(e: &dyn std::error::Error) -> String {
     } else {
         format!("{e}: {causes}")
     }
+}
+
+/// The API server to watch, if any: `--kubeconfig`, else the in-cluster configuration in
+/// a Pod.
+fn kube_source(args: &Args) -> Option<vswitch_watch::Source> {
+    if args.no_kube {
+        return None;
+    }
+    if let Some(p) = &args.kubeconfig {
+        return Some(vswitch_watch::Source::Kubeconfig(p.clone()));
+    }
+    let token = std::path::Path::new("/var/run/secrets/kubernetes.io/serviceaccount/token");
+    (std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() && token.exists())
+        .then_some(vswitch_watch::Source::InCluster)
+}
+
+/// This node's Pod CIDR and address from its Node object, for what the flags leave out.
+fn from_node(
+    conn: &vswitch_watch::Connection,
+    name: &str,
+) -> (Option<String>, Option<std::net::Ipv4Addr>) {
+    let object = match conn.node(name, Duration::from_secs(15)) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(node = %name, server = %conn.server, error = %e, "this node's Node object could not be read: its Pod CIDR and address come from the flags or the saved state");
+            return (None, None);
+        }
+    };
+    let cidr = object["spec"]["podCIDRs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(std::iter::once(&object["spec"]["podCIDR"]))
+        .filter_map(|c| c.as_str())
+        .find(|c| c.parse::<vswitch_proto::net::Ipv4Cidr>().is_ok())
+        .map(str::to_string);
+    let ip = object["status"]["addresses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["type"] == "InternalIP")
+        .filter_map(|a| a["address"].as_str()?.parse().ok())
+        .next();
+    (cidr, ip)
 }
 
 fn main() {
@@ -175,12 +228,32 @@ fn main() {
             .map(|n| n.get())
             .unwrap_or(1)
     });
+    let node_name = args.node_name.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap_or_default()
+            .trim()
+            .to_lowercase()
+    });
+    let kube = kube_source(&args).map(|source| {
+        vswitch_watch::Connection::new(&source)
+            .unwrap_or_else(|e| fail(format!("the Kubernetes API: {e}")))
+    });
+    let (mut pod_cidr, mut node_ip) = (args.pod_cidr.clone(), args.node_ip);
+    if let Some(conn) = &kube
+        && (pod_cidr.is_none() || node_ip.is_none() && !args.no_tunnel)
+    {
+        let (cidr, ip) = from_node(conn, &node_name);
+        pod_cidr = pod_cidr.or(cidr);
+        if !args.no_tunnel {
+            node_ip = node_ip.or(ip);
+        }
+    }
     let switch = match Switch::start(Config {
         state_dir: args.state_dir.clone(),
         workers,
         bridge: "br0".into(),
         busy_poll: Duration::from_micros(args.busy_poll_us),
-        pod_cidr: args.pod_cidr.clone(),
+        pod_cidr,
         service_cidr: Some(args.service_cidr),
         masquerade: (!args.no_masquerade).then(|| vswitch::daemon::masq::Masquerade {
             cluster_cidr: args.cluster_cidr,
@@ -189,15 +262,10 @@ fn main() {
         masquerade_off: args.no_masquerade,
         pod_mtu: args.pod_mtu,
         gateway: args.gateway_name.clone(),
-        node_ip: args.node_ip,
+        node_ip,
         no_tunnel: args.no_tunnel,
         rps: !args.no_rps,
-        node_name: args.node_name.clone().unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .unwrap_or_default()
-                .trim()
-                .to_lowercase()
-        }),
+        node_name,
         node_zone: args.node_zone.clone().filter(|z| !z.is_empty()),
         vni: args.vni,
         vxlan_port: args.vxlan_port,
@@ -243,6 +311,9 @@ fn main() {
             })
             .unwrap_or_else(|e| fail(format!("cannot start the upkeep thread: {e}")));
     }
+    if let Some(conn) = kube {
+        watch_api(conn, &switch, &stop);
+    }
     tracing::info!(socket = %args.socket.display(), state_dir = %args.state_dir.display(), workers, "vswitchd ready");
     loop {
         match signals.wait() {
@@ -263,4 +334,33 @@ fn main() {
     let _ = std::fs::remove_file(&args.socket);
     switch.lock().shutdown();
     tracing::info!("stopped; ports stay in place for the next start");
+}
+
+/// Watch the API server on a thread of its own, and apply what it sends on another, a
+/// batch of the updates waiting at a time as one change.
+fn watch_api(conn: vswitch_watch::Connection, switch: &Arc<Mutex<Switch>>, stop: &Arc<AtomicBool>) {
+    let kinds = vswitch_watch::KINDS.to_vec();
+    let names: Vec<&'static str> = kinds.iter().map(|k| k.kind).collect();
+    switch.lock().api_watching(conn.server.clone(), &names);
+    tracing::info!(server = %conn.server, "watching the Kubernetes API");
+    // Bounded: a list of many objects waits for the switch rather than piling up.
+    let (tx, rx) = crossbeam_channel::bounded::<vswitch_watch::Update>(4096);
+    conn.watch(kinds, stop.clone(), move |u| tx.send(u).is_ok())
+        .unwrap_or_else(|e| fail(format!("cannot start the API watcher: {e}")));
+    let (sw, stop) = (switch.clone(), stop.clone());
+    std::thread::Builder::new()
+        .name("vswitch-k8s-apply".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                let first = match rx.recv_timeout(Duration::from_millis(200)) {
+                    Ok(u) => u,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                };
+                let mut batch = vec![first];
+                batch.extend(rx.try_iter().take(2047));
+                sw.lock().api_updates(batch);
+            }
+        })
+        .unwrap_or_else(|e| fail(format!("cannot start the API thread: {e}")));
 }

@@ -158,6 +158,7 @@ impl Switch {
                 let st = self.api.kinds.entry(kind).or_default();
                 let seen = st.listing.take().unwrap_or_default();
                 st.synced = Some(now);
+                st.error = None;
                 st.lists += 1;
                 let gone: Vec<ObjectKey> = self
                     .objects

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
+use std::time::{Duration, Instant};
 use vswitch_proto::cni::{
     self, CniArgs, CniCall, CniError, CniResult, Command, Interface, IpConfig, NetConf, Route,
     errcode,
@@ -75,6 +76,9 @@ pub fn handle(sw: &Mutex<Switch>, call: CniCall) -> Result<Value, CniError> {
         Command::Status => status(sw, &call, &conf).map(|()| Value::Null),
         Command::Gc => gc(sw, &call, &conf).map(|()| Value::Null),
         Command::Add | Command::Del | Command::Check => {
+            if call.command == Command::Add {
+                api_synced(sw, &conf)?;
+            }
             let locks = sw.lock().podnet.cni_locks.clone();
             let _held = locks.hold(&call.container_id);
             match call.command {
@@ -83,6 +87,32 @@ pub fn handle(sw: &Mutex<Switch>, call: CniCall) -> Result<Value, CniError> {
                 _ => check(sw, &call, &conf).map(|()| Value::Null),
             }
         }
+    }
+}
+
+/// Before an ADD: wait (bounded) until every kind watched from the Kubernetes API has
+/// been listed once, so that the Pod's policies and the cluster's Services are in place
+/// before it starts; past the bound, "try again later".
+fn api_synced(sw: &Mutex<Switch>, conf: &NetConf) -> Result<(), CniError> {
+    let bound = Duration::from_secs(conf.timeout_secs / 2).min(Duration::from_secs(20));
+    let deadline = Instant::now() + bound;
+    loop {
+        let waiting = sw.lock().api_waiting_for();
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(CniError::new(
+                errcode::TRY_AGAIN_LATER,
+                format!(
+                    "vswitchd has not listed {} from the Kubernetes API yet (waited {bound:?}), \
+                     so this Pod's policies and Services may not be in place: try again \
+                     (see `vswitchctl show` for the API connection)",
+                    waiting.join(", ")
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -838,6 +868,16 @@ fn check_in_netns(p: &PodRecord) -> Result<(), String> {
 fn status(sw: &Mutex<Switch>, call: &CniCall, conf: &NetConf) -> Result<(), CniError> {
     {
         let s = sw.lock();
+        let waiting = s.api_waiting_for();
+        if !waiting.is_empty() {
+            return Err(CniError::new(
+                errcode::NOT_AVAILABLE,
+                format!(
+                    "vswitchd has not listed {} from the Kubernetes API yet",
+                    waiting.join(", ")
+                ),
+            ));
+        }
         let Some(net) = s.podnet.net.as_ref() else {
             return Err(CniError::new(
                 errcode::NOT_AVAILABLE,

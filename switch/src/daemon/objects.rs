@@ -821,6 +821,12 @@ impl Switch {
             wide: false,
         }];
         columns.extend(kind.columns());
+        // Where each object came from: `manifest` (apply -f), `api` (the API server),
+        // `flags` (this node), `add-node`.
+        columns.push(GetColumn {
+            name: "SOURCE".into(),
+            wide: true,
+        });
         let item = |key: &ObjectKey, stored: &Stored| {
             let mut cells = vec![key.name.clone()];
             cells.extend(kind.cells(key, stored));
@@ -839,6 +845,7 @@ impl Switch {
                     )
                 });
             }
+            cells.push(stored.source.clone());
             let mut object = kind.to_object(key, stored);
             if let k8s::Spec::NetworkPolicy(_) = &stored.spec {
                 // Per rule: connections allowed, their packets; what isolation denied.

@@ -560,6 +560,7 @@ fn namespaces_pods_and_network_policies_are_kept_shown_and_restored() {
         vec![
             "shop".to_string(),
             "kubernetes.io/metadata.name=shop,team=web".into(),
+            "manifest".into(),
         ],
         vec![
             "web-0".into(),
@@ -568,6 +569,7 @@ fn namespaces_pods_and_network_policies_are_kept_shown_and_restored() {
             "n1".into(),
             "http:8080/TCP".into(),
             "app=web".into(),
+            "manifest".into(),
         ],
         vec![
             "web".into(),
@@ -578,6 +580,7 @@ fn namespaces_pods_and_network_policies_are_kept_shown_and_restored() {
             "Ingress".into(),
             "1".into(),
             "0".into(),
+            "manifest".into(),
         ],
     ];
     assert_eq!(shown(&sw), want);
@@ -1000,7 +1003,8 @@ fn services_join_their_slices_in_any_order_and_survive_a_restart() {
             "10.96.0.10",
             "<none>",
             "80/TCP",
-            "10.244.1.5:8080 (0),10.244.2.6:8080 (0)"
+            "10.244.1.5:8080 (0),10.244.2.6:8080 (0)",
+            "manifest"
         ]
     );
     let g = sw
