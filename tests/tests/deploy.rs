@@ -8,7 +8,10 @@ use std::collections::BTreeSet;
 use vswitch_proto::k8s::load_documents;
 
 fn manifests() -> Vec<Value> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kubernetes/vswitch.yaml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/kubernetes/vswitch.yaml"
+    );
     let text = std::fs::read_to_string(path).expect("deploy/kubernetes/vswitch.yaml");
     load_documents("vswitch.yaml", &text)
         .expect("the manifests read")
@@ -59,7 +62,10 @@ fn the_cluster_role_grants_exactly_what_the_watcher_asks_for() {
     let sa = of_kind(&all, "ServiceAccount");
     assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
     assert_eq!(binding["subjects"][0]["name"], sa["metadata"]["name"]);
-    assert_eq!(binding["subjects"][0]["namespace"], sa["metadata"]["namespace"]);
+    assert_eq!(
+        binding["subjects"][0]["namespace"],
+        sa["metadata"]["namespace"]
+    );
 }
 
 #[test]
@@ -73,7 +79,10 @@ fn the_daemonset_runs_vswitchd_on_the_hosts_network_with_what_it_needs() {
     assert_eq!(ds["metadata"]["namespace"], sa["metadata"]["namespace"]);
     let c = &pod["containers"][0];
     let args = strings(&c["args"]);
-    assert!(args.contains(&"--node-name=$(NODE_NAME)".to_string()), "{args:?}");
+    assert!(
+        args.contains(&"--node-name=$(NODE_NAME)".to_string()),
+        "{args:?}"
+    );
     assert_eq!(
         c["env"][0]["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName",
         "the node's name from the downward API"
@@ -87,10 +96,18 @@ fn the_daemonset_runs_vswitchd_on_the_hosts_network_with_what_it_needs() {
         .iter()
         .map(|m| m["mountPath"].as_str().unwrap().to_string())
         .collect();
-    for want in ["/run/vswitch", "/var/lib/vswitch", "/var/run/netns", "/dev/net/tun"] {
+    for want in [
+        "/run/vswitch",
+        "/var/lib/vswitch",
+        "/var/run/netns",
+        "/dev/net/tun",
+    ] {
         assert!(mounts.contains(want), "{want} mounted: {mounts:?}");
     }
-    assert!(args.iter().any(|a| a == "--socket=/run/vswitch/vswitchd.sock"));
+    assert!(
+        args.iter()
+            .any(|a| a == "--socket=/run/vswitch/vswitchd.sock")
+    );
     assert!(args.iter().any(|a| a == "--state-dir=/var/lib/vswitch"));
     // Every mount has its volume, every volume a host path.
     let volumes: BTreeSet<String> = pod["volumes"]
@@ -108,7 +125,10 @@ fn the_daemonset_runs_vswitchd_on_the_hosts_network_with_what_it_needs() {
     // The init container installs the plugin and the shipped conflist on the node.
     let init = pod["initContainers"][0]["args"].to_string();
     assert!(init.contains("/host/opt/cni/bin/vswitch-cni"), "{init}");
-    assert!(init.contains("/host/etc/cni/net.d/10-vswitch.conflist"), "{init}");
+    assert!(
+        init.contains("/host/etc/cni/net.d/10-vswitch.conflist"),
+        "{init}"
+    );
     // Runs everywhere, first.
     assert_eq!(pod["tolerations"][0]["operator"], "Exists");
     assert_eq!(pod["priorityClassName"], "system-node-critical");
@@ -120,7 +140,10 @@ fn the_containerfile_builds_what_the_daemonset_runs() {
     let file = std::fs::read_to_string(format!("{dir}/deploy/kubernetes/Containerfile"))
         .expect("deploy/kubernetes/Containerfile");
     for bin in ["vswitchd", "vswitchctl", "vswitch-cni"] {
-        assert!(file.contains(&format!("target/release/{bin}")), "{bin} copied");
+        assert!(
+            file.contains(&format!("target/release/{bin}")),
+            "{bin} copied"
+        );
     }
     // The conflist it copies is the shipped one (tests/tests/cni.rs checks the plugin
     // takes it).

@@ -251,19 +251,28 @@ fn the_switch_follows_the_api_server_through_changes_outages_and_restarts() {
         api_status(&d)
     );
 
-    // The switch restarted while the API server is down: its Pod links stay, and it
-    // waits for the API (not ready) with its port in place.
+    // The switch restarted while the API server is down: its Pod links stay, and what it
+    // had from the API comes back from its cache (the policy still isolates x/a: never
+    // open where it was closed), not ready until the API is back; then the new list
+    // replaces the cache (the policy, deleted meanwhile, goes).
+    api.call(&n, "put", &policy);
+    assert!(wait_until(Duration::from_secs(10), || verdict(&d) == "deny"));
     api.kill();
     d.stop();
     d.restart();
     let ports = d.ctl_json(&["show"]).to_string();
     assert!(ports.contains("\"pa\""), "the Pod's port kept: {ports}");
     assert_eq!(api_status(&d)["ready"], false);
-    api.run(&n, &fixtures(), 2000);
+    assert_eq!(verdict(&d), "deny", "the policy from the cache");
+    assert!(has_flow(&d, "10.244.2.0/24"), "n2 from the cache");
+    api.run(&n, &later, 3000);
     assert!(
         wait_until(Duration::from_secs(40), || api_status(&d)["ready"] == true),
         "synced after the restart: {}",
         api_status(&d)
     );
-    assert_eq!(verdict(&d), "deny");
+    assert!(
+        wait_until(Duration::from_secs(10), || verdict(&d) == "allow"),
+        "the cached policy the API no longer has is removed"
+    );
 }

@@ -272,6 +272,7 @@ fn main() {
         ct_capacity: args.ct_capacity,
         ct_file: vswitch::ct::file_for(&args.socket),
         netpol_audit_log: args.netpol_audit_log.clone(),
+        api_cache: kube.is_some(),
     }) {
         Ok(s) => Arc::new(Mutex::new(s)),
         Err(e) => fail(error_line(&e)),

@@ -4,7 +4,13 @@
 //! object's change costs what it costs there.
 //!
 //! Objects from the API are kept with source [`FROM_API`] and are not written to the
-//! state file: they are listed again at every start. A list ([`Update::Relist`] ..
+//! state file: they are listed again at every start. So that a switch restarted while the
+//! API server is down still enforces the policies and serves the Services it had (never
+//! open where it was closed), they are also written, as a whole, to a cache beside the
+//! state ([`CACHE_FILE`]): at most every [`CACHE_EVERY_MS`] while they change, and at a
+//! clean stop; not synced to disk per change, as the state is. At start the cache's
+//! objects are restored with the saved ones, and the first list of each kind replaces
+//! them. A list ([`Update::Relist`] ..
 //! [`Update::Listed`]) replaces what was known of its kind from the API: the objects of
 //! the kind with that source and not in the list are removed (deleted while the watch was
 //! down, or while the switch was stopped). Objects applied from files are left alone.
@@ -23,12 +29,67 @@ use vswitch_watch::Update;
 /// The source of objects from the API server.
 pub const FROM_API: &str = "api";
 
+/// The cache of the objects from the API, in the state directory.
+pub const CACHE_FILE: &str = "api-objects.json";
+
+/// How often, at most, the cache is written while the objects change.
+pub const CACHE_EVERY_MS: u64 = 30_000;
+
+/// The cache's layout: its version and the objects as the state file keeps them.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Cache {
+    version: u32,
+    objects: Vec<crate::store::ObjectRecord>,
+}
+
+/// Add the cached objects from the API to `image`, where it has none of that key (an
+/// object saved from a file wins). A missing or unreadable cache adds nothing (the
+/// objects come with the first list).
+pub fn read_cache(dir: &std::path::Path, image: &mut crate::store::Image) {
+    let path = dir.join(CACHE_FILE);
+    let cache: Cache = match std::fs::read(&path) {
+        Ok(bytes) => match serde_json::from_slice(&bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "the cache of API objects does not read: ignored (they come with the first list)");
+                return;
+            }
+        },
+        Err(_) => return,
+    };
+    let n = cache.objects.len();
+    // An id a saved object holds (taken since the cache was written) is not given twice:
+    // that cached object waits for the list.
+    let mut ids: HashSet<(String, u32)> = image
+        .objects
+        .values()
+        .map(|r| (r.kind.clone(), r.id))
+        .collect();
+    for rec in cache.objects {
+        let key = (rec.kind.clone(), rec.namespace.clone(), rec.name.clone());
+        if image.objects.contains_key(&key) || !ids.insert((rec.kind.clone(), rec.id)) {
+            continue;
+        }
+        image.objects.insert(
+            key,
+            crate::store::ObjectRecord {
+                source: FROM_API.to_string(),
+                ..rec
+            },
+        );
+    }
+    tracing::info!(objects = n, path = %path.display(), "objects from the API restored from their cache until the first list");
+}
+
 /// What the switch knows of its watch of the API, per kind.
 #[derive(Debug, Default)]
 pub struct ApiState {
     /// Watching at all (`--kubeconfig` or in a cluster), and the server's address.
     pub server: Option<String>,
     kinds: BTreeMap<&'static str, KindState>,
+    /// The objects from the API changed since the cache was written; when it was.
+    dirty: bool,
+    cached_at: u64,
 }
 
 #[derive(Debug, Default)]
@@ -51,6 +112,7 @@ impl ApiState {
         ApiState {
             server: Some(server),
             kinds: kinds.iter().map(|k| (*k, KindState::default())).collect(),
+            ..ApiState::default()
         }
     }
 
@@ -89,9 +151,48 @@ fn key_of(kind: &'static str, namespaced: bool, object: &Value) -> Option<Object
 }
 
 impl Switch {
+    /// Write the cache of the objects from the API if they changed (`now`: whatever the
+    /// time since the last write, as at a clean stop).
+    pub(super) fn save_api_cache(&mut self, now: bool) {
+        let t = crate::ofproto::now_ms();
+        if self.api.server.is_none()
+            || !self.api.dirty
+            || !now && t.saturating_sub(self.api.cached_at) < CACHE_EVERY_MS
+        {
+            return;
+        }
+        let objects: Vec<crate::store::ObjectRecord> = self
+            .objects
+            .iter()
+            .filter(|(_, s)| s.source == FROM_API)
+            .map(|(k, s)| self.object_record(k, s))
+            .collect();
+        let path = self.config.state_dir.join(CACHE_FILE);
+        let tmp = path.with_extension("json.tmp");
+        let written = serde_json::to_vec(&Cache {
+            version: 1,
+            objects,
+        })
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&tmp, bytes))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+        match written {
+            Ok(()) => {
+                self.api.dirty = false;
+                self.api.cached_at = t;
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write the cache of API objects (tried again later)")
+            }
+        }
+    }
+
     /// Apply a batch of the watcher's updates as one change.
     pub fn api_updates(&mut self, updates: Vec<Update>) {
         let now = crate::ofproto::now_ms();
+        self.api.dirty |= updates
+            .iter()
+            .any(|u| !matches!(u, Update::Down { .. } | Update::Relist { .. }));
         let done = self.transact(|sw, txn| {
             let mut routes = Vec::new();
             for u in &updates {

@@ -160,6 +160,9 @@ pub struct Config {
     /// NetworkPolicy's audit log (`--netpol-audit-log`): new connections a policy
     /// refused, one a line, with the Pod and the policies; `None`: not logged.
     pub netpol_audit_log: Option<PathBuf>,
+    /// The switch watches a Kubernetes API server: the objects it had from it are read
+    /// back at start from their cache ([`api::CACHE_FILE`]), until the first list.
+    pub api_cache: bool,
 }
 
 impl Config {
@@ -186,6 +189,7 @@ impl Config {
             ct_capacity: crate::ct::DEFAULT_CAPACITY,
             ct_file: None,
             netpol_audit_log: None,
+            api_cache: false,
         }
     }
 }
@@ -269,7 +273,10 @@ impl Switch {
     /// the state again as a new snapshot (in the current layout), and publish it all.
     pub fn start(config: Config) -> Result<Switch, StartError> {
         let mut store = Store::open(&config.state_dir)?;
-        let image = store.load()?;
+        let mut image = store.load()?;
+        if config.api_cache {
+            api::read_cache(&config.state_dir, &mut image);
+        }
         if image.read_version != crate::store::STATE_VERSION {
             tracing::info!(
                 from = image.read_version,
@@ -554,12 +561,14 @@ impl Switch {
             tracing::error!(error = %e.message, "cannot persist expired flows; they stay until the next try");
         }
         self.bridge.mac_table().expire(now);
+        self.save_api_cache(false);
     }
 
     /// Stop the workers (ports stay as they are: persistent TAPs outlive the daemon),
     /// and write the state as one snapshot, so the next start reads no journal.
     pub fn shutdown(&mut self) {
         self.ports.stop_workers();
+        self.save_api_cache(true);
         let image = self.image();
         if let Err(e) = self.store.compact(&image) {
             tracing::warn!(error = %e, "cannot compact the state at shutdown (the journal holds every change)");
