@@ -1,7 +1,8 @@
-# A small fake Kubernetes API server for the watcher's tests: list and watch (chunked,
-# one JSON event a line, bookmarks, 410 Gone for a version older than it keeps) of the
-# kinds vswitchd watches, from a fixture file, plus control calls to change objects while
-# the switch watches, drop every watch stream, and forget old versions.
+# A small fake Kubernetes API server for the watcher's tests and its benchmark: list
+# (paged: limit, continue) and watch (chunked, one JSON event a line, bookmarks, 410 Gone
+# for a version older than it keeps) of the kinds vswitchd watches, from a fixture file,
+# plus control calls to change objects while the switch watches, drop every watch
+# stream, and forget old versions.
 #
 #   python3 fakeapi.py PORT FIXTURES.json [FIRST_RV]
 #
@@ -115,12 +116,23 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, o)
         if q.get("watch") in ("true", "1"):
             return self.watch(plural, q)
+        # Paged as the API server pages (limit, continue), in key order.
+        limit = int(q.get("limit") or 0)
+        start, v = 0, None
+        if q.get("continue"):
+            v, start = (int(x) for x in q["continue"].split(":"))
         with lock:
-            items = list(objects[plural].values())
-            v = rv
+            keys = sorted(objects[plural])
+            if v is None:
+                v = rv
+            end = len(keys) if limit <= 0 else min(len(keys), start + limit)
+            items = [objects[plural][k] for k in keys[start:end]]
+        meta = {"resourceVersion": str(v)}
+        if end < len(keys):
+            meta["continue"] = "%d:%d" % (v, end)
         kind = next(k for k, p in PLURALS.items() if p == plural)
         self.send_json(200, {"apiVersion": "v1", "kind": kind + "List",
-                             "metadata": {"resourceVersion": str(v)}, "items": items})
+                             "metadata": meta, "items": items})
 
     def chunk(self, ev):
         data = json.dumps(ev).encode() + b"\n"

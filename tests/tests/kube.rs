@@ -7,6 +7,7 @@
 use serde_json::{Value, json};
 use std::time::Duration;
 use vswitch_tests::e2e::{Bg, Daemon, Netns, require_root, serial, unique, wait_until};
+use vswitch_tests::svc;
 
 const FAKEAPI: &str = include_str!("../src/fakeapi.py");
 
@@ -190,8 +191,17 @@ fn the_switch_follows_the_api_server_through_changes_outages_and_restarts() {
         svc.contains("10.96.0.50") && svc.contains("10.244.1.10:8080"),
         "{svc}"
     );
-    d.ctl_ok(&["add-port", "pa", "--type", "tap", "--ip", "10.244.1.10/24"]);
+    // x/a (the Service's endpoint, a server on 8080) and a client, Pods by hand.
+    let (pod_a, client) = (Netns::new(), Netns::new());
+    svc::add_pod(&d, "pa", &pod_a, "10.244.1.10", "10.244.1.1");
+    svc::add_pod(&d, "pb", &client, "10.244.1.11", "10.244.1.1");
+    let _server = svc::server(&pod_a, "10.244.1.10", 120);
     assert_eq!(verdict(&d), "deny", "isolate-a isolates x/a");
+    let got = svc::exchanges(&client, "10.96.0.50", "tcp", 2);
+    assert!(
+        !got.contains_key("10.244.1.10"),
+        "the policy stops the client: {got:?}"
+    );
     // Not saved: objects from the API are listed again at start.
     let saved = std::fs::read_to_string(d.state_file()).unwrap_or_default()
         + &std::fs::read_to_string(d.journal_file()).unwrap_or_default();
@@ -208,6 +218,13 @@ fn the_switch_follows_the_api_server_through_changes_outages_and_restarts() {
     assert!(
         wait_until(Duration::from_secs(10), || verdict(&d) == "allow"),
         "the policy's deletion"
+    );
+    // The Service from the API, reached from a Pod.
+    let got = svc::exchanges(&client, "10.96.0.50", "tcp", 5);
+    assert_eq!(
+        got.get("10.244.1.10"),
+        Some(&5),
+        "through the ClusterIP: {got:?}"
     );
     // Streams dropped, and old versions forgotten (410 Gone): it relists and goes on.
     api.call(&n, "drop", &json!({}));
