@@ -27,6 +27,13 @@ oldest = rv                                   # watches from before this get 410
 generation = 0                                # bumped to drop every stream
 requests = []
 
+order = {}                                    # plural -> its keys sorted, until a change
+
+def sorted_keys(plural):
+    if plural not in order:
+        order[plural] = sorted(objects[plural])
+    return order[plural]
+
 def key(o):
     m = o["metadata"]
     return (m.get("namespace", ""), m["name"])
@@ -39,6 +46,8 @@ def put(o, quiet=False):
     rv += 1
     o["metadata"]["resourceVersion"] = str(rv)
     t = "MODIFIED" if key(o) in objects[p] else "ADDED"
+    if t == "ADDED":
+        order.pop(p, None)
     objects[p][key(o)] = o
     if not quiet:
         log.append((rv, p, t, o))
@@ -47,6 +56,7 @@ def delete(o):
     global rv
     p = PLURALS[o["kind"]]
     old = objects[p].pop(key(o), None)
+    order.pop(p, None)
     if old is not None:
         rv += 1
         old = dict(old, metadata=dict(old["metadata"], resourceVersion=str(rv)))
@@ -122,7 +132,7 @@ class Handler(BaseHTTPRequestHandler):
         if q.get("continue"):
             v, start = (int(x) for x in q["continue"].split(":"))
         with lock:
-            keys = sorted(objects[plural])
+            keys = sorted_keys(plural)
             if v is None:
                 v = rv
             end = len(keys) if limit <= 0 else min(len(keys), start + limit)

@@ -36,10 +36,30 @@ pub const CACHE_FILE: &str = "api-objects.json";
 pub const CACHE_EVERY_MS: u64 = 30_000;
 
 /// The cache's layout: its version and the objects as the state file keeps them.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Deserialize)]
 struct Cache {
     version: u32,
     objects: Vec<crate::store::ObjectRecord>,
+}
+
+/// The cache as it is written: the objects from the API, streamed.
+#[derive(serde::Serialize)]
+struct CacheOut<'a> {
+    version: u32,
+    objects: ApiRecords<'a>,
+}
+
+struct ApiRecords<'a>(&'a Switch);
+
+impl serde::Serialize for ApiRecords<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(None)?;
+        for (k, st) in self.0.objects.iter().filter(|(_, s)| s.source == FROM_API) {
+            seq.serialize_element(&self.0.object_record(k, st))?;
+        }
+        seq.end()
+    }
 }
 
 /// Add the cached objects from the API to `image`, where it has none of that key (an
@@ -57,6 +77,10 @@ pub fn read_cache(dir: &std::path::Path, image: &mut crate::store::Image) {
         },
         Err(_) => return,
     };
+    if cache.version != 1 {
+        tracing::warn!(path = %path.display(), version = cache.version, "the cache of API objects is of another version: ignored");
+        return;
+    }
     let n = cache.objects.len();
     // An id a saved object holds (taken since the cache was written) is not given twice:
     // that cached object waits for the list.
@@ -155,27 +179,31 @@ impl Switch {
     /// time since the last write, as at a clean stop).
     pub(super) fn save_api_cache(&mut self, now: bool) {
         let t = crate::ofproto::now_ms();
+        // Not while the first lists are under way (each batch would pay for it), save at a
+        // stop.
         if self.api.server.is_none()
             || !self.api.dirty
-            || !now && t.saturating_sub(self.api.cached_at) < CACHE_EVERY_MS
+            || !now && (!self.api.ready() || t.saturating_sub(self.api.cached_at) < CACHE_EVERY_MS)
         {
             return;
         }
-        let objects: Vec<crate::store::ObjectRecord> = self
-            .objects
-            .iter()
-            .filter(|(_, s)| s.source == FROM_API)
-            .map(|(k, s)| self.object_record(k, s))
-            .collect();
         let path = self.config.state_dir.join(CACHE_FILE);
         let tmp = path.with_extension("json.tmp");
-        let written = serde_json::to_vec(&Cache {
-            version: 1,
-            objects,
-        })
-        .map_err(std::io::Error::other)
-        .and_then(|bytes| std::fs::write(&tmp, bytes))
-        .and_then(|()| std::fs::rename(&tmp, &path));
+        // Streamed, one object at a time: 150,000 Pods are not held twice over.
+        let written = std::fs::File::create(&tmp)
+            .and_then(|f| {
+                let mut w = std::io::BufWriter::new(f);
+                serde_json::to_writer(
+                    &mut w,
+                    &CacheOut {
+                        version: 1,
+                        objects: ApiRecords(self),
+                    },
+                )
+                .map_err(std::io::Error::other)?;
+                std::io::Write::flush(&mut w)
+            })
+            .and_then(|()| std::fs::rename(&tmp, &path));
         match written {
             Ok(()) => {
                 self.api.dirty = false;
