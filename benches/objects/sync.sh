@@ -47,7 +47,7 @@ PORT=$(( 30000 + $$ % 20000 ))
 
 # shellcheck source=benches/objects/lib.sh
 . benches/objects/lib.sh
-stop_api() { [ -n "$API" ] && kill "$API" 2>/dev/null && wait "$API" 2>/dev/null; API=""; }
+stop_api() { if [ -n "$API" ]; then kill "$API" 2>/dev/null; wait "$API" 2>/dev/null || true; fi; API=""; }
 trap 'stop_api; cleanup' EXIT INT TERM
 
 # The cluster: Node k has Pod CIDR 10.(128 + k/256).(k%256).0/24 and InternalIP

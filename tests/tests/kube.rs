@@ -293,3 +293,47 @@ fn the_switch_follows_the_api_server_through_changes_outages_and_restarts() {
         "the cached policy the API no longer has is removed"
     );
 }
+
+/// A Node given its Pod CIDR only after vswitchd starts (the controller manager assigns it
+/// once the kubelet has registered the Node): vswitchd waits for it, as Flannel's and
+/// Antrea's agents wait for theirs, and starts with it.
+#[test]
+#[ignore = "needs root"]
+fn a_pod_cidr_given_after_the_start_is_waited_for() {
+    let _serial = serial();
+    require_root(&["ip", "python3", "timeout"]);
+    let n = Netns::new();
+    n.exec_ok(&["ip", "link", "set", "lo", "up"]);
+    let port = 20000 + ((std::process::id() + 7919) % 20000) as u16;
+    let mut registered = node("n1", "", "192.168.77.1");
+    registered["spec"] = json!({});
+    let api = FakeApi::start(&n, port, &[registered], 100);
+    let kc = api.kubeconfig();
+    let d = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_secs(2));
+            api.call(&n, "put", &node("n1", "10.244.1.0/24", "192.168.77.1"));
+        });
+        Daemon::start_in(
+            &n,
+            &[
+                "--kubeconfig",
+                kc.to_str().unwrap(),
+                "--node-name",
+                "n1",
+                "--no-tunnel",
+            ],
+        )
+    });
+    let nodes = d.ctl_json(&["get", "nodes", "-o", "wide"]).to_string();
+    assert!(
+        nodes.contains("10.244.1.0/24"),
+        "the Pod CIDR given after the start: {nodes}\n{}",
+        d.log_tail(20)
+    );
+    assert!(
+        d.log_tail(40).contains("waiting for this node's Node"),
+        "{}",
+        d.log_tail(40)
+    );
+}

@@ -169,14 +169,35 @@ fn kube_source(args: &Args) -> Option<vswitch_watch::Source> {
 fn from_node(
     conn: &vswitch_watch::Connection,
     name: &str,
+    need_cidr: bool,
 ) -> (Option<String>, Option<std::net::Ipv4Addr>) {
-    let object = match conn.node(name, Duration::from_secs(15)) {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::warn!(node = %name, server = %conn.server, error = %e, "this node's Node object could not be read: its Pod CIDR and address come from the flags or the saved state");
-            return (None, None);
+    // The Node is read for 15 s at most (the API server may be down: the saved state's
+    // settings serve); a Node that has no Pod CIDR yet (the controller manager assigns it
+    // after the kubelet registers the Node) is read again for a minute, as Flannel's and
+    // Antrea's agents wait for theirs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let object = match conn.node(name, Duration::from_secs(15)) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(node = %name, server = %conn.server, error = %e, "this node's Node object could not be read: its Pod CIDR and address come from the flags or the saved state");
+                return (None, None);
+            }
+        };
+        let (cidr, ip) = node_settings(&object);
+        if cidr.is_some() || !need_cidr || std::time::Instant::now() >= deadline {
+            if cidr.is_none() && need_cidr {
+                tracing::warn!(node = %name, "this node's Node has no Pod CIDR (spec.podCIDR): started without one unless saved; Pods cannot attach until vswitchd restarts with it");
+            }
+            return (cidr, ip);
         }
-    };
+        tracing::info!(node = %name, "waiting for this node's Node to be given a Pod CIDR (spec.podCIDR)");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// This node's Pod CIDR and InternalIP, from its Node object.
+fn node_settings(object: &serde_json::Value) -> (Option<String>, Option<std::net::Ipv4Addr>) {
     let cidr = object["spec"]["podCIDRs"]
         .as_array()
         .into_iter()
@@ -242,7 +263,7 @@ fn main() {
     if let Some(conn) = &kube
         && (pod_cidr.is_none() || node_ip.is_none() && !args.no_tunnel)
     {
-        let (cidr, ip) = from_node(conn, &node_name);
+        let (cidr, ip) = from_node(conn, &node_name, pod_cidr.is_none());
         pod_cidr = pod_cidr.or(cidr);
         if !args.no_tunnel {
             node_ip = node_ip.or(ip);

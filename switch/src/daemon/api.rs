@@ -6,11 +6,11 @@
 //! Objects from the API are kept with source [`FROM_API`] and are not written to the
 //! state file: they are listed again at every start. So that a switch restarted while the
 //! API server is down still enforces the policies and serves the Services it had (never
-//! open where it was closed), they are also written, as a whole, to a cache beside the
+//! open where it was closed), they are also written, one at a time, to a cache beside the
 //! state ([`CACHE_FILE`]): at most every [`CACHE_EVERY_MS`] while they change, and at a
-//! clean stop; not synced to disk per change, as the state is. At start the cache's
-//! objects are restored with the saved ones, and the first list of each kind replaces
-//! them. A list ([`Update::Relist`] ..
+//! clean stop; not synced to disk per change, as the state is. At start the cache is read
+//! back one object at a time ([`read_cache`]), its objects restored after the saved ones,
+//! and the first list of each kind replaces them. A list ([`Update::Relist`] ..
 //! [`Update::Listed`]) replaces what was known of its kind from the API: the objects of
 //! the kind with that source and not in the list are removed (deleted while the watch was
 //! down, or while the switch was stopped). Objects applied from files are left alone.
@@ -35,12 +35,9 @@ pub const CACHE_FILE: &str = "api-objects.json";
 /// How often, at most, the cache is written while the objects change.
 pub const CACHE_EVERY_MS: u64 = 30_000;
 
-/// The cache's layout: its version and the objects as the state file keeps them.
-#[derive(serde::Deserialize)]
-struct Cache {
-    version: u32,
-    objects: Vec<crate::store::ObjectRecord>,
-}
+/// The cache's layout: `{"version": 1, "objects": [ObjectRecord, ...]}`, the objects as
+/// the state file keeps them.
+const CACHE_VERSION: u32 = 1;
 
 /// The cache as it is written: the objects from the API, streamed.
 #[derive(serde::Serialize)]
@@ -62,26 +59,20 @@ impl serde::Serialize for ApiRecords<'_> {
     }
 }
 
-/// Add the cached objects from the API to `image`, where it has none of that key (an
-/// object saved from a file wins). A missing or unreadable cache adds nothing (the
-/// objects come with the first list).
-pub fn read_cache(dir: &std::path::Path, image: &mut crate::store::Image) {
+/// The cached objects from the API, each read as its kind reads it, where `image` has no
+/// object of that key (an object saved from a file wins) or of that id. The file is
+/// read one object at a time (its JSON held, not the objects as JSON values), so a
+/// restart at cluster scale costs the objects as the switch keeps them, not twice that.
+/// A missing or unreadable cache gives nothing (the objects come with the first list);
+/// an object that no longer reads is dropped (it comes with the list too).
+pub fn read_cache(
+    dir: &std::path::Path,
+    image: &crate::store::Image,
+) -> Vec<(ObjectKey, k8s::Stored)> {
     let path = dir.join(CACHE_FILE);
-    let cache: Cache = match std::fs::read(&path) {
-        Ok(bytes) => match serde_json::from_slice(&bytes) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "the cache of API objects does not read: ignored (they come with the first list)");
-                return;
-            }
-        },
-        Err(_) => return,
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Vec::new();
     };
-    if cache.version != 1 {
-        tracing::warn!(path = %path.display(), version = cache.version, "the cache of API objects is of another version: ignored");
-        return;
-    }
-    let n = cache.objects.len();
     // An id a saved object holds (taken since the cache was written) is not given twice:
     // that cached object waits for the list.
     let mut ids: HashSet<(String, u32)> = image
@@ -89,20 +80,110 @@ pub fn read_cache(dir: &std::path::Path, image: &mut crate::store::Image) {
         .values()
         .map(|r| (r.kind.clone(), r.id))
         .collect();
-    for rec in cache.objects {
-        let key = (rec.kind.clone(), rec.namespace.clone(), rec.name.clone());
-        if image.objects.contains_key(&key) || !ids.insert((rec.kind.clone(), rec.id)) {
-            continue;
+    let mut keys: HashSet<ObjectKey> = HashSet::new();
+    let mut out = Vec::new();
+    let mut dropped = 0usize;
+    let mut each = |rec: crate::store::ObjectRecord| {
+        let saved = (rec.kind.clone(), rec.namespace.clone(), rec.name.clone());
+        if image.objects.contains_key(&saved) || !ids.insert((rec.kind.clone(), rec.id)) {
+            return;
         }
-        image.objects.insert(
-            key,
-            crate::store::ObjectRecord {
-                source: FROM_API.to_string(),
-                ..rec
-            },
-        );
+        let read = k8s::kind_named(&rec.kind).and_then(|kind| kind.read(&rec.object).ok());
+        match read {
+            Some((key, spec)) if keys.insert(key.clone()) => out.push((
+                key,
+                k8s::Stored {
+                    spec,
+                    source: FROM_API.to_string(),
+                    id: rec.id,
+                },
+            )),
+            _ => dropped += 1,
+        }
+    };
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    let read = serde::de::DeserializeSeed::deserialize(CacheSeed(&mut each), &mut de)
+        .and_then(|()| de.end());
+    if let Err(e) = read {
+        tracing::warn!(path = %path.display(), error = %e, "the cache of API objects does not read: ignored (they come with the first list)");
+        return Vec::new();
     }
-    tracing::info!(objects = n, path = %path.display(), "objects from the API restored from their cache until the first list");
+    if dropped > 0 {
+        tracing::warn!(dropped, path = %path.display(), "cached objects from the API that no longer read: dropped (they come with the first list)");
+    }
+    tracing::info!(objects = out.len(), path = %path.display(), "objects from the API restored from their cache until the first list");
+    out
+}
+
+/// Reads the cache (`{"version": 1, "objects": [...]}`), giving each object to `.0` as
+/// it is read; an error when the version is not [`CACHE_VERSION`].
+struct CacheSeed<'f, F>(&'f mut F);
+
+impl<'de, F: FnMut(crate::store::ObjectRecord)> serde::de::DeserializeSeed<'de>
+    for CacheSeed<'_, F>
+{
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, F: FnMut(crate::store::ObjectRecord)> serde::de::Visitor<'de> for CacheSeed<'_, F> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("the cache of objects from the API")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        use serde::de::Error;
+        let mut version = None;
+        let mut objects = false;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "version" => version = Some(map.next_value::<u32>()?),
+                "objects" => {
+                    map.next_value_seed(RecordsSeed(&mut *self.0))?;
+                    objects = true;
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        // Checked at the end, whatever the order of the two: the caller keeps nothing
+        // of a cache that fails here.
+        match version {
+            _ if !objects => Err(A::Error::missing_field("objects")),
+            Some(CACHE_VERSION) => Ok(()),
+            v => Err(A::Error::custom(format!(
+                "version {}, this vswitchd reads {CACHE_VERSION}",
+                v.map_or("missing".to_string(), |v| v.to_string())
+            ))),
+        }
+    }
+}
+
+struct RecordsSeed<'f, F>(&'f mut F);
+
+impl<'de, F: FnMut(crate::store::ObjectRecord)> serde::de::DeserializeSeed<'de>
+    for RecordsSeed<'_, F>
+{
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, F: FnMut(crate::store::ObjectRecord)> serde::de::Visitor<'de> for RecordsSeed<'_, F> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of objects")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(rec) = seq.next_element::<crate::store::ObjectRecord>()? {
+            (self.0)(rec);
+        }
+        Ok(())
+    }
 }
 
 /// What the switch knows of its watch of the API, per kind.
@@ -196,7 +277,7 @@ impl Switch {
                 serde_json::to_writer(
                     &mut w,
                     &CacheOut {
-                        version: 1,
+                        version: CACHE_VERSION,
                         objects: ApiRecords(self),
                     },
                 )

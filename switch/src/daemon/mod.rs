@@ -273,10 +273,12 @@ impl Switch {
     /// the state again as a new snapshot (in the current layout), and publish it all.
     pub fn start(config: Config) -> Result<Switch, StartError> {
         let mut store = Store::open(&config.state_dir)?;
-        let mut image = store.load()?;
-        if config.api_cache {
-            api::read_cache(&config.state_dir, &mut image);
-        }
+        let image = store.load()?;
+        let cached = if config.api_cache {
+            api::read_cache(&config.state_dir, &image)
+        } else {
+            Vec::new()
+        };
         if image.read_version != crate::store::STATE_VERSION {
             tracing::info!(
                 from = image.read_version,
@@ -339,7 +341,7 @@ impl Switch {
         sw.open_tunnel(tunnel, tunnel_rec)?;
         sw.ensure_gateway(stale_gateways)?;
         sw.wire_local_pods();
-        sw.restore_objects(&image);
+        sw.restore_objects(&image, cached);
         // The state as it now is, in the current layout, as the new snapshot: an
         // upgraded file, settings from the flags, a new gateway are durable before the
         // first packet meets them.

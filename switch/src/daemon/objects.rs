@@ -550,8 +550,10 @@ impl Switch {
     /// At start: the objects as saved (and the remote nodes of a version-1 state, as
     /// Node objects), each checked again against this start's settings and installed;
     /// one that no longer fits (a node that now overlaps this one) stays saved but
-    /// gets no rules, and says why.
-    pub(super) fn restore_objects(&mut self, image: &Image) {
+    /// gets no rules, and says why. Then `cached`, the objects from the API read back
+    /// from their cache (`api::read_cache`), after the saved ones, which win where the
+    /// two conflict.
+    pub(super) fn restore_objects(&mut self, image: &Image, cached: Vec<(ObjectKey, Stored)>) {
         let mut restored: Vec<(ObjectKey, Stored)> = Vec::new();
         for rec in image.objects.values() {
             let Some(kind) = k8s::kind_named(&rec.kind) else {
@@ -593,6 +595,7 @@ impl Switch {
                 }
             }
         }
+        restored.extend(cached);
         let n = restored.len();
         // Checked and stored first, then compiled: an object's rules may need others (a
         // Service its slices).

@@ -1039,3 +1039,115 @@ fn services_join_their_slices_in_any_order_and_survive_a_restart() {
     assert_eq!(service_state(&sw), (vec![], vec![]));
     sw.shutdown();
 }
+
+/// Objects from the API: cached at a clean stop, read back at the next start (saved
+/// objects winning), replaced by the first list; a broken or foreign cache is ignored.
+#[test]
+fn api_objects_come_back_from_their_cache_until_the_list() {
+    use vswitch_watch::Update;
+    let dir = TempDir::new("apicache");
+    let start_api = || {
+        let mut sw = Switch::start(Config {
+            workers: 2,
+            busy_poll: Duration::ZERO,
+            api_cache: true,
+            ..Config::new(&dir.0)
+        })
+        .unwrap();
+        sw.api_watching("http://api".into(), &["Namespace"]);
+        sw
+    };
+    let ns =
+        |name: &str| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+    let list = |names: &[&str]| {
+        let mut u = vec![Update::Relist { kind: "Namespace" }];
+        u.extend(names.iter().map(|n| Update::Applied {
+            kind: "Namespace",
+            object: ns(n),
+            listing: true,
+        }));
+        u.push(Update::Listed { kind: "Namespace" });
+        u
+    };
+    let sources = |sw: &Switch| -> Vec<(String, String)> {
+        let mut v: Vec<_> = sw
+            .objects
+            .iter()
+            .filter(|(k, _)| k.kind == "Namespace")
+            .map(|(k, s)| (k.name.clone(), s.source.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+
+    let mut sw = start_api();
+    sw.api_updates(list(&["a", "b"]));
+    assert!(sw.api_ready());
+    let r = sw.apply(&[manifest(1, ns("c"))]).results;
+    assert!(r.iter().all(|o| o.outcome == "created"), "{r:?}");
+    sw.shutdown();
+    drop(sw);
+
+    // The cache also names "c" (as if the API had it when written): the saved one wins.
+    let file = dir.0.join(api::CACHE_FILE);
+    let mut cache: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let objects = cache["objects"].as_array_mut().unwrap();
+    assert_eq!(
+        objects.len(),
+        2,
+        "only the API's objects are cached: {objects:?}"
+    );
+    let mut c = objects[0].clone();
+    c["name"] = json!("c");
+    c["object"]["metadata"]["name"] = json!("c");
+    c["id"] = json!(999);
+    objects.push(c);
+    std::fs::write(&file, serde_json::to_vec(&cache).unwrap()).unwrap();
+
+    let mut sw = start_api();
+    assert!(!sw.api_ready(), "not ready before the list, cache or not");
+    assert_eq!(
+        sources(&sw),
+        pairs(&[("a", "api"), ("b", "api"), ("c", "manifest")])
+    );
+    // The list replaces the cache: "b" was deleted while the switch was stopped.
+    sw.api_updates(list(&["a"]));
+    assert!(sw.api_ready());
+    assert_eq!(sources(&sw), pairs(&[("a", "api"), ("c", "manifest")]));
+    sw.shutdown();
+    drop(sw);
+
+    // The cache now holds "a": every way it can be broken leaves it out, and nothing else.
+    let good: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(good["objects"].as_array().map(Vec::len), Some(1), "{good}");
+    let text = serde_json::to_vec(&good).unwrap();
+    let mut other = good.clone();
+    other["version"] = json!(2);
+    let mut unversioned = good.clone();
+    unversioned.as_object_mut().unwrap().remove("version");
+    for broken in [
+        text[..text.len() - 2].to_vec(),
+        serde_json::to_vec(&other).unwrap(),
+        serde_json::to_vec(&unversioned).unwrap(),
+        b"[]".to_vec(),
+        [&text[..], b"x"].concat(),
+    ] {
+        std::fs::write(&file, &broken).unwrap();
+        let sw = start_api();
+        assert_eq!(
+            sources(&sw),
+            pairs(&[("c", "manifest")]),
+            "{}",
+            String::from_utf8_lossy(&broken)
+        );
+        drop(sw);
+    }
+    std::fs::write(&file, &text).unwrap();
+    let sw = start_api();
+    assert_eq!(sources(&sw), pairs(&[("a", "api"), ("c", "manifest")]));
+}
