@@ -132,6 +132,19 @@ fn the_daemonset_runs_vswitchd_on_the_hosts_network_with_what_it_needs() {
     // Runs everywhere, first.
     assert_eq!(pod["tolerations"][0]["operator"], "Exists");
     assert_eq!(pod["priorityClassName"], "system-node-critical");
+    // Every flag it is given is one vswitchd takes.
+    let help = std::process::Command::new(vswitch_tests::e2e::bin("vswitchd"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for a in &args {
+        let flag = a.split('=').next().unwrap();
+        assert!(
+            help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")),
+            "the DaemonSet gives vswitchd {flag}, which it does not take:\n{help}"
+        );
+    }
 }
 
 #[test]

@@ -296,10 +296,11 @@ fn the_switch_follows_the_api_server_through_changes_outages_and_restarts() {
 
 /// A Node given its Pod CIDR only after vswitchd starts (the controller manager assigns it
 /// once the kubelet has registered the Node): vswitchd waits for it, as Flannel's and
-/// Antrea's agents wait for theirs, and starts with it.
+/// Antrea's agents wait for theirs, and starts with it. The API server reached at the
+/// address `--kube-apiserver` gives, not the kubeconfig's.
 #[test]
 #[ignore = "needs root"]
-fn a_pod_cidr_given_after_the_start_is_waited_for() {
+fn a_pod_cidr_given_after_the_start_is_waited_for_at_the_given_api_server() {
     let _serial = serial();
     require_root(&["ip", "python3", "timeout"]);
     let n = Netns::new();
@@ -308,7 +309,12 @@ fn a_pod_cidr_given_after_the_start_is_waited_for() {
     let mut registered = node("n1", "", "192.168.77.1");
     registered["spec"] = json!({});
     let api = FakeApi::start(&n, port, &[registered], 100);
+    // The kubeconfig names an address where nothing answers (as a Service address does
+    // before the switch serves it); --kube-apiserver gives the server's own.
     let kc = api.kubeconfig();
+    let text = std::fs::read_to_string(&kc).unwrap();
+    std::fs::write(&kc, text.replace(&format!(":{port}"), ":1")).unwrap();
+    let server = format!("http://127.0.0.1:{port}");
     let d = std::thread::scope(|s| {
         s.spawn(|| {
             std::thread::sleep(Duration::from_secs(2));
@@ -319,6 +325,8 @@ fn a_pod_cidr_given_after_the_start_is_waited_for() {
             &[
                 "--kubeconfig",
                 kc.to_str().unwrap(),
+                "--kube-apiserver",
+                &server,
                 "--node-name",
                 "n1",
                 "--no-tunnel",

@@ -140,6 +140,8 @@ pub enum Error {
     Client(#[from] kube::Error),
     #[error("the watcher's runtime: {0}")]
     Runtime(#[from] std::io::Error),
+    #[error("API server address {server:?}: {error}")]
+    Server { server: String, error: String },
 }
 
 /// The configuration for `source`.
@@ -326,12 +328,27 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     /// A client for `source`. Fails only when it cannot be made (no kubeconfig, not in a
     /// cluster); the API server is not contacted.
-    pub fn new(source: &Source) -> Result<Connection, Error> {
+    /// `server`: the API server's address, in place of the source's (in a cluster whose
+    /// Services this switch serves, `KUBERNETES_SERVICE_HOST` is a Service address that
+    /// only works once the switch has listed the Services: Cilium's `k8sServiceHost` and
+    /// Antrea's `kubeAPIServerOverride` answer the same).
+    pub fn new(source: &Source, server: Option<&str>) -> Result<Connection, Error> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         let (client, server) = rt.block_on(async {
-            let c = config(source).await?;
+            let mut c = config(source).await?;
+            if let Some(s) = server {
+                let url = if s.contains("://") {
+                    s.to_string()
+                } else {
+                    format!("https://{s}")
+                };
+                c.cluster_url = url.parse().map_err(|e| Error::Server {
+                    server: s.to_string(),
+                    error: format!("{e}"),
+                })?;
+            }
             let server = c.cluster_url.to_string();
             Ok::<_, Error>((kube::Client::try_from(c)?, server))
         })?;

@@ -132,6 +132,13 @@ struct Args {
     /// Do not watch the Kubernetes API, even in a cluster.
     #[arg(long, conflicts_with = "kubeconfig")]
     no_kube: bool,
+    /// The API server's address (`HOST:PORT` or a URL), in place of the kubeconfig's or
+    /// the in-cluster `KUBERNETES_SERVICE_HOST`: where this switch replaces kube-proxy,
+    /// that is a Service address it can reach only once it has listed the Services, so
+    /// a first start needs the API server's own (as Cilium's `k8sServiceHost` and
+    /// Antrea's `kubeAPIServerOverride`).
+    #[arg(long, value_name = "ADDRESS", conflicts_with = "no_kube")]
+    kube_apiserver: Option<String>,
     /// Name of the gateway port (an internal port in this namespace).
     #[arg(long, default_value = vswitch::daemon::DEFAULT_GATEWAY)]
     gateway_name: String,
@@ -255,8 +262,12 @@ fn main() {
             .trim()
             .to_lowercase()
     });
-    let kube = kube_source(&args).map(|source| {
-        vswitch_watch::Connection::new(&source)
+    let source = kube_source(&args);
+    if source.is_none() && args.kube_apiserver.is_some() {
+        fail("--kube-apiserver: no credentials for it (give --kubeconfig, or run in a Pod with a service account token mounted)".to_string());
+    }
+    let kube = source.map(|source| {
+        vswitch_watch::Connection::new(&source, args.kube_apiserver.as_deref())
             .unwrap_or_else(|e| fail(format!("the Kubernetes API: {e}")))
     });
     let (mut pod_cidr, mut node_ip) = (args.pod_cidr.clone(), args.node_ip);
