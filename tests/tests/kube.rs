@@ -248,6 +248,11 @@ fn the_switch_follows_the_api_server_through_changes_outages_and_restarts() {
         "deny",
         "the policy stays while the API is down"
     );
+    let got = svc::exchanges(&client, "10.96.0.50", "tcp", 2);
+    assert!(
+        !got.contains_key("10.244.1.10"),
+        "still refused with the API down: {got:?}"
+    );
     assert!(has_flow(&d, "10.244.3.0/24"));
     // Back with n3 and the policy gone (deleted while it was down): the relist removes
     // them.
@@ -291,6 +296,13 @@ fn the_switch_follows_the_api_server_through_changes_outages_and_restarts() {
     assert!(
         wait_until(Duration::from_secs(10), || verdict(&d) == "allow"),
         "the cached policy the API no longer has is removed"
+    );
+    // The restarted switch forwards the Pod's traffic through the Service as before.
+    let got = svc::exchanges(&client, "10.96.0.50", "tcp", 3);
+    assert_eq!(
+        got.get("10.244.1.10"),
+        Some(&3),
+        "through the ClusterIP after the restart: {got:?}"
     );
 }
 
