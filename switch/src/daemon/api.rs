@@ -298,7 +298,11 @@ impl Switch {
 
     /// Apply a batch of the watcher's updates as one change.
     pub fn api_updates(&mut self, updates: Vec<Update>) {
-        let now = crate::ofproto::now_ms();
+        // When a kind was last listed, as `show` prints it: wall-clock time, not the
+        // switch's monotonic clock.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         self.api.dirty |= updates
             .iter()
             .any(|u| !matches!(u, Update::Down { .. } | Update::Relist { .. }));

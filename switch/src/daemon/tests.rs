@@ -1088,6 +1088,9 @@ fn api_objects_come_back_from_their_cache_until_the_list() {
     let mut sw = start_api();
     sw.api_updates(list(&["a", "b"]));
     assert!(sw.api_ready());
+    let status = sw.api_status().unwrap();
+    let synced = status.kinds[0].synced.clone().unwrap_or_default();
+    assert!(synced.starts_with("20"), "listed at a date: {synced}");
     let r = sw.apply(&[manifest(1, ns("c"))]).results;
     assert!(r.iter().all(|o| o.outcome == "created"), "{r:?}");
     sw.shutdown();
