@@ -4,7 +4,9 @@
 # plus control calls to change objects while the switch watches, drop every watch
 # stream, and forget old versions.
 #
-#   python3 fakeapi.py PORT FIXTURES.json [FIRST_RV]
+#   python3 fakeapi.py PORT FIXTURES.json [FIRST_RV [CERT.pem KEY.pem]]
+#
+# With CERT and KEY it serves HTTPS (the tests' self-signed certificate), else HTTP.
 #
 # FIXTURES: a JSON list of objects (apiVersion, kind, metadata...). Control calls (POST):
 #   /fake/put      body: an object      (created or changed: ADDED / MODIFIED)
@@ -188,4 +190,10 @@ class Handler(BaseHTTPRequestHandler):
             pass
 
 ThreadingHTTPServer.daemon_threads = True
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+if len(sys.argv) > 5:
+    import ssl
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(sys.argv[4], sys.argv[5])
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+server.serve_forever()

@@ -16,20 +16,55 @@ const FAKEAPI: &str = include_str!("../src/fakeapi.py");
 struct FakeApi {
     dir: std::path::PathBuf,
     port: u16,
+    /// HTTPS with the tests' self-signed certificate (`src/testdata/fakeapi-cert.pem`).
+    tls: bool,
     server: Option<Bg>,
+}
+
+/// The tests' certificate for 127.0.0.1: self-signed and marked as a CA, as `openssl req
+/// -x509` makes one, and trusted as such by the kubeconfig.
+const CERT: &str = include_str!("../src/testdata/fakeapi-cert.pem");
+const KEY: &str = include_str!("../src/testdata/fakeapi-key.pem");
+
+/// Python that opens `url` (a control call's `data` when given), trusting the tests'
+/// certificate.
+fn urlopen(url: &str, data: Option<&str>) -> String {
+    let request = match data {
+        Some(d) => format!("urllib.request.Request('{url}', data={d:?}.encode(), method='POST')"),
+        None => format!("'{url}'"),
+    };
+    format!(
+        "import ssl, urllib.request; urllib.request.urlopen({request}, context=ssl._create_unverified_context())"
+    )
 }
 
 impl FakeApi {
     fn start(node: &Netns, port: u16, fixtures: &[Value], first_rv: u64) -> FakeApi {
+        FakeApi::start_with(node, port, fixtures, first_rv, false)
+    }
+
+    fn start_with(
+        node: &Netns,
+        port: u16,
+        fixtures: &[Value],
+        first_rv: u64,
+        tls: bool,
+    ) -> FakeApi {
         let dir = std::env::temp_dir().join(unique("vsw-fakeapi"));
         std::fs::create_dir_all(&dir).unwrap();
         let mut api = FakeApi {
             dir,
             port,
+            tls,
             server: None,
         };
         api.run(node, fixtures, first_rv);
         api
+    }
+
+    fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     fn run(&mut self, node: &Netns, fixtures: &[Value], first_rv: u64) {
@@ -37,8 +72,11 @@ impl FakeApi {
         std::fs::write(&script, FAKEAPI).unwrap();
         let fx = self.dir.join("fixtures.json");
         std::fs::write(&fx, serde_json::to_vec(fixtures).unwrap()).unwrap();
+        let (cert, key) = (self.dir.join("cert.pem"), self.dir.join("key.pem"));
+        std::fs::write(&cert, CERT).unwrap();
+        std::fs::write(&key, KEY).unwrap();
         let (port, rv) = (self.port.to_string(), first_rv.to_string());
-        self.server = Some(node.spawn(&[
+        let mut argv = vec![
             "timeout",
             "600",
             "python3",
@@ -46,17 +84,15 @@ impl FakeApi {
             &port,
             fx.to_str().unwrap(),
             &rv,
-        ]));
-        let url = format!("http://127.0.0.1:{port}/fake/requests");
+        ];
+        if self.tls {
+            argv.extend([cert.to_str().unwrap(), key.to_str().unwrap()]);
+        }
+        self.server = Some(node.spawn(&argv));
+        let code = urlopen(&format!("{}/fake/requests", self.url()), None);
         assert!(
             wait_until(Duration::from_secs(10), || {
-                node.exec(&[
-                    "python3",
-                    "-c",
-                    &format!("import urllib.request; urllib.request.urlopen('{url}')"),
-                ])
-                .status
-                .success()
+                node.exec(&["python3", "-c", &code]).status.success()
             }),
             "the fake API server did not start"
         );
@@ -68,9 +104,17 @@ impl FakeApi {
 
     fn kubeconfig(&self) -> std::path::PathBuf {
         let path = self.dir.join("kubeconfig");
+        let ca = if self.tls {
+            format!(
+                "    certificate-authority: {}\n",
+                self.dir.join("cert.pem").display()
+            )
+        } else {
+            String::new()
+        };
         let kc = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://127.0.0.1:{}\nusers:\n- name: u\n  user:\n    token: fake-token\ncontexts:\n- name: c\n  context:\n    cluster: fake\n    user: u\ncurrent-context: c\n",
-            self.port
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n{ca}users:\n- name: u\n  user:\n    token: fake-token\ncontexts:\n- name: c\n  context:\n    cluster: fake\n    user: u\ncurrent-context: c\n",
+            self.url()
         );
         std::fs::write(&path, kc).unwrap();
         path
@@ -78,10 +122,9 @@ impl FakeApi {
 
     /// A control call (`put`, `delete`, `drop`, `expire`).
     fn call(&self, node: &Netns, what: &str, body: &Value) {
-        let code = format!(
-            "import urllib.request; urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:{}/fake/{what}', data={:?}.encode(), method='POST'))",
-            self.port,
-            body.to_string()
+        let code = urlopen(
+            &format!("{}/fake/{what}", self.url()),
+            Some(&body.to_string()),
         );
         let out = node.exec(&["python3", "-c", &code]);
         assert!(out.status.success(), "fake API {what}: {out:?}");
@@ -309,7 +352,8 @@ fn the_switch_follows_the_api_server_through_changes_outages_and_restarts() {
 /// A Node given its Pod CIDR only after vswitchd starts (the controller manager assigns it
 /// once the kubelet has registered the Node): vswitchd waits for it, as Flannel's and
 /// Antrea's agents wait for theirs, and starts with it. The API server reached at the
-/// address `--kube-apiserver` gives, not the kubeconfig's.
+/// address `--kube-apiserver` gives, not the kubeconfig's, over HTTPS with a self-signed
+/// certificate that the kubeconfig trusts (accepted as Go's clients accept it).
 #[test]
 #[ignore = "needs root"]
 fn a_pod_cidr_given_after_the_start_is_waited_for_at_the_given_api_server() {
@@ -320,13 +364,13 @@ fn a_pod_cidr_given_after_the_start_is_waited_for_at_the_given_api_server() {
     let port = 20000 + ((std::process::id() + 7919) % 20000) as u16;
     let mut registered = node("n1", "", "192.168.77.1");
     registered["spec"] = json!({});
-    let api = FakeApi::start(&n, port, &[registered], 100);
+    let api = FakeApi::start_with(&n, port, &[registered], 100, true);
     // The kubeconfig names an address where nothing answers (as a Service address does
     // before the switch serves it); --kube-apiserver gives the server's own.
     let kc = api.kubeconfig();
     let text = std::fs::read_to_string(&kc).unwrap();
     std::fs::write(&kc, text.replace(&format!(":{port}"), ":1")).unwrap();
-    let server = format!("http://127.0.0.1:{port}");
+    let server = format!("127.0.0.1:{port}");
     let d = std::thread::scope(|s| {
         s.spawn(|| {
             std::thread::sleep(Duration::from_secs(2));

@@ -140,6 +140,8 @@ pub enum Error {
     Client(#[from] kube::Error),
     #[error("the watcher's runtime: {0}")]
     Runtime(#[from] std::io::Error),
+    #[error("TLS to the API server: {0}")]
+    Tls(String),
     #[error("API server address {server:?}: {error}")]
     Server { server: String, error: String },
 }
@@ -350,7 +352,7 @@ impl Connection {
                 })?;
             }
             let server = c.cluster_url.to_string();
-            Ok::<_, Error>((kube::Client::try_from(c)?, server))
+            Ok::<_, Error>((tls::client(c)?, server))
         })?;
         Ok(Connection { rt, client, server })
     }
@@ -393,6 +395,8 @@ impl Connection {
             })
     }
 }
+
+pub mod tls;
 
 #[cfg(test)]
 mod tests;
