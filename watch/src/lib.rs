@@ -116,6 +116,19 @@ pub enum Update {
     Down { kind: &'static str, error: String },
 }
 
+impl Update {
+    /// The kind it is of.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Update::Relist { kind }
+            | Update::Applied { kind, .. }
+            | Update::Deleted { kind, .. }
+            | Update::Listed { kind }
+            | Update::Down { kind, .. } => kind,
+        }
+    }
+}
+
 /// Where the API server is and how to talk to it.
 #[derive(Clone, Debug)]
 pub enum Source {
@@ -366,9 +379,13 @@ impl Connection {
             let deadline = tokio::time::Instant::now() + wait;
             let mut backoff = Backoff::new();
             loop {
-                let err = match api.get(name).await {
-                    Ok(o) => return Ok(to_json(&kind, o)),
-                    Err(e) => e.to_string(),
+                // Each try bounded too: a server that takes the connection and never
+                // answers does not hold the start past `wait`.
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let err = match tokio::time::timeout(left, api.get(name)).await {
+                    Ok(Ok(o)) => return Ok(to_json(&kind, o)),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no answer within {wait:?}"),
                 };
                 let d = backoff.delay();
                 if tokio::time::Instant::now() + d > deadline {

@@ -6,9 +6,10 @@
 //! `openssl req -x509` makes by default, and what small clusters and test servers often
 //! serve, with that same certificate as the kubeconfig's `certificate-authority`. Go's
 //! x509 accepts it (the certificate is its own root). Here such a server is accepted
-//! exactly when the certificate it presents is, byte for byte, one of the trusted ones
-//! and names the server; the handshake's signatures are checked as always. Anything else
-//! is webpki's decision. The stack around it is kube's own (its base URI, retry,
+//! exactly when webpki's only objection is that one, the certificate it presents is,
+//! byte for byte, one of the trusted ones, and it names the server; the handshake's
+//! signatures are checked as always. Anything else (expired, another name) is webpki's
+//! decision. The stack around it is kube's own (its base URI, retry,
 //! authentication and header layers; its connect, read and write timeouts).
 
 use kube::client::ConfigExt;
@@ -117,7 +118,14 @@ impl ServerCertVerifier for Verifier {
             Ok(v) => return Ok(v),
             Err(e) => e,
         };
-        if !self.roots.iter().any(|r| r[..] == end_entity[..]) {
+        // Only for that refusal: an expired certificate, one for another name or purpose
+        // is refused as before (webpki checks those first).
+        let ca_as_end_entity = matches!(
+            &e,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))
+                if o.to_string().contains("CaUsedAsEndEntity")
+        );
+        if !ca_as_end_entity || !self.roots.iter().any(|r| r[..] == end_entity[..]) {
             return Err(e);
         }
         let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
@@ -166,13 +174,23 @@ mod tests {
     // exchange, which a certificate check does not involve).
     #[allow(deprecated)]
     fn verify(roots: &[&str], server: &str, name: &str) -> Result<(), rustls::Error> {
+        verify_at(roots, server, name, UnixTime::now())
+    }
+
+    #[allow(deprecated)]
+    fn verify_at(
+        roots: &[&str],
+        server: &str,
+        name: &str,
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
         let v = Verifier::new(
             roots.iter().map(|p| der(p).to_vec()).collect(),
             Arc::new(rustls::crypto::ring::default_provider()),
         )
         .unwrap();
         let name = ServerName::try_from(name.to_string()).unwrap();
-        v.verify_server_cert(&der(server), &[], &name, &[], UnixTime::now())
+        v.verify_server_cert(&der(server), &[], &name, &[], now)
             .map(|_| ())
     }
 
@@ -186,6 +204,10 @@ mod tests {
         assert!(verify(&[SELF_SIGNED], SELF_SIGNED, "elsewhere.example").is_err());
         // Not trusted: refused.
         assert!(verify(&[CA], SELF_SIGNED, "127.0.0.1").is_err());
+        // Out of its validity (it ends in 2126): refused, as Go refuses it.
+        let later = UnixTime::since_unix_epoch(std::time::Duration::from_secs(7_000_000_000));
+        let e = verify_at(&[SELF_SIGNED], SELF_SIGNED, "127.0.0.1", later).unwrap_err();
+        assert!(e.to_string().contains("expired"), "{e}");
     }
 
     #[test]

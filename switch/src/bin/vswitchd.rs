@@ -392,7 +392,19 @@ fn watch_api(conn: vswitch_watch::Connection, switch: &Arc<Mutex<Switch>>, stop:
                 };
                 let mut batch = vec![first];
                 batch.extend(rx.try_iter().take(2047));
-                sw.lock().api_updates(batch);
+                // A batch that panics (a bug) is undone by the transaction; the thread
+                // goes on with the next rather than leaving the watcher blocked on a full
+                // queue while `show` says all is well.
+                let mut kinds: Vec<&'static str> =
+                    batch.iter().map(vswitch_watch::Update::kind).collect();
+                kinds.dedup();
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    sw.lock().api_updates(batch)
+                }));
+                if run.is_err() {
+                    tracing::error!(kinds = ?kinds, "a batch of updates from the API failed (a bug: see the panic above); undone");
+                    sw.lock().api_batch_lost(&kinds, "a panic");
+                }
             }
         })
         .unwrap_or_else(|e| fail(format!("cannot start the API thread: {e}")));

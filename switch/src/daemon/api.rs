@@ -19,10 +19,11 @@
 //! false, and CNI ADD waits for it (bounded), so that no Pod starts before the policies
 //! and Services of the cluster are in place.
 
+use super::objects::Change;
 use super::{Switch, Txn};
 use crate::k8s::{self, ObjectKey, Route};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use vswitch_proto::rpc;
 use vswitch_watch::Update;
 
@@ -195,6 +196,10 @@ pub struct ApiState {
     /// The objects from the API changed since the cache was written; when it was.
     dirty: bool,
     cached_at: u64,
+    /// The API's objects held back by an object of the same name applied from a file
+    /// (which wins), as the switch would keep them: put in place when the file's is
+    /// deleted.
+    shadowed: HashMap<ObjectKey, k8s::Stored>,
 }
 
 #[derive(Debug, Default)]
@@ -219,6 +224,17 @@ impl ApiState {
             kinds: kinds.iter().map(|k| (*k, KindState::default())).collect(),
             ..ApiState::default()
         }
+    }
+
+    /// Hold back the API's object `key` behind an object applied from a file; whether it
+    /// was not held back before.
+    pub(super) fn shadow(&mut self, key: ObjectKey, stored: k8s::Stored) -> bool {
+        self.shadowed.insert(key, stored).is_none()
+    }
+
+    /// The API's object `key`, held back until now.
+    pub(super) fn unshadow(&mut self, key: &ObjectKey) -> Option<k8s::Stored> {
+        self.shadowed.remove(key)
     }
 
     /// Every kind watched has been listed once (or nothing is watched).
@@ -282,9 +298,13 @@ impl Switch {
                     },
                 )
                 .map_err(std::io::Error::other)?;
-                std::io::Write::flush(&mut w)
+                // On disk before it replaces the old one: a crash leaves one or the other
+                // whole, never an empty cache (which a restart with the API down would
+                // read as no policies at all).
+                w.into_inner().map_err(|e| e.into_error())?.sync_all()
             })
-            .and_then(|()| std::fs::rename(&tmp, &path));
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .and_then(|()| std::fs::File::open(&self.config.state_dir)?.sync_all());
         match written {
             Ok(()) => {
                 self.api.dirty = false;
@@ -303,9 +323,6 @@ impl Switch {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        self.api.dirty |= updates
-            .iter()
-            .any(|u| !matches!(u, Update::Down { .. } | Update::Relist { .. }));
         let done = self.transact(|sw, txn| {
             let mut routes = Vec::new();
             for u in &updates {
@@ -319,6 +336,19 @@ impl Switch {
         });
         if let Err(e) = done {
             tracing::error!(error = %e.message, updates = updates.len(), "updates from the API not applied");
+            let kinds: Vec<&'static str> = updates.iter().map(Update::kind).collect();
+            self.api_batch_lost(&kinds, &e.message);
+        }
+    }
+
+    /// A batch of updates could not be applied (undone whole): its kinds say so in
+    /// `show` until their next list or event, since what the switch holds of them may be
+    /// behind the API until then.
+    pub fn api_batch_lost(&mut self, kinds: &[&'static str], why: &str) {
+        for kind in kinds {
+            self.api.kinds.entry(kind).or_default().error = Some(format!(
+                "updates not applied ({why}): behind the API until the next list"
+            ));
         }
     }
 
@@ -350,9 +380,15 @@ impl Switch {
                 if *listing && let (Some(seen), Some(key)) = (st.listing.as_mut(), key.as_ref()) {
                     seen.insert(key.clone());
                 }
-                if let Err(e) = self.apply_object(txn, k, object, FROM_API, routes) {
-                    self.api.kinds.entry(kind).or_default().refused += 1;
-                    tracing::warn!(kind = %kind, object = ?key.map(|k| k.to_string()), error = %e, "object from the API not applied");
+                match self.apply_object(txn, k, object, FROM_API, routes) {
+                    // The cache is written again only for what changed here (a Pod's
+                    // status heartbeat changes nothing the switch keeps).
+                    Ok(Change::Created | Change::Configured) => self.api.dirty = true,
+                    Ok(_) => {}
+                    Err(e) => {
+                        self.api.kinds.entry(kind).or_default().refused += 1;
+                        tracing::warn!(kind = %kind, object = ?key.map(|k| k.to_string()), error = %e, "object from the API not applied");
+                    }
                 }
             }
             Update::Deleted { kind, object } => {
@@ -383,6 +419,10 @@ impl Switch {
                 if !gone.is_empty() {
                     tracing::info!(kind = %kind, removed = gone.len(), "objects the new list no longer holds removed");
                 }
+                let kind_name = k.info().kind;
+                self.api
+                    .shadowed
+                    .retain(|key, _| key.kind != kind_name || seen.contains(key));
                 for key in gone {
                     self.api_remove(txn, k, key, routes);
                 }
@@ -406,11 +446,15 @@ impl Switch {
         key: ObjectKey,
         routes: &mut Vec<(u64, Vec<Route>)>,
     ) {
+        self.api.shadowed.remove(&key);
         if self.objects.get(&key).is_none_or(|s| s.source != FROM_API) {
             return;
         }
-        if let Err(e) = self.put_object(txn, kind, key.clone(), None, routes) {
-            tracing::error!(object = %key, error = %e.message, "object deleted from the API not removed");
+        match self.put_object(txn, kind, key.clone(), None, routes) {
+            Ok(()) => self.api.dirty = true,
+            Err(e) => {
+                tracing::error!(object = %key, error = %e.message, "object deleted from the API not removed")
+            }
         }
     }
 

@@ -192,8 +192,18 @@ impl Switch {
         if self.objects.get(&key).is_none() {
             return Err("not found".into());
         }
-        self.put_object(txn, kind, key, None, routes)
+        let shadowed = self
+            .objects
+            .get(&key)
+            .filter(|s| s.source != super::api::FROM_API)
+            .and_then(|_| self.api.unshadow(&key));
+        self.put_object(txn, kind, key.clone(), None, routes)
             .map_err(|r| r.message)?;
+        // The API's object of that name, which the file's held back, takes its place.
+        if let Some(api) = shadowed {
+            self.put_object(txn, kind, key, Some(api), routes)
+                .map_err(|r| r.message)?;
+        }
         Ok(Change::Deleted)
     }
 
@@ -216,9 +226,34 @@ impl Switch {
             Checked::ThisNode(Err(e)) => return Err(e.to_string()),
         }
         let old = self.objects.get(&key).cloned();
+        let from_api = |s: &str| s == super::api::FROM_API;
+        if let Some(o) = &old
+            && from_api(source)
+            && !from_api(&o.source)
+        {
+            // An object applied from a file wins over the API's of the same name, which
+            // waits until the file's is deleted (the user's configuration is not taken
+            // over, nor later removed with the API's).
+            let first = self.api.shadow(
+                key.clone(),
+                Stored {
+                    spec,
+                    source: source.to_string(),
+                    id: o.id,
+                },
+            );
+            if first {
+                tracing::info!(object = %key, source = %o.source, "the API has an object applied from a file here: the file's stays, the API's waits until it is deleted (vswitchctl delete -f)");
+            }
+            return Ok(Change::Unchanged);
+        }
         if let Some(o) = &old
             && o.spec == spec
         {
+            if !from_api(source) && from_api(&o.source) {
+                // The same as the API's, now the user's: saved from here on.
+                return self.adopt(txn, kind, key, o.clone(), source, routes);
+            }
             // The same again: a route that could not be set before is tried again.
             let owner = kind.owner(o);
             let want = kind
@@ -229,6 +264,7 @@ impl Switch {
             }
             return Ok(Change::Unchanged);
         }
+        let old_present = old.is_some();
         let id = match &old {
             Some(o) => o.id,
             None => self
@@ -241,13 +277,38 @@ impl Switch {
             source: source.to_string(),
             id,
         };
-        self.put_object(txn, kind, key, Some(stored), routes)
+        self.put_object(txn, kind, key.clone(), Some(stored), routes)
             .map_err(|r| r.message)?;
-        Ok(if old.is_some() {
+        if let Some(o) = old.filter(|o| !from_api(source) && from_api(&o.source)) {
+            self.api.shadow(key, o);
+            return Ok(Change::Configured);
+        }
+        Ok(if old_present {
             Change::Configured
         } else {
             Change::Created
         })
+    }
+
+    /// An object from the API applied again from a file as it is: kept, from now on the
+    /// file's (saved), the API's waiting behind it.
+    fn adopt(
+        &mut self,
+        txn: &mut Txn,
+        kind: &'static dyn Kind,
+        key: ObjectKey,
+        old: Stored,
+        source: &str,
+        routes: &mut Vec<(u64, Vec<Route>)>,
+    ) -> Result<Change, String> {
+        let stored = Stored {
+            source: source.to_string(),
+            ..old.clone()
+        };
+        self.put_object(txn, kind, key.clone(), Some(stored), routes)
+            .map_err(|r| r.message)?;
+        self.api.shadow(key, old);
+        Ok(Change::Configured)
     }
 
     /// Put (or remove) an object: its rules compiled and installed under its owner (all

@@ -517,7 +517,7 @@ fn namespaces_pods_and_network_policies_are_kept_shown_and_restored() {
                                 "ports": [{ "port": "http" }] }] } });
     let mut bad = policy.clone();
     bad["metadata"]["name"] = json!("bad");
-    bad["spec"]["ingress"][0]["from"][0] = json!({ "ipBlock": { "cidr": "10.0.0.1/8" } });
+    bad["spec"]["ingress"][0]["from"][0] = json!({ "ipBlock": { "cidr": "10.0.0.1/33" } });
     let r = sw
         .apply(&[
             manifest(1, ns.clone()),
@@ -536,8 +536,8 @@ fn namespaces_pods_and_network_policies_are_kept_shown_and_restored() {
     assert_eq!(
         r[3].message.as_deref(),
         Some(
-            "spec.ingress[0].from[0].ipBlock.cidr: Invalid value: \"10.0.0.1/8\": must not have \
-             bits set beyond the prefix length"
+            "spec.ingress[0].from[0].ipBlock.cidr: Invalid value: \"10.0.0.1/33\": must be a \
+             valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"
         )
     );
     let get = |sw: &Switch, resource: &str| {
@@ -1153,4 +1153,78 @@ fn api_objects_come_back_from_their_cache_until_the_list() {
     std::fs::write(&file, &text).unwrap();
     let sw = start_api();
     assert_eq!(sources(&sw), pairs(&[("a", "api"), ("c", "manifest")]));
+}
+
+/// An object applied from a file wins over the API's of the same name: the API neither
+/// takes it over nor removes it; deleting the file's puts the API's in its place.
+#[test]
+fn objects_from_files_win_over_the_apis_and_give_way_when_deleted() {
+    use vswitch_watch::Update;
+    let dir = TempDir::new("apishadow");
+    let mut sw = start(&dir);
+    sw.api_watching("http://api".into(), &["Namespace"]);
+    let ns = |name: &str, team: &str| {
+        json!({"apiVersion": "v1", "kind": "Namespace",
+               "metadata": {"name": name, "labels": {"team": team}}})
+    };
+    let applied = |o: Value| Update::Applied {
+        kind: "Namespace",
+        object: o,
+        listing: false,
+    };
+    let team = |sw: &Switch, name: &str| -> Option<(String, String)> {
+        let key = crate::k8s::ObjectKey {
+            kind: "Namespace",
+            namespace: String::new(),
+            name: name.into(),
+        };
+        let s = sw.objects.get(&key)?;
+        let obj = sw.object_record(&key, s).object;
+        Some((
+            obj["metadata"]["labels"]["team"].as_str()?.to_string(),
+            s.source.clone(),
+        ))
+    };
+    let pair = |a: &str, b: &str| Some((a.to_string(), b.to_string()));
+    // The file's first: the API's waits behind it, through changes and a deletion.
+    sw.apply(&[manifest(1, ns("a", "file"))]);
+    sw.api_updates(vec![
+        Update::Relist { kind: "Namespace" },
+        Update::Applied {
+            kind: "Namespace",
+            object: ns("a", "api"),
+            listing: true,
+        },
+        Update::Listed { kind: "Namespace" },
+    ]);
+    assert_eq!(team(&sw, "a"), pair("file", "manifest"));
+    sw.api_updates(vec![applied(ns("a", "api2"))]);
+    assert_eq!(team(&sw, "a"), pair("file", "manifest"));
+    // Deleting the file's: the API's takes its place.
+    let r = sw.delete(&[manifest(1, ns("a", "file"))]).results;
+    assert_eq!(r[0].outcome, "deleted", "{r:?}");
+    assert_eq!(team(&sw, "a"), pair("api2", "api"));
+
+    // The API's first, then the file's: the file's takes over and is saved; the API
+    // deleting its own leaves the file's; nothing comes back after `delete -f`.
+    sw.api_updates(vec![applied(ns("b", "api"))]);
+    assert_eq!(team(&sw, "b"), pair("api", "api"));
+    sw.apply(&[manifest(1, ns("b", "file"))]);
+    assert_eq!(team(&sw, "b"), pair("file", "manifest"));
+    sw.api_updates(vec![Update::Deleted {
+        kind: "Namespace",
+        object: ns("b", "api"),
+    }]);
+    assert_eq!(team(&sw, "b"), pair("file", "manifest"));
+    sw.delete(&[manifest(1, ns("b", "file"))]);
+    assert_eq!(team(&sw, "b"), None);
+    // The same as the API's, applied from a file: the user's now, saved.
+    sw.api_updates(vec![applied(ns("c", "same"))]);
+    sw.apply(&[manifest(1, ns("c", "same"))]);
+    assert_eq!(team(&sw, "c"), pair("same", "manifest"));
+    sw.shutdown();
+    drop(sw);
+    let sw = start(&dir);
+    assert_eq!(team(&sw, "c"), pair("same", "manifest"), "saved");
+    assert_eq!(team(&sw, "a"), None, "the API's is not saved");
 }

@@ -218,10 +218,12 @@ const PEER_FIELDS: &[&str] = &["podSelector", "namespaceSelector", "ipBlock"];
 const IP_BLOCK_FIELDS: &[&str] = &["cidr", "except"];
 const PORT_FIELDS: &[&str] = &["protocol", "port", "endPort"];
 
-/// A CIDR as the API server takes an `ipBlock`'s (`IsValidCIDRForLegacyField`, strict,
-/// as the API server is since the `StrictIPCIDRValidation` gate): an address, `/`, a
-/// prefix length; no leading zeros, no IPv4-mapped IPv6 address, no bits set beyond the
-/// prefix.
+/// A CIDR as the API server takes an `ipBlock`'s (`IsValidCIDRForLegacyField`): an
+/// address, `/`, a prefix length; no leading zeros, no IPv4-mapped IPv6 address (as with
+/// the `StrictIPCIDRValidation` gate). Bits set beyond the prefix are cleared, as Go's
+/// `net.ParseCIDR` clears them for Antrea and Calico: the API server takes such a CIDR
+/// without the gate, and the upstream e2e suite writes one (`PodIP/4`), so refusing it
+/// would leave a policy the cluster holds unenforced.
 fn cidr(s: &str, path: &str) -> Result<IpNet, FieldError> {
     let bad = |m: &str| invalid(path, &Value::String(s.into()), m);
     let not_cidr = || bad("must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)");
@@ -238,9 +240,10 @@ fn cidr(s: &str, path: &str) -> Result<IpNet, FieldError> {
         if leading_zero {
             return Err(bad("must not have leading 0s in IP or prefix length"));
         }
-        return Ipv4Cidr::new(v4, prefix)
+        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+        return Ipv4Cidr::new(Ipv4Addr::from(u32::from(v4) & mask), prefix)
             .map(IpNet::V4)
-            .ok_or_else(|| bad("must not have bits set beyond the prefix length"));
+            .ok_or_else(not_cidr);
     }
     if let Ok(v6) = a.parse::<Ipv6Addr>() {
         if prefix > 128 {
@@ -252,10 +255,10 @@ fn cidr(s: &str, path: &str) -> Result<IpNet, FieldError> {
         if v6.to_ipv4_mapped().is_some() {
             return Err(bad("must not have an IPv4-mapped IPv6 address"));
         }
-        if u128::from(v6) & !v6_mask(prefix) != 0 {
-            return Err(bad("must not have bits set beyond the prefix length"));
-        }
-        return Ok(IpNet::V6 { net: v6, prefix });
+        return Ok(IpNet::V6 {
+            net: Ipv6Addr::from(u128::from(v6) & v6_mask(prefix)),
+            prefix,
+        });
     }
     // What Go's sloppy parser takes and a strict one does not: octets with leading
     // zeros, which other software reads as octal.
