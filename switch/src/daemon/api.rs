@@ -520,6 +520,27 @@ mod tests {
         assert!(ApiState::default().ready(), "nothing watched: ready");
     }
 
+    /// Objects as a real API server returns them (every field `kubectl get -o json`
+    /// shows: owner references, probes, status, conditions, hints, dual-stack addresses,
+    /// newer fields such as `trafficDistribution`) are read, not refused.
+    #[test]
+    fn objects_as_an_api_server_sends_them_are_read() {
+        let objects: Vec<Value> =
+            serde_json::from_str(include_str!("../k8s/testdata/from-api-server.json")).unwrap();
+        let mut kinds = Vec::new();
+        for o in &objects {
+            let kind = o["kind"].as_str().unwrap();
+            let k = k8s::kind_named(kind).unwrap();
+            if let Err(e) = k.read(o) {
+                panic!("{kind} {}: {e}", o["metadata"]["name"]);
+            }
+            kinds.push(kind);
+        }
+        kinds.sort();
+        kinds.dedup();
+        assert_eq!(kinds.len(), 6, "every kind watched: {kinds:?}");
+    }
+
     #[test]
     fn keys_of_api_objects() {
         let o = serde_json::json!({"metadata": {"name": "a", "namespace": "x"}});
