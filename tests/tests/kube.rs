@@ -269,6 +269,40 @@ fn the_switch_follows_the_api_server_through_changes_outages_and_restarts() {
         Some(&5),
         "through the ClusterIP: {got:?}"
     );
+    // A Service whose endpoint is the node itself (as the `kubernetes` Service's is the
+    // API server's host address), from the API: reached from the Pod.
+    let _node_server = svc::server(&n, "node", 120);
+    api.call(
+        &n,
+        "put",
+        &json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default"},
+            "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"],
+                     "ports": [{"name": "https", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}}),
+    );
+    api.call(
+        &n,
+        "put",
+        &json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "kubernetes"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["192.168.77.1"], "conditions": {"ready": true}}],
+            "ports": [{"name": "https", "port": 8080, "protocol": "TCP"}]}),
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || d
+            .ctl_json(&["get", "svc", "-n", "default"])
+            .to_string()
+            .contains("192.168.77.1:8080")),
+        "the kubernetes Service from the API"
+    );
+    let got = svc::exchanges(&client, "10.96.0.1", "tcp", 3);
+    assert_eq!(
+        got.get("node"),
+        Some(&3),
+        "a Service whose endpoint is the node's address: {got:?}"
+    );
     // Streams dropped, and old versions forgotten (410 Gone): it relists and goes on.
     api.call(&n, "drop", &json!({}));
     api.call(&n, "expire", &json!({}));

@@ -177,14 +177,16 @@ fn from_node(
     conn: &vswitch_watch::Connection,
     name: &str,
     need_cidr: bool,
+    restart: bool,
 ) -> (Option<String>, Option<std::net::Ipv4Addr>) {
-    // The Node is read for 15 s at most (the API server may be down: the saved state's
-    // settings serve); a Node that has no Pod CIDR yet (the controller manager assigns it
-    // after the kubelet registers the Node) is read again for a minute, as Flannel's and
-    // Antrea's agents wait for theirs.
+    // The Node is read for 15 s at most on a first start, 2 s on a restart (the API
+    // server may be down: the saved state's settings serve); a Node that has no Pod CIDR
+    // yet (the controller manager assigns it after the kubelet registers the Node) is
+    // read again for a minute, as Flannel's and Antrea's agents wait for theirs.
+    let wait = Duration::from_secs(if restart { 2 } else { 15 });
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let object = match conn.node(name, Duration::from_secs(15)) {
+        let object = match conn.node(name, wait) {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(node = %name, server = %conn.server, error = %e, "this node's Node object could not be read: its Pod CIDR and address come from the flags or the saved state");
@@ -274,7 +276,10 @@ fn main() {
     if let Some(conn) = &kube
         && (pod_cidr.is_none() || node_ip.is_none() && !args.no_tunnel)
     {
-        let (cidr, ip) = from_node(conn, &node_name, pod_cidr.is_none());
+        // A restart has the saved state's settings to fall back on: the API server being
+        // down must not hold the datapath back for long then.
+        let restart = args.state_dir.join(vswitch::store::STATE_FILE).exists();
+        let (cidr, ip) = from_node(conn, &node_name, pod_cidr.is_none() && !restart, restart);
         pod_cidr = pod_cidr.or(cidr);
         if !args.no_tunnel {
             node_ip = node_ip.or(ip);
