@@ -85,12 +85,16 @@ pub fn read_cache(
     let mut out = Vec::new();
     let mut dropped = 0usize;
     let mut each = |rec: crate::store::ObjectRecord| {
-        let saved = (rec.kind.clone(), rec.namespace.clone(), rec.name.clone());
-        if image.objects.contains_key(&saved) || !ids.insert((rec.kind.clone(), rec.id)) {
-            return;
-        }
         let read = k8s::kind_named(&rec.kind).and_then(|kind| kind.read(&rec.object).ok());
+        // Saved under the key its object reads as (not the record's own fields, which a
+        // damaged cache could make disagree).
+        let saved = |key: &ObjectKey| {
+            let k = (key.kind.to_string(), key.namespace.clone(), key.name.clone());
+            image.objects.contains_key(&k)
+        };
         match read {
+            Some((key, _)) if saved(&key) => {}
+            Some(_) if !ids.insert((rec.kind.clone(), rec.id)) => {}
             Some((key, spec)) if keys.insert(key.clone()) => out.push((
                 key,
                 k8s::Stored {
