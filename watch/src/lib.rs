@@ -353,6 +353,10 @@ impl Connection {
             .build()?;
         let (client, server) = rt.block_on(async {
             let mut c = config(source).await?;
+            // A connection that went dead without a reset (a partition, a host gone) is
+            // noticed: no read waits longer than the watch's own timeout (290 s, and a
+            // real server sends bookmarks within it), as kube's default once was.
+            c.read_timeout.get_or_insert(Duration::from_secs(295));
             if let Some(s) = server {
                 let url = if s.contains("://") {
                     s.to_string()

@@ -39,6 +39,7 @@ pub fn client(config: kube::Config) -> Result<kube::Client, crate::Error> {
     tls.dangerous().set_certificate_verifier(Arc::new(verifier));
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
+    http.set_keepalive(Some(std::time::Duration::from_secs(30)));
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();
