@@ -9,15 +9,17 @@
 #
 # Measured, RUNS times: the time from vswitchd's start to `vswitchctl show` saying every
 # kind is listed (synced: CNI ADD no longer waits), the objects it then holds, the
-# switch's flows, and its resident memory (VmRSS, and VmHWM: the peak). Then, once: a
-# restart of the synced switch (the API objects read back from their cache, then
-# listed again) and its time to synced.
+# switch's flows, and its resident memory (VmRSS, and VmHWM: the peak). Then, once: TOUCH
+# Pod status updates and TOUCH Pod label changes from the API server, the time until the
+# switch has taken them and its CPU time per event; a restart of the synced switch (the
+# API objects read back from their cache, then listed again) and its time to synced.
 #
 # Everything it creates (namespace vswsync-<pid>-node, the switch, the fake server, the
 # state dir) is removed on exit, on failure and on Ctrl-C.
 #
 # Environment knobs [defaults]:
 #   NODES [5000]   SERVICES [10000]   ENDPOINTS [10]   PODS [150000]   RUNS [3]   WORKERS [2]
+#   TOUCH [10000] (Pod events sent to the synced switch, status and label changes)
 #   BUILD [1] (0: use the binaries)   RESULTS_DIR [a new /tmp/vswsync-results.XXXXXX]
 #   BIN_DIR [target/release]
 set -euo pipefail
@@ -33,6 +35,7 @@ SERVICES=${SERVICES:-10000}
 ENDPOINTS=${ENDPOINTS:-10}
 PODS=${PODS:-150000}
 RUNS=${RUNS:-3}
+TOUCH=${TOUCH:-10000}
 WORKERS=${WORKERS:-2}
 BUILD=${BUILD:-1}
 BIN_DIR=${BIN_DIR:-target/release}
@@ -150,6 +153,24 @@ wait_synced() {
   echo "not synced in 600 s" >&2; exit 1
 }
 mem() { awk '/VmRSS|VmHWM/ {printf "%s=%.0f ", $1, $2 / 1024}' "/proc/$PID/status"; }
+# Watch events of kind $1 the switch has taken.
+events() {
+  ctl --json show | python3 -c 'import json,sys; a=json.load(sys.stdin)["api"]; print(next(k["events"] for k in a["kinds"] if k["kind"]==sys.argv[1]))' "$1"
+}
+# The first $2 objects of kind $1 sent again by the API server ($3: True, a new label;
+# False, a status heartbeat): "SECS CPU_US" until the switch has taken them all, and
+# vswitchd's CPU time (user + system) per event, in microseconds.
+touch_events() {
+  local e0 c0 t0 e t1 c1
+  e0=$(events "$1"); c0=$(awk '{print $14 + $15}' "/proc/$PID/stat"); t0=$EPOCHREALTIME
+  ip netns exec "$NS" python3 -c "import json, urllib.request; urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:$PORT/fake/touch', data=json.dumps({'kind': '$1', 'n': $2, 'labels': $3}).encode(), method='POST'))"
+  for _ in $(seq 12000); do
+    e=$(events "$1"); [ "$e" -ge $((e0 + $2)) ] && break; sleep 0.05
+  done
+  t1=$EPOCHREALTIME; c1=$(awk '{print $14 + $15}' "/proc/$PID/stat")
+  awk -v a="${t0/./}" -v b="${t1/./}" -v c="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" -v n="$2" \
+    'BEGIN {printf "%.2f %.1f", (b - a) / 1e6, c * 1e6 / hz / n}'
+}
 
 {
   echo "| run | start to synced (s) | objects held from the API | flows | RSS / peak (MiB) |"
@@ -168,6 +189,13 @@ for r in $(seq "$RUNS"); do
   echo "| $r | $secs | $held | $flows | $rss / $hwm |" >> "$RESULTS_DIR/summary.md"
   echo "run $r: synced in $secs s; $held; flows $flows; $m" >&2
   if [ "$r" = "$RUNS" ]; then
+    # The synced switch under watch events: Pods' status heartbeats (nothing it keeps
+    # changes) and label changes (each patched into the policies naming the Pod: none
+    # here), TOUCH of each.
+    read -r secs us <<< "$(touch_events Pod "$TOUCH" False)"
+    echo "$TOUCH Pod status updates: taken in $secs s, vswitchd CPU $us µs each" | tee -a "$RESULTS_DIR/summary.md" >&2
+    read -r secs us <<< "$(touch_events Pod "$TOUCH" True)"
+    echo "$TOUCH Pod label changes: taken in $secs s, vswitchd CPU $us µs each" | tee -a "$RESULTS_DIR/summary.md" >&2
     stop_switch
     t0=$EPOCHREALTIME
     start_switch "$state" "$RESULTS_DIR/vswitchd-restart.log"

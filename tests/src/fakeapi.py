@@ -13,6 +13,9 @@
 #   /fake/delete   body: an object      (DELETED)
 #   /fake/drop     every watch stream closed (the watcher watches again)
 #   /fake/expire   versions so far forgotten: a watch from one gets 410 Gone
+#   /fake/touch    body: {"kind": K, "n": N, "labels": bool}: the first N objects of kind
+#                  K sent again as MODIFIED, with a new status heartbeat (labels: false,
+#                  as a kubelet's status update) or a new label (labels: true)
 import json, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlparse, parse_qs
@@ -64,6 +67,21 @@ def delete(o):
         old = dict(old, metadata=dict(old["metadata"], resourceVersion=str(rv)))
         log.append((rv, p, "DELETED", old))
 
+beat = 0
+
+def touch(kind, n, labels):
+    global beat
+    beat += 1
+    p = PLURALS[kind]
+    for k in sorted_keys(p)[:n]:
+        o = json.loads(json.dumps(objects[p][k]))
+        if labels:
+            o["metadata"].setdefault("labels", {})["touched"] = str(beat)
+        else:
+            o.setdefault("status", {})["conditions"] = [{"type": "Ready", "status": "True",
+                "lastProbeTime": "2026-12-07T00:00:%02dZ" % (beat % 60)}]
+        put(o)
+
 for o in json.load(open(sys.argv[2])):
     put(o, quiet=True)
 oldest = rv
@@ -101,6 +119,8 @@ class Handler(BaseHTTPRequestHandler):
             elif path == "/fake/expire":
                 oldest = rv
                 generation += 1
+            elif path == "/fake/touch":
+                touch(body["kind"], int(body["n"]), bool(body.get("labels")))
             else:
                 return self.status(404, "NotFound", path)
             lock.notify_all()

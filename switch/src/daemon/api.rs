@@ -89,7 +89,11 @@ pub fn read_cache(
         // Saved under the key its object reads as (not the record's own fields, which a
         // damaged cache could make disagree).
         let saved = |key: &ObjectKey| {
-            let k = (key.kind.to_string(), key.namespace.clone(), key.name.clone());
+            let k = (
+                key.kind.to_string(),
+                key.namespace.clone(),
+                key.name.clone(),
+            );
             image.objects.contains_key(&k)
         };
         match read {
