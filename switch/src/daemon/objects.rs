@@ -247,13 +247,16 @@ impl Switch {
             }
             return Ok(Change::Unchanged);
         }
+        // The API's taken over by a file (the same or not): the user's, saved, from here
+        // on; the API's waits behind it.
+        let taken_over = old
+            .as_ref()
+            .filter(|o| !from_api(source) && from_api(&o.source))
+            .cloned();
         if let Some(o) = &old
             && o.spec == spec
+            && taken_over.is_none()
         {
-            if !from_api(source) && from_api(&o.source) {
-                // The same as the API's, now the user's: saved from here on.
-                return self.adopt(txn, kind, key, o.clone(), source, routes);
-            }
             // The same again: a route that could not be set before is tried again.
             let owner = kind.owner(o);
             let want = kind
@@ -264,7 +267,6 @@ impl Switch {
             }
             return Ok(Change::Unchanged);
         }
-        let old_present = old.is_some();
         let id = match &old {
             Some(o) => o.id,
             None => self
@@ -279,36 +281,14 @@ impl Switch {
         };
         self.put_object(txn, kind, key.clone(), Some(stored), routes)
             .map_err(|r| r.message)?;
-        if let Some(o) = old.filter(|o| !from_api(source) && from_api(&o.source)) {
+        if let Some(o) = taken_over {
             self.api.shadow(key, o);
-            return Ok(Change::Configured);
         }
-        Ok(if old_present {
+        Ok(if old.is_some() {
             Change::Configured
         } else {
             Change::Created
         })
-    }
-
-    /// An object from the API applied again from a file as it is: kept, from now on the
-    /// file's (saved), the API's waiting behind it.
-    fn adopt(
-        &mut self,
-        txn: &mut Txn,
-        kind: &'static dyn Kind,
-        key: ObjectKey,
-        old: Stored,
-        source: &str,
-        routes: &mut Vec<(u64, Vec<Route>)>,
-    ) -> Result<Change, String> {
-        let stored = Stored {
-            source: source.to_string(),
-            ..old.clone()
-        };
-        self.put_object(txn, kind, key.clone(), Some(stored), routes)
-            .map_err(|r| r.message)?;
-        self.api.shadow(key, old);
-        Ok(Change::Configured)
     }
 
     /// Put (or remove) an object: its rules compiled and installed under its owner (all
